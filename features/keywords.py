@@ -1,0 +1,146 @@
+"""Reasoning keywords and the article's 1–5 reasoning-depth score.
+
+The article matches keywords as substrings of the lower-cased prompt, so "evaluated" counts for
+"evaluate" and "re-analyze" for "analyze". The baseline keeps that; the word-boundary variant is an
+extra feature the learned router may prefer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tierroute._params import check_int
+from tierroute.errors import ConfigError
+
+__all__ = [
+    "REASONING_KEYWORDS",
+    "KeywordMatcher",
+    "KeywordHits",
+    "reasoning_depth",
+    "reasoning_depth_array",
+    "keyword_slug",
+]
+
+#: The article's list, in its order.
+REASONING_KEYWORDS: tuple[str, ...] = (
+    "analyze",
+    "compare",
+    "synthesize",
+    "debug",
+    "explain why",
+    "step by step",
+    "chain of thought",
+    "evaluate",
+    "critique",
+)
+
+
+def keyword_slug(keyword: str) -> str:
+    """Feature-name-safe form of a keyword: ``"explain why"`` → ``"explain_why"``."""
+    return re.sub(r"[^0-9a-z]+", "_", keyword.lower()).strip("_")
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordHits:
+    """Which keywords a prompt contains.
+
+    ``present`` is per keyword (0/1, substring of the lower-cased prompt: the article's rule);
+    ``total`` their sum (the article's ``keyword_hits``); ``word_total`` the same count with
+    word-boundary matching; ``occurrences`` all substring occurrences, repeats included.
+    """
+
+    present: tuple[int, ...]
+    total: int
+    word_total: int
+    occurrences: int
+
+
+@dataclass(frozen=True)
+class KeywordMatcher:
+    """Matches a keyword list against prompts.
+
+    >>> KeywordMatcher().hits("Please evaluate and compare.").total
+    2
+    """
+
+    keywords: tuple[str, ...] = REASONING_KEYWORDS
+    _word_patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keywords = self.keywords
+        if isinstance(keywords, str) or not isinstance(keywords, Sequence) or not keywords:
+            raise ConfigError(
+                "The 'keywords' parameter of KeywordMatcher must be a non-empty list of strings. "
+                f"Got {keywords!r} instead."
+            )
+        cleaned = []
+        for kw in keywords:
+            if not isinstance(kw, str) or not kw.strip():
+                raise ConfigError(
+                    "The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank "
+                    f"strings. Got {kw!r} among them."
+                )
+            cleaned.append(kw.lower())
+        if len(set(cleaned)) != len(cleaned):
+            raise ConfigError(f"The 'keywords' parameter of KeywordMatcher has duplicates: {keywords!r}.")
+        object.__setattr__(self, "keywords", tuple(cleaned))
+        patterns = tuple(re.compile(r"(?<!\w)" + re.escape(kw) + r"(?!\w)") for kw in cleaned)
+        object.__setattr__(self, "_word_patterns", patterns)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f"kw_{keyword_slug(kw)}" for kw in self.keywords)
+
+    def hits(self, prompt: str) -> KeywordHits:
+        lower = prompt.lower()
+        present = tuple(1 if kw in lower else 0 for kw in self.keywords)
+        occurrences = sum(lower.count(kw) for kw, p in zip(self.keywords, present) if p)
+        word_total = sum(
+            1 for pattern, p in zip(self._word_patterns, present) if p and pattern.search(lower)
+        )
+        return KeywordHits(present=present, total=sum(present), word_total=word_total, occurrences=occurrences)
+
+
+def reasoning_depth(
+    keyword_hits: int,
+    token_count: int,
+    *,
+    keyword_cap: int = 2,
+    long_prompt_tokens: int = 1000,
+    very_long_prompt_tokens: int = 3000,
+    max_depth: int = 5,
+) -> int:
+    """The article's score: 1 + min(hits, cap) + [tokens > long] + [tokens > very long], capped."""
+    score = 1 + min(keyword_hits, keyword_cap)
+    score += 1 if token_count > long_prompt_tokens else 0
+    score += 1 if token_count > very_long_prompt_tokens else 0
+    return min(score, max_depth)
+
+
+def reasoning_depth_array(
+    keyword_hits: np.ndarray,
+    token_count: np.ndarray,
+    *,
+    keyword_cap: int = 2,
+    long_prompt_tokens: int = 1000,
+    very_long_prompt_tokens: int = 3000,
+    max_depth: int = 5,
+) -> np.ndarray:
+    """Vectorised :func:`reasoning_depth` over arrays of equal length."""
+    hits = np.asarray(keyword_hits)
+    tokens = np.asarray(token_count)
+    score = 1 + np.minimum(hits, keyword_cap)
+    score = score + (tokens > long_prompt_tokens) + (tokens > very_long_prompt_tokens)
+    return np.minimum(score, max_depth).astype(np.int64)
+
+
+def check_depth_params(keyword_cap: int, long_prompt_tokens: int, very_long_prompt_tokens: int, max_depth: int, owner: str) -> None:
+    """Validate the depth-score parameters (shared by SignalConfig and its users)."""
+    check_int(keyword_cap, "keyword_cap", owner, 0)
+    check_int(long_prompt_tokens, "long_prompt_tokens", owner, 0)
+    check_int(very_long_prompt_tokens, "very_long_prompt_tokens", owner, long_prompt_tokens)
+    check_int(max_depth, "max_depth", owner, 1)

@@ -1,0 +1,78 @@
+"""Prompt shape: size and structure markers that do not depend on the prompt's language."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import astuple, dataclass
+
+__all__ = ["PromptShape", "SHAPE_FEATURE_NAMES", "prompt_shape"]
+
+_LIST_ITEM = re.compile(r"^[ \t]*(?:[-*•+·▪‣]|\d{1,3}[.)]|[a-zA-Z][.)]|\(\w\))[ \t]+\S", re.MULTILINE)
+_FENCE = re.compile(r"^[ \t]*(```|~~~)", re.MULTILINE)
+_URL = re.compile(r"https?://\S+")
+_DIGIT = re.compile(r"\d")
+_CODE_LINE = re.compile(r"^(?: {4}|\t)\S.*$|[;{]\s*$", re.MULTILINE)
+# question marks of several scripts: Latin, fullwidth (CJK), Arabic, Greek (U+037E), Armenian
+_QUESTION_MARKS = ("?", "\uff1f", "\u061f", "\u037e", "\u055e")
+
+SHAPE_FEATURE_NAMES: tuple[str, ...] = (
+    "shape_chars",
+    "shape_lines",
+    "shape_code_blocks",
+    "shape_has_code",
+    "shape_questions",
+    "shape_list_items",
+    "shape_urls",
+    "shape_digit_frac",
+    "shape_non_ascii_frac",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptShape:
+    """Counts and fractions describing a prompt's form, in ``SHAPE_FEATURE_NAMES`` order."""
+
+    chars: int
+    lines: int
+    code_blocks: int
+    has_code: int
+    questions: int
+    list_items: int
+    urls: int
+    digit_frac: float
+    non_ascii_frac: float
+
+    def as_vector(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in astuple(self))
+
+
+def prompt_shape(prompt: str) -> PromptShape:
+    """Measure ``prompt``.
+
+    A code block is a fenced block (``` or ~~~); an unclosed fence still counts as one. ``has_code``
+    is 1 for a fence, or for lines that look like code (indented four spaces, or ending in ``;``/``{``).
+
+    >>> prompt_shape("Why?\\n- a\\n- b").list_items
+    2
+    """
+    n = len(prompt)
+    fences = len(_FENCE.findall(prompt))
+    code_blocks = (fences + 1) // 2
+    has_code = 1 if fences or _CODE_LINE.search(prompt) else 0
+    questions = sum(prompt.count(mark) for mark in _QUESTION_MARKS)
+    if n:
+        digit_frac = len(_DIGIT.findall(prompt)) / n
+        non_ascii_frac = (n - len(prompt.encode("ascii", "ignore"))) / n
+    else:
+        digit_frac = non_ascii_frac = 0.0
+    return PromptShape(
+        chars=n,
+        lines=prompt.count("\n") + 1 if n else 0,
+        code_blocks=code_blocks,
+        has_code=has_code,
+        questions=questions,
+        list_items=len(_LIST_ITEM.findall(prompt)),
+        urls=len(_URL.findall(prompt)),
+        digit_frac=digit_frac,
+        non_ascii_frac=non_ascii_frac,
+    )

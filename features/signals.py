@@ -1,0 +1,175 @@
+"""Request signals: the heuristic's four inputs and the learned router's scalar features, from one
+code path used by training and serving alike (train/serve skew starts where two copies differ)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from tierroute._params import check_number
+from tierroute.features.keywords import (
+    REASONING_KEYWORDS,
+    KeywordHits,
+    KeywordMatcher,
+    check_depth_params,
+    reasoning_depth,
+)
+from tierroute.features.schema import SCHEMA_FEATURE_NAMES, SchemaSummary, summarize_schema
+from tierroute.features.shape import SHAPE_FEATURE_NAMES, PromptShape, prompt_shape
+from tierroute.features.spec import FEATURE_VERSION, FeatureSpec
+from tierroute.features.tokens import DEFAULT_ENCODING, TokenCounter, make_token_counter
+from tierroute.request import Request
+
+__all__ = ["SignalConfig", "RequestSignals", "SignalExtractor"]
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """How signals are computed. Defaults are the article's values.
+
+    ``latency_sensitive_ms``: an SLA strictly below this is latency-sensitive; a missing SLA is not.
+    """
+
+    tokenizer: str = f"bpe:{DEFAULT_ENCODING}"
+    keywords: tuple[str, ...] = REASONING_KEYWORDS
+    keyword_cap: int = 2
+    long_prompt_tokens: int = 1000
+    very_long_prompt_tokens: int = 3000
+    max_depth: int = 5
+    latency_sensitive_ms: float = 200.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keywords", tuple(self.keywords))
+        check_depth_params(
+            self.keyword_cap, self.long_prompt_tokens, self.very_long_prompt_tokens, self.max_depth, "SignalConfig"
+        )
+        check_number(self.latency_sensitive_ms, "latency_sensitive_ms", "SignalConfig", 0.0)
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["keywords"] = list(self.keywords)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSignals:
+    """Everything measured about one request, before it becomes a vector."""
+
+    token_count: int
+    keywords: KeywordHits
+    depth: int
+    schema: SchemaSummary
+    sla_ms: float | None
+    latency_sensitive: bool
+    shape: PromptShape
+
+    @property
+    def is_structured(self) -> bool:
+        return self.schema.present
+
+    def as_vector(self) -> tuple[float, ...]:
+        """Values in the order of :attr:`SignalExtractor.feature_names`."""
+        kw = self.keywords
+        return (
+            float(self.token_count),
+            *(float(p) for p in kw.present),
+            float(kw.total),
+            float(kw.word_total),
+            float(kw.occurrences),
+            float(self.depth),
+            math.nan if self.sla_ms is None else float(self.sla_ms),
+            1.0 if self.sla_ms is None else 0.0,
+            1.0 if self.latency_sensitive else 0.0,
+            *self.schema.as_vector(),
+            *self.shape.as_vector(),
+        )
+
+
+@dataclass(frozen=True)
+class SignalExtractor:
+    """Computes :class:`RequestSignals` and feature vectors for requests.
+
+    >>> ex = SignalExtractor()
+    >>> ex.signals(Request("Compare these and explain why.")).depth
+    3
+    >>> len(ex.feature_names) == ex.vector(Request("hi")).shape[0]
+    True
+    """
+
+    config: SignalConfig = field(default_factory=SignalConfig)
+
+    @cached_property
+    def counter(self) -> TokenCounter:
+        return make_token_counter(self.config.tokenizer)
+
+    @cached_property
+    def matcher(self) -> KeywordMatcher:
+        return KeywordMatcher(self.config.keywords)
+
+    @cached_property
+    def feature_names(self) -> tuple[str, ...]:
+        return (
+            "n_tokens",
+            *self.matcher.feature_names,
+            "kw_total",
+            "kw_word_total",
+            "kw_occurrences",
+            "depth_score",
+            "sla_ms",
+            "sla_missing",
+            "latency_sensitive",
+            *SCHEMA_FEATURE_NAMES,
+            *SHAPE_FEATURE_NAMES,
+        )
+
+    @cached_property
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec(
+            names=self.feature_names,
+            version=FEATURE_VERSION,
+            tokenizer=self.counter.id,
+            signals=self.config.to_dict(),
+        )
+
+    def depth(self, keyword_hits: int, token_count: int) -> int:
+        cfg = self.config
+        return reasoning_depth(
+            keyword_hits,
+            token_count,
+            keyword_cap=cfg.keyword_cap,
+            long_prompt_tokens=cfg.long_prompt_tokens,
+            very_long_prompt_tokens=cfg.very_long_prompt_tokens,
+            max_depth=cfg.max_depth,
+        )
+
+    def is_latency_sensitive(self, sla_ms: float | None) -> bool:
+        return sla_ms is not None and sla_ms < self.config.latency_sensitive_ms
+
+    def signals(self, request: Request) -> RequestSignals:
+        """Measure one request. A malformed output schema raises FeatureError."""
+        tokens = self.counter.count(request.prompt)
+        hits = self.matcher.hits(request.prompt)
+        return RequestSignals(
+            token_count=tokens,
+            keywords=hits,
+            depth=self.depth(hits.total, tokens),
+            schema=summarize_schema(request.output_schema),
+            sla_ms=request.latency_sla_ms,
+            latency_sensitive=self.is_latency_sensitive(request.latency_sla_ms),
+            shape=prompt_shape(request.prompt),
+        )
+
+    def vector(self, request: Request) -> np.ndarray:
+        """One float32 feature vector (NaN marks a missing SLA)."""
+        return np.asarray(self.signals(request).as_vector(), dtype=np.float32)
+
+    def matrix(self, requests: Iterable[Request] | Sequence[Request]) -> np.ndarray:
+        """Feature vectors of many requests, one row each, float32."""
+        rows = [self.signals(r).as_vector() for r in requests]
+        if not rows:
+            return np.zeros((0, len(self.feature_names)), dtype=np.float32)
+        return np.asarray(rows, dtype=np.float32)

@@ -1,0 +1,321 @@
+"""Candidate catalogues: which models a router may pick, their tier, and what they cost.
+
+A catalogue is kept apart from any trained router, so repricing a model or changing a tier's
+default needs no retraining. It is a small TOML file; three ship with tierroute:
+
+- ``article``: the routing article's three tiers, priced at its per-request figures;
+- ``routerbench``: the 11 RouterBench models, at the list prices behind the data's costs;
+- ``routellm``: RouteLLM's strong/weak pair (GPT-4-1106-preview, Mixtral 8x7B Instruct).
+
+>>> cat = load_catalogue("article")
+>>> cat.default_model("tier3"), cat.tier_rank("tier3")
+('gpt-4o', 2)
+>>> round(cat.candidate("gpt-4o").cost(600, 100), 4)
+0.12
+
+File format (``schema_version = 1``; ``description`` and the commented keys are optional)::
+
+    schema_version = 1
+    name = "mine"
+    tiers = ["tier1", "tier2", "tier3"]   # cheapest first
+    [[candidates]]
+    model = "claude-3-haiku"
+    tier = "tier1"
+    input_per_1k = 0.00025                # USD per 1k input tokens
+    output_per_1k = 0.00125               # USD per 1k output tokens
+    # p95_latency_ms = 1200  (absent = unknown)   default = true  (at most one per tier)
+    # base_url = "https://..."  api_key_env = "MY_KEY"  (an OpenAI-compatible endpoint, for calling it)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from tierroute.errors import CatalogueError, describe
+
+__all__ = [
+    "SCHEMA_VERSION", "BUILTIN_CATALOGUES", "Candidate", "Catalogue",
+    "load_catalogue", "builtin_catalogue", "find_builtin_for",
+]
+
+SCHEMA_VERSION = 1
+BUILTIN_CATALOGUES: tuple[str, ...] = ("article", "routerbench", "routellm")
+
+_TOP_KEYS = ("schema_version", "name", "description", "tiers", "candidates", "source")
+_FIELDS = ("model", "tier", "input_per_1k", "output_per_1k", "p95_latency_ms", "default", "base_url", "api_key_env")
+_UNITS = {"input_per_1k": "USD per 1k input tokens", "output_per_1k": "USD per 1k output tokens"}
+_TIERS_EXAMPLE = 'tiers = ["tier1", "tier2", "tier3"] (cheapest first)'
+
+
+def _bad(where: str, expected: str, got: str, fix: str) -> CatalogueError:
+    """One wording for every check: where, what was expected, what arrived, what to do."""
+    return CatalogueError(f"{where}: {expected}; got {got}. {fix}")
+
+
+def _got(raw: Mapping[str, Any], key: str) -> str:
+    return describe(raw[key]) if key in raw else "nothing (the key is missing)"
+
+
+def _checked(where: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate one candidate's fields; return them normalised (floats; None when absent)."""
+    out: dict[str, Any] = {}
+    for key in ("model", "tier"):
+        value = raw.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise _bad(where, f"{key!r} must be a non-empty string", _got(raw, key), f'Add {key} = "...".')
+        out[key] = value
+    for key in ("input_per_1k", "output_per_1k", "p95_latency_ms"):
+        value = raw.get(key)
+        if value is None and key == "p95_latency_ms":
+            out[key] = None  # unknown latency
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            expected = f"{key!r} must be a finite number >= 0 ({_UNITS.get(key, 'milliseconds')})"
+            raise _bad(where, expected, _got(raw, key), f"Set {key} = <number>.")
+        out[key] = float(value)
+    out["default"] = raw.get("default", False)
+    if not isinstance(out["default"], bool):
+        raise _bad(where, "'default' must be true or false", describe(out["default"]), "Write true or omit it.")
+    for key in ("base_url", "api_key_env"):
+        value = out[key] = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise _bad(where, f"{key!r} must be a non-empty string when given", describe(value), "Fix or remove it.")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One model a router may choose, with its tier and prices (USD per 1k tokens).
+
+    >>> Candidate("gpt-4o-mini", "tier2", 0.01, 0.04).cost(600, 100)
+    0.01
+    """
+
+    model: str
+    tier: str
+    input_per_1k: float
+    output_per_1k: float
+    p95_latency_ms: float | None = None
+    default: bool = False
+    base_url: str | None = None
+    api_key_env: str | None = None
+
+    def __post_init__(self) -> None:
+        values = _checked(f"candidate {self.model!r}", {f: getattr(self, f) for f in _FIELDS})
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """USD for one call with these token counts."""
+        if input_tokens < 0 or output_tokens < 0:
+            got = f"input_tokens={input_tokens!r}, output_tokens={output_tokens!r}"
+            raise _bad(f"cost of {self.model!r}", "token counts must be >= 0", got, "Pass the counts of one call.")
+        return (input_tokens * self.input_per_1k + output_tokens * self.output_per_1k) / 1000.0
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The candidates of one deployment, grouped in tiers ordered cheapest first.
+
+    >>> cat = Catalogue("tiny", ("tier1", "tier2"), (Candidate("small", "tier1", 0.001, 0.002),))
+    >>> cat.tier_of("small"), cat.missing(["small", "big"])
+    ('tier1', ['big'])
+    """
+
+    name: str
+    tiers: tuple[str, ...]
+    candidates: tuple[Candidate, ...]
+    description: str = ""
+    source: str = ""
+    _index: dict[str, Candidate] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"catalogue {self.source}" if self.source else f"catalogue {self.name!r}"
+        name, tiers, candidates = self.name, self.tiers, self.candidates
+        if not isinstance(name, str) or not name.strip():
+            raise _bad(where, "'name' must be a non-empty string", describe(name), 'Add name = "..." at the top.')
+        if not isinstance(self.description, str):
+            raise _bad(where, "'description' must be a string", describe(self.description), "Quote it.")
+        if not isinstance(tiers, (list, tuple)) or not tiers:
+            raise _bad(where, "'tiers' must be a non-empty list of names", describe(tiers), f"Write {_TIERS_EXAMPLE}.")
+        for tier in tiers:
+            if not isinstance(tier, str) or not tier.strip():
+                raise _bad(where, "every tier must be a non-empty string", describe(tier), f"Write {_TIERS_EXAMPLE}.")
+            if tiers.count(tier) > 1:
+                got = f"{tier!r} {tiers.count(tier)} times"
+                raise _bad(where, "each tier must appear once in 'tiers'", got, "Remove the repeat.")
+        if not isinstance(candidates, (list, tuple)) or not candidates:
+            raise _bad(where, "a catalogue needs candidates", describe(candidates), "Add a [[candidates]] entry.")
+        index: dict[str, Candidate] = {}
+        seen: dict[str, int] = {}
+        defaults: dict[str, int] = {}
+        for i, cand in enumerate(candidates):
+            if not isinstance(cand, Candidate):
+                raise _bad(where, f"candidates[{i}] must be a Candidate", describe(cand), "Use Candidate(...).")
+            at = f"{where}: candidates[{i}] (model {cand.model!r})"
+            if cand.tier not in tiers:
+                known = ", ".join(tiers)
+                raise _bad(at, f"tier must be one of 'tiers' ({known})", repr(cand.tier), "Fix it or add it there.")
+            if cand.model in seen:
+                got = f"a second entry for it (the first is candidates[{seen[cand.model]}])"
+                raise _bad(at, "model ids must be unique", got, "Remove or rename one of them.")
+            if cand.default and cand.tier in defaults:
+                j = defaults[cand.tier]
+                got = f"a second default for {cand.tier!r} (the first is candidates[{j}] {candidates[j].model!r})"
+                raise _bad(at, "at most one default = true per tier", got, "Keep default = true on one of them.")
+            if cand.default:
+                defaults[cand.tier] = i
+            index[cand.model], seen[cand.model] = cand, i
+        object.__setattr__(self, "tiers", tuple(tiers))
+        object.__setattr__(self, "candidates", tuple(candidates))
+        object.__setattr__(self, "_index", index)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str | None = None) -> Catalogue:
+        """Build from the parsed TOML layout (or :meth:`to_dict`'s output), validating everything."""
+        if not isinstance(data, Mapping):
+            raise _bad(f"catalogue {source}", "expected a table of catalogue keys", describe(data), "Pass a dict.")
+        src = source if source is not None else str(data.get("source") or "dict")
+        where = f"catalogue {src}"
+        unknown = sorted(set(data) - set(_TOP_KEYS))
+        if unknown:
+            expected = f"top-level keys are {', '.join(_TOP_KEYS)}"
+            raise _bad(where, expected, f"unknown key {unknown[0]!r}", "Check its spelling or remove it.")
+        version = data.get("schema_version")
+        if type(version) is not int or version != SCHEMA_VERSION:
+            fix = f"Put schema_version = {SCHEMA_VERSION} at the top (this tierroute reads version {SCHEMA_VERSION})."
+            raise _bad(where, f"schema_version must be {SCHEMA_VERSION}", _got(data, "schema_version"), fix)
+        for key, fix in (("name", 'Add name = "..." at the top.'), ("tiers", f"Add {_TIERS_EXAMPLE}.")):
+            if key not in data:
+                raise _bad(where, f"{key!r} is required", "nothing (the key is missing)", fix)
+        raw_candidates = data.get("candidates")
+        if not isinstance(raw_candidates, list) or not raw_candidates:
+            expected = "'candidates' must be a non-empty array of [[candidates]] tables"
+            raise _bad(where, expected, _got(data, "candidates"), "Add a [[candidates]] entry per model.")
+        candidates = []
+        for i, raw in enumerate(raw_candidates):
+            if not isinstance(raw, Mapping):
+                raise _bad(where, f"candidates[{i}] must be a table", describe(raw), "Write it as [[candidates]].")
+            model = raw.get("model")
+            at = f"{where}: candidates[{i}]" + (f" (model {model!r})" if isinstance(model, str) else "")
+            extra = sorted(set(raw) - set(_FIELDS))
+            if extra:
+                expected = f"candidate keys are {', '.join(_FIELDS)}"
+                raise _bad(at, expected, f"unknown key {extra[0]!r}", "Check its spelling or remove it.")
+            candidates.append(Candidate(**_checked(at, raw)))
+        name, tiers, description = data.get("name"), data.get("tiers"), data.get("description", "")
+        return cls(name, tiers, tuple(candidates), description, src)  # type: ignore[arg-type]
+
+    def candidate(self, model: str) -> Candidate:
+        """The candidate named ``model``; CatalogueError (listing the known ones) if absent."""
+        try:
+            return self._index[model]
+        except (KeyError, TypeError):
+            raise CatalogueError(
+                f"unknown model {model!r}; catalogue {self.name!r} has {', '.join(self._index)}. "
+                "Use one of those names or add a [[candidates]] entry for it."
+            ) from None
+
+    def tier_of(self, model: str) -> str:
+        """The tier ``model`` belongs to."""
+        return self.candidate(model).tier
+
+    def tier_rank(self, tier: str) -> int:
+        """Position of ``tier`` in the cheapest-first order (0 = cheapest)."""
+        try:
+            return self.tiers.index(tier)
+        except ValueError:
+            raise CatalogueError(
+                f"unknown tier {tier!r}; this catalogue has {', '.join(self.tiers)}. "
+                f"Use one of those (catalogue {self.name!r})."
+            ) from None
+
+    def models_in_tier(self, tier: str) -> tuple[Candidate, ...]:
+        """The candidates of ``tier``, cheapest first (by input + output price, then name)."""
+        self.tier_rank(tier)
+        members = (c for c in self.candidates if c.tier == tier)
+        return tuple(sorted(members, key=lambda c: (c.input_per_1k + c.output_per_1k, c.model)))
+
+    def default_model(self, tier: str) -> str:
+        """The tier's model for tier-level policies: the one marked default, else the cheapest."""
+        members = self.models_in_tier(tier)
+        if not members:
+            raise CatalogueError(
+                f"tier {tier!r} of catalogue {self.name!r} has no candidates; "
+                f'add a [[candidates]] entry with tier = "{tier}" or route to another tier.'
+            )
+        return next((c.model for c in members if c.default), members[0].model)
+
+    def covers(self, models: Iterable[str]) -> bool:
+        """True when every model named is in this catalogue."""
+        return not self.missing(models)
+
+    def missing(self, models: Iterable[str]) -> list[str]:
+        """The models named that this catalogue lacks, in first-seen order, without repeats."""
+        return list(dict.fromkeys(m for m in models if m not in self._index))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able copy (for logs and manifests); :meth:`from_dict` reads it back."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "tiers": list(self.tiers),
+            "candidates": [asdict(c) for c in self.candidates],
+        }
+
+
+def _parse_toml(text: str, source: str) -> Catalogue:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogueError(
+            f"catalogue {source} is not valid TOML: {exc}. Fix the syntax; the builtin files in "
+            "tierroute/catalogues/ show the layout."
+        ) from None
+    return Catalogue.from_dict(data, source=source)
+
+
+@lru_cache(maxsize=None)
+def builtin_catalogue(name: str) -> Catalogue:
+    """One of the catalogues shipped in ``tierroute/catalogues/`` (see BUILTIN_CATALOGUES)."""
+    if name not in BUILTIN_CATALOGUES:
+        raise CatalogueError(
+            f"no builtin catalogue {name!r}; the builtins are {', '.join(BUILTIN_CATALOGUES)}. "
+            "Pass one of those, or the path of a .toml catalogue file."
+        )
+    text = (resources.files("tierroute") / "catalogues" / f"{name}.toml").read_text(encoding="utf-8")
+    return _parse_toml(text, f"builtin:{name}")
+
+
+def load_catalogue(name_or_path: str | os.PathLike[str]) -> Catalogue:
+    """A builtin catalogue by name, or a TOML file by path (``./article`` for a file so named)."""
+    if isinstance(name_or_path, str) and name_or_path in BUILTIN_CATALOGUES:
+        return builtin_catalogue(name_or_path)
+    path = os.fspath(name_or_path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise CatalogueError(
+            f"catalogue file {path!r} not found. Pass an existing .toml path, or a builtin "
+            f"catalogue name: {', '.join(BUILTIN_CATALOGUES)}."
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogueError(f"catalogue file {path!r} could not be read as text ({exc}). Pass a .toml file.") from None
+    return _parse_toml(text, path)
+
+
+def find_builtin_for(models: Iterable[str]) -> Catalogue | None:
+    """The first builtin catalogue holding every model named, else None (also for no models)."""
+    wanted = list(models)
+    found = (c for c in map(builtin_catalogue, BUILTIN_CATALOGUES) if c.covers(wanted))
+    return next(found, None) if wanted else None

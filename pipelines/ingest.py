@@ -1,0 +1,274 @@
+"""``tierroute ingest``: read outcome files of any supported format, validate every row, quarantine
+the bad ones with their reason, and save the canonical table as a ``datasets`` Arrow dataset.
+
+Rows are parsed one at a time (not by Arrow's whole-column type inference) so that one bad cell
+sends one row to quarantine instead of failing the file. The validated table is then a
+``datasets.Dataset`` with a fixed schema, saved under the run folder and memory-mapped on reload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tierroute._params import check_fraction
+from tierroute.errors import ConfigError, DataFormatError, DataValidationError, OutputDirError
+from tierroute.pipelines.adapters import ADAPTERS, FORMATS, OUTCOME_SUFFIXES, detect_format
+from tierroute.pipelines.adapters.base import RawRow
+from tierroute.pipelines.records import OUTCOME_FIELDS, OutcomeValidator
+
+__all__ = ["IngestConfig", "IngestResult", "run_ingest", "prepare_out_dir", "INGEST_MANIFEST", "EXCLUSION_REASONS"]
+
+INGEST_MANIFEST = "ingest.json"
+#: Reasons that exclude a row on purpose; they are quarantined and counted but not "bad".
+EXCLUSION_REASONS = frozenset({"contaminated"})
+_SKIP_NAMES = {"contaminated_prompts.jsonl", "question.jsonl", "test.jsonl", "train.jsonl"}
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """What to ingest and how strictly.
+
+    ``max_bad_fraction``: the run fails when more than this share of rows is quarantined (rows
+    excluded on purpose, e.g. contaminated prompts, do not count). ``mapping``: canonical field ->
+    source column, for generic files. ``catalogue``: prices for formats without a cost column.
+    """
+
+    paths: tuple[str, ...]
+    format: str = "auto"
+    out_dir: str | None = None
+    max_bad_fraction: float = 0.05
+    correct_threshold: float = 0.5
+    mapping: tuple[tuple[str, str], ...] = ()
+    catalogue: str | None = None
+    exclude_contaminated: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
+        object.__setattr__(self, "mapping", tuple(tuple(m) for m in self.mapping))
+        if not self.paths:
+            raise ConfigError("IngestConfig needs at least one path to an outcome file or folder.")
+        if self.format not in FORMATS:
+            raise ConfigError(
+                f"The 'format' parameter of IngestConfig must be one of {', '.join(FORMATS)}. Got {self.format!r} instead."
+            )
+        check_fraction(self.max_bad_fraction, "max_bad_fraction", "IngestConfig")
+        check_fraction(self.correct_threshold, "correct_threshold", "IngestConfig")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["paths"] = list(self.paths)
+        d["mapping"] = dict(self.mapping)
+        return d
+
+
+@dataclass
+class IngestResult:
+    """The validated table and what happened to every row."""
+
+    dataset: Any  # datasets.Dataset
+    out_dir: Path
+    rows_read: int
+    reasons: dict[str, int]
+    inputs: list[dict[str, Any]]
+    formats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_kept(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(self.reasons.values())
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self.out_dir / "quarantine.jsonl"
+
+    def to_pandas(self) -> Any:
+        return self.dataset.to_pandas()
+
+    def summary(self) -> dict[str, Any]:
+        frame = self.dataset.select_columns(["request_id", "model", "task"]).to_pandas()
+        return {
+            "out_dir": str(self.out_dir),
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "rows_quarantined": self.rows_quarantined,
+            "quarantine_by_reason": dict(sorted(self.reasons.items())),
+            "quarantine_file": str(self.quarantine_path),
+            "requests": int(frame["request_id"].nunique()),
+            "models": sorted(frame["model"].unique().tolist()),
+            "tasks": {str(k): int(v) for k, v in frame.groupby("task", dropna=False)["request_id"].nunique().items()},
+            "formats": self.formats,
+            "inputs": self.inputs,
+        }
+
+
+def prepare_out_dir(out_dir: str | None, kind: str) -> Path:
+    """A fresh folder for a run's outputs: ``runs/<kind>-<UTC time>`` by default. An existing folder
+    that holds anything is refused, so nothing a user wrote is overwritten."""
+    if out_dir is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        path = Path("runs") / f"{kind}-{stamp}"
+    else:
+        path = Path(out_dir)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise OutputDirError(
+            f"Output folder {str(path)!r} already exists and is not empty; tierroute never writes over "
+            "existing files. Pass a new --out folder (or leave --out out for a fresh one under runs/)."
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _expand(paths: Sequence[str]) -> list[tuple[Path, bool]]:
+    """Files to read, each with whether the user named it (True) or it came from a folder (False)."""
+    files: list[tuple[Path, bool]] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            if (path / INGEST_MANIFEST).is_file():
+                files.append((path, True))
+                continue
+            found = sorted(
+                p for p in path.iterdir()
+                if p.is_file() and p.suffix in (*OUTCOME_SUFFIXES, ".pkl", ".pickle") and p.name not in _SKIP_NAMES
+            )
+            if not found:
+                raise DataFormatError(
+                    f"Folder {text!r} holds no outcome files (.jsonl, .csv, .parquet, .pkl). "
+                    "Point at the files themselves or at the folder that holds them."
+                )
+            files.extend((p, False) for p in found)
+        elif path.is_file():
+            files.append((path, True))
+        else:
+            raise DataFormatError(f"No such file or folder: {text!r}. Check the path (relative to {Path.cwd()}).")
+    return files
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _ingested_rows(folder: Path) -> Iterator[RawRow]:
+    import datasets
+
+    table = datasets.load_from_disk(str(folder / "outcomes"))
+    for i, row in enumerate(table):
+        yield RawRow(dict(row), f"{folder.name}/outcomes:row {i}")
+
+
+def outcome_features() -> Any:
+    """The Arrow schema of the canonical outcome table."""
+    import datasets
+
+    string, number, flag = datasets.Value("string"), datasets.Value("float64"), datasets.Value("bool")
+    types = {
+        "request_id": string, "prompt": string, "output_schema": string, "latency_sla_ms": number,
+        "task": string, "model": string, "quality": number, "correct": flag, "cost_usd": number,
+        "latency_ms": number, "timestamp": string, "chosen": flag, "propensity": number,
+    }
+    return datasets.Features({name: types[name] for name in OUTCOME_FIELDS})
+
+
+def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = None) -> IngestResult:
+    """Ingest ``config.paths``; write ``outcomes/``, ``quarantine.jsonl`` and ``ingest.json`` under
+    the run folder. Raises DataValidationError when too many rows are bad (after writing the
+    quarantine file, so the reasons can be read)."""
+    import datasets
+
+    from tierroute.models.catalogue import load_catalogue
+
+    files = _expand(config.paths)
+    catalogue = load_catalogue(config.catalogue) if config.catalogue else None
+    adapters = {
+        "routerbench": ADAPTERS["routerbench"](),
+        "routellm": ADAPTERS["routellm"](catalogue=catalogue, exclude_contaminated=config.exclude_contaminated),
+        "outcomes": ADAPTERS["outcomes"](mapping=dict(config.mapping)),
+    }
+    out_dir = prepare_out_dir(config.out_dir, "ingest")
+    validator = OutcomeValidator(correct_threshold=config.correct_threshold)
+    columns: dict[str, list[Any]] = {name: [] for name in OUTCOME_FIELDS}
+    reasons: Counter[str] = Counter()
+    formats: Counter[str] = Counter()
+    inputs: list[dict[str, Any]] = []
+    rows_read = 0
+    with (out_dir / "quarantine.jsonl").open("w", encoding="utf-8") as quarantine:
+        for path, named in files:
+            if path.is_dir():
+                fmt, rows = "ingested", _ingested_rows(path)
+            else:
+                fmt = config.format if config.format != "auto" else detect_format(path, adapters)
+                if fmt is None:
+                    if named:
+                        raise DataFormatError(
+                            f"Cannot tell the format of {str(path)!r}: it is not a RouterBench table, a RouteLLM "
+                            "correctness CSV, nor an outcome file with request_id and model columns. "
+                            "Pass --format, or --map canonical=column for other column names."
+                        )
+                    continue
+                rows = adapters[fmt].rows(path)
+            if progress:
+                progress(f"reading {path} as {fmt}")
+            formats[fmt] += 1
+            read_before, bad_before = rows_read, sum(reasons.values())
+            for raw in rows:
+                rows_read += 1
+                result = (raw.issue, raw.detail) if raw.issue else validator.validate(raw.fields, raw.where)
+                if isinstance(result, dict):
+                    for name in OUTCOME_FIELDS:
+                        columns[name].append(result[name])
+                    continue
+                reason, detail = result if isinstance(result, tuple) else (result.reason, result.detail)
+                reasons[reason] += 1
+                record = {"where": raw.where, "reason": reason, "detail": detail, "row": _json_safe(raw.fields)}
+                quarantine.write(json.dumps(record, ensure_ascii=False) + "\n")
+            inputs.append({
+                "path": str(path), "format": fmt, "sha256": None if path.is_dir() else _sha256(path),
+                "rows": rows_read - read_before, "quarantined": sum(reasons.values()) - bad_before,
+            })
+    table = datasets.Dataset.from_dict(columns, features=outcome_features())
+    result = IngestResult(table, out_dir, rows_read, dict(reasons), inputs, dict(formats))
+    bad = sum(n for r, n in reasons.items() if r not in EXCLUSION_REASONS)
+    counted = rows_read - sum(n for r, n in reasons.items() if r in EXCLUSION_REASONS)
+    listing = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())) or "none"
+    if not len(table):
+        raise DataValidationError(
+            f"No valid outcome rows in {rows_read:,} read (quarantined: {listing}); see {result.quarantine_path}. "
+            "Check the --format and the column names."
+        )
+    if counted and bad / counted > config.max_bad_fraction:
+        raise DataValidationError(
+            f"{bad:,} of {counted:,} rows ({bad / counted:.1%}) failed validation, above the cap of "
+            f"{config.max_bad_fraction:.1%} (quarantined: {listing}); see {result.quarantine_path}. "
+            "Fix the source rows, or raise --max-bad if this is expected."
+        )
+    table.save_to_disk(str(out_dir / "outcomes"))
+    manifest = {"kind": "tierroute.ingest", "version": 1, "config": config.to_dict(), **result.summary()}
+    (out_dir / INGEST_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return result

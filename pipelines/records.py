@@ -1,0 +1,270 @@
+"""The canonical outcome record and its row-level validation.
+
+One row per request x candidate model: what the model scored on that request, what it cost, how
+long it took. Every adapter brings its format to this shape; :class:`OutcomeValidator` normalises
+types and sends each bad row to quarantine with a reason code, never dropping it silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from tierroute.errors import FeatureError, RequestError, describe
+from tierroute.features.schema import summarize_schema
+from tierroute.request import messages_to_prompt
+
+__all__ = [
+    "OUTCOME_FIELDS",
+    "REQUIRED_FIELDS",
+    "QUARANTINE_REASONS",
+    "RowIssue",
+    "OutcomeValidator",
+    "prompt_hash",
+]
+
+#: The canonical field names, in order (the contract with every adapter and every consumer).
+OUTCOME_FIELDS: tuple[str, ...] = (
+    "request_id",
+    "prompt",
+    "output_schema",
+    "latency_sla_ms",
+    "task",
+    "model",
+    "quality",
+    "correct",
+    "cost_usd",
+    "latency_ms",
+    "timestamp",
+    "chosen",
+    "propensity",
+)
+#: Fields a row cannot do without (plus at least one of quality / correct).
+REQUIRED_FIELDS: tuple[str, ...] = ("request_id", "prompt", "model", "cost_usd")
+
+#: Reason codes a quarantined row can carry, with what each means.
+QUARANTINE_REASONS: dict[str, str] = {
+    "unparseable_row": "the line/record could not be parsed at all",
+    "missing_field": "a required field is absent or empty",
+    "wrong_type": "a field has the wrong type",
+    "quality_nan": "quality is NaN (the benchmark recorded no score)",
+    "quality_out_of_range": "quality outside [0, 1]",
+    "negative_cost": "cost_usd below zero",
+    "negative_latency": "latency_ms or latency_sla_ms below zero",
+    "propensity_out_of_range": "propensity outside (0, 1]",
+    "bad_schema": "output_schema is not a schema tierroute can read",
+    "bad_timestamp": "timestamp is neither ISO 8601 nor epoch seconds",
+    "conflicting_request_id": "request_id already used for a different prompt",
+    "duplicate_request_model": "a second outcome for the same request x model",
+    "contaminated": "prompt listed as contaminated by the data's publisher (excluded on purpose)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RowIssue:
+    """Why one row was quarantined."""
+
+    reason: str
+    detail: str
+
+
+def prompt_hash(prompt: str) -> str:
+    """Stable short content hash of a prompt (sha256, 16 hex chars)."""
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _as_float(name: str, value: object) -> float:
+    if isinstance(value, bool):
+        raise _Bad("wrong_type", f"{name} must be a number; got {describe(value)}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise _Bad("wrong_type", f"{name} must be a number; got {describe(value)}")
+
+
+_TRUE = {"true", "1", "1.0", "yes", "t", "y"}
+_FALSE = {"false", "0", "0.0", "no", "f", "n"}
+
+
+def _as_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _Bad("wrong_type", f"{name} must be true/false (or 1/0); got {describe(value)}")
+
+
+def _as_timestamp(value: object) -> str:
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(float(value), tz=timezone.utc).isoformat()
+        if isinstance(value, datetime):
+            stamp = value
+        elif isinstance(value, str):
+            stamp = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        else:
+            raise TypeError
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise _Bad("bad_timestamp", f"timestamp must be ISO 8601 or epoch seconds; got {describe(value)}") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp.astimezone(timezone.utc).isoformat()
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.issue = RowIssue(reason, detail)
+
+
+@dataclass
+class OutcomeValidator:
+    """Normalises raw rows into canonical outcome records, remembering what it has seen so that
+    duplicates and conflicting ids are caught across files.
+
+    ``correct_threshold``: when a row has a quality but no ``correct``, correct = quality >= it.
+    """
+
+    correct_threshold: float = 0.5
+    _prompts: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    _seen: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+
+    def validate(self, raw: Mapping[str, Any], where: str) -> dict[str, Any] | RowIssue:
+        """Return the canonical record, or the :class:`RowIssue` that sends the row to quarantine.
+        ``where`` names the row's origin (``file:line``) for messages."""
+        try:
+            record = self._normalise(raw)
+        except _Bad as bad:
+            return bad.issue
+        key = (record["request_id"], record["model"])
+        phash = prompt_hash(record["prompt"])
+        first = self._prompts.get(record["request_id"])
+        if first is not None and first[0] != phash:
+            return RowIssue(
+                "conflicting_request_id",
+                f"request_id {record['request_id']!r} was first used for a different prompt at {first[1]}; "
+                "give one of them another id",
+            )
+        if key in self._seen:
+            return RowIssue(
+                "duplicate_request_model",
+                f"request_id {key[0]!r} x model {key[1]!r} already has an outcome (first at {self._seen[key]})",
+            )
+        self._prompts.setdefault(record["request_id"], (phash, where))
+        self._seen[key] = where
+        return record
+
+    def _normalise(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        for name in REQUIRED_FIELDS:
+            if _is_missing(raw.get(name)) and not (name == "prompt" and raw.get("messages")):
+                raise _Bad("missing_field", f"required field {name!r} is missing or empty")
+        if _is_missing(raw.get("quality")) and _is_missing(raw.get("correct")):
+            raise _Bad("missing_field", "a row needs 'quality' or 'correct'; both are missing")
+
+        request_id = raw["request_id"]
+        if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
+            raise _Bad("wrong_type", f"request_id must be a string or an int; got {describe(request_id)}")
+        model = raw["model"]
+        if not isinstance(model, str):
+            raise _Bad("wrong_type", f"model must be a string; got {describe(model)}")
+
+        prompt = raw.get("prompt")
+        if _is_missing(prompt):
+            try:
+                prompt = messages_to_prompt(raw.get("messages"))
+            except RequestError as exc:
+                raise _Bad("wrong_type", str(exc)) from None
+        if isinstance(prompt, list):
+            try:
+                prompt = messages_to_prompt(prompt)
+            except RequestError as exc:
+                raise _Bad("wrong_type", str(exc)) from None
+        if not isinstance(prompt, str):
+            raise _Bad("wrong_type", f"prompt must be text or chat messages; got {describe(prompt)}")
+
+        quality: float | None = None
+        if not _is_missing(raw.get("quality")):
+            quality = _as_float("quality", raw["quality"])
+            if math.isnan(quality):
+                raise _Bad("quality_nan", "quality is NaN: the source recorded no score for this model")
+            if not 0.0 <= quality <= 1.0:
+                raise _Bad("quality_out_of_range", f"quality must be in [0, 1]; got {quality!r}")
+        correct = None if _is_missing(raw.get("correct")) else _as_bool("correct", raw["correct"])
+        if quality is None:
+            quality = 1.0 if correct else 0.0
+        if correct is None:
+            correct = quality >= self.correct_threshold
+
+        cost = _as_float("cost_usd", raw["cost_usd"])
+        if not math.isfinite(cost):
+            raise _Bad("wrong_type", f"cost_usd must be a finite number; got {cost!r}")
+        if cost < 0:
+            raise _Bad("negative_cost", f"cost_usd must be >= 0; got {cost!r}")
+
+        record: dict[str, Any] = {
+            "request_id": str(request_id),
+            "prompt": prompt,
+            "output_schema": self._schema(raw.get("output_schema")),
+            "latency_sla_ms": self._non_negative("latency_sla_ms", raw.get("latency_sla_ms")),
+            "task": None if _is_missing(raw.get("task")) else str(raw["task"]),
+            "model": model.strip(),
+            "quality": quality,
+            "correct": bool(correct),
+            "cost_usd": cost,
+            "latency_ms": self._non_negative("latency_ms", raw.get("latency_ms")),
+            "timestamp": None if _is_missing(raw.get("timestamp")) else _as_timestamp(raw["timestamp"]),
+            "chosen": None if _is_missing(raw.get("chosen")) else _as_bool("chosen", raw["chosen"]),
+            "propensity": self._propensity(raw.get("propensity")),
+        }
+        return record
+
+    @staticmethod
+    def _non_negative(name: str, value: object) -> float | None:
+        if _is_missing(value):
+            return None
+        number = _as_float(name, value)
+        if math.isnan(number):
+            return None
+        if number < 0 or math.isinf(number):
+            raise _Bad("negative_latency", f"{name} must be a finite number >= 0; got {number!r}")
+        return number
+
+    @staticmethod
+    def _propensity(value: object) -> float | None:
+        if _is_missing(value):
+            return None
+        p = _as_float("propensity", value)
+        if not 0.0 < p <= 1.0:
+            raise _Bad("propensity_out_of_range", f"propensity must be in (0, 1]; got {p!r}")
+        return p
+
+    @staticmethod
+    def _schema(value: object) -> str | None:
+        """Canonical JSON text of the schema (Arrow needs one type per column), or None."""
+        if _is_missing(value):
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise _Bad("bad_schema", f"output_schema is not valid JSON ({exc.msg})") from None
+        try:
+            summarize_schema(value)
+        except FeatureError as exc:
+            raise _Bad("bad_schema", str(exc)) from None
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)

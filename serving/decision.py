@@ -1,0 +1,98 @@
+"""The routing decision every policy returns, and the heuristic policy that always can answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tierroute.models.catalogue import Catalogue, builtin_catalogue
+from tierroute.models.heuristic import HeuristicTree
+from tierroute.request import Request, parse_request
+
+__all__ = ["Decision", "HeuristicPolicy", "DECISION_SCHEMA_VERSION"]
+
+#: Version of the JSON form of a Decision (``Decision.to_dict``); bumped on any breaking change.
+DECISION_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where to send one request.
+
+    ``source`` is ``"learned"`` or ``"heuristic"``; ``reason`` says why (for the heuristic: the
+    rule that fired and its signals; for a fallback: what failed). ``probabilities`` maps candidate
+    model -> P(correct) when a learned router decided (empty for the heuristic).
+    ``expected_cost_usd`` is the chosen candidate's catalogue price for this prompt's tokens and
+    ``expected_output_tokens`` (None when unknown). ``elapsed_ms`` is the time the decision took.
+    """
+
+    tier: str
+    model: str
+    source: str
+    reason: str
+    node: str | None = None
+    probabilities: Mapping[str, float] = field(default_factory=dict)
+    expected_cost_usd: float | None = None
+    elapsed_ms: float = 0.0
+    signals: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON form (``tierroute route --json`` prints one per request)."""
+        return {
+            "schema_version": DECISION_SCHEMA_VERSION,
+            "tier": self.tier,
+            "model": self.model,
+            "source": self.source,
+            "reason": self.reason,
+            "node": self.node,
+            "probabilities": dict(self.probabilities),
+            "expected_cost_usd": self.expected_cost_usd,
+            "elapsed_ms": round(self.elapsed_ms, 4),
+            "signals": dict(self.signals),
+        }
+
+
+class HeuristicPolicy:
+    """The article's tree mapped onto a catalogue: the tier's default model answers.
+
+    >>> policy = HeuristicPolicy()
+    >>> policy.route({"prompt": "Pull the order id.", "output_schema": {"order_id": "string"}}).model
+    'claude-3-haiku'
+    """
+
+    def __init__(
+        self,
+        catalogue: Catalogue | None = None,
+        tree: HeuristicTree | None = None,
+        expected_output_tokens: int = 256,
+    ) -> None:
+        self.catalogue = catalogue if catalogue is not None else builtin_catalogue("article")
+        self.tree = tree if tree is not None else HeuristicTree()
+        self.expected_output_tokens = expected_output_tokens
+        for tier in ("tier1", "tier2", "tier3"):
+            self.catalogue.default_model(tier)  # fail now, not per request, if a tier has no model
+
+    def route(self, request: Request | Mapping[str, Any]) -> Decision:
+        """Decide for one request (a Request or a plain dict; RequestError when malformed)."""
+        start = time.perf_counter()
+        req = parse_request(request)
+        verdict = self.tree.route(req)
+        model = self.catalogue.default_model(verdict.tier)
+        cost = self.catalogue.candidate(model).cost(verdict.token_count, self.expected_output_tokens)
+        return Decision(
+            tier=verdict.tier,
+            model=model,
+            source="heuristic",
+            reason=verdict.reason,
+            node=verdict.node,
+            expected_cost_usd=cost,
+            elapsed_ms=(time.perf_counter() - start) * 1000.0,
+            signals={
+                "token_count": verdict.token_count,
+                "depth": verdict.depth,
+                "is_structured": verdict.is_structured,
+                "latency_sensitive": verdict.latency_sensitive,
+            },
+        )

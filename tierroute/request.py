@@ -1,0 +1,131 @@
+"""The routing request: what a caller knows about an LLM call before making it."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tierroute.errors import RequestError, describe
+
+__all__ = ["Request", "DEFAULT_MAX_PROMPT_CHARS", "parse_request", "messages_to_prompt"]
+
+#: Hard cap on prompt size accepted anywhere (characters). ~1M tokens; beyond that it's a mistake.
+DEFAULT_MAX_PROMPT_CHARS = 4_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One LLM call to route.
+
+    ``output_schema`` is whatever structure the caller expects back (JSON Schema, OpenAI
+    ``response_format`` or tools, an enum list, or the compact ``{"field": "a | b"}`` form), or
+    None for free text. ``latency_sla_ms`` is the caller's p95 budget, or None when there is none.
+
+    >>> Request(prompt="Is this billing or technical?", output_schema=["billing", "technical"])
+    Request(prompt='Is this billing or technical?', output_schema=['billing', 'technical'], latency_sla_ms=None)
+    """
+
+    prompt: str
+    output_schema: Any = None
+    latency_sla_ms: float | None = None
+
+
+def messages_to_prompt(messages: object) -> str:
+    """Flatten OpenAI-style chat ``messages`` into one prompt text (``role: content`` lines)."""
+    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
+        raise RequestError(
+            f"'messages' must be a non-empty list of {{'role', 'content'}} objects; got {describe(messages)}. "
+            "Send a list like [{\"role\": \"user\", \"content\": \"...\"}]."
+        )
+    parts: list[str] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or "content" not in message:
+            raise RequestError(
+                f"messages[{i}] must be an object with 'role' and 'content'; got {describe(message)}. "
+                "Fix that message or send 'prompt' instead."
+            )
+        content = message["content"]
+        if isinstance(content, list):  # content parts: keep the text ones
+            content = "\n".join(
+                str(p.get("text", "")) for p in content if isinstance(p, Mapping) and p.get("type") == "text"
+            )
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise RequestError(
+                f"messages[{i}].content must be a string or a list of text parts; got {describe(content)}."
+            )
+        role = message.get("role", "user")
+        parts.append(f"{role}: {content}")
+    return "\n".join(parts)
+
+
+def _check_sla(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RequestError(
+            f"'latency_sla_ms' must be a finite number of milliseconds or null; got {describe(value)}. "
+            "Send e.g. 150, or leave it out when there is no latency budget."
+        )
+    if value < 0:
+        raise RequestError(
+            f"'latency_sla_ms' must be >= 0; got {value!r}. Send the p95 latency budget in milliseconds."
+        )
+    return float(value)
+
+
+def parse_request(data: object, *, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS) -> Request:
+    """Build a :class:`Request` from a plain dict (``prompt`` or ``messages``, ``output_schema``,
+    ``latency_sla_ms``), or pass a Request through after checking it. Raises RequestError."""
+    if isinstance(data, Request):
+        fields: Mapping[str, Any] = {
+            "prompt": data.prompt,
+            "output_schema": data.output_schema,
+            "latency_sla_ms": data.latency_sla_ms,
+        }
+    elif isinstance(data, Mapping):
+        fields = data
+    else:
+        raise RequestError(
+            f"A request must be an object with 'prompt' (or 'messages'); got {describe(data)}. "
+            "Send {\"prompt\": \"...\", \"output_schema\": null, \"latency_sla_ms\": null}."
+        )
+    unknown = sorted(set(fields) - {"prompt", "messages", "output_schema", "latency_sla_ms", "id"})
+    if unknown:
+        raise RequestError(
+            f"Unknown request field(s) {unknown}; expected prompt or messages, output_schema, "
+            "latency_sla_ms (and an optional id). Check the spelling."
+        )
+    if "prompt" in fields and fields["prompt"] is not None:
+        prompt = fields["prompt"]
+        if not isinstance(prompt, str):
+            raise RequestError(f"'prompt' must be a string; got {describe(prompt)}. Send the prompt text.")
+    elif fields.get("messages") is not None:
+        prompt = messages_to_prompt(fields["messages"])
+    else:
+        raise RequestError(
+            "The request has no 'prompt' (and no 'messages'). Send the text you would send to the model."
+        )
+    if len(prompt) > max_prompt_chars:
+        raise RequestError(
+            f"The prompt has {len(prompt):,} characters; at most {max_prompt_chars:,} are accepted. "
+            "Send a shorter prompt or raise max_prompt_chars."
+        )
+    schema = fields.get("output_schema")
+    if isinstance(schema, str):
+        text = schema.strip()
+        if not text:
+            schema = None
+        else:
+            try:
+                schema = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise RequestError(
+                    f"'output_schema' is a string that is not JSON ({exc.msg} at char {exc.pos}): "
+                    f"{describe(schema)}. Send the schema as a JSON object or list."
+                ) from None
+    return Request(prompt=prompt, output_schema=schema, latency_sla_ms=_check_sla(fields.get("latency_sla_ms")))
