@@ -13,18 +13,11 @@ default needs no retraining. It is a small TOML file; three ship with tierroute:
 >>> round(cat.candidate("gpt-4o").cost(600, 100), 4)
 0.12
 
-File format (``schema_version = 1``; ``description`` and the commented keys are optional)::
-
-    schema_version = 1
-    name = "mine"
-    tiers = ["tier1", "tier2", "tier3"]   # cheapest first
-    [[candidates]]
-    model = "claude-3-haiku"
-    tier = "tier1"
-    input_per_1k = 0.00025                # USD per 1k input tokens
-    output_per_1k = 0.00125               # USD per 1k output tokens
-    # p95_latency_ms = 1200  (absent = unknown)   default = true  (at most one per tier)
-    # base_url = "https://..."  api_key_env = "MY_KEY"  (an OpenAI-compatible endpoint, for calling it)
+The file holds ``schema_version = 1``, ``name``, an optional ``description``, ``tiers`` (cheapest
+first) and one ``[[candidates]]`` table per model: ``model``, ``tier``, ``input_per_1k`` and
+``output_per_1k`` (USD per 1k tokens), and optionally ``p95_latency_ms`` (absent = unknown),
+``default`` (at most one per tier) and ``base_url`` / ``api_key_env`` (an OpenAI-compatible endpoint
+and the variable holding its key). The builtin files in ``tierroute/catalogues/`` are examples.
 """
 
 from __future__ import annotations
@@ -218,10 +211,9 @@ class Catalogue:
         try:
             return self._index[model]
         except (KeyError, TypeError):
-            raise CatalogueError(
-                f"unknown model {model!r}; catalogue {self.name!r} has {', '.join(self._index)}. "
-                "Use one of those names or add a [[candidates]] entry for it."
-            ) from None
+            known = ", ".join(self._index)
+            fix = "Use one of those names or add a [[candidates]] entry for it."
+            raise CatalogueError(f"unknown model {model!r}; catalogue {self.name!r} has {known}. {fix}") from None
 
     def tier_of(self, model: str) -> str:
         """The tier ``model`` belongs to."""
@@ -239,7 +231,7 @@ class Catalogue:
 
     def models_in_tier(self, tier: str) -> tuple[Candidate, ...]:
         """The candidates of ``tier``, cheapest first (by input + output price, then name)."""
-        self.tier_rank(tier)
+        self.tier_rank(tier)  # raises on an unknown tier
         members = (c for c in self.candidates if c.tier == tier)
         return tuple(sorted(members, key=lambda c: (c.input_per_1k + c.output_per_1k, c.model)))
 
@@ -247,10 +239,8 @@ class Catalogue:
         """The tier's model for tier-level policies: the one marked default, else the cheapest."""
         members = self.models_in_tier(tier)
         if not members:
-            raise CatalogueError(
-                f"tier {tier!r} of catalogue {self.name!r} has no candidates; "
-                f'add a [[candidates]] entry with tier = "{tier}" or route to another tier.'
-            )
+            fix = f'add a [[candidates]] entry with tier = "{tier}" or route to another tier'
+            raise CatalogueError(f"tier {tier!r} of catalogue {self.name!r} has no candidates; {fix}.")
         return next((c.model for c in members if c.default), members[0].model)
 
     def covers(self, models: Iterable[str]) -> bool:
@@ -263,24 +253,17 @@ class Catalogue:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy (for logs and manifests); :meth:`from_dict` reads it back."""
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "name": self.name,
-            "description": self.description,
-            "source": self.source,
-            "tiers": list(self.tiers),
-            "candidates": [asdict(c) for c in self.candidates],
-        }
+        head = {"schema_version": SCHEMA_VERSION, "name": self.name, "description": self.description}
+        tail = {"source": self.source, "tiers": list(self.tiers), "candidates": [asdict(c) for c in self.candidates]}
+        return head | tail
 
 
 def _parse_toml(text: str, source: str) -> Catalogue:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise CatalogueError(
-            f"catalogue {source} is not valid TOML: {exc}. Fix the syntax; the builtin files in "
-            "tierroute/catalogues/ show the layout."
-        ) from None
+        layout = "the builtin files in tierroute/catalogues/ show the layout"
+        raise CatalogueError(f"catalogue {source} is not valid TOML: {exc}. Fix the syntax; {layout}.") from None
     return Catalogue.from_dict(data, source=source)
 
 
@@ -288,10 +271,8 @@ def _parse_toml(text: str, source: str) -> Catalogue:
 def builtin_catalogue(name: str) -> Catalogue:
     """One of the catalogues shipped in ``tierroute/catalogues/`` (see BUILTIN_CATALOGUES)."""
     if name not in BUILTIN_CATALOGUES:
-        raise CatalogueError(
-            f"no builtin catalogue {name!r}; the builtins are {', '.join(BUILTIN_CATALOGUES)}. "
-            "Pass one of those, or the path of a .toml catalogue file."
-        )
+        known = ", ".join(BUILTIN_CATALOGUES)
+        raise CatalogueError(f"no builtin catalogue {name!r}; the builtins are {known}. Pass one or a .toml path.")
     text = (resources.files("tierroute") / "catalogues" / f"{name}.toml").read_text(encoding="utf-8")
     return _parse_toml(text, f"builtin:{name}")
 
@@ -305,10 +286,8 @@ def load_catalogue(name_or_path: str | os.PathLike[str]) -> Catalogue:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except FileNotFoundError:
-        raise CatalogueError(
-            f"catalogue file {path!r} not found. Pass an existing .toml path, or a builtin "
-            f"catalogue name: {', '.join(BUILTIN_CATALOGUES)}."
-        ) from None
+        fix = f"Pass an existing .toml path or a builtin catalogue name: {', '.join(BUILTIN_CATALOGUES)}."
+        raise CatalogueError(f"catalogue file {path!r} not found. {fix}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogueError(f"catalogue file {path!r} could not be read as text ({exc}). Pass a .toml file.") from None
     return _parse_toml(text, path)

@@ -233,8 +233,8 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
                         )
                     continue
                 rows = adapters[fmt].rows(path)
-            if progress:
-                progress(f"reading {path} as {fmt}")
+            if progress and (len(files) <= 8 or not inputs):
+                progress(f"reading {path} as {fmt}" + ("" if len(files) <= 8 else f" (and {len(files) - 1} more files)"))
             formats[fmt] += 1
             read_before, bad_before = rows_read, sum(reasons.values())
             for raw in rows:

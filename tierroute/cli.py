@@ -1,0 +1,197 @@
+"""The ``tierroute`` command line. Argument parsing lives here and nowhere else; every command
+builds a frozen config and calls a job. A TierrouteError becomes one line on stderr and exit 1.
+
+    tierroute ingest PATH... [--format auto|routerbench|routellm|outcomes] [--out DIR] [--json]
+    tierroute audit PATH... [--catalogue FILE] [--json]
+    tierroute route (--prompt TEXT | --input REQUESTS.jsonl) [--schema JSON] [--sla MS]
+                    [--policy heuristic] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+from tierroute import __version__
+from tierroute.errors import ConfigError, RequestError, TierrouteError
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_ingest_options(p: argparse.ArgumentParser) -> None:
+    from tierroute.pipelines.adapters import FORMATS
+
+    p.add_argument("paths", nargs="+", metavar="PATH", help="outcome files or folders of them")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="input format (default: detect per file)")
+    p.add_argument("--out", default=None, metavar="DIR", help="new folder for the run's outputs (default: runs/<job>-<time>)")
+    p.add_argument("--max-bad", type=float, default=0.05, metavar="FRACTION",
+                   help="fail when more than this share of rows is quarantined (default 0.05)")
+    p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                   help="read canonical FIELD from COLUMN (generic files; repeatable)")
+    p.add_argument("--correct-threshold", type=float, default=0.5, metavar="Q",
+                   help="correct = quality >= Q when a row has no 'correct' (default 0.5)")
+    p.add_argument("--keep-contaminated", action="store_true",
+                   help="keep prompts listed in contaminated_prompts.jsonl (RouteLLM data)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tierroute", description="Route each LLM request to the cheapest tier likely to answer it correctly.")
+    parser.add_argument("--version", action="version", version=f"tierroute {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = sub.add_parser("ingest", help="validate outcome logs into a canonical table; quarantine bad rows")
+    _add_ingest_options(ingest)
+    ingest.add_argument("--catalogue", default=None, metavar="FILE", help="prices for data without costs (RouteLLM)")
+
+    audit = sub.add_parser("audit", help="the article's checklist over outcome logs")
+    _add_ingest_options(audit)
+    audit.add_argument("--catalogue", default=None, metavar="FILE",
+                       help="model -> tier TOML or built-in name (default: the built-in that lists every model)")
+    audit.add_argument("--gap-points", type=float, default=5.0, metavar="POINTS",
+                       help="quality gap under which the cheaper tier is enough (default 5)")
+
+    route = sub.add_parser("route", help="decide the tier and model for requests")
+    source = route.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", metavar="TEXT", help="one prompt to route")
+    source.add_argument("--input", metavar="REQUESTS.jsonl", help="JSONL of {prompt|messages, output_schema, latency_sla_ms} ('-' = stdin)")
+    route.add_argument("--schema", metavar="JSON", help="output schema (JSON) for --prompt, default for --input lines")
+    route.add_argument("--sla", type=float, metavar="MS", help="latency SLA in ms for --prompt, default for --input lines")
+    route.add_argument("--policy", default="heuristic", choices=["heuristic"], help="routing policy (default heuristic)")
+    route.add_argument("--catalogue", default="article", metavar="FILE", help="candidate catalogue (default: built-in 'article')")
+    route.add_argument("--json", action="store_true", help="one JSON decision per request line")
+    return parser
+
+
+def _mapping(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in items:
+        field, sep, column = item.partition("=")
+        if not sep or not field or not column:
+            raise ConfigError(f"--map expects FIELD=COLUMN (e.g. quality=f1); got {item!r}.")
+        pairs.append((field.strip(), column.strip()))
+    return tuple(pairs)
+
+
+def _ingest_config(args: argparse.Namespace, out: str | None) -> Any:
+    from tierroute.pipelines.ingest import IngestConfig
+
+    return IngestConfig(
+        paths=tuple(args.paths), format=args.format, out_dir=out, max_bad_fraction=args.max_bad,
+        correct_threshold=args.correct_threshold, mapping=_mapping(args.map),
+        catalogue=args.catalogue if args.command == "ingest" else None,
+        exclude_contaminated=not args.keep_contaminated,
+    )
+
+
+def _quiet_datasets() -> None:
+    import datasets
+
+    datasets.disable_progress_bars()  # per-file save bars are noise in a CLI summary
+
+
+def _progress(message: str) -> None:
+    print(f"... {message}", file=sys.stderr, flush=True)
+
+
+def _cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.pipelines.ingest import run_ingest
+
+    _quiet_datasets()
+    result = run_ingest(_ingest_config(args, args.out), progress=None if args.json else _progress)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2), file=out)
+        return 0
+    print(f"read {summary['rows_read']:,} rows; kept {summary['rows_kept']:,} outcomes for {summary['requests']:,} "
+          f"requests x {len(summary['models'])} models", file=out)
+    print(f"quarantined {summary['rows_quarantined']:,} rows -> {summary['quarantine_file']}", file=out)
+    for reason, count in summary["quarantine_by_reason"].items():
+        print(f"  {reason:<26} {count:>8,}", file=out)
+    for task, count in summary["tasks"].items():
+        print(f"  task {task!s:<21} {count:>8,} requests", file=out)
+    print(f"table: {summary['out_dir']}/outcomes (datasets, load with datasets.load_from_disk)", file=out)
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.pipelines.audit import AuditConfig, render_audit, run_audit
+
+    _quiet_datasets()
+    config = AuditConfig(ingest=_ingest_config(args, None), catalogue=args.catalogue, gap_points=args.gap_points, out_dir=args.out)
+    report = run_audit(config, progress=None if args.json else _progress)
+    print(json.dumps(report, indent=2) if args.json else render_audit(report), file=out, end="\n" if args.json else "")
+    return 0
+
+
+def _request_lines(args: argparse.Namespace) -> Iterator[tuple[int, Any]]:
+    defaults: dict[str, Any] = {}
+    if args.schema is not None:
+        defaults["output_schema"] = args.schema
+    if args.sla is not None:
+        defaults["latency_sla_ms"] = args.sla
+    if args.prompt is not None:
+        yield 1, {"prompt": args.prompt, **defaults}
+        return
+    try:
+        stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read --input {args.input!r}: {exc.strerror}. Check the path.") from None
+    with stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, RequestError(f"line {number} is not JSON ({exc.msg} at char {exc.pos}); each line must be one request object.")
+                continue
+            yield number, {**defaults, **item} if isinstance(item, dict) else item
+
+
+def _cmd_route(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.models.catalogue import load_catalogue
+    from tierroute.serving.decision import HeuristicPolicy
+
+    policy = HeuristicPolicy(catalogue=load_catalogue(args.catalogue))
+    failures = 0
+    for number, item in _request_lines(args):
+        request_id = item.get("id") if isinstance(item, dict) else None
+        try:
+            if isinstance(item, Exception):
+                raise item
+            decision = policy.route(item).to_dict()
+        except RequestError as exc:
+            failures += 1
+            if args.json:
+                print(json.dumps({"line": number, "id": request_id, "error": str(exc)}), file=out)
+            else:
+                print(f"line {number}: error: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"line": number, "id": request_id, **decision}, ensure_ascii=False), file=out)
+        else:
+            print(f"{decision['tier']}  {decision['model']}  [{decision['source']}] {decision['reason']}", file=out)
+    return 2 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 error, 2 some requests were malformed)."""
+    args = build_parser().parse_args(argv)
+    stream = out if out is not None else sys.stdout
+    commands = {"ingest": _cmd_ingest, "audit": _cmd_audit, "route": _cmd_route}
+    try:
+        return commands[args.command](args, stream)
+    except TierrouteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
