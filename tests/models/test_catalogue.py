@@ -8,7 +8,6 @@ import csv
 import dataclasses
 import itertools
 import json
-import os
 import re
 import statistics
 import sys
@@ -304,19 +303,8 @@ def test_a_directory_is_not_a_catalogue(tmp_path: Path) -> None:
 # --- the routerbench prices reproduce the data's per-call costs -------------------------------
 
 
-def _routerbench_dir() -> Path:
-    shared = os.environ.get("TIERROUTE_SHARED_DATA")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[3] / "shared" / "data"
-    folder = base / "routerbench" / "routerbench_zs"
-    if not folder.is_dir():
-        if os.environ.get("TIERROUTE_REQUIRE_SHARED_DATA") == "1":
-            pytest.fail(f"{folder} is missing and TIERROUTE_REQUIRE_SHARED_DATA=1")
-        pytest.skip(f"{folder} is absent (set TIERROUTE_SHARED_DATA to the folder holding routerbench/)")
-    return folder
-
-
 @pytest.mark.shared_data
-def test_routerbench_prices_reproduce_the_recorded_costs() -> None:
+def test_routerbench_prices_reproduce_the_recorded_costs(shared_data: Path) -> None:
     from tierroute.features.tokens import BpeTokenCounter
 
     tok = BpeTokenCounter("o200k_base")
@@ -327,7 +315,7 @@ def test_routerbench_prices_reproduce_the_recorded_costs() -> None:
 
     csv.field_size_limit(sys.maxsize)
     ratios: dict[str, list[float]] = {m: [] for m in ROUTERBENCH_MODELS}
-    with (_routerbench_dir() / "mbpp_test.csv").open(newline="", encoding="utf-8") as fh:
+    with (shared_data / "routerbench" / "routerbench_zs" / "mbpp_test.csv").open(newline="", encoding="utf-8") as fh:
         for row in itertools.islice(csv.DictReader(fh), 40):
             n_in = tok.count(text(row["prompt"]))
             for model in ROUTERBENCH_MODELS:

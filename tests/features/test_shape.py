@@ -1,0 +1,105 @@
+"""prompt_shape: language-independent size and structure markers, hand-computed."""
+
+from __future__ import annotations
+
+import pytest
+
+from tierroute.features.shape import SHAPE_FEATURE_NAMES, PromptShape, prompt_shape
+
+
+def test_feature_names_match_fields():
+    assert SHAPE_FEATURE_NAMES == (
+        "shape_chars", "shape_lines", "shape_code_blocks", "shape_has_code", "shape_questions",
+        "shape_list_items", "shape_urls", "shape_digit_frac", "shape_non_ascii_frac",
+    )
+    assert [f"shape_{name}" for name in PromptShape.__slots__] == list(SHAPE_FEATURE_NAMES)
+
+
+def test_empty_prompt():
+    s = prompt_shape("")
+    assert s == PromptShape(0, 0, 0, 0, 0, 0, 0, 0.0, 0.0)
+    assert s.as_vector() == (0.0,) * 9
+
+
+def test_plain_text():
+    s = prompt_shape("Pull the order id")
+    assert s == PromptShape(chars=17, lines=1, code_blocks=0, has_code=0, questions=0, list_items=0, urls=0,
+                            digit_frac=0.0, non_ascii_frac=0.0)
+
+
+def test_markdown_lists():
+    text = "Items:\n- a\n- b\n* c\n+ d\n1. e\n2) f\na) g\n(x) h\n  • i\n-nospace\n-\n10 apples"
+    s = prompt_shape(text)
+    assert s.list_items == 9
+    assert s.lines == 13
+
+
+def test_docstring_example():
+    assert prompt_shape("Why?\n- a\n- b").list_items == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "blocks", "has_code"),
+    [
+        ("```py\nx = 1\n```\ntext", 1, 1),  # closed
+        ("```\nx = 1\n", 1, 1),  # unclosed still counts
+        ("~~~\na\n~~~\n```\nb\n```", 2, 1),  # two closed, both fence styles
+        ("```\na\n```\n```\nb", 2, 1),  # one closed, one unclosed
+        ("  ```\nindented fence\n  ```", 1, 1),
+        ("inline ``` is not a fence", 0, 0),
+        ("int x;", 0, 1),  # a line ending in ;
+        ("if (x) {\n  y\n}", 0, 1),  # a line ending in {
+        ("    indented code", 0, 1),
+        ("\tindented with a tab", 0, 1),
+        ("no code here", 0, 0),
+    ],
+)
+def test_code(text, blocks, has_code):
+    s = prompt_shape(text)
+    assert (s.code_blocks, s.has_code) == (blocks, has_code)
+
+
+@pytest.mark.parametrize(
+    ("text", "questions"),
+    [
+        ("Why? How?", 2),
+        ("你好吗？", 1),  # fullwidth CJK question mark
+        ("كيف حالك؟", 1),  # Arabic question mark
+        ("\u03a4\u03b9 \u03ba\u03ac\u03bd\u03b5\u03b9\u03c2\u037e", 1),  # Greek question mark U+037E
+        ("Ինչպե՞ս ես", 1),  # Armenian question mark U+055E
+        ("No question.", 0),
+    ],
+)
+def test_questions_in_several_scripts(text, questions):
+    assert prompt_shape(text).questions == questions
+
+
+def test_cjk_and_arabic_non_ascii_fraction():
+    assert prompt_shape("你好吗？").non_ascii_frac == 1.0
+    assert prompt_shape("كيف حالك؟").non_ascii_frac == pytest.approx(8 / 9)
+    assert prompt_shape("ab你好").non_ascii_frac == 0.5
+
+
+def test_urls():
+    s = prompt_shape("See https://example.com/a and http://x.org/b, not ftp://y.org or example.com.")
+    assert s.urls == 2
+
+
+def test_digit_fraction():
+    assert prompt_shape("abc1").digit_frac == 0.25
+    assert prompt_shape("order 1234").digit_frac == pytest.approx(0.4)
+
+
+def test_lines():
+    assert prompt_shape("a").lines == 1
+    assert prompt_shape("a\nb\n").lines == 3
+    assert prompt_shape("\n").lines == 2
+
+
+def test_as_vector_order_and_types():
+    s = prompt_shape("Why?\n```\nx;\n```\nhttps://a.b 12")
+    v = s.as_vector()
+    assert len(v) == len(SHAPE_FEATURE_NAMES)
+    assert all(isinstance(x, float) for x in v)
+    assert v[:7] == (float(s.chars), float(s.lines), 1.0, 1.0, 1.0, 0.0, 1.0)
+    assert v[7] == s.digit_frac and v[8] == s.non_ascii_frac
