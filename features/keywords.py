@@ -39,6 +39,10 @@ REASONING_KEYWORDS: tuple[str, ...] = (
 )
 
 
+#: Slugs taken by the aggregate keyword features.
+_RESERVED_SLUGS = frozenset({"total", "word_total", "occurrences"})
+
+
 def keyword_slug(keyword: str) -> str:
     """Feature-name-safe form of a keyword: ``"explain why"`` → ``"explain_why"``."""
     return re.sub(r"[^0-9a-z]+", "_", keyword.lower()).strip("_")
@@ -87,6 +91,14 @@ class KeywordMatcher:
             cleaned.append(kw.lower())
         if len(set(cleaned)) != len(cleaned):
             raise ConfigError(f"The 'keywords' parameter of KeywordMatcher has duplicates: {keywords!r}.")
+        slugs = [keyword_slug(kw) for kw in cleaned]
+        clashes = sorted({s for s in slugs if not s or slugs.count(s) > 1 or s in _RESERVED_SLUGS})
+        if clashes:
+            raise ConfigError(
+                f"The 'keywords' parameter of KeywordMatcher gives feature names that are empty or clash "
+                f"({clashes!r} from {keywords!r}); keywords need letters or digits, must differ after "
+                f"lower-casing and joining words with '_', and cannot be {sorted(_RESERVED_SLUGS)}."
+            )
         object.__setattr__(self, "keywords", tuple(cleaned))
         patterns = tuple(re.compile(r"(?<!\w)" + re.escape(kw) + r"(?!\w)") for kw in cleaned)
         object.__setattr__(self, "_word_patterns", patterns)

@@ -21,7 +21,8 @@ from tierroute.features.keywords import (
 from tierroute.features.schema import SCHEMA_FEATURE_NAMES, SchemaSummary, summarize_schema
 from tierroute.features.shape import SHAPE_FEATURE_NAMES, PromptShape, prompt_shape
 from tierroute.features.spec import FEATURE_VERSION, FeatureSpec
-from tierroute.features.tokens import DEFAULT_ENCODING, TokenCounter, make_token_counter
+from tierroute.errors import ConfigError
+from tierroute.features.tokens import DEFAULT_ENCODING, TokenCounter, make_token_counter, make_token_counter_id
 from tierroute.request import Request
 
 __all__ = ["SignalConfig", "RequestSignals", "SignalExtractor"]
@@ -43,7 +44,13 @@ class SignalConfig:
     latency_sensitive_ms: float = 200.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "keywords", tuple(self.keywords))
+        if isinstance(self.keywords, str):
+            raise ConfigError(
+                "The 'keywords' parameter of SignalConfig must be a list of strings, not one string. "
+                f"Got {self.keywords!r} instead; write ({self.keywords!r},) for a single keyword."
+            )
+        object.__setattr__(self, "keywords", KeywordMatcher(tuple(self.keywords)).keywords)
+        make_token_counter_id(self.tokenizer)
         check_depth_params(
             self.keyword_cap, self.long_prompt_tokens, self.very_long_prompt_tokens, self.max_depth, "SignalConfig"
         )

@@ -59,14 +59,24 @@ class FeatureSpec:
                 f"A FeatureSpec must be an object with a 'names' list; got {describe(data)}. "
                 "The model file is damaged or from another tool: re-export it."
             )
-        return cls(
-            names=tuple(data["names"]),
-            version=int(data.get("version", 0)),
-            tokenizer=str(data.get("tokenizer", "")),
-            signals=dict(data.get("signals") or {}),
-            embedding=data.get("embedding"),
-            embedding_dims=int(data.get("embedding_dims") or 0),
-        )
+        try:
+            if not all(isinstance(n, str) for n in data["names"]):
+                raise TypeError("names must be strings")
+            return cls(
+                names=tuple(data["names"]),
+                version=int(data.get("version", 0)),
+                tokenizer=str(data.get("tokenizer", "")),
+                signals=dict(data.get("signals") or {}),
+                embedding=data.get("embedding"),
+                embedding_dims=int(data.get("embedding_dims") or 0),
+            )
+        except FeatureError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise FeatureError(
+                f"A FeatureSpec field has the wrong type ({exc}); got {describe(dict(data))}. "
+                "The model file is damaged or from another tool: re-export it."
+            ) from None
 
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON form; equal specs have equal fingerprints."""

@@ -19,7 +19,7 @@ from types import ModuleType
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from tierroute._params import check_number
+from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_ENCODING",
     "SUPPORTED_ENCODINGS",
     "make_token_counter",
+    "make_token_counter_id",
 ]
 
 DEFAULT_ENCODING = "o200k_base"
@@ -42,6 +43,13 @@ class TokenCounter(Protocol):
     id: str
 
     def count(self, text: str) -> int: ...
+
+
+def _unsupported_encoding(encoding: object) -> str:
+    return (
+        f"The 'encoding' parameter of BpeTokenCounter must be one of {SUPPORTED_ENCODINGS}. "
+        f"Got {encoding!r} instead."
+    )
 
 
 def _load_bindings() -> ModuleType:
@@ -80,10 +88,7 @@ class BpeTokenCounter:
 
     def __post_init__(self) -> None:
         if self.encoding not in SUPPORTED_ENCODINGS:
-            raise ConfigError(
-                f"The 'encoding' parameter of BpeTokenCounter must be one of {SUPPORTED_ENCODINGS}. "
-                f"Got {self.encoding!r} instead."
-            )
+            raise ConfigError(_unsupported_encoding(self.encoding))
         object.__setattr__(self, "_tokenizer", _load_bindings().tokenizer_for_encoding(self.encoding))
 
     @property
@@ -95,6 +100,7 @@ class BpeTokenCounter:
 
     def count_until(self, text: str, limit: int) -> int:
         """The exact count if it is <= ``limit``, else ``limit + 1`` (stops early on long texts)."""
+        check_int(limit, "limit", "BpeTokenCounter.count_until", 0)
         n = self._tokenizer.count_till_limit(text, limit)  # type: ignore[attr-defined]
         return limit + 1 if n is None else int(n)
 
@@ -117,18 +123,29 @@ class ApproxTokenCounter:
         return math.ceil(len(text) / self.chars_per_token)
 
 
-def make_token_counter(spec: str = f"bpe:{DEFAULT_ENCODING}") -> TokenCounter:
-    """Build a counter from its id: ``bpe:o200k_base``, ``bpe:cl100k_base`` or ``approx:chars/4``."""
-    kind, _, arg = spec.partition(":")
+def make_token_counter_id(spec: object) -> tuple[str, str | float]:
+    """Check a counter id without building the counter: ``("bpe", encoding)`` or ``("approx", chars)``."""
+    kind, _, arg = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     if kind == "bpe" and arg:
-        return BpeTokenCounter(arg)
+        if arg not in SUPPORTED_ENCODINGS:
+            raise ConfigError(_unsupported_encoding(arg))
+        return kind, arg
     if kind == "approx" and arg.startswith("chars/"):
         try:
             value = float(arg.removeprefix("chars/"))
         except ValueError:
             value = float("nan")
-        return ApproxTokenCounter(value)
+        check_number(value, "chars_per_token", "ApproxTokenCounter", 0.5, 64.0)
+        return kind, value
     raise ConfigError(
         f"Unknown token counter {spec!r}; expected 'bpe:o200k_base', 'bpe:cl100k_base' or "
         "'approx:chars/N' (e.g. 'approx:chars/4')."
     )
+
+
+def make_token_counter(spec: str = f"bpe:{DEFAULT_ENCODING}") -> TokenCounter:
+    """Build a counter from its id: ``bpe:o200k_base``, ``bpe:cl100k_base`` or ``approx:chars/4``."""
+    kind, arg = make_token_counter_id(spec)
+    if kind == "bpe":
+        return BpeTokenCounter(str(arg))
+    return ApproxTokenCounter(float(arg))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -95,6 +96,7 @@ def _as_float(name: str, value: object) -> float:
     raise _Bad("wrong_type", f"{name} must be a number; got {describe(value)}")
 
 
+_EPOCH = re.compile(r"-?\d{1,12}(?:\.\d+)?")
 _TRUE = {"true", "1", "1.0", "yes", "t", "y"}
 _FALSE = {"false", "0", "0.0", "no", "f", "n"}
 
@@ -111,6 +113,8 @@ def _as_bool(name: str, value: object) -> bool:
 
 def _as_timestamp(value: object) -> str:
     try:
+        if isinstance(value, str) and _EPOCH.fullmatch(value.strip()):
+            value = float(value)  # epoch seconds as text, as every CSV cell arrives
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return datetime.fromtimestamp(float(value), tz=timezone.utc).isoformat()
         if isinstance(value, datetime):

@@ -16,6 +16,13 @@ def _fail(name: str, owner: str, expected: str, got: object) -> ConfigError:
     return ConfigError(f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead.")
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def check_int(value: object, name: str, owner: str, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` if it is an int (not bool) within [low, high], else raise ConfigError."""
     lo = "-inf" if low is None else str(low)
@@ -33,7 +40,7 @@ def check_number(value: object, name: str, owner: str, low: float | None = None,
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
     expected = f"a finite number in the range [{lo}, {hi}{']' if high is not None else ')'}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
         raise _fail(name, owner, expected, value)
     if (low is not None and value < low) or (high is not None and value > high):
         raise _fail(name, owner, expected, value)

@@ -14,6 +14,8 @@ __all__ = ["Request", "DEFAULT_MAX_PROMPT_CHARS", "parse_request", "messages_to_
 
 #: Hard cap on prompt size accepted anywhere (characters). ~1M tokens; beyond that it's a mistake.
 DEFAULT_MAX_PROMPT_CHARS = 4_000_000
+#: Fields a request object may carry; id/task/metadata are the caller's and do not affect routing.
+_REQUEST_FIELDS = frozenset({"prompt", "messages", "output_schema", "latency_sla_ms", "id", "task", "metadata"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +65,17 @@ def messages_to_prompt(messages: object) -> str:
     return "\n".join(parts)
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float (JSON allows it)
+        return False
+
+
 def _check_sla(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
         raise RequestError(
             f"'latency_sla_ms' must be a finite number of milliseconds or null; got {describe(value)}. "
             "Send e.g. 150, or leave it out when there is no latency budget."
@@ -94,11 +103,11 @@ def parse_request(data: object, *, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CH
             f"A request must be an object with 'prompt' (or 'messages'); got {describe(data)}. "
             "Send {\"prompt\": \"...\", \"output_schema\": null, \"latency_sla_ms\": null}."
         )
-    unknown = sorted(set(fields) - {"prompt", "messages", "output_schema", "latency_sla_ms", "id"})
+    unknown = sorted(set(fields) - _REQUEST_FIELDS)
     if unknown:
         raise RequestError(
             f"Unknown request field(s) {unknown}; expected prompt or messages, output_schema, "
-            "latency_sla_ms (and an optional id). Check the spelling."
+            "latency_sla_ms (and optional id, task, metadata). Check the spelling."
         )
     if "prompt" in fields and fields["prompt"] is not None:
         prompt = fields["prompt"]

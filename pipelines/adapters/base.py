@@ -61,6 +61,7 @@ def iter_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     _raise_field_limit()
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
+        _ = reader.fieldnames  # read the header now, so line_num counts it
         line = reader.line_num + 1
         for row in reader:
             yield line, row
