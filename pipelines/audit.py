@@ -120,7 +120,10 @@ def run_audit(config: AuditConfig, progress: Callable[[str], None] | None = None
     """Ingest the logs, then measure the checklist. Writes ``audit.json`` and ``audit.md`` beside the
     ingested table in the run folder and returns the report as a dict."""
     out_dir = prepare_out_dir(config.out_dir, "audit")
-    ingest_cfg = IngestConfig(**{**config.ingest.to_dict(), "out_dir": str(out_dir), "mapping": config.ingest.mapping})
+    ingest_cfg = IngestConfig(**{
+        **config.ingest.to_dict(), "out_dir": str(out_dir), "mapping": config.ingest.mapping,
+        "catalogue": config.ingest.catalogue or config.catalogue,  # also prices cost-less data (RouteLLM)
+    })
     result = run_ingest(ingest_cfg, progress=progress)
     frame = result.to_pandas()
     models = sorted(frame["model"].unique().tolist())

@@ -106,7 +106,10 @@ class IngestResult:
             "quarantine_file": str(self.quarantine_path),
             "requests": int(frame["request_id"].nunique()),
             "models": sorted(frame["model"].unique().tolist()),
-            "tasks": {str(k): int(v) for k, v in frame.groupby("task", dropna=False)["request_id"].nunique().items()},
+            "tasks": {
+                str(k): int(v)
+                for k, v in frame.assign(task=frame["task"].fillna("(none)")).groupby("task")["request_id"].nunique().items()
+            },
             "formats": self.formats,
             "inputs": self.inputs,
         }
@@ -175,6 +178,20 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def _guarded(rows: Iterator[RawRow], path: Path, fmt: str) -> Iterator[RawRow]:
+    """Re-raise a file that breaks mid-read (bad encoding, corrupt pickle/parquet, truncated CSV)
+    as one DataFormatError naming the file, instead of a library traceback."""
+    try:
+        yield from rows
+    except DataFormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's, reported as such
+        raise DataFormatError(
+            f"Could not read {str(path)!r} as {fmt}: {type(exc).__name__}: {str(exc)[:200]}. "
+            "Check that the file is complete and in that format (UTF-8 text for CSV/JSONL)."
+        ) from exc
+
+
 def _ingested_rows(folder: Path) -> Iterator[RawRow]:
     import datasets
 
@@ -211,6 +228,23 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
         "routellm": ADAPTERS["routellm"](catalogue=catalogue, exclude_contaminated=config.exclude_contaminated),
         "outcomes": ADAPTERS["outcomes"](mapping=dict(config.mapping)),
     }
+    plan: list[tuple[Path, str]] = []
+    for path, named in files:  # decide every file's format before anything is written
+        if path.is_dir():
+            plan.append((path, "ingested"))
+            continue
+        fmt = config.format if config.format != "auto" else detect_format(path, adapters)
+        if fmt is None:
+            if named:
+                raise DataFormatError(
+                    f"Cannot tell the format of {str(path)!r}: it is not a RouterBench table, a RouteLLM "
+                    "correctness CSV, nor an outcome file with request_id and model columns. "
+                    "Pass --format, or --map canonical=column for other column names."
+                )
+            continue
+        if fmt == "routellm":
+            adapters["routellm"].check_prices(path)
+        plan.append((path, fmt))
     out_dir = prepare_out_dir(config.out_dir, "ingest")
     validator = OutcomeValidator(correct_threshold=config.correct_threshold)
     columns: dict[str, list[Any]] = {name: [] for name in OUTCOME_FIELDS}
@@ -219,25 +253,13 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
     inputs: list[dict[str, Any]] = []
     rows_read = 0
     with (out_dir / "quarantine.jsonl").open("w", encoding="utf-8") as quarantine:
-        for path, named in files:
-            if path.is_dir():
-                fmt, rows = "ingested", _ingested_rows(path)
-            else:
-                fmt = config.format if config.format != "auto" else detect_format(path, adapters)
-                if fmt is None:
-                    if named:
-                        raise DataFormatError(
-                            f"Cannot tell the format of {str(path)!r}: it is not a RouterBench table, a RouteLLM "
-                            "correctness CSV, nor an outcome file with request_id and model columns. "
-                            "Pass --format, or --map canonical=column for other column names."
-                        )
-                    continue
-                rows = adapters[fmt].rows(path)
-            if progress and (len(files) <= 8 or not inputs):
-                progress(f"reading {path} as {fmt}" + ("" if len(files) <= 8 else f" (and {len(files) - 1} more files)"))
+        for path, fmt in plan:
+            rows = _ingested_rows(path) if fmt == "ingested" else adapters[fmt].rows(path)
+            if progress and (len(plan) <= 8 or not inputs):
+                progress(f"reading {path} as {fmt}" + ("" if len(plan) <= 8 else f" (and {len(plan) - 1} more files)"))
             formats[fmt] += 1
             read_before, bad_before = rows_read, sum(reasons.values())
-            for raw in rows:
+            for raw in _guarded(rows, path, fmt):
                 rows_read += 1
                 result = (raw.issue, raw.detail) if raw.issue else validator.validate(raw.fields, raw.where)
                 if isinstance(result, dict):

@@ -114,7 +114,10 @@ def _as_bool(name: str, value: object) -> bool:
 def _as_timestamp(value: object) -> str:
     try:
         if isinstance(value, str) and _EPOCH.fullmatch(value.strip()):
-            value = float(value)  # epoch seconds as text, as every CSV cell arrives
+            try:
+                return _as_timestamp(datetime.fromisoformat(value.strip()))  # ISO basic: 20240102
+            except ValueError:
+                value = float(value)  # epoch seconds as text, as every CSV cell arrives
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return datetime.fromtimestamp(float(value), tz=timezone.utc).isoformat()
         if isinstance(value, datetime):
@@ -268,7 +271,9 @@ class OutcomeValidator:
             except json.JSONDecodeError as exc:
                 raise _Bad("bad_schema", f"output_schema is not valid JSON ({exc.msg})") from None
         try:
-            summarize_schema(value)
+            present = summarize_schema(value).present
         except FeatureError as exc:
             raise _Bad("bad_schema", str(exc)) from None
+        if not present:  # "null", {"type": "text"}: free text, no schema
+            return None
         return json.dumps(value, sort_keys=True, ensure_ascii=False)

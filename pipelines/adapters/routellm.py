@@ -81,15 +81,19 @@ class RouteLLMAdapter:
             return "mmlu"
         return stem.removesuffix("_responses")
 
-    def rows(self, path: Path) -> Iterator[RawRow]:
-        header = read_csv_header(path)
-        models = self._models(header)
+    def check_prices(self, path: Path) -> list[str]:
+        """The file's model columns; DataFormatError if the catalogue cannot price one of them."""
+        models = self._models(read_csv_header(path))
         missing = [m for m in models if m not in {c.model for c in self._prices.candidates}]
         if missing:
             raise DataFormatError(
                 f"{path.name}: no price for model(s) {missing} in catalogue {self._prices.name!r}, and RouteLLM "
                 "files carry no cost. Pass --catalogue with a TOML that lists them."
             )
+        return models
+
+    def rows(self, path: Path) -> Iterator[RawRow]:
+        models = self.check_prices(path)
         contaminated = load_contaminated(path.parent) if self.exclude_contaminated else set()
         task = self._task(path)
         for line, row in iter_csv(path):

@@ -94,23 +94,16 @@ def test_routerbench_csv_melts_to_long_rows(mbpp_slice: tuple[Path, list[dict[st
     first = records[0]
     assert first["request_id"] == "mbpp.dev.1"
     assert first["prompt"] == "Write a python function to identify non-prime numbers."
+    assert rows[0].where == "mbpp_test.csv:2 [WizardLM/WizardLM-13B-V1.2]"  # the header is line 1
     assert re.fullmatch(r"mbpp_test\.csv:\d+ \[WizardLM/WizardLM-13B-V1\.2\]", rows[11].where)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: base.iter_csv reports the first data row at line 1 (the header's line): "
-                   "csv.DictReader reads its header lazily, so line_num is still 0 when the first line number is taken")
 def test_iter_csv_line_numbers_are_the_rows_start_lines(tmp_path: Path) -> None:
-    path = tmp_path / "l.csv"
-    path.write_text('a,b\n1,2\n"x\ny",3\n4,5\n', encoding="utf-8")
-    assert [line for line, _ in iter_csv(path)] == [2, 3, 5]
-
-
-def test_iter_csv_line_numbers_after_the_first_row(tmp_path: Path) -> None:
     path = tmp_path / "l.csv"
     path.write_text('a,b\n1,2\n"x\ny",3\n4,5\n', encoding="utf-8")
     rows = list(iter_csv(path))
     assert [r for _, r in rows] == [{"a": "1", "b": "2"}, {"a": "x\ny", "b": "3"}, {"a": "4", "b": "5"}]
-    assert [line for line, _ in rows][1:] == [3, 5]
+    assert [line for line, _ in rows] == [2, 3, 5]
 
 
 @pytest.mark.shared_data

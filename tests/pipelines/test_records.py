@@ -161,14 +161,15 @@ def test_timestamp_iso_or_epoch_becomes_utc_iso(stamp: object, expected: str) ->
     assert record["timestamp"] == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: epoch seconds as text (how every CSV cell arrives) are quarantined as bad_timestamp; "
-    "records._as_timestamp only accepts int/float epochs",
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [("1700000000", "2023-11-14T22:13:20+00:00"), (" 1700000000.5 ", "2023-11-14T22:13:20.500000+00:00"),
+     ("0", "1970-01-01T00:00:00+00:00")],
 )
-def test_epoch_seconds_as_text_are_accepted() -> None:
-    record = check({**BASE, "timestamp": "1700000000"})
-    assert isinstance(record, dict) and record["timestamp"] == "2023-11-14T22:13:20+00:00"
+def test_epoch_seconds_as_text_are_accepted(stamp: str, expected: str) -> None:
+    """Every CSV cell arrives as text, so epoch seconds must be read from strings too."""
+    record = check({**BASE, "timestamp": stamp})
+    assert isinstance(record, dict) and record["timestamp"] == expected
 
 
 def test_messages_list_becomes_prompt_text() -> None:
