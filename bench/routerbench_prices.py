@@ -27,7 +27,6 @@ default and ``--data`` overrides both. Runs in a few seconds.
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import math
 import os
@@ -39,7 +38,9 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
+from tierroute.features.tokens import BpeTokenCounter
 from tierroute.models.catalogue import Catalogue, load_catalogue
+from tierroute.pipelines.adapters.routerbench import routerbench_prompt_text
 
 FILES = (
     "arc_challenge_train.csv",
@@ -59,19 +60,6 @@ def default_data_dir() -> Path:
     return base / "routerbench" / "routerbench_zs"
 
 
-def _text(cell: str) -> str:
-    """Cells hold a Python-literal list of strings; join its items."""
-    if not cell:
-        return ""
-    try:
-        value = ast.literal_eval(cell)
-    except (ValueError, SyntaxError):
-        return cell
-    if isinstance(value, (list, tuple)):
-        return "\n".join(str(v) for v in value)
-    return str(value)
-
-
 def read_rows(data_dir: Path, models: Sequence[str], count: Callable[[str], int]) -> dict[str, list[tuple[int, int, float]]]:
     """Per model: (prompt tokens, response tokens, cost) for every row with a finite cost."""
     csv.field_size_limit(sys.maxsize)
@@ -79,13 +67,13 @@ def read_rows(data_dir: Path, models: Sequence[str], count: Callable[[str], int]
     for name in FILES:
         with (data_dir / name).open(newline="", encoding="utf-8") as fh:
             for rec in csv.DictReader(fh):
-                n_in = count(_text(rec["prompt"]))
+                n_in = count(routerbench_prompt_text(rec["prompt"]))
                 for model in models:
                     raw = rec.get(f"{model}|total_cost") or ""
                     cost = float(raw) if raw else math.nan
                     if not math.isfinite(cost):
                         continue
-                    n_out = count(_text(rec.get(f"{model}|model_response") or ""))
+                    n_out = count(routerbench_prompt_text(rec.get(f"{model}|model_response") or ""))
                     rows[model].append((n_in, n_out, cost))
     return rows
 
@@ -115,9 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
 
-    from bpe_openai import _bindings  # the same o200k_base tables tierroute's features use
-
-    tok = _bindings.tokenizer_for_encoding("o200k_base")
+    tok = BpeTokenCounter("o200k_base")  # the counter tierroute's features use
     started = time.perf_counter()
     with open(data_dir / FILES[0], newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh))

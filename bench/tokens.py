@@ -11,7 +11,6 @@ heuristic tree's per-request cost (scalar and batch) against counting tokens alo
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import json
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from tierroute.features.tokens import ApproxTokenCounter, BpeTokenCounter
 from tierroute.models.heuristic import HeuristicTree
+from tierroute.pipelines.adapters.routerbench import routerbench_prompt_text
 from tierroute.request import Request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def load_prompts(data: Path) -> tuple[list[str], str]:
         prompts = []
         for name in ("arc_challenge_test.csv", "mbpp_test.csv", "winograde_test.csv"):
             with (folder / name).open(newline="", encoding="utf-8") as fh:
-                prompts += ["\n".join(ast.literal_eval(r["prompt"])) for r in csv.DictReader(fh)]
+                prompts += [routerbench_prompt_text(r["prompt"]) for r in csv.DictReader(fh)]
         return prompts, f"{len(prompts)} RouterBench test prompts"
     lines = (ROOT / "examples" / "outcomes.jsonl").read_text(encoding="utf-8").splitlines()
     prompts = sorted({json.loads(line)["prompt"] for line in lines})

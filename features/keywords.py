@@ -53,14 +53,16 @@ class KeywordHits:
     """Which keywords a prompt contains.
 
     ``present`` is per keyword (0/1, substring of the lower-cased prompt: the article's rule);
-    ``total`` their sum (the article's ``keyword_hits``); ``word_total`` the same count with
-    word-boundary matching; ``occurrences`` all substring occurrences, repeats included.
+    ``total`` their sum (the article's ``keyword_hits``); ``word_present`` / ``word_total`` the same
+    with word-boundary matching ("evaluated" no longer counts for "evaluate"); ``occurrences`` all
+    substring occurrences, repeats included.
     """
 
     present: tuple[int, ...]
     total: int
     word_total: int
     occurrences: int
+    word_present: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,16 +107,21 @@ class KeywordMatcher:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return tuple(f"kw_{keyword_slug(kw)}" for kw in self.keywords)
+        """Substring presence per keyword (``kw_*``), then word-boundary presence (``kwb_*``)."""
+        slugs = [keyword_slug(kw) for kw in self.keywords]
+        return (*(f"kw_{s}" for s in slugs), *(f"kwb_{s}" for s in slugs))
 
     def hits(self, prompt: str) -> KeywordHits:
         lower = prompt.lower()
         present = tuple(1 if kw in lower else 0 for kw in self.keywords)
         occurrences = sum(lower.count(kw) for kw, p in zip(self.keywords, present) if p)
-        word_total = sum(
-            1 for pattern, p in zip(self._word_patterns, present) if p and pattern.search(lower)
+        word_present = tuple(
+            1 if p and pattern.search(lower) else 0 for pattern, p in zip(self._word_patterns, present)
         )
-        return KeywordHits(present=present, total=sum(present), word_total=word_total, occurrences=occurrences)
+        return KeywordHits(
+            present=present, total=sum(present), word_total=sum(word_present), occurrences=occurrences,
+            word_present=word_present,
+        )
 
 
 def reasoning_depth(

@@ -84,6 +84,7 @@ class RequestSignals:
         return (
             float(self.token_count),
             *(float(p) for p in kw.present),
+            *(float(p) for p in kw.word_present),
             float(kw.total),
             float(kw.word_total),
             float(kw.occurrences),
@@ -155,6 +156,14 @@ class SignalExtractor:
 
     def is_latency_sensitive(self, sla_ms: float | None) -> bool:
         return sla_ms is not None and sla_ms < self.config.latency_sensitive_ms
+
+    def tree_signals(self, request: Request) -> tuple[int, bool, int, bool]:
+        """The heuristic tree's four inputs: token count, is_structured, depth, latency-sensitive.
+        ``is_structured`` is the article's ``output_schema is not None`` (requests from
+        :func:`~tierroute.request.parse_request` carry None for "no schema")."""
+        tokens = self.counter.count(request.prompt)
+        depth = self.depth(self.matcher.hits(request.prompt).total, tokens)
+        return tokens, request.output_schema is not None, depth, self.is_latency_sensitive(request.latency_sla_ms)
 
     def signals(self, request: Request) -> RequestSignals:
         """Measure one request. A malformed output schema raises FeatureError."""

@@ -142,10 +142,7 @@ class HeuristicTree:
     def route(self, request: Request) -> HeuristicDecision:
         """Measure the four signals of ``request`` and apply the tree. Never looks inside the schema
         (the article's ``is_structured = output_schema is not None``), so it cannot fail on one."""
-        ex = self.extractor
-        tokens = ex.counter.count(request.prompt)
-        depth = ex.depth(ex.matcher.hits(request.prompt).total, tokens)
-        return self.decide(tokens, request.output_schema is not None, depth, ex.is_latency_sensitive(request.latency_sla_ms))
+        return self.decide(*self.extractor.tree_signals(request))
 
     def decide_batch(
         self,
@@ -167,12 +164,9 @@ class HeuristicTree:
 
     def route_batch(self, requests: Iterable[Request]) -> HeuristicBatch:
         """Measure many requests, then apply :meth:`decide_batch`."""
-        ex = self.extractor
-        tokens, structured, hits, sensitive = [], [], [], []
-        for r in requests:
-            tokens.append(ex.counter.count(r.prompt))
-            structured.append(r.output_schema is not None)
-            hits.append(ex.matcher.hits(r.prompt).total)
-            sensitive.append(ex.is_latency_sensitive(r.latency_sla_ms))
-        depth = [ex.depth(h, t) for h, t in zip(hits, tokens)]
+        signals = [self.extractor.tree_signals(r) for r in requests]
+        if not signals:
+            empty = np.zeros(0, dtype=np.int8)
+            return HeuristicBatch(tier_index=empty, node_index=empty.copy())
+        tokens, structured, depth, sensitive = zip(*signals)
         return self.decide_batch(tokens, structured, depth, sensitive)

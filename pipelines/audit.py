@@ -94,6 +94,12 @@ def _tier_rows(frame: Any, catalogue: Catalogue) -> list[dict[str, Any]]:
 def _verdict(tiers: list[dict[str, Any]], gap_points: float) -> dict[str, Any]:
     frontier = tiers[-1]
     cheapest = tiers[0]
+    if len(tiers) == 1:
+        return {
+            "cheapest_tier": cheapest["tier"], "frontier_tier": frontier["tier"], "gap": 0.0,
+            "frontier_cost_ratio": 1.0, "route_to": frontier["tier"],
+            "verdict": f"only {frontier['tier']} is in the data: nothing to compare",
+        }
     gap = (frontier["quality"] - cheapest["quality"]) * 100.0
     route_to = frontier["tier"]
     for row in tiers[:-1]:
@@ -106,7 +112,7 @@ def _verdict(tiers: list[dict[str, Any]], gap_points: float) -> dict[str, Any]:
     return {
         "cheapest_tier": cheapest["tier"],
         "frontier_tier": frontier["tier"],
-        "gap_points": gap,
+        "gap": gap,
         "frontier_cost_ratio": cost_ratio,
         "route_to": route_to,
         "verdict": (
@@ -119,6 +125,8 @@ def _verdict(tiers: list[dict[str, Any]], gap_points: float) -> dict[str, Any]:
 def run_audit(config: AuditConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Ingest the logs, then measure the checklist. Writes ``audit.json`` and ``audit.md`` beside the
     ingested table in the run folder and returns the report as a dict."""
+    if config.catalogue:
+        load_catalogue(config.catalogue)  # a bad --catalogue fails before anything is written
     out_dir = prepare_out_dir(config.out_dir, "audit")
     ingest_cfg = IngestConfig(**{
         **config.ingest.to_dict(), "out_dir": str(out_dir), "mapping": config.ingest.mapping,
@@ -164,7 +172,7 @@ def run_audit(config: AuditConfig, progress: Callable[[str], None] | None = None
     tasks.sort(key=lambda t: (-t["requests"], t["task"]))
     report = {
         "kind": "tierroute.audit",
-        "version": 1,
+        "schema_version": 1,
         "out_dir": str(out_dir),
         "catalogue": catalogue.name,
         "gap_points": config.gap_points,
@@ -239,7 +247,7 @@ def render_audit(report: dict[str, Any], markdown: bool = False) -> str:
         "",
         _table(
             ["task", "gap (points)", "frontier cost x", "verdict"],
-            [[t["task"], f"{t['gap_points']:.1f}", "n/a" if t["frontier_cost_ratio"] is None else f"{t['frontier_cost_ratio']:.1f}x", t["verdict"]]
+            [[t["task"], f"{t['gap']:.1f}", "n/a" if t["frontier_cost_ratio"] is None else f"{t['frontier_cost_ratio']:.1f}x", t["verdict"]]
              for t in report["tasks"]],
             markdown,
         ),

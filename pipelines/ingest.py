@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,9 +27,13 @@ from tierroute.pipelines.records import OUTCOME_FIELDS, OutcomeValidator
 __all__ = ["IngestConfig", "IngestResult", "run_ingest", "prepare_out_dir", "INGEST_MANIFEST", "EXCLUSION_REASONS"]
 
 INGEST_MANIFEST = "ingest.json"
+#: Version of the JSON summary (``ingest --json`` and ingest.json); bumped on breaking changes.
+SUMMARY_SCHEMA_VERSION = 1
 #: Reasons that exclude a row on purpose; they are quarantined and counted but not "bad".
 EXCLUSION_REASONS = frozenset({"contaminated"})
-_SKIP_NAMES = {"contaminated_prompts.jsonl", "question.jsonl", "test.jsonl", "train.jsonl"}
+#: Files of RouteLLM's layout that hold no outcomes; skipped only in a folder that has a
+#: contaminated_prompts.jsonl (that layout), and listed as skipped.
+_ROUTELLM_SIDE_FILES = {"contaminated_prompts.jsonl", "question.jsonl", "test.jsonl", "train.jsonl"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,13 @@ class IngestConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
-        object.__setattr__(self, "mapping", tuple(tuple(m) for m in self.mapping))
+        pairs = self.mapping.items() if isinstance(self.mapping, Mapping) else self.mapping
+        if not all(isinstance(m, (tuple, list)) and len(m) == 2 and all(isinstance(x, str) for x in m) for m in pairs):
+            raise ConfigError(
+                "The 'mapping' parameter of IngestConfig must be a dict or (field, column) pairs of strings. "
+                f"Got {self.mapping!r} instead."
+            )
+        object.__setattr__(self, "mapping", tuple((str(f), str(c)) for f, c in pairs))
         if not self.paths:
             raise ConfigError("IngestConfig needs at least one path to an outcome file or folder.")
         if self.format not in FORMATS:
@@ -79,6 +89,7 @@ class IngestResult:
     reasons: dict[str, int]
     inputs: list[dict[str, Any]]
     formats: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def rows_kept(self) -> int:
@@ -98,6 +109,7 @@ class IngestResult:
     def summary(self) -> dict[str, Any]:
         frame = self.dataset.select_columns(["request_id", "model", "task"]).to_pandas()
         return {
+            "schema_version": SUMMARY_SCHEMA_VERSION,
             "out_dir": str(self.out_dir),
             "rows_read": self.rows_read,
             "rows_kept": self.rows_kept,
@@ -111,6 +123,7 @@ class IngestResult:
                 for k, v in frame.assign(task=frame["task"].fillna("(none)")).groupby("task")["request_id"].nunique().items()
             },
             "formats": self.formats,
+            "skipped_files": self.skipped,
             "inputs": self.inputs,
         }
 
@@ -140,8 +153,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _expand(paths: Sequence[str]) -> list[tuple[Path, bool]]:
-    """Files to read, each with whether the user named it (True) or it came from a folder (False)."""
+def _expand(paths: Sequence[str], skipped: list[str]) -> list[tuple[Path, bool]]:
+    """Files to read, each with whether the user named it (True) or it came from a folder (False).
+    Files of a folder that are passed over are appended to ``skipped``."""
     files: list[tuple[Path, bool]] = []
     for text in paths:
         path = Path(text)
@@ -149,10 +163,17 @@ def _expand(paths: Sequence[str]) -> list[tuple[Path, bool]]:
             if (path / INGEST_MANIFEST).is_file():
                 files.append((path, True))
                 continue
-            found = sorted(
-                p for p in path.iterdir()
-                if p.is_file() and p.suffix in (*OUTCOME_SUFFIXES, ".pkl", ".pickle") and p.name not in _SKIP_NAMES
-            )
+            routellm_layout = (path / "contaminated_prompts.jsonl").is_file()
+            found = []
+            for p in sorted(path.iterdir()):
+                if not p.is_file():
+                    continue
+                if p.suffix in (*OUTCOME_SUFFIXES, ".pkl", ".pickle") and not (
+                    routellm_layout and p.name in _ROUTELLM_SIDE_FILES
+                ):
+                    found.append(p)
+                else:
+                    skipped.append(f"{p} (not an outcome file)")
             if not found:
                 raise DataFormatError(
                     f"Folder {text!r} holds no outcome files (.jsonl, .csv, .parquet, .pkl). "
@@ -221,7 +242,8 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
 
     from tierroute.models.catalogue import load_catalogue
 
-    files = _expand(config.paths)
+    skipped: list[str] = []
+    files = _expand(config.paths, skipped)
     catalogue = load_catalogue(config.catalogue) if config.catalogue else None
     adapters = {
         "routerbench": ADAPTERS["routerbench"](),
@@ -241,6 +263,7 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
                     "correctness CSV, nor an outcome file with request_id and model columns. "
                     "Pass --format, or --map canonical=column for other column names."
                 )
+            skipped.append(f"{path} (format not recognised)")
             continue
         if fmt == "routellm":
             adapters["routellm"].check_prices(path)
@@ -275,10 +298,15 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
                 "rows": rows_read - read_before, "quarantined": sum(reasons.values()) - bad_before,
             })
     table = datasets.Dataset.from_dict(columns, features=outcome_features())
-    result = IngestResult(table, out_dir, rows_read, dict(reasons), inputs, dict(formats))
+    result = IngestResult(table, out_dir, rows_read, dict(reasons), inputs, dict(formats), skipped)
     bad = sum(n for r, n in reasons.items() if r not in EXCLUSION_REASONS)
     counted = rows_read - sum(n for r, n in reasons.items() if r in EXCLUSION_REASONS)
     listing = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())) or "none"
+    if not rows_read:
+        raise DataValidationError(
+            f"The input holds no data rows ({', '.join(i['path'] for i in inputs) or 'no files'}). "
+            "Check that you pointed at the right files and that they are not empty."
+        )
     if not len(table):
         raise DataValidationError(
             f"No valid outcome rows in {rows_read:,} read (quarantined: {listing}); see {result.quarantine_path}. "

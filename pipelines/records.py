@@ -114,10 +114,7 @@ def _as_bool(name: str, value: object) -> bool:
 def _as_timestamp(value: object) -> str:
     try:
         if isinstance(value, str) and _EPOCH.fullmatch(value.strip()):
-            try:
-                return _as_timestamp(datetime.fromisoformat(value.strip()))  # ISO basic: 20240102
-            except ValueError:
-                value = float(value)  # epoch seconds as text, as every CSV cell arrives
+            value = float(value)  # one rule for JSON numbers and CSV text alike: digits are epoch seconds
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return datetime.fromtimestamp(float(value), tz=timezone.utc).isoformat()
         if isinstance(value, datetime):

@@ -73,6 +73,7 @@ class HeuristicPolicy:
         self.expected_output_tokens = expected_output_tokens
         for tier in ("tier1", "tier2", "tier3"):
             self.catalogue.default_model(tier)  # fail now, not per request, if a tier has no model
+        self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
 
     def route(self, request: Request | Mapping[str, Any]) -> Decision:
         """Decide for one request (a Request or a plain dict; RequestError when malformed)."""

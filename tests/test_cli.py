@@ -190,7 +190,7 @@ def test_audit_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert report["requests"] == 4 and report["outcomes"] == 12
     (task,) = report["tasks"]
     assert task["task"] == "extract" and task["verdict"] == "route to tier2"  # gpt-4o-mini matches gpt-4o
-    assert task["gap_points"] == pytest.approx(50.0)
+    assert task["gap"] == pytest.approx(50.0)
     assert task["tree_tiers"]["tier1"] == 1.0
     assert json.loads((tmp_path / "aud" / "audit.json").read_text(encoding="utf-8")) == report
     assert capsys.readouterr().err == ""
@@ -304,3 +304,19 @@ def test_audit_catalogue_also_prices_routellm_rows(tmp_path: Path, capsys: pytes
     code, out = run(["audit", "mmlu_x.csv", "--catalogue", "mine.toml", "--out", "aud", "--json"])
     assert code == 0, capsys.readouterr().err
     assert json.loads(out)["catalogue"] == "mine"
+
+
+def test_route_option_mistakes_are_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["route", "--prompt", "hi", "--sla", "-5"], out=io.StringIO()) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --sla: 'latency_sla_ms' must be >= 0")
+    assert main(["route", "--prompt", "hi", "--schema", "{bad"], out=io.StringIO()) == 1
+    assert capsys.readouterr().err.startswith("error: --schema: 'output_schema' is a string that is not JSON")
+
+
+def test_route_input_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(b'{"prompt": "\xff\xfe"}\n')
+    assert main(["route", "--input", str(path), "--json"], out=io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --input {str(path)!r} is not UTF-8 text") and "Traceback" not in err

@@ -224,3 +224,14 @@ def test_message_content_wrong_type():
 def test_request_error_is_value_error():
     with pytest.raises(ValueError):
         parse_request("x")
+
+
+@pytest.mark.parametrize("schema", [[], {}, {"a": 5}, "[]"])
+def test_a_malformed_schema_is_a_request_error(schema: object) -> None:
+    with pytest.raises(RequestError, match=r"^Malformed output_schema: .*\(in 'output_schema'\)$"):
+        parse_request({"prompt": "p", "output_schema": schema})
+
+
+@pytest.mark.parametrize("schema", [None, "", "null", {"type": "text"}])
+def test_no_schema_in_any_spelling_is_none(schema: object) -> None:
+    assert parse_request({"prompt": "p", "output_schema": schema}).output_schema is None

@@ -88,7 +88,13 @@ def _ingest_config(args: argparse.Namespace, out: str | None) -> Any:
 
 
 def _quiet_datasets() -> None:
-    import datasets
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(
+            "ingest and audit need the training extras (datasets, pandas), which are not installed. "
+            "Install them: pip install 'tierroute[train]' (or pip install -e '.[train]' in a checkout)."
+        ) from None
 
     datasets.disable_progress_bars()  # per-file save bars are noise in a CLI summary
 
@@ -113,6 +119,8 @@ def _cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
         print(f"  {reason:<26} {count:>8,}", file=out)
     for task, count in summary["tasks"].items():
         print(f"  task {task!s:<21} {count:>8,} requests", file=out)
+    for skipped in summary["skipped_files"]:
+        print(f"skipped {skipped}", file=out)
     print(f"table: {summary['out_dir']}/outcomes (datasets, load with datasets.load_from_disk)", file=out)
     return 0
 
@@ -141,22 +149,39 @@ def _request_lines(args: argparse.Namespace) -> Iterator[tuple[int, Any]]:
     except OSError as exc:
         raise ConfigError(f"Cannot read --input {args.input!r}: {exc.strerror}. Check the path.") from None
     with stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, RequestError(f"line {number} is not JSON ({exc.msg} at char {exc.pos}); each line must be one request object.")
-                continue
-            yield number, {**defaults, **item} if isinstance(item, dict) else item
+        try:
+            yield from _parse_lines(stream, defaults)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"--input {args.input!r} is not UTF-8 text ({exc.reason} at byte {exc.start}). "
+                "Save it as UTF-8 JSONL, one request object per line."
+            ) from None
+
+
+def _parse_lines(stream: TextIO, defaults: dict[str, Any]) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, RequestError(f"line {number} is not JSON ({exc.msg} at char {exc.pos}); each line must be one request object.")
+            continue
+        yield number, {**defaults, **item} if isinstance(item, dict) else item
 
 
 def _cmd_route(args: argparse.Namespace, out: TextIO) -> int:
     from tierroute.models.catalogue import load_catalogue
+    from tierroute.request import parse_request
     from tierroute.serving.decision import HeuristicPolicy
 
     policy = HeuristicPolicy(catalogue=load_catalogue(args.catalogue))
+    if args.prompt is not None:  # a bad --schema/--sla is an option mistake: one error line, exit 1
+        try:
+            parse_request({"prompt": args.prompt, "output_schema": args.schema, "latency_sla_ms": args.sla})
+        except RequestError as exc:
+            flag = "--sla" if "latency_sla_ms" in str(exc) else "--schema" if "output_schema" in str(exc) else "--prompt"
+            raise ConfigError(f"{flag}: {exc}") from None
     failures = 0
     for number, item in _request_lines(args):
         request_id = item.get("id") if isinstance(item, dict) else None

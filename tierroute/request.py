@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tierroute.errors import RequestError, describe
+from tierroute.errors import FeatureError, RequestError, describe
 
 __all__ = ["Request", "DEFAULT_MAX_PROMPT_CHARS", "parse_request", "messages_to_prompt"]
 
@@ -87,6 +87,29 @@ def _check_sla(value: object) -> float | None:
     return float(value)
 
 
+def _check_schema(schema: object) -> object:
+    """The schema as an object, or None when there is none (null, "", "null", {"type": "text"}).
+    Checked here once so that every consumer (the tree, the features, the logs) agrees on it."""
+    from tierroute.features.schema import summarize_schema  # local: tierroute.features imports this module
+
+    if isinstance(schema, str):
+        text = schema.strip()
+        if not text:
+            return None
+        try:
+            schema = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RequestError(
+                f"'output_schema' is a string that is not JSON ({exc.msg} at char {exc.pos}): "
+                f"{describe(schema)}. Send the schema as a JSON object or list."
+            ) from None
+    try:
+        present = summarize_schema(schema).present
+    except FeatureError as exc:
+        raise RequestError(f"{exc} (in 'output_schema')") from None
+    return schema if present else None
+
+
 def parse_request(data: object, *, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS) -> Request:
     """Build a :class:`Request` from a plain dict (``prompt`` or ``messages``, ``output_schema``,
     ``latency_sla_ms``), or pass a Request through after checking it. Raises RequestError."""
@@ -124,17 +147,5 @@ def parse_request(data: object, *, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CH
             f"The prompt has {len(prompt):,} characters; at most {max_prompt_chars:,} are accepted. "
             "Send a shorter prompt or raise max_prompt_chars."
         )
-    schema = fields.get("output_schema")
-    if isinstance(schema, str):
-        text = schema.strip()
-        if not text:
-            schema = None
-        else:
-            try:
-                schema = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise RequestError(
-                    f"'output_schema' is a string that is not JSON ({exc.msg} at char {exc.pos}): "
-                    f"{describe(schema)}. Send the schema as a JSON object or list."
-                ) from None
+    schema = _check_schema(fields.get("output_schema"))
     return Request(prompt=prompt, output_schema=schema, latency_sla_ms=_check_sla(fields.get("latency_sla_ms")))

@@ -50,7 +50,7 @@ def read_csv_header(path: Path) -> list[str]:
     """The header row of a CSV file ([] when empty or unreadable as text)."""
     _raise_field_limit()
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
             return next(csv.reader(fh), [])
     except (UnicodeDecodeError, csv.Error, OSError):
         return []
@@ -59,7 +59,7 @@ def read_csv_header(path: Path) -> list[str]:
 def iter_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number of the row's start, row dict) for each data row of a CSV with a header."""
     _raise_field_limit()
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         _ = reader.fieldnames  # read the header now, so line_num counts it
         line = reader.line_num + 1

@@ -17,6 +17,12 @@ __all__ = ["OutcomesAdapter", "OUTCOME_SUFFIXES"]
 OUTCOME_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 
 
+def _starts_with_array(path: Path) -> bool:
+    with path.open(encoding="utf-8-sig") as fh:
+        head = fh.read(4096).lstrip()
+    return head.startswith("[")
+
+
 class OutcomesAdapter:
     """Reads canonical (or mapped) outcome rows. ``mapping`` maps canonical name -> source column."""
 
@@ -62,8 +68,26 @@ class OutcomesAdapter:
         else:
             yield from self._jsonl(path)
 
+    def _json_array(self, path: Path) -> Iterator[RawRow]:
+        """A ``.json`` file holding one array of row objects."""
+        try:
+            items = json.loads(path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(
+                f"{path.name} starts like a JSON array but is not valid JSON ({exc.msg} at line {exc.lineno}). "
+                "Fix the file, or write one JSON object per line (JSONL)."
+            ) from None
+        for i, item in enumerate(items):
+            if isinstance(item, dict):
+                yield RawRow(self._rename(item), f"{path.name}:item {i}")
+            else:
+                yield RawRow({"raw": item}, f"{path.name}:item {i}", "unparseable_row", f"an array item must be an object; got {type(item).__name__}")
+
     def _jsonl(self, path: Path) -> Iterator[RawRow]:
-        with path.open(encoding="utf-8", errors="replace") as fh:
+        if path.suffix == ".json" and _starts_with_array(path):
+            yield from self._json_array(path)
+            return
+        with path.open(encoding="utf-8") as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue

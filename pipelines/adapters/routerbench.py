@@ -12,7 +12,7 @@ from typing import Any
 
 from tierroute.pipelines.adapters.base import RawRow, iter_csv, read_csv_header
 
-__all__ = ["RouterBenchAdapter", "routerbench_models"]
+__all__ = ["RouterBenchAdapter", "routerbench_models", "routerbench_prompt_text"]
 
 _COST = "|total_cost"
 _RESPONSE = "|model_response"
@@ -25,7 +25,7 @@ def routerbench_models(columns: list[str]) -> list[str]:
     return [c for c in columns if c not in _META and "|" not in c and c + _COST in names]
 
 
-def _prompt_text(value: object) -> str:
+def routerbench_prompt_text(value: object) -> str:
     """RouterBench stores prompts as a stringified Python list: ``"['text']"``."""
     if isinstance(value, (list, tuple)):
         return "\n".join(str(v) for v in value)
@@ -88,7 +88,7 @@ class RouterBenchAdapter:
             yield from self._melt(row, models, f"{path.name}:row {i}")
 
     def _melt(self, row: Mapping[str, Any], models: list[str], where: str) -> Iterator[RawRow]:
-        prompt = _prompt_text(row.get("prompt"))
+        prompt = routerbench_prompt_text(row.get("prompt"))
         for model in models:
             yield RawRow(
                 fields={

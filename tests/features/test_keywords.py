@@ -10,7 +10,6 @@ import pytest
 from tierroute.errors import ConfigError
 from tierroute.features.keywords import (
     REASONING_KEYWORDS,
-    KeywordHits,
     KeywordMatcher,
     keyword_slug,
     reasoning_depth,
@@ -37,8 +36,10 @@ def test_feature_names():
     assert KeywordMatcher().feature_names == (
         "kw_analyze", "kw_compare", "kw_synthesize", "kw_debug", "kw_explain_why",
         "kw_step_by_step", "kw_chain_of_thought", "kw_evaluate", "kw_critique",
+        "kwb_analyze", "kwb_compare", "kwb_synthesize", "kwb_debug", "kwb_explain_why",
+        "kwb_step_by_step", "kwb_chain_of_thought", "kwb_evaluate", "kwb_critique",
     )
-    assert KeywordMatcher(("Foo Bar", "baz")).feature_names == ("kw_foo_bar", "kw_baz")
+    assert KeywordMatcher(("Foo Bar", "baz")).feature_names == ("kw_foo_bar", "kw_baz", "kwb_foo_bar", "kwb_baz")
 
 
 def test_keywords_are_lowercased_and_tupled():
@@ -64,12 +65,17 @@ def test_keywords_are_lowercased_and_tupled():
 )
 def test_hits(prompt, present, total, word_total, occurrences):
     hits = KeywordMatcher().hits(prompt)
-    assert hits == KeywordHits(present=present, total=total, word_total=word_total, occurrences=occurrences)
+    assert (hits.present, hits.total, hits.word_total, hits.occurrences) == (present, total, word_total, occurrences)
+    assert len(hits.word_present) == len(present) and sum(hits.word_present) == word_total
+    assert all(w <= p for w, p in zip(hits.word_present, present))  # word-boundary hits are substring hits
 
 
 def test_word_total_differs_from_substring_total_on_evaluated():
     hits = KeywordMatcher().hits("evaluated")
     assert (hits.total, hits.word_total) == (1, 0)
+    i = REASONING_KEYWORDS.index("evaluate")
+    assert (hits.present[i], hits.word_present[i]) == (1, 0)
+    assert KeywordMatcher().hits("Please evaluate.").word_present[i] == 1
 
 
 def test_custom_keywords():

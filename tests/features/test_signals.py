@@ -28,12 +28,13 @@ def test_feature_names_layout(ex):
     assert len(names) == len(set(names))
     assert names[0] == "n_tokens"
     assert names[1:10] == tuple(f"kw_{kw.replace(' ', '_')}" for kw in REASONING_KEYWORDS)
-    assert names[10:17] == (
+    assert names[10:19] == tuple(f"kwb_{kw.replace(' ', '_')}" for kw in REASONING_KEYWORDS)
+    assert names[19:26] == (
         "kw_total", "kw_word_total", "kw_occurrences", "depth_score", "sla_ms", "sla_missing", "latency_sensitive",
     )
-    assert names[17:17 + len(SCHEMA_FEATURE_NAMES)] == SCHEMA_FEATURE_NAMES
+    assert names[26:26 + len(SCHEMA_FEATURE_NAMES)] == SCHEMA_FEATURE_NAMES
     assert names[-len(SHAPE_FEATURE_NAMES):] == SHAPE_FEATURE_NAMES
-    assert len(names) == 17 + len(SCHEMA_FEATURE_NAMES) + len(SHAPE_FEATURE_NAMES)
+    assert len(names) == 26 + len(SCHEMA_FEATURE_NAMES) + len(SHAPE_FEATURE_NAMES)
 
 
 @pytest.mark.parametrize(
@@ -160,8 +161,8 @@ def test_config_keywords_list_becomes_tuple():
 def test_custom_config_changes_names_spec_and_values():
     cfg = SignalConfig(tokenizer="approx:chars/4", keywords=("foo", "bar baz"), latency_sensitive_ms=50)
     ex = SignalExtractor(cfg)
-    assert ex.feature_names[1:3] == ("kw_foo", "kw_bar_baz")
-    assert len(ex.feature_names) == len(SignalExtractor().feature_names) - 9 + 2
+    assert ex.feature_names[1:5] == ("kw_foo", "kw_bar_baz", "kwb_foo", "kwb_bar_baz")
+    assert len(ex.feature_names) == len(SignalExtractor().feature_names) - 18 + 4
     assert ex.spec.tokenizer == "approx:chars/4"
     assert ex.spec.fingerprint() != SignalExtractor().spec.fingerprint()
     s = ex.signals(Request("foo " * 10, latency_sla_ms=60))

@@ -76,7 +76,7 @@ def report(tmp_path: Path) -> dict[str, Any]:
 
 
 def test_report_header(report: dict[str, Any]) -> None:
-    assert report["kind"] == "tierroute.audit" and report["version"] == 1
+    assert report["kind"] == "tierroute.audit" and report["schema_version"] == 1
     assert report["out_dir"] == "audit"
     assert report["catalogue"] == "article"  # auto-detected: the first built-in listing every model
     assert report["gap_points"] == 5.0
@@ -143,13 +143,13 @@ def test_gap_and_verdict(report: dict[str, Any]) -> None:
     for t in by_task.values():
         assert t["cheapest_tier"] == "tier1" and t["frontier_tier"] == "tier3"
         assert t["frontier_cost_ratio"] == pytest.approx(0.12 / 0.003)
-    assert by_task["extract"]["gap_points"] == pytest.approx(3.0)
+    assert by_task["extract"]["gap"] == pytest.approx(3.0)
     assert by_task["extract"]["route_to"] == "tier1"
     assert by_task["extract"]["verdict"] == "route to tier1"
-    assert by_task["reason"]["gap_points"] == pytest.approx(20.0)
+    assert by_task["reason"]["gap"] == pytest.approx(20.0)
     assert by_task["reason"]["route_to"] == "tier3"
     assert by_task["reason"]["verdict"] == "keep tier3 (every cheaper tier is >= 5 points behind)"
-    assert by_task["summary"]["gap_points"] == pytest.approx(20.0)
+    assert by_task["summary"]["gap"] == pytest.approx(20.0)
     assert by_task["summary"]["route_to"] == "tier2"
     assert by_task["summary"]["verdict"] == "route to tier2"
 
@@ -234,7 +234,7 @@ def test_a_catalogue_file(tmp_path: Path) -> None:
     assert task["task"] == "(none)"
     assert [r["tier"] for r in task["tiers"]] == ["small", "big"]
     assert task["verdict"] == "keep big (every cheaper tier is >= 5 points behind)"
-    assert task["gap_points"] == pytest.approx(50.0)
+    assert task["gap"] == pytest.approx(50.0)
 
 
 @pytest.mark.shared_data
@@ -259,8 +259,18 @@ def test_real_routerbench_audit(shared_data: Path) -> None:
         expected = cheaper[0]["tier"] if cheaper else frontier["tier"]
         assert t["route_to"] == expected
         assert t["verdict"] == (f"route to {expected}" if cheaper else "keep tier3 (every cheaper tier is >= 5 points behind)")
-        assert t["gap_points"] == pytest.approx((frontier["quality"] - t["tiers"][0]["quality"]) * 100)
+        assert t["gap"] == pytest.approx((frontier["quality"] - t["tiers"][0]["quality"]) * 100)
         assert t["frontier_cost_ratio"] > 1
     text = render_audit(report)
     for header in HEADERS:
         assert header in text
+
+
+def test_a_task_with_one_tier_has_nothing_to_compare(tmp_path: Path) -> None:
+    rows = [
+        {"request_id": f"q{i}", "prompt": f"question {i}", "model": "gpt-4o", "quality": 1, "cost_usd": 0.1, "task": "solo"}
+        for i in range(3)
+    ]
+    report = run_audit(AuditConfig(IngestConfig(paths=(str(write_log(tmp_path / "one.jsonl", rows)),)), out_dir=str(tmp_path / "a")))
+    (task,) = report["tasks"]
+    assert task["verdict"] == "only tier3 is in the data: nothing to compare" and task["gap"] == 0.0

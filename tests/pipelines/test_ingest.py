@@ -436,3 +436,43 @@ def test_a_file_that_breaks_mid_read_is_one_clear_error(tmp_path: Path, name: st
     path.write_bytes(content)
     with pytest.raises(DataFormatError, match=rf"^Could not read '.*{name}' as {fmt}: \w+: .* Check that the file is complete"):
         run_ingest(IngestConfig(paths=(str(path),), out_dir=str(tmp_path / "out")))
+
+
+def test_folder_files_passed_over_are_listed_not_dropped(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    write_jsonl(logs / "train.jsonl", good_rows(3, prefix="a"))
+    write_jsonl(logs / "test.jsonl", good_rows(3, prefix="b"))
+    (logs / "notes.md").write_text("not data", encoding="utf-8")
+    result = ingest(logs)
+    assert result.rows_read == 12  # train.jsonl and test.jsonl are ordinary outcome files here
+    assert result.skipped == [f"{logs / 'notes.md'} (not an outcome file)"]
+    assert json.loads((result.out_dir / "ingest.json").read_text())["skipped_files"] == result.skipped
+
+
+def test_routellm_side_files_are_skipped_and_listed(shared_data: Path) -> None:
+    result = ingest(shared_data / "routellm" / "gsm8k")
+    assert sorted(Path(s.split(" ")[0]).name for s in result.skipped) == ["contaminated_prompts.jsonl", "test.jsonl"]
+
+
+def test_a_json_array_file_and_a_csv_with_a_bom(tmp_path: Path) -> None:
+    (tmp_path / "rows.json").write_text(json.dumps(good_rows(2), indent=2), encoding="utf-8")
+    rows = good_rows(2, prefix="c")
+    with (tmp_path / "rows.csv").open("w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = ingest(tmp_path / "rows.json", tmp_path / "rows.csv")
+    assert (result.rows_read, result.rows_quarantined) == (8, 0)
+
+
+def test_empty_inputs_say_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(DataValidationError, match=r"^The input holds no data rows \(.*empty\.jsonl\)\. Check that you pointed"):
+        ingest(empty)
+
+
+def test_mapping_may_be_a_dict() -> None:
+    assert IngestConfig(paths=("x",), mapping={"quality": "f1"}).mapping == (("quality", "f1"),)
+    with pytest.raises(ConfigError, match=r"^The 'mapping' parameter of IngestConfig must be a dict or \(field, column\) pairs"):
+        IngestConfig(paths=("x",), mapping=("quality=f1",))
