@@ -1,0 +1,131 @@
+"""Decision policies: turn calibrated P(correct) per candidate into one choice per request.
+
+Score, then decide: the router estimates probabilities, a policy (with one explicit knob) picks.
+
+- ``threshold`` (default): the cheapest candidate whose P clears the quality target ``value``,
+  among those that fit the request's SLA; if none clears it, the most likely one.
+- ``lambda``: willingness to pay, argmax P - value * expected cost (cost in the same unit as the
+  expected-cost matrix).
+- ``share``: a target share of traffic to the most capable candidate (the frontier): the
+  threshold on P(frontier) - P(best cheaper) that sends that share of recent requests up
+  (RouteLLM's calibrated threshold, for N candidates).
+
+Minimum cost per correct answer alone degenerates to "always the cheapest": routers are compared
+at equal quality, and the knob is chosen on out-of-fold training predictions, never on test data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from tierroute._params import check_number
+from tierroute.errors import ConfigError
+
+__all__ = ["Policy", "POLICY_KINDS", "choose", "sweep", "pick_knob"]
+
+POLICY_KINDS = ("threshold", "lambda", "share")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A policy kind and its knob value (logged, and saved in the model's manifest)."""
+
+    kind: str = "threshold"
+    value: float = 0.7
+
+    def __post_init__(self) -> None:
+        if self.kind not in POLICY_KINDS:
+            raise ConfigError(f"The 'kind' parameter of Policy must be one of {POLICY_KINDS}. Got {self.kind!r} instead.")
+        check_number(self.value, "value", "Policy", 0.0 if self.kind == "lambda" else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose(policy: Policy, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray | None = None) -> np.ndarray:
+    """Index of the chosen candidate per request.
+
+    ``proba`` (n, m) P(correct); ``cost`` (n, m) expected cost; ``feasible`` (n, m) True where the
+    candidate fits the request's SLA (all True when None). A request with no feasible candidate
+    considers them all.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    cost = np.asarray(cost, dtype=np.float64)
+    n, m = proba.shape
+    ok = np.ones((n, m), dtype=bool) if feasible is None else np.asarray(feasible, dtype=bool)
+    ok = np.where(ok.any(axis=1, keepdims=True), ok, True)
+    if policy.kind == "threshold":
+        clears = ok & (proba >= policy.value)
+        cheapest = np.where(clears, cost, np.inf).argmin(axis=1)
+        likeliest = np.where(ok, proba, -np.inf).argmax(axis=1)
+        return np.where(clears.any(axis=1), cheapest, likeliest)
+    if policy.kind == "lambda":
+        utility = np.where(ok, proba - policy.value * cost, -np.inf)
+        return utility.argmax(axis=1)
+    # share: frontier = the candidate with the highest mean P; send it the requests where its gain
+    # over the best cheaper feasible candidate exceeds the knob (a gain threshold).
+    frontier = int(np.argmax(proba.mean(axis=0)))
+    others = np.where(ok, proba, -np.inf)
+    others[:, frontier] = -np.inf
+    best_other = others.argmax(axis=1)
+    gain = proba[:, frontier] - proba[np.arange(n), best_other]
+    return np.where(gain > policy.value, frontier, best_other)
+
+
+def share_threshold(proba: np.ndarray, share: float) -> float:
+    """The ``share`` policy's knob that sends ``share`` of these requests to the frontier."""
+    check_number(share, "share", "share_threshold", 0.0, 1.0)
+    frontier = int(np.argmax(proba.mean(axis=0)))
+    others = np.delete(proba, frontier, axis=1)
+    gain = proba[:, frontier] - others.max(axis=1)
+    if share <= 0:
+        return float(gain.max() + 1e-9)
+    return float(np.quantile(gain, 1.0 - share) - 1e-12)
+
+
+def sweep(kind: str, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray | None = None,
+          n_points: int = 61) -> list[tuple[float, np.ndarray]]:
+    """(knob value, choices) over the knob's useful range, cheapest end first."""
+    if kind == "threshold":
+        values = np.unique(np.concatenate([[1.01], np.quantile(proba, np.linspace(1, 0, n_points)), [-0.01]]))[::-1]
+    elif kind == "lambda":
+        spread = np.nanmax(cost) - np.nanmin(cost)
+        scale = 1.0 / spread if spread > 0 else 1.0
+        values = np.concatenate([[np.inf], scale * np.geomspace(1e3, 1e-4, n_points), [0.0]])
+    elif kind == "share":
+        values = np.array([share_threshold(proba, s) for s in np.linspace(0, 1, n_points)])
+    else:
+        raise ConfigError(f"Unknown policy kind {kind!r}; expected one of {POLICY_KINDS}.")
+    out = []
+    for v in values:
+        value = float(v) if np.isfinite(v) else 1e30
+        out.append((value, choose(Policy(kind, value), proba, cost, feasible)))
+    return out
+
+
+def pick_knob(kind: str, proba: np.ndarray, cost: np.ndarray, outcome: np.ndarray, realized_cost: np.ndarray,
+              target_accuracy: float, feasible: np.ndarray | None = None,
+              score: Callable[[np.ndarray, np.ndarray], tuple[float, float]] | None = None) -> Policy:
+    """The cheapest knob value whose accuracy on these (out-of-fold) predictions reaches
+    ``target_accuracy``; when none does, the most accurate one.
+
+    ``outcome`` (n, m) realised correctness and ``realized_cost`` (n, m) realised cost of every
+    candidate (NaN where unknown: such choices count as wrong and cost nothing)."""
+    rows = np.arange(len(proba))
+    best: tuple[float, float, float] | None = None  # (cost, -accuracy, value)
+    fallback: tuple[float, float, float] | None = None
+    for value, picks in sweep(kind, proba, cost, feasible):
+        acc = float(np.nan_to_num(outcome[rows, picks], nan=0.0).mean())
+        spent = float(np.nan_to_num(realized_cost[rows, picks], nan=0.0).mean())
+        if acc >= target_accuracy and (best is None or spent < best[0]):
+            best = (spent, -acc, value)
+        if fallback is None or (-acc, spent) < (fallback[1], fallback[0]):
+            fallback = (spent, -acc, value)
+    chosen = best if best is not None else fallback
+    if chosen is None:
+        raise ConfigError("pick_knob got no requests to choose on; pass at least one.")
+    return Policy(kind, chosen[2])

@@ -1,0 +1,244 @@
+"""LightGBM routers: estimate P(candidate answers correctly | request) for N candidates.
+
+Two shapes, same contract (``fit`` returns self, learned attributes end in ``_``):
+
+- ``pooled``: one model over (request features, candidate features) rows; the candidate's id,
+  price and tier are features, so candidates share what they have in common.
+- ``per_candidate``: one model per candidate on the request features alone.
+
+Both are fit with K folds over requests (stratified by task): each fold's model predicts its
+held-out requests, so every training request gets an out-of-fold probability. Those calibrate the
+scores (isotonic or Platt per candidate) and let the decision policy's knob be picked honestly on
+training data, never on the test set. The final model is refit on all requests with the fold
+models' median best iteration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from tierroute._params import check_fraction, check_int, check_number
+from tierroute.errors import ConfigError
+
+__all__ = ["RouterParams", "LGBMRouter", "ROUTER_KINDS", "CALIBRATIONS"]
+
+ROUTER_KINDS = ("pooled", "per_candidate")
+CALIBRATIONS = ("isotonic", "sigmoid", "none")
+
+
+@dataclass(frozen=True)
+class RouterParams:
+    """Hyper-parameters of an :class:`LGBMRouter` (logged whole with every run)."""
+
+    kind: str = "pooled"
+    n_estimators: int = 600
+    learning_rate: float = 0.03
+    num_leaves: int = 15
+    min_child_samples: int = 20
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    lambda_l2: float = 1.0
+    early_stopping_rounds: int = 50
+    n_folds: int = 5
+    calibration: str = "isotonic"
+    seed: int = 0
+    n_threads: int = 2
+
+    def __post_init__(self) -> None:
+        owner = "RouterParams"
+        if self.kind not in ROUTER_KINDS:
+            raise ConfigError(f"The 'kind' parameter of {owner} must be one of {ROUTER_KINDS}. Got {self.kind!r} instead.")
+        if self.calibration not in CALIBRATIONS:
+            raise ConfigError(
+                f"The 'calibration' parameter of {owner} must be one of {CALIBRATIONS}. Got {self.calibration!r} instead."
+            )
+        check_int(self.n_estimators, "n_estimators", owner, 1)
+        check_number(self.learning_rate, "learning_rate", owner, 1e-6, 1.0)
+        check_int(self.num_leaves, "num_leaves", owner, 2)
+        check_int(self.min_child_samples, "min_child_samples", owner, 1)
+        check_fraction(self.feature_fraction, "feature_fraction", owner)
+        check_fraction(self.bagging_fraction, "bagging_fraction", owner)
+        check_number(self.lambda_l2, "lambda_l2", owner, 0.0)
+        check_int(self.early_stopping_rounds, "early_stopping_rounds", owner, 1)
+        check_int(self.n_folds, "n_folds", owner, 2)
+        check_int(self.seed, "seed", owner, 0)
+        check_int(self.n_threads, "n_threads", owner, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lgb_params(self) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_child_samples,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": 1 if self.bagging_fraction < 1 else 0,
+            "lambda_l2": self.lambda_l2,
+            "seed": self.seed,
+            "deterministic": True,
+            "num_threads": self.n_threads,
+            "verbosity": -1,
+        }
+
+
+def stratified_folds(strata: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """A fold number per request, balanced within each stratum (task)."""
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(strata), dtype=np.int64)
+    for value in np.unique(strata):
+        idx = np.flatnonzero(strata == value)
+        rng.shuffle(idx)
+        folds[idx] = np.arange(len(idx)) % n_folds
+    return folds
+
+
+class _Calibrator:
+    """Maps raw scores to calibrated probabilities (one per candidate)."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.model: Any = None
+
+    def fit(self, scores: np.ndarray, labels: np.ndarray) -> _Calibrator:
+        if self.method == "isotonic" and len(np.unique(labels)) > 1:
+            from sklearn.isotonic import IsotonicRegression
+
+            self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, labels)
+        elif self.method == "sigmoid" and len(np.unique(labels)) > 1:
+            from sklearn.linear_model import LogisticRegression
+
+            logit = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1))
+            self.model = LogisticRegression(C=1e6).fit(logit.reshape(-1, 1), labels)
+        return self
+
+    def transform(self, scores: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            return scores
+        if self.method == "isotonic":
+            return np.asarray(self.model.predict(scores), dtype=np.float64)
+        logit = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1))
+        return self.model.predict_proba(logit.reshape(-1, 1))[:, 1]
+
+
+class LGBMRouter:
+    """P(correct) for every (request, candidate).
+
+    >>> router = LGBMRouter(RouterParams(n_estimators=20, n_folds=2))   # doctest: +SKIP
+    >>> router.fit(X, Y, mask, candidate_features, strata).predict_proba(X).shape   # doctest: +SKIP
+    (n_requests, n_candidates)
+    """
+
+    def __init__(self, params: RouterParams | None = None) -> None:
+        self.params = params if params is not None else RouterParams()
+
+    # -- design matrices ---------------------------------------------------------------------
+    def _pooled_rows(self, X: np.ndarray, cand: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return np.hstack([X[rows], cols[:, None].astype(np.float32), cand[cols]]).astype(np.float32)
+
+    def _fit_one(self, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray | None, yva: np.ndarray | None,
+                 rounds: int, categorical: list[int]) -> Any:
+        import lightgbm as lgb
+
+        train = lgb.Dataset(Xtr, ytr, categorical_feature=categorical or "auto", free_raw_data=False)
+        valid = [lgb.Dataset(Xva, yva, reference=train)] if Xva is not None and len(np.unique(ytr)) > 1 else []
+        callbacks = [lgb.early_stopping(self.params.early_stopping_rounds, verbose=False)] if valid else []
+        return lgb.train(self.params.lgb_params(), train, num_boost_round=rounds, valid_sets=valid, callbacks=callbacks)
+
+    def _fit_models(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, cand: np.ndarray,
+                    train_idx: np.ndarray, valid_idx: np.ndarray | None, rounds: int) -> list[Any]:
+        p = self.params
+        m = Y.shape[1]
+        if p.kind == "pooled":
+            def long(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                rows, cols = np.nonzero(mask[idx])
+                return self._pooled_rows(X, cand, idx[rows], cols), Y[idx[rows], cols]
+
+            Xtr, ytr = long(train_idx)
+            Xva, yva = long(valid_idx) if valid_idx is not None else (None, None)
+            return [self._fit_one(Xtr, ytr, Xva, yva, rounds, [X.shape[1]])]
+        models = []
+        for j in range(m):
+            tr = train_idx[mask[train_idx, j]]
+            va = valid_idx[mask[valid_idx, j]] if valid_idx is not None else None
+            models.append(self._fit_one(X[tr], Y[tr, j], None if va is None else X[va], None if va is None else Y[va, j], rounds, []))
+        return models
+
+    def _raw(self, models: list[Any], X: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        n, m = len(X), len(cand)
+        if self.params.kind == "pooled":
+            rows = np.repeat(np.arange(n), m)
+            cols = np.tile(np.arange(m), n)
+            return models[0].predict(self._pooled_rows(X, cand, rows, cols)).reshape(n, m)
+        return np.column_stack([model.predict(X) for model in models])
+
+    # -- estimator API -----------------------------------------------------------------------
+    def fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
+            strata: np.ndarray | None = None) -> LGBMRouter:
+        """``X`` (n, d) request features; ``Y`` (n, m) 0/1 correctness; ``mask`` (n, m) True where the
+        outcome is known; ``candidate_features`` (m, k); ``strata`` (n,) task labels for the folds."""
+        p = self.params
+        X = np.asarray(X, dtype=np.float32)
+        Y = np.asarray(Y, dtype=np.float64)
+        mask = np.asarray(mask, dtype=bool)
+        cand = np.asarray(candidate_features, dtype=np.float32)
+        n, m = Y.shape
+        if X.shape[0] != n or mask.shape != Y.shape or cand.shape[0] != m:
+            raise ConfigError(
+                f"LGBMRouter.fit got X {X.shape}, Y {Y.shape}, mask {mask.shape}, candidate_features {cand.shape}; "
+                "expected X (n, d), Y and mask (n, m), candidate_features (m, k)."
+            )
+        strata = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata)
+        folds = stratified_folds(strata, p.n_folds, p.seed)
+        oof = np.full((n, m), np.nan)
+        best: list[int] = []
+        for k in range(p.n_folds):
+            held = np.flatnonzero(folds == k)
+            rest = np.flatnonzero(folds != k)
+            inner = stratified_folds(strata[rest], 10, p.seed + k + 1)
+            models = self._fit_models(X, Y, mask, cand, rest[inner != 0], rest[inner == 0], p.n_estimators)
+            best.append(int(np.median([mdl.best_iteration or mdl.current_iteration() for mdl in models])))
+            oof[held] = self._raw(models, X[held], cand)
+        self.best_iterations_ = best
+        self.n_estimators_ = max(1, int(np.median(best)))
+        self.calibrators_ = []
+        for j in range(m):
+            known = mask[:, j]
+            self.calibrators_.append(_Calibrator(p.calibration).fit(oof[known, j], Y[known, j]))
+        self.oof_raw_ = oof
+        self.oof_proba_ = self._calibrate(oof)
+        self.models_ = self._fit_models(X, Y, mask, cand, np.arange(n), None, self.n_estimators_)
+        self.candidate_features_ = cand
+        self.n_features_in_ = X.shape[1]
+        self.n_candidates_ = m
+        return self
+
+    def _calibrate(self, raw: np.ndarray) -> np.ndarray:
+        return np.column_stack([c.transform(raw[:, j]) for j, c in enumerate(self.calibrators_)])
+
+    def _check_fitted(self, X: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "models_"):
+            raise ConfigError("This LGBMRouter is not fitted yet. Call 'fit' with training data first.")
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ConfigError(f"X has shape {X.shape}; this router was fitted on {self.n_features_in_} features.")
+        return X
+
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        """Uncalibrated scores, (n, m)."""
+        return self._raw(self.models_, self._check_fitted(X), self.candidate_features_)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated P(correct), (n, m)."""
+        return self._calibrate(self.predict_raw(X))
+
+    def feature_importance(self) -> np.ndarray:
+        """Total gain per request feature (pooled: candidate columns dropped), summed over models."""
+        self._check_fitted(np.zeros((1, self.n_features_in_)))
+        gains = [mdl.feature_importance(importance_type="gain")[: self.n_features_in_] for mdl in self.models_]
+        return np.sum(gains, axis=0)
