@@ -16,7 +16,6 @@ at equal quality, and the knob is chosen on out-of-fold training predictions, ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,7 +72,9 @@ def choose(policy: Policy, proba: np.ndarray, cost: np.ndarray, feasible: np.nda
     others[:, frontier] = -np.inf
     best_other = others.argmax(axis=1)
     gain = proba[:, frontier] - proba[np.arange(n), best_other]
-    return np.where(gain > policy.value, frontier, best_other)
+    frontier_ok = ok[:, frontier]
+    any_other = np.isfinite(others).any(axis=1)
+    return np.where(~frontier_ok, best_other, np.where(~any_other | (gain > policy.value), frontier, best_other))
 
 
 def share_threshold(proba: np.ndarray, share: float) -> float:
@@ -91,7 +92,8 @@ def sweep(kind: str, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray |
           n_points: int = 61) -> list[tuple[float, np.ndarray]]:
     """(knob value, choices) over the knob's useful range, cheapest end first."""
     if kind == "threshold":
-        values = np.unique(np.concatenate([[1.01], np.quantile(proba, np.linspace(1, 0, n_points)), [-0.01]]))[::-1]
+        # ascending: -0.01 lets every candidate clear (the cheapest wins), 1.01 none (the likeliest)
+        values = np.unique(np.concatenate([[1.01], np.quantile(proba, np.linspace(1, 0, n_points)), [-0.01]]))
     elif kind == "lambda":
         spread = np.nanmax(cost) - np.nanmin(cost)
         scale = 1.0 / spread if spread > 0 else 1.0
@@ -108,24 +110,23 @@ def sweep(kind: str, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray |
 
 
 def pick_knob(kind: str, proba: np.ndarray, cost: np.ndarray, outcome: np.ndarray, realized_cost: np.ndarray,
-              target_accuracy: float, feasible: np.ndarray | None = None,
-              score: Callable[[np.ndarray, np.ndarray], tuple[float, float]] | None = None) -> Policy:
+              target_accuracy: float, feasible: np.ndarray | None = None) -> Policy:
     """The cheapest knob value whose accuracy on these (out-of-fold) predictions reaches
     ``target_accuracy``; when none does, the most accurate one.
 
     ``outcome`` (n, m) realised correctness and ``realized_cost`` (n, m) realised cost of every
     candidate (NaN where unknown: such choices count as wrong and cost nothing)."""
+    if len(proba) == 0:
+        raise ConfigError("pick_knob got no requests to choose on; pass at least one.")
     rows = np.arange(len(proba))
     best: tuple[float, float, float] | None = None  # (cost, -accuracy, value)
     fallback: tuple[float, float, float] | None = None
     for value, picks in sweep(kind, proba, cost, feasible):
         acc = float(np.nan_to_num(outcome[rows, picks], nan=0.0).mean())
         spent = float(np.nan_to_num(realized_cost[rows, picks], nan=0.0).mean())
-        if acc >= target_accuracy and (best is None or spent < best[0]):
+        if acc >= target_accuracy and (best is None or (spent, -acc) < (best[0], best[1])):
             best = (spent, -acc, value)
         if fallback is None or (-acc, spent) < (fallback[1], fallback[0]):
             fallback = (spent, -acc, value)
     chosen = best if best is not None else fallback
-    if chosen is None:
-        raise ConfigError("pick_knob got no requests to choose on; pass at least one.")
-    return Policy(kind, chosen[2])
+    return Policy(kind, chosen[2])  # type: ignore[index]

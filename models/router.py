@@ -145,8 +145,14 @@ class LGBMRouter:
                  rounds: int, categorical: list[int]) -> Any:
         import lightgbm as lgb
 
+        if len(ytr) == 0:
+            raise ConfigError(
+                "A candidate has no known outcome in a training fold; give every candidate outcomes for more "
+                "requests, use fewer folds, or drop that candidate."
+            )
         train = lgb.Dataset(Xtr, ytr, categorical_feature=categorical or "auto", free_raw_data=False)
-        valid = [lgb.Dataset(Xva, yva, reference=train)] if Xva is not None and len(np.unique(ytr)) > 1 else []
+        usable = Xva is not None and yva is not None and len(yva) > 0 and len(np.unique(ytr)) > 1
+        valid = [lgb.Dataset(Xva, yva, reference=train)] if usable else []
         callbacks = [lgb.early_stopping(self.params.early_stopping_rounds, verbose=False)] if valid else []
         return lgb.train(self.params.lgb_params(), train, num_boost_round=rounds, valid_sets=valid, callbacks=callbacks)
 
@@ -231,7 +237,8 @@ class LGBMRouter:
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
         """Uncalibrated scores, (n, m)."""
-        return self._raw(self.models_, self._check_fitted(X), self.candidate_features_)
+        X = self._check_fitted(X)
+        return self._raw(self.models_, X, self.candidate_features_)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Calibrated P(correct), (n, m)."""
@@ -239,6 +246,7 @@ class LGBMRouter:
 
     def feature_importance(self) -> np.ndarray:
         """Total gain per request feature (pooled: candidate columns dropped), summed over models."""
-        self._check_fitted(np.zeros((1, self.n_features_in_)))
+        if not hasattr(self, "models_"):
+            raise ConfigError("This LGBMRouter is not fitted yet. Call 'fit' with training data first.")
         gains = [mdl.feature_importance(importance_type="gain")[: self.n_features_in_] for mdl in self.models_]
         return np.sum(gains, axis=0)

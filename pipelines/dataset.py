@@ -44,6 +44,8 @@ class RoutingData:
     def from_frame(cls, frame: Any, candidates: Sequence[str] | None = None) -> RoutingData:
         """Pivot a canonical outcome DataFrame. ``candidates`` fixes the column order (and drops
         other models); by default every model in the frame, sorted."""
+        import pandas as pd
+
         models = list(candidates) if candidates is not None else sorted(frame["model"].unique().tolist())
         unknown = sorted(set(models) - set(frame["model"].unique()))
         if unknown:
@@ -66,7 +68,7 @@ class RoutingData:
         quality[rows, cols] = frame["quality"].astype(float).to_numpy()
         cost[rows, cols] = frame["cost_usd"].astype(float).to_numpy()
         requests = tuple(
-            Request(p, json.loads(s) if isinstance(s, str) else None, None if sla is None or sla != sla else float(sla))
+            Request(p, json.loads(s) if isinstance(s, str) else None, None if pd.isna(sla) else float(sla))
             for p, s, sla in zip(firsts["prompt"], firsts["output_schema"], firsts["latency_sla_ms"])
         )
         tasks = firsts["task"].fillna("(none)").astype(str).to_numpy()
@@ -75,6 +77,8 @@ class RoutingData:
     def subset(self, index: np.ndarray) -> RoutingData:
         """The requests at ``index`` (same candidates)."""
         idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
         return RoutingData(
             tuple(self.request_ids[i] for i in idx), tuple(self.requests[i] for i in idx), self.tasks[idx],
             self.candidates, self.correct[idx], self.quality[idx], self.cost[idx],

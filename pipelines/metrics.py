@@ -26,6 +26,8 @@ def upper_hull(points: Sequence[tuple[float, float]]) -> list[tuple[float, float
     for c, q in pts:
         if hull and q <= hull[-1][1]:
             continue  # costs more, no better: never on a non-decreasing frontier
+        if hull and hull[-1][0] == c:
+            hull.pop()  # same cost, better quality: the lower point is dominated
         while len(hull) >= 2:
             (c1, q1), (c2, q2) = hull[-2], hull[-1]
             if (q2 - q1) * (c - c1) <= (q - q1) * (c2 - c1):  # hull[-1] lies under the chord
@@ -70,7 +72,7 @@ def pgr_curve(strong_share: np.ndarray, quality: np.ndarray, weak: float, strong
     pgr = (np.asarray(quality) - weak) / gap if gap else np.zeros(len(quality))
     share = np.concatenate([[0.0], np.asarray(strong_share, dtype=float), [1.0]])
     pgr = np.concatenate([[0.0], pgr, [1.0]])
-    order = np.argsort(share, kind="stable")
+    order = np.lexsort((-pgr, share))  # by share, the best PGR first at equal share
     return share[order], pgr[order]
 
 

@@ -53,7 +53,6 @@ def test_upper_hull_same_cost_keeps_the_better_point_in_the_middle() -> None:
     assert upper_hull([(0.0, 0.3), (1.0, 0.5), (1.0, 0.7)]) == [(0.0, 0.3), (1.0, 0.7)]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a lower-quality point at the cheapest cost is kept in the hull")
 def test_upper_hull_same_cost_at_the_cheapest_end_keeps_only_the_better_point() -> None:
     assert upper_hull([(1.0, 0.5), (1.0, 0.7), (2.0, 0.8)]) == [(1.0, 0.7), (2.0, 0.8)]
 
@@ -156,7 +155,6 @@ def test_apgr_uses_the_best_pgr_reached_so_far() -> None:
     assert value == pytest.approx(expected)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: points at equal share are integrated in input order")
 def test_apgr_does_not_depend_on_the_order_of_points_at_equal_share() -> None:
     a = apgr(np.array([0.5, 0.5]), np.array([0.3, 0.8]), weak=0.0, strong=1.0)
     b = apgr(np.array([0.5, 0.5]), np.array([0.8, 0.3]), weak=0.0, strong=1.0)

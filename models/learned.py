@@ -1,0 +1,139 @@
+"""The learned router as one object: features (signals + embedding), the LightGBM estimate of
+P(correct) per candidate, an expected-cost model, and the decision policy with its knob.
+
+    router = LearnedRouter(config).fit(train_data, catalogue)
+    router.decide(requests)            # candidate index per request
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tierroute.errors import ConfigError
+from tierroute.features.embeddings import ENCODERS, EmbeddingCache, Encoder
+from tierroute.features.signals import SignalConfig, SignalExtractor
+from tierroute.features.spec import FeatureSpec
+from tierroute.models.catalogue import Catalogue
+from tierroute.models.policy import POLICY_KINDS, Policy, choose, pick_knob
+from tierroute.models.router import LGBMRouter, RouterParams
+from tierroute.request import Request
+
+__all__ = ["LearnedConfig", "CostModel", "LearnedRouter", "candidate_features"]
+
+
+@dataclass(frozen=True)
+class LearnedConfig:
+    """Everything that defines a learned router before it sees data.
+
+    ``target``: the policy knob is picked (out of fold, on training data) as the cheapest setting
+    whose accuracy reaches ``target`` x the best single candidate's training accuracy.
+    """
+
+    encoder: str = "static"
+    router: RouterParams = field(default_factory=RouterParams)
+    signals: SignalConfig = field(default_factory=SignalConfig)
+    policy: str = "lambda"
+    target: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.encoder not in (*ENCODERS, "none"):
+            raise ConfigError(
+                f"The 'encoder' parameter of LearnedConfig must be one of {(*ENCODERS, 'none')}. Got {self.encoder!r} instead."
+            )
+        if self.policy not in POLICY_KINDS:
+            raise ConfigError(f"The 'policy' parameter of LearnedConfig must be one of {POLICY_KINDS}. Got {self.policy!r} instead.")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["signals"] = self.signals.to_dict()
+        return d
+
+
+def candidate_features(catalogue: Catalogue, candidates: Sequence[str]) -> np.ndarray:
+    """Per candidate: tier rank and log prices (what the pooled model shares across candidates)."""
+    rows = []
+    for model in candidates:
+        c = catalogue.candidate(model)
+        rows.append([catalogue.tier_rank(c.tier), np.log(max(c.input_per_1k, 1e-9)), np.log(max(c.output_per_1k, 1e-9))])
+    return np.asarray(rows, dtype=np.float32)
+
+
+@dataclass
+class CostModel:
+    """Expected cost of each candidate for a request: a + b x prompt tokens, fitted per candidate
+    on realised costs (output length is unknown before the call; its mean lands in ``a``)."""
+
+    intercept: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    slope: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def fit(self, tokens: np.ndarray, cost: np.ndarray) -> CostModel:
+        m = cost.shape[1]
+        self.intercept, self.slope = np.zeros(m), np.zeros(m)
+        for j in range(m):
+            known = ~np.isnan(cost[:, j])
+            if known.sum() >= 2 and np.ptp(tokens[known]) > 0:
+                self.slope[j], self.intercept[j] = np.polyfit(tokens[known], cost[known, j], 1)
+            elif known.any():
+                self.intercept[j] = cost[known, j].mean()
+        self.slope = np.maximum(self.slope, 0.0)
+        return self
+
+    def predict(self, tokens: np.ndarray) -> np.ndarray:
+        return np.maximum(self.intercept[None, :] + np.outer(tokens, self.slope), 0.0)
+
+
+class LearnedRouter:
+    """Features -> calibrated P(correct) per candidate -> policy -> choice."""
+
+    def __init__(self, config: LearnedConfig | None = None, encoder: Encoder | None = None,
+                 cache: EmbeddingCache | None = None) -> None:
+        self.config = config if config is not None else LearnedConfig()
+        self.encoder = encoder
+        self.cache = cache
+        self.extractor = SignalExtractor(self.config.signals)
+
+    @property
+    def spec(self) -> FeatureSpec:
+        base = self.extractor.spec
+        if self.encoder is None:
+            return base
+        names = (*base.names, *(f"emb_{i}" for i in range(self.encoder.dims)))
+        return FeatureSpec(names, base.version, base.tokenizer, base.signals, self.encoder.id, self.encoder.dims)
+
+    def features(self, requests: Sequence[Request]) -> np.ndarray:
+        scalar = self.extractor.matrix(requests)
+        if self.encoder is None:
+            return scalar
+        texts = [r.prompt for r in requests]
+        emb = self.cache.encode(self.encoder, texts) if self.cache is not None else self.encoder.encode(texts)
+        return np.hstack([scalar, emb]).astype(np.float32)
+
+    def fit(self, data: Any, catalogue: Catalogue) -> LearnedRouter:
+        """``data``: a RoutingData of training requests."""
+        X = self.features(data.requests)
+        self.candidates_ = tuple(data.candidates)
+        self.candidate_features_ = candidate_features(catalogue, self.candidates_)
+        self.model_ = LGBMRouter(self.config.router).fit(X, np.nan_to_num(data.correct), data.mask,
+                                                         self.candidate_features_, data.tasks)
+        tokens = X[:, 0]
+        self.cost_model_ = CostModel().fit(tokens, data.cost)
+        best_single = float(np.nanmax(np.nanmean(data.correct, axis=0)))
+        self.target_accuracy_ = self.config.target * best_single
+        self.policy_ = pick_knob(self.config.policy, self.model_.oof_proba_, self.cost_model_.predict(tokens),
+                                 data.correct, data.cost, self.target_accuracy_)
+        self.feature_spec_ = self.spec
+        return self
+
+    def predict_proba(self, requests: Sequence[Request]) -> tuple[np.ndarray, np.ndarray]:
+        """(P(correct) (n, m), expected cost (n, m)) for ``requests``."""
+        X = self.features(requests)
+        return self.model_.predict_proba(X), self.cost_model_.predict(X[:, 0])
+
+    def decide(self, requests: Sequence[Request], policy: Policy | None = None) -> np.ndarray:
+        """Index into ``candidates_`` per request, under ``policy`` (default: the fitted one)."""
+        proba, cost = self.predict_proba(requests)
+        return choose(policy or self.policy_, proba, cost)

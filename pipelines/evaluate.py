@@ -1,0 +1,163 @@
+"""The evaluation harness: the learned router against the article's tree, every single candidate,
+random and the oracle, on the same requests, with the learned router's whole cost-quality curve.
+
+Quality is accuracy (share of requests answered correctly); cost is the realised mean USD per
+request; cost per correct answer = total cost / correct answers. AIQ integrates the learned
+curve's non-decreasing convex hull over the single candidates' cost range (linear cost), divided
+by that range. Comparisons at equal quality read the curve's cost where it reaches a baseline's
+accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tierroute.models.catalogue import Catalogue
+from tierroute.models.heuristic import HeuristicTree
+from tierroute.models.policy import sweep
+from tierroute.pipelines.dataset import RoutingData
+from tierroute.pipelines.metrics import aiq, apgr, bootstrap_diff, cost_at_quality, cpt, ece
+
+__all__ = ["evaluate", "point", "write_report"]
+
+
+def point(name: str, data: RoutingData, picks: np.ndarray, catalogue: Catalogue) -> dict[str, Any]:
+    """Accuracy, cost per query, cost per correct and tier shares of one choice per request."""
+    rows = np.arange(data.n_requests)
+    correct = data.correct[rows, picks]
+    cost = data.cost[rows, picks]
+    tiers = [catalogue.tier_of(data.candidates[j]) for j in picks]
+    frontier = catalogue.tiers[-1]
+    return {
+        "name": name,
+        "accuracy": float(correct.mean()),
+        "cost_per_query": float(cost.mean()),
+        "cost_per_correct": float(cost.sum() / correct.sum()) if correct.sum() else None,
+        "frontier_share": float(np.mean([t == frontier for t in tiers])),
+        "tier_share": {t: float(np.mean([x == t for x in tiers])) for t in catalogue.tiers},
+    }
+
+
+def _oracle(data: RoutingData) -> np.ndarray:
+    ok = data.correct == 1
+    cheapest = np.nanargmin(np.nanmean(data.cost, axis=0))
+    best = np.where(ok, data.cost, np.inf).argmin(axis=1)
+    return np.where(ok.any(axis=1), best, cheapest)
+
+
+def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0,
+             tree: HeuristicTree | None = None) -> dict[str, Any]:
+    """Judge a fitted LearnedRouter on ``data`` (requests lacking an outcome for some candidate are
+    left out, and counted). Returns the metrics as a JSON-able dict."""
+    full = data
+    data = data.complete()
+    rows = np.arange(data.n_requests)
+    proba, expected_cost = router.predict_proba(data.requests)
+    chosen = router.decide(data.requests)
+    singles = [point(m, data, np.full(data.n_requests, j), catalogue) for j, m in enumerate(data.candidates)]
+    costs = [s["cost_per_query"] for s in singles]
+    best_single = max(singles, key=lambda s: (s["accuracy"], -s["cost_per_query"]))
+    cheapest = min(singles, key=lambda s: s["cost_per_query"])
+    tree = tree or HeuristicTree()
+    tiers = tree.route_batch(data.requests).tiers
+    heuristic_picks = np.array([data.candidates.index(catalogue.default_model(t)) for t in tiers])
+    heuristic = point("heuristic", data, heuristic_picks, catalogue)
+    oracle = point("oracle", data, _oracle(data), catalogue)
+    random = {
+        "name": "random",
+        "accuracy": float(np.mean([s["accuracy"] for s in singles])),
+        "cost_per_query": float(np.mean(costs)),
+    }
+    random["cost_per_correct"] = random["cost_per_query"] / random["accuracy"] if random["accuracy"] else None
+    learned = point("learned", data, chosen, catalogue)
+    learned["policy"] = router.policy_.to_dict()
+
+    curve = []
+    for value, picks in sweep(router.policy_.kind, proba, expected_cost):
+        curve.append({"knob": value, "accuracy": float(data.correct[rows, picks].mean()),
+                      "cost_per_query": float(data.cost[rows, picks].mean()),
+                      "strong_share": float(np.mean(picks == data.candidates.index(best_single["name"])))})
+    pts = [(c["cost_per_query"], c["accuracy"]) for c in curve]
+    at_heuristic = cost_at_quality(pts, heuristic["accuracy"])
+    at_best = cost_at_quality(pts, best_single["accuracy"])
+    mask = data.mask
+    acc_diff = bootstrap_diff(data.correct[rows, chosen], data.correct[rows, heuristic_picks], seed=seed)
+    cost_diff = bootstrap_diff(data.cost[rows, chosen], data.cost[rows, heuristic_picks], seed=seed)
+    report: dict[str, Any] = {
+        "requests": data.n_requests,
+        "requests_left_out": full.n_requests - data.n_requests,
+        "candidates": list(data.candidates),
+        "aiq": aiq(pts, min(costs), max(costs)),
+        "aiq_normalisation": "mean hull quality over [cheapest, dearest single candidate cost], linear cost",
+        "accuracy": learned["accuracy"],
+        "cost_per_query": learned["cost_per_query"],
+        "cost_per_correct": learned["cost_per_correct"],
+        "learned": learned,
+        "ece": ece(proba[mask], data.correct[mask]),
+        "at_heuristic_accuracy": {"cost_per_query": at_heuristic,
+                                  "cost_ratio": at_heuristic / heuristic["cost_per_query"] if at_heuristic else None},
+        "at_best_single_accuracy": {"model": best_single["name"], "cost_per_query": at_best,
+                                    "cost_ratio": at_best / best_single["cost_per_query"] if at_best else None},
+        "learned_minus_heuristic": {
+            "accuracy": dict(zip(("mean", "ci_low", "ci_high"), acc_diff)),
+            "cost_per_query": dict(zip(("mean", "ci_low", "ci_high"), cost_diff)),
+        },
+        "baselines": {"heuristic": heuristic, "oracle": oracle, "random": random, "cheapest": cheapest,
+                      "best_single": best_single, "singles": singles},
+        "curve": curve,
+        "sla_violation_rate": None,  # the outcome matrices carry no latency yet
+    }
+    if len(data.candidates) == 2:
+        strong = data.candidates.index(best_single["name"])
+        weak_acc, strong_acc = singles[1 - strong]["accuracy"], singles[strong]["accuracy"]
+        share = np.array([c["strong_share"] for c in curve])
+        quality = np.array([c["accuracy"] for c in curve])
+        report["apgr"] = apgr(share, quality, weak_acc, strong_acc)
+        report["cpt50"] = cpt(share, quality, weak_acc, strong_acc, 0.5)
+        report["cpt80"] = cpt(share, quality, weak_acc, strong_acc, 0.8)
+    return report
+
+
+def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
+    """``metrics.json``, ``report.md`` and PNG plots (cost-quality curve, tier mix) in ``folder``."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    b = report["baselines"]
+    rows = [b["best_single"], b["cheapest"], b["oracle"], b["random"], b["heuristic"], report["learned"]]
+    lines = [
+        "# tierroute evaluation", "",
+        f"{report['requests']:,} requests ({report['requests_left_out']} left out: incomplete outcomes); "
+        f"AIQ {report['aiq']:.4f} ({report['aiq_normalisation']}); ECE {report['ece']:.4f}", "",
+        "| router | accuracy | cost/query | cost/correct |", "|---|---|---|---|",
+    ]
+    for r in rows:
+        cpc = "n/a" if r.get("cost_per_correct") is None else f"{r['cost_per_correct']:.6g}"
+        label = r["name"] if r is not b["best_single"] else f"best single ({r['name']})"
+        lines.append(f"| {label} | {r['accuracy']:.4f} | {r['cost_per_query']:.6g} | {cpc} |")
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    curve = report["curve"]
+    ax.plot([c["cost_per_query"] for c in curve], [c["accuracy"] for c in curve], "-", label="learned (curve)")
+    for s in b["singles"]:
+        ax.scatter(s["cost_per_query"], s["accuracy"], marker="o", s=18)
+        ax.annotate(s["name"].split("/")[-1], (s["cost_per_query"], s["accuracy"]), fontsize=6)
+    for key, marker in (("heuristic", "s"), ("oracle", "*")):
+        ax.scatter(b[key]["cost_per_query"], b[key]["accuracy"], marker=marker, s=80, label=key)
+    ax.scatter(report["learned"]["cost_per_query"], report["learned"]["accuracy"], marker="D", s=60, label="learned (chosen)")
+    ax.set_xlabel("cost per query (USD)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "cost_quality.png", dpi=110)
+    plt.close(fig)
+    return [out / "metrics.json", out / "report.md", out / "cost_quality.png"]
