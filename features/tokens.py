@@ -91,6 +91,9 @@ class BpeTokenCounter:
             raise ConfigError(_unsupported_encoding(self.encoding))
         object.__setattr__(self, "_tokenizer", _load_bindings().tokenizer_for_encoding(self.encoding))
 
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (BpeTokenCounter, (self.encoding,))  # the Rust table is rebuilt, not pickled
+
     @property
     def id(self) -> str:
         return f"bpe:{self.encoding}"

@@ -116,6 +116,7 @@ class LearnedRouter:
         """``data``: a RoutingData of training requests."""
         X = self.features(data.requests)
         self.candidates_ = tuple(data.candidates)
+        self.catalogue_ = catalogue
         self.candidate_features_ = candidate_features(catalogue, self.candidates_)
         self.model_ = LGBMRouter(self.config.router).fit(X, np.nan_to_num(data.correct), data.mask,
                                                          self.candidate_features_, data.tasks)

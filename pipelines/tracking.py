@@ -8,16 +8,29 @@ mlflow is imported here only, inside functions (serving never imports it).
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_TRACKING_URI", "REGISTERED_MODEL", "log_training_run", "save_router", "load_router", "RouterPyfunc"]
+__all__ = [
+    "DEFAULT_TRACKING_URI", "REGISTERED_MODEL", "log_training_run", "save_router", "load_router", "RouterPyfunc",
+    "load_router_from",
+]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 REGISTERED_MODEL = "tierroute"
 EXPERIMENT = "tierroute"
+
+
+def _mlflow() -> Any:
+    """Import mlflow with its usage telemetry off: tierroute makes no hidden network calls."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    return mlflow
 
 
 def save_router(router: Any, folder: str | Path) -> Path:
@@ -48,6 +61,28 @@ def load_router(folder: str | Path) -> Any:
     return pickle.loads((path / "router.pkl").read_bytes())
 
 
+def load_router_from(model: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> Any:
+    """A trained router from a folder (a train run's folder or its ``model/``) or an MLflow run id."""
+    from tierroute.errors import ConfigError
+
+    path = Path(model)
+    for folder in (path / "model", path):
+        if (folder / "router.pkl").is_file():
+            return load_router(folder)
+    if path.exists() or len(model) != 32 or not all(c in "0123456789abcdef" for c in model):
+        raise ConfigError(
+            f"--model {model!r} is neither a folder holding a trained router (router.pkl) nor an MLflow run id. "
+            "Pass the folder `tierroute train` printed, or its run id."
+        )
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=model, artifact_path="router")
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for an unknown run
+        raise ConfigError(f"MLflow run {model!r} has no router artifact at {tracking_uri} ({type(exc).__name__}). Check the run id and --tracking-uri.") from None
+    return load_router(local)
+
+
 def _pyfunc_base() -> type:
     import mlflow.pyfunc
 
@@ -60,7 +95,7 @@ class RouterPyfunc:
     def load_context(self, context: Any) -> None:
         self.router = load_router(context.artifacts["router"])
 
-    def predict(self, context: Any, model_input: Any, params: Mapping[str, Any] | None = None) -> Any:
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints as a signature
         from tierroute.request import parse_request
 
         requests = [parse_request({k: v for k, v in row.items() if v == v}) for row in model_input.to_dict(orient="records")]
@@ -80,7 +115,7 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
                      report: Mapping[str, Any], artifacts: list[Path], router_dir: Path,
                      importance: Mapping[str, float], register: bool = True) -> str:
     """Log one training run and register its model; returns the run id."""
-    import mlflow
+    mlflow = _mlflow()
     import mlflow.pyfunc
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -104,11 +139,24 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
         for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path="evaluation")
         mlflow.log_dict(dict(sorted(importance.items(), key=lambda kv: -kv[1])), "feature_importance.json")
-        pyfunc_class = type("TierrouteRouter", (RouterPyfunc, _pyfunc_base()), {"__module__": __name__})
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=pyfunc_class(), artifacts={"router": str(router_dir)},
-            pip_requirements=["tierroute"],
+        mlflow.log_artifacts(str(router_dir), artifact_path="router")
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("string", "prompt"), ColSpec("string", "output_schema", required=False),
+                           ColSpec("double", "latency_sla_ms", required=False)]),
+            outputs=Schema([ColSpec("string")]),
         )
+        pyfunc_class = type("TierrouteRouter", (RouterPyfunc, _pyfunc_base()), {"__module__": __name__})
+        with warnings.catch_warnings():
+            # An input example would make MLflow run the model at logging time (and trips pandas 3
+            # deprecations inside MLflow); the explicit signature documents the input instead.
+            warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=pyfunc_class(), artifacts={"router": str(router_dir)},
+                pip_requirements=["tierroute"], signature=signature,
+            )
         if register:
             mlflow.register_model(info.model_uri, REGISTERED_MODEL)
         return str(run.info.run_id)

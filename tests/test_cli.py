@@ -320,3 +320,25 @@ def test_route_input_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["route", "--input", str(path), "--json"], out=io.StringIO()) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: --input {str(path)!r} is not UTF-8 text") and "Traceback" not in err
+
+
+def test_train_then_evaluate_through_the_cli(tmp_path: Path) -> None:
+    out = io.StringIO()
+    status = main(["train", "--synthetic-requests", "160", "--encoder", "none", "--tracking-uri", "",
+                   "--out", str(tmp_path / "run"), "--json"], out=out)
+    assert status == 0
+    summary = json.loads(out.getvalue())
+    assert set(summary) >= {"aiq", "accuracy", "cost_per_query", "cost_per_correct", "baselines", "run_id", "out_dir"}
+    assert summary["run_id"] is None and set(summary["baselines"]) >= {"heuristic", "random", "oracle", "singles"}
+    data = tmp_path / "run" / "data" / "synthetic.jsonl"
+    out = io.StringIO()
+    assert main(["evaluate", "--model", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "ev"), "--json"], out=out) == 0
+    report = json.loads(out.getvalue())
+    assert report["requests"] == 160 and 0 < report["aiq"] <= 1
+    assert (tmp_path / "ev" / "report.md").is_file() and (tmp_path / "ev" / "cost_quality.png").is_file()
+
+
+def test_evaluate_with_an_unknown_model_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--model", str(tmp_path / "none"), "--data", str(tmp_path)], out=io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --model ") and "is neither a folder holding a trained router" in err and "Traceback" not in err

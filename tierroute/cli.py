@@ -3,6 +3,9 @@ builds a frozen config and calls a job. A TierrouteError becomes one line on std
 
     tierroute ingest PATH... [--format auto|routerbench|routellm|outcomes] [--out DIR] [--json]
     tierroute audit PATH... [--catalogue FILE] [--json]
+    tierroute train [--data PATH...] [--format ...] [--catalogue FILE] [--encoder static|minilm]
+                    [--eval-data PATH...] [--out DIR] [--json]
+    tierroute evaluate --model RUN_ID|DIR --data PATH... [--out DIR] [--json]
     tierroute route (--prompt TEXT | --input REQUESTS.jsonl) [--schema JSON] [--sla MS]
                     [--policy heuristic] [--json]
 """
@@ -54,6 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--gap-points", type=float, default=5.0, metavar="POINTS",
                        help="quality gap under which the cheaper tier is enough (default 5)")
 
+    train = sub.add_parser("train", help="fit the learned router and judge it against the baselines (MLflow-tracked)")
+    train.add_argument("--data", nargs="+", default=[], metavar="PATH", help="outcome files/folders (default: built-in synthetic workload)")
+    train.add_argument("--format", default="auto", choices=["auto", "routerbench", "routellm", "outcomes"])
+    train.add_argument("--catalogue", default=None, metavar="FILE", help="candidate catalogue (default: the built-in listing every model)")
+    train.add_argument("--encoder", default="static", choices=["static", "minilm", "none"], help="prompt embedding (default static)")
+    train.add_argument("--eval-data", nargs="+", default=[], metavar="PATH", help="held-out outcomes (default: 25%% of --data)")
+    train.add_argument("--kind", default="pooled", choices=["pooled", "per_candidate"], help="one pooled model or one per candidate")
+    train.add_argument("--policy", default="lambda", choices=["threshold", "lambda", "share"], help="decision policy (default lambda)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--synthetic-requests", type=int, default=3000, metavar="N", help="size of the built-in workload (default 3000)")
+    train.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db; '' = off)")
+    train.add_argument("--out", default=None, metavar="DIR", help="new folder for the run (default runs/train-<time>)")
+    train.add_argument("--json", action="store_true", help="print one JSON object")
+
+    evaluate = sub.add_parser("evaluate", help="judge a trained router on outcome data")
+    evaluate.add_argument("--model", required=True, metavar="RUN_ID|DIR", help="MLflow run id or a train run's folder")
+    evaluate.add_argument("--data", nargs="+", required=True, metavar="PATH", help="outcome files or folders")
+    evaluate.add_argument("--format", default="auto", choices=["auto", "routerbench", "routellm", "outcomes"])
+    evaluate.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a run id")
+    evaluate.add_argument("--out", default=None, metavar="DIR", help="new folder for the report (default runs/evaluate-<time>)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
     route = sub.add_parser("route", help="decide the tier and model for requests")
     source = route.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", metavar="TEXT", help="one prompt to route")
@@ -99,6 +124,12 @@ def _quiet_datasets() -> None:
     datasets.disable_progress_bars()  # per-file save bars are noise in a CLI summary
 
 
+def _quiet_mlflow() -> None:
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # its INFO/WARNING chatter buries the summary
+
+
 def _progress(message: str) -> None:
     print(f"... {message}", file=sys.stderr, flush=True)
 
@@ -132,6 +163,64 @@ def _cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
     config = AuditConfig(ingest=_ingest_config(args, None), catalogue=args.catalogue, gap_points=args.gap_points, out_dir=args.out)
     report = run_audit(config, progress=None if args.json else _progress)
     print(json.dumps(report, indent=2) if args.json else render_audit(report), file=out, end="\n" if args.json else "")
+    return 0
+
+
+def _print_eval(report: dict[str, Any], out: TextIO) -> None:
+    b = report["baselines"]
+    rows = [("learned", report["learned"]), ("heuristic", b["heuristic"]), (f"best single ({b['best_single']['name']})", b["best_single"]),
+            (f"cheapest ({b['cheapest']['name']})", b["cheapest"]), ("random", b["random"]), ("oracle", b["oracle"])]
+    print(f"{'router':<44} {'accuracy':>9} {'cost/query':>12} {'cost/correct':>13}", file=out)
+    for label, r in rows:
+        cpc = "n/a" if r.get("cost_per_correct") is None else f"{r['cost_per_correct']:.6g}"
+        print(f"{label:<44} {100 * r['accuracy']:>8.2f}% {r['cost_per_query']:>12.6g} {cpc:>13}", file=out)
+    print(f"AIQ {report['aiq']:.4f}  ECE {report['ece']:.4f}  requests {report['requests']:,}", file=out)
+
+
+def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.models.router import RouterParams
+    from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
+    from tierroute.pipelines.train import TrainConfig, run_train
+
+    _quiet_datasets()
+    _quiet_mlflow()
+    config = TrainConfig(
+        data=tuple(args.data), format=args.format, catalogue=args.catalogue, encoder=args.encoder,
+        eval_data=tuple(args.eval_data), out_dir=args.out, seed=args.seed, router=RouterParams(kind=args.kind, seed=args.seed),
+        policy=args.policy, tracking_uri=DEFAULT_TRACKING_URI if args.tracking_uri is None else args.tracking_uri,
+        synthetic_requests=args.synthetic_requests,
+    )
+    result = run_train(config, progress=None if args.json else _progress)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2), file=out)
+        return 0
+    _print_eval(result.report, out)
+    print(f"policy {result.report['learned']['policy']}; run {result.run_id}; outputs in {result.out_dir}/", file=out)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.pipelines.dataset import RoutingData
+    from tierroute.pipelines.evaluate import evaluate, write_report
+    from tierroute.pipelines.ingest import IngestConfig, prepare_out_dir, run_ingest
+    from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI, load_router_from
+
+    _quiet_datasets()
+    _quiet_mlflow()
+    router = load_router_from(args.model, args.tracking_uri or DEFAULT_TRACKING_URI)
+    folder = prepare_out_dir(args.out, "evaluate")
+    ingested = run_ingest(IngestConfig(paths=tuple(args.data), format=args.format, out_dir=str(folder / "ingest")))
+    data = RoutingData.from_frame(ingested.to_pandas(), router.candidates_)
+    report = evaluate(router, data, router.catalogue_)
+    write_report(report, folder)
+    if args.json:
+        summary = {k: report[k] for k in ("aiq", "accuracy", "cost_per_query", "cost_per_correct", "ece", "requests")}
+        summary["baselines"] = {k: {s: report["baselines"][k].get(s) for s in ("accuracy", "cost_per_query", "cost_per_correct")}
+                                for k in ("heuristic", "random", "oracle", "best_single", "cheapest")}
+        print(json.dumps({"schema_version": 1, "out_dir": str(folder), **summary}, indent=2), file=out)
+        return 0
+    _print_eval(report, out)
+    print(f"report in {folder}/", file=out)
     return 0
 
 
@@ -207,7 +296,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 2 some requests were malformed)."""
     args = build_parser().parse_args(argv)
     stream = out if out is not None else sys.stdout
-    commands = {"ingest": _cmd_ingest, "audit": _cmd_audit, "route": _cmd_route}
+    commands = {"ingest": _cmd_ingest, "audit": _cmd_audit, "train": _cmd_train, "evaluate": _cmd_evaluate, "route": _cmd_route}
     try:
         return commands[args.command](args, stream)
     except TierrouteError as exc:

@@ -1,0 +1,202 @@
+"""``tierroute train``: ingest outcomes (or generate the built-in synthetic workload), fit the
+learned router, judge it against the heuristic and simple baselines on held-out requests, and
+track the run in MLflow with its model registered as ``tierroute``.
+
+    result = run_train(TrainConfig())               # synthetic default data
+    result.report["aiq"], result.run_id, result.out_dir
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tierroute._params import check_fraction, check_int, check_number
+from tierroute.errors import CatalogueError, ConfigError
+from tierroute.features.embeddings import ENCODERS, EmbeddingCache
+from tierroute.models.catalogue import BUILTIN_CATALOGUES, Catalogue, find_builtin_for, load_catalogue
+from tierroute.models.learned import LearnedConfig, LearnedRouter
+from tierroute.models.policy import POLICY_KINDS
+from tierroute.models.router import RouterParams
+from tierroute.pipelines.ingest import IngestConfig, prepare_out_dir, run_ingest
+from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
+
+__all__ = ["TrainConfig", "TrainResult", "run_train", "pick_catalogue", "make_encoder"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training job. ``data`` empty = the built-in synthetic workload (``synthetic_requests``
+    requests). Without ``eval_data``, ``test_fraction`` of the requests (stratified by task,
+    seeded) are held out for evaluation."""
+
+    data: tuple[str, ...] = ()
+    format: str = "auto"
+    catalogue: str | None = None
+    encoder: str = "static"
+    eval_data: tuple[str, ...] = ()
+    out_dir: str | None = None
+    test_fraction: float = 0.25
+    seed: int = 0
+    synthetic_requests: int = 3000
+    router: RouterParams = field(default_factory=RouterParams)
+    policy: str = "lambda"
+    target: float = 1.0
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    register: bool = True
+    cache_dir: str = "runs/cache"
+    max_bad_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", tuple(map(str, self.data)))
+        object.__setattr__(self, "eval_data", tuple(map(str, self.eval_data)))
+        if self.encoder not in (*ENCODERS, "none"):
+            raise ConfigError(f"The 'encoder' parameter of TrainConfig must be one of {(*ENCODERS, 'none')}. Got {self.encoder!r} instead.")
+        if self.policy not in POLICY_KINDS:
+            raise ConfigError(f"The 'policy' parameter of TrainConfig must be one of {POLICY_KINDS}. Got {self.policy!r} instead.")
+        check_number(self.test_fraction, "test_fraction", "TrainConfig", 0.05, 0.95)
+        check_int(self.seed, "seed", "TrainConfig", 0)
+        check_int(self.synthetic_requests, "synthetic_requests", "TrainConfig", 50)
+        check_number(self.target, "target", "TrainConfig", 0.0, 2.0)
+        check_fraction(self.max_bad_fraction, "max_bad_fraction", "TrainConfig")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["data"], d["eval_data"] = list(self.data), list(self.eval_data)
+        return d
+
+
+@dataclass
+class TrainResult:
+    run_id: str | None
+    out_dir: Path
+    report: dict[str, Any]
+    router: Any
+
+    def summary(self) -> dict[str, Any]:
+        """The ``train --json`` object: the learned router's figures at top level, baselines beside."""
+        r = self.report
+        shape = ("accuracy", "cost_per_query", "cost_per_correct")
+        baselines = {k: {s: r["baselines"][k].get(s) for s in shape} for k in ("heuristic", "random", "oracle")}
+        baselines["singles"] = {s["name"]: {x: s.get(x) for x in shape} for s in r["baselines"]["singles"]}
+        return {
+            "schema_version": 1, "run_id": self.run_id, "out_dir": str(self.out_dir),
+            "aiq": r["aiq"], "accuracy": r["accuracy"], "cost_per_query": r["cost_per_query"],
+            "cost_per_correct": r["cost_per_correct"], "policy": r["learned"]["policy"], "ece": r["ece"],
+            "requests": r["requests"], "baselines": baselines,
+        }
+
+
+def pick_catalogue(name: str | None, models: list[str]) -> Catalogue:
+    """The named catalogue, or the first built-in listing every model; each model must be in it."""
+    catalogue = load_catalogue(name) if name else find_builtin_for(models)
+    if catalogue is None:
+        raise CatalogueError(
+            f"No built-in catalogue lists every model in the data ({', '.join(models[:6])}). Pass --catalogue "
+            f"FILE (a TOML mapping each model to a tier and prices) or one of {', '.join(BUILTIN_CATALOGUES)}."
+        )
+    missing = catalogue.missing(models)
+    if missing:
+        raise CatalogueError(f"Catalogue {catalogue.name!r} has no entry for model(s) {missing}. Add them or pass another --catalogue.")
+    return catalogue
+
+
+def make_encoder(name: str, train_prompts: list[str], cache_dir: Path) -> Any:
+    """The configured encoder. ``static`` is distilled from MiniLM for the tokens the training
+    prompts use (tokens never seen in training carry no signal for the model), cached by that
+    token set so reruns on the same data reuse it."""
+    from tierroute.features.embeddings import MiniLMEncoder, StaticEncoder, distill_static, minilm_path
+
+    if name == "none":
+        return None
+    if name == "minilm":
+        return MiniLMEncoder()
+    tokenizer_json = (minilm_path() / "tokenizer.json").read_text(encoding="utf-8")
+    vocab_size = len(json.loads(tokenizer_json)["model"]["vocab"])
+    probe = StaticEncoder(np.zeros((vocab_size, 1), dtype=np.float32), tokenizer_json)
+    ids = sorted(probe.token_ids(train_prompts))
+    key = hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()[:16]
+    folder = cache_dir / f"static-{key}"
+    if (folder / "static_table.npy").is_file():
+        return StaticEncoder.load(folder)
+    encoder = distill_static(dims=min(256, max(2, len(ids) - 1)), vocabulary=ids)
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder.save(folder)
+    return encoder
+
+
+def _split(tasks: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test request indices, ``test_fraction`` of each task held out (seeded)."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(tasks), dtype=bool)
+    for value in np.unique(tasks):
+        idx = np.flatnonzero(tasks == value)
+        n_test = max(1, int(round(test_fraction * len(idx)))) if len(idx) > 1 else 0
+        test[rng.permutation(idx)[:n_test]] = True
+    return np.flatnonzero(~test), np.flatnonzero(test)
+
+
+def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None) -> TrainResult:
+    """Run the job; returns the run id (None when tracking is off), folder, report and router."""
+    from tierroute.pipelines.dataset import RoutingData
+    from tierroute.pipelines.evaluate import evaluate, write_report
+    from tierroute.pipelines.synthetic import SyntheticConfig, write_jsonl
+    from tierroute.pipelines.tracking import log_training_run, save_router
+
+    say = progress or (lambda message: None)
+    clock = time.perf_counter()
+    out = prepare_out_dir(config.out_dir, "train")
+    paths = config.data
+    if not paths:
+        say(f"generating the built-in synthetic workload ({config.synthetic_requests:,} requests)")
+        paths = (str(write_jsonl(SyntheticConfig(config.synthetic_requests, config.seed), out / "data" / "synthetic.jsonl")),)
+    say("ingesting outcomes")
+    ingested = run_ingest(IngestConfig(paths=paths, format=config.format, out_dir=str(out / "ingest"),
+                                       max_bad_fraction=config.max_bad_fraction, catalogue=config.catalogue))
+    frame = ingested.to_pandas()
+    models = sorted(frame["model"].unique().tolist())
+    catalogue = pick_catalogue(config.catalogue, models)
+    data = RoutingData.from_frame(frame, models)
+    if config.eval_data:
+        evaluated = run_ingest(IngestConfig(paths=config.eval_data, format=config.format, out_dir=str(out / "ingest-eval"),
+                                            max_bad_fraction=config.max_bad_fraction, catalogue=config.catalogue))
+        train, test = data.complete(), RoutingData.from_frame(evaluated.to_pandas(), models)
+    else:
+        train_idx, test_idx = _split(data.tasks, config.test_fraction, config.seed)
+        train, test = data.subset(train_idx).complete(), data.subset(test_idx)
+    if train.n_requests < 2 * config.router.n_folds:
+        raise ConfigError(
+            f"Only {train.n_requests} training requests have an outcome for every candidate; at least "
+            f"{2 * config.router.n_folds} are needed. Add outcome data."
+        )
+    say(f"building features ({config.encoder} encoder) for {train.n_requests:,} training requests")
+    cache_dir = Path(config.cache_dir)
+    encoder = make_encoder(config.encoder, [r.prompt for r in train.requests], cache_dir)
+    learned = LearnedConfig(encoder=config.encoder, router=config.router, policy=config.policy, target=config.target)
+    say(f"fitting {config.router.kind} LightGBM with {config.router.n_folds}-fold calibration")
+    router = LearnedRouter(learned, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue)
+    say(f"evaluating on {test.n_requests:,} held-out requests")
+    report = evaluate(router, test, catalogue, seed=config.seed)
+    report["train_seconds"] = time.perf_counter() - clock
+    artifacts = write_report(report, out / "evaluation")
+    router_dir = save_router(router, out / "model")
+    importance = dict(zip(router.feature_spec_.names, map(float, router.model_.feature_importance())))
+    run_id = None
+    if config.tracking_uri:
+        say(f"logging to MLflow ({config.tracking_uri})")
+        data_info = {
+            "inputs": ingested.inputs, "rows": ingested.rows_kept, "quarantined": ingested.rows_quarantined,
+            "train_requests": train.n_requests, "test_requests": test.n_requests, "candidates": list(models),
+            "catalogue": catalogue.name,
+        }
+        run_id = log_training_run(config.tracking_uri, config.to_dict(), data_info, report, artifacts, router_dir,
+                                  importance, register=config.register)
+    (out / "train.json").write_text(json.dumps({"config": config.to_dict(), "run_id": run_id}, indent=2) + "\n", encoding="utf-8")
+    return TrainResult(run_id, out, report, router)
