@@ -243,6 +243,17 @@ class Catalogue:
             raise CatalogueError(f"tier {tier!r} of catalogue {self.name!r} has no candidates; {fix}.")
         return next((c.model for c in members if c.default), members[0].model)
 
+    def serving_model(self, tier: str) -> str:
+        """The model that serves a tier-level decision: the tier's default model, or, for a tier
+        with no candidate, the nearest tier above it that has one (never a weaker model than asked
+        for), else the nearest below."""
+        rank = self.tier_rank(tier)
+        order = [*self.tiers[rank:], *reversed(self.tiers[:rank])]
+        for candidate_tier in order:
+            if self.models_in_tier(candidate_tier):
+                return self.default_model(candidate_tier)
+        raise CatalogueError(f"catalogue {self.name!r} has no candidates at all; add [[candidates]] entries.")
+
     def covers(self, models: Iterable[str]) -> bool:
         """True when every model named is in this catalogue."""
         return not self.missing(models)

@@ -125,7 +125,7 @@ class LearnedRouter:
         best_single = float(np.nanmax(np.nanmean(data.correct, axis=0)))
         self.target_accuracy_ = self.config.target * best_single
         self.policy_ = pick_knob(self.config.policy, self.model_.oof_proba_, self.cost_model_.predict(tokens),
-                                 data.correct, data.cost, self.target_accuracy_)
+                                 data.correct, data.cost, self.target_accuracy_, self.feasible(data.requests))
         self.feature_spec_ = self.spec
         return self
 
@@ -134,7 +134,15 @@ class LearnedRouter:
         X = self.features(requests)
         return self.model_.predict_proba(X), self.cost_model_.predict(X[:, 0])
 
+    def feasible(self, requests: Sequence[Request]) -> np.ndarray:
+        """(n, m) True where the candidate's catalogue p95 latency fits the request's SLA (an
+        unknown latency or a missing SLA fits)."""
+        p95 = np.array([np.nan if (c := self.catalogue_.candidate(m).p95_latency_ms) is None else c for m in self.candidates_])
+        sla = np.array([np.nan if r.latency_sla_ms is None else r.latency_sla_ms for r in requests])
+        return ~(p95[None, :] > sla[:, None])
+
     def decide(self, requests: Sequence[Request], policy: Policy | None = None) -> np.ndarray:
-        """Index into ``candidates_`` per request, under ``policy`` (default: the fitted one)."""
+        """Index into ``candidates_`` per request, under ``policy`` (default: the fitted one),
+        among the candidates whose p95 latency fits the request's SLA."""
         proba, cost = self.predict_proba(requests)
-        return choose(policy or self.policy_, proba, cost)
+        return choose(policy or self.policy_, proba, cost, self.feasible(requests))

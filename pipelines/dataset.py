@@ -31,6 +31,7 @@ class RoutingData:
     correct: np.ndarray
     quality: np.ndarray
     cost: np.ndarray
+    latency: np.ndarray | None = None
 
     @property
     def mask(self) -> np.ndarray:
@@ -62,17 +63,19 @@ class RoutingData:
         correct = np.full((n, m), np.nan)
         quality = np.full((n, m), np.nan)
         cost = np.full((n, m), np.nan)
+        latency = np.full((n, m), np.nan)
         rows = frame["request_id"].map(index).to_numpy()
         cols = frame["model"].map(col).to_numpy()
         correct[rows, cols] = frame["correct"].astype(float).to_numpy()
         quality[rows, cols] = frame["quality"].astype(float).to_numpy()
         cost[rows, cols] = frame["cost_usd"].astype(float).to_numpy()
+        latency[rows, cols] = pd.to_numeric(frame["latency_ms"], errors="coerce").astype(float).to_numpy()
         requests = tuple(
             Request(p, json.loads(s) if isinstance(s, str) else None, None if pd.isna(sla) else float(sla))
             for p, s, sla in zip(firsts["prompt"], firsts["output_schema"], firsts["latency_sla_ms"])
         )
         tasks = firsts["task"].fillna("(none)").astype(str).to_numpy()
-        return cls(tuple(ids), requests, tasks, tuple(models), correct, quality, cost)
+        return cls(tuple(ids), requests, tasks, tuple(models), correct, quality, cost, latency)
 
     def subset(self, index: np.ndarray) -> RoutingData:
         """The requests at ``index`` (same candidates)."""
@@ -82,6 +85,7 @@ class RoutingData:
         return RoutingData(
             tuple(self.request_ids[i] for i in idx), tuple(self.requests[i] for i in idx), self.tasks[idx],
             self.candidates, self.correct[idx], self.quality[idx], self.cost[idx],
+            None if self.latency is None else self.latency[idx],
         )
 
     def complete(self) -> RoutingData:

@@ -49,6 +49,28 @@ def _oracle(data: RoutingData) -> np.ndarray:
     return np.where(ok.any(axis=1), best, cheapest)
 
 
+def _calibration_bins(proba: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> list[dict[str, float]]:
+    bins = np.minimum((proba * n_bins).astype(int), n_bins - 1)
+    return [{"bin": b / n_bins, "mean_p": float(proba[bins == b].mean()), "observed": float(labels[bins == b].mean()),
+             "count": int((bins == b).sum())} for b in range(n_bins) if (bins == b).any()]
+
+
+def _sla_violations(data: RoutingData, picks: dict[str, np.ndarray]) -> dict[str, float] | None:
+    """Per router: the share of requests with an SLA and a measured latency whose chosen
+    candidate answered slower than the SLA (None when the data has no latency)."""
+    if data.latency is None:
+        return None
+    sla = np.array([np.nan if r.latency_sla_ms is None else r.latency_sla_ms for r in data.requests])
+    rows = np.arange(data.n_requests)
+    out = {}
+    for name, chosen in picks.items():
+        latency = data.latency[rows, chosen]
+        known = ~np.isnan(sla) & ~np.isnan(latency)
+        if known.any():
+            out[name] = float(np.mean(latency[known] > sla[known]))
+    return out or None
+
+
 def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0,
              tree: HeuristicTree | None = None) -> dict[str, Any]:
     """Judge a fitted LearnedRouter on ``data`` (requests lacking an outcome for some candidate are
@@ -64,7 +86,7 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
     cheapest = min(singles, key=lambda s: s["cost_per_query"])
     tree = tree or HeuristicTree()
     tiers = tree.route_batch(data.requests).tiers
-    heuristic_picks = np.array([data.candidates.index(catalogue.default_model(t)) for t in tiers])
+    heuristic_picks = np.array([data.candidates.index(catalogue.serving_model(t)) for t in tiers])
     heuristic = point("heuristic", data, heuristic_picks, catalogue)
     oracle = point("oracle", data, _oracle(data), catalogue)
     random = {
@@ -77,7 +99,8 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
     learned["policy"] = router.policy_.to_dict()
 
     curve = []
-    for value, picks in sweep(router.policy_.kind, proba, expected_cost):
+    feasible = router.feasible(data.requests)
+    for value, picks in sweep(router.policy_.kind, proba, expected_cost, feasible):
         curve.append({"knob": value, "accuracy": float(data.correct[rows, picks].mean()),
                       "cost_per_query": float(data.cost[rows, picks].mean()),
                       "strong_share": float(np.mean(picks == data.candidates.index(best_single["name"])))})
@@ -98,6 +121,7 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
         "cost_per_correct": learned["cost_per_correct"],
         "learned": learned,
         "ece": ece(proba[mask], data.correct[mask]),
+        "calibration": _calibration_bins(proba[mask], data.correct[mask]),
         "at_heuristic_accuracy": {"cost_per_query": at_heuristic,
                                   "cost_ratio": at_heuristic / heuristic["cost_per_query"] if at_heuristic else None},
         "at_best_single_accuracy": {"model": best_single["name"], "cost_per_query": at_best,
@@ -109,7 +133,8 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
         "baselines": {"heuristic": heuristic, "oracle": oracle, "random": random, "cheapest": cheapest,
                       "best_single": best_single, "singles": singles},
         "curve": curve,
-        "sla_violation_rate": None,  # the outcome matrices carry no latency yet
+        "sla_violation_rate": _sla_violations(data, {"learned": chosen, "heuristic": heuristic_picks,
+                                                     **{m: np.full(data.n_requests, j) for j, m in enumerate(data.candidates)}}),
     }
     if len(data.candidates) == 2:
         strong = data.candidates.index(best_single["name"])
@@ -160,4 +185,34 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
     fig.tight_layout()
     fig.savefig(out / "cost_quality.png", dpi=110)
     plt.close(fig)
-    return [out / "metrics.json", out / "report.md", out / "cost_quality.png"]
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    bins = report["calibration"]
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.plot([b["mean_p"] for b in bins], [b["observed"] for b in bins], "o-", label=f"learned (ECE {report['ece']:.3f})")
+    ax.set_xlabel("predicted P(correct)")
+    ax.set_ylabel("observed share correct")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "calibration.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = ["learned", "heuristic", "oracle"]
+    shares = [report["learned"]["tier_share"], _tier_share(report, "heuristic"), _tier_share(report, "oracle")]
+    left = np.zeros(len(names))
+    for tier in shares[0]:
+        values = np.array([s.get(tier, 0.0) for s in shares])
+        ax.barh(names, values, left=left, label=tier)
+        left += values
+    ax.set_xlabel("share of requests")
+    ax.legend(fontsize=8, ncol=len(shares[0]))
+    fig.tight_layout()
+    fig.savefig(out / "tier_mix.png", dpi=110)
+    plt.close(fig)
+    return [out / "metrics.json", out / "report.md", out / "cost_quality.png", out / "calibration.png", out / "tier_mix.png"]
+
+
+def _tier_share(report: dict[str, Any], name: str) -> dict[str, float]:
+    """A baseline's tier shares (empty when it has none)."""
+    return dict(report["baselines"][name].get("tier_share", {}))

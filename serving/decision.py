@@ -72,7 +72,7 @@ class HeuristicPolicy:
         self.tree = tree if tree is not None else HeuristicTree()
         self.expected_output_tokens = expected_output_tokens
         for tier in ("tier1", "tier2", "tier3"):
-            self.catalogue.default_model(tier)  # fail now, not per request, if a tier has no model
+            self.catalogue.serving_model(tier)  # fail now, not per request, if the tiers are unknown
         self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
 
     def route(self, request: Request | Mapping[str, Any]) -> Decision:
@@ -80,7 +80,7 @@ class HeuristicPolicy:
         start = time.perf_counter()
         req = parse_request(request)
         verdict = self.tree.route(req)
-        model = self.catalogue.default_model(verdict.tier)
+        model = self.catalogue.serving_model(verdict.tier)
         cost = self.catalogue.candidate(model).cost(verdict.token_count, self.expected_output_tokens)
         return Decision(
             tier=verdict.tier,

@@ -323,3 +323,12 @@ def test_routerbench_prices_reproduce_the_recorded_costs(shared_data: Path) -> N
                 ratios[model].append(float(row[f"{model}|total_cost"]) / predicted)
     medians = {m: statistics.median(r) for m, r in ratios.items()}
     assert all(0.97 < v < 1.03 for v in medians.values()), medians
+
+
+def test_serving_model_falls_back_to_the_nearest_tier_above() -> None:
+    cat = builtin_catalogue("routellm")  # tier2 is empty
+    assert cat.serving_model("tier1") == cat.default_model("tier1")
+    assert cat.serving_model("tier2") == cat.default_model("tier3")
+    assert cat.serving_model("tier3") == "gpt-4-1106-preview"
+    with pytest.raises(CatalogueError, match=r"unknown tier 'tier9'"):
+        cat.serving_model("tier9")

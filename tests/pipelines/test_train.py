@@ -34,12 +34,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 def test_train_writes_report_model_and_mlflow_run(trained) -> None:  # noqa: ANN001
     tmp, result = trained
     out = result.out_dir
-    for name in ("evaluation/metrics.json", "evaluation/report.md", "evaluation/cost_quality.png", "model/router.pkl",
+    for name in ("evaluation/metrics.json", "evaluation/report.md", "evaluation/cost_quality.png", "evaluation/calibration.png",
+                 "evaluation/tier_mix.png", "model/router.pkl",
                  "model/manifest.json", "ingest/quarantine.jsonl", "data/synthetic.jsonl", "train.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert 0 < metrics["aiq"] <= 1 and metrics["requests"] == result.report["requests"]
     assert set(metrics["baselines"]) >= {"heuristic", "oracle", "random", "best_single", "cheapest", "singles"}
+    # the synthetic workload has SLAs and latencies: violation rates are measured per router
+    assert set(metrics["sla_violation_rate"]) >= {"learned", "heuristic", "gpt-4o"}
+    assert all(0 <= v <= 1 for v in metrics["sla_violation_rate"].values())
+    assert sum(b["count"] for b in metrics["calibration"]) == metrics["requests"] * 3
     summary = result.summary()
     assert summary["run_id"] == result.run_id and summary["aiq"] == metrics["aiq"]
     assert set(summary["baselines"]["singles"]) == {"claude-3-haiku", "gpt-4o-mini", "gpt-4o"}
