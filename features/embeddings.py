@@ -180,9 +180,19 @@ class MiniLMEncoder:
             self._model = SentenceTransformer(str(minilm_path()), device="cpu")
         return self._model
 
+    def _fit_window(self, model: Any, text: str) -> str:
+        """Cut to the model's window by wordpieces, keeping head and tail (the transformer would
+        otherwise drop the tail, where few-shot prompts put the actual question)."""
+        limit = int(model.max_seq_length) - 2  # [CLS] and [SEP]
+        ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= limit:
+            return text
+        head = limit * 3 // 5
+        return str(model.tokenizer.decode(ids[:head]) + " " + model.tokenizer.decode(ids[-(limit - head - 2):]))
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         model = self._load()
-        cut = [head_tail(t, self.head_chars, self.tail_chars) for t in texts]
+        cut = [self._fit_window(model, head_tail(t, self.head_chars, self.tail_chars)) for t in texts]
         vectors = model.encode(cut, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
 

@@ -79,7 +79,9 @@ class CostModel:
                 self.slope[j], self.intercept[j] = np.polyfit(tokens[known], cost[known, j], 1)
             elif known.any():
                 self.intercept[j] = cost[known, j].mean()
-        self.slope = np.maximum(self.slope, 0.0)
+        for j in np.flatnonzero(self.slope < 0):  # cost cannot fall with length: use the mean instead
+            known = ~np.isnan(cost[:, j])
+            self.slope[j], self.intercept[j] = 0.0, cost[known, j].mean()
         return self
 
     def predict(self, tokens: np.ndarray) -> np.ndarray:
@@ -115,6 +117,9 @@ class LearnedRouter:
     def fit(self, data: Any, catalogue: Catalogue) -> LearnedRouter:
         """``data``: a RoutingData of training requests."""
         X = self.features(data.requests)
+        from tierroute.pipelines.records import prompt_hash
+
+        self.train_prompt_hashes_ = frozenset(prompt_hash(r.prompt) for r in data.requests)
         self.candidates_ = tuple(data.candidates)
         self.catalogue_ = catalogue
         self.candidate_features_ = candidate_features(catalogue, self.candidates_)
@@ -139,7 +144,11 @@ class LearnedRouter:
         unknown latency or a missing SLA fits)."""
         p95 = np.array([np.nan if (c := self.catalogue_.candidate(m).p95_latency_ms) is None else c for m in self.candidates_])
         sla = np.array([np.nan if r.latency_sla_ms is None else r.latency_sla_ms for r in requests])
-        return ~(p95[None, :] > sla[:, None])
+        fits = ~(p95[None, :] > sla[:, None])
+        if np.isfinite(p95).any():  # an SLA nobody meets: the fastest candidate, not all of them
+            fastest = int(np.nanargmin(p95))
+            fits[~fits.any(axis=1), fastest] = True
+        return fits
 
     def decide(self, requests: Sequence[Request], policy: Policy | None = None) -> np.ndarray:
         """Index into ``candidates_`` per request, under ``policy`` (default: the fitted one),

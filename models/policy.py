@@ -35,6 +35,7 @@ class Policy:
 
     kind: str = "threshold"
     value: float = 0.7
+    frontier: int | None = None  # share: the candidate the share goes to (fixed at fit time)
 
     def __post_init__(self) -> None:
         if self.kind not in POLICY_KINDS:
@@ -67,7 +68,7 @@ def choose(policy: Policy, proba: np.ndarray, cost: np.ndarray, feasible: np.nda
         return utility.argmax(axis=1)
     # share: frontier = the candidate with the highest mean P; send it the requests where its gain
     # over the best cheaper feasible candidate exceeds the knob (a gain threshold).
-    frontier = int(np.argmax(proba.mean(axis=0)))
+    frontier = policy.frontier if policy.frontier is not None else int(np.argmax(proba.mean(axis=0)))
     others = np.where(ok, proba, -np.inf)
     others[:, frontier] = -np.inf
     best_other = others.argmax(axis=1)
@@ -102,10 +103,11 @@ def sweep(kind: str, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray |
         values = np.array([share_threshold(proba, s) for s in np.linspace(0, 1, n_points)])
     else:
         raise ConfigError(f"Unknown policy kind {kind!r}; expected one of {POLICY_KINDS}.")
+    frontier = int(np.argmax(np.nanmean(proba, axis=0))) if kind == "share" else None
     out = []
     for v in values:
         value = float(v) if np.isfinite(v) else 1e30
-        out.append((value, choose(Policy(kind, value), proba, cost, feasible)))
+        out.append((value, choose(Policy(kind, value, frontier), proba, cost, feasible)))
     return out
 
 
@@ -129,4 +131,5 @@ def pick_knob(kind: str, proba: np.ndarray, cost: np.ndarray, outcome: np.ndarra
         if fallback is None or (-acc, spent) < (fallback[1], fallback[0]):
             fallback = (spent, -acc, value)
     chosen = best if best is not None else fallback
-    return Policy(kind, chosen[2])  # type: ignore[index]
+    frontier = int(np.argmax(np.nanmean(proba, axis=0))) if kind == "share" else None
+    return Policy(kind, chosen[2], frontier)  # type: ignore[index]

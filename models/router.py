@@ -88,13 +88,16 @@ class RouterParams:
 
 
 def stratified_folds(strata: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """A fold number per request, balanced within each stratum (task)."""
+    """A fold number per request, balanced within each stratum (task) and overall: the fold
+    counter runs on across strata, so many small tasks still fill every fold."""
     rng = np.random.default_rng(seed)
     folds = np.empty(len(strata), dtype=np.int64)
+    offset = 0
     for value in np.unique(strata):
         idx = np.flatnonzero(strata == value)
         rng.shuffle(idx)
-        folds[idx] = np.arange(len(idx)) % n_folds
+        folds[idx] = (offset + np.arange(len(idx))) % n_folds
+        offset += len(idx)
     return folds
 
 
@@ -114,7 +117,7 @@ class _Calibrator:
             from sklearn.linear_model import LogisticRegression
 
             logit = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1))
-            self.model = LogisticRegression(C=1e6).fit(logit.reshape(-1, 1), labels)
+            self.model = LogisticRegression(C=1.0).fit(logit.reshape(-1, 1), labels)
         return self
 
     def transform(self, scores: np.ndarray) -> np.ndarray:
@@ -217,7 +220,15 @@ class LGBMRouter:
             known = mask[:, j]
             self.calibrators_.append(_Calibrator(p.calibration).fit(oof[known, j], Y[known, j]))
         self.oof_raw_ = oof
-        self.oof_proba_ = self._calibrate(oof)
+        # cross-fitted: each fold's scores are calibrated by calibrators fit on the other folds, so
+        # the policy knob chosen on oof_proba_ is not tuned on in-sample calibration
+        self.oof_proba_ = np.full((n, m), np.nan)
+        for k in range(p.n_folds):
+            held, rest = folds == k, folds != k
+            for j in range(m):
+                known = rest & mask[:, j]
+                cal = _Calibrator(p.calibration).fit(oof[known, j], Y[known, j])
+                self.oof_proba_[held, j] = cal.transform(oof[held, j])
         self.models_ = self._fit_models(X, Y, mask, cand, np.arange(n), None, self.n_estimators_)
         self.candidate_features_ = cand
         self.n_features_in_ = X.shape[1]

@@ -213,6 +213,9 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     data = RoutingData.from_frame(ingested.to_pandas(), router.candidates_)
     report = evaluate(router, data, router.catalogue_)
     write_report(report, folder)
+    if report["overlap_with_training"]:
+        print(f"warning: {report['overlap_with_training']:,} of {report['requests']:,} evaluated requests were in the "
+              "training data; their figures are not held-out figures.", file=sys.stderr)
     if args.json:
         summary = {k: report[k] for k in ("aiq", "accuracy", "cost_per_query", "cost_per_correct", "ece", "requests")}
         summary["baselines"] = {k: {s: report["baselines"][k].get(s) for s in ("accuracy", "cost_per_query", "cost_per_correct")}

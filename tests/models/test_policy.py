@@ -16,7 +16,7 @@ from tierroute.models.policy import POLICY_KINDS, Policy, choose, pick_knob, sha
 def test_policy_defaults_and_to_dict() -> None:
     policy = Policy()
     assert (policy.kind, policy.value) == ("threshold", 0.7)
-    assert Policy("lambda", 2.0).to_dict() == {"kind": "lambda", "value": 2.0}
+    assert Policy("lambda", 2.0).to_dict() == {"kind": "lambda", "value": 2.0, "frontier": None}
 
 
 def test_policy_unknown_kind() -> None:
@@ -271,3 +271,12 @@ def test_share_picks_the_frontier_when_only_it_fits() -> None:
     feasible = np.array([[False, False, True], [True, True, True]])
     picks = choose(Policy("share", 0.5), proba, np.tile([1.0, 2.0, 3.0], (2, 1)), feasible)
     np.testing.assert_array_equal(picks, [2, 2])
+
+
+def test_share_frontier_is_fixed_by_the_policy_not_the_batch() -> None:
+    proba = np.array([[0.9, 0.2], [0.8, 0.3]])  # in this batch candidate 0 looks strongest
+    cost = np.array([[1.0, 0.1], [1.0, 0.1]])
+    fixed = Policy("share", 0.0, frontier=1)
+    assert choose(fixed, proba, cost).tolist() == [0, 0]  # gain of 1 over 0 is negative: not sent up
+    assert choose(Policy("share", 0.0), proba, cost).tolist() == [0, 0]
+    assert choose(Policy("share", -1.0, frontier=1), proba, cost).tolist() == [1, 1]

@@ -94,8 +94,8 @@ def test_calibrations(calibration: str) -> None:
         np.testing.assert_array_equal(proba, raw)
     else:
         assert not np.array_equal(proba, raw)
-    # calibrated out-of-fold probabilities track the base rates
-    assert abs(router.oof_proba_[:, 1].mean() - Y[:, 1].mean()) < (0.02 if calibration != "none" else 0.1)
+    # cross-fitted calibrated out-of-fold probabilities track the base rates (2 folds of 150: noisy)
+    assert abs(router.oof_proba_[:, 1].mean() - Y[:, 1].mean()) < (0.05 if calibration != "none" else 0.1)
 
 
 @pytest.mark.parametrize("kind", ROUTER_KINDS)

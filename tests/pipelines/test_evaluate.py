@@ -1,0 +1,78 @@
+"""The evaluation harness on a small learned router: baselines on the same requests, the tree's
+tier mapped onto the candidates present, refusals, and the training-overlap count."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tierroute.errors import DataValidationError
+from tierroute.models.catalogue import builtin_catalogue
+from tierroute.models.learned import LearnedConfig, LearnedRouter
+from tierroute.models.router import RouterParams, stratified_folds
+from tierroute.pipelines.dataset import RoutingData
+from tierroute.pipelines.evaluate import evaluate
+from tierroute.pipelines.synthetic import SyntheticConfig, generate
+
+TINY = LearnedConfig(encoder="none", router=RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10))
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[LearnedRouter, RoutingData, RoutingData]:
+    frame = pd.DataFrame(list(generate(SyntheticConfig(300, seed=5))))
+    frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
+    data = RoutingData.from_frame(frame)
+    train, test = data.subset(np.arange(200)), data.subset(np.arange(200, 300))
+    return LearnedRouter(TINY).fit(train, builtin_catalogue("article")), train, test
+
+
+def test_report_compares_everything_on_the_same_requests(fitted) -> None:  # noqa: ANN001
+    router, _, test = fitted
+    report = evaluate(router, test, builtin_catalogue("article"))
+    assert report["requests"] == 100 and report["requests_left_out"] == 0
+    assert report["overlap_with_training"] == 0
+    singles = {s["name"]: s for s in report["baselines"]["singles"]}
+    for j, model in enumerate(test.candidates):
+        assert singles[model]["accuracy"] == pytest.approx(np.mean(test.correct[:, j]))
+    assert report["baselines"]["oracle"]["accuracy"] == pytest.approx(np.mean(test.correct.max(axis=1)))
+    assert report["at_heuristic_accuracy"]["source"] == "test-curve hull"
+    assert 0 <= report["aiq"] <= 1 and report["ece"] >= 0
+
+
+def test_training_requests_are_counted_as_overlap(fitted) -> None:  # noqa: ANN001
+    router, train, _ = fitted
+    assert evaluate(router, train.subset(np.arange(40)), builtin_catalogue("article"))["overlap_with_training"] == 40
+
+
+def test_the_tree_maps_onto_the_candidates_present(fitted) -> None:  # noqa: ANN001
+    router, _, test = fitted
+    catalogue = builtin_catalogue("article")
+    # gpt-4o-mini (tier2's default) has no outcomes: tier2 decisions go to the nearest tier above
+    keep = [j for j, m in enumerate(test.candidates) if m != "gpt-4o-mini"]
+    reduced = dataclasses.replace(test, candidates=tuple(test.candidates[j] for j in keep), correct=test.correct[:, keep],
+                                  quality=test.quality[:, keep], cost=test.cost[:, keep], latency=test.latency[:, keep])
+    from tierroute.pipelines.evaluate import _tier_model
+
+    assert _tier_model(catalogue, "tier2", reduced.candidates) == "gpt-4o"
+    assert _tier_model(catalogue, "tier1", reduced.candidates) == "claude-3-haiku"
+
+
+def test_evaluation_without_complete_requests_is_refused(fitted) -> None:  # noqa: ANN001
+    router, _, test = fitted
+    correct = test.correct.copy()
+    correct[:, 0] = np.nan
+    broken = dataclasses.replace(test, correct=correct)
+    with pytest.raises(DataValidationError, match=r"^No request in the evaluation data has an outcome for every candidate \(100 requests; no outcomes at all for \['claude-3-haiku'\]\)"):
+        evaluate(router, broken, builtin_catalogue("article"))
+
+
+def test_folds_fill_evenly_across_many_small_tasks() -> None:
+    strata = np.repeat(np.arange(57), 7)  # 57 tasks of 7 requests
+    counts = np.bincount(stratified_folds(strata, 5, seed=0), minlength=5)
+    assert counts.max() - counts.min() <= 1
+    singletons = stratified_folds(np.arange(10), 5, seed=0)
+    assert sorted(np.bincount(singletons).tolist()) == [2, 2, 2, 2, 2]
