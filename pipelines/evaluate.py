@@ -50,6 +50,20 @@ def _oracle(data: RoutingData) -> np.ndarray:
     return np.where(ok.any(axis=1), best, cheapest)
 
 
+def _per_task(data: RoutingData, picks: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Per task: request count and, per router, accuracy and cost per query."""
+    rows = np.arange(data.n_requests)
+    out: dict[str, dict[str, Any]] = {}
+    for task in np.unique(data.tasks):
+        sel = data.tasks == task
+        out[str(task)] = {"requests": int(sel.sum())} | {
+            name: {"accuracy": float(data.correct[rows[sel], chosen[sel]].mean()),
+                   "cost_per_query": float(data.cost[rows[sel], chosen[sel]].mean())}
+            for name, chosen in picks.items()
+        }
+    return out
+
+
 def _overlap(router: Any, data: RoutingData) -> int:
     """How many evaluated requests the router saw in training (their figures are not held out)."""
     from tierroute.pipelines.records import prompt_hash
@@ -165,6 +179,8 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
         "curve": curve,
         "sla_violation_rate": _sla_violations(data, {"learned": chosen, "heuristic": heuristic_picks,
                                                      **{m: np.full(data.n_requests, j) for j, m in enumerate(data.candidates)}}),
+        "per_task": _per_task(data, {"learned": chosen, "heuristic": heuristic_picks,
+                                     "best_single": np.full(data.n_requests, data.candidates.index(best_single["name"]))}),
     }
     if len(data.candidates) == 2:
         strong = data.candidates.index(best_single["name"])
@@ -195,6 +211,11 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
         cpc = "n/a" if r.get("cost_per_correct") is None else f"{r['cost_per_correct']:.6g}"
         label = r["name"] if r is not b["best_single"] else f"best single ({r['name']})"
         lines.append(f"| {label} | {r['accuracy']:.4f} | {r['cost_per_query']:.6g} | {cpc} |")
+    lines += ["", "Per task (accuracy / cost per query):", "",
+              "| task | requests | learned | heuristic | best single |", "|---|---|---|---|---|"]
+    for task, t in report["per_task"].items():
+        cells = [f"{t[k]['accuracy']:.3f} / {t[k]['cost_per_query']:.4g}" for k in ("learned", "heuristic", "best_single")]
+        lines.append(f"| {task} | {t['requests']} | " + " | ".join(cells) + " |")
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     import matplotlib
 

@@ -76,3 +76,14 @@ def test_folds_fill_evenly_across_many_small_tasks() -> None:
     assert counts.max() - counts.min() <= 1
     singletons = stratified_folds(np.arange(10), 5, seed=0)
     assert sorted(np.bincount(singletons).tolist()) == [2, 2, 2, 2, 2]
+
+
+def test_per_task_figures_add_up(fitted) -> None:  # noqa: ANN001
+    router, _, test = fitted
+    report = evaluate(router, test, builtin_catalogue("article"))
+    per_task = report["per_task"]
+    assert sum(t["requests"] for t in per_task.values()) == report["requests"]
+    weighted = sum(t["requests"] * t["learned"]["accuracy"] for t in per_task.values()) / report["requests"]
+    assert weighted == pytest.approx(report["learned"]["accuracy"])
+    heuristic_cost = sum(t["requests"] * t["heuristic"]["cost_per_query"] for t in per_task.values()) / report["requests"]
+    assert heuristic_cost == pytest.approx(report["baselines"]["heuristic"]["cost_per_query"])

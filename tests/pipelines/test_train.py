@@ -45,6 +45,7 @@ def test_train_writes_report_model_and_mlflow_run(trained) -> None:  # noqa: ANN
     assert set(metrics["sla_violation_rate"]) >= {"learned", "heuristic", "gpt-4o"}
     assert all(0 <= v <= 1 for v in metrics["sla_violation_rate"].values())
     assert sum(b["count"] for b in metrics["calibration"]) == metrics["requests"] * 3
+    assert "Per task" in (out / "evaluation" / "report.md").read_text()
     summary = result.summary()
     assert summary["run_id"] == result.run_id and summary["aiq"] == metrics["aiq"]
     assert set(summary["baselines"]["singles"]) == {"claude-3-haiku", "gpt-4o-mini", "gpt-4o"}
