@@ -231,23 +231,13 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
     for key, marker in (("heuristic", "s"), ("oracle", "*")):
         ax.scatter(b[key]["cost_per_query"], b[key]["accuracy"], marker=marker, s=80, label=key)
     ax.scatter(report["learned"]["cost_per_query"], report["learned"]["accuracy"], marker="D", s=60, label="learned (chosen)")
-    ax.set_xlabel("cost per query (USD)")
-    ax.set_ylabel("accuracy")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "cost_quality.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, out / "cost_quality.png", "cost per query (USD)", "accuracy")
 
     fig, ax = plt.subplots(figsize=(5, 5))
     bins = report["calibration"]
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.plot([b["mean_p"] for b in bins], [b["observed"] for b in bins], "o-", label=f"learned (ECE {report['ece']:.3f})")
-    ax.set_xlabel("predicted P(correct)")
-    ax.set_ylabel("observed share correct")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "calibration.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, out / "calibration.png", "predicted P(correct)", "observed share correct")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = ["learned", "heuristic", "oracle"]
@@ -257,12 +247,18 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
         values = np.array([s.get(tier, 0.0) for s in shares])
         ax.barh(names, values, left=left, label=tier)
         left += values
-    ax.set_xlabel("share of requests")
-    ax.legend(fontsize=8, ncol=len(shares[0]))
-    fig.tight_layout()
-    fig.savefig(out / "tier_mix.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, out / "tier_mix.png", "share of requests", "")
     return [out / "metrics.json", out / "report.md", out / "cost_quality.png", out / "calibration.png", out / "tier_mix.png"]
+
+
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str) -> None:
+    """Label, legend and save one plot, then free it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _tier_share(report: dict[str, Any], name: str) -> dict[str, float]:

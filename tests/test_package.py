@@ -56,3 +56,13 @@ def test_catalogues_ship_as_package_data() -> None:
     names = sorted(p.name for p in resources.files("tierroute").joinpath("catalogues").iterdir() if p.name.endswith(".toml"))
     assert names == ["article.toml", "routellm.toml", "routerbench.toml"]
     assert tierroute.__version__
+
+
+def test_a_source_checkout_imports_without_an_install(repo_root: Path) -> None:
+    # -S: no site-packages, so the editable install's finder is not there; the subpackages must
+    # still be found in the top-level folders (find_spec locates them without running them).
+    code = "import importlib.util as u; print('|'.join(u.find_spec('tierroute.' + n).origin for n in ('features', 'serving')))"
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=repo_root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    found = [Path(p).resolve() for p in out.stdout.strip().split("|")]
+    assert found == [(repo_root / n / "__init__.py").resolve() for n in ("features", "serving")]
