@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -198,13 +198,15 @@ class MiniLMEncoder:
 
 
 def distill_static(
-    dims: int = 256, batch_size: int = 512, seed: int = 0, vocabulary: Sequence[int] | None = None
+    dims: int = 256, batch_size: int = 512, seed: int = 0, vocabulary: Sequence[int] | None = None,
+    step: Callable[..., None] | None = None,
 ) -> StaticEncoder:
     """Distil a static table from MiniLM: every vocabulary token is embedded alone by the
     transformer (mean-pooled, the model's own pooling), then PCA keeps ``dims`` components
     (model2vec's recipe, done here without its transformers pin). Needs torch; ~40-75 s here for
     the whole vocabulary. ``vocabulary``: distil only these token ids (e.g. those the training
-    prompts use); the other rows stay zero and are left out of every mean."""
+    prompts use); the other rows stay zero and are left out of every mean. ``step(n)`` is called
+    as each batch of n tokens is done (a progress bar's)."""
     check_int(dims, "dims", "distill_static", 2, 384)
     import torch
 
@@ -227,6 +229,8 @@ def distill_static(
             batch = torch.cat([torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)], dim=1)
             hidden = transformer(input_ids=batch, attention_mask=torch.ones_like(batch)).last_hidden_state
             rows.append(hidden.mean(dim=1).float().numpy())
+            if step is not None:
+                step(len(ids))
     full = np.concatenate(rows).astype(np.float64)
     centred = full - full.mean(axis=0)
     _, _, components = np.linalg.svd(centred[:: max(1, len(centred) // 20000)], full_matrices=False)
@@ -245,7 +249,11 @@ class EmbeddingCache:
         safe = hashlib.sha256(encoder_id.encode()).hexdigest()[:16]
         return Path(self.folder) / f"emb-{safe}.npz"
 
-    def encode(self, encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, encoder: Encoder, texts: Sequence[str], progress: Any = None, chunk: int = 256) -> np.ndarray:
+        """Vectors for ``texts`` (n, dims); only texts not cached are encoded, ``chunk`` at a time
+        (with a bar on ``progress``, a :class:`tierroute.progress.Progress`)."""
+        from tierroute.progress import bar
+
         path = self._path(encoder.id)
         keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
         known: dict[str, np.ndarray] = {}
@@ -254,7 +262,13 @@ class EmbeddingCache:
                 known = dict(zip(data["keys"].tolist(), data["vectors"]))
         missing = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
         if missing:
-            vectors = encoder.encode([t for _, t in missing])
+            todo = [t for _, t in missing]
+            parts = []
+            with bar(progress, len(todo), f"embedding {len(todo):,} new prompts", unit="prompt") as step:
+                for start in range(0, len(todo), chunk):
+                    parts.append(encoder.encode(todo[start : start + chunk]))
+                    step(len(parts[-1]))
+            vectors = np.concatenate(parts)
             known.update({k: v for (k, _), v in zip(missing, vectors)})
             Path(self.folder).mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npz")

@@ -106,25 +106,31 @@ class LearnedRouter:
         names = (*base.names, *(f"emb_{i}" for i in range(self.encoder.dims)))
         return FeatureSpec(names, base.version, base.tokenizer, base.signals, self.encoder.id, self.encoder.dims)
 
-    def features(self, requests: Sequence[Request]) -> np.ndarray:
+    def features(self, requests: Sequence[Request], progress: Any = None) -> np.ndarray:
         scalar = self.extractor.matrix(requests)
         if self.encoder is None:
             return scalar
         texts = [r.prompt for r in requests]
-        emb = self.cache.encode(self.encoder, texts) if self.cache is not None else self.encoder.encode(texts)
+        emb = (self.cache.encode(self.encoder, texts, progress=progress) if self.cache is not None
+               else self.encoder.encode(texts))
         return np.hstack([scalar, emb]).astype(np.float32)
 
-    def fit(self, data: Any, catalogue: Catalogue) -> LearnedRouter:
-        """``data``: a RoutingData of training requests."""
-        X = self.features(data.requests)
+    def fit(self, data: Any, catalogue: Catalogue, progress: Any = None) -> LearnedRouter:
+        """``data``: a RoutingData of training requests; ``progress``: a
+        :class:`tierroute.progress.Progress` for bars (None: silent)."""
+        from tierroute.progress import bar
+
+        X = self.features(data.requests, progress)
         from tierroute.pipelines.records import prompt_hash
 
         self.train_prompt_hashes_ = frozenset(prompt_hash(r.prompt) for r in data.requests)
         self.candidates_ = tuple(data.candidates)
         self.catalogue_ = catalogue
         self.candidate_features_ = candidate_features(catalogue, self.candidates_)
-        self.model_ = LGBMRouter(self.config.router).fit(X, np.nan_to_num(data.correct), data.mask,
-                                                         self.candidate_features_, data.tasks)
+        params = self.config.router
+        with bar(progress, params.n_folds + 1, f"fitting {params.kind} LightGBM ({params.n_folds} folds + final)") as step:
+            self.model_ = LGBMRouter(params).fit(X, np.nan_to_num(data.correct), data.mask,
+                                                 self.candidate_features_, data.tasks, step=step)
         tokens = X[:, 0]
         self.cost_model_ = CostModel().fit(tokens, data.cost)
         best_single = float(np.nanmax(np.nanmean(data.correct, axis=0)))

@@ -15,6 +15,7 @@ models' median best iteration.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -188,9 +189,11 @@ class LGBMRouter:
 
     # -- estimator API -----------------------------------------------------------------------
     def fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
-            strata: np.ndarray | None = None) -> LGBMRouter:
+            strata: np.ndarray | None = None, step: Callable[..., None] | None = None) -> LGBMRouter:
         """``X`` (n, d) request features; ``Y`` (n, m) 0/1 correctness; ``mask`` (n, m) True where the
-        outcome is known; ``candidate_features`` (m, k); ``strata`` (n,) task labels for the folds."""
+        outcome is known; ``candidate_features`` (m, k); ``strata`` (n,) task labels for the folds.
+        ``step()`` is called after each of the ``n_folds + 1`` fits (a progress bar's)."""
+        step = step or (lambda n=1: None)
         p = self.params
         X = np.asarray(X, dtype=np.float32)
         Y = np.asarray(Y, dtype=np.float64)
@@ -213,6 +216,7 @@ class LGBMRouter:
             models = self._fit_models(X, Y, mask, cand, rest[inner != 0], rest[inner == 0], p.n_estimators)
             best.append(int(np.median([mdl.best_iteration or mdl.current_iteration() for mdl in models])))
             oof[held] = self._raw(models, X[held], cand)
+            step()
         self.best_iterations_ = best
         self.n_estimators_ = max(1, int(np.median(best)))
         self.calibrators_ = []
@@ -230,6 +234,7 @@ class LGBMRouter:
                 cal = _Calibrator(p.calibration).fit(oof[known, j], Y[known, j])
                 self.oof_proba_[held, j] = cal.transform(oof[held, j])
         self.models_ = self._fit_models(X, Y, mask, cand, np.arange(n), None, self.n_estimators_)
+        step()
         self.candidate_features_ = cand
         self.n_features_in_ = X.shape[1]
         self.n_candidates_ = m

@@ -106,6 +106,17 @@ def _sla_violations(data: RoutingData, picks: dict[str, np.ndarray]) -> dict[str
     return out or None
 
 
+def _cheapest_reaching(curve: list[dict[str, Any]], accuracy: float) -> dict[str, Any] | None:
+    """The cheapest swept point of the learned curve (a real knob setting, not a hull mixture)
+    whose accuracy reaches ``accuracy``; None when none does."""
+    reaching = [c for c in curve if c["accuracy"] >= accuracy - 1e-12]
+    if not reaching:
+        return None
+    best = min(reaching, key=lambda c: c["cost_per_query"])
+    cpc = best["cost_per_query"] / best["accuracy"] if best["accuracy"] else None
+    return {**best, "cost_per_correct": cpc}
+
+
 def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0,
              tree: HeuristicTree | None = None) -> dict[str, Any]:
     """Judge a fitted LearnedRouter on ``data`` (requests lacking an outcome for some candidate are
@@ -141,10 +152,12 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
 
     curve = []
     feasible = router.feasible(data.requests)
+    frontier = np.array([catalogue.tier_of(m) == catalogue.tiers[-1] for m in data.candidates])
     for value, picks in sweep(router.policy_.kind, proba, expected_cost, feasible):
         curve.append({"knob": value, "accuracy": float(data.correct[rows, picks].mean()),
                       "cost_per_query": float(data.cost[rows, picks].mean()),
-                      "strong_share": float(np.mean(picks == data.candidates.index(best_single["name"])))})
+                      "strong_share": float(np.mean(picks == data.candidates.index(best_single["name"]))),
+                      "frontier_share": float(frontier[picks].mean())})
     pts = [(c["cost_per_query"], c["accuracy"]) for c in curve]
     at_heuristic = cost_at_quality(pts, heuristic["accuracy"])
     at_best = cost_at_quality(pts, best_single["accuracy"])
@@ -166,9 +179,11 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
         # read off the TEST curve's hull (a test-chosen point, possibly a mix of two settings): for
         # comparison at equal quality, not an operating point the router would pick by itself
         "at_heuristic_accuracy": {"cost_per_query": at_heuristic, "source": "test-curve hull",
-                                  "cost_ratio": None if at_heuristic is None else at_heuristic / heuristic["cost_per_query"]},
+                                  "cost_ratio": None if at_heuristic is None else at_heuristic / heuristic["cost_per_query"],
+                                  "curve_point": _cheapest_reaching(curve, heuristic["accuracy"])},
         "at_best_single_accuracy": {"model": best_single["name"], "cost_per_query": at_best, "source": "test-curve hull",
-                                    "cost_ratio": None if at_best is None else at_best / best_single["cost_per_query"]},
+                                    "cost_ratio": None if at_best is None else at_best / best_single["cost_per_query"],
+                                    "curve_point": _cheapest_reaching(curve, best_single["accuracy"])},
         "overlap_with_training": _overlap(router, data),
         "learned_minus_heuristic": {
             "accuracy": dict(zip(("mean", "ci_low", "ci_high"), acc_diff)),
@@ -211,6 +226,13 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
         cpc = "n/a" if r.get("cost_per_correct") is None else f"{r['cost_per_correct']:.6g}"
         label = r["name"] if r is not b["best_single"] else f"best single ({r['name']})"
         lines.append(f"| {label} | {r['accuracy']:.4f} | {r['cost_per_query']:.6g} | {cpc} |")
+    for key, label in (("at_heuristic_accuracy", "the heuristic's"), ("at_best_single_accuracy", "the best single's")):
+        at = report[key]
+        hull = "not reached" if at["cost_ratio"] is None else f"{at['cost_ratio']:.3f}x its cost"
+        point_ = at["curve_point"]
+        swept = "no swept point reaches it" if point_ is None else (
+            f"cheapest swept point {point_['accuracy']:.4f} at {point_['cost_per_query']:.6g}/query (knob {point_['knob']:.6g})")
+        lines.append(f"\nLearned curve at {label} accuracy (read on this data, not a held-out choice): hull {hull}; {swept}.")
     lines += ["", "Per task (accuracy / cost per query):", "",
               "| task | requests | learned | heuristic | best single |", "|---|---|---|---|---|"]
     for task, t in report["per_task"].items():

@@ -16,13 +16,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tierroute._params import check_fraction
 from tierroute.errors import ConfigError, DataFormatError, DataValidationError, OutputDirError
 from tierroute.pipelines.adapters import ADAPTERS, FORMATS, OUTCOME_SUFFIXES, detect_format
 from tierroute.pipelines.adapters.base import RawRow
 from tierroute.pipelines.records import OUTCOME_FIELDS, OutcomeValidator
+
+if TYPE_CHECKING:
+    from tierroute.models.catalogue import Catalogue
 
 __all__ = ["IngestConfig", "IngestResult", "run_ingest", "prepare_out_dir", "INGEST_MANIFEST", "EXCLUSION_REASONS"]
 
@@ -234,17 +237,20 @@ def outcome_features() -> Any:
     return datasets.Features({name: types[name] for name in OUTCOME_FIELDS})
 
 
-def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = None) -> IngestResult:
+def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = None,
+               catalogue: Catalogue | None = None) -> IngestResult:
     """Ingest ``config.paths``; write ``outcomes/``, ``quarantine.jsonl`` and ``ingest.json`` under
     the run folder. Raises DataValidationError when too many rows are bad (after writing the
-    quarantine file, so the reasons can be read)."""
+    quarantine file, so the reasons can be read). ``catalogue`` (a loaded one, e.g. a trained
+    router's) prices formats without a cost column; it takes precedence over ``config.catalogue``."""
     import datasets
 
     from tierroute.models.catalogue import load_catalogue
 
     skipped: list[str] = []
     files = _expand(config.paths, skipped)
-    catalogue = load_catalogue(config.catalogue) if config.catalogue else None
+    if catalogue is None and config.catalogue:
+        catalogue = load_catalogue(config.catalogue)
     adapters = {
         "routerbench": ADAPTERS["routerbench"](),
         "routellm": ADAPTERS["routellm"](catalogue=catalogue, exclude_contaminated=config.exclude_contaminated),

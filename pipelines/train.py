@@ -108,7 +108,7 @@ def pick_catalogue(name: str | None, models: list[str]) -> Catalogue:
     return catalogue
 
 
-def make_encoder(name: str, train_prompts: list[str], cache_dir: Path) -> Any:
+def make_encoder(name: str, train_prompts: list[str], cache_dir: Path, progress: Any = None) -> Any:
     """The configured encoder. ``static`` is distilled from MiniLM for the tokens the training
     prompts use (tokens never seen in training carry no signal for the model), cached by that
     token set so reruns on the same data reuse it."""
@@ -126,7 +126,10 @@ def make_encoder(name: str, train_prompts: list[str], cache_dir: Path) -> Any:
     folder = cache_dir / f"static-{key}"
     if (folder / "static_table.npy").is_file():
         return StaticEncoder.load(folder)
-    encoder = distill_static(dims=min(256, max(2, len(ids) - 1)), vocabulary=ids)
+    from tierroute.progress import bar
+
+    with bar(progress, len(ids), f"distilling the static encoder ({len(ids):,} tokens)", unit="token") as step:
+        encoder = distill_static(dims=min(256, max(2, len(ids) - 1)), vocabulary=ids, step=step)
     folder.mkdir(parents=True, exist_ok=True)
     encoder.save(folder)
     return encoder
@@ -144,7 +147,9 @@ def _split(tasks: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarr
 
 
 def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None) -> TrainResult:
-    """Run the job; returns the run id (None when tracking is off), folder, report and router."""
+    """Run the job; returns the run id (None when tracking is off), folder, report and router.
+    ``progress``: a :class:`tierroute.progress.Progress` (stage lines and bars) or any callable
+    taking a message (stage lines only); None is silent."""
     from tierroute.pipelines.dataset import RoutingData
     from tierroute.pipelines.evaluate import evaluate, write_report
     from tierroute.pipelines.synthetic import SyntheticConfig, write_jsonl
@@ -178,10 +183,10 @@ def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None
         )
     say(f"building features ({config.encoder} encoder) for {train.n_requests:,} training requests")
     cache_dir = Path(config.cache_dir)
-    encoder = make_encoder(config.encoder, [r.prompt for r in train.requests], cache_dir)
+    encoder = make_encoder(config.encoder, [r.prompt for r in train.requests], cache_dir, progress)
     learned = LearnedConfig(encoder=config.encoder, router=config.router, policy=config.policy, target=config.target)
-    say(f"fitting {config.router.kind} LightGBM with {config.router.n_folds}-fold calibration")
-    router = LearnedRouter(learned, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue)
+    say(f"embedding prompts and fitting {config.router.kind} LightGBM with {config.router.n_folds}-fold calibration")
+    router = LearnedRouter(learned, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue, progress)
     say(f"evaluating on {test.n_requests:,} held-out requests")
     report = evaluate(router, test, catalogue, seed=config.seed)
     report["train_seconds"] = time.perf_counter() - clock

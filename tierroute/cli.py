@@ -130,15 +130,18 @@ def _quiet_mlflow() -> None:
     logging.getLogger("mlflow").setLevel(logging.ERROR)  # its INFO/WARNING chatter buries the summary
 
 
-def _progress(message: str) -> None:
-    print(f"... {message}", file=sys.stderr, flush=True)
+def _bars(args: argparse.Namespace) -> Any:
+    """Stage lines and progress bars on stderr; none with --json (stdout is then one object)."""
+    from tierroute.progress import Progress
+
+    return Progress(enabled=not args.json)
 
 
 def _cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
     from tierroute.pipelines.ingest import run_ingest
 
     _quiet_datasets()
-    result = run_ingest(_ingest_config(args, args.out), progress=None if args.json else _progress)
+    result = run_ingest(_ingest_config(args, args.out), progress=_bars(args))
     summary = result.summary()
     if args.json:
         print(json.dumps(summary, indent=2), file=out)
@@ -161,7 +164,7 @@ def _cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
 
     _quiet_datasets()
     config = AuditConfig(ingest=_ingest_config(args, None), catalogue=args.catalogue, gap_points=args.gap_points, out_dir=args.out)
-    report = run_audit(config, progress=None if args.json else _progress)
+    report = run_audit(config, progress=_bars(args))
     print(json.dumps(report, indent=2) if args.json else render_audit(report), file=out, end="\n" if args.json else "")
     return 0
 
@@ -190,7 +193,7 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
         policy=args.policy, tracking_uri=DEFAULT_TRACKING_URI if args.tracking_uri is None else args.tracking_uri,
         synthetic_requests=args.synthetic_requests,
     )
-    result = run_train(config, progress=None if args.json else _progress)
+    result = run_train(config, progress=_bars(args))
     if args.json:
         print(json.dumps(result.summary(), indent=2), file=out)
         return 0
@@ -209,7 +212,8 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     _quiet_mlflow()
     router = load_router_from(args.model, args.tracking_uri or DEFAULT_TRACKING_URI)
     folder = prepare_out_dir(args.out, "evaluate")
-    ingested = run_ingest(IngestConfig(paths=tuple(args.data), format=args.format, out_dir=str(folder / "ingest")))
+    ingested = run_ingest(IngestConfig(paths=tuple(args.data), format=args.format, out_dir=str(folder / "ingest")),
+                          catalogue=router.catalogue_)  # price cost-less formats as the router was trained
     data = RoutingData.from_frame(ingested.to_pandas(), router.candidates_)
     report = evaluate(router, data, router.catalogue_)
     write_report(report, folder)

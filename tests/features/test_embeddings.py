@@ -136,3 +136,23 @@ def test_distill_needs_enough_tokens() -> None:
 
     with pytest.raises(ConfigError, match=r"^distill_static needs at least dims=16 distinct token ids"):
         distill_static(dims=16, vocabulary=[1, 2, 3])
+
+
+def test_cache_encodes_new_texts_in_chunks_with_a_bar(tmp_path: Path) -> None:
+    import io
+
+    from tierroute.progress import Progress
+
+    class Chunked(CountingEncoder):
+        calls: list[int] = []
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            self.calls.append(len(texts))
+            return super().encode(texts)
+
+    enc, stream = Chunked(), io.StringIO()
+    texts = [f"t{i}" for i in range(7)]
+    out = EmbeddingCache(tmp_path / "c").encode(enc, texts, progress=Progress(stream=stream), chunk=3)
+    assert enc.calls == [3, 3, 1]
+    np.testing.assert_array_equal(out[:, 0], [len(t) for t in texts])
+    assert "embedding 7 new prompts" in stream.getvalue()

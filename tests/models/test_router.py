@@ -244,3 +244,10 @@ def test_per_candidate_with_a_sparsely_observed_candidate() -> None:
     mask[known, 1] = True
     router = LGBMRouter(_params(kind="per_candidate", min_child_samples=2)).fit(X, np.where(mask, Y, np.nan), mask, CAND)
     assert router.predict_proba(X).shape == (N, 2)
+
+
+def test_fit_reports_one_step_per_fold_and_one_for_the_final_model() -> None:
+    X, Y, strata = _data()
+    steps: list[int] = []
+    LGBMRouter(_params(n_folds=3)).fit(X, Y, np.ones_like(Y, bool), CAND, strata, step=lambda n=1: steps.append(n))
+    assert steps == [1, 1, 1, 1]

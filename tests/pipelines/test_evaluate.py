@@ -87,3 +87,29 @@ def test_per_task_figures_add_up(fitted) -> None:  # noqa: ANN001
     assert weighted == pytest.approx(report["learned"]["accuracy"])
     heuristic_cost = sum(t["requests"] * t["heuristic"]["cost_per_query"] for t in per_task.values()) / report["requests"]
     assert heuristic_cost == pytest.approx(report["baselines"]["heuristic"]["cost_per_query"])
+
+
+def test_equal_accuracy_rows_are_real_swept_points(fitted) -> None:  # noqa: ANN001
+    router, _, test = fitted
+    report = evaluate(router, test, builtin_catalogue("article"))
+    for key, target in (("at_heuristic_accuracy", report["baselines"]["heuristic"]["accuracy"]),
+                        ("at_best_single_accuracy", report["baselines"]["best_single"]["accuracy"])):
+        at = report[key]["curve_point"]
+        reaching = [c for c in report["curve"] if c["accuracy"] >= target]
+        if not reaching:
+            assert at is None
+            continue
+        assert at in [{**c, "cost_per_correct": c["cost_per_query"] / c["accuracy"]} for c in reaching]
+        assert at["cost_per_query"] == min(c["cost_per_query"] for c in reaching)
+        assert 0.0 <= at["frontier_share"] <= 1.0
+        if report[key]["cost_per_query"] is not None:  # the hull never costs more than a real point
+            assert report[key]["cost_per_query"] <= at["cost_per_query"] + 1e-12
+
+
+def test_cheapest_reaching_picks_the_cheapest_point_at_or_above_the_accuracy() -> None:
+    from tierroute.pipelines.evaluate import _cheapest_reaching
+
+    curve = [{"accuracy": 0.5, "cost_per_query": 1.0}, {"accuracy": 0.8, "cost_per_query": 4.0},
+             {"accuracy": 0.9, "cost_per_query": 3.0}]
+    assert _cheapest_reaching(curve, 0.8) == {"accuracy": 0.9, "cost_per_query": 3.0, "cost_per_correct": 3.0 / 0.9}
+    assert _cheapest_reaching(curve, 0.95) is None

@@ -476,3 +476,27 @@ def test_mapping_may_be_a_dict() -> None:
     assert IngestConfig(paths=("x",), mapping={"quality": "f1"}).mapping == (("quality", "f1"),)
     with pytest.raises(ConfigError, match=r"^The 'mapping' parameter of IngestConfig must be a dict or \(field, column\) pairs"):
         IngestConfig(paths=("x",), mapping=("quality=f1",))
+
+
+def test_a_loaded_catalogue_prices_routellm_rows_and_wins_over_the_config(tmp_path: Path) -> None:
+    from tierroute.models.catalogue import builtin_catalogue, load_catalogue
+    from tierroute.pipelines.ingest import IngestConfig, run_ingest
+
+    mixtral, gpt4 = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+    (tmp_path / "mmlu_toy.csv").write_text(f"prompt,{mixtral},{gpt4}\nWhat is 2+2?,True,False\n", encoding="utf-8")
+    (tmp_path / "mine.toml").write_text(
+        'schema_version = 1\nname = "mine"\ntiers = ["tier1", "tier3"]\n'
+        f'[[candidates]]\nmodel = "{mixtral}"\ntier = "tier1"\ninput_per_1k = 1.0\noutput_per_1k = 1.0\n'
+        f'[[candidates]]\nmodel = "{gpt4}"\ntier = "tier3"\ninput_per_1k = 100.0\noutput_per_1k = 100.0\n',
+        encoding="utf-8",
+    )
+
+    def costs(out: str, **kwargs: Any) -> dict[str, float]:
+        config = IngestConfig(paths=(str(tmp_path / "mmlu_toy.csv"),), out_dir=str(tmp_path / out), catalogue="routellm")
+        frame = run_ingest(config, **kwargs).to_pandas()
+        return dict(zip(frame["model"], frame["cost_usd"]))
+
+    builtin, mine = costs("a"), costs("b", catalogue=load_catalogue(tmp_path / "mine.toml"))
+    assert builtin == costs("c", catalogue=builtin_catalogue("routellm"))
+    assert mine[gpt4] / mine[mixtral] == pytest.approx(100.0)
+    assert mine[gpt4] > 1000 * builtin[gpt4]
