@@ -140,6 +140,19 @@ class StaticEncoder:
         np.divide(out, norms, out=out, where=norms > 0)
         return out
 
+    def encode_one(self, text: str) -> np.ndarray:
+        """One text's vector (dims,): the serving fast path (no batch machinery, no thread pool),
+        equal to ``encode([text])[0]``."""
+        ids = np.asarray(self._tokenizer.encode(head_tail(text, self.head_chars, self.tail_chars),
+                                                add_special_tokens=False).ids, dtype=np.int64)
+        if len(ids):
+            ids = ids[self._known[ids]]  # type: ignore[attr-defined]
+        if not len(ids):
+            return np.zeros(self.dims, dtype=np.float32)
+        vector = self.table[ids].mean(axis=0)
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm > 0 else vector
+
     def save(self, folder: str | os.PathLike[str]) -> None:
         """Write ``static_table.npy`` and ``static_tokenizer.json`` into ``folder``."""
         path = Path(folder)

@@ -90,15 +90,24 @@ def _pyfunc_base() -> type:
 
 
 class RouterPyfunc:
-    """MLflow pyfunc wrapper: a DataFrame of requests in, chosen model per request out."""
+    """MLflow pyfunc wrapper: a DataFrame of requests in, chosen model per request out. It serves
+    the logged RouterBundle with the serving runtime (the same decisions as ``Router.route``);
+    models logged before bundles existed fall back to the pickled router."""
 
     def load_context(self, context: Any) -> None:
-        self.router = load_router(context.artifacts["router"])
+        if "bundle" in context.artifacts:
+            from tierroute.serving.router import Router
+
+            self.router = Router.load(context.artifacts["bundle"], strict=True)
+        else:
+            self.router = load_router(context.artifacts["router"])
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints as a signature
         from tierroute.request import parse_request
 
         requests = [parse_request({k: v for k, v in row.items() if v == v}) for row in model_input.to_dict(orient="records")]
+        if hasattr(self.router, "route_batch"):
+            return [d.model for d in self.router.route_batch(requests)]
         picks = self.router.decide(requests)
         return [self.router.candidates_[j] for j in picks]
 
@@ -113,8 +122,9 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Mapping[str, Any],
                      report: Mapping[str, Any], artifacts: list[Path], router_dir: Path,
-                     importance: Mapping[str, float], register: bool = True) -> str:
-    """Log one training run and register its model; returns the run id."""
+                     importance: Mapping[str, float], register: bool = True, bundle_dir: Path | None = None) -> str:
+    """Log one training run and register its model; returns the run id. With ``bundle_dir`` the
+    logged model carries the RouterBundle, so ``models:/tierroute@<alias>`` resolves to a bundle."""
     mlflow = _mlflow()
     import mlflow.pyfunc
 
@@ -154,7 +164,8 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
             # deprecations inside MLflow); the explicit signature documents the input instead.
             warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=pyfunc_class(), artifacts={"router": str(router_dir)},
+                name="model", python_model=pyfunc_class(),
+                artifacts={"router": str(router_dir), **({"bundle": str(bundle_dir)} if bundle_dir else {})},
                 pip_requirements=["tierroute"], signature=signature,
             )
         if register:

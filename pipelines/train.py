@@ -88,6 +88,7 @@ class TrainResult:
         baselines["singles"] = {s["name"]: {x: s.get(x) for x in shape} for s in r["baselines"]["singles"]}
         return {
             "schema_version": 1, "run_id": self.run_id, "out_dir": str(self.out_dir),
+            "bundle": str(self.out_dir / "bundle"),
             "aiq": r["aiq"], "accuracy": r["accuracy"], "cost_per_query": r["cost_per_query"],
             "cost_per_correct": r["cost_per_correct"], "policy": r["learned"]["policy"], "ece": r["ece"],
             "requests": r["requests"], "baselines": baselines,
@@ -153,6 +154,7 @@ def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None
     from tierroute.pipelines.dataset import RoutingData
     from tierroute.pipelines.evaluate import evaluate, write_report
     from tierroute.pipelines.synthetic import SyntheticConfig, write_jsonl
+    from tierroute.models.export import export_bundle
     from tierroute.pipelines.tracking import log_training_run, save_router
 
     say = progress or (lambda message: None)
@@ -192,6 +194,10 @@ def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None
     report["train_seconds"] = time.perf_counter() - clock
     artifacts = write_report(report, out / "evaluation")
     router_dir = save_router(router, out / "model")
+    say("exporting the serving bundle (ONNX)")
+    headline = {k: report.get(k) for k in ("aiq", "accuracy", "cost_per_query", "cost_per_correct", "ece", "requests")}
+    bundle_dir = export_bundle(router, out / "bundle", metrics=headline,
+                               training={"inputs": ingested.inputs, "rows": ingested.rows_kept})
     importance = dict(zip(router.feature_spec_.names, map(float, router.model_.feature_importance())))
     run_id = None
     if config.tracking_uri:
@@ -202,6 +208,6 @@ def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None
             "catalogue": catalogue.name,
         }
         run_id = log_training_run(config.tracking_uri, config.to_dict(), data_info, report, artifacts, router_dir,
-                                  importance, register=config.register)
+                                  importance, register=config.register, bundle_dir=bundle_dir)
     (out / "train.json").write_text(json.dumps({"config": config.to_dict(), "run_id": run_id}, indent=2) + "\n", encoding="utf-8")
     return TrainResult(run_id, out, report, router)

@@ -26,6 +26,8 @@ class Decision:
     model -> P(correct) when a learned router decided (empty for the heuristic).
     ``expected_cost_usd`` is the chosen candidate's catalogue price for this prompt's tokens and
     ``expected_output_tokens`` (None when unknown). ``elapsed_ms`` is the time the decision took.
+    ``fallback`` is the machine-readable reason the learned path did not answer (None when it did,
+    or when the heuristic was asked for); ``bundle_id`` names the bundle loaded, if any.
     """
 
     tier: str
@@ -37,6 +39,8 @@ class Decision:
     expected_cost_usd: float | None = None
     elapsed_ms: float = 0.0
     signals: Mapping[str, Any] = field(default_factory=dict)
+    fallback: str | None = None
+    bundle_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON form (``tierroute route --json`` prints one per request)."""
@@ -51,6 +55,8 @@ class Decision:
             "expected_cost_usd": self.expected_cost_usd,
             "elapsed_ms": round(self.elapsed_ms, 4),
             "signals": dict(self.signals),
+            "fallback": self.fallback,
+            "bundle_id": self.bundle_id,
         }
 
 

@@ -6,8 +6,12 @@ builds a frozen config and calls a job. A TierrouteError becomes one line on std
     tierroute train [--data PATH...] [--format ...] [--catalogue FILE] [--encoder static|minilm]
                     [--eval-data PATH...] [--out DIR] [--json]
     tierroute evaluate --model RUN_ID|DIR --data PATH... [--out DIR] [--json]
-    tierroute route (--prompt TEXT | --input REQUESTS.jsonl) [--schema JSON] [--sla MS]
-                    [--policy heuristic] [--json]
+    tierroute export RUN_ID|DIR|models:/URI --out DIR [--json]
+    tierroute route (--prompt TEXT | --input REQUESTS.jsonl) [--bundle DIR|models:/URI] [--schema JSON]
+                    [--sla MS] [--json]
+    tierroute serve (--bundle DIR|models:/URI | --proxy CATALOGUE) [--host H] [--port P] ...
+
+The serving-side commands (export, route, serve) live in :mod:`tierroute.cli_serve`.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from tierroute import __version__
-from tierroute.errors import ConfigError, RequestError, TierrouteError
+from tierroute.errors import ConfigError, TierrouteError
 
 __all__ = ["main", "build_parser"]
 
@@ -79,15 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default=None, metavar="DIR", help="new folder for the report (default runs/evaluate-<time>)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
-    route = sub.add_parser("route", help="decide the tier and model for requests")
-    source = route.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompt", metavar="TEXT", help="one prompt to route")
-    source.add_argument("--input", metavar="REQUESTS.jsonl", help="JSONL of {prompt|messages, output_schema, latency_sla_ms} ('-' = stdin)")
-    route.add_argument("--schema", metavar="JSON", help="output schema (JSON) for --prompt, default for --input lines")
-    route.add_argument("--sla", type=float, metavar="MS", help="latency SLA in ms for --prompt, default for --input lines")
-    route.add_argument("--policy", default="heuristic", choices=["heuristic"], help="routing policy (default heuristic)")
-    route.add_argument("--catalogue", default="article", metavar="FILE", help="candidate catalogue (default: built-in 'article')")
-    route.add_argument("--json", action="store_true", help="one JSON decision per request line")
+    from tierroute.cli_serve import add_serving_commands
+
+    add_serving_commands(sub)
     return parser
 
 
@@ -231,79 +229,13 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _request_lines(args: argparse.Namespace) -> Iterator[tuple[int, Any]]:
-    defaults: dict[str, Any] = {}
-    if args.schema is not None:
-        defaults["output_schema"] = args.schema
-    if args.sla is not None:
-        defaults["latency_sla_ms"] = args.sla
-    if args.prompt is not None:
-        yield 1, {"prompt": args.prompt, **defaults}
-        return
-    try:
-        stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"Cannot read --input {args.input!r}: {exc.strerror}. Check the path.") from None
-    with stream:
-        try:
-            yield from _parse_lines(stream, defaults)
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"--input {args.input!r} is not UTF-8 text ({exc.reason} at byte {exc.start}). "
-                "Save it as UTF-8 JSONL, one request object per line."
-            ) from None
-
-
-def _parse_lines(stream: TextIO, defaults: dict[str, Any]) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, RequestError(f"line {number} is not JSON ({exc.msg} at char {exc.pos}); each line must be one request object.")
-            continue
-        yield number, {**defaults, **item} if isinstance(item, dict) else item
-
-
-def _cmd_route(args: argparse.Namespace, out: TextIO) -> int:
-    from tierroute.models.catalogue import load_catalogue
-    from tierroute.request import parse_request
-    from tierroute.serving.decision import HeuristicPolicy
-
-    policy = HeuristicPolicy(catalogue=load_catalogue(args.catalogue))
-    if args.prompt is not None:  # a bad --schema/--sla is an option mistake: one error line, exit 1
-        try:
-            parse_request({"prompt": args.prompt, "output_schema": args.schema, "latency_sla_ms": args.sla})
-        except RequestError as exc:
-            flag = "--sla" if "latency_sla_ms" in str(exc) else "--schema" if "output_schema" in str(exc) else "--prompt"
-            raise ConfigError(f"{flag}: {exc}") from None
-    failures = 0
-    for number, item in _request_lines(args):
-        request_id = item.get("id") if isinstance(item, dict) else None
-        try:
-            if isinstance(item, Exception):
-                raise item
-            decision = policy.route(item).to_dict()
-        except RequestError as exc:
-            failures += 1
-            if args.json:
-                print(json.dumps({"line": number, "id": request_id, "error": str(exc)}), file=out)
-            else:
-                print(f"line {number}: error: {exc}", file=sys.stderr)
-            continue
-        if args.json:
-            print(json.dumps({"line": number, "id": request_id, **decision}, ensure_ascii=False), file=out)
-        else:
-            print(f"{decision['tier']}  {decision['model']}  [{decision['source']}] {decision['reason']}", file=out)
-    return 2 if failures else 0
-
-
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 2 some requests were malformed)."""
     args = build_parser().parse_args(argv)
     stream = out if out is not None else sys.stdout
-    commands = {"ingest": _cmd_ingest, "audit": _cmd_audit, "train": _cmd_train, "evaluate": _cmd_evaluate, "route": _cmd_route}
+    from tierroute.cli_serve import SERVING_COMMANDS
+
+    commands = {"ingest": _cmd_ingest, "audit": _cmd_audit, "train": _cmd_train, "evaluate": _cmd_evaluate, **SERVING_COMMANDS}
     try:
         return commands[args.command](args, stream)
     except TierrouteError as exc:

@@ -1,0 +1,249 @@
+"""Read and verify a RouterBundle (written by :func:`tierroute.models.export.export_bundle`).
+
+Verification happens before anything is served: the manifest's kind and schema version, the
+sha256 of every listed file (and no unlisted model file), the FeatureSpec the runtime rebuilds
+from the manifest's signal config against the one the model was trained with, and that the ONNX
+models and calibration tables fit the candidates. Any failure is a :class:`BundleError` whose
+``code`` is machine-readable (it becomes a fallback decision's reason) and whose message says
+what arrived, what was expected and what to do.
+
+Imports numpy, onnxruntime and the tokenizer runtime only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tierroute.errors import TierrouteError, describe
+
+__all__ = ["BundleError", "Bundle", "load_bundle", "BUNDLE_SCHEMA_VERSION", "BUNDLE_KIND", "Calibration"]
+
+BUNDLE_SCHEMA_VERSION = 1  # kept equal to tierroute.models.export's (a test pins it)
+BUNDLE_KIND = "tierroute.router_bundle"
+
+
+class BundleError(TierrouteError, ValueError):
+    """A bundle that cannot be served; ``code`` names the failure for fallback reasons and metrics."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One candidate's calibration, applied with numpy (the same maps the trainer fitted)."""
+
+    method: str
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    a: float = 1.0
+    b: float = 0.0
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> Calibration:
+        method = raw.get("method") if isinstance(raw, Mapping) else None
+        if method == "none":
+            return cls("none")
+        if method == "isotonic":
+            x, y = np.asarray(raw.get("x"), dtype=np.float64), np.asarray(raw.get("y"), dtype=np.float64)
+            if x.ndim != 1 or x.shape != y.shape or len(x) < 1 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+                raise BundleError("bundle_invalid", f"{where}: isotonic knots must be two equal-length finite lists; "
+                                  f"got x {describe(raw.get('x'))}, y {describe(raw.get('y'))}. Re-export the bundle.")
+            return cls("isotonic", x, y)
+        if method == "sigmoid" and all(isinstance(raw.get(k), (int, float)) for k in ("a", "b")):
+            return cls("sigmoid", a=float(raw["a"]), b=float(raw["b"]))
+        raise BundleError("bundle_invalid", f"{where}: expected a calibration with method isotonic (x, y), sigmoid "
+                          f"(a, b) or none; got {describe(raw)}. Re-export the bundle.")
+
+    def apply(self, scores: np.ndarray) -> np.ndarray:
+        if self.method == "isotonic":
+            return np.interp(scores, self.x, self.y)  # type: ignore[arg-type]
+        if self.method == "sigmoid":
+            clipped = np.clip(scores, 1e-6, 1 - 1e-6)
+            logit = np.log(clipped / np.clip(1 - scores, 1e-6, 1))
+            return 1.0 / (1.0 + np.exp(-(self.a * logit + self.b)))
+        return np.asarray(scores, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle, ready to serve (immutable; safe to share between threads)."""
+
+    path: Path
+    manifest: Mapping[str, Any]
+    bundle_id: str
+    extractor: Any  # SignalExtractor
+    encoder: Any  # StaticEncoder or None
+    sessions: tuple[Any, ...]  # onnxruntime.InferenceSession, one (pooled) or one per candidate
+    kind: str
+    candidates: tuple[str, ...]
+    candidate_features: np.ndarray  # (m, k) float32
+    calibrations: tuple[Calibration, ...]
+    cost_intercept: np.ndarray
+    cost_slope: np.ndarray
+    policy: Any  # tierroute.models.policy.Policy
+    catalogue: Any  # tierroute.models.catalogue.Catalogue
+    p95_ms: np.ndarray  # (m,) NaN = unknown
+
+    @property
+    def n_features(self) -> int:
+        return len(self.extractor.feature_names) + (0 if self.encoder is None else self.encoder.dims)
+
+
+def _need(manifest: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    value = manifest.get(key)
+    if not isinstance(value, kind):
+        raise BundleError("bundle_invalid", f"The manifest of bundle {str(path)!r} has {key!r} = {describe(value)}; "
+                          "expected it from `tierroute export`. The bundle is damaged or from another tool: re-export it.")
+    return value
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest, checked for kind and schema version (BundleError otherwise)."""
+    if not path.is_dir():
+        code = "no_bundle" if not path.exists() else "bundle_unreadable"
+        raise BundleError(code, f"No router bundle at {str(path)!r} ({'nothing there' if not path.exists() else 'not a folder'}). "
+                          "Pass the folder `tierroute export` wrote.")
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError("bundle_unreadable", f"{str(path)!r} has no manifest.json, so it is not a router bundle. "
+                          "Pass the folder `tierroute export` wrote.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError("bundle_unreadable", f"The manifest.json of {str(path)!r} cannot be read ({exc}). "
+                          "The bundle is damaged: re-export it.") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != BUNDLE_KIND:
+        got = describe(manifest.get("kind")) if isinstance(manifest, dict) else describe(manifest)
+        raise BundleError("bundle_unreadable", f"{str(path)!r}/manifest.json has kind {got}; expected {BUNDLE_KIND!r}. "
+                          "Pass the folder `tierroute export` wrote.")
+    version = manifest.get("schema_version")
+    if version != BUNDLE_SCHEMA_VERSION:
+        raise BundleError("unknown_schema_version", f"Bundle {str(path)!r} has schema version {describe(version)}; this "
+                          f"tierroute serves version {BUNDLE_SCHEMA_VERSION}. Re-export it with this tierroute, or "
+                          "upgrade tierroute.")
+    return manifest
+
+
+def verify_files(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Every listed file present with its sha256; BundleError naming the first that is not."""
+    files = _need(manifest, "files", dict, path)
+    for name, digest in sorted(files.items()):
+        target = path / name
+        if os.path.basename(name) != name or not target.is_file():
+            raise BundleError("checksum_mismatch", f"Bundle {str(path)!r} lists {name!r} but it is missing. "
+                              "Copy the whole bundle folder, or re-export it.")
+        actual = _sha256(target)
+        if actual != digest:
+            raise BundleError("checksum_mismatch", f"{name!r} in bundle {str(path)!r} has sha256 {actual[:12]}..., the "
+                              f"manifest expects {str(digest)[:12]}...: the file changed after export. Re-export the bundle.")
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise BundleError("onnx_error", f"onnxruntime cannot load {path.name!r} from bundle {str(path.parent)!r} "
+                          f"({type(exc).__name__}: {str(exc)[:200]}). Re-export the bundle.") from None
+
+
+def load_bundle(source: str | os.PathLike[str], intra_op_threads: int = 1, verify: bool = True) -> Bundle:
+    """Read, verify and open a bundle folder. Raises BundleError (with ``code``) when it cannot be served."""
+    from tierroute.features.embeddings import StaticEncoder
+    from tierroute.features.signals import SignalConfig, SignalExtractor
+    from tierroute.features.spec import FeatureSpec
+    from tierroute.models.catalogue import Catalogue
+    from tierroute.models.policy import Policy
+
+    path = Path(source)
+    manifest = read_manifest(path)
+    if verify:
+        verify_files(path, manifest)
+    try:
+        extractor = SignalExtractor(SignalConfig(**_need(manifest, "signals", dict, path)))
+        trained = FeatureSpec.from_dict(_need(manifest, "feature_spec", dict, path))
+        encoder = None
+        enc = manifest.get("encoder")
+        if enc is not None:
+            table = np.load(path / enc["table"], allow_pickle=False)
+            encoder = StaticEncoder(table, (path / enc["tokenizer"]).read_text(encoding="utf-8"), name=enc["name"],
+                                    head_chars=enc["head_chars"], tail_chars=enc["tail_chars"])
+        names = (*extractor.feature_names, *(f"emb_{i}" for i in range(0 if encoder is None else encoder.dims)))
+        built = FeatureSpec(names, extractor.spec.version, extractor.spec.tokenizer, extractor.spec.signals,
+                            None if encoder is None else encoder.id, 0 if encoder is None else encoder.dims)
+        trained.check_compatible(built)
+        catalogue = Catalogue.from_dict(_need(manifest, "catalogue", dict, path), source=f"bundle {path}")
+        candidates = tuple(_need(manifest, "candidates", list, path))
+        policy = Policy(**_need(manifest, "policy", dict, path))
+        model = _need(manifest, "model", dict, path)
+        cost = _need(manifest, "cost_model", dict, path)
+        calibrations = tuple(Calibration.from_dict(c, f"bundle {path} calibration[{j}]")
+                             for j, c in enumerate(_need(manifest, "calibration", list, path)))
+    except BundleError:
+        raise
+    except TierrouteError as exc:  # FeatureError (spec), CatalogueError, ConfigError (policy)
+        code = "feature_spec_mismatch" if "spec" in str(exc).lower() else "bundle_invalid"
+        raise BundleError(code, f"Bundle {str(path)!r} cannot be served: {exc}") from None
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        raise BundleError("bundle_invalid", f"Bundle {str(path)!r} is incomplete or damaged ({type(exc).__name__}: {exc}). "
+                          "Re-export it.") from None
+    m = len(candidates)
+    cand = np.asarray(model.get("candidate_features"), dtype=np.float32)
+    files = model.get("files") or []
+    kind = model.get("kind")
+    expected_files = 1 if kind == "pooled" else m
+    if (kind not in ("pooled", "per_candidate") or len(files) != expected_files or cand.shape[0] != m
+            or len(calibrations) != m or len(cost.get("intercept", ())) != m or len(cost.get("slope", ())) != m):
+        raise BundleError("bundle_invalid", f"Bundle {str(path)!r} does not fit together: {m} candidates, model kind "
+                          f"{kind!r} with {len(files)} file(s), {cand.shape[0]} candidate feature rows, "
+                          f"{len(calibrations)} calibrations. Re-export it.")
+    missing = catalogue.missing(candidates)
+    if missing:
+        raise BundleError("bundle_invalid", f"Bundle {str(path)!r}: candidates {missing} are not in its catalogue. Re-export it.")
+    sessions = tuple(_session(path / f, intra_op_threads) for f in files)
+    width = len(names) + (1 + cand.shape[1] if kind == "pooled" else 0)
+    for f, session in zip(files, sessions):
+        shape = session.get_inputs()[0].shape
+        if len(shape) != 2 or shape[1] != width:
+            raise BundleError("feature_spec_mismatch", f"{f!r} in bundle {str(path)!r} takes input shape {shape}; the "
+                              f"FeatureSpec builds {width} columns. Re-export the bundle.")
+    p95 = np.array([np.nan if (v := catalogue.candidate(c).p95_latency_ms) is None else v for c in candidates])
+    return Bundle(
+        path=path, manifest=manifest, bundle_id=str(manifest.get("bundle_id", "")), extractor=extractor, encoder=encoder,
+        sessions=sessions, kind=str(kind), candidates=candidates, candidate_features=cand, calibrations=calibrations,
+        cost_intercept=np.asarray(cost["intercept"], dtype=np.float64), cost_slope=np.asarray(cost["slope"], dtype=np.float64),
+        policy=policy, catalogue=catalogue, p95_ms=p95,
+    )
+
+
+def bundle_rows(bundle: Bundle, features: np.ndarray) -> Sequence[np.ndarray]:
+    """The ONNX inputs for request feature rows (n, d): pooled -> one (n*m, d+1+k) matrix in
+    request-major order; per candidate -> the (n, d) matrix for each session."""
+    if bundle.kind != "pooled":
+        return [features] * len(bundle.sessions)
+    n, m = len(features), len(bundle.candidates)
+    ids = np.tile(np.arange(m, dtype=np.float32), n)[:, None]
+    return [np.hstack([np.repeat(features, m, axis=0), ids, np.tile(bundle.candidate_features, (n, 1))]).astype(np.float32)]

@@ -1,0 +1,285 @@
+"""The serving router: a learned decision from a RouterBundle when it can answer safely, the
+article's heuristic tree when it cannot. A well-formed request always gets a Decision.
+
+    router = Router.load("bundle/")                  # or "models:/tierroute@champion"
+    router.route(Request(prompt="...", output_schema={...}, latency_sla_ms=300))
+    router.route({"messages": [{"role": "user", "content": "..."}]})
+    router.route_batch([...])
+
+Fallback reasons (``Decision.fallback``): ``no_bundle``, ``bundle_unreadable``, ``bundle_invalid``,
+``checksum_mismatch``, ``feature_spec_mismatch``, ``unknown_schema_version``, ``onnx_error``,
+``tokenizer_error``, ``embedding_error``, ``non_finite_output``, ``prompt_too_large``,
+``deadline_exceeded``, ``low_confidence``, ``internal_error``.
+
+Thread-safe: a Router holds only immutable state and onnxruntime sessions (whose ``run`` is
+thread-safe); reloading builds a new Router rather than mutating one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from tierroute._params import check_int, check_number
+from tierroute.errors import RequestError
+from tierroute.models.catalogue import Catalogue, builtin_catalogue
+from tierroute.models.heuristic import TIERS, HeuristicTree
+from tierroute.models.policy import choose
+from tierroute.request import Request, parse_request
+from tierroute.serving.bundle import Bundle, BundleError, bundle_rows, load_bundle
+from tierroute.serving.decision import Decision
+
+__all__ = ["Router", "RouterConfig", "FALLBACK_REASONS"]
+
+FALLBACK_REASONS = (
+    "no_bundle", "bundle_unreadable", "bundle_invalid", "checksum_mismatch", "feature_spec_mismatch",
+    "unknown_schema_version", "onnx_error", "tokenizer_error", "embedding_error", "non_finite_output",
+    "prompt_too_large", "deadline_exceeded", "low_confidence", "internal_error",
+)
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """How a Router serves. ``deadline_ms``: a learned decision slower than this is replaced by the
+    tree's (None: no deadline); ``min_confidence``: below this P(correct) for the chosen candidate,
+    the tree decides (None: off); ``max_prompt_chars``: longer prompts go to the tree."""
+
+    intra_op_threads: int = 1
+    max_prompt_chars: int = 200_000
+    deadline_ms: float | None = 50.0
+    min_confidence: float | None = None
+    expected_output_tokens: int = 256
+    verify_checksums: bool = True
+
+    def __post_init__(self) -> None:
+        check_int(self.intra_op_threads, "intra_op_threads", "RouterConfig", 1)
+        check_int(self.max_prompt_chars, "max_prompt_chars", "RouterConfig", 1)
+        check_int(self.expected_output_tokens, "expected_output_tokens", "RouterConfig", 0)
+        if self.deadline_ms is not None:
+            check_number(self.deadline_ms, "deadline_ms", "RouterConfig", 0.0)
+        if self.min_confidence is not None:
+            check_number(self.min_confidence, "min_confidence", "RouterConfig", 0.0, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Fallback(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+def _resolve(source: str | os.PathLike[str], tracking_uri: str | None) -> str:
+    """A local folder for ``source``; an MLflow ``models:/`` or ``runs:/`` URI is downloaded (mlflow
+    is imported only then)."""
+    text = os.fspath(source)
+    if not (text.startswith("models:/") or text.startswith("runs:/")):
+        return text
+    try:
+        import mlflow
+    except ImportError:
+        raise BundleError("no_bundle", f"{text!r} is an MLflow URI but mlflow is not installed. Install "
+                          "'tierroute[train]', or pass a bundle folder.") from None
+    from pathlib import Path
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+    except Exception as exc:  # noqa: BLE001 - mlflow raises many kinds for a missing model
+        raise BundleError("no_bundle", f"MLflow could not resolve {text!r} ({type(exc).__name__}: {str(exc)[:200]}). "
+                          "Check the model name, alias or version, and the tracking URI.") from None
+    found = sorted(local.rglob("manifest.json"), key=lambda p: len(p.parts))
+    for manifest in found:
+        if '"tierroute.router_bundle"' in manifest.read_text(encoding="utf-8", errors="replace"):
+            return str(manifest.parent)
+    raise BundleError("no_bundle", f"{text!r} resolved to {str(local)!r}, which holds no router bundle. Log the model "
+                      "with `tierroute train` (it logs the bundle) or pass a bundle folder.")
+
+
+class Router:
+    """Routes requests with a bundle's learned policy, falling back to the heuristic tree."""
+
+    def __init__(self, bundle: Bundle | None = None, config: RouterConfig | None = None,
+                 catalogue: Catalogue | None = None, unavailable: BundleError | None = None) -> None:
+        self.config = config if config is not None else RouterConfig()
+        self.bundle = bundle
+        self.catalogue = bundle.catalogue if bundle is not None else (catalogue or builtin_catalogue("article"))
+        self.tree = HeuristicTree(signals=bundle.extractor.config) if bundle is not None else HeuristicTree()
+        if bundle is None and unavailable is None:
+            unavailable = BundleError("no_bundle", "No bundle was given; every decision comes from the heuristic tree.")
+        self.unavailable = unavailable
+        self.tier_models = _tree_tier_models(self.catalogue)
+        self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
+
+    # -- loading --------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, source: str | os.PathLike[str] | None, config: RouterConfig | None = None, *,
+             strict: bool = False, catalogue: Catalogue | None = None, tracking_uri: str | None = None) -> Router:
+        """A Router serving the bundle at ``source`` (a folder, or an MLflow ``models:/`` /
+        ``runs:/`` URI). A bundle that cannot be served gives a Router that answers with the tree
+        (``router.unavailable`` says why); with ``strict=True`` it raises BundleError instead."""
+        config = config if config is not None else RouterConfig()
+        if source is None:
+            if strict:
+                raise BundleError("no_bundle", "No bundle was given. Pass a bundle folder or a models:/ URI.")
+            return cls(None, config, catalogue)
+        try:
+            bundle = load_bundle(_resolve(source, tracking_uri), config.intra_op_threads, config.verify_checksums)
+        except BundleError as exc:
+            if strict:
+                raise
+            return cls(None, config, catalogue, unavailable=exc)
+        return cls(bundle, config)
+
+    @property
+    def learned(self) -> bool:
+        """True when learned decisions are available (a verified bundle is loaded)."""
+        return self.bundle is not None
+
+    @property
+    def bundle_id(self) -> str | None:
+        return None if self.bundle is None else self.bundle.bundle_id
+
+    def describe(self) -> dict[str, Any]:
+        """What this router serves (for readiness checks and logs)."""
+        out: dict[str, Any] = {"learned": self.learned, "bundle_id": self.bundle_id, "catalogue": self.catalogue.name,
+                               "config": self.config.to_dict()}
+        if self.bundle is not None:
+            out |= {"bundle": str(self.bundle.path), "candidates": list(self.bundle.candidates),
+                    "policy": self.bundle.policy.to_dict(), "feature_spec": self.bundle.manifest.get("feature_spec_fingerprint")}
+        else:
+            out |= {"fallback": self.unavailable.code if self.unavailable else None,
+                    "detail": str(self.unavailable) if self.unavailable else None}
+        return out
+
+    # -- deciding -------------------------------------------------------------------------------
+    def route(self, request: Request | Mapping[str, Any]) -> Decision:
+        """Decide for one request. RequestError when it is malformed; otherwise never raises."""
+        return self.route_batch([request])[0]
+
+    def route_batch(self, requests: Sequence[Request | Mapping[str, Any]]) -> list[Decision]:
+        """Decide for many requests in one model call. RequestError (naming the first malformed
+        item) when any is malformed; otherwise never raises."""
+        start = time.perf_counter()
+        parsed = []
+        for i, item in enumerate(requests):
+            try:
+                parsed.append(parse_request(item))
+            except RequestError as exc:
+                raise RequestError(str(exc) if len(requests) == 1 else f"request [{i}]: {exc}") from None
+        if not parsed:
+            return []
+        if self.bundle is None:
+            code = self.unavailable.code if self.unavailable else "no_bundle"
+            return [self._heuristic(r, start, code, len(parsed)) for r in parsed]
+        try:
+            return self._learned(parsed, start)
+        except _Fallback as fb:
+            return [self._heuristic(r, start, fb.code, len(parsed), str(fb)) for r in parsed]
+        except Exception as exc:  # noqa: BLE001 - a well-formed request must always get an answer
+            return [self._heuristic(r, start, "internal_error", len(parsed), f"{type(exc).__name__}: {exc}") for r in parsed]
+
+    def _learned(self, requests: list[Request], start: float) -> list[Decision]:
+        b = self.bundle
+        assert b is not None
+        config = self.config
+        too_long = [r for r in requests if len(r.prompt) > config.max_prompt_chars]
+        if too_long:
+            raise _Fallback("prompt_too_large", f"a prompt of {len(too_long[0].prompt):,} characters exceeds "
+                                                f"max_prompt_chars={config.max_prompt_chars:,}")
+        try:
+            measured = [b.extractor.signals(r) for r in requests]
+        except Exception as exc:  # noqa: BLE001 - tokenizer or schema summary failure
+            raise _Fallback("tokenizer_error", f"{type(exc).__name__}: {exc}") from None
+        X = np.asarray([s.as_vector() for s in measured], dtype=np.float32)
+        if b.encoder is not None:
+            try:
+                texts = [r.prompt for r in requests]
+                emb = b.encoder.encode_one(texts[0])[None, :] if len(texts) == 1 else b.encoder.encode(texts)
+            except Exception as exc:  # noqa: BLE001
+                raise _Fallback("embedding_error", f"{type(exc).__name__}: {exc}") from None
+            X = np.hstack([X, emb]).astype(np.float32, copy=False)
+        n, m = len(requests), len(b.candidates)
+        try:
+            inputs = bundle_rows(b, X)
+            raw = [s.run(["probabilities"], {"input": x})[0][:, 1] for s, x in zip(b.sessions, inputs)]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            raise _Fallback("onnx_error", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        scores = raw[0].reshape(n, m) if b.kind == "pooled" else np.column_stack(raw)
+        proba = np.column_stack([c.apply(scores[:, j]) for j, c in enumerate(b.calibrations)])
+        if not np.isfinite(proba).all():
+            raise _Fallback("non_finite_output", "the model returned a non-finite probability")
+        tokens = X[:, 0].astype(np.float64)
+        cost = np.maximum(b.cost_intercept[None, :] + np.outer(tokens, b.cost_slope), 0.0)
+        feasible = self._feasible(requests)
+        picks = choose(b.policy, proba, cost, feasible)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        if config.deadline_ms is not None and elapsed > config.deadline_ms * n:
+            raise _Fallback("deadline_exceeded", f"the learned path took {elapsed:.2f} ms, over the {config.deadline_ms} ms deadline")
+        decisions = []
+        for i, (req, sig, j) in enumerate(zip(requests, measured, picks)):
+            p = float(proba[i, j])
+            if config.min_confidence is not None and p < config.min_confidence:
+                decisions.append(self._heuristic(req, start, "low_confidence", n,
+                                                 f"P(correct)={p:.3f} for {b.candidates[j]} < min_confidence={config.min_confidence}"))
+                continue
+            model = b.candidates[j]
+            tree = self.tree.decide(sig.token_count, req.output_schema is not None, sig.depth, sig.latency_sensitive)
+            decisions.append(Decision(
+                tier=b.catalogue.tier_of(model), model=model, source="learned",
+                reason=f"{b.policy.kind} policy (knob {b.policy.value:.6g}): P(correct)={p:.3f}, expected cost {cost[i, j]:.6g}",
+                probabilities={c: float(proba[i, k]) for k, c in enumerate(b.candidates)},
+                expected_cost_usd=float(cost[i, j]), elapsed_ms=elapsed / n, signals=_tree_signals(tree),
+                bundle_id=b.bundle_id,
+            ))
+        return decisions
+
+    def _feasible(self, requests: list[Request]) -> np.ndarray:
+        b = self.bundle
+        assert b is not None
+        sla = np.array([np.nan if r.latency_sla_ms is None else r.latency_sla_ms for r in requests])
+        fits = ~(b.p95_ms[None, :] > sla[:, None])
+        if np.isfinite(b.p95_ms).any():  # an SLA nobody meets: the fastest candidate
+            fits[~fits.any(axis=1), int(np.nanargmin(b.p95_ms))] = True
+        return fits
+
+    def _heuristic(self, request: Request, start: float, code: str, n: int, detail: str | None = None) -> Decision:
+        try:
+            verdict = self.tree.route(request)
+        except Exception:  # noqa: BLE001 - the exact counter failed (e.g. a lone surrogate): chars/4
+            tokens = len(request.prompt) // 4
+            hits = self.tree.extractor.matcher.hits(request.prompt).total
+            verdict = self.tree.decide(tokens, request.output_schema is not None, self.tree.extractor.depth(hits, tokens),
+                                       self.tree.extractor.is_latency_sensitive(request.latency_sla_ms))
+        model = self.tier_models[verdict.tier]
+        cost = self.catalogue.candidate(model).cost(verdict.token_count, self.config.expected_output_tokens)
+        why = code if detail is None else f"{code} ({detail})"
+        return Decision(
+            tier=verdict.tier, model=model, source="heuristic", reason=f"{why}; {verdict.reason}", node=verdict.node,
+            expected_cost_usd=cost, elapsed_ms=(time.perf_counter() - start) * 1000.0 / n,
+            signals=_tree_signals(verdict), fallback=code, bundle_id=self.bundle_id,
+        )
+
+
+def _tree_tier_models(catalogue: Catalogue) -> dict[str, str]:
+    """The model serving each of the tree's tiers: the catalogue's tier of that name, else the
+    catalogue tier at the same relative position (cheapest, middle, dearest); empty tiers serve
+    from the nearest tier above."""
+    out = {}
+    for rank, tier in enumerate(TIERS):
+        if tier not in catalogue.tiers:
+            tier = catalogue.tiers[round(rank * (len(catalogue.tiers) - 1) / (len(TIERS) - 1))]
+        out[TIERS[rank]] = catalogue.serving_model(tier)
+    return out
+
+
+def _tree_signals(verdict: Any) -> dict[str, Any]:
+    return {"token_count": verdict.token_count, "depth": verdict.depth, "is_structured": verdict.is_structured,
+            "latency_sensitive": verdict.latency_sensitive}

@@ -1,0 +1,138 @@
+"""The serving-side commands of the ``tierroute`` CLI: ``export`` (a trained router -> a
+RouterBundle), ``route`` (decide for requests, with a bundle or the heuristic tree) and ``serve``
+(the HTTP service or the OpenAI-compatible proxy). :mod:`tierroute.cli` registers them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+from tierroute.errors import ConfigError, RequestError
+
+__all__ = ["add_serving_commands", "SERVING_COMMANDS"]
+
+
+def add_serving_commands(sub: Any) -> None:
+    export = sub.add_parser("export", help="write a trained router as a RouterBundle (ONNX + manifest) for serving")
+    export.add_argument("model", metavar="RUN_ID|DIR", help="a train run's folder, its model/ folder, or an MLflow run id")
+    export.add_argument("--out", required=True, metavar="DIR", help="new (or empty) folder for the bundle")
+    export.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a run id")
+    export.add_argument("--json", action="store_true", help="print one JSON object")
+
+    route = sub.add_parser("route", help="decide the tier and model for requests")
+    source = route.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", metavar="TEXT", help="one prompt to route")
+    source.add_argument("--input", metavar="REQUESTS.jsonl", help="JSONL of {prompt|messages, output_schema, latency_sla_ms} ('-' = stdin)")
+    route.add_argument("--schema", metavar="JSON", help="output schema (JSON) for --prompt, default for --input lines")
+    route.add_argument("--sla", type=float, metavar="MS", help="latency SLA in ms for --prompt, default for --input lines")
+    route.add_argument("--bundle", default=None, metavar="DIR|models:/URI",
+                       help="route with this bundle's learned policy (falls back to the tree when it cannot answer)")
+    route.add_argument("--policy", default=None, choices=["heuristic", "learned"],
+                       help="heuristic (default without --bundle) or learned (default with --bundle)")
+    route.add_argument("--catalogue", default="article", metavar="FILE",
+                       help="candidate catalogue for the heuristic (default: built-in 'article'; a bundle brings its own)")
+    route.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a models:/ bundle")
+    route.add_argument("--json", action="store_true", help="one JSON decision per request line")
+
+
+def _request_lines(args: argparse.Namespace) -> Iterator[tuple[int, Any]]:
+    defaults: dict[str, Any] = {}
+    if args.schema is not None:
+        defaults["output_schema"] = args.schema
+    if args.sla is not None:
+        defaults["latency_sla_ms"] = args.sla
+    if args.prompt is not None:
+        yield 1, {"prompt": args.prompt, **defaults}
+        return
+    try:
+        stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read --input {args.input!r}: {exc.strerror}. Check the path.") from None
+    with stream:
+        try:
+            yield from _parse_lines(stream, defaults)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"--input {args.input!r} is not UTF-8 text ({exc.reason} at byte {exc.start}). "
+                "Save it as UTF-8 JSONL, one request object per line."
+            ) from None
+
+
+def _parse_lines(stream: TextIO, defaults: dict[str, Any]) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, RequestError(f"line {number} is not JSON ({exc.msg} at char {exc.pos}); each line must be one request object.")
+            continue
+        yield number, {**defaults, **item} if isinstance(item, dict) else item
+
+
+def _cmd_route(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.models.catalogue import load_catalogue
+    from tierroute.request import parse_request
+    from tierroute.serving.decision import HeuristicPolicy
+    from tierroute.serving.router import Router
+
+    kind = args.policy or ("learned" if args.bundle else "heuristic")
+    if kind == "learned" and not args.bundle:
+        raise ConfigError("--policy learned needs --bundle DIR (a folder from `tierroute export`) or a models:/ URI.")
+    policy: Any
+    if kind == "learned":
+        policy = Router.load(args.bundle, tracking_uri=args.tracking_uri)
+        if not policy.learned:
+            print(f"warning: {policy.unavailable} Deciding with the heuristic tree "
+                  f"(fallback {policy.unavailable.code}).", file=sys.stderr)
+    else:
+        policy = HeuristicPolicy(catalogue=load_catalogue(args.catalogue))
+    if args.prompt is not None:  # a bad --schema/--sla is an option mistake: one error line, exit 1
+        try:
+            parse_request({"prompt": args.prompt, "output_schema": args.schema, "latency_sla_ms": args.sla})
+        except RequestError as exc:
+            flag = "--sla" if "latency_sla_ms" in str(exc) else "--schema" if "output_schema" in str(exc) else "--prompt"
+            raise ConfigError(f"{flag}: {exc}") from None
+    failures = 0
+    for number, item in _request_lines(args):
+        request_id = item.get("id") if isinstance(item, dict) else None
+        try:
+            if isinstance(item, Exception):
+                raise item
+            decision = policy.route(item).to_dict()
+        except RequestError as exc:
+            failures += 1
+            if args.json:
+                print(json.dumps({"line": number, "id": request_id, "error": str(exc)}), file=out)
+            else:
+                print(f"line {number}: error: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"line": number, "id": request_id, **decision}, ensure_ascii=False), file=out)
+        else:
+            print(f"{decision['tier']}  {decision['model']}  [{decision['source']}] {decision['reason']}", file=out)
+    return 2 if failures else 0
+
+
+
+
+def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.models.export import export_bundle
+    from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI, load_router_from
+
+    router = load_router_from(args.model, args.tracking_uri or DEFAULT_TRACKING_URI)
+    path = export_bundle(router, args.out)
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    if args.json:
+        print(json.dumps({"schema_version": 1, "bundle": str(path), "bundle_id": manifest["bundle_id"],
+                          "files": manifest["files"], "candidates": manifest["candidates"]}, indent=2), file=out)
+    else:
+        print(f"bundle {manifest['bundle_id']} -> {path}/ ({len(manifest['files'])} files, "
+              f"{len(manifest['candidates'])} candidates, policy {manifest['policy']['kind']})", file=out)
+    return 0
+
+
+SERVING_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"route": _cmd_route, "export": _cmd_export}
