@@ -38,6 +38,27 @@ def add_serving_commands(sub: Any) -> None:
     route.add_argument("--json", action="store_true", help="one JSON decision per request line")
 
 
+    serve = sub.add_parser("serve", help="run the HTTP routing service (or the OpenAI-compatible proxy)")
+    serve.add_argument("--bundle", default=None, metavar="DIR|models:/URI",
+                       help="the bundle to serve (without it, or if it cannot be served, the heuristic tree answers)")
+    serve.add_argument("--proxy", default=None, metavar="CATALOGUE.toml",
+                       help="also proxy POST /v1/chat/completions to the chosen candidate's base_url (OpenAI-compatible)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--token-env", default=None, metavar="VAR",
+                       help="require 'Authorization: Bearer $VAR' on every endpoint but /healthz")
+    serve.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES", help="largest request body (default 1 MiB)")
+    serve.add_argument("--max-batch", type=int, default=1000, metavar="N", help="most requests per batch call (default 1000)")
+    serve.add_argument("--deadline-ms", type=float, default=50.0, metavar="MS",
+                       help="a learned decision slower than this is replaced by the tree's (default 50)")
+    serve.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                       help="below this P(correct) for the chosen model, the tree decides (default off)")
+    serve.add_argument("--threads", type=int, default=1, metavar="N", help="onnxruntime intra-op threads (default 1)")
+    serve.add_argument("--log-prompts", action="store_true", help="log prompt text (default: a sha256 prefix only)")
+    serve.add_argument("--upstream-timeout", type=float, default=60.0, metavar="S", help="proxy: seconds per upstream call")
+    serve.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a models:/ bundle")
+
+
 def _request_lines(args: argparse.Namespace) -> Iterator[tuple[int, Any]]:
     defaults: dict[str, Any] = {}
     if args.schema is not None:
@@ -135,4 +156,43 @@ def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-SERVING_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"route": _cmd_route, "export": _cmd_export}
+def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    import logging
+    import os
+
+    from tierroute.serving.router import RouterConfig
+
+    try:
+        import uvicorn
+
+        from tierroute.serving.http import ServiceConfig, create_app
+    except ImportError:
+        raise ConfigError("serve needs the serving extras (starlette, uvicorn, httpx, prometheus-client). Install them: "
+                          "pip install 'tierroute[serve]' (or pip install -e '.[serve]' in a checkout).") from None
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise ConfigError(f"--token-env {args.token_env}: that environment variable is not set or empty. Export it first.")
+    router_config = RouterConfig(intra_op_threads=args.threads, deadline_ms=args.deadline_ms, min_confidence=args.min_confidence)
+    config = ServiceConfig(bundle=args.bundle, router=router_config, token=token, max_body_bytes=args.max_body,
+                           max_batch=args.max_batch, log_prompts=args.log_prompts, tracking_uri=args.tracking_uri,
+                           catalogue=args.proxy)
+    proxy = None
+    if args.proxy:
+        from tierroute.serving.proxy import ProxyConfig
+
+        proxy = ProxyConfig(catalogue=args.proxy, timeout_s=args.upstream_timeout)
+    app = create_app(config, proxy=proxy)
+    router = app.state.holder.current
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if router.learned:
+        print(f"serving bundle {router.bundle_id} on http://{args.host}:{args.port}", file=sys.stderr)
+    else:
+        print(f"warning: {router.unavailable} Serving the heuristic tree on http://{args.host}:{args.port} "
+              f"(fallback {router.unavailable.code}).", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+SERVING_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"route": _cmd_route, "export": _cmd_export, "serve": _cmd_serve}
