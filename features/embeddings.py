@@ -1,13 +1,14 @@
 """Sentence embeddings of prompts, behind one interface, chosen by config and recorded in the
 FeatureSpec.
 
-- ``static``: a token-embedding table distilled from all-MiniLM-L6-v2 at training time (each
-  vocabulary token run through the transformer alone, then PCA), served with numpy and the
-  WordPiece tokenizer only: tens of microseconds, no torch. The table ships with the model.
+- ``static`` (:mod:`tierroute.features.static`): a token-vector table distilled from
+  all-MiniLM-L6-v2 at training time, keyed by the o200k BPE tokens the token counter already
+  produces; served with numpy alone: tens of microseconds, no torch. The table ships with the model.
 - ``minilm``: the sentence-transformers model itself (training extra; 5-80 ms a prompt here), for
   accuracy comparisons and offline scoring.
 
-Long prompts are cut to their head and tail before embedding: few-shot prompts put a shared prefix
+Long prompts are cut to their head and tail before embedding (by tokens for ``static``, by
+characters then wordpieces for ``minilm``): few-shot prompts put a shared prefix
 first and the actual question last (RouterBench's ARC/Winogrande), and both ends carry signal.
 """
 
@@ -16,14 +17,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from tierroute._params import check_int
-from tierroute.errors import ConfigError, FeatureError
+from tierroute.errors import ConfigError
+from tierroute.features.static import StaticEncoder, distill_static
 
 __all__ = [
     "Encoder",
@@ -69,107 +70,6 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class StaticEncoder:
-    """Mean of distilled token vectors over the prompt's WordPiece tokens, L2-normalised.
-
-    ``table``: (vocab, dims) float32; ``tokenizer_json``: the WordPiece tokenizer as JSON text.
-    Rows that are all zero (tokens left out of distillation) are skipped in the mean; text with no
-    known token encodes to the zero vector.
-    """
-
-    table: np.ndarray
-    tokenizer_json: str
-    name: str = "static-minilm"
-    head_chars: int = 1200
-    tail_chars: int = 800
-    _tokenizer: Any = field(init=False, repr=False, compare=False)
-    _known: Any = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.table, np.ndarray) or self.table.ndim != 2 or self.table.dtype != np.float32:
-            raise FeatureError(
-                f"A static embedding table must be a 2-D float32 array; got shape {self.table.shape} "
-                f"dtype {self.table.dtype}. Re-export the model."
-            )
-        check_int(self.head_chars, "head_chars", "StaticEncoder", 0)
-        check_int(self.tail_chars, "tail_chars", "StaticEncoder", 0)
-        from tokenizers import Tokenizer
-
-        try:
-            tokenizer = Tokenizer.from_str(self.tokenizer_json)
-        except Exception as exc:  # noqa: BLE001 - the library raises a bare Exception on bad JSON
-            raise FeatureError(f"The static encoder's tokenizer could not be read ({exc}). Re-export the model.") from None
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        if tokenizer.get_vocab_size() != self.table.shape[0]:
-            raise FeatureError(
-                f"The static table has {self.table.shape[0]} rows but the tokenizer {tokenizer.get_vocab_size()} "
-                "tokens: they come from different models. Re-export the model."
-            )
-        object.__setattr__(self, "_tokenizer", tokenizer)
-        object.__setattr__(self, "_known", np.any(self.table != 0, axis=1))
-
-    @property
-    def id(self) -> str:
-        digest = hashlib.sha256(self.table.tobytes()).hexdigest()[:12]
-        return f"{self.name}:{self.dims}:{digest}"
-
-    @property
-    def dims(self) -> int:
-        return int(self.table.shape[1])
-
-    def token_ids(self, texts: Sequence[str]) -> set[int]:
-        """The distinct token ids of ``texts`` (after the head/tail cut)."""
-        encodings = self._tokenizer.encode_batch(
-            [head_tail(t, self.head_chars, self.tail_chars) for t in texts], add_special_tokens=False
-        )
-        return {t for enc in encodings for t in enc.ids}
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dims), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(
-            [head_tail(t, self.head_chars, self.tail_chars) for t in texts], add_special_tokens=False
-        )
-        known = self._known  # type: ignore[attr-defined]
-        for i, enc in enumerate(encodings):
-            ids = [t for t in enc.ids if known[t]]
-            if ids:
-                out[i] = self.table[ids].mean(axis=0)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        np.divide(out, norms, out=out, where=norms > 0)
-        return out
-
-    def encode_one(self, text: str) -> np.ndarray:
-        """One text's vector (dims,): the serving fast path (no batch machinery, no thread pool),
-        equal to ``encode([text])[0]``."""
-        ids = np.asarray(self._tokenizer.encode(head_tail(text, self.head_chars, self.tail_chars),
-                                                add_special_tokens=False).ids, dtype=np.int64)
-        if len(ids):
-            ids = ids[self._known[ids]]  # type: ignore[attr-defined]
-        if not len(ids):
-            return np.zeros(self.dims, dtype=np.float32)
-        vector = self.table[ids].mean(axis=0)
-        norm = float(np.linalg.norm(vector))
-        return vector / norm if norm > 0 else vector
-
-    def save(self, folder: str | os.PathLike[str]) -> None:
-        """Write ``static_table.npy`` and ``static_tokenizer.json`` into ``folder``."""
-        path = Path(folder)
-        np.save(path / "static_table.npy", self.table)
-        (path / "static_tokenizer.json").write_text(self.tokenizer_json, encoding="utf-8")
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike[str], name: str = "static-minilm") -> StaticEncoder:
-        path = Path(folder)
-        try:
-            table = np.load(path / "static_table.npy", allow_pickle=False)
-            tokenizer_json = (path / "static_tokenizer.json").read_text(encoding="utf-8")
-        except (OSError, ValueError) as exc:
-            raise FeatureError(f"Cannot read the static encoder in {str(path)!r} ({exc}). Re-export the model.") from None
-        return cls(table=table, tokenizer_json=tokenizer_json, name=name)
-
-
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 through sentence-transformers, offline from the packaged weights."""
 
@@ -208,48 +108,6 @@ class MiniLMEncoder:
         cut = [self._fit_window(model, head_tail(t, self.head_chars, self.tail_chars)) for t in texts]
         vectors = model.encode(cut, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
-
-
-def distill_static(
-    dims: int = 256, batch_size: int = 512, seed: int = 0, vocabulary: Sequence[int] | None = None,
-    step: Callable[..., None] | None = None,
-) -> StaticEncoder:
-    """Distil a static table from MiniLM: every vocabulary token is embedded alone by the
-    transformer (mean-pooled, the model's own pooling), then PCA keeps ``dims`` components
-    (model2vec's recipe, done here without its transformers pin). Needs torch; ~40-75 s here for
-    the whole vocabulary. ``vocabulary``: distil only these token ids (e.g. those the training
-    prompts use); the other rows stay zero and are left out of every mean. ``step(n)`` is called
-    as each batch of n tokens is done (a progress bar's)."""
-    check_int(dims, "dims", "distill_static", 2, 384)
-    import torch
-
-    model = MiniLMEncoder()._load()
-    tokenizer_path = minilm_path() / "tokenizer.json"
-    tokenizer_json = tokenizer_path.read_text(encoding="utf-8")
-    transformer = model[0].auto_model
-    vocab = model.tokenizer.vocab_size
-    cls_id, sep_id = model.tokenizer.cls_token_id, model.tokenizer.sep_token_id
-    torch.manual_seed(seed)
-    wanted = np.arange(vocab) if vocabulary is None else np.unique(np.asarray(vocabulary, dtype=np.int64))
-    if len(wanted) < dims or wanted.min(initial=0) < 0 or wanted.max(initial=0) >= vocab:
-        raise ConfigError(
-            f"distill_static needs at least dims={dims} distinct token ids within [0, {vocab}); got {len(wanted)}."
-        )
-    rows = []
-    with torch.inference_mode():
-        for start in range(0, len(wanted), batch_size):
-            ids = torch.as_tensor(wanted[start : start + batch_size]).unsqueeze(1)
-            batch = torch.cat([torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)], dim=1)
-            hidden = transformer(input_ids=batch, attention_mask=torch.ones_like(batch)).last_hidden_state
-            rows.append(hidden.mean(dim=1).float().numpy())
-            if step is not None:
-                step(len(ids))
-    full = np.concatenate(rows).astype(np.float64)
-    centred = full - full.mean(axis=0)
-    _, _, components = np.linalg.svd(centred[:: max(1, len(centred) // 20000)], full_matrices=False)
-    table = np.zeros((vocab, dims), dtype=np.float32)
-    table[wanted] = (centred @ components[:dims].T).astype(np.float32)
-    return StaticEncoder(table=table, tokenizer_json=tokenizer_json)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 __all__ = ["PromptShape", "SHAPE_FEATURE_NAMES", "prompt_shape"]
 
@@ -43,7 +43,9 @@ class PromptShape:
     non_ascii_frac: float
 
     def as_vector(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in astuple(self))
+        # field by field: dataclasses.astuple deep-copies, a cost on the serving path
+        return (float(self.chars), float(self.lines), float(self.code_blocks), float(self.has_code), float(self.questions),
+                float(self.list_items), float(self.urls), float(self.digit_frac), float(self.non_ascii_frac))
 
 
 def prompt_shape(prompt: str) -> PromptShape:
@@ -55,14 +57,18 @@ def prompt_shape(prompt: str) -> PromptShape:
     >>> prompt_shape("Why?\\n- a\\n- b").list_items
     2
     """
+    # substring pre-checks skip the regex scans that cannot match (the serving path's hot spot)
     n = len(prompt)
-    fences = len(_FENCE.findall(prompt))
+    ascii_only = prompt.isascii()
+    fences = len(_FENCE.findall(prompt)) if "```" in prompt or "~~~" in prompt else 0
     code_blocks = (fences + 1) // 2
-    has_code = 1 if fences or _CODE_LINE.search(prompt) else 0
-    questions = sum(prompt.count(mark) for mark in _QUESTION_MARKS)
+    has_code = 1 if fences or ((";" in prompt or "{" in prompt or "    " in prompt or "\t" in prompt)
+                                and _CODE_LINE.search(prompt)) else 0
+    questions = prompt.count("?") if ascii_only else sum(prompt.count(mark) for mark in _QUESTION_MARKS)
     if n:
-        digit_frac = len(_DIGIT.findall(prompt)) / n
-        non_ascii_frac = (n - len(prompt.encode("ascii", "ignore"))) / n
+        digits = sum(map(prompt.count, "0123456789")) if ascii_only else len(_DIGIT.findall(prompt))
+        digit_frac = digits / n
+        non_ascii_frac = 0.0 if ascii_only else (n - len(prompt.encode("ascii", "ignore"))) / n
     else:
         digit_frac = non_ascii_frac = 0.0
     return PromptShape(
@@ -72,7 +78,7 @@ def prompt_shape(prompt: str) -> PromptShape:
         has_code=has_code,
         questions=questions,
         list_items=len(_LIST_ITEM.findall(prompt)),
-        urls=len(_URL.findall(prompt)),
+        urls=len(_URL.findall(prompt)) if "http" in prompt else 0,
         digit_frac=digit_frac,
         non_ascii_frac=non_ascii_frac,
     )

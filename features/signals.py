@@ -165,9 +165,11 @@ class SignalExtractor:
         depth = self.depth(self.matcher.hits(request.prompt).total, tokens)
         return tokens, request.output_schema is not None, depth, self.is_latency_sensitive(request.latency_sla_ms)
 
-    def signals(self, request: Request) -> RequestSignals:
-        """Measure one request. A malformed output schema raises FeatureError."""
-        tokens = self.counter.count(request.prompt)
+    def signals(self, request: Request, token_count: int | None = None) -> RequestSignals:
+        """Measure one request. A malformed output schema raises FeatureError. ``token_count``:
+        the prompt's count when the caller already tokenized it with this extractor's tokenizer
+        (the serving path counts once for the count and the embedding)."""
+        tokens = self.counter.count(request.prompt) if token_count is None else token_count
         hits = self.matcher.hits(request.prompt)
         return RequestSignals(
             token_count=tokens,

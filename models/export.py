@@ -9,7 +9,8 @@ A bundle is a folder:
   every other file in the folder;
 - ``model.onnx`` (pooled) or ``model-<j>.onnx`` (one per candidate): the LightGBM boosters as
   ONNX tree ensembles, outputting P(correct) before calibration;
-- ``static_table.npy`` + ``static_tokenizer.json``: the static encoder the model was trained with.
+- ``static_ids.npy``, ``static_table.npy``, ``static.json``: the static encoder the model was
+  trained with (BPE-keyed token vectors).
 
     export_bundle(router, "bundle/", metrics=report)      # refuses a non-empty folder
 
@@ -115,6 +116,18 @@ def _jsonable(value: Any) -> Any:
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
+_PROVENANCE = ("created", "versions", "metrics", "training", "bundle_id")
+
+
+def _bundle_id(manifest: Mapping[str, Any]) -> str:
+    """16 hex digits over everything that decides: the files' sha256s and the rest of the manifest
+    (calibration, cost model, policy, candidates, ...) but its provenance (when, with which
+    versions, on what data, with what metrics). The same router exported twice gets the same id;
+    anything that changes a decision changes it."""
+    content = {k: v for k, v in manifest.items() if k not in _PROVENANCE}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _check_out(path: Path) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise OutputDirError(
@@ -144,7 +157,7 @@ def export_bundle(router: Any, out_dir: str | os.PathLike[str], *, metrics: Mapp
         manifest = _write_files(router, work, metrics, training)
         files = {p.name: sha256_file(p) for p in sorted(work.iterdir()) if p.is_file()}
         manifest["files"] = files
-        manifest["bundle_id"] = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+        manifest["bundle_id"] = _bundle_id(manifest)
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _check_out(out)
         if out.exists():
@@ -174,8 +187,8 @@ def _write_files(router: Any, work: Path, metrics: Mapping[str, Any] | None,
     if router.encoder is not None:
         router.encoder.save(work)
         encoder_info = {"kind": "static", "id": router.encoder.id, "dims": router.encoder.dims,
-                        "head_chars": router.encoder.head_chars, "tail_chars": router.encoder.tail_chars,
-                        "name": router.encoder.name, "table": "static_table.npy", "tokenizer": "static_tokenizer.json"}
+                        "tokenizer": router.encoder.tokenizer,
+                        "files": ["static_ids.npy", "static_table.npy", "static.json"]}
     spec = router.feature_spec_
     return {
         "kind": BUNDLE_KIND,

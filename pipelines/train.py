@@ -110,27 +110,23 @@ def pick_catalogue(name: str | None, models: list[str]) -> Catalogue:
 
 
 def make_encoder(name: str, train_prompts: list[str], cache_dir: Path, progress: Any = None) -> Any:
-    """The configured encoder. ``static`` is distilled from MiniLM for the tokens the training
+    """The configured encoder. ``static`` is distilled from MiniLM for the BPE tokens the training
     prompts use (tokens never seen in training carry no signal for the model), cached by that
     token set so reruns on the same data reuse it."""
-    from tierroute.features.embeddings import MiniLMEncoder, StaticEncoder, distill_static, minilm_path
+    from tierroute.features.embeddings import MiniLMEncoder, StaticEncoder, distill_static
+    from tierroute.progress import bar
 
     if name == "none":
         return None
     if name == "minilm":
         return MiniLMEncoder()
-    tokenizer_json = (minilm_path() / "tokenizer.json").read_text(encoding="utf-8")
-    vocab_size = len(json.loads(tokenizer_json)["model"]["vocab"])
-    probe = StaticEncoder(np.zeros((vocab_size, 1), dtype=np.float32), tokenizer_json)
-    ids = sorted(probe.token_ids(train_prompts))
+    ids = StaticEncoder.vocabulary(train_prompts)
     key = hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()[:16]
-    folder = cache_dir / f"static-{key}"
-    if (folder / "static_table.npy").is_file():
+    folder = cache_dir / f"static-bpe-{key}"
+    if (folder / "static.json").is_file():
         return StaticEncoder.load(folder)
-    from tierroute.progress import bar
-
     with bar(progress, len(ids), f"distilling the static encoder ({len(ids):,} tokens)", unit="token") as step:
-        encoder = distill_static(dims=min(256, max(2, len(ids) - 1)), vocabulary=ids, step=step)
+        encoder = distill_static(ids, dims=min(256, max(2, len(ids) - 2)), step=step)
     folder.mkdir(parents=True, exist_ok=True)
     encoder.save(folder)
     return encoder

@@ -172,7 +172,7 @@ def _session(path: Path, threads: int) -> Any:
 
 def load_bundle(source: str | os.PathLike[str], intra_op_threads: int = 1, verify: bool = True) -> Bundle:
     """Read, verify and open a bundle folder. Raises BundleError (with ``code``) when it cannot be served."""
-    from tierroute.features.embeddings import StaticEncoder
+    from tierroute.features.static import StaticEncoder
     from tierroute.features.signals import SignalConfig, SignalExtractor
     from tierroute.features.spec import FeatureSpec
     from tierroute.models.catalogue import Catalogue
@@ -185,12 +185,7 @@ def load_bundle(source: str | os.PathLike[str], intra_op_threads: int = 1, verif
     try:
         extractor = SignalExtractor(SignalConfig(**_need(manifest, "signals", dict, path)))
         trained = FeatureSpec.from_dict(_need(manifest, "feature_spec", dict, path))
-        encoder = None
-        enc = manifest.get("encoder")
-        if enc is not None:
-            table = np.load(path / enc["table"], allow_pickle=False)
-            encoder = StaticEncoder(table, (path / enc["tokenizer"]).read_text(encoding="utf-8"), name=enc["name"],
-                                    head_chars=enc["head_chars"], tail_chars=enc["tail_chars"])
+        encoder = StaticEncoder.load(path) if manifest.get("encoder") is not None else None
         names = (*extractor.feature_names, *(f"emb_{i}" for i in range(0 if encoder is None else encoder.dims)))
         built = FeatureSpec(names, extractor.spec.version, extractor.spec.tokenizer, extractor.spec.signals,
                             None if encoder is None else encoder.id, 0 if encoder is None else encoder.dims)

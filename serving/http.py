@@ -168,8 +168,9 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
         if not log.isEnabledFor(logging.INFO):
             return
         prompt = payload.get("prompt") if isinstance(payload, dict) else None
-        if config.log_prompts:
-            what = f"prompt={json.dumps(prompt)[:2000]}"
+        if config.log_prompts:  # a chat request's text is in its messages
+            shown = prompt if prompt is not None or not isinstance(payload, dict) else payload.get("messages")
+            what = f"prompt={json.dumps(shown)[:2000]}"
         else:
             text = prompt if isinstance(prompt, str) else json.dumps(payload, sort_keys=True, default=str)
             what = "prompt_sha256=" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]

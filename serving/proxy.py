@@ -154,7 +154,7 @@ def proxy_routes(config: ProxyConfig, holder: Any, service: Any, metrics: Any) -
             if payload.get("stream"):
                 async def relay(resp: httpx.Response = upstream) -> AsyncIterator[bytes]:
                     try:
-                        async for chunk in resp.aiter_raw():
+                        async for chunk in resp.aiter_bytes():  # decoded: content-encoding is not relayed
                             yield chunk
                     finally:
                         await resp.aclose()

@@ -69,6 +69,10 @@ class RouterConfig:
         return asdict(self)
 
 
+#: fallbacks that one request's prompt causes: a batch that meets one is decided request by request
+_PER_REQUEST = ("prompt_too_large", "tokenizer_error", "embedding_error")
+
+
 class _Fallback(Exception):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
@@ -116,6 +120,8 @@ class Router:
             unavailable = BundleError("no_bundle", "No bundle was given; every decision comes from the heuristic tree.")
         self.unavailable = unavailable
         self.tier_models = _tree_tier_models(self.catalogue)
+        known = None if bundle is None else bundle.p95_ms
+        self._fastest = None if known is None or not np.isfinite(known).any() else int(np.nanargmin(known))
         self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
 
     # -- loading --------------------------------------------------------------------------------
@@ -180,11 +186,28 @@ class Router:
             code = self.unavailable.code if self.unavailable else "no_bundle"
             return [self._heuristic(r, start, code, len(parsed)) for r in parsed]
         try:
-            return self._learned(parsed, start)
+            return self._decide(parsed, start)
         except _Fallback as fb:
+            if len(parsed) > 1 and fb.code in _PER_REQUEST:
+                # one request's prompt must not take the learned decisions of the rest of its batch:
+                # decide each alone, as route() would
+                return [self._decide_or_fall_back([r], time.perf_counter())[0] for r in parsed]
             return [self._heuristic(r, start, fb.code, len(parsed), str(fb)) for r in parsed]
+
+    def _decide(self, requests: list[Request], start: float) -> list[Decision]:
+        """The learned decisions; _Fallback when they cannot be had, any other error as internal_error."""
+        try:
+            return self._learned(requests, start)
+        except _Fallback:
+            raise
         except Exception as exc:  # noqa: BLE001 - a well-formed request must always get an answer
-            return [self._heuristic(r, start, "internal_error", len(parsed), f"{type(exc).__name__}: {exc}") for r in parsed]
+            raise _Fallback("internal_error", f"{type(exc).__name__}: {exc}") from None
+
+    def _decide_or_fall_back(self, requests: list[Request], start: float) -> list[Decision]:
+        try:
+            return self._decide(requests, start)
+        except _Fallback as fb:
+            return [self._heuristic(r, start, fb.code, len(requests), str(fb)) for r in requests]
 
     def _learned(self, requests: list[Request], start: float) -> list[Decision]:
         b = self.bundle
@@ -194,15 +217,24 @@ class Router:
         if too_long:
             raise _Fallback("prompt_too_large", f"a prompt of {len(too_long[0].prompt):,} characters exceeds "
                                                 f"max_prompt_chars={config.max_prompt_chars:,}")
+        encoder = b.encoder
+        # count once: the static encoder's BPE ids are the token counter's (same tokenizer)
+        shared = encoder is not None and encoder.tokenizer == b.extractor.counter.id
         try:
-            measured = [b.extractor.signals(r) for r in requests]
+            if shared:
+                token_ids = [encoder.ids(r.prompt) for r in requests]
+                measured = [b.extractor.signals(r, token_count=len(t)) for r, t in zip(requests, token_ids)]
+            else:
+                measured = [b.extractor.signals(r) for r in requests]
         except Exception as exc:  # noqa: BLE001 - tokenizer or schema summary failure
             raise _Fallback("tokenizer_error", f"{type(exc).__name__}: {exc}") from None
         X = np.asarray([s.as_vector() for s in measured], dtype=np.float32)
-        if b.encoder is not None:
+        if encoder is not None:
             try:
-                texts = [r.prompt for r in requests]
-                emb = b.encoder.encode_one(texts[0])[None, :] if len(texts) == 1 else b.encoder.encode(texts)
+                if shared:
+                    emb = np.stack([encoder.encode_ids(t) for t in token_ids])
+                else:
+                    emb = encoder.encode([r.prompt for r in requests])
             except Exception as exc:  # noqa: BLE001
                 raise _Fallback("embedding_error", f"{type(exc).__name__}: {exc}") from None
             X = np.hstack([X, emb]).astype(np.float32, copy=False)
@@ -241,13 +273,14 @@ class Router:
             ))
         return decisions
 
-    def _feasible(self, requests: list[Request]) -> np.ndarray:
+    def _feasible(self, requests: list[Request]) -> np.ndarray | None:
         b = self.bundle
         assert b is not None
+        if all(r.latency_sla_ms is None for r in requests) or self._fastest is None:
+            return None  # no SLA to meet (or no latency known): every candidate fits
         sla = np.array([np.nan if r.latency_sla_ms is None else r.latency_sla_ms for r in requests])
         fits = ~(b.p95_ms[None, :] > sla[:, None])
-        if np.isfinite(b.p95_ms).any():  # an SLA nobody meets: the fastest candidate
-            fits[~fits.any(axis=1), int(np.nanargmin(b.p95_ms))] = True
+        fits[~fits.any(axis=1), self._fastest] = True  # an SLA nobody meets: the fastest candidate
         return fits
 
     def _heuristic(self, request: Request, start: float, code: str, n: int, detail: str | None = None) -> Decision:

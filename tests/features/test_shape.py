@@ -103,3 +103,32 @@ def test_as_vector_order_and_types():
     assert all(isinstance(x, float) for x in v)
     assert v[:7] == (float(s.chars), float(s.lines), 1.0, 1.0, 1.0, 0.0, 1.0)
     assert v[7] == s.digit_frac and v[8] == s.non_ascii_frac
+
+
+def _reference_shape(prompt: str) -> tuple[float, ...]:
+    """The plain regex definition the fast paths must reproduce exactly."""
+    import re
+
+    from tierroute.features import shape as mod
+
+    n = len(prompt)
+    fences = len(mod._FENCE.findall(prompt))
+    return (
+        n, prompt.count("\n") + 1 if n else 0, (fences + 1) // 2, 1 if fences or mod._CODE_LINE.search(prompt) else 0,
+        sum(prompt.count(m) for m in mod._QUESTION_MARKS), len(mod._LIST_ITEM.findall(prompt)),
+        len(mod._URL.findall(prompt)), len(re.findall(r"\d", prompt)) / n if n else 0.0,
+        (n - len(prompt.encode("ascii", "ignore"))) / n if n else 0.0,
+    )
+
+
+def test_fast_paths_equal_the_regex_definition_on_random_prompts() -> None:
+    import random
+
+    from tierroute.features.shape import prompt_shape
+
+    pieces = ["a", "7", "?", "？", "٣", "é", "\n", "    x", "\tcode", "x;", "{", "```", "~~~", "http://a.b/c", "- item",
+              "1. one", " ", "why", "https://x"]
+    rng = random.Random(0)
+    for _ in range(400):
+        prompt = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert prompt_shape(prompt).as_vector() == tuple(float(v) for v in _reference_shape(prompt)), repr(prompt)

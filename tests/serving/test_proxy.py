@@ -1,0 +1,501 @@
+"""The OpenAI-compatible proxy (tierroute.serving.proxy), served for real on loopback and called
+with the official ``openai`` client; the upstreams are stub servers on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+openai = pytest.importorskip("openai")
+uvicorn = pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("starlette")
+
+from tierroute.errors import ConfigError  # noqa: E402
+from tierroute.models.catalogue import Candidate, Catalogue, load_catalogue  # noqa: E402
+from tierroute.serving.http import ServiceConfig, create_app  # noqa: E402
+from tierroute.serving.proxy import DECISION_HEADER, ProxyConfig, upgrade_chain  # noqa: E402
+
+KEY_ENV = "TIERROUTE_STUB_API_KEY"
+KEY = "sk-stub-key"
+TIMEOUT_S = 0.5  # the proxy's upstream timeout; the slow stub takes longer
+SLOW_S = 5.0
+JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "order", "schema": {
+    "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
+
+
+# -- stub upstreams ------------------------------------------------------------------------------
+
+class _Stub(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(("127.0.0.1", 0), _StubHandler)
+        self.kind = kind
+        self.calls: list[dict[str, Any]] = []
+        self.release = threading.Event()
+        self.gzip_streams = False
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+def _completion(model: str) -> dict[str, Any]:
+    return {"id": "chatcmpl-stub", "object": "chat.completion", "created": 1700000000, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hello from {model}"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    data = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data: {json.dumps(data)}\n\n".encode()
+
+
+class _StubHandler(BaseHTTPRequestHandler):
+    """An OpenAI-compatible upstream whose behaviour is its server's ``kind``: ok (checks the key,
+    answers, streams SSE; 400 for max_tokens=-1), 500, 429, slow."""
+
+    server: _Stub
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        pass
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        try:
+            self._post()
+        except (BrokenPipeError, ConnectionResetError):  # the proxy gave up on us (timeout)
+            pass
+
+    def _post(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"null")
+        self.server.calls.append({"path": self.path, "model": body.get("model"), "body": body,
+                                  "authorization": self.headers.get("authorization")})
+        if self.path != "/v1/chat/completions":
+            return self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+        kind = self.server.kind
+        if kind == "500":
+            return self._send_json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
+        if kind == "429":
+            return self._send_json(429, {"error": {"message": "slow down", "type": "rate_limit_error"}})
+        if kind == "slow":
+            self.server.release.wait(SLOW_S)
+            return self._send_json(200, _completion(body["model"]))
+        if self.headers.get("authorization") != f"Bearer {KEY}":
+            return self._send_json(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
+        if body.get("max_tokens") == -1:
+            return self._send_json(400, {"error": {"message": "max_tokens must be positive",
+                                                   "type": "invalid_request_error", "param": "max_tokens"}})
+        if not body.get("stream"):
+            return self._send_json(200, _completion(body["model"]))
+        model = body["model"]
+        events = [_chunk(model, {"role": "assistant", "content": ""})]
+        events += [_chunk(model, {"content": piece}) for piece in ("streamed ", "from ", model)]
+        events += [_chunk(model, {}, "stop"), b"data: [DONE]\n\n"]
+        gzip = self.server.gzip_streams and "gzip" in self.headers.get("accept-encoding", "")
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        if gzip:
+            self.send_header("content-encoding", "gzip")
+        self.end_headers()  # HTTP/1.0: the body ends when the connection closes
+        packer = zlib.compressobj(wbits=31)
+        for event in events:
+            self.wfile.write(packer.compress(event) + packer.flush(zlib.Z_SYNC_FLUSH) if gzip else event)
+            self.wfile.flush()
+            time.sleep(0.005)
+        if gzip:
+            self.wfile.write(packer.flush())
+
+
+@pytest.fixture(scope="module")
+def stubs() -> Iterator[dict[str, _Stub]]:
+    servers = {kind: _Stub(kind) for kind in ("ok", "500", "429", "slow")}
+    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+               for s in servers.values()]
+    for thread in threads:
+        thread.start()
+    yield servers
+    for server in servers.values():
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+    for thread in threads:
+        thread.join(5)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stubs(stubs: dict[str, _Stub], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    for server in stubs.values():
+        server.calls.clear()
+        server.gzip_streams = False
+
+
+def _dead_base_url() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # bound then closed: nobody listens
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+
+
+def _catalogue_toml(stubs: dict[str, _Stub]) -> str:
+    """Chains (max 3): t1-ok -> t2-500 -> t2-dead; t2-500 -> t2-dead -> t2-ok; t3-429 -> t3-slow -> t3-ok."""
+    rows = [
+        ("t1-ok", "tier1", 0.001, 0.002, True, stubs["ok"].base_url, KEY_ENV),
+        ("t2-500", "tier2", 0.01, 0.04, True, stubs["500"].base_url, None),
+        ("t2-dead", "tier2", 0.015, 0.05, False, _dead_base_url(), None),
+        ("t2-ok", "tier2", 0.02, 0.08, False, stubs["ok"].base_url, KEY_ENV),
+        ("t3-429", "tier3", 0.1, 0.4, True, stubs["429"].base_url, None),
+        ("t3-slow", "tier3", 0.12, 0.48, False, stubs["slow"].base_url, None),
+        ("t3-ok", "tier3", 0.15, 0.6, False, stubs["ok"].base_url, KEY_ENV),
+        ("t3-nourl", "tier3", 0.2, 0.8, False, None, None),
+    ]
+    lines = ['schema_version = 1', 'name = "stubs"', 'tiers = ["tier1", "tier2", "tier3"]']
+    for model, tier, inp, out, default, url, key in rows:
+        lines += ["", "[[candidates]]", f'model = "{model}"', f'tier = "{tier}"', f"input_per_1k = {inp}",
+                  f"output_per_1k = {out}", f"default = {'true' if default else 'false'}"]
+        lines += [f'base_url = "{url}"'] if url else []
+        lines += [f'api_key_env = "{key}"'] if key else []
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def catalogue_path(stubs: dict[str, _Stub], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("proxy") / "stubs.toml"
+    path.write_text(_catalogue_toml(stubs), encoding="utf-8")
+    return path
+
+
+# -- the proxy under uvicorn ---------------------------------------------------------------------
+
+class _Served:
+    """An app under uvicorn on a loopback port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.app = app
+        config = uvicorn.Config(app, log_level="warning", access_log=False, ws="none", lifespan="on",
+                                timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            assert self.thread.is_alive(), "uvicorn exited before starting"
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def client(self, api_key: str = "x") -> Any:
+        return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=0, timeout=15)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """serve(service=ServiceConfig, **ProxyConfig fields) -> a started proxy; all stopped at teardown."""
+    started: list[_Served] = []
+
+    def start(service: ServiceConfig, **proxy: Any) -> _Served:
+        served = _Served(create_app(service, proxy=ProxyConfig(**proxy)))
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(catalogue_path: Path) -> Iterator[_Served]:
+    """The proxy routing with the heuristic tree over the stubs' catalogue."""
+    served = _Served(create_app(ServiceConfig(catalogue=str(catalogue_path)),
+                                proxy=ProxyConfig(catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)))
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def client(proxy: _Served) -> Iterator[Any]:
+    with proxy.client() as c:
+        yield c
+
+
+def _decision(raw: Any) -> dict[str, Any]:
+    return json.loads(raw.headers[DECISION_HEADER])
+
+
+def _models_called(stubs: dict[str, _Stub]) -> list[str]:
+    return sorted(call["model"] for server in stubs.values() for call in server.calls)
+
+
+PLAIN = [{"role": "user", "content": "Summarize this ticket."}]  # the tree says tier2
+EXTRACT = [{"role": "user", "content": "Pull the order id."}]  # tier1 with a response_format
+
+
+# -- routed calls --------------------------------------------------------------------------------
+
+def test_a_routed_call_returns_the_upstreams_completion(client: Any, stubs: dict[str, _Stub]) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="tierroute", messages=EXTRACT,
+                                                           response_format=JSON_SCHEMA)
+    assert raw.status_code == 200
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "hello from t1-ok"
+    assert completion.model == "t1-ok"
+    decision = _decision(raw)
+    assert decision == {"model": "t1-ok", "tier": "tier1", "source": "heuristic", "fallback": "no_bundle",
+                        "bundle_id": None, "served_by": "t1-ok", "attempts": 1, "upstream_failures": []}
+    assert raw.headers[DECISION_HEADER] == json.dumps(decision, separators=(",", ":"))  # compact JSON
+    [call] = stubs["ok"].calls
+    assert call["path"] == "/v1/chat/completions"
+    assert call["authorization"] == f"Bearer {KEY}"  # the candidate's key, not the caller's "x"
+    assert call["body"]["model"] == "t1-ok"
+    assert call["body"]["messages"] == EXTRACT
+    assert call["body"]["response_format"] == JSON_SCHEMA
+    assert _models_called(stubs) == ["t1-ok"]
+
+
+def test_a_500_moves_to_the_next_candidate_up(client: Any, stubs: dict[str, _Stub]) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="tierroute", messages=PLAIN)
+    assert raw.parse().choices[0].message.content == "hello from t2-ok"
+    decision = _decision(raw)
+    assert decision["model"] == "t2-500" and decision["tier"] == "tier2"
+    assert decision["served_by"] == "t2-ok"
+    assert decision["attempts"] == 3
+    assert decision["upstream_failures"] == ["t2-500", "t2-dead"]  # a 500, then a refused connection
+    assert [c["model"] for c in stubs["500"].calls] == ["t2-500"]
+    assert stubs["500"].calls[0]["authorization"] is None  # no api_key_env: no key sent
+    assert _models_called(stubs) == ["t2-500", "t2-ok"]
+
+
+def test_a_429_and_a_timeout_move_up_too(client: Any, stubs: dict[str, _Stub]) -> None:
+    started = time.monotonic()
+    raw = client.chat.completions.with_raw_response.create(
+        model="tierroute", messages=[{"role": "user", "content": "Step by step, analyze and compare."}],
+        extra_headers={"x-tierroute-latency-sla-ms": "150"})
+    elapsed = time.monotonic() - started
+    assert raw.parse().choices[0].message.content == "hello from t3-ok"
+    decision = _decision(raw)
+    assert (decision["model"], decision["tier"], decision["served_by"]) == ("t3-429", "tier3", "t3-ok")
+    assert decision["attempts"] == 3 and decision["upstream_failures"] == ["t3-429", "t3-slow"]
+    assert TIMEOUT_S <= elapsed < SLOW_S  # the slow upstream was abandoned after the timeout
+    assert _models_called(stubs) == ["t3-429", "t3-ok", "t3-slow"]
+
+
+def test_when_every_upstream_fails_the_answer_is_502(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub]) -> None:
+    served = serve(ServiceConfig(catalogue=str(catalogue_path)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S,
+                   max_attempts=2)
+    with served.client() as c, pytest.raises(openai.APIStatusError) as caught:
+        c.chat.completions.create(model="tierroute", messages=PLAIN)
+    assert caught.value.status_code == 502
+    error = caught.value.response.json()["error"]
+    assert error["message"] == "Every upstream tried failed (t2-500, t2-dead)."
+    assert [a["model"] for a in error["attempts"]] == ["t2-500", "t2-dead"]
+    assert error["attempts"][0]["status"] == 500 and "upstream exploded" in error["attempts"][0]["error"]
+    assert error["attempts"][1]["error"].startswith("ConnectError: ")
+    assert error["decision"]["model"] == "t2-500" and error["decision"]["source"] == "heuristic"
+    assert _models_called(stubs) == ["t2-500"]  # max_attempts=2: t2-ok was not tried
+
+
+def test_an_upstream_400_is_returned_as_is_without_moving_up(client: Any, stubs: dict[str, _Stub]) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA, max_tokens=-1)
+    assert caught.value.status_code == 400
+    assert caught.value.response.json() == {"error": {"message": "max_tokens must be positive",
+                                                      "type": "invalid_request_error", "param": "max_tokens"}}
+    assert json.loads(caught.value.response.headers[DECISION_HEADER])["served_by"] == "t1-ok"
+    assert _models_called(stubs) == ["t1-ok"]
+
+
+def test_an_upstream_401_is_returned_as_is(client: Any, stubs: dict[str, _Stub], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA)
+    assert caught.value.response.json()["error"]["message"] == "bad key"
+    assert stubs["ok"].calls[0]["authorization"] is None
+    assert _models_called(stubs) == ["t1-ok"]
+
+
+def test_streaming_through_the_proxy(client: Any, stubs: dict[str, _Stub]) -> None:
+    stream = client.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA,
+                                            stream=True)
+    with stream:
+        decision = json.loads(stream.response.headers[DECISION_HEADER])
+        assert stream.response.headers["content-type"].startswith("text/event-stream")
+        chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "streamed from t1-ok"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert decision["served_by"] == "t1-ok" and decision["attempts"] == 1
+    assert stubs["ok"].calls[0]["body"]["stream"] is True
+
+
+def test_streaming_after_a_failure_moves_up(client: Any, stubs: dict[str, _Stub]) -> None:
+    stream = client.chat.completions.create(model="tierroute", messages=PLAIN, stream=True)
+    with stream:
+        decision = json.loads(stream.response.headers[DECISION_HEADER])
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "streamed from t2-ok"
+    assert decision["upstream_failures"] == ["t2-500", "t2-dead"]
+
+
+def test_a_compressed_upstream_stream_reaches_the_caller_readable(client: Any, stubs: dict[str, _Stub]) -> None:
+    stubs["ok"].gzip_streams = True  # e.g. an upstream behind a compressing gateway
+    stream = client.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA,
+                                            stream=True)
+    with stream:
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "streamed from t1-ok"
+
+
+# -- naming a model ------------------------------------------------------------------------------
+
+def test_naming_a_catalogue_model_forwards_to_it(client: Any, stubs: dict[str, _Stub]) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="t3-ok", messages=PLAIN)
+    assert raw.parse().choices[0].message.content == "hello from t3-ok"
+    assert _decision(raw) == {"model": "t3-ok", "source": "caller", "served_by": "t3-ok", "attempts": 1,
+                              "upstream_failures": []}
+    assert _models_called(stubs) == ["t3-ok"]
+
+
+def test_a_named_model_that_fails_is_not_replaced(client: Any, stubs: dict[str, _Stub]) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="t2-500", messages=PLAIN)
+    assert caught.value.status_code == 502
+    assert caught.value.response.json()["error"]["message"] == "Every upstream tried failed (t2-500)."
+    assert _models_called(stubs) == ["t2-500"]
+
+
+def test_a_named_model_without_a_base_url_is_502(client: Any, stubs: dict[str, _Stub]) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="t3-nourl", messages=PLAIN)
+    assert caught.value.status_code == 502
+    assert caught.value.response.json()["error"]["message"].startswith(
+        "No candidate from 't3-nourl' up has a base_url in catalogue 'stubs'")
+    assert _models_called(stubs) == []
+
+
+def test_an_unknown_model_is_404(client: Any, stubs: dict[str, _Stub]) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="gpt-99", messages=PLAIN)
+    message = caught.value.response.json()["error"]["message"]
+    assert message.startswith("Unknown model 'gpt-99'; send model='tierroute' to route, or one of t1-ok, t2-500, ")
+    assert _models_called(stubs) == []
+
+
+# -- malformed calls -----------------------------------------------------------------------------
+
+def test_a_bad_sla_header_is_422(client: Any, stubs: dict[str, _Stub]) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.chat.completions.create(model="tierroute", messages=PLAIN,
+                                       extra_headers={"x-tierroute-latency-sla-ms": "soon"})
+    assert caught.value.response.json()["error"]["message"] == (
+        "The x-tierroute-latency-sla-ms header must be a number of milliseconds; got 'soon'.")
+    assert _models_called(stubs) == []
+
+
+def test_a_body_without_messages_is_422(proxy: _Served, stubs: dict[str, _Stub]) -> None:
+    for payload in ({"model": "tierroute"}, {"model": "tierroute", "messages": "hi"}, ["x"]):
+        response = httpx.post(f"{proxy.base_url}/chat/completions", json=payload, timeout=10)
+        assert response.status_code == 422
+        assert response.json()["error"]["message"] == "Expected a chat-completions object with a 'messages' list."
+    response = httpx.post(f"{proxy.base_url}/chat/completions", json={"model": "tierroute", "messages": [{"x": 1}]},
+                          timeout=10)
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("messages[0] must be an object with 'role' and 'content'")
+    assert _models_called(stubs) == []
+
+
+def test_the_proxy_needs_the_service_token(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub]) -> None:
+    served = serve(ServiceConfig(catalogue=str(catalogue_path), token="proxy-token"), catalogue=str(catalogue_path),
+                   timeout_s=TIMEOUT_S)
+    with served.client(api_key="wrong") as c, pytest.raises(openai.AuthenticationError):
+        c.chat.completions.create(model="t1-ok", messages=PLAIN)
+    assert _models_called(stubs) == []
+    with served.client(api_key="proxy-token") as c:
+        completion = c.chat.completions.create(model="t1-ok", messages=PLAIN)
+    assert completion.choices[0].message.content == "hello from t1-ok"
+    assert stubs["ok"].calls[0]["authorization"] == f"Bearer {KEY}"  # the proxy's token is not passed on
+
+
+def test_the_proxy_keeps_the_routing_endpoints(proxy: _Served) -> None:
+    base = f"http://127.0.0.1:{proxy.port}"
+    decision = httpx.post(f"{base}/v1/route", json={"prompt": "Summarize this ticket."}, timeout=10).json()
+    assert (decision["tier"], decision["model"]) == ("tier2", "t2-500")
+    assert httpx.get(f"{base}/readyz", timeout=10).json()["catalogue"] == "stubs"
+
+
+# -- configuration and the chain -----------------------------------------------------------------
+
+def _cat(*rows: tuple[str, str, float, str | None]) -> Catalogue:
+    return Catalogue("chain", ("small", "mid", "big"),
+                     tuple(Candidate(m, t, p, p, base_url=url) for m, t, p, url in rows))
+
+
+def test_upgrade_chain_goes_dearer_in_the_tier_then_up_the_tiers() -> None:
+    u = "http://upstream/v1"
+    cat = _cat(("s-cheap", "small", 0.001, u), ("s-dear", "small", 0.003, u), ("m-dear", "mid", 0.05, u),
+               ("m-cheap", "mid", 0.01, u), ("b-one", "big", 0.1, u), ("b-nourl", "big", 0.2, None),
+               ("b-two", "big", 0.3, u))
+    assert upgrade_chain(cat, "s-cheap") == ["s-cheap", "s-dear", "m-cheap", "m-dear", "b-one", "b-two"]
+    assert upgrade_chain(cat, "s-dear") == ["s-dear", "m-cheap", "m-dear", "b-one", "b-two"]
+    assert upgrade_chain(cat, "m-dear") == ["m-dear", "b-one", "b-two"]  # never down to m-cheap
+    assert upgrade_chain(cat, "b-one") == ["b-one", "b-two"]
+    assert upgrade_chain(cat, "b-two") == ["b-two"]
+    assert upgrade_chain(cat, "b-nourl") == ["b-two"]  # no base_url: not callable, even when first
+
+
+def test_upgrade_chain_breaks_price_ties_by_name() -> None:
+    u = "http://upstream/v1"
+    cat = _cat(("s", "small", 0.001, u), ("m-b", "mid", 0.01, u), ("m-a", "mid", 0.01, u))
+    assert upgrade_chain(cat, "s") == ["s", "m-a", "m-b"]
+    assert upgrade_chain(cat, "m-a") == ["m-a", "m-b"]
+
+
+def test_the_stub_catalogue_chains(catalogue_path: Path) -> None:
+    cat = load_catalogue(str(catalogue_path))
+    assert upgrade_chain(cat, "t1-ok")[:3] == ["t1-ok", "t2-500", "t2-dead"]
+    assert upgrade_chain(cat, "t2-500") == ["t2-500", "t2-dead", "t2-ok", "t3-429", "t3-slow", "t3-ok"]
+    assert upgrade_chain(cat, "t3-429") == ["t3-429", "t3-slow", "t3-ok"]
+
+
+def test_a_catalogue_without_base_urls_is_refused_when_building_the_app() -> None:
+    with pytest.raises(ConfigError, match=r"^Catalogue 'article' gives no candidate a base_url, so the proxy has "
+                                          r"nowhere to send calls\."):
+        create_app(ServiceConfig(), proxy=ProxyConfig(catalogue="article"))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"timeout_s": 0}, "timeout_s"),
+    ({"max_attempts": 0}, "max_attempts"),
+])
+def test_proxy_config_checks_its_numbers(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        ProxyConfig(catalogue="article", **kwargs)
