@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tierroute.errors import ConfigError, OutputDirError
+from tierroute.serving.bundle import manifest_digest
 
 __all__ = ["BUNDLE_SCHEMA_VERSION", "BUNDLE_KIND", "export_bundle", "booster_to_onnx", "calibration_table",
            "sha256_file", "training_hash"]
@@ -116,16 +117,6 @@ def _jsonable(value: Any) -> Any:
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
-_PROVENANCE = ("created", "versions", "metrics", "training", "bundle_id")
-
-
-def _bundle_id(manifest: Mapping[str, Any]) -> str:
-    """16 hex digits over everything that decides: the files' sha256s and the rest of the manifest
-    (calibration, cost model, policy, candidates, ...) but its provenance (when, with which
-    versions, on what data, with what metrics). The same router exported twice gets the same id;
-    anything that changes a decision changes it."""
-    content = {k: v for k, v in manifest.items() if k not in _PROVENANCE}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _check_out(path: Path) -> None:
@@ -157,7 +148,7 @@ def export_bundle(router: Any, out_dir: str | os.PathLike[str], *, metrics: Mapp
         manifest = _write_files(router, work, metrics, training)
         files = {p.name: sha256_file(p) for p in sorted(work.iterdir()) if p.is_file()}
         manifest["files"] = files
-        manifest["bundle_id"] = _bundle_id(manifest)
+        manifest["bundle_id"] = manifest_digest(manifest)
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _check_out(out)
         if out.exists():

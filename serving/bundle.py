@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from tierroute.errors import TierrouteError, describe
+from tierroute.errors import FeatureError, TierrouteError, describe
 
 __all__ = ["BundleError", "Bundle", "load_bundle", "BUNDLE_SCHEMA_VERSION", "BUNDLE_KIND", "Calibration"]
 
@@ -141,8 +141,26 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+#: manifest keys that record provenance, not behaviour: left out of the digest (editable)
+PROVENANCE = ("created", "versions", "metrics", "training", "bundle_id")
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """16 hex digits over everything that decides: the files' sha256s and the rest of the manifest
+    (calibration, cost model, policy, candidates, ...) but its provenance. It is the bundle id:
+    the same router exported twice gets the same id; anything that changes a decision changes it."""
+    content = {k: v for k, v in manifest.items() if k not in PROVENANCE}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def verify_files(path: Path, manifest: Mapping[str, Any]) -> None:
-    """Every listed file present with its sha256; BundleError naming the first that is not."""
+    """The manifest's own digest, then every listed file present with its sha256; BundleError
+    naming the first that is not."""
+    digest = manifest_digest(manifest)
+    if manifest.get("bundle_id") != digest:
+        raise BundleError("checksum_mismatch", f"The manifest.json of bundle {str(path)!r} changed after export: its content "
+                          f"digest is {digest}, its bundle_id says {describe(manifest.get('bundle_id'))}. Re-export the "
+                          "bundle rather than editing it.")
     files = _need(manifest, "files", dict, path)
     for name, digest in sorted(files.items()):
         target = path / name
@@ -199,9 +217,10 @@ def load_bundle(source: str | os.PathLike[str], intra_op_threads: int = 1, verif
                              for j, c in enumerate(_need(manifest, "calibration", list, path)))
     except BundleError:
         raise
-    except TierrouteError as exc:  # FeatureError (spec), CatalogueError, ConfigError (policy)
-        code = "feature_spec_mismatch" if "spec" in str(exc).lower() else "bundle_invalid"
-        raise BundleError(code, f"Bundle {str(path)!r} cannot be served: {exc}") from None
+    except FeatureError as exc:  # the spec this runtime builds differs, or the encoder files are bad
+        raise BundleError("feature_spec_mismatch", f"Bundle {str(path)!r} cannot be served: {exc}") from None
+    except TierrouteError as exc:  # CatalogueError, ConfigError (policy)
+        raise BundleError("bundle_invalid", f"Bundle {str(path)!r} cannot be served: {exc}") from None
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise BundleError("bundle_invalid", f"Bundle {str(path)!r} is incomplete or damaged ({type(exc).__name__}: {exc}). "
                           "Re-export it.") from None

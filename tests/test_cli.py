@@ -342,3 +342,85 @@ def test_evaluate_with_an_unknown_model_is_one_error_line(tmp_path: Path, capsys
     assert main(["evaluate", "--model", str(tmp_path / "none"), "--data", str(tmp_path)], out=io.StringIO()) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --model ") and "is neither a folder holding a trained router" in err and "Traceback" not in err
+
+
+# --- export and route --bundle ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A train run's folder as `tierroute export` reads it (model/router.pkl), from a tiny router."""
+    pytest.importorskip("lightgbm")
+    pytest.importorskip("onnxmltools")
+    import pandas as pd
+
+    from tierroute.models.catalogue import builtin_catalogue
+    from tierroute.models.learned import LearnedConfig, LearnedRouter
+    from tierroute.models.router import RouterParams
+    from tierroute.pipelines.dataset import RoutingData
+    from tierroute.pipelines.synthetic import SyntheticConfig, generate
+    from tierroute.pipelines.tracking import save_router
+
+    frame = pd.DataFrame(list(generate(SyntheticConfig(120, seed=2))))
+    frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
+    params = RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=10, n_threads=1)
+    router = LearnedRouter(LearnedConfig(encoder="none", router=params)).fit(RoutingData.from_frame(frame), builtin_catalogue("article"))
+    run = tmp_path_factory.mktemp("cli-run")
+    save_router(router, run / "model")
+    return run
+
+
+def test_export_then_route_with_the_bundle(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(["export", str(run_dir), "--out", str(tmp_path / "bundle"), "--json"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(out)
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text(encoding="utf-8"))
+    assert summary == {"schema_version": 1, "bundle": str(tmp_path / "bundle"), "bundle_id": manifest["bundle_id"],
+                       "files": manifest["files"], "candidates": ["claude-3-haiku", "gpt-4o", "gpt-4o-mini"]}
+    # the model/ folder itself exports the same bundle, told in one line without --json
+    code, out = run(["export", str(run_dir / "model"), "--out", str(tmp_path / "again")])
+    assert code == 0
+    assert out == (f"bundle {manifest['bundle_id']} -> {tmp_path / 'again'}/ (1 files, 3 candidates, policy "
+                   f"{manifest['policy']['kind']})\n")
+    code, out = run(["route", "--bundle", str(tmp_path / "bundle"), "--prompt", "Pull the order id.",
+                     "--schema", '{"order_id": "string"}', "--json"])
+    assert code == 0 and capsys.readouterr().err == ""
+    (decision,) = [json.loads(line) for line in out.splitlines()]
+    assert DECISION_FIELDS <= set(decision)
+    assert decision["source"] == "learned" and decision["fallback"] is None and decision["bundle_id"] == manifest["bundle_id"]
+    assert set(decision["probabilities"]) == set(manifest["candidates"]) and decision["model"] in manifest["candidates"]
+    # --policy heuristic ignores the bundle
+    code, out = run(["route", "--bundle", str(tmp_path / "bundle"), "--policy", "heuristic", "--prompt", "Pull the order id.",
+                     "--schema", '{"order_id": "string"}', "--json"])
+    assert code == 0 and json.loads(out)["source"] == "heuristic" and json.loads(out)["fallback"] is None
+
+
+def test_export_refuses_a_non_empty_folder(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine", encoding="utf-8")
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "taken")], out=io.StringIO()) == 1
+    assert_one_error_line(capsys.readouterr().err, f"The bundle folder {str(tmp_path / 'taken')!r} already exists and is not empty")
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
+    assert main(["export", str(tmp_path / "no-run"), "--out", str(tmp_path / "b")], out=io.StringIO()) == 1
+    assert_one_error_line(capsys.readouterr().err, f"--model {str(tmp_path / 'no-run')!r} is neither a folder holding a trained router")
+    assert not (tmp_path / "b").exists()
+
+
+def test_route_with_a_missing_bundle_warns_and_falls_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    code, out = run(["route", "--bundle", str(missing), "--prompt", "Pull the order id.", "--schema", '{"order_id": "string"}', "--json"])
+    assert code == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: No router bundle at {str(missing)!r} (nothing there). Pass the folder `tierroute export` wrote. "
+                   "Deciding with the heuristic tree (fallback no_bundle)."]
+    decision = json.loads(out)
+    assert decision["source"] == "heuristic" and decision["fallback"] == "no_bundle" and decision["bundle_id"] is None
+    assert decision["tier"] == "tier1" and decision["model"] == "claude-3-haiku" and decision["reason"].startswith("no_bundle; rule1: ")
+    code, out = run(["route", "--bundle", str(missing), "--prompt", "Summarize this ticket."])
+    assert code == 0 and out.startswith("tier2  gpt-4o-mini  [heuristic] no_bundle; rule2: ")
+
+
+def test_route_learned_without_a_bundle_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["route", "--policy", "learned", "--prompt", "hi"], out=io.StringIO()) == 1
+    assert_one_error_line(capsys.readouterr().err, "--policy learned needs --bundle DIR (a folder from `tierroute export`) "
+                                                   "or a models:/ URI.")

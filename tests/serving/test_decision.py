@@ -69,8 +69,9 @@ def test_to_dict(policy):
     out = d.to_dict()
     assert list(out) == [
         "schema_version", "tier", "model", "source", "reason", "node",
-        "probabilities", "expected_cost_usd", "elapsed_ms", "signals",
+        "probabilities", "expected_cost_usd", "elapsed_ms", "signals", "fallback", "bundle_id",
     ]
+    assert out["fallback"] is None and out["bundle_id"] is None  # the heuristic was asked for: no fallback
     assert out["schema_version"] == DECISION_SCHEMA_VERSION == 1
     assert out["tier"] == "tier1"
     assert out["source"] == "heuristic"
@@ -97,6 +98,8 @@ def test_decision_to_dict_defaults():
         "expected_cost_usd": None,
         "elapsed_ms": 1.2346,
         "signals": {},
+        "fallback": None,
+        "bundle_id": None,
     }
 
 

@@ -1,0 +1,238 @@
+"""Serving latency: the learned Router (bundle) beside the article's heuristic tree, same run.
+
+    python bench/latency.py [--bundle DIR] [--iterations 3000] [--skip-http] [--skip-minilm]
+
+Without --bundle, a bundle is trained first on the built-in synthetic workload (static encoder,
+tracking off) in a temporary folder. Figures, all from this run on this machine:
+
+1. route() single thread, p50 / p99 / p99.9 in microseconds, for ~30, ~400 and ~2,000-token
+   prompts with and without an output schema, for the tree (HeuristicPolicy.route: parse, exact
+   o200k count, keywords, tree) and the Router (parse, one BPE pass for count + embedding,
+   signals, ONNX, calibration, policy); calls interleaved so both see the same noise; ratio
+   learned/tree. The MiniLM (transformer) embedding alone is timed beside it (the bundle
+   serves the static encoder; MiniLM needs torch and is not on the serve path).
+2. route_batch throughput (decisions/s): one process, and two processes on the 2 cores.
+3. ``import tierroute.serving`` wall time in a fresh interpreter (beside ``import numpy``), and
+   the serving process's peak RSS after loading the bundle and routing (beside the interpreter
+   with numpy + onnxruntime imported).
+4. HTTP: ``tierroute serve`` on loopback at a fixed request rate, POST /v1/route p50/p99 beside
+   GET /healthz at the same rate (the HTTP stack without routing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = {"type": "object", "properties": {"order_id": {"type": "string"}, "status": {"enum": ["open", "shipped"]}},
+          "required": ["order_id"]}
+TEXT = ("The customer wrote in on Tuesday about order 88231: the parcel was marked delivered but never arrived, "
+        "and the replacement they were promised has not shipped. Summarize the complaint, extract the order id, "
+        "and explain step by step why the refund may have been delayed, comparing the two carrier reports. ")
+
+
+def make_prompt(tokens: int) -> str:
+    from tierroute.features.tokens import make_token_counter
+
+    counter = make_token_counter()
+    text = TEXT * (tokens // 50 + 2)
+    lo, hi = 0, len(text)
+    while lo < hi:  # the longest prefix with at most `tokens` tokens
+        mid = (lo + hi + 1) // 2
+        if counter.count(text[:mid]) <= tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
+def percentiles(samples: list[float]) -> tuple[float, float, float]:
+    a = np.asarray(samples) * 1e6
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99)), float(np.percentile(a, 99.9))
+
+
+def train_bundle(folder: Path) -> Path:
+    from tierroute.pipelines.train import TrainConfig, run_train
+
+    print(f"training a bundle on the built-in synthetic workload in {folder} ...", flush=True)
+    result = run_train(TrainConfig(out_dir=str(folder / "run"), tracking_uri="", cache_dir=str(ROOT / "runs" / "cache")))
+    return result.out_dir / "bundle"
+
+
+def single_thread(bundle: Path, iterations: int, minilm: bool) -> None:
+    from tierroute.models.catalogue import Catalogue
+    from tierroute.serving import HeuristicPolicy, Router
+
+    router = Router.load(bundle, strict=True)
+    tree = HeuristicPolicy(catalogue=Catalogue.from_dict(router.bundle.catalogue.to_dict()))
+    print(f"\n== route(), one thread, {iterations:,} calls each (bundle {router.bundle_id}, "
+          f"{len(router.bundle.candidates)} candidates, encoder {router.bundle.encoder.id if router.bundle.encoder else 'none'})")
+    print(f"{'prompt':<26} {'tree p50':>9} {'p99':>7} {'p99.9':>7} | {'learned p50':>11} {'p99':>7} {'p99.9':>7} | {'p50 ratio':>9}")
+    encoder = None
+    if minilm:
+        try:
+            from tierroute.features.embeddings import MiniLMEncoder
+
+            encoder = MiniLMEncoder(batch_size=1)
+            encoder.encode(["warm up"])
+        except Exception as exc:  # noqa: BLE001 - no training extras: say so, time the rest
+            print(f"(MiniLM not timed: {type(exc).__name__}: {exc})")
+            encoder = None
+    for tokens in (30, 400, 2000):
+        prompt = make_prompt(tokens)
+        for schema in (None, SCHEMA):
+            request = {"prompt": prompt, "output_schema": schema, "latency_sla_ms": 800}
+            for _ in range(200):  # warm both paths
+                tree.route(request), router.route(request)
+            t_tree, t_learned = [], []
+            fallbacks = 0
+            for _ in range(iterations):
+                start = time.perf_counter()
+                tree.route(request)
+                t_tree.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                decision = router.route(request)
+                t_learned.append(time.perf_counter() - start)
+                fallbacks += decision.source != "learned"
+            a, b = percentiles(t_tree), percentiles(t_learned)
+            label = f"~{tokens} tokens, {'schema' if schema else 'no schema'}"
+            print(f"{label:<26} {a[0]:>8.1f}u {a[1]:>6.0f}u {a[2]:>6.0f}u | {b[0]:>10.1f}u {b[1]:>6.0f}u {b[2]:>6.0f}u | "
+                  f"{b[0] / a[0]:>8.2f}x" + (f"  ({fallbacks} fallbacks)" if fallbacks else ""))
+        if encoder is not None:
+            times = []
+            for _ in range(30):
+                start = time.perf_counter()
+                encoder.encode([prompt])
+                times.append(time.perf_counter() - start)
+            print(f"{'':<26} MiniLM embedding alone (transformer variant, not served): p50 {np.median(times) * 1e3:.2f} ms")
+
+
+def _batch_worker(bundle: str, n: int, rounds: int, out: object) -> None:
+    from tierroute.serving import Router
+
+    router = Router.load(bundle, strict=True)
+    requests = [{"prompt": make_prompt(t), "output_schema": s, "latency_sla_ms": 800}
+                for t in (30, 120, 400) for s in (None, SCHEMA)] * (n // 6)
+    router.route_batch(requests[:50])
+    start = time.perf_counter()
+    for _ in range(rounds):
+        router.route_batch(requests)
+    out.put(len(requests) * rounds / (time.perf_counter() - start))  # type: ignore[attr-defined]
+
+
+def throughput(bundle: Path) -> None:
+    import multiprocessing as mp
+
+    print("\n== route_batch throughput (batches of 1,002 mixed requests: ~30/120/400 tokens, with and without schema)")
+    ctx = mp.get_context("spawn")
+    for workers in (1, 2):
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_batch_worker, args=(str(bundle), 1002, 8, queue)) for _ in range(workers)]
+        for p in procs:
+            p.start()
+        rates = [queue.get(timeout=600) for _ in procs]
+        for p in procs:
+            p.join()
+        print(f"{workers} process(es): {sum(rates):,.0f} decisions/s")
+
+
+def footprint(bundle: Path) -> None:
+    print("\n== import time and memory (fresh interpreters)")
+    code_import = "import time; t=time.perf_counter(); import {m}; print(time.perf_counter()-t)"
+    for module in ("numpy", "tierroute.serving"):
+        runs = [float(subprocess.run([sys.executable, "-c", code_import.format(m=module)], capture_output=True, text=True,
+                                     check=True).stdout) for _ in range(5)]
+        print(f"import {module:<18} median {np.median(runs) * 1e3:7.1f} ms")
+    rss = ("import resource, sys; {body}; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    base = rss.format(body="import numpy, onnxruntime")
+    served = rss.format(body=f"from tierroute.serving import Router; r = Router.load({str(bundle)!r}, strict=True); "
+                             "[r.route({'prompt': 'Extract the order id ' * k}) for k in range(1, 300)]; "
+                             "heavy = [m for m in ('torch', 'lightgbm', 'sklearn', 'mlflow', 'pandas') if m in sys.modules]; "
+                             "assert not heavy, heavy")
+    for label, code in (("numpy + onnxruntime imported", base), ("serving: bundle loaded, 299 routes", served)):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        print(f"peak RSS, {label:<36} {float(out):7.1f} MB")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(bundle: Path, rate: float, seconds: float) -> None:
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "TIERROUTE_BENCH": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "tierroute.cli", "serve", "--bundle", str(bundle), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(200):
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            body = {"prompt": make_prompt(400), "output_schema": SCHEMA, "latency_sla_ms": 800}
+            print(f"\n== HTTP on loopback: {rate:.0f} requests/s for {seconds:.0f} s each, one keep-alive client")
+            for label, call in (("GET /healthz (no routing)", lambda: client.get("/healthz")),
+                                ("POST /v1/route (~400 tokens)", lambda: client.post("/v1/route", json=body))):
+                for _ in range(50):
+                    call()
+                times, period = [], 1.0 / rate
+                next_at = time.perf_counter()
+                end = next_at + seconds
+                while next_at < end:
+                    delay = next_at - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    start = time.perf_counter()
+                    response = call()
+                    times.append(time.perf_counter() - start)
+                    assert response.status_code == 200, response.text
+                    next_at += period
+                p50, p99, _ = percentiles(times)
+                print(f"{label:<30} p50 {p50 / 1e3:6.2f} ms   p99 {p99 / 1e3:6.2f} ms   ({len(times)} requests)")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", default=None, help="a bundle folder (default: train one on synthetic data)")
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=200.0, help="HTTP requests per second")
+    parser.add_argument("--seconds", type=float, default=5.0, help="HTTP seconds per endpoint")
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-minilm", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="tierroute-latency-") as tmp:
+        bundle = Path(args.bundle) if args.bundle else train_bundle(Path(tmp))
+        print(f"bundle: {bundle}  ({json.loads((bundle / 'manifest.json').read_text())['bundle_id']}); "
+              f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+        single_thread(bundle, args.iterations, minilm=not args.skip_minilm)
+        throughput(bundle)
+        footprint(bundle)
+        if not args.skip_http:
+            http(bundle, args.rate, args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
