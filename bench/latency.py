@@ -154,7 +154,9 @@ def footprint(bundle: Path) -> None:
         runs = [float(subprocess.run([sys.executable, "-c", code_import.format(m=module)], capture_output=True, text=True,
                                      check=True).stdout) for _ in range(5)]
         print(f"import {module:<18} median {np.median(runs) * 1e3:7.1f} ms")
-    rss = ("import resource, sys; {body}; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    # VmHWM (this process's peak RSS since exec; ru_maxrss would carry the parent's peak across fork)
+    rss = ("import re, sys; {body}; "
+           "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)")
     base = rss.format(body="import numpy, onnxruntime")
     served = rss.format(body=f"from tierroute.serving import Router; r = Router.load({str(bundle)!r}, strict=True); "
                              "[r.route({'prompt': 'Extract the order id ' * k}) for k in range(1, 300)]; "

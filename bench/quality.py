@@ -75,14 +75,14 @@ def run(name: str, train, test, catalogue_name: str, args: argparse.Namespace) -
     catalogue = builtin_catalogue(catalogue_name)
     cache_dir = Path(args.cache)
     # the same encoder `tierroute train` ships: static = distilled for the training prompts' tokens
-    encoder = make_encoder(args.encoder, [r.prompt for r in train.requests], cache_dir)
+    encoder = make_encoder(args.encoder, [r.prompt for r in train.requests], cache_dir, dims=args.static_dims)
     config = LearnedConfig(encoder=args.encoder, router=RouterParams(kind=args.kind), policy=args.policy)
     start = time.perf_counter()
     router = LearnedRouter(config, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue)
     fitted = time.perf_counter() - start
     report = evaluate(router, test, catalogue)
     print(f"\n== {name}: train {train.n_requests:,} requests, test {report['requests']:,} "
-          f"(encoder {args.encoder}, {args.kind}, policy {args.policy}; fit {fitted:.0f} s)")
+          f"(encoder {args.encoder}{f' {encoder.dims}d' if encoder is not None else ''}, {args.kind}, policy {args.policy}; fit {fitted:.0f} s)")
     print(table(report))
     return report
 
@@ -91,6 +91,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("TIERROUTE_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--encoder", default="static", choices=["static", "minilm", "none"])
+    parser.add_argument("--static-dims", type=int, default=64, help="width of the static encoder (default 64, as train)")
     parser.add_argument("--kind", default="pooled", choices=["pooled", "per_candidate"])
     parser.add_argument("--policy", default="lambda", choices=["threshold", "lambda", "share"])
     parser.add_argument("--only", choices=["routerbench", "routellm"], default=None)

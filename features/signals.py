@@ -80,15 +80,15 @@ class RequestSignals:
 
     def as_vector(self) -> tuple[float, ...]:
         """Values in the order of :attr:`SignalExtractor.feature_names`."""
-        kw = self.keywords
+        kw = self.keywords  # ints stay ints here: they become float32 in the matrix (fewer calls on the serving path)
         return (
-            float(self.token_count),
-            *(float(p) for p in kw.present),
-            *(float(p) for p in kw.word_present),
-            float(kw.total),
-            float(kw.word_total),
-            float(kw.occurrences),
-            float(self.depth),
+            self.token_count,
+            *kw.present,
+            *kw.word_present,
+            kw.total,
+            kw.word_total,
+            kw.occurrences,
+            self.depth,
             math.nan if self.sla_ms is None else float(self.sla_ms),
             1.0 if self.sla_ms is None else 0.0,
             1.0 if self.latency_sensitive else 0.0,
@@ -175,7 +175,7 @@ class SignalExtractor:
             token_count=tokens,
             keywords=hits,
             depth=self.depth(hits.total, tokens),
-            schema=summarize_schema(request.output_schema),
+            schema=request.schema_summary if request.schema_summary is not None else summarize_schema(request.output_schema),
             sla_ms=request.latency_sla_ms,
             latency_sensitive=self.is_latency_sensitive(request.latency_sla_ms),
             shape=prompt_shape(request.prompt),

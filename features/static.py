@@ -33,6 +33,7 @@ from tierroute.errors import ConfigError, FeatureError
 __all__ = ["StaticEncoder", "distill_static", "STATIC_TOKENIZER"]
 
 STATIC_TOKENIZER = "bpe:o200k_base"
+_FULL_INDEX = 1 << 18
 
 
 def _counter(tokenizer: str) -> Any:
@@ -66,6 +67,8 @@ class StaticEncoder:
     tail_tokens: int = 200
     _index: Any = field(init=False, repr=False, compare=False)
     _bpe: Any = field(init=False, repr=False, compare=False)
+    _table_ext: Any = field(init=False, repr=False, compare=False)
+    _full_index: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ids, table = self.token_ids, self.table
@@ -81,6 +84,13 @@ class StaticEncoder:
         index = np.full(int(ids[-1]) + 1 if len(ids) else 0, -1, dtype=np.int64)
         index[ids] = np.arange(len(ids))
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_table_ext", np.vstack([table, np.zeros((1, table.shape[1]), dtype=np.float32)]))
+        # every id below _FULL_INDEX -> its row, unknown ids -> the zero row (1 MB; o200k has ~200k ids)
+        full = None
+        if not len(ids) or ids[-1] < _FULL_INDEX:
+            full = np.full(_FULL_INDEX, len(ids), dtype=np.int32)
+            full[ids] = np.arange(len(ids), dtype=np.int32)
+        object.__setattr__(self, "_full_index", full)
         object.__setattr__(self, "_bpe", _counter(self.tokenizer)._tokenizer)
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
@@ -102,23 +112,37 @@ class StaticEncoder:
 
     def encode_ids(self, ids: np.ndarray) -> np.ndarray:
         """The vector (dims,) of a prompt given its token ids (the serving path: no re-tokenizing)."""
-        ids = _cut(ids, self.head_tokens, self.tail_tokens)
-        index = self._index
-        rows = index[ids[ids < len(index)]]
-        rows = rows[rows >= 0]
-        if not len(rows):
-            return np.zeros(self.dims, dtype=np.float32)
-        vector = self.table[rows].mean(axis=0)
-        norm = float(np.sqrt(vector @ vector))
-        return vector / norm if norm > 0 else vector
+        return self.encode_many_ids([ids])[0]
+
+    def encode_many_ids(self, many: Sequence[np.ndarray]) -> np.ndarray:
+        """Vectors (n, dims) for n prompts' token ids. Every path (training's :meth:`encode`,
+        serving's single and batch calls) goes through here, one prompt at a time, so the
+        arithmetic is the same bit for bit: the sum of the token rows (unknown tokens hit a zero
+        row, which changes no sum), L2-normalised (the mean's direction)."""
+        table, full = self._table_ext, self._full_index
+        out = np.zeros((len(many), self.dims), dtype=np.float32)
+        for i, ids in enumerate(many):
+            ids = _cut(np.asarray(ids, dtype=np.int64), self.head_tokens, self.tail_tokens)
+            if not len(ids):
+                continue
+            if full is not None and int(ids.max()) < len(full):
+                rows = full[ids]
+            else:  # ids beyond the dense index (other encodings): look them up the long way
+                rows = np.full(len(ids), len(table) - 1, dtype=np.int64)
+                inside = ids < len(self._index)
+                looked = self._index[ids[inside]]
+                rows[np.flatnonzero(inside)[looked >= 0]] = looked[looked >= 0]
+            np.add.reduce(table[rows], axis=0, out=out[i])
+        return _normalised(out)
 
     def encode_one(self, text: str) -> np.ndarray:
-        return self.encode_ids(self.ids(text))
+        return self.encode_many_ids([self.ids(text)])[0]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dims), dtype=np.float32)
-        for i, text in enumerate(texts):
-            out[i] = self.encode_one(text)
+        for start in range(0, len(texts), 512):
+            chunk = texts[start : start + 512]
+            out[start : start + len(chunk)] = self.encode_many_ids([self.ids(t) for t in chunk])
         return out
 
     @staticmethod
@@ -151,6 +175,12 @@ class StaticEncoder:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise FeatureError(f"Cannot read the static encoder in {str(path)!r} ({type(exc).__name__}: {exc}). "
                                "Re-export the model.") from None
+
+
+def _normalised(sums: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero); one arithmetic for every path."""
+    norms = np.sqrt(np.einsum("ij,ij->i", sums, sums))[:, None]
+    return np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0)
 
 
 def _shape(value: object) -> str:

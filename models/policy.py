@@ -16,6 +16,7 @@ at equal quality, and the knob is chosen on out-of-fold training predictions, ne
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 from tierroute._params import check_number
 from tierroute.errors import ConfigError
 
-__all__ = ["Policy", "POLICY_KINDS", "choose", "sweep", "pick_knob"]
+__all__ = ["Policy", "POLICY_KINDS", "choose", "choose_row", "sweep", "pick_knob"]
 
 POLICY_KINDS = ("threshold", "lambda", "share")
 
@@ -44,6 +45,29 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def choose_row(policy: Policy, proba: list[float], cost: list[float], feasible: list[bool] | None = None) -> int:
+    """:func:`choose` for one request, on plain lists (the serving path decides one request in a
+    few microseconds this way); the same choice, ties included (a test checks them against each other)."""
+    m = len(proba)
+    ok = feasible if feasible is not None and any(feasible) else [True] * m
+    if policy.kind == "threshold":
+        clears = [k for k in range(m) if ok[k] and proba[k] >= policy.value]
+        if clears:
+            return min(clears, key=cost.__getitem__)
+        return max((k for k in range(m) if ok[k]), key=proba.__getitem__)
+    if policy.kind == "lambda":
+        value = policy.value
+        return max((k for k in range(m) if ok[k]), key=lambda k: proba[k] - value * cost[k])
+    frontier = policy.frontier if policy.frontier is not None else max(range(m), key=proba.__getitem__)
+    others = [proba[k] if ok[k] and k != frontier else -math.inf for k in range(m)]
+    best_other = max(range(m), key=others.__getitem__)
+    if not ok[frontier]:
+        return best_other
+    if not any(math.isfinite(o) for o in others):
+        return frontier
+    return frontier if proba[frontier] - proba[best_other] > policy.value else best_other
 
 
 def choose(policy: Policy, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray | None = None) -> np.ndarray:

@@ -41,6 +41,7 @@ class TrainConfig:
     format: str = "auto"
     catalogue: str | None = None
     encoder: str = "static"
+    static_dims: int = 64
     eval_data: tuple[str, ...] = ()
     out_dir: str | None = None
     test_fraction: float = 0.25
@@ -66,6 +67,7 @@ class TrainConfig:
         check_int(self.synthetic_requests, "synthetic_requests", "TrainConfig", 50)
         check_number(self.target, "target", "TrainConfig", 0.0, 2.0)
         check_fraction(self.max_bad_fraction, "max_bad_fraction", "TrainConfig")
+        check_int(self.static_dims, "static_dims", "TrainConfig", 2, 384)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -109,10 +111,12 @@ def pick_catalogue(name: str | None, models: list[str]) -> Catalogue:
     return catalogue
 
 
-def make_encoder(name: str, train_prompts: list[str], cache_dir: Path, progress: Any = None) -> Any:
+def make_encoder(name: str, train_prompts: list[str], cache_dir: Path, progress: Any = None, dims: int = 64) -> Any:
     """The configured encoder. ``static`` is distilled from MiniLM for the BPE tokens the training
-    prompts use (tokens never seen in training carry no signal for the model), cached by that
-    token set so reruns on the same data reuse it."""
+    prompts use (tokens never seen in training carry no signal for the model), with ``dims`` PCA
+    components, cached by that token set and width so reruns on the same data reuse it. 64 dims by
+    default: serving gathers one table row per prompt token, so the width is most of the embedding's
+    cost (bench/quality.py --static-dims measures what it costs in quality)."""
     from tierroute.features.embeddings import MiniLMEncoder, StaticEncoder, distill_static
     from tierroute.progress import bar
 
@@ -122,11 +126,12 @@ def make_encoder(name: str, train_prompts: list[str], cache_dir: Path, progress:
         return MiniLMEncoder()
     ids = StaticEncoder.vocabulary(train_prompts)
     key = hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()[:16]
-    folder = cache_dir / f"static-bpe-{key}"
+    width = min(dims, max(2, len(ids) - 2))
+    folder = cache_dir / f"static-bpe-{key}-{width}"
     if (folder / "static.json").is_file():
         return StaticEncoder.load(folder)
     with bar(progress, len(ids), f"distilling the static encoder ({len(ids):,} tokens)", unit="token") as step:
-        encoder = distill_static(ids, dims=min(256, max(2, len(ids) - 2)), step=step)
+        encoder = distill_static(ids, dims=width, step=step)
     folder.mkdir(parents=True, exist_ok=True)
     encoder.save(folder)
     return encoder
@@ -181,7 +186,7 @@ def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None
         )
     say(f"building features ({config.encoder} encoder) for {train.n_requests:,} training requests")
     cache_dir = Path(config.cache_dir)
-    encoder = make_encoder(config.encoder, [r.prompt for r in train.requests], cache_dir, progress)
+    encoder = make_encoder(config.encoder, [r.prompt for r in train.requests], cache_dir, progress, config.static_dims)
     learned = LearnedConfig(encoder=config.encoder, router=config.router, policy=config.policy, target=config.target)
     say(f"embedding prompts and fitting {config.router.kind} LightGBM with {config.router.n_folds}-fold calibration")
     router = LearnedRouter(learned, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue, progress)

@@ -24,7 +24,8 @@ import numpy as np
 
 from tierroute.errors import FeatureError, TierrouteError, describe
 
-__all__ = ["BundleError", "Bundle", "load_bundle", "BUNDLE_SCHEMA_VERSION", "BUNDLE_KIND", "Calibration"]
+__all__ = ["BundleError", "Bundle", "load_bundle", "BUNDLE_SCHEMA_VERSION", "BUNDLE_KIND", "Calibration", "CalibrationSet",
+           "bundle_rows", "manifest_digest"]
 
 BUNDLE_SCHEMA_VERSION = 1  # kept equal to tierroute.models.export's (a test pins it)
 BUNDLE_KIND = "tierroute.router_bundle"
@@ -82,6 +83,31 @@ class Calibration:
         return np.asarray(scores, dtype=np.float64)
 
 
+class CalibrationSet:
+    """All candidates' calibrations applied to an (n, m) score matrix at once. Isotonic maps are
+    laid end to end on one axis (candidate j's knots shifted by 2j, scores clipped to its own
+    knot range first), so one ``np.interp`` serves every candidate: the same numbers as applying
+    each map alone, for a fraction of the per-call overhead on the serving path."""
+
+    def __init__(self, calibrations: Sequence[Calibration]) -> None:
+        self.calibrations = tuple(calibrations)
+        self.isotonic = bool(self.calibrations) and all(c.method == "isotonic" for c in self.calibrations)
+        if self.isotonic:
+            shift = 2.0 * np.arange(len(self.calibrations))
+            self.lo = np.array([c.x[0] for c in self.calibrations])  # type: ignore[index]
+            self.hi = np.array([c.x[-1] for c in self.calibrations])  # type: ignore[index]
+            self.shift = shift
+            self.x = np.concatenate([c.x + shift[j] for j, c in enumerate(self.calibrations)])  # type: ignore[operator]
+            self.y = np.concatenate([c.y for c in self.calibrations])  # type: ignore[misc]
+
+    def apply(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.isotonic:
+            placed = np.minimum(np.maximum(scores, self.lo), self.hi) + self.shift
+            return np.interp(placed.ravel(), self.x, self.y).reshape(scores.shape)
+        return np.column_stack([c.apply(scores[:, j]) for j, c in enumerate(self.calibrations)])
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A verified bundle, ready to serve (immutable; safe to share between threads)."""
@@ -101,6 +127,8 @@ class Bundle:
     policy: Any  # tierroute.models.policy.Policy
     catalogue: Any  # tierroute.models.catalogue.Catalogue
     p95_ms: np.ndarray  # (m,) NaN = unknown
+    calibration_set: CalibrationSet
+    row_template: np.ndarray | None  # pooled: (m, d+1+k) with the candidate columns filled in
 
     @property
     def n_features(self) -> int:
@@ -249,15 +277,26 @@ def load_bundle(source: str | os.PathLike[str], intra_op_threads: int = 1, verif
         path=path, manifest=manifest, bundle_id=str(manifest.get("bundle_id", "")), extractor=extractor, encoder=encoder,
         sessions=sessions, kind=str(kind), candidates=candidates, candidate_features=cand, calibrations=calibrations,
         cost_intercept=np.asarray(cost["intercept"], dtype=np.float64), cost_slope=np.asarray(cost["slope"], dtype=np.float64),
-        policy=policy, catalogue=catalogue, p95_ms=p95,
+        policy=policy, catalogue=catalogue, p95_ms=p95, calibration_set=CalibrationSet(calibrations),
+        row_template=_row_template(len(names), cand) if kind == "pooled" else None,
     )
+
+
+def _row_template(n_request: int, candidate_features: np.ndarray) -> np.ndarray:
+    m = len(candidate_features)
+    template = np.zeros((m, n_request + 1 + candidate_features.shape[1]), dtype=np.float32)
+    template[:, n_request] = np.arange(m)
+    template[:, n_request + 1:] = candidate_features
+    template.setflags(write=False)
+    return template
 
 
 def bundle_rows(bundle: Bundle, features: np.ndarray) -> Sequence[np.ndarray]:
     """The ONNX inputs for request feature rows (n, d): pooled -> one (n*m, d+1+k) matrix in
     request-major order; per candidate -> the (n, d) matrix for each session."""
-    if bundle.kind != "pooled":
+    if bundle.row_template is None:
         return [features] * len(bundle.sessions)
-    n, m = len(features), len(bundle.candidates)
-    ids = np.tile(np.arange(m, dtype=np.float32), n)[:, None]
-    return [np.hstack([np.repeat(features, m, axis=0), ids, np.tile(bundle.candidate_features, (n, 1))]).astype(np.float32)]
+    n, d = features.shape
+    rows = np.tile(bundle.row_template, (n, 1)) if n > 1 else bundle.row_template.copy()
+    rows[:, :d] = np.repeat(features, len(bundle.candidates), axis=0) if n > 1 else features
+    return [rows]

@@ -29,7 +29,7 @@ from tierroute._params import check_int, check_number
 from tierroute.errors import RequestError
 from tierroute.models.catalogue import Catalogue, builtin_catalogue
 from tierroute.models.heuristic import TIERS, HeuristicTree
-from tierroute.models.policy import choose
+from tierroute.models.policy import choose, choose_row
 from tierroute.request import Request, parse_request
 from tierroute.serving.bundle import Bundle, BundleError, bundle_rows, load_bundle
 from tierroute.serving.decision import Decision
@@ -71,6 +71,9 @@ class RouterConfig:
 
 #: fallbacks that one request's prompt causes: a batch that meets one is decided request by request
 _PER_REQUEST = ("prompt_too_large", "tokenizer_error", "embedding_error")
+
+
+_OUTPUT = ["probabilities"]
 
 
 class _Fallback(Exception):
@@ -121,6 +124,7 @@ class Router:
         self.unavailable = unavailable
         self.tier_models = _tree_tier_models(self.catalogue)
         known = None if bundle is None else bundle.p95_ms
+        self._tiers = () if bundle is None else tuple(bundle.catalogue.tier_of(c) for c in bundle.candidates)
         self._fastest = None if known is None or not np.isfinite(known).any() else int(np.nanargmin(known))
         self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
 
@@ -228,47 +232,50 @@ class Router:
                 measured = [b.extractor.signals(r) for r in requests]
         except Exception as exc:  # noqa: BLE001 - tokenizer or schema summary failure
             raise _Fallback("tokenizer_error", f"{type(exc).__name__}: {exc}") from None
-        X = np.asarray([s.as_vector() for s in measured], dtype=np.float32)
+        n, m, width = len(requests), len(b.candidates), len(b.extractor.feature_names)
+        X = np.empty((n, b.n_features), dtype=np.float32)
+        X[:, :width] = [s.as_vector() for s in measured]
         if encoder is not None:
             try:
-                if shared:
-                    emb = np.stack([encoder.encode_ids(t) for t in token_ids])
-                else:
-                    emb = encoder.encode([r.prompt for r in requests])
+                X[:, width:] = encoder.encode_many_ids(token_ids) if shared else encoder.encode([r.prompt for r in requests])
             except Exception as exc:  # noqa: BLE001
                 raise _Fallback("embedding_error", f"{type(exc).__name__}: {exc}") from None
-            X = np.hstack([X, emb]).astype(np.float32, copy=False)
-        n, m = len(requests), len(b.candidates)
         try:
             inputs = bundle_rows(b, X)
-            raw = [s.run(["probabilities"], {"input": x})[0][:, 1] for s, x in zip(b.sessions, inputs)]
+            raw = [s.run(_OUTPUT, {"input": x})[0][:, 1] for s, x in zip(b.sessions, inputs)]
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
             raise _Fallback("onnx_error", f"{type(exc).__name__}: {str(exc)[:200]}") from None
         scores = raw[0].reshape(n, m) if b.kind == "pooled" else np.column_stack(raw)
-        proba = np.column_stack([c.apply(scores[:, j]) for j, c in enumerate(b.calibrations)])
+        proba = b.calibration_set.apply(scores)
         if not np.isfinite(proba).all():
             raise _Fallback("non_finite_output", "the model returned a non-finite probability")
         tokens = X[:, 0].astype(np.float64)
-        cost = np.maximum(b.cost_intercept[None, :] + np.outer(tokens, b.cost_slope), 0.0)
+        cost = np.maximum(b.cost_intercept + tokens[:, None] * b.cost_slope, 0.0)
         feasible = self._feasible(requests)
-        picks = choose(b.policy, proba, cost, feasible)
+        if n == 1:  # one request: the same choice on plain lists, without numpy's per-call overhead
+            picks = [choose_row(b.policy, proba[0].tolist(), cost[0].tolist(), None if feasible is None else feasible[0].tolist())]
+        else:
+            picks = choose(b.policy, proba, cost, feasible).tolist()
         elapsed = (time.perf_counter() - start) * 1000.0
         if config.deadline_ms is not None and elapsed > config.deadline_ms * n:
             raise _Fallback("deadline_exceeded", f"the learned path took {elapsed:.2f} ms, over the {config.deadline_ms} ms deadline")
         decisions = []
+        policy = f"{b.policy.kind} policy (knob {b.policy.value:.6g})"
         for i, (req, sig, j) in enumerate(zip(requests, measured, picks)):
-            p = float(proba[i, j])
+            row = proba[i].tolist()
+            p = row[j]
             if config.min_confidence is not None and p < config.min_confidence:
                 decisions.append(self._heuristic(req, start, "low_confidence", n,
                                                  f"P(correct)={p:.3f} for {b.candidates[j]} < min_confidence={config.min_confidence}"))
                 continue
             model = b.candidates[j]
-            tree = self.tree.decide(sig.token_count, req.output_schema is not None, sig.depth, sig.latency_sensitive)
+            expected = float(cost[i, j])
             decisions.append(Decision(
-                tier=b.catalogue.tier_of(model), model=model, source="learned",
-                reason=f"{b.policy.kind} policy (knob {b.policy.value:.6g}): P(correct)={p:.3f}, expected cost {cost[i, j]:.6g}",
-                probabilities={c: float(proba[i, k]) for k, c in enumerate(b.candidates)},
-                expected_cost_usd=float(cost[i, j]), elapsed_ms=elapsed / n, signals=_tree_signals(tree),
+                tier=self._tiers[j], model=model, source="learned",
+                reason=f"{policy}: P(correct)={p:.3f}, expected cost {expected:.6g}",
+                probabilities=dict(zip(b.candidates, row)), expected_cost_usd=expected, elapsed_ms=elapsed / n,
+                signals={"token_count": sig.token_count, "depth": sig.depth, "is_structured": req.output_schema is not None,
+                         "latency_sensitive": sig.latency_sensitive},
                 bundle_id=b.bundle_id,
             ))
         return decisions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from tierroute.errors import RequestError
@@ -235,3 +236,17 @@ def test_a_malformed_schema_is_a_request_error(schema: object) -> None:
 @pytest.mark.parametrize("schema", [None, "", "null", {"type": "text"}])
 def test_no_schema_in_any_spelling_is_none(schema: object) -> None:
     assert parse_request({"prompt": "p", "output_schema": schema}).output_schema is None
+
+
+def test_parse_request_keeps_the_schema_summary_it_computed() -> None:
+    from tierroute.features.schema import summarize_schema
+    from tierroute.features.signals import SignalExtractor
+
+    schema = {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}
+    parsed = parse_request({"prompt": "Pull the order id.", "output_schema": schema})
+    assert parsed.schema_summary == summarize_schema(schema)
+    assert parse_request({"prompt": "x", "output_schema": "null"}).schema_summary is None
+    direct = Request("Pull the order id.", schema)  # built by hand: the features compute it themselves
+    assert direct.schema_summary is None and direct == parsed and "schema_summary" not in repr(parsed)
+    extractor = SignalExtractor()
+    np.testing.assert_array_equal(extractor.vector(direct), extractor.vector(parsed))  # NaN = no SLA, in both

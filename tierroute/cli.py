@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--format", default="auto", choices=["auto", "routerbench", "routellm", "outcomes"])
     train.add_argument("--catalogue", default=None, metavar="FILE", help="candidate catalogue (default: the built-in listing every model)")
     train.add_argument("--encoder", default="static", choices=["static", "minilm", "none"], help="prompt embedding (default static)")
+    train.add_argument("--static-dims", type=int, default=64, metavar="N", help="width of the static embedding (default 64)")
     train.add_argument("--eval-data", nargs="+", default=[], metavar="PATH", help="held-out outcomes (default: 25%% of --data)")
     train.add_argument("--kind", default="pooled", choices=["pooled", "per_candidate"], help="one pooled model or one per candidate")
     train.add_argument("--policy", default="lambda", choices=["threshold", "lambda", "share"], help="decision policy (default lambda)")
@@ -187,7 +188,7 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     _quiet_mlflow()
     config = TrainConfig(
         data=tuple(args.data), format=args.format, catalogue=args.catalogue, encoder=args.encoder,
-        eval_data=tuple(args.eval_data), out_dir=args.out, seed=args.seed, router=RouterParams(kind=args.kind, seed=args.seed),
+        eval_data=tuple(args.eval_data), out_dir=args.out, static_dims=args.static_dims, seed=args.seed, router=RouterParams(kind=args.kind, seed=args.seed),
         policy=args.policy, tracking_uri=DEFAULT_TRACKING_URI if args.tracking_uri is None else args.tracking_uri,
         synthetic_requests=args.synthetic_requests,
     )

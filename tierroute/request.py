@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tierroute.errors import FeatureError, RequestError, describe
@@ -33,6 +33,9 @@ class Request:
     prompt: str
     output_schema: Any = None
     latency_sla_ms: float | None = None
+    #: the schema's summary, filled in by :func:`parse_request` (which had to compute it to check the
+    #: schema) so the features do not walk the schema a second time; None = not computed yet
+    schema_summary: Any = field(default=None, init=False, compare=False, repr=False)
 
 
 def messages_to_prompt(messages: object) -> str:
@@ -87,15 +90,16 @@ def _check_sla(value: object) -> float | None:
     return float(value)
 
 
-def _check_schema(schema: object) -> object:
-    """The schema as an object, or None when there is none (null, "", "null", {"type": "text"}).
-    Checked here once so that every consumer (the tree, the features, the logs) agrees on it."""
+def _check_schema(schema: object) -> tuple[object, Any]:
+    """(the schema as an object, its summary), or (None, None) when there is none (null, "",
+    "null", {"type": "text"}). Checked here once so that every consumer (the tree, the features,
+    the logs) agrees on it."""
     from tierroute.features.schema import summarize_schema  # local: tierroute.features imports this module
 
     if isinstance(schema, str):
         text = schema.strip()
         if not text:
-            return None
+            return None, None
         try:
             schema = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -104,10 +108,10 @@ def _check_schema(schema: object) -> object:
                 f"{describe(schema)}. Send the schema as a JSON object or list."
             ) from None
     try:
-        present = summarize_schema(schema).present
+        summary = summarize_schema(schema)
     except FeatureError as exc:
         raise RequestError(f"{exc} (in 'output_schema')") from None
-    return schema if present else None
+    return (schema, summary) if summary.present else (None, None)
 
 
 def parse_request(data: object, *, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS) -> Request:
@@ -147,5 +151,7 @@ def parse_request(data: object, *, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CH
             f"The prompt has {len(prompt):,} characters; at most {max_prompt_chars:,} are accepted. "
             "Send a shorter prompt or raise max_prompt_chars."
         )
-    schema = _check_schema(fields.get("output_schema"))
-    return Request(prompt=prompt, output_schema=schema, latency_sla_ms=_check_sla(fields.get("latency_sla_ms")))
+    schema, summary = _check_schema(fields.get("output_schema"))
+    request = Request(prompt=prompt, output_schema=schema, latency_sla_ms=_check_sla(fields.get("latency_sla_ms")))
+    object.__setattr__(request, "schema_summary", summary)
+    return request

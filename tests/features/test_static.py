@@ -124,3 +124,13 @@ def test_distill_needs_enough_tokens() -> None:
 
     with pytest.raises(ConfigError, match=r"^distill_static needs more than dims=16 decodable token ids; got 3"):
         distill_static([1, 2, 3], dims=16)
+
+
+def test_single_and_batch_paths_give_identical_vectors() -> None:
+    rng = np.random.default_rng(0)
+    vocab = StaticEncoder.vocabulary(PROMPTS)
+    enc = StaticEncoder(np.asarray(vocab, dtype=np.int64), rng.normal(size=(len(vocab), 16)).astype(np.float32), head_tokens=5, tail_tokens=3)
+    texts = [*PROMPTS, "", "zzzz qqqq", " ".join(PROMPTS) * 3]
+    many = enc.encode_many_ids([enc.ids(t) for t in texts])
+    for text, row in zip(texts, many):
+        np.testing.assert_array_equal(enc.encode_one(text), row)  # bit for bit: training and serving agree

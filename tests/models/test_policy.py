@@ -280,3 +280,26 @@ def test_share_frontier_is_fixed_by_the_policy_not_the_batch() -> None:
     assert choose(fixed, proba, cost).tolist() == [0, 0]  # gain of 1 over 0 is negative: not sent up
     assert choose(Policy("share", 0.0), proba, cost).tolist() == [0, 0]
     assert choose(Policy("share", -1.0, frontier=1), proba, cost).tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("kind,values", [("threshold", (0.0, 0.5, 0.7, 1.0)), ("lambda", (0.0, 0.5, 10.0)),
+                                         ("share", (-1.0, 0.0, 0.1, 0.5))])
+def test_choose_row_equals_choose_on_every_row(kind: str, values: tuple[float, ...]) -> None:
+    from tierroute.models.policy import choose_row
+
+    rng = np.random.default_rng(1)
+    for m in (1, 2, 3, 11):
+        proba = rng.choice([0.2, 0.5, 0.7, 0.9], size=(300, m))  # few distinct values: many ties
+        cost = rng.choice([0.1, 1.0, 2.0], size=(300, m))
+        feasible = rng.random((300, m)) < 0.6  # some rows with nothing feasible
+        for value in values:
+            for frontier in ((None, 0, m - 1) if kind == "share" else (None,)):
+                policy = Policy(kind, value, frontier)
+                for fz in (None, feasible):
+                    expected = choose(policy, proba, cost, fz) if kind != "share" or frontier is not None else None
+                    for i in range(len(proba)):
+                        row_f = None if fz is None else fz[i].tolist()
+                        got = choose_row(policy, proba[i].tolist(), cost[i].tolist(), row_f)
+                        want = expected[i] if expected is not None else choose(policy, proba[i:i + 1], cost[i:i + 1],
+                                                                                 None if fz is None else fz[i:i + 1])[0]
+                        assert got == want, (kind, value, frontier, i)

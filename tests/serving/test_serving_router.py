@@ -270,6 +270,7 @@ def test_internal_error(router: Router, policy: HeuristicPolicy, monkeypatch: py
         raise ValueError("policy exploded")
 
     monkeypatch.setattr(serving_router, "choose", broken)
+    monkeypatch.setattr(serving_router, "choose_row", broken)
     for request in REQUESTS[:3]:
         assert_fallback(router.route(request), "internal_error", request, policy, router.bundle_id, "ValueError: policy exploded")
 
