@@ -221,6 +221,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="HTTP requests per second")
     parser.add_argument("--seconds", type=float, default=5.0, help="HTTP seconds per endpoint")
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--only-single", action="store_true", help="just the route() table")
     parser.add_argument("--skip-minilm", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -229,6 +230,8 @@ def main() -> int:
         print(f"bundle: {bundle}  ({json.loads((bundle / 'manifest.json').read_text())['bundle_id']}); "
               f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
         single_thread(bundle, args.iterations, minilm=not args.skip_minilm)
+        if args.only_single:
+            return 0
         throughput(bundle)
         footprint(bundle)
         if not args.skip_http:

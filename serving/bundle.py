@@ -128,6 +128,7 @@ class Bundle:
     catalogue: Any  # tierroute.models.catalogue.Catalogue
     p95_ms: np.ndarray  # (m,) NaN = unknown
     calibration_set: CalibrationSet
+    run_options: Any  # one onnxruntime.RunOptions, passed to every run (saves building one per call)
     row_template: np.ndarray | None  # pooled: (m, d+1+k) with the candidate columns filled in
 
     @property
@@ -278,8 +279,17 @@ def load_bundle(source: str | os.PathLike[str], intra_op_threads: int = 1, verif
         sessions=sessions, kind=str(kind), candidates=candidates, candidate_features=cand, calibrations=calibrations,
         cost_intercept=np.asarray(cost["intercept"], dtype=np.float64), cost_slope=np.asarray(cost["slope"], dtype=np.float64),
         policy=policy, catalogue=catalogue, p95_ms=p95, calibration_set=CalibrationSet(calibrations),
+        run_options=_run_options(),
         row_template=_row_template(len(names), cand) if kind == "pooled" else None,
     )
+
+
+def _run_options() -> Any:
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = 3
+    return options
 
 
 def _row_template(n_request: int, candidate_features: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ thread-safe); reloading builds a new Router rather than mutating one.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -124,6 +125,9 @@ class Router:
         self.unavailable = unavailable
         self.tier_models = _tree_tier_models(self.catalogue)
         known = None if bundle is None else bundle.p95_ms
+        self._p95 = [] if bundle is None else bundle.p95_ms.tolist()
+        self._intercepts = [] if bundle is None else bundle.cost_intercept.tolist()
+        self._slopes = [] if bundle is None else bundle.cost_slope.tolist()
         self._tiers = () if bundle is None else tuple(bundle.catalogue.tier_of(c) for c in bundle.candidates)
         self._fastest = None if known is None or not np.isfinite(known).any() else int(np.nanargmin(known))
         self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
@@ -242,34 +246,39 @@ class Router:
                 raise _Fallback("embedding_error", f"{type(exc).__name__}: {exc}") from None
         try:
             inputs = bundle_rows(b, X)
-            raw = [s.run(_OUTPUT, {"input": x})[0][:, 1] for s, x in zip(b.sessions, inputs)]
+            raw = [s.run(_OUTPUT, {"input": x}, b.run_options)[0][:, 1] for s, x in zip(b.sessions, inputs)]
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
             raise _Fallback("onnx_error", f"{type(exc).__name__}: {str(exc)[:200]}") from None
         scores = raw[0].reshape(n, m) if b.kind == "pooled" else np.column_stack(raw)
         proba = b.calibration_set.apply(scores)
-        if not np.isfinite(proba).all():
-            raise _Fallback("non_finite_output", "the model returned a non-finite probability")
-        tokens = X[:, 0].astype(np.float64)
-        cost = np.maximum(b.cost_intercept + tokens[:, None] * b.cost_slope, 0.0)
-        feasible = self._feasible(requests)
-        if n == 1:  # one request: the same choice on plain lists, without numpy's per-call overhead
-            picks = [choose_row(b.policy, proba[0].tolist(), cost[0].tolist(), None if feasible is None else feasible[0].tolist())]
+        if n == 1:  # one request: the rest on plain floats (the same IEEE arithmetic, less overhead)
+            proba_rows = proba.tolist()
+            if not all(map(math.isfinite, proba_rows[0])):
+                raise _Fallback("non_finite_output", "the model returned a non-finite probability")
+            tokens_1 = float(X[0, 0])
+            cost_rows = [[max(a + tokens_1 * s, 0.0) for a, s in zip(self._intercepts, self._slopes)]]
+            picks = [choose_row(b.policy, proba_rows[0], cost_rows[0], self._feasible_row(requests[0]))]
         else:
-            picks = choose(b.policy, proba, cost, feasible).tolist()
+            if not np.isfinite(proba).all():
+                raise _Fallback("non_finite_output", "the model returned a non-finite probability")
+            tokens = X[:, 0].astype(np.float64)
+            cost = np.maximum(b.cost_intercept + tokens[:, None] * b.cost_slope, 0.0)
+            picks = choose(b.policy, proba, cost, self._feasible(requests)).tolist()
+            proba_rows, cost_rows = proba.tolist(), cost.tolist()
         elapsed = (time.perf_counter() - start) * 1000.0
         if config.deadline_ms is not None and elapsed > config.deadline_ms * n:
             raise _Fallback("deadline_exceeded", f"the learned path took {elapsed:.2f} ms, over the {config.deadline_ms} ms deadline")
         decisions = []
         policy = f"{b.policy.kind} policy (knob {b.policy.value:.6g})"
         for i, (req, sig, j) in enumerate(zip(requests, measured, picks)):
-            row = proba[i].tolist()
+            row = proba_rows[i]
             p = row[j]
             if config.min_confidence is not None and p < config.min_confidence:
                 decisions.append(self._heuristic(req, start, "low_confidence", n,
                                                  f"P(correct)={p:.3f} for {b.candidates[j]} < min_confidence={config.min_confidence}"))
                 continue
             model = b.candidates[j]
-            expected = float(cost[i, j])
+            expected = cost_rows[i][j]
             decisions.append(Decision(
                 tier=self._tiers[j], model=model, source="learned",
                 reason=f"{policy}: P(correct)={p:.3f}, expected cost {expected:.6g}",
@@ -279,6 +288,16 @@ class Router:
                 bundle_id=b.bundle_id,
             ))
         return decisions
+
+    def _feasible_row(self, request: Request) -> list[bool] | None:
+        """:meth:`_feasible` for one request, as a list."""
+        sla = request.latency_sla_ms
+        if sla is None or self._fastest is None:
+            return None
+        fits = [not (p > sla) for p in self._p95]  # NaN (unknown latency) fits
+        if not any(fits):
+            fits[self._fastest] = True
+        return fits
 
     def _feasible(self, requests: list[Request]) -> np.ndarray | None:
         b = self.bundle

@@ -90,9 +90,12 @@ def test_training_on_files_with_eval_data_and_static_encoder(tmp_path: Path) -> 
     test = write_jsonl(SyntheticConfig(60, seed=2), tmp_path / "test.jsonl")
     result = run_train(tiny_config(tmp_path, data=(str(train),), eval_data=(str(test),), encoder="static", tracking_uri=""))
     assert result.run_id is None and result.report["requests"] == 60
-    assert result.router.feature_spec_.embedding.startswith("static-minilm:")
+    assert result.router.feature_spec_.embedding.startswith("static-minilm-bpe:64:")  # 64 dims by default
     cached = list((tmp_path / "cache").glob("static-*/static_table.npy"))
     assert len(cached) == 1  # the distilled table is cached for reruns on the same data
+    manifest = json.loads((result.out_dir / "bundle" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["encoder"]["id"] == result.router.feature_spec_.embedding  # the bundle serves that encoder
+    assert set(manifest["files"]) == {"model.onnx", "static_ids.npy", "static_table.npy", "static.json"}
 
 
 def test_config_and_catalogue_errors(tmp_path: Path) -> None:

@@ -189,7 +189,7 @@ class FakeSession:
     def __init__(self, value: float | None) -> None:
         self.value = value
 
-    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray], run_options: object = None) -> list[np.ndarray]:
         if self.value is None:
             raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : bad input")
         return [np.full((len(feeds["input"]), 2), self.value, dtype=np.float32)]
