@@ -96,8 +96,14 @@ def _resolve(source: str | os.PathLike[str], tracking_uri: str | None) -> str:
                           "'tierroute[train]', or pass a bundle folder.") from None
     from pathlib import Path
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+    from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
+
+    # the URI given, else $MLFLOW_TRACKING_URI, else the project's store (mlflow's own default would be a new ./mlflow.db)
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: pin it to this folder
+        uri = "sqlite:///" + os.path.abspath(uri.removeprefix("sqlite:///"))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)  # models:/ URIs resolve in the registry
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
     except Exception as exc:  # noqa: BLE001 - mlflow raises many kinds for a missing model

@@ -441,7 +441,7 @@ def test_serving_imports_nothing_heavy(fitted: dict[str, Any], tmp_path: Path) -
 # -- the MLflow registry ---------------------------------------------------------------------------
 
 
-def test_a_registered_bundle_loads_by_alias(tmp_path: Path) -> None:
+def test_a_registered_bundle_loads_by_alias(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("mlflow")
     import pandas as pd
 
@@ -468,6 +468,17 @@ def test_a_registered_bundle_loads_by_alias(tmp_path: Path) -> None:
     assert [(d.source, d.model, dict(d.probabilities)) for d in by_alias.route_batch(REQUESTS)] == expected
     assert {s for s, _, _ in expected} == {"learned"}
 
+    # without a tracking URI or $MLFLOW_TRACKING_URI: the project's default store (./mlruns/mlflow.db
+    # here), whatever mlflow's process-wide URI happens to be, and never a stray ./mlflow.db
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # set_tracking_uri exports it
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    by_default = Router.load("models:/tierroute@champion", NO_DEADLINE, strict=True)
+    assert by_default.bundle_id == by_folder.bundle_id and not (tmp_path / "mlflow.db").exists()
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     missing = Router.load("models:/tierroute@nobody", NO_DEADLINE, tracking_uri=uri)
     assert not missing.learned and missing.unavailable.code == "no_bundle"
     assert str(missing.unavailable).startswith("MLflow could not resolve 'models:/tierroute@nobody' (")
