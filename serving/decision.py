@@ -28,6 +28,9 @@ class Decision:
     ``expected_output_tokens`` (None when unknown). ``elapsed_ms`` is the time the decision took.
     ``fallback`` is the machine-readable reason the learned path did not answer (None when it did,
     or when the heuristic was asked for); ``bundle_id`` names the bundle loaded, if any.
+    ``propensity`` is the probability the serving policy had of choosing ``model`` (1 unless an
+    exploration slice is on); ``explored`` says the model was drawn at random instead of
+    ``greedy_model``, the policy's own choice.
     """
 
     tier: str
@@ -41,6 +44,9 @@ class Decision:
     signals: Mapping[str, Any] = field(default_factory=dict)
     fallback: str | None = None
     bundle_id: str | None = None
+    propensity: float = 1.0
+    greedy_model: str | None = None
+    explored: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON form (``tierroute route --json`` prints one per request)."""
@@ -57,6 +63,8 @@ class Decision:
             "signals": dict(self.signals),
             "fallback": self.fallback,
             "bundle_id": self.bundle_id,
+            "propensity": self.propensity,
+            "explored": self.explored,
         }
 
 

@@ -16,12 +16,14 @@ logged unless ``log_prompts``; the decision log line carries the prompt's sha256
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,6 +51,7 @@ class ServiceConfig:
     log_prompts: bool = False
     tracking_uri: str | None = None
     catalogue: str | None = None  # the heuristic's catalogue when no bundle is served (default: article)
+    decision_log: str | None = None  # append every decision to this JSONL (prompt text only with log_prompts)
 
     def __post_init__(self) -> None:
         check_int(self.max_body_bytes, "max_body_bytes", "ServiceConfig", 1)
@@ -75,7 +78,8 @@ class RouterHolder:
     def reload(self, source: str | None, config: RouterConfig, tracking_uri: str | None) -> Router:
         with self._lock:  # one reload at a time
             target = source if source is not None else self.source
-            router = Router.load(target, config, strict=True, tracking_uri=tracking_uri)
+            router = Router.load(target, config, strict=True, tracking_uri=tracking_uri,
+                                 decision_log=self.current.decision_log)
             self.current, self.source = router, target
             return router
 
@@ -158,8 +162,12 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
     if router is None:
         from tierroute.models.catalogue import load_catalogue
 
+        from tierroute.serving.decision_log import DecisionLog
+
         catalogue = load_catalogue(config.catalogue) if config.catalogue else None
-        router = Router.load(config.bundle, config.router, catalogue=catalogue, tracking_uri=config.tracking_uri)
+        decisions = DecisionLog(config.decision_log, log_prompts=config.log_prompts) if config.decision_log else None
+        router = Router.load(config.bundle, config.router, catalogue=catalogue, tracking_uri=config.tracking_uri,
+                             decision_log=decisions)
     holder = RouterHolder(router, config.bundle)
     metrics = _Metrics()
     metrics.learned.set(1 if router.learned else 0)
@@ -183,7 +191,7 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
             return error
         if not isinstance(payload, dict):
             return _error(422, f"Expected one request object (prompt or messages); got JSON {type(payload).__name__}.", metrics)
-        request_id = payload.pop("id", None)
+        request_id = payload.get("id")
         try:
             decision = holder.current.route(payload)
         except RequestError as exc:
@@ -202,7 +210,7 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
                           "'requests' list.", metrics)
         if len(items) > config.max_batch:
             return _error(413, f"The batch has {len(items):,} requests; at most {config.max_batch:,} per call. Split it.", metrics)
-        ids = [item.pop("id", None) if isinstance(item, dict) else None for item in items]
+        ids = [item.get("id") if isinstance(item, dict) else None for item in items]
         router = holder.current
         try:
             if len(items) > 32:  # a big batch would hold the event loop: decide it on a worker thread
@@ -256,11 +264,24 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
         metrics.learned.set(1 if router.learned else 0)
         return JSONResponse({"status": "reloaded", "seconds": round(time.perf_counter() - started, 3), **router.describe()})
 
-    routes, lifespan = [], None
+    routes, proxy_lifespan = [], None
     if proxy is not None:
         from tierroute.serving.proxy import proxy_routes
 
-        routes, lifespan = proxy_routes(proxy, holder, config, metrics)
+        routes, proxy_lifespan = proxy_routes(proxy, holder, config, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        try:
+            if proxy_lifespan is None:
+                yield
+            else:
+                async with proxy_lifespan(app):
+                    yield
+        finally:  # the decision log is flushed per line; closing it at shutdown releases the file
+            if holder.current.decision_log is not None:
+                holder.current.decision_log.close()
+
     app = Starlette(lifespan=lifespan, routes=[
         *routes,
         Route("/v1/route", route_one, methods=["POST"]),

@@ -34,6 +34,7 @@ from tierroute.models.policy import choose, choose_row
 from tierroute.request import Request, parse_request
 from tierroute.serving.bundle import Bundle, BundleError, bundle_rows, load_bundle
 from tierroute.serving.decision import Decision
+from tierroute.serving.decision_log import DecisionLog, Explorer
 
 __all__ = ["Router", "RouterConfig", "FALLBACK_REASONS"]
 
@@ -48,7 +49,9 @@ FALLBACK_REASONS = (
 class RouterConfig:
     """How a Router serves. ``deadline_ms``: a learned decision slower than this is replaced by the
     tree's (None: no deadline); ``min_confidence``: below this P(correct) for the chosen candidate,
-    the tree decides (None: off); ``max_prompt_chars``: longer prompts go to the tree."""
+    the tree decides (None: off); ``max_prompt_chars``: longer prompts go to the tree;
+    ``epsilon``: the exploration slice (that share of learned decisions goes to a uniformly drawn
+    candidate, propensities recorded; ``seed`` seeds the draws)."""
 
     intra_op_threads: int = 1
     max_prompt_chars: int = 200_000
@@ -56,6 +59,8 @@ class RouterConfig:
     min_confidence: float | None = None
     expected_output_tokens: int = 256
     verify_checksums: bool = True
+    epsilon: float = 0.0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         check_int(self.intra_op_threads, "intra_op_threads", "RouterConfig", 1)
@@ -65,6 +70,7 @@ class RouterConfig:
             check_number(self.deadline_ms, "deadline_ms", "RouterConfig", 0.0)
         if self.min_confidence is not None:
             check_number(self.min_confidence, "min_confidence", "RouterConfig", 0.0, 1.0)
+        check_number(self.epsilon, "epsilon", "RouterConfig", 0.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,8 +127,10 @@ class Router:
     """Routes requests with a bundle's learned policy, falling back to the heuristic tree."""
 
     def __init__(self, bundle: Bundle | None = None, config: RouterConfig | None = None,
-                 catalogue: Catalogue | None = None, unavailable: BundleError | None = None) -> None:
+                 catalogue: Catalogue | None = None, unavailable: BundleError | None = None,
+                 decision_log: DecisionLog | None = None) -> None:
         self.config = config if config is not None else RouterConfig()
+        self.decision_log = decision_log
         self.bundle = bundle
         self.catalogue = bundle.catalogue if bundle is not None else (catalogue or builtin_catalogue("article"))
         self.tree = HeuristicTree(signals=bundle.extractor.config) if bundle is not None else HeuristicTree()
@@ -136,12 +144,15 @@ class Router:
         self._slopes = [] if bundle is None else bundle.cost_slope.tolist()
         self._tiers = () if bundle is None else tuple(bundle.catalogue.tier_of(c) for c in bundle.candidates)
         self._fastest = None if known is None or not np.isfinite(known).any() else int(np.nanargmin(known))
+        self.explorer = (Explorer(self.config.epsilon, bundle.candidates, self._tiers, self.config.seed)
+                         if bundle is not None and self.config.epsilon > 0 else None)
         self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
 
     # -- loading --------------------------------------------------------------------------------
     @classmethod
     def load(cls, source: str | os.PathLike[str] | None, config: RouterConfig | None = None, *,
-             strict: bool = False, catalogue: Catalogue | None = None, tracking_uri: str | None = None) -> Router:
+             strict: bool = False, catalogue: Catalogue | None = None, tracking_uri: str | None = None,
+             decision_log: DecisionLog | None = None) -> Router:
         """A Router serving the bundle at ``source`` (a folder, or an MLflow ``models:/`` /
         ``runs:/`` URI). A bundle that cannot be served gives a Router that answers with the tree
         (``router.unavailable`` says why); with ``strict=True`` it raises BundleError instead."""
@@ -149,14 +160,14 @@ class Router:
         if source is None:
             if strict:
                 raise BundleError("no_bundle", "No bundle was given. Pass a bundle folder or a models:/ URI.")
-            return cls(None, config, catalogue)
+            return cls(None, config, catalogue, decision_log=decision_log)
         try:
             bundle = load_bundle(_resolve(source, tracking_uri), config.intra_op_threads, config.verify_checksums)
         except BundleError as exc:
             if strict:
                 raise
-            return cls(None, config, catalogue, unavailable=exc)
-        return cls(bundle, config)
+            return cls(None, config, catalogue, unavailable=exc, decision_log=decision_log)
+        return cls(bundle, config, decision_log=decision_log)
 
     @property
     def learned(self) -> bool:
@@ -186,7 +197,17 @@ class Router:
 
     def route_batch(self, requests: Sequence[Request | Mapping[str, Any]]) -> list[Decision]:
         """Decide for many requests in one model call. RequestError (naming the first malformed
-        item) when any is malformed; otherwise never raises."""
+        item) when any is malformed; otherwise never raises. With an exploration slice, decisions
+        carry their propensity; with a decision log, each is appended to it."""
+        parsed, decisions = self._route_batch(requests)
+        if self.explorer is not None:
+            decisions = [self.explorer.apply(d) for d in decisions]
+        if self.decision_log is not None:
+            for item, request, decision in zip(requests, parsed, decisions):
+                self.decision_log.write(request, decision, item.get("id") if isinstance(item, Mapping) else None)
+        return decisions
+
+    def _route_batch(self, requests: Sequence[Request | Mapping[str, Any]]) -> tuple[list[Request], list[Decision]]:
         start = time.perf_counter()
         parsed = []
         for i, item in enumerate(requests):
@@ -195,18 +216,18 @@ class Router:
             except RequestError as exc:
                 raise RequestError(str(exc) if len(requests) == 1 else f"request [{i}]: {exc}") from None
         if not parsed:
-            return []
+            return parsed, []
         if self.bundle is None:
             code = self.unavailable.code if self.unavailable else "no_bundle"
-            return [self._heuristic(r, start, code, len(parsed)) for r in parsed]
+            return parsed, [self._heuristic(r, start, code, len(parsed)) for r in parsed]
         try:
-            return self._decide(parsed, start)
+            return parsed, self._decide(parsed, start)
         except _Fallback as fb:
             if len(parsed) > 1 and fb.code in _PER_REQUEST:
                 # one request's prompt must not take the learned decisions of the rest of its batch:
                 # decide each alone, as route() would
-                return [self._decide_or_fall_back([r], time.perf_counter())[0] for r in parsed]
-            return [self._heuristic(r, start, fb.code, len(parsed), str(fb)) for r in parsed]
+                return parsed, [self._decide_or_fall_back([r], time.perf_counter())[0] for r in parsed]
+            return parsed, [self._heuristic(r, start, fb.code, len(parsed), str(fb)) for r in parsed]
 
     def _decide(self, requests: list[Request], start: float) -> list[Decision]:
         """The learned decisions; _Fallback when they cannot be had, any other error as internal_error."""

@@ -35,6 +35,7 @@ def add_serving_commands(sub: Any) -> None:
     route.add_argument("--catalogue", default="article", metavar="FILE",
                        help="candidate catalogue for the heuristic (default: built-in 'article'; a bundle brings its own)")
     route.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a models:/ bundle")
+    route.add_argument("--decision-log", default=None, metavar="FILE.jsonl", help="also append each decision to this log")
     route.add_argument("--json", action="store_true", help="one JSON decision per request line")
 
 
@@ -55,6 +56,11 @@ def add_serving_commands(sub: Any) -> None:
                        help="below this P(correct) for the chosen model, the tree decides (default off)")
     serve.add_argument("--threads", type=int, default=1, metavar="N", help="onnxruntime intra-op threads (default 1)")
     serve.add_argument("--log-prompts", action="store_true", help="log prompt text (default: a sha256 prefix only)")
+    serve.add_argument("--decision-log", default=None, metavar="FILE.jsonl",
+                       help="append every decision (propensity, probabilities, bundle id) for retraining")
+    serve.add_argument("--explore", type=float, default=0.0, metavar="EPSILON",
+                       help="send this share of learned decisions to a uniformly drawn candidate (default 0)")
+    serve.add_argument("--explore-seed", type=int, default=None, metavar="N", help="seed of the exploration draws")
     serve.add_argument("--upstream-timeout", type=float, default=60.0, metavar="S", help="proxy: seconds per upstream call")
     serve.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a models:/ bundle")
 
@@ -95,17 +101,32 @@ def _parse_lines(stream: TextIO, defaults: dict[str, Any]) -> Iterator[tuple[int
 
 
 def _cmd_route(args: argparse.Namespace, out: TextIO) -> int:
+    kind = args.policy or ("learned" if args.bundle else "heuristic")
+    if kind == "learned" and not args.bundle:
+        raise ConfigError("--policy learned needs --bundle DIR (a folder from `tierroute export`) or a models:/ URI.")
+    if args.decision_log and kind != "learned":
+        raise ConfigError("--decision-log needs --bundle (the heuristic policy alone logs nothing to learn from).")
+    log = None
+    if args.decision_log:
+        from tierroute.serving.decision_log import DecisionLog
+
+        log = DecisionLog(args.decision_log)
+    try:
+        return _route_lines(args, out, kind, log)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _route_lines(args: argparse.Namespace, out: TextIO, kind: str, log: Any) -> int:
     from tierroute.models.catalogue import load_catalogue
     from tierroute.request import parse_request
     from tierroute.serving.decision import HeuristicPolicy
     from tierroute.serving.router import Router
 
-    kind = args.policy or ("learned" if args.bundle else "heuristic")
-    if kind == "learned" and not args.bundle:
-        raise ConfigError("--policy learned needs --bundle DIR (a folder from `tierroute export`) or a models:/ URI.")
     policy: Any
     if kind == "learned":
-        policy = Router.load(args.bundle, tracking_uri=args.tracking_uri)
+        policy = Router.load(args.bundle, tracking_uri=args.tracking_uri, decision_log=log)
         if not policy.learned:
             print(f"warning: {policy.unavailable} Deciding with the heuristic tree "
                   f"(fallback {policy.unavailable.code}).", file=sys.stderr)
@@ -174,10 +195,11 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         token = os.environ.get(args.token_env)
         if not token:
             raise ConfigError(f"--token-env {args.token_env}: that environment variable is not set or empty. Export it first.")
-    router_config = RouterConfig(intra_op_threads=args.threads, deadline_ms=args.deadline_ms, min_confidence=args.min_confidence)
+    router_config = RouterConfig(intra_op_threads=args.threads, deadline_ms=args.deadline_ms, min_confidence=args.min_confidence,
+                                 epsilon=args.explore, seed=args.explore_seed)
     config = ServiceConfig(bundle=args.bundle, router=router_config, token=token, max_body_bytes=args.max_body,
                            max_batch=args.max_batch, log_prompts=args.log_prompts, tracking_uri=args.tracking_uri,
-                           catalogue=args.proxy)
+                           catalogue=args.proxy, decision_log=args.decision_log)
     proxy = None
     if args.proxy:
         from tierroute.serving.proxy import ProxyConfig

@@ -70,6 +70,7 @@ def test_to_dict(policy):
     assert list(out) == [
         "schema_version", "tier", "model", "source", "reason", "node",
         "probabilities", "expected_cost_usd", "elapsed_ms", "signals", "fallback", "bundle_id",
+        "propensity", "explored",
     ]
     assert out["fallback"] is None and out["bundle_id"] is None  # the heuristic was asked for: no fallback
     assert out["schema_version"] == DECISION_SCHEMA_VERSION == 1
@@ -100,6 +101,8 @@ def test_decision_to_dict_defaults():
         "signals": {},
         "fallback": None,
         "bundle_id": None,
+        "propensity": 1.0,
+        "explored": False,
     }
 
 

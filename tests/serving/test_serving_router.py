@@ -394,7 +394,8 @@ def test_router_config_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"^The 'deadline_ms' parameter of RouterConfig must be a finite number in the range \[0, inf\)\. Got -1 instead\.$"):
         RouterConfig(deadline_ms=-1)
     assert RouterConfig().to_dict() == {"intra_op_threads": 1, "max_prompt_chars": 200_000, "deadline_ms": 50.0,
-                                        "min_confidence": None, "expected_output_tokens": 256, "verify_checksums": True}
+                                        "min_confidence": None, "expected_output_tokens": 256, "verify_checksums": True,
+                                        "epsilon": 0.0, "seed": None}
 
 
 def test_threads_decide_as_one_thread(fitted: dict[str, Any]) -> None:

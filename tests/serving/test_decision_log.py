@@ -1,0 +1,165 @@
+"""The exploration slice (epsilon-uniform, propensities) and the decision log (one JSON line per
+decision, appended, thread-safe, prompts hashed unless allowed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightgbm")
+
+from tierroute.errors import ConfigError  # noqa: E402
+from tierroute.serving import Router, RouterConfig  # noqa: E402
+from tierroute.serving.decision import Decision  # noqa: E402
+from tierroute.serving.decision_log import DecisionLog, Explorer  # noqa: E402
+
+REQUEST = {"prompt": "Pull the order id from: order #88231 shipped late.", "output_schema": {"order_id": "string"}}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import pandas as pd
+
+    from tierroute.models.catalogue import builtin_catalogue
+    from tierroute.models.export import export_bundle
+    from tierroute.models.learned import LearnedConfig, LearnedRouter
+    from tierroute.models.router import RouterParams
+    from tierroute.pipelines.dataset import RoutingData
+    from tierroute.pipelines.synthetic import SyntheticConfig, generate
+
+    frame = pd.DataFrame(list(generate(SyntheticConfig(300, seed=3))))
+    frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
+    config = LearnedConfig(encoder="none", router=RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10, n_threads=1))
+    router = LearnedRouter(config).fit(RoutingData.from_frame(frame), builtin_catalogue("article"))
+    return export_bundle(router, tmp_path_factory.mktemp("log") / "bundle")
+
+
+def _learned(model: str = "gpt-4o") -> Decision:
+    return Decision(tier="tier3", model=model, source="learned", reason="r", probabilities={"a": 0.5})
+
+
+def test_explorer_propensities_and_draw_frequencies() -> None:
+    candidates, tiers = ("a", "b", "c", "d"), ("tier1", "tier1", "tier2", "tier3")
+    explorer = Explorer(0.2, candidates, tiers, seed=1)
+    out = [explorer.apply(_learned("c")) for _ in range(20_000)]
+    counts = Counter(d.model for d in out)
+    assert abs(counts["c"] / len(out) - (0.8 + 0.2 / 4)) < 0.01
+    for other in ("a", "b", "d"):
+        assert abs(counts[other] / len(out) - 0.05) < 0.006
+    greedy = next(d for d in out if d.model == "c")
+    assert greedy.propensity == pytest.approx(0.85) and not greedy.explored and greedy.greedy_model == "c"
+    drawn = next(d for d in out if d.model == "a")
+    assert drawn.propensity == pytest.approx(0.05) and drawn.explored and drawn.tier == "tier1"
+    assert drawn.greedy_model == "c" and drawn.reason.startswith("explored (epsilon 0.2): drew a instead of c; r")
+    heuristic = Decision(tier="tier2", model="m", source="heuristic", reason="rule2")
+    assert explorer.apply(heuristic) is heuristic  # the tree is never explored: propensity 1
+    again = Explorer(0.2, candidates, tiers, seed=1)
+    assert [d.model for d in out[:50]] == [again.apply(_learned("c")).model for _ in range(50)]  # seeded
+    with pytest.raises(ConfigError, match=r"^The 'epsilon' parameter of Explorer must be"):
+        Explorer(1.5, candidates, tiers)
+
+
+def test_router_with_epsilon_and_a_log_writes_one_line_per_decision(bundle: Path, tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "decisions.jsonl"
+    path.parent.mkdir()
+    path.write_text('{"earlier": "line"}\n', encoding="utf-8")  # a log that exists is appended to
+    with DecisionLog(path) as log:
+        router = Router.load(bundle, RouterConfig(deadline_ms=None, epsilon=0.5, seed=3), strict=True, decision_log=log)
+        decisions = [router.route({**REQUEST, "id": f"r{i}"}) for i in range(200)]
+        decisions += router.route_batch([{**REQUEST, "id": "b1"}, {"prompt": "hello"}])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert json.loads(lines[0]) == {"earlier": "line"} and len(lines) == 1 + 202
+    rows = [json.loads(line) for line in lines[1:]]
+    assert [r["request_id"] for r in rows[:3]] == ["r0", "r1", "r2"] and rows[200]["request_id"] == "b1"
+    assert rows[201]["request_id"] is None
+    for row, decision in zip(rows, decisions):
+        assert row["model"] == decision.model and row["propensity"] == decision.propensity
+        assert row["bundle_id"] == router.bundle_id and row["source"] == "learned"
+        assert "prompt" not in row and len(row["prompt_sha256"]) == 64
+        assert set(row["probabilities"]) == set(router.bundle.candidates)
+    explored = [r for r in rows if r["explored"]]
+    assert 0 < len(explored) < len(rows)
+    assert all(r["model"] != r["greedy_model"] for r in explored)
+    m = len(router.bundle.candidates)
+    assert {round(r["propensity"], 9) for r in rows} <= {round(0.5 + 0.5 / m, 9), round(0.5 / m, 9)}
+
+
+def test_prompts_are_logged_only_when_allowed_and_any_text_survives(tmp_path: Path) -> None:
+    with DecisionLog(tmp_path / "d.jsonl", log_prompts=True) as log:
+        router = Router.load(None, decision_log=log)  # the tree alone: propensity 1, logged all the same
+        router.route({"prompt": "lone \ud800 surrogate and 🙂"})
+    row = json.loads((tmp_path / "d.jsonl").read_text(encoding="utf-8"))
+    assert row["prompt"] == "lone \ud800 surrogate and 🙂" and row["source"] == "heuristic"
+    assert row["fallback"] == "no_bundle" and row["propensity"] == 1.0 and row["explored"] is False
+
+
+def test_the_log_is_safe_across_threads(bundle: Path, tmp_path: Path) -> None:
+    with DecisionLog(tmp_path / "t.jsonl") as log:
+        router = Router.load(bundle, RouterConfig(deadline_ms=None, epsilon=0.1, seed=0), strict=True, decision_log=log)
+
+        def work(k: int) -> None:
+            for i in range(100):
+                router.route({**REQUEST, "id": f"{k}-{i}"})
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    rows = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["request_id"] for r in rows) == sorted(f"{k}-{i}" for k in range(4) for i in range(100))
+
+
+def test_router_config_checks_epsilon() -> None:
+    with pytest.raises(ConfigError, match=r"^The 'epsilon' parameter of RouterConfig must be"):
+        RouterConfig(epsilon=-0.1)
+
+
+def test_the_http_service_logs_every_decision_across_a_reload(bundle: Path, tmp_path: Path) -> None:
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from tierroute.serving.http import ServiceConfig, create_app
+
+    path = tmp_path / "service.jsonl"
+    config = ServiceConfig(bundle=str(bundle), decision_log=str(path), router=RouterConfig(deadline_ms=None, epsilon=0.3, seed=1))
+    with TestClient(create_app(config)) as client:
+        first = client.post("/v1/route", json={**REQUEST, "id": "one"}).json()
+        assert first["id"] == "one" and 0 < first["propensity"] <= 1 and "explored" in first
+        assert client.post("/admin/reload", json={}).status_code == 200
+        batch = client.post("/v1/route/batch", json={"requests": [{**REQUEST, "id": "two"}, {"prompt": "hi", "id": 3}]}).json()
+        assert [d["id"] for d in batch["decisions"]] == ["two", 3]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [r["request_id"] for r in rows] == ["one", "two", 3]
+    assert rows[0]["propensity"] == first["propensity"] and rows[0]["model"] == first["model"]
+
+
+def test_the_route_command_appends_to_a_decision_log(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from tierroute.cli import main
+
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(json.dumps({**REQUEST, "id": "x"}) + "\n" + json.dumps({"prompt": "hi"}) + "\n", encoding="utf-8")
+    log = tmp_path / "route.jsonl"
+    assert main(["route", "--bundle", str(bundle), "--input", str(requests), "--decision-log", str(log)], out=io.StringIO()) == 0
+    assert [json.loads(line)["request_id"] for line in log.read_text(encoding="utf-8").splitlines()] == ["x", None]
+    assert main(["route", "--prompt", "hi", "--decision-log", str(log)], out=io.StringIO()) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: --decision-log needs --bundle (the heuristic policy alone logs nothing to learn from).")
+
+
+def test_a_closed_log_drops_lines_but_never_fails_a_decision(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = DecisionLog(tmp_path / "closed.jsonl")
+    router = Router.load(None, decision_log=log)
+    router.route({"prompt": "first"})
+    log.close()
+    with caplog.at_level("WARNING", logger="tierroute.serving"):
+        decisions = [router.route({"prompt": "after close"}) for _ in range(3)]
+    assert all(d.source == "heuristic" for d in decisions) and log.dropped == 3
+    assert len((tmp_path / "closed.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+    assert sum("could not be written" in r.getMessage() for r in caplog.records) == 1  # warned once
