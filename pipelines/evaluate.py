@@ -23,7 +23,7 @@ from tierroute.models.policy import sweep
 from tierroute.pipelines.dataset import RoutingData
 from tierroute.pipelines.metrics import aiq, apgr, bootstrap_diff, cost_at_quality, cpt, ece
 
-__all__ = ["evaluate", "point", "write_report"]
+__all__ = ["evaluate", "point", "write_report", "heuristic_picks"]
 
 
 def point(name: str, data: RoutingData, picks: np.ndarray, catalogue: Catalogue) -> dict[str, Any]:
@@ -117,6 +117,13 @@ def _cheapest_reaching(curve: list[dict[str, Any]], accuracy: float) -> dict[str
     return {**best, "cost_per_correct": cpc}
 
 
+def heuristic_picks(data: RoutingData, catalogue: Catalogue, tree: HeuristicTree | None = None) -> np.ndarray:
+    """The article's tree's choice per request, as candidate indices (its tier mapped onto the
+    candidates present: the tier's model, else the nearest tier above)."""
+    tiers = (tree or HeuristicTree()).route_batch(data.requests).tiers
+    return np.array([data.candidates.index(_tier_model(catalogue, t, data.candidates)) for t in tiers], dtype=np.int64)
+
+
 def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0,
              tree: HeuristicTree | None = None) -> dict[str, Any]:
     """Judge a fitted LearnedRouter on ``data`` (requests lacking an outcome for some candidate are
@@ -136,10 +143,8 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
     costs = [s["cost_per_query"] for s in singles]
     best_single = max(singles, key=lambda s: (s["accuracy"], -s["cost_per_query"]))
     cheapest = min(singles, key=lambda s: s["cost_per_query"])
-    tree = tree or HeuristicTree()
-    tiers = tree.route_batch(data.requests).tiers
-    heuristic_picks = np.array([data.candidates.index(_tier_model(catalogue, t, data.candidates)) for t in tiers])
-    heuristic = point("heuristic", data, heuristic_picks, catalogue)
+    tree_picks = heuristic_picks(data, catalogue, tree)
+    heuristic = point("heuristic", data, tree_picks, catalogue)
     oracle = point("oracle", data, _oracle(data), catalogue)
     random = {
         "name": "random",
@@ -162,8 +167,8 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
     at_heuristic = cost_at_quality(pts, heuristic["accuracy"])
     at_best = cost_at_quality(pts, best_single["accuracy"])
     mask = data.mask
-    acc_diff = bootstrap_diff(data.correct[rows, chosen], data.correct[rows, heuristic_picks], seed=seed)
-    cost_diff = bootstrap_diff(data.cost[rows, chosen], data.cost[rows, heuristic_picks], seed=seed)
+    acc_diff = bootstrap_diff(data.correct[rows, chosen], data.correct[rows, tree_picks], seed=seed)
+    cost_diff = bootstrap_diff(data.cost[rows, chosen], data.cost[rows, tree_picks], seed=seed)
     report: dict[str, Any] = {
         "requests": data.n_requests,
         "requests_left_out": full.n_requests - data.n_requests,
@@ -192,9 +197,9 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
         "baselines": {"heuristic": heuristic, "oracle": oracle, "random": random, "cheapest": cheapest,
                       "best_single": best_single, "singles": singles},
         "curve": curve,
-        "sla_violation_rate": _sla_violations(data, {"learned": chosen, "heuristic": heuristic_picks,
+        "sla_violation_rate": _sla_violations(data, {"learned": chosen, "heuristic": tree_picks,
                                                      **{m: np.full(data.n_requests, j) for j, m in enumerate(data.candidates)}}),
-        "per_task": _per_task(data, {"learned": chosen, "heuristic": heuristic_picks,
+        "per_task": _per_task(data, {"learned": chosen, "heuristic": tree_picks,
                                      "best_single": np.full(data.n_requests, data.candidates.index(best_single["name"]))}),
     }
     if len(data.candidates) == 2:

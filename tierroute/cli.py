@@ -1,4 +1,4 @@
-"""The ``tierroute`` command line. Argument parsing lives here and nowhere else; every command
+"""The ``tierroute`` command line. Argument parsing lives in the CLI modules only; every command
 builds a frozen config and calls a job. A TierrouteError becomes one line on stderr and exit 1.
 
     tierroute ingest PATH... [--format auto|routerbench|routellm|outcomes] [--out DIR] [--json]
@@ -10,8 +10,11 @@ builds a frozen config and calls a job. A TierrouteError becomes one line on std
     tierroute route (--prompt TEXT | --input REQUESTS.jsonl) [--bundle DIR|models:/URI] [--schema JSON]
                     [--sla MS] [--json]
     tierroute serve (--bundle DIR|models:/URI | --proxy CATALOGUE) [--host H] [--port P] ...
+    tierroute promote --version N --data PATH... [--json]      (exit 3: refused, the champion stays)
+    tierroute rollback [--json]
 
-The serving-side commands (export, route, serve) live in :mod:`tierroute.cli_serve`.
+The serving-side commands (export, route, serve) are parsed in :mod:`tierroute.cli_serve`, the
+lifecycle ones (promote, rollback) in :mod:`tierroute.cli_lifecycle`; the rest here.
 """
 
 from __future__ import annotations
@@ -84,9 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default=None, metavar="DIR", help="new folder for the report (default runs/evaluate-<time>)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
+    from tierroute.cli_lifecycle import add_lifecycle_commands
     from tierroute.cli_serve import add_serving_commands
 
     add_serving_commands(sub)
+    add_lifecycle_commands(sub)
     return parser
 
 
@@ -231,12 +236,14 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 error, 2 some requests were malformed)."""
+    """Run the CLI; returns the exit status (0 ok, 1 error, 2 some requests were malformed, 3 promotion refused)."""
     args = build_parser().parse_args(argv)
     stream = out if out is not None else sys.stdout
+    from tierroute.cli_lifecycle import LIFECYCLE_COMMANDS
     from tierroute.cli_serve import SERVING_COMMANDS
 
-    commands = {"ingest": _cmd_ingest, "audit": _cmd_audit, "train": _cmd_train, "evaluate": _cmd_evaluate, **SERVING_COMMANDS}
+    commands = {"ingest": _cmd_ingest, "audit": _cmd_audit, "train": _cmd_train, "evaluate": _cmd_evaluate,
+                **SERVING_COMMANDS, **LIFECYCLE_COMMANDS}
     try:
         return commands[args.command](args, stream)
     except TierrouteError as exc:

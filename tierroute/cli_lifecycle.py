@@ -1,0 +1,75 @@
+"""The model-lifecycle commands of the ``tierroute`` CLI: ``promote`` (the gate, then the
+``champion`` alias) and ``rollback`` (the previous champion back). :mod:`tierroute.cli` registers them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any, TextIO
+
+__all__ = ["add_lifecycle_commands", "LIFECYCLE_COMMANDS"]
+
+
+def add_lifecycle_commands(sub: Any) -> None:
+    promote = sub.add_parser("promote", help="make a registered version the champion if the gate passes")
+    promote.add_argument("--version", required=True, help="the registered version of 'tierroute' to promote")
+    promote.add_argument("--data", nargs="+", required=True, metavar="PATH", help="held-out outcome data (every candidate's outcome)")
+    promote.add_argument("--quality-tolerance", type=float, default=0.005, metavar="POINTS",
+                         help="accuracy the challenger may lose against the champion (interval low end; default 0.005)")
+    promote.add_argument("--cost-tolerance", type=float, default=0.05, metavar="FRACTION",
+                         help="cost per correct the challenger may add (interval high end; default 0.05)")
+    promote.add_argument("--out", default=None, metavar="DIR", help="new folder for gate.json (default runs/promote-<time>)")
+    promote.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")
+    promote.add_argument("--json", action="store_true", help="print the gate's decision as one JSON object")
+
+    rollback = sub.add_parser("rollback", help="make the previous champion the champion again")
+    rollback.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")
+    rollback.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _quiet() -> None:
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def _cmd_promote(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.pipelines.promote import GateConfig, promote_version
+    from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
+
+    _quiet()
+    config = GateConfig(quality_tolerance=args.quality_tolerance, cost_tolerance=args.cost_tolerance)
+    result = promote_version(args.tracking_uri or DEFAULT_TRACKING_URI, args.version, tuple(args.data), config, out_dir=args.out)
+    if args.json:
+        print(json.dumps({"schema_version": 1, **result.to_dict()}, indent=2), file=out)
+    else:
+        verdict = "promoted to champion" if result.promote else "refused; the champion stays"
+        print(f"version {args.version}: {verdict}", file=out)
+        for reason in result.reasons:
+            print(f"  - {reason}", file=out)
+        print(f"gate report: {result.figures['out_dir']}/gate.json", file=out)
+    return 0 if result.promote else 3
+
+
+def _cmd_rollback(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.pipelines.promote import rollback
+    from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
+
+    _quiet()
+    result = rollback(args.tracking_uri or DEFAULT_TRACKING_URI)
+    if args.json:
+        print(json.dumps({"schema_version": 1, **result}, indent=2), file=out)
+    else:
+        print(f"champion is version {result['champion']} again (version {result['previous_champion']} is now "
+              "previous_champion)", file=out)
+    return 0
+
+
+LIFECYCLE_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"promote": _cmd_promote, "rollback": _cmd_rollback}
