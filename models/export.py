@@ -128,7 +128,7 @@ def _check_out(path: Path) -> None:
 
 
 def export_bundle(router: Any, out_dir: str | os.PathLike[str], *, metrics: Mapping[str, Any] | None = None,
-                  training: Mapping[str, Any] | None = None) -> Path:
+                  training: Mapping[str, Any] | None = None, reference: Mapping[str, Any] | None = None) -> Path:
     """Write ``router`` (a fitted LearnedRouter) as a bundle in ``out_dir`` (new or empty). The
     folder appears whole or not at all: files are written beside it, then moved in."""
     if not hasattr(router, "model_"):
@@ -146,6 +146,8 @@ def export_bundle(router: Any, out_dir: str | os.PathLike[str], *, metrics: Mapp
     work.chmod(0o755)  # mkdtemp makes it private; a bundle is read by the serving user too
     try:
         manifest = _write_files(router, work, metrics, training)
+        if reference is not None:  # the training distributions drift reports compare against
+            manifest["reference"] = _jsonable(dict(reference))
         files = {p.name: sha256_file(p) for p in sorted(work.iterdir()) if p.is_file()}
         manifest["files"] = files
         manifest["bundle_id"] = manifest_digest(manifest)

@@ -76,6 +76,7 @@ def load_router_from(model: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> An
         )
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)  # a registry URI set earlier in the process must not win
     try:
         local = mlflow.artifacts.download_artifacts(run_id=model, artifact_path="router")
     except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for an unknown run
@@ -129,6 +130,7 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
     import mlflow.pyfunc
 
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)  # a registry URI set earlier in the process must not win
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)

@@ -137,6 +137,20 @@ def make_encoder(name: str, train_prompts: list[str], cache_dir: Path, progress:
     return encoder
 
 
+def training_reference(router: Any, train: Any) -> dict[str, Any]:
+    """The training distributions a drift report compares logs with (see pipelines/drift.py): the
+    signals, the served model's P(correct) and tier mix on the training requests (what serving the
+    same traffic would log), and the embedding centroid."""
+    from tierroute.pipelines.drift import reference_stats
+
+    X = router.features(train.requests)
+    proba, _ = router.predict_proba(train.requests)
+    tiers = [router.catalogue_.tier_of(router.candidates_[j]) for j in router.decide(train.requests)]
+    width = len(router.extractor.feature_names)
+    embedding = X[:, width:] if X.shape[1] > width else None
+    return reference_stats(X, router.feature_spec_.names, proba, router.candidates_, tiers, embedding)
+
+
 def _split(tasks: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and test request indices, ``test_fraction`` of each task held out (seeded)."""
     rng = np.random.default_rng(seed)
@@ -197,7 +211,7 @@ def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None
     router_dir = save_router(router, out / "model")
     say("exporting the serving bundle (ONNX)")
     headline = {k: report.get(k) for k in ("aiq", "accuracy", "cost_per_query", "cost_per_correct", "ece", "requests")}
-    bundle_dir = export_bundle(router, out / "bundle", metrics=headline,
+    bundle_dir = export_bundle(router, out / "bundle", metrics=headline, reference=training_reference(router, train),
                                training={"inputs": ingested.inputs, "rows": ingested.rows_kept})
     importance = dict(zip(router.feature_spec_.names, map(float, router.model_.feature_importance())))
     run_id = None

@@ -171,7 +171,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 #: manifest keys that record provenance, not behaviour: left out of the digest (editable)
-PROVENANCE = ("created", "versions", "metrics", "training", "bundle_id")
+PROVENANCE = ("created", "versions", "metrics", "training", "reference", "bundle_id")
 
 
 def manifest_digest(manifest: Mapping[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """The model-lifecycle commands of the ``tierroute`` CLI: ``promote`` (the gate, then the
-``champion`` alias) and ``rollback`` (the previous champion back). :mod:`tierroute.cli` registers them."""
+``champion`` alias), ``rollback`` (the previous champion back) and ``drift`` (a decision log
+against the bundle's training distributions). :mod:`tierroute.cli` registers them."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ def add_lifecycle_commands(sub: Any) -> None:
     promote.add_argument("--out", default=None, metavar="DIR", help="new folder for gate.json (default runs/promote-<time>)")
     promote.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")
     promote.add_argument("--json", action="store_true", help="print the gate's decision as one JSON object")
+
+    drift = sub.add_parser("drift", help="compare a decision log with the bundle's training distributions")
+    drift.add_argument("--bundle", required=True, metavar="DIR", help="the bundle that served the logged decisions")
+    drift.add_argument("--log", nargs="+", required=True, metavar="FILE.jsonl", help="decision logs (serve --decision-log)")
+    drift.add_argument("--out", default=None, metavar="DIR", help="new folder for drift.json (default runs/drift-<time>)")
+    drift.add_argument("--fail-on-drift", action="store_true", help="exit 4 when anything is flagged (for alerting)")
+    drift.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     rollback = sub.add_parser("rollback", help="make the previous champion the champion again")
     rollback.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")
@@ -72,4 +80,37 @@ def _cmd_rollback(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-LIFECYCLE_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"promote": _cmd_promote, "rollback": _cmd_rollback}
+def _cmd_drift(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.errors import ConfigError
+    from tierroute.pipelines.drift import drift_report, read_decision_log
+    from tierroute.pipelines.ingest import prepare_out_dir
+    from tierroute.serving.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    reference = bundle.manifest.get("reference")
+    if not reference:
+        raise ConfigError(f"Bundle {args.bundle!r} carries no training reference (exported before drift reports, or "
+                          "not by `tierroute train`). Retrain or re-export it with `tierroute train`.")
+    report = drift_report(reference, read_decision_log(args.log), encoder=bundle.encoder)
+    folder = prepare_out_dir(args.out, "drift")
+    (folder / "drift.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps({"schema_version": 1, "out_dir": str(folder), **report}, indent=2), file=out)
+    else:
+        print(f"{report['requests']:,} logged decisions vs {report['reference_requests']:,} training requests "
+              f"(bundle {bundle.bundle_id})", file=out)
+        for section in ("signals", "probabilities"):
+            for name, v in report[section].items():
+                print(f"  PSI {section[:-1] if section == 'signals' else 'P(correct)'} {name:<28} {v['psi']:7.3f}  {v['flag']}", file=out)
+        for tier, v in report["tier_mix"].items():
+            print(f"  tier mix {tier:<12} {100 * v['share']:5.1f}% (trained {100 * v['reference']:5.1f}%)  {v['flag']}", file=out)
+        if "embedding_centroid" in report:
+            e = report["embedding_centroid"]
+            print(f"  embedding centroid cosine distance {e['cosine_distance']:.4f} over {e['prompts']} prompts  {e['flag']}", file=out)
+        print("flagged: " + (", ".join(report["flagged"]) or "nothing"), file=out)
+        print(f"report: {folder}/drift.json", file=out)
+    return 4 if args.fail_on_drift and report["flagged"] else 0
+
+
+LIFECYCLE_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"promote": _cmd_promote, "rollback": _cmd_rollback,
+                                                                          "drift": _cmd_drift}
