@@ -67,12 +67,16 @@ def _paired(correct_a: np.ndarray, cost_a: np.ndarray, correct_b: np.ndarray, co
             config: GateConfig) -> dict[str, float]:
     """Accuracy difference (a - b) and cost-per-correct ratio (a / b), with bootstrap intervals."""
     rng = np.random.default_rng(config.seed)
-    idx = rng.integers(0, len(correct_a), size=(config.n_boot, len(correct_a)))
-    acc_a, acc_b = correct_a[idx].mean(axis=1), correct_b[idx].mean(axis=1)
+    n = len(correct_a)
+    sums = np.empty((config.n_boot, 4))  # per resample: correct a, correct b, cost a, cost b
+    columns = np.column_stack([correct_a, correct_b, cost_a, cost_b])
+    chunk = max(1, 2_000_000 // max(1, n))  # bounded memory: about 2M indices at a time
+    for start in range(0, config.n_boot, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, config.n_boot - start), n))
+        sums[start : start + len(idx)] = np.stack([columns[i].sum(axis=0) for i in idx])
+    acc_a, acc_b = sums[:, 0] / n, sums[:, 1] / n
     with np.errstate(divide="ignore", invalid="ignore"):
-        cpc_a = cost_a[idx].sum(axis=1) / correct_a[idx].sum(axis=1)
-        cpc_b = cost_b[idx].sum(axis=1) / correct_b[idx].sum(axis=1)
-        ratio = cpc_a / cpc_b
+        ratio = (sums[:, 2] / sums[:, 0]) / (sums[:, 3] / sums[:, 1])
         point_ratio = (cost_a.sum() / correct_a.sum()) / (cost_b.sum() / correct_b.sum())
     ratio = np.where(np.isfinite(ratio), ratio, np.inf)
     return {
@@ -149,16 +153,25 @@ def _cpc(cost: np.ndarray, correct: np.ndarray) -> float | None:
 def _client(tracking_uri: str) -> Any:
     import mlflow
 
+    from tierroute.pipelines.tracking import registry_uri_for
+
+    registry = registry_uri_for(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    mlflow.set_registry_uri(registry)
+    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry)
 
 
 def _alias(client: Any, name: str, alias: str) -> Any | None:
+    """The version behind ``alias``, or None when the alias (or the model) does not exist; any other
+    failure (the registry down, no permission) is raised, never read as "no champion"."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(name, alias)
-    except Exception:  # noqa: BLE001 - MLflow raises its own exception for a missing alias
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
 
 
 def promote_version(tracking_uri: str, version: str, data_paths: tuple[str, ...], config: GateConfig | None = None,
@@ -205,6 +218,9 @@ def rollback(tracking_uri: str, name: str = "tierroute") -> dict[str, Any]:
     if previous is None:
         raise ConfigError(f"Registered model {name!r} has no {PREVIOUS!r} alias at {tracking_uri}: nothing to roll back to. "
                           "A rollback needs an earlier promotion.")
+    if previous.tags.get("gate.rolled_back") == "true":
+        raise ConfigError(f"{PREVIOUS!r} of {name!r} is version {previous.version}, which a rollback already demoted; rolling "
+                          "back again would undo that rollback. Promote it through the gate if it should serve again.")
     client.set_registered_model_alias(name, CHAMPION, previous.version)
     if current is not None:
         client.set_registered_model_alias(name, PREVIOUS, current.version)

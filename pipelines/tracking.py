@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "DEFAULT_TRACKING_URI", "REGISTERED_MODEL", "log_training_run", "save_router", "load_router", "RouterPyfunc",
+    "DEFAULT_TRACKING_URI", "REGISTERED_MODEL", "registry_uri_for", "log_training_run", "save_router", "load_router", "RouterPyfunc",
     "load_router_from",
 ]
 
@@ -31,6 +31,13 @@ def _mlflow() -> Any:
     import mlflow
 
     return mlflow
+
+
+def registry_uri_for(tracking_uri: str) -> str:
+    """The model registry every tierroute command uses with ``tracking_uri``: the tracking store
+    itself (one rule, so train, promote and serve agree). Not $MLFLOW_REGISTRY_URI: mlflow exports
+    that variable itself whenever a registry URI is set, so within one process it goes stale."""
+    return tracking_uri
 
 
 def save_router(router: Any, folder: str | Path) -> Path:
@@ -76,7 +83,7 @@ def load_router_from(model: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> An
         )
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)  # a registry URI set earlier in the process must not win
+    mlflow.set_registry_uri(registry_uri_for(tracking_uri))  # a registry URI set earlier in the process must not win
     try:
         local = mlflow.artifacts.download_artifacts(run_id=model, artifact_path="router")
     except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for an unknown run
@@ -130,7 +137,7 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
     import mlflow.pyfunc
 
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)  # a registry URI set earlier in the process must not win
+    mlflow.set_registry_uri(registry_uri_for(tracking_uri))  # a registry URI set earlier in the process must not win
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)

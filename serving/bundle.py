@@ -253,16 +253,27 @@ def load_bundle(source: str | os.PathLike[str], intra_op_threads: int = 1, verif
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise BundleError("bundle_invalid", f"Bundle {str(path)!r} is incomplete or damaged ({type(exc).__name__}: {exc}). "
                           "Re-export it.") from None
-    m = len(candidates)
-    cand = np.asarray(model.get("candidate_features"), dtype=np.float32)
-    files = model.get("files") or []
-    kind = model.get("kind")
-    expected_files = 1 if kind == "pooled" else m
-    if (kind not in ("pooled", "per_candidate") or len(files) != expected_files or cand.shape[0] != m
-            or len(calibrations) != m or len(cost.get("intercept", ())) != m or len(cost.get("slope", ())) != m):
+    try:
+        m = len(candidates)
+        cand = np.asarray(model.get("candidate_features"), dtype=np.float32)
+        files = list(model.get("files") or [])
+        kind = model.get("kind")
+        fits = (kind in ("pooled", "per_candidate") and len(files) == (1 if kind == "pooled" else m) and cand.ndim == 2
+                and cand.shape[0] == m and len(calibrations) == m and len(cost["intercept"]) == m and len(cost["slope"]) == m
+                and (policy.frontier is None or 0 <= policy.frontier < m))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise BundleError("bundle_invalid", f"Bundle {str(path)!r} is incomplete or damaged ({type(exc).__name__}: {exc}). "
+                          "Re-export it.") from None
+    if not fits:
         raise BundleError("bundle_invalid", f"Bundle {str(path)!r} does not fit together: {m} candidates, model kind "
-                          f"{kind!r} with {len(files)} file(s), {cand.shape[0]} candidate feature rows, "
-                          f"{len(calibrations)} calibrations. Re-export it.")
+                          f"{kind!r} with {len(files)} file(s), candidate features of shape {cand.shape}, "
+                          f"{len(calibrations)} calibrations, policy frontier {policy.frontier!r}. Re-export it.")
+    opened = [*files, *(((manifest.get("encoder") or {}).get("files")) or [])]
+    listed = manifest.get("files") or {}
+    for name in opened:  # only files the checksums cover, inside the folder
+        if not isinstance(name, str) or os.path.basename(name) != name or name not in listed or (path / name).is_symlink():
+            raise BundleError("bundle_invalid", f"Bundle {str(path)!r} names {name!r} as a model or encoder file; expected a "
+                              "plain file name inside the bundle that manifest 'files' lists with its sha256. Re-export it.")
     missing = catalogue.missing(candidates)
     if missing:
         raise BundleError("bundle_invalid", f"Bundle {str(path)!r}: candidates {missing} are not in its catalogue. Re-export it.")

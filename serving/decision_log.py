@@ -23,7 +23,6 @@ import logging
 import os
 import random
 import threading
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,9 @@ LOG_SCHEMA_VERSION = 1
 
 class Explorer:
     """epsilon-uniform exploration over a bundle's candidates, with the propensity of what it
-    returns: P(a | x) = (1 - epsilon) * [a is the policy's choice] + epsilon / m. Seeded; a lock
-    makes the draws safe across threads (their order then follows the threads' order)."""
+    returns: P(a | x) = (1 - epsilon) * [a is the policy's choice] + epsilon / m, m the candidates
+    that fit the request's SLA. Seeded; a lock makes the draws safe across threads (their order
+    then follows the threads' order). The tree's decisions are never explored (propensity 1)."""
 
     def __init__(self, epsilon: float, candidates: tuple[str, ...], tiers: tuple[str, ...], seed: int | None = None) -> None:
         check_fraction(epsilon, "epsilon", "Explorer")
@@ -49,21 +49,17 @@ class Explorer:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
-    def apply(self, decision: Decision) -> Decision:
-        """``decision`` with its propensity, or (with probability epsilon) a uniformly drawn candidate."""
-        if decision.source != "learned" or not self.candidates:
-            return decision  # the tree decides deterministically: propensity 1
+    def draw(self, greedy: int, feasible: list[bool] | None = None) -> tuple[int, float, bool]:
+        """(the candidate to use, its propensity, whether it was drawn at random). The draw is
+        uniform over the candidates that fit the request's SLA (all of them when none or no SLA),
+        the same set the policy chose ``greedy`` from."""
         m = len(self.candidates)
+        allowed = [k for k in range(m) if feasible is None or feasible[k]] or list(range(m))
         with self._lock:
             explore = self.epsilon > 0 and self._random.random() < self.epsilon
-            pick = self._random.randrange(m) if explore else -1
-        model = self.candidates[pick] if explore else decision.model
-        propensity = (1 - self.epsilon) * (model == decision.model) + self.epsilon / m
-        if not explore or model == decision.model:
-            return replace(decision, propensity=propensity, greedy_model=decision.model)
-        return replace(decision, model=model, tier=self.tiers[pick], propensity=propensity, greedy_model=decision.model,
-                       explored=True, reason=f"explored (epsilon {self.epsilon:g}): drew {model} instead of "
-                                             f"{decision.model}; {decision.reason}")
+            pick = allowed[self._random.randrange(len(allowed))] if explore else greedy
+        propensity = (1 - self.epsilon) * (pick == greedy) + self.epsilon / len(allowed)
+        return pick, propensity, pick != greedy
 
 
 class DecisionLog:

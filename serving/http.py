@@ -7,7 +7,8 @@
     GET  /metrics           Prometheus: decisions by tier and source, fallbacks by reason,
                             decision latency histogram, client errors
     POST /admin/reload      {"bundle": PATH|URI} (default: the configured one) -> atomic swap; a
-                            bundle that cannot be served is refused and the old one keeps serving
+                            bundle that cannot be served is refused and the old one keeps serving;
+                            without a token only the configured bundle may be reloaded (403)
 
 Client mistakes are JSON errors with a 4xx status: 400 (not JSON), 401 (bearer token), 413
 (body over the cap), 422 (a malformed request, with the RequestError's wording). Prompts are never
@@ -251,6 +252,9 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
         source = payload.get("bundle") if isinstance(payload, dict) else None
         if payload is not None and not isinstance(payload, dict) or source is not None and not isinstance(source, str):
             return _error(422, 'Expected {"bundle": "PATH or models:/URI"} (or an empty body for the configured bundle).', metrics)
+        if config.token is None and source is not None and source != holder.source:
+            return _error(403, "Without a bearer token (--token-env) /admin/reload only reloads the configured bundle; "
+                          f"got another one ({source!r}). Start the service with --token-env to reload other bundles.", metrics)
         from starlette.concurrency import run_in_threadpool
 
         started = time.perf_counter()

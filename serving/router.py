@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -89,12 +91,12 @@ class _Fallback(Exception):
         self.code = code
 
 
-def _resolve(source: str | os.PathLike[str], tracking_uri: str | None) -> str:
-    """A local folder for ``source``; an MLflow ``models:/`` or ``runs:/`` URI is downloaded (mlflow
-    is imported only then)."""
+def _resolve(source: str | os.PathLike[str], tracking_uri: str | None) -> tuple[str, str | None]:
+    """(a local bundle folder for ``source``, the temporary download to delete once loaded or
+    None); an MLflow ``models:/`` or ``runs:/`` URI is downloaded (mlflow is imported only then)."""
     text = os.fspath(source)
     if not (text.startswith("models:/") or text.startswith("runs:/")):
-        return text
+        return text, None
     try:
         import mlflow
     except ImportError:
@@ -102,23 +104,26 @@ def _resolve(source: str | os.PathLike[str], tracking_uri: str | None) -> str:
                           "'tierroute[train]', or pass a bundle folder.") from None
     from pathlib import Path
 
-    from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
+    from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI, registry_uri_for
 
     # the URI given, else $MLFLOW_TRACKING_URI, else the project's store (mlflow's own default would be a new ./mlflow.db)
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: pin it to this folder
         uri = "sqlite:///" + os.path.abspath(uri.removeprefix("sqlite:///"))
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)  # models:/ URIs resolve in the registry
+    mlflow.set_registry_uri(registry_uri_for(uri))  # models:/ URIs resolve in the registry
+    download = tempfile.mkdtemp(prefix="tierroute-bundle-")
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=download))
     except Exception as exc:  # noqa: BLE001 - mlflow raises many kinds for a missing model
+        shutil.rmtree(download, ignore_errors=True)
         raise BundleError("no_bundle", f"MLflow could not resolve {text!r} ({type(exc).__name__}: {str(exc)[:200]}). "
                           "Check the model name, alias or version, and the tracking URI.") from None
     found = sorted(local.rglob("manifest.json"), key=lambda p: len(p.parts))
     for manifest in found:
         if '"tierroute.router_bundle"' in manifest.read_text(encoding="utf-8", errors="replace"):
-            return str(manifest.parent)
+            return str(manifest.parent), download
+    shutil.rmtree(download, ignore_errors=True)
     raise BundleError("no_bundle", f"{text!r} resolved to {str(local)!r}, which holds no router bundle. Log the model "
                       "with `tierroute train` (it logs the bundle) or pass a bundle folder.")
 
@@ -161,12 +166,17 @@ class Router:
             if strict:
                 raise BundleError("no_bundle", "No bundle was given. Pass a bundle folder or a models:/ URI.")
             return cls(None, config, catalogue, decision_log=decision_log)
+        folder = None
         try:
-            bundle = load_bundle(_resolve(source, tracking_uri), config.intra_op_threads, config.verify_checksums)
+            folder = _resolve(source, tracking_uri)
+            bundle = load_bundle(folder[0], config.intra_op_threads, config.verify_checksums)
         except BundleError as exc:
             if strict:
                 raise
             return cls(None, config, catalogue, unavailable=exc, decision_log=decision_log)
+        finally:
+            if folder is not None and folder[1] is not None:  # an MLflow download: all of it is in memory now
+                shutil.rmtree(folder[1], ignore_errors=True)
         return cls(bundle, config, decision_log=decision_log)
 
     @property
@@ -200,8 +210,6 @@ class Router:
         item) when any is malformed; otherwise never raises. With an exploration slice, decisions
         carry their propensity; with a decision log, each is appended to it."""
         parsed, decisions = self._route_batch(requests)
-        if self.explorer is not None:
-            decisions = [self.explorer.apply(d) for d in decisions]
         if self.decision_log is not None:
             for item, request, decision in zip(requests, parsed, decisions):
                 self.decision_log.write(request, decision, item.get("id") if isinstance(item, Mapping) else None)
@@ -284,14 +292,17 @@ class Router:
                 raise _Fallback("non_finite_output", "the model returned a non-finite probability")
             tokens_1 = float(X[0, 0])
             cost_rows = [[max(a + tokens_1 * s, 0.0) for a, s in zip(self._intercepts, self._slopes)]]
-            picks = [choose_row(b.policy, proba_rows[0], cost_rows[0], self._feasible_row(requests[0]))]
+            feasible_rows = [self._feasible_row(requests[0])]
+            picks = [choose_row(b.policy, proba_rows[0], cost_rows[0], feasible_rows[0])]
         else:
             if not np.isfinite(proba).all():
                 raise _Fallback("non_finite_output", "the model returned a non-finite probability")
             tokens = X[:, 0].astype(np.float64)
             cost = np.maximum(b.cost_intercept + tokens[:, None] * b.cost_slope, 0.0)
-            picks = choose(b.policy, proba, cost, self._feasible(requests)).tolist()
+            feasible = self._feasible(requests)
+            picks = choose(b.policy, proba, cost, feasible).tolist()
             proba_rows, cost_rows = proba.tolist(), cost.tolist()
+            feasible_rows = [None] * n if feasible is None else feasible.tolist()
         elapsed = (time.perf_counter() - start) * 1000.0
         if config.deadline_ms is not None and elapsed > config.deadline_ms * n:
             raise _Fallback("deadline_exceeded", f"the learned path took {elapsed:.2f} ms, over the {config.deadline_ms} ms deadline")
@@ -304,11 +315,15 @@ class Router:
                 decisions.append(self._heuristic(req, start, "low_confidence", n,
                                                  f"P(correct)={p:.3f} for {b.candidates[j]} < min_confidence={config.min_confidence}"))
                 continue
-            model = b.candidates[j]
-            expected = cost_rows[i][j]
+            why = f"{policy}: P(correct)={p:.3f}, expected cost {cost_rows[i][j]:.6g}"
+            k, propensity, explored = (j, 1.0, False) if self.explorer is None else self.explorer.draw(j, feasible_rows[i])
+            if explored:
+                why = f"explored (epsilon {self.config.epsilon:g}): drew {b.candidates[k]} instead of {b.candidates[j]}; {why}"
+            model = b.candidates[k]
+            expected = cost_rows[i][k]
             decisions.append(Decision(
-                tier=self._tiers[j], model=model, source="learned",
-                reason=f"{policy}: P(correct)={p:.3f}, expected cost {expected:.6g}",
+                tier=self._tiers[k], model=model, source="learned", reason=why, propensity=propensity,
+                greedy_model=b.candidates[j], explored=explored,
                 probabilities=dict(zip(b.candidates, row)), expected_cost_usd=expected, elapsed_ms=elapsed / n,
                 signals={"token_count": sig.token_count, "depth": sig.depth, "is_structured": req.output_schema is not None,
                          "latency_sensitive": sig.latency_sensitive},

@@ -160,6 +160,9 @@ def test_promote_then_refuse_then_rollback(registry: dict[str, Any], monkeypatch
     assert main(["rollback", "--tracking-uri", uri, "--json"], out=(rolled := io.StringIO())) == 0
     assert json.loads(rolled.getvalue()) == {"schema_version": 1, "champion": "1", "previous_champion": "2"}
     assert _versions(uri) == {"champion": "1", "previous_champion": "2"}
+    assert main(["rollback", "--tracking-uri", uri], out=io.StringIO()) == 1  # a second rollback would undo the first
+    assert "which a rollback already demoted; rolling back again would undo that rollback" in capsys.readouterr().err
+    assert _versions(uri) == {"champion": "1", "previous_champion": "2"}
     assert main(["promote", "--version", "1", *args], out=io.StringIO()) == 1
     assert capsys.readouterr().err.strip().endswith("Version 1 of 'tierroute' is already the champion; nothing to promote.")
 
@@ -172,3 +175,23 @@ def test_rollback_without_a_previous_champion_is_one_error_line(registry: dict[s
     assert capsys.readouterr().err.strip() == (
         f"error: Registered model 'tierroute' has no 'previous_champion' alias at {registry['uri']}: nothing to roll back "
         "to. A rollback needs an earlier promotion.")
+
+
+def test_a_registry_failure_is_not_read_as_no_champion() -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
+
+    from tierroute.pipelines.promote import _alias
+
+    class Down:
+        def get_model_version_by_alias(self, name: str, alias: str) -> None:
+            raise MlflowException("connection refused", error_code=INTERNAL_ERROR)
+
+    class Missing:
+        def get_model_version_by_alias(self, name: str, alias: str) -> None:
+            raise MlflowException("no such alias", error_code=INVALID_PARAMETER_VALUE)
+
+    assert _alias(Missing(), "tierroute", "champion") is None
+    with pytest.raises(MlflowException, match="connection refused"):
+        _alias(Down(), "tierroute", "champion")

@@ -252,14 +252,14 @@ def test_a_model_of_the_wrong_width(bundle: Path, exported: dict[str, Path]) -> 
 def test_calibration_list_of_the_wrong_length(bundle: Path) -> None:
     edit_manifest(bundle, lambda m: m["calibration"].pop())
     refused(bundle, "bundle_invalid", r"Bundle {p} does not fit together: 3 candidates, model kind 'pooled' with 1 file\(s\), "
-                                      r"3 candidate feature rows, 2 calibrations\. Re-export it\.$")
+                                      r"candidate features of shape \(3, 3\), 2 calibrations, policy frontier None\. Re-export it\.$")
 
 
 @pytest.mark.parametrize("change,message", [
     (lambda m: m["model"].update(kind="forest"), r"Bundle {p} does not fit together: 3 candidates, model kind 'forest'"),
     (lambda m: m["cost_model"]["slope"].pop(), r"Bundle {p} does not fit together: 3 candidates"),
     (lambda m: m["model"]["candidate_features"].pop(), r"Bundle {p} does not fit together: 3 candidates, model kind 'pooled' with "
-                                                       r"1 file\(s\), 2 candidate feature rows"),
+                                                       r"1 file\(s\), candidate features of shape \(2, 3\)"),
     (lambda m: m["calibration"].__setitem__(0, {"method": "platt"}),
      r"bundle {p_raw} calibration\[0\]: expected a calibration with method isotonic \(x, y\), sigmoid \(a, b\) or none; got "
      r"\{'method': 'platt'\} \(dict\)\. Re-export the bundle\.$"),
@@ -301,3 +301,22 @@ def test_calibration_maps() -> None:
     assert info.value.code == "bundle_invalid"
     with pytest.raises(BundleError, match=r"^where: isotonic knots must be two equal-length finite lists"):
         Calibration.from_dict({"method": "isotonic", "x": [0.1, float("nan")], "y": [0.1, 0.2]}, "where")
+
+
+@pytest.mark.parametrize("name", ["../outside.onnx", "/tmp/elsewhere.onnx", "unlisted.onnx"])
+def test_a_model_file_outside_the_checksums_is_refused(bundle: Path, name: str) -> None:
+    import shutil as _shutil
+
+    _shutil.copy(bundle / "model.onnx", bundle / "unlisted.onnx")
+    edit_manifest(bundle, lambda m: m["model"].update(files=[name]))
+    refused(bundle, "bundle_invalid", r"Bundle {p} names " + re.escape(repr(name)) + r" as a model or encoder file; expected a "
+                                      r"plain file name inside the bundle that manifest 'files' lists")
+
+
+def test_malformed_fields_behind_a_valid_digest_fall_back_instead_of_crashing(bundle: Path) -> None:
+    from tierroute.serving import Router
+
+    edit_manifest(bundle, lambda m: m["model"].update(files=5))
+    refused(bundle, "bundle_invalid", r"Bundle {p} is incomplete or damaged \(TypeError")
+    router = Router.load(bundle)  # not strict: the tree answers
+    assert not router.learned and router.unavailable.code == "bundle_invalid"

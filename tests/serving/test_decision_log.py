@@ -14,7 +14,6 @@ pytest.importorskip("lightgbm")
 
 from tierroute.errors import ConfigError  # noqa: E402
 from tierroute.serving import Router, RouterConfig  # noqa: E402
-from tierroute.serving.decision import Decision  # noqa: E402
 from tierroute.serving.decision_log import DecisionLog, Explorer  # noqa: E402
 
 REQUEST = {"prompt": "Pull the order id from: order #88231 shipped late.", "output_schema": {"order_id": "string"}}
@@ -38,29 +37,41 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_bundle(router, tmp_path_factory.mktemp("log") / "bundle")
 
 
-def _learned(model: str = "gpt-4o") -> Decision:
-    return Decision(tier="tier3", model=model, source="learned", reason="r", probabilities={"a": 0.5})
-
-
 def test_explorer_propensities_and_draw_frequencies() -> None:
     candidates, tiers = ("a", "b", "c", "d"), ("tier1", "tier1", "tier2", "tier3")
     explorer = Explorer(0.2, candidates, tiers, seed=1)
-    out = [explorer.apply(_learned("c")) for _ in range(20_000)]
-    counts = Counter(d.model for d in out)
-    assert abs(counts["c"] / len(out) - (0.8 + 0.2 / 4)) < 0.01
-    for other in ("a", "b", "d"):
+    out = [explorer.draw(2) for _ in range(20_000)]
+    counts = Counter(k for k, _, _ in out)
+    assert abs(counts[2] / len(out) - (0.8 + 0.2 / 4)) < 0.01
+    for other in (0, 1, 3):
         assert abs(counts[other] / len(out) - 0.05) < 0.006
-    greedy = next(d for d in out if d.model == "c")
-    assert greedy.propensity == pytest.approx(0.85) and not greedy.explored and greedy.greedy_model == "c"
-    drawn = next(d for d in out if d.model == "a")
-    assert drawn.propensity == pytest.approx(0.05) and drawn.explored and drawn.tier == "tier1"
-    assert drawn.greedy_model == "c" and drawn.reason.startswith("explored (epsilon 0.2): drew a instead of c; r")
-    heuristic = Decision(tier="tier2", model="m", source="heuristic", reason="rule2")
-    assert explorer.apply(heuristic) is heuristic  # the tree is never explored: propensity 1
+    assert {(k, round(p, 9), e) for k, p, e in out} == {(2, 0.85, False), (0, 0.05, True), (1, 0.05, True), (3, 0.05, True)}
     again = Explorer(0.2, candidates, tiers, seed=1)
-    assert [d.model for d in out[:50]] == [again.apply(_learned("c")).model for _ in range(50)]  # seeded
+    assert out[:50] == [again.draw(2) for _ in range(50)]  # seeded
     with pytest.raises(ConfigError, match=r"^The 'epsilon' parameter of Explorer must be"):
         Explorer(1.5, candidates, tiers)
+
+
+def test_exploration_stays_within_the_candidates_that_fit_the_sla() -> None:
+    explorer = Explorer(1.0, ("a", "b", "c", "d"), ("t1", "t1", "t2", "t3"), seed=0)
+    fits = [True, False, True, False]
+    draws = [explorer.draw(0, fits) for _ in range(2000)]
+    assert {k for k, _, _ in draws} == {0, 2}  # never an SLA breaker
+    assert {round(p, 9) for _, p, _ in draws} == {0.5}  # epsilon / (candidates that fit)
+    assert {k for k, _, _ in (explorer.draw(0, [False] * 4) for _ in range(200))} == {0, 1, 2, 3}  # none fits: all
+
+
+def test_an_explored_decision_carries_the_drawn_model_s_cost(bundle: Path) -> None:
+    router = Router.load(bundle, RouterConfig(deadline_ms=None, epsilon=1.0, seed=5), strict=True)
+    plain = Router.load(bundle, RouterConfig(deadline_ms=None), strict=True)
+    for _ in range(30):
+        d = router.route(REQUEST)
+        greedy = plain.route(REQUEST)
+        assert d.greedy_model == greedy.model
+        if d.explored:
+            assert d.model != greedy.model and d.reason.startswith("explored (epsilon 1): drew ")
+            intercept = router.bundle.cost_intercept[router.bundle.candidates.index(d.model)]
+            assert d.expected_cost_usd >= intercept - 1e-12 and d.expected_cost_usd != greedy.expected_cost_usd
 
 
 def test_router_with_epsilon_and_a_log_writes_one_line_per_decision(bundle: Path, tmp_path: Path) -> None:

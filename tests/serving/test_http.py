@@ -79,9 +79,13 @@ def tree_router() -> Router:
     return Router.load(None)
 
 
-def _client(router: Router | None = None, **service: object) -> TestClient:
+def _client(router: Router | None = None, authed: bool = False, **service: object) -> TestClient:
+    """A client of the app; ``authed``: the service has the token and every call sends it."""
     service.setdefault("router", NO_DEADLINE)
-    return TestClient(create_app(ServiceConfig(**service), router=router))  # type: ignore[arg-type]
+    if authed:
+        service["token"] = TOKEN
+    headers = {"authorization": f"Bearer {TOKEN}"} if authed else None
+    return TestClient(create_app(ServiceConfig(**service), router=router), headers=headers)  # type: ignore[arg-type]
 
 
 def _metrics(client: TestClient, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple], float]:
@@ -374,7 +378,7 @@ def test_each_app_has_its_own_metrics(router_a: Router) -> None:
 # -- POST /admin/reload --------------------------------------------------------------------------
 
 def test_reload_switches_the_bundle(bundles: dict[str, Path]) -> None:
-    client = _client(bundle=str(bundles["a"]))
+    client = _client(bundle=str(bundles["a"]), authed=True)
     id_a, id_b = _bundle_id(bundles["a"]), _bundle_id(bundles["b"])
     assert client.post("/v1/route", json={"prompt": "hi"}).json()["bundle_id"] == id_a
     response = client.post("/admin/reload", json={"bundle": str(bundles["b"])})
@@ -392,7 +396,7 @@ def test_reload_switches_the_bundle(bundles: dict[str, Path]) -> None:
 
 
 def test_reload_turns_a_tree_only_service_learned(tmp_path: Path, bundles: dict[str, Path]) -> None:
-    client = _client(bundle=str(tmp_path / "not-yet"))
+    client = _client(bundle=str(tmp_path / "not-yet"), authed=True)
     assert client.get("/readyz?learned=1").status_code == 503
     assert _metrics(client)[("tierroute_learned", ())] == 0
     assert client.post("/admin/reload", json={"bundle": str(bundles["a"])}).status_code == 200
@@ -412,7 +416,7 @@ def _corrupted_copy(bundle: Path, target: Path) -> Path:
 
 @pytest.mark.parametrize("damage", ["missing", "corrupted", "not_a_bundle"])
 def test_a_bad_bundle_is_refused_and_the_old_one_keeps_serving(tmp_path: Path, bundles: dict[str, Path], damage: str) -> None:
-    client = _client(bundle=str(bundles["a"]))
+    client = _client(bundle=str(bundles["a"]), authed=True)
     id_a = _bundle_id(bundles["a"])
     if damage == "missing":
         target, code, detail = tmp_path / "gone", "no_bundle", f"No router bundle at {str(tmp_path / 'gone')!r}"
@@ -436,20 +440,20 @@ def test_a_bad_bundle_is_refused_and_the_old_one_keeps_serving(tmp_path: Path, b
 
 @pytest.mark.parametrize("payload", [{"bundle": 3}, ["x"], "path"])
 def test_reload_with_a_malformed_body_is_422(bundles: dict[str, Path], payload: object) -> None:
-    client = _client(bundle=str(bundles["a"]))
+    client = _client(bundle=str(bundles["a"]), authed=True)
     error = _error(client.post("/admin/reload", json=payload), 422)
     assert error["message"] == 'Expected {"bundle": "PATH or models:/URI"} (or an empty body for the configured bundle).'
 
 
 def test_reload_without_any_bundle_configured_is_refused(router_a: Router) -> None:
-    client = _client(router_a)  # served as given: no configured source
+    client = _client(router_a, authed=True)  # served as given: no configured source
     error = _error(client.post("/admin/reload"), 422)
     assert error["fallback"] == "no_bundle"
     assert error["message"].startswith(f"Reload refused, still serving bundle {router_a.bundle_id}: No bundle was given.")
 
 
 def test_in_flight_requests_finish_on_the_router_they_started_with(bundles: dict[str, Path]) -> None:
-    client = _client(bundle=str(bundles["a"]))
+    client = _client(bundle=str(bundles["a"]), authed=True)
     holder = client.app.state.holder
     old = holder.current
     assert client.post("/admin/reload", json={"bundle": str(bundles["b"])}).status_code == 200
@@ -457,6 +461,16 @@ def test_in_flight_requests_finish_on_the_router_they_started_with(bundles: dict
     decision = old.route({"prompt": "Summarize this ticket."})
     assert decision.source == "learned" and decision.bundle_id == _bundle_id(bundles["a"])
     assert len(old.route_batch(TIER_REQUESTS)) == 3
+
+
+def test_without_a_token_only_the_configured_bundle_may_be_reloaded(bundles: dict[str, Path]) -> None:
+    client = _client(bundle=str(bundles["a"]))
+    error = _error(client.post("/admin/reload", json={"bundle": str(bundles["b"])}), 403)
+    assert error["message"].startswith("Without a bearer token (--token-env) /admin/reload only reloads the configured bundle; "
+                                       f"got another one ({str(bundles['b'])!r}).")
+    assert client.app.state.holder.current.bundle_id == _bundle_id(bundles["a"])
+    assert client.post("/admin/reload").status_code == 200
+    assert client.post("/admin/reload", json={"bundle": str(bundles["a"])}).status_code == 200
 
 
 def test_reload_needs_the_token(bundles: dict[str, Path]) -> None:

@@ -462,7 +462,13 @@ def test_a_registered_bundle_loads_by_alias(tmp_path: Path, monkeypatch: pytest.
     assert version.run_id == result.run_id
     client.set_registered_model_alias("tierroute", "champion", version.version)
 
+    import tempfile
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(downloads))
     by_alias = Router.load("models:/tierroute@champion", NO_DEADLINE, strict=True, tracking_uri=uri)
+    assert not list(downloads.iterdir())  # loaded into memory; the download is gone
     by_folder = Router.load(result.out_dir / "bundle", NO_DEADLINE, strict=True)
     assert by_alias.learned and by_alias.bundle_id == by_folder.bundle_id
     expected = [(d.source, d.model, dict(d.probabilities)) for d in by_folder.route_batch(REQUESTS)]
