@@ -12,9 +12,11 @@ builds a frozen config and calls a job. A TierrouteError becomes one line on std
     tierroute serve (--bundle DIR|models:/URI | --proxy CATALOGUE) [--host H] [--port P] ...
     tierroute promote --version N --data PATH... [--json]      (exit 3: refused, the champion stays)
     tierroute rollback [--json]
+    tierroute retrain --logs NEW... [--previous PATH...] [--window-days N] [--json]   (exit 3: refused)
+    tierroute drift --bundle DIR --log FILE... [--fail-on-drift] [--json]             (exit 4: drift)
 
 The serving-side commands (export, route, serve) are parsed in :mod:`tierroute.cli_serve`, the
-lifecycle ones (promote, rollback) in :mod:`tierroute.cli_lifecycle`; the rest here.
+lifecycle ones (retrain, promote, rollback, drift) in :mod:`tierroute.cli_lifecycle`; the rest here.
 """
 
 from __future__ import annotations
@@ -236,7 +238,8 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 error, 2 some requests were malformed, 3 promotion refused)."""
+    """Run the CLI; returns the exit status (0 ok, 1 error, 2 some requests were malformed, 3 promotion
+    refused, 4 drift flagged with --fail-on-drift)."""
     args = build_parser().parse_args(argv)
     stream = out if out is not None else sys.stdout
     from tierroute.cli_lifecycle import LIFECYCLE_COMMANDS

@@ -24,6 +24,18 @@ def add_lifecycle_commands(sub: Any) -> None:
     promote.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")
     promote.add_argument("--json", action="store_true", help="print the gate's decision as one JSON object")
 
+    retrain = sub.add_parser("retrain", help="train a challenger on new logs with the champion's settings, then gate it")
+    retrain.add_argument("--logs", nargs="+", required=True, metavar="PATH", help="new outcome logs")
+    retrain.add_argument("--previous", nargs="*", default=None, metavar="PATH",
+                         help="previous training data (default: the champion's own training files, if still on disk)")
+    retrain.add_argument("--window-days", type=float, default=None, metavar="DAYS", help="drop previous rows older than this")
+    retrain.add_argument("--holdout-fraction", type=float, default=0.25, metavar="F",
+                         help="share of the new requests held out for the gate (default 0.25)")
+    retrain.add_argument("--seed", type=int, default=0)
+    retrain.add_argument("--out", default=None, metavar="DIR", help="new folder for the run (default runs/retrain-<time>)")
+    retrain.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")
+    retrain.add_argument("--json", action="store_true", help="print one JSON object")
+
     drift = sub.add_parser("drift", help="compare a decision log with the bundle's training distributions")
     drift.add_argument("--bundle", required=True, metavar="DIR", help="the bundle that served the logged decisions")
     drift.add_argument("--log", nargs="+", required=True, metavar="FILE.jsonl", help="decision logs (serve --decision-log)")
@@ -80,6 +92,27 @@ def _cmd_rollback(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_retrain(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.pipelines.retrain import RetrainConfig, run_retrain
+    from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
+    from tierroute.progress import Progress
+
+    _quiet()
+    config = RetrainConfig(logs=tuple(args.logs), previous=None if args.previous is None else tuple(args.previous),
+                           window_days=args.window_days, holdout_fraction=args.holdout_fraction, seed=args.seed,
+                           tracking_uri=args.tracking_uri or DEFAULT_TRACKING_URI, out_dir=args.out)
+    result = run_retrain(config, progress=Progress(enabled=not args.json))
+    if args.json:
+        print(json.dumps(result.summary(), indent=2, default=str), file=out)
+    else:
+        verdict = "promoted to champion" if result.gate.promote else "refused; the champion stays"
+        print(f"challenger version {result.version} (run {result.run_id}): {verdict}", file=out)
+        for reason in result.gate.reasons:
+            print(f"  - {reason}", file=out)
+        print(f"rows: {result.rows}; outputs in {result.out_dir}/", file=out)
+    return 0 if result.gate.promote else 3
+
+
 def _cmd_drift(args: argparse.Namespace, out: TextIO) -> int:
     from tierroute.errors import ConfigError
     from tierroute.pipelines.drift import drift_report, read_decision_log
@@ -113,4 +146,4 @@ def _cmd_drift(args: argparse.Namespace, out: TextIO) -> int:
 
 
 LIFECYCLE_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"promote": _cmd_promote, "rollback": _cmd_rollback,
-                                                                          "drift": _cmd_drift}
+                                                                          "drift": _cmd_drift, "retrain": _cmd_retrain}

@@ -1,0 +1,161 @@
+"""``tierroute retrain``: new outcome logs + the previous training data -> a challenger trained
+with the champion's configuration -> the promotion gate on held-out new requests.
+
+    result = run_retrain(RetrainConfig(logs=("week48.jsonl",)))
+    result.version, result.gate.promote, result.gate.reasons, result.out_dir
+
+1. The champion (registry alias ``champion``) gives the configuration: encoder (and its width),
+   LightGBM parameters, policy and target; its catalogue prices the data.
+2. The new logs are ingested (bad rows quarantined as always); a seeded ``holdout_fraction`` of
+   their requests (per task) is held out for the gate and never trained on.
+3. The previous training data (``previous``; by default the champion's own training files, when
+   they are still on disk) is joined, minus rows older than ``window_days`` when set, and minus
+   requests the new logs hold again (the newer outcomes win).
+4. The challenger is trained (``tierroute train`` with the champion's settings: the run is tracked
+   and registered) and gated against the champion and the tree on the held-out requests
+   (:mod:`tierroute.pipelines.promote`).
+
+Training and the gate need every candidate's outcome for a request (benchmark-style logs);
+requests with only the chosen model's outcome are kept in the table but left out of both (their
+off-policy value is what :mod:`tierroute.pipelines.offpolicy` estimates). Same inputs, same seed:
+the same model (the bundle id is reproducible).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tierroute._params import check_int, check_number
+from tierroute.errors import ConfigError
+from tierroute.pipelines.promote import GateConfig, GateResult
+from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
+
+__all__ = ["RetrainConfig", "RetrainResult", "run_retrain"]
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    logs: tuple[str, ...]
+    previous: tuple[str, ...] | None = None  # None: the champion's own training files
+    window_days: float | None = None
+    holdout_fraction: float = 0.25
+    seed: int = 0
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    out_dir: str | None = None
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "logs", tuple(map(str, self.logs)))
+        if self.previous is not None:
+            object.__setattr__(self, "previous", tuple(map(str, self.previous)))
+        if not self.logs:
+            raise ConfigError("The 'logs' parameter of RetrainConfig needs at least one outcome log. Pass --logs FILE...")
+        if self.window_days is not None:
+            check_number(self.window_days, "window_days", "RetrainConfig", 0.0)
+        check_number(self.holdout_fraction, "holdout_fraction", "RetrainConfig", 0.05, 0.9)
+        check_int(self.seed, "seed", "RetrainConfig", 0)
+
+
+@dataclass
+class RetrainResult:
+    version: str
+    run_id: str
+    gate: GateResult
+    out_dir: Path
+    rows: dict[str, int]
+
+    def summary(self) -> dict[str, Any]:
+        return {"schema_version": 1, "version": self.version, "run_id": self.run_id, "promoted": self.gate.promote,
+                "reasons": self.gate.reasons, "gate": self.gate.figures, "rows": self.rows, "out_dir": str(self.out_dir)}
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    """Canonical rows as JSON-able dicts (NaN -> null, schema strings -> objects)."""
+    out = []
+    for row in frame.to_dict(orient="records"):
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        if isinstance(clean.get("output_schema"), str):
+            clean["output_schema"] = json.loads(clean["output_schema"])
+        out.append(clean)
+    return out
+
+
+def _write(rows: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, default=str) + "\n")
+    return path
+
+
+def _holdout(frame: Any, fraction: float, seed: int) -> set[str]:
+    """Request ids held out: ``fraction`` of each task's requests (seeded)."""
+    rng = np.random.default_rng(seed)
+    held: set[str] = set()
+    for _, group in frame.groupby(frame["task"].fillna("")):
+        ids = sorted(group["request_id"].unique())
+        take = max(1, int(round(fraction * len(ids)))) if len(ids) > 1 else 0
+        held.update(rng.permutation(ids)[:take].tolist())
+    return held
+
+
+def run_retrain(config: RetrainConfig, progress: Any = None) -> RetrainResult:
+    """Train a challenger on the joined data with the champion's settings, then gate it."""
+    from tierroute.pipelines.ingest import IngestConfig, prepare_out_dir, run_ingest
+    from tierroute.pipelines.promote import CHAMPION, _alias, _client, promote_version
+    from tierroute.pipelines.tracking import load_router_from
+    from tierroute.pipelines.train import TrainConfig, run_train
+    from tierroute.progress import stage
+
+    client = _client(config.tracking_uri)
+    current = _alias(client, "tierroute", CHAMPION)
+    if current is None:
+        raise ConfigError(f"There is no champion at {config.tracking_uri} to retrain from. Train a router "
+                          "(`tierroute train`) and promote it (`tierroute promote --version N --data ...`) first.")
+    champion = load_router_from(current.run_id, config.tracking_uri)
+    out = prepare_out_dir(config.out_dir, "retrain")
+    stage(progress, f"ingesting {len(config.logs)} new log(s)")
+    new = run_ingest(IngestConfig(paths=config.logs, out_dir=str(out / "ingest-new")), catalogue=champion.catalogue_).to_pandas()
+    previous = config.previous
+    if previous is None:
+        logged = client.get_run(current.run_id).data.params.get("config.data", "[]")
+        previous = tuple(p for p in json.loads(logged) if Path(p).exists())
+    old = None
+    if previous:
+        stage(progress, f"ingesting {len(previous)} previous training file(s)")
+        old = run_ingest(IngestConfig(paths=previous, out_dir=str(out / "ingest-previous")), catalogue=champion.catalogue_).to_pandas()
+        if config.window_days is not None:
+            cutoff = datetime.now(timezone.utc) - timedelta(days=config.window_days)
+            stamps = [datetime.fromisoformat(t) if isinstance(t, str) and t else None for t in old["timestamp"]]
+            old = old[[s is None or s >= cutoff for s in stamps]]
+        old = old[~old["request_id"].isin(set(new["request_id"]))]  # newer outcomes win
+    held = _holdout(new, config.holdout_fraction, config.seed)
+    train_rows = _records(new[~new["request_id"].isin(held)]) + (_records(old) if old is not None else [])
+    train_path = _write(train_rows, out / "data" / "train.jsonl")
+    holdout_path = _write(_records(new[new["request_id"].isin(held)]), out / "data" / "holdout.jsonl")
+    learned = champion.config
+    static_dims = champion.encoder.dims if learned.encoder == "static" and champion.encoder is not None else 64
+    catalogue = champion.catalogue_.source if Path(str(champion.catalogue_.source)).is_file() else champion.catalogue_.name
+    stage(progress, f"training the challenger with the champion's settings (version {current.version})")
+    trained = run_train(TrainConfig(
+        data=(str(train_path),), eval_data=(str(holdout_path),), catalogue=catalogue, encoder=learned.encoder,
+        static_dims=static_dims, router=learned.router, policy=learned.policy, target=learned.target, seed=config.seed,
+        tracking_uri=config.tracking_uri, out_dir=str(out / "train")), progress=progress)
+    versions = client.search_model_versions(f"name='tierroute' and run_id='{trained.run_id}'")
+    if not versions:
+        raise ConfigError(f"The challenger run {trained.run_id} registered no version of 'tierroute'; check the MLflow store.")
+    version = str(max(int(v.version) for v in versions))
+    stage(progress, f"gating version {version} against the champion (version {current.version})")
+    gate = promote_version(config.tracking_uri, version, (str(holdout_path),), config.gate, out_dir=str(out / "promote"))
+    rows = {"new": int(len(new)), "previous": int(0 if old is None else len(old)), "train": len(train_rows),
+            "held_out_requests": len(held)}
+    result = RetrainResult(version, str(trained.run_id), gate, out, rows)
+    (out / "retrain.json").write_text(json.dumps(result.summary(), indent=2, default=str) + "\n", encoding="utf-8")
+    return result
