@@ -50,6 +50,7 @@ class RetrainConfig:
     tracking_uri: str = DEFAULT_TRACKING_URI
     out_dir: str | None = None
     gate: GateConfig = field(default_factory=GateConfig)
+    cache_dir: str = "runs/cache"  # embeddings and distilled encoders, as `tierroute train`
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "logs", tuple(map(str, self.logs)))
@@ -147,7 +148,7 @@ def run_retrain(config: RetrainConfig, progress: Any = None) -> RetrainResult:
     trained = run_train(TrainConfig(
         data=(str(train_path),), eval_data=(str(holdout_path),), catalogue=catalogue, encoder=learned.encoder,
         static_dims=static_dims, router=learned.router, policy=learned.policy, target=learned.target, seed=config.seed,
-        tracking_uri=config.tracking_uri, out_dir=str(out / "train")), progress=progress)
+        tracking_uri=config.tracking_uri, out_dir=str(out / "train"), cache_dir=config.cache_dir), progress=progress)
     versions = client.search_model_versions(f"name='tierroute' and run_id='{trained.run_id}'")
     if not versions:
         raise ConfigError(f"The challenger run {trained.run_id} registered no version of 'tierroute'; check the MLflow store.")
