@@ -177,9 +177,8 @@ def http(bundle: Path, rate: float, seconds: float) -> None:
     import httpx
 
     port = _free_port()
-    env = {**os.environ, "TIERROUTE_BENCH": "1"}
     server = subprocess.Popen([sys.executable, "-m", "tierroute.cli", "serve", "--bundle", str(bundle), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=10) as client:
