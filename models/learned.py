@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tierroute._params import check_number
 from tierroute.errors import ConfigError
 from tierroute.features.embeddings import ENCODERS, EmbeddingCache, Encoder
 from tierroute.features.signals import SignalConfig, SignalExtractor
@@ -38,8 +39,11 @@ class LearnedConfig:
     signals: SignalConfig = field(default_factory=SignalConfig)
     policy: str = "lambda"
     target: float = 1.0
+    # logged requests (chosen model only) train with weight 1 / propensity, clipped here (1: unweighted)
+    max_ips_weight: float = 20.0
 
     def __post_init__(self) -> None:
+        check_number(self.max_ips_weight, "max_ips_weight", "LearnedConfig", 1.0)
         if self.encoder not in (*ENCODERS, "none"):
             raise ConfigError(
                 f"The 'encoder' parameter of LearnedConfig must be one of {(*ENCODERS, 'none')}. Got {self.encoder!r} instead."
@@ -88,6 +92,13 @@ class CostModel:
         return np.maximum(self.intercept[None, :] + np.outer(tokens, self.slope), 0.0)
 
 
+def _weighted_mean(values: np.ndarray, weight: np.ndarray | None) -> float:
+    known = ~np.isnan(values)
+    if not known.any():
+        return float("nan")
+    return float(np.average(values[known], weights=None if weight is None else weight[known]))
+
+
 class LearnedRouter:
     """Features -> calibrated P(correct) per candidate -> policy -> choice."""
 
@@ -115,12 +126,14 @@ class LearnedRouter:
                else self.encoder.encode(texts))
         return np.hstack([scalar, emb]).astype(np.float32)
 
-    def fit(self, data: Any, catalogue: Catalogue, progress: Any = None) -> LearnedRouter:
+    def fit(self, data: Any, catalogue: Catalogue, progress: Any = None, engine: Any = None) -> LearnedRouter:
         """``data``: a RoutingData of training requests; ``progress``: a
-        :class:`tierroute.progress.Progress` for bars (None: silent)."""
+        :class:`tierroute.progress.Progress` for bars (None: silent); ``engine``: a connected
+        :class:`tierroute.pipelines.distributed.DaskEngine` computes the features and fits the
+        boosters on its cluster (None: here)."""
         from tierroute.progress import bar
 
-        X = self.features(data.requests, progress)
+        X = engine.features(self, data.requests) if engine is not None else self.features(data.requests, progress)
         from tierroute.pipelines.records import prompt_hash
 
         self.train_prompt_hashes_ = frozenset(prompt_hash(r.prompt) for r in data.requests)
@@ -129,14 +142,20 @@ class LearnedRouter:
         self.candidate_features_ = candidate_features(catalogue, self.candidates_)
         params = self.config.router
         with bar(progress, params.n_folds + 1, f"fitting {params.kind} LightGBM ({params.n_folds} folds + final)") as step:
-            self.model_ = LGBMRouter(params).fit(X, np.nan_to_num(data.correct), data.mask,
-                                                 self.candidate_features_, data.tasks, step=step)
+            self.model_ = LGBMRouter(params).fit(X, np.nan_to_num(data.correct), data.mask, self.candidate_features_,
+                                                 data.tasks, step=step, sample_weight=data.training_weights(self.config.max_ips_weight),
+                                                 trainer=None if engine is None else engine.fit_booster)
         tokens = X[:, 0]
         self.cost_model_ = CostModel().fit(tokens, data.cost)
-        best_single = float(np.nanmax(np.nanmean(data.correct, axis=0)))
+        expected_cost = self.cost_model_.predict(tokens)
+        # logged requests (chosen model only) are judged by doubly-robust pseudo-outcomes, with the
+        # out-of-fold P(correct) and the expected cost as the outcome model; benchmarked ones as observed
+        judged = data.with_estimates(np.nan_to_num(self.model_.oof_proba_, nan=0.5), expected_cost)
+        weight = data.weight
+        best_single = float(np.nanmax([_weighted_mean(judged.correct[:, j], weight) for j in range(len(self.candidates_))]))
         self.target_accuracy_ = self.config.target * best_single
-        self.policy_ = pick_knob(self.config.policy, self.model_.oof_proba_, self.cost_model_.predict(tokens),
-                                 data.correct, data.cost, self.target_accuracy_, self.feasible(data.requests))
+        self.policy_ = pick_knob(self.config.policy, self.model_.oof_proba_, expected_cost, judged.correct,
+                                 judged.cost, self.target_accuracy_, self.feasible(data.requests), weight=weight)
         self.feature_spec_ = self.spec
         return self
 

@@ -136,20 +136,22 @@ def sweep(kind: str, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray |
 
 
 def pick_knob(kind: str, proba: np.ndarray, cost: np.ndarray, outcome: np.ndarray, realized_cost: np.ndarray,
-              target_accuracy: float, feasible: np.ndarray | None = None) -> Policy:
+              target_accuracy: float, feasible: np.ndarray | None = None, weight: np.ndarray | None = None) -> Policy:
     """The cheapest knob value whose accuracy on these (out-of-fold) predictions reaches
     ``target_accuracy``; when none does, the most accurate one.
 
     ``outcome`` (n, m) realised correctness and ``realized_cost`` (n, m) realised cost of every
-    candidate (NaN where unknown: such choices count as wrong and cost nothing)."""
+    candidate (NaN where unknown: such choices count as wrong and cost nothing); doubly-robust
+    pseudo-outcomes work the same way. ``weight`` (n,): per-request weights of the means."""
     if len(proba) == 0:
         raise ConfigError("pick_knob got no requests to choose on; pass at least one.")
     rows = np.arange(len(proba))
+    w = None if weight is None else np.asarray(weight, dtype=np.float64)
     best: tuple[float, float, float] | None = None  # (cost, -accuracy, value)
     fallback: tuple[float, float, float] | None = None
     for value, picks in sweep(kind, proba, cost, feasible):
-        acc = float(np.nan_to_num(outcome[rows, picks], nan=0.0).mean())
-        spent = float(np.nan_to_num(realized_cost[rows, picks], nan=0.0).mean())
+        acc = float(np.average(np.nan_to_num(outcome[rows, picks], nan=0.0), weights=w))
+        spent = float(np.average(np.nan_to_num(realized_cost[rows, picks], nan=0.0), weights=w))
         if acc >= target_accuracy and (best is None or (spent, -acc) < (best[0], best[1])):
             best = (spent, -acc, value)
         if fallback is None or (-acc, spent) < (fallback[1], fallback[0]):

@@ -109,16 +109,16 @@ class _Calibrator:
         self.method = method
         self.model: Any = None
 
-    def fit(self, scores: np.ndarray, labels: np.ndarray) -> _Calibrator:
+    def fit(self, scores: np.ndarray, labels: np.ndarray, weight: np.ndarray | None = None) -> _Calibrator:
         if self.method == "isotonic" and len(np.unique(labels)) > 1:
             from sklearn.isotonic import IsotonicRegression
 
-            self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, labels)
+            self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, labels, sample_weight=weight)
         elif self.method == "sigmoid" and len(np.unique(labels)) > 1:
             from sklearn.linear_model import LogisticRegression
 
             logit = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1))
-            self.model = LogisticRegression(C=1.0).fit(logit.reshape(-1, 1), labels)
+            self.model = LogisticRegression(C=1.0).fit(logit.reshape(-1, 1), labels, sample_weight=weight)
         return self
 
     def transform(self, scores: np.ndarray) -> np.ndarray:
@@ -146,7 +146,7 @@ class LGBMRouter:
         return np.hstack([X[rows], cols[:, None].astype(np.float32), cand[cols]]).astype(np.float32)
 
     def _fit_one(self, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray | None, yva: np.ndarray | None,
-                 rounds: int, categorical: list[int]) -> Any:
+                 rounds: int, categorical: list[int], wtr: np.ndarray | None = None, wva: np.ndarray | None = None) -> Any:
         import lightgbm as lgb
 
         if len(ytr) == 0:
@@ -154,29 +154,36 @@ class LGBMRouter:
                 "A candidate has no known outcome in a training fold; give every candidate outcomes for more "
                 "requests, use fewer folds, or drop that candidate."
             )
-        train = lgb.Dataset(Xtr, ytr, categorical_feature=categorical or "auto", free_raw_data=False)
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:  # another engine (Dask) fits the booster; same data, same parameters
+            return trainer(self.params, Xtr, ytr, wtr, Xva, yva, wva, rounds, categorical)
+        train = lgb.Dataset(Xtr, ytr, weight=wtr, categorical_feature=categorical or "auto", free_raw_data=False)
         usable = Xva is not None and yva is not None and len(yva) > 0 and len(np.unique(ytr)) > 1
-        valid = [lgb.Dataset(Xva, yva, reference=train)] if usable else []
+        valid = [lgb.Dataset(Xva, yva, weight=wva, reference=train)] if usable else []
         callbacks = [lgb.early_stopping(self.params.early_stopping_rounds, verbose=False)] if valid else []
         return lgb.train(self.params.lgb_params(), train, num_boost_round=rounds, valid_sets=valid, callbacks=callbacks)
 
     def _fit_models(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, cand: np.ndarray,
-                    train_idx: np.ndarray, valid_idx: np.ndarray | None, rounds: int) -> list[Any]:
+                    train_idx: np.ndarray, valid_idx: np.ndarray | None, rounds: int,
+                    W: np.ndarray | None = None) -> list[Any]:
         p = self.params
         m = Y.shape[1]
         if p.kind == "pooled":
-            def long(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            def long(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
                 rows, cols = np.nonzero(mask[idx])
-                return self._pooled_rows(X, cand, idx[rows], cols), Y[idx[rows], cols]
+                w = None if W is None else W[idx[rows], cols]
+                return self._pooled_rows(X, cand, idx[rows], cols), Y[idx[rows], cols], w
 
-            Xtr, ytr = long(train_idx)
-            Xva, yva = long(valid_idx) if valid_idx is not None else (None, None)
-            return [self._fit_one(Xtr, ytr, Xva, yva, rounds, [X.shape[1]])]
+            Xtr, ytr, wtr = long(train_idx)
+            Xva, yva, wva = long(valid_idx) if valid_idx is not None else (None, None, None)
+            return [self._fit_one(Xtr, ytr, Xva, yva, rounds, [X.shape[1]], wtr, wva)]
         models = []
         for j in range(m):
             tr = train_idx[mask[train_idx, j]]
             va = valid_idx[mask[valid_idx, j]] if valid_idx is not None else None
-            models.append(self._fit_one(X[tr], Y[tr, j], None if va is None else X[va], None if va is None else Y[va, j], rounds, []))
+            models.append(self._fit_one(X[tr], Y[tr, j], None if va is None else X[va], None if va is None else Y[va, j],
+                                        rounds, [], None if W is None else W[tr, j],
+                                        None if W is None or va is None else W[va, j]))
         return models
 
     def _raw(self, models: list[Any], X: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -189,10 +196,23 @@ class LGBMRouter:
 
     # -- estimator API -----------------------------------------------------------------------
     def fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
-            strata: np.ndarray | None = None, step: Callable[..., None] | None = None) -> LGBMRouter:
+            strata: np.ndarray | None = None, step: Callable[..., None] | None = None,
+            sample_weight: np.ndarray | None = None, trainer: Callable[..., Any] | None = None) -> LGBMRouter:
         """``X`` (n, d) request features; ``Y`` (n, m) 0/1 correctness; ``mask`` (n, m) True where the
         outcome is known; ``candidate_features`` (m, k); ``strata`` (n,) task labels for the folds.
-        ``step()`` is called after each of the ``n_folds + 1`` fits (a progress bar's)."""
+        ``step()`` is called after each of the ``n_folds + 1`` fits (a progress bar's).
+        ``sample_weight`` (n, m): a weight per known outcome (inverse propensities for logged
+        requests, less for older data), used by the trees and the calibration; None: all 1.
+        ``trainer``: fits one booster instead of ``lightgbm.train`` (the Dask engine's
+        :meth:`tierroute.pipelines.distributed.DaskEngine.fit_booster`); not kept after fit."""
+        self._trainer = trainer
+        try:
+            return self._fit(X, Y, mask, candidate_features, strata, step, sample_weight)
+        finally:
+            del self._trainer
+
+    def _fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
+             strata: np.ndarray | None, step: Callable[..., None] | None, sample_weight: np.ndarray | None) -> LGBMRouter:
         step = step or (lambda n=1: None)
         p = self.params
         X = np.asarray(X, dtype=np.float32)
@@ -205,6 +225,10 @@ class LGBMRouter:
                 f"LGBMRouter.fit got X {X.shape}, Y {Y.shape}, mask {mask.shape}, candidate_features {cand.shape}; "
                 "expected X (n, d), Y and mask (n, m), candidate_features (m, k)."
             )
+        W = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if W is not None and (W.shape != Y.shape or not np.isfinite(W[mask]).all() or (W[mask] < 0).any()):
+            raise ConfigError(f"LGBMRouter.fit got sample_weight of shape {W.shape}; expected finite weights >= 0 of "
+                              f"shape {Y.shape} (one per request and candidate).")
         strata = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata)
         folds = stratified_folds(strata, p.n_folds, p.seed)
         oof = np.full((n, m), np.nan)
@@ -213,7 +237,7 @@ class LGBMRouter:
             held = np.flatnonzero(folds == k)
             rest = np.flatnonzero(folds != k)
             inner = stratified_folds(strata[rest], 10, p.seed + k + 1)
-            models = self._fit_models(X, Y, mask, cand, rest[inner != 0], rest[inner == 0], p.n_estimators)
+            models = self._fit_models(X, Y, mask, cand, rest[inner != 0], rest[inner == 0], p.n_estimators, W)
             best.append(int(np.median([mdl.best_iteration or mdl.current_iteration() for mdl in models])))
             oof[held] = self._raw(models, X[held], cand)
             step()
@@ -222,7 +246,8 @@ class LGBMRouter:
         self.calibrators_ = []
         for j in range(m):
             known = mask[:, j]
-            self.calibrators_.append(_Calibrator(p.calibration).fit(oof[known, j], Y[known, j]))
+            self.calibrators_.append(_Calibrator(p.calibration).fit(oof[known, j], Y[known, j],
+                                                                    None if W is None else W[known, j]))
         self.oof_raw_ = oof
         # cross-fitted: each fold's scores are calibrated by calibrators fit on the other folds, so
         # the policy knob chosen on oof_proba_ is not tuned on in-sample calibration
@@ -231,9 +256,9 @@ class LGBMRouter:
             held, rest = folds == k, folds != k
             for j in range(m):
                 known = rest & mask[:, j]
-                cal = _Calibrator(p.calibration).fit(oof[known, j], Y[known, j])
+                cal = _Calibrator(p.calibration).fit(oof[known, j], Y[known, j], None if W is None else W[known, j])
                 self.oof_proba_[held, j] = cal.transform(oof[held, j])
-        self.models_ = self._fit_models(X, Y, mask, cand, np.arange(n), None, self.n_estimators_)
+        self.models_ = self._fit_models(X, Y, mask, cand, np.arange(n), None, self.n_estimators_, W)
         step()
         self.candidate_features_ = cand
         self.n_features_in_ = X.shape[1]

@@ -3,13 +3,24 @@
 One row per request, one column per candidate: ``correct`` (0/1, NaN where unknown), ``quality``,
 ``cost`` (realised USD, NaN where unknown) and ``mask``; plus the requests themselves (for
 features) and their task labels (for stratified splits).
+
+Two kinds of request live side by side:
+
+- **benchmarked**: every candidate's outcome is known (``complete()``); judged directly;
+- **logged**: a production log holds the outcome of the model the serving policy chose only,
+  with the probability it had of choosing it (``chosen=true`` and ``propensity`` in the canonical
+  row). Such a request is trained on with inverse-propensity weights (:meth:`training_weights`)
+  and judged with doubly-robust pseudo-outcomes (:meth:`with_estimates`).
+
+``weight`` (per request, default 1) scales a request's say in training (e.g. older data counted
+less); judging ignores it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,19 +43,31 @@ class RoutingData:
     quality: np.ndarray
     cost: np.ndarray
     latency: np.ndarray | None = None
+    logged: np.ndarray | None = None  # (n,) the logged (chosen) candidate's column, -1 where none
+    propensity: np.ndarray | None = None  # (n,) the serving policy's probability of that choice
+    weight: np.ndarray | None = None  # (n,) training weight per request (None: all 1)
 
     @property
     def mask(self) -> np.ndarray:
         return ~np.isnan(self.correct)
 
     @property
+    def logged_only(self) -> np.ndarray:
+        """(n,) True for requests known only through a logged choice with its propensity."""
+        if self.logged is None or self.propensity is None:
+            return np.zeros(self.n_requests, dtype=bool)
+        return ~self.mask.all(axis=1) & (self.logged >= 0) & np.isfinite(self.propensity)
+
+    @property
     def n_requests(self) -> int:
         return len(self.request_ids)
 
     @classmethod
-    def from_frame(cls, frame: Any, candidates: Sequence[str] | None = None) -> RoutingData:
+    def from_frame(cls, frame: Any, candidates: Sequence[str] | None = None,
+                   row_weights: Sequence[float] | None = None) -> RoutingData:
         """Pivot a canonical outcome DataFrame. ``candidates`` fixes the column order (and drops
-        other models); by default every model in the frame, sorted."""
+        other models); by default every model in the frame, sorted. ``row_weights`` (one per frame
+        row) become request weights (a request takes its largest row weight)."""
         import pandas as pd
 
         models = list(candidates) if candidates is not None else sorted(frame["model"].unique().tolist())
@@ -54,6 +77,8 @@ class RoutingData:
                 f"No outcomes for candidate(s) {unknown} in this data (it has {sorted(frame['model'].unique())}). "
                 "Check the catalogue or the data."
             )
+        if row_weights is not None:
+            frame = frame.assign(_weight=np.asarray(row_weights, dtype=np.float64))
         frame = frame[frame["model"].isin(models)]
         firsts = frame.drop_duplicates("request_id")
         ids = firsts["request_id"].tolist()
@@ -75,19 +100,68 @@ class RoutingData:
             for p, s, sla in zip(firsts["prompt"], firsts["output_schema"], firsts["latency_sla_ms"])
         )
         tasks = firsts["task"].fillna("(none)").astype(str).to_numpy()
-        return cls(tuple(ids), requests, tasks, tuple(models), correct, quality, cost, latency)
+        logged = np.full(n, -1, dtype=np.int64)
+        propensity = np.full(n, np.nan)
+        if "chosen" in frame and "propensity" in frame:
+            chosen = frame["chosen"].eq(True).to_numpy()
+            p = pd.to_numeric(frame["propensity"], errors="coerce").astype(float).to_numpy()
+            pick = chosen & np.isfinite(p)
+            logged[rows[pick]] = cols[pick]
+            propensity[rows[pick]] = p[pick]
+        weight = None
+        if row_weights is not None:
+            weight = np.zeros(n)
+            np.maximum.at(weight, rows, frame["_weight"].to_numpy())
+        return cls(tuple(ids), requests, tasks, tuple(models), correct, quality, cost, latency, logged, propensity, weight)
 
     def subset(self, index: np.ndarray) -> RoutingData:
         """The requests at ``index`` (same candidates)."""
         idx = np.asarray(index)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[idx]
+
         return RoutingData(
             tuple(self.request_ids[i] for i in idx), tuple(self.requests[i] for i in idx), self.tasks[idx],
-            self.candidates, self.correct[idx], self.quality[idx], self.cost[idx],
-            None if self.latency is None else self.latency[idx],
+            self.candidates, self.correct[idx], self.quality[idx], self.cost[idx], take(self.latency),
+            take(self.logged), take(self.propensity), take(self.weight),
         )
 
     def complete(self) -> RoutingData:
         """Only the requests with an outcome for every candidate (what a fair comparison needs)."""
         return self.subset(np.flatnonzero(self.mask.all(axis=1)))
+
+    def trainable(self) -> RoutingData:
+        """The requests a router can learn from: benchmarked (every outcome) or logged (the chosen
+        model's outcome with its propensity). Other partial requests are left out."""
+        return self.subset(np.flatnonzero(self.mask.all(axis=1) | self.logged_only))
+
+    def training_weights(self, max_weight: float = 20.0) -> np.ndarray | None:
+        """(n, m) sample weights for the known outcomes: the request weight, times, for a logged
+        request, 1 / propensity (clipped at ``max_weight``) so each candidate's training requests
+        stand for all requests rather than those the old policy sent it. None when all are 1."""
+        w = np.ones(self.correct.shape) if self.weight is None else np.repeat(self.weight[:, None], len(self.candidates), axis=1)
+        only = self.logged_only
+        if only.any():
+            w[only] *= np.minimum(1.0 / self.propensity[only], max_weight)[:, None]
+        w = np.where(self.mask, w, 0.0)
+        return None if np.all(w[self.mask] == 1.0) else w
+
+    def with_estimates(self, q_correct: np.ndarray, q_cost: np.ndarray) -> RoutingData:
+        """A copy whose logged requests carry doubly-robust pseudo-outcomes for every candidate:
+        ``q + 1[j = logged] (observed - q) / propensity``, with ``q_correct`` (n, m) an outcome
+        model's P(correct) and ``q_cost`` (n, m) its expected cost. The mean of any policy's
+        pseudo-outcomes is the DR estimate of its accuracy (cost per query); benchmarked requests
+        keep their observed outcomes. Pseudo-outcomes may leave [0, 1]: they are estimates."""
+        only = np.flatnonzero(self.logged_only)
+        if not len(only):
+            return self
+        correct, quality, cost = self.correct.copy(), self.quality.copy(), self.cost.copy()
+        a, p = self.logged[only], self.propensity[only]
+        for target, q in ((correct, q_correct), (quality, q_correct), (cost, q_cost)):
+            observed = target[only, a]
+            q_rows = np.asarray(q, dtype=np.float64)[only].copy()
+            q_rows[np.arange(len(only)), a] += (observed - q_rows[np.arange(len(only)), a]) / p
+            target[only] = q_rows
+        return replace(self, correct=correct, quality=quality, cost=cost)

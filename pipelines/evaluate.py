@@ -21,6 +21,7 @@ from tierroute.models.catalogue import Catalogue
 from tierroute.models.heuristic import HeuristicTree
 from tierroute.models.policy import sweep
 from tierroute.pipelines.dataset import RoutingData
+from tierroute.pipelines.offpolicy import policy_estimates
 from tierroute.pipelines.metrics import aiq, apgr, bootstrap_diff, cost_at_quality, cpt, ece
 
 __all__ = ["evaluate", "point", "write_report", "heuristic_picks"]
@@ -126,18 +127,25 @@ def heuristic_picks(data: RoutingData, catalogue: Catalogue, tree: HeuristicTree
 
 def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0,
              tree: HeuristicTree | None = None) -> dict[str, Any]:
-    """Judge a fitted LearnedRouter on ``data`` (requests lacking an outcome for some candidate are
-    left out, and counted). Returns the metrics as a JSON-able dict."""
+    """Judge a fitted LearnedRouter on ``data``. Benchmarked requests (every candidate's outcome)
+    are judged as observed; logged ones (the chosen model's outcome and its propensity) by
+    doubly-robust pseudo-outcomes with this router as the outcome model, so every figure is then a
+    DR estimate (``estimator``), and ``off_policy`` gives IPS, SNIPS and DR on the logged requests
+    alone. Other partial requests are left out, and counted. Returns a JSON-able dict."""
     full = data
-    data = data.complete()
-    if not data.n_requests:
+    keep = np.flatnonzero(full.mask.all(axis=1) | full.logged_only)
+    if not len(keep):
         lacking = [m for j, m in enumerate(full.candidates) if not full.mask[:, j].any()]
         raise DataValidationError(
-            f"No request in the evaluation data has an outcome for every candidate ({len(full.request_ids)} requests; "
-            f"no outcomes at all for {lacking or 'none'}). Evaluate on outcomes of all of {list(full.candidates)}."
+            f"No request in the evaluation data has an outcome for every candidate, nor a logged choice with its "
+            f"propensity ({len(full.request_ids)} requests; no outcomes at all for {lacking or 'none'}). Evaluate on "
+            f"outcomes of all of {list(full.candidates)}, or on production logs with 'chosen' and 'propensity'."
         )
+    observed = full.subset(keep)
+    proba, expected_cost = router.predict_proba(observed.requests)
+    logged = observed.logged_only
+    data = observed.with_estimates(proba, expected_cost)
     rows = np.arange(data.n_requests)
-    proba, expected_cost = router.predict_proba(data.requests)
     chosen = router.decide(data.requests)
     singles = [point(m, data, np.full(data.n_requests, j), catalogue) for j, m in enumerate(data.candidates)]
     costs = [s["cost_per_query"] for s in singles]
@@ -145,7 +153,11 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
     cheapest = min(singles, key=lambda s: s["cost_per_query"])
     tree_picks = heuristic_picks(data, catalogue, tree)
     heuristic = point("heuristic", data, tree_picks, catalogue)
-    oracle = point("oracle", data, _oracle(data), catalogue)
+    benchmarked = data.subset(~logged)
+    oracle = (point("oracle", benchmarked, _oracle(benchmarked), catalogue) if benchmarked.n_requests
+              else {"name": "oracle", "accuracy": None, "cost_per_query": None, "cost_per_correct": None})
+    if logged.any():
+        oracle["note"] = f"benchmarked requests only ({benchmarked.n_requests}): a logged request's oracle is unknown"
     random = {
         "name": "random",
         "accuracy": float(np.mean([s["accuracy"] for s in singles])),
@@ -166,12 +178,14 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
     pts = [(c["cost_per_query"], c["accuracy"]) for c in curve]
     at_heuristic = cost_at_quality(pts, heuristic["accuracy"])
     at_best = cost_at_quality(pts, best_single["accuracy"])
-    mask = data.mask
+    mask = observed.mask
     acc_diff = bootstrap_diff(data.correct[rows, chosen], data.correct[rows, tree_picks], seed=seed)
     cost_diff = bootstrap_diff(data.cost[rows, chosen], data.cost[rows, tree_picks], seed=seed)
     report: dict[str, Any] = {
         "requests": data.n_requests,
         "requests_left_out": full.n_requests - data.n_requests,
+        "logged_requests": int(logged.sum()),
+        "estimator": "observed" if not logged.any() else ("dr" if logged.all() else "observed + dr"),
         "candidates": list(data.candidates),
         "aiq": aiq(pts, min(costs), max(costs)),
         "aiq_normalisation": "mean hull quality over [cheapest, dearest single candidate cost], linear cost",
@@ -179,8 +193,8 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
         "cost_per_query": learned["cost_per_query"],
         "cost_per_correct": learned["cost_per_correct"],
         "learned": learned,
-        "ece": ece(proba[mask], data.correct[mask]),
-        "calibration": _calibration_bins(proba[mask], data.correct[mask]),
+        "ece": ece(proba[mask], observed.correct[mask]),
+        "calibration": _calibration_bins(proba[mask], observed.correct[mask]),
         # read off the TEST curve's hull (a test-chosen point, possibly a mix of two settings): for
         # comparison at equal quality, not an operating point the router would pick by itself
         "at_heuristic_accuracy": {"cost_per_query": at_heuristic, "source": "test-curve hull",
@@ -202,6 +216,13 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
         "per_task": _per_task(data, {"learned": chosen, "heuristic": tree_picks,
                                      "best_single": np.full(data.n_requests, data.candidates.index(best_single["name"]))}),
     }
+    if logged.any():
+        at = np.flatnonzero(logged)
+        a, p = observed.logged[at], observed.propensity[at]
+        picks = {"learned": chosen[at], "heuristic": tree_picks[at],
+                 **{m: np.full(len(at), j) for j, m in enumerate(data.candidates)}}
+        report["off_policy"] = {"requests": len(at), **policy_estimates(
+            observed.correct[at, a], observed.cost[at, a], a, p, picks, proba[at], expected_cost[at])}
     if len(data.candidates) == 2:
         strong = data.candidates.index(best_single["name"])
         weak_acc, strong_acc = singles[1 - strong]["accuracy"], singles[strong]["accuracy"]
@@ -222,12 +243,16 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
     rows = [b["best_single"], b["cheapest"], b["oracle"], b["random"], b["heuristic"], report["learned"]]
     lines = [
         "# tierroute evaluation", "",
-        f"{report['requests']:,} requests ({report['requests_left_out']} left out: incomplete outcomes); "
+        f"{report['requests']:,} requests ({report['requests_left_out']} left out: incomplete outcomes; "
+        f"{report.get('logged_requests', 0)} logged requests judged by doubly-robust estimates: figures are "
+        f"{report.get('estimator', 'observed')}); "
         f"AIQ {report['aiq']:.4f} ({report['aiq_normalisation']}); ECE {report['ece']:.4f}; "
         f"{report['overlap_with_training']} of these requests were seen in training", "",
         "| router | accuracy | cost/query | cost/correct |", "|---|---|---|---|",
     ]
     for r in rows:
+        if r.get("accuracy") is None:  # the oracle of logged-only data: unknown
+            continue
         cpc = "n/a" if r.get("cost_per_correct") is None else f"{r['cost_per_correct']:.6g}"
         label = r["name"] if r is not b["best_single"] else f"best single ({r['name']})"
         lines.append(f"| {label} | {r['accuracy']:.4f} | {r['cost_per_query']:.6g} | {cpc} |")
@@ -256,6 +281,8 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
         ax.scatter(s["cost_per_query"], s["accuracy"], marker="o", s=18)
         ax.annotate(s["name"].split("/")[-1], (s["cost_per_query"], s["accuracy"]), fontsize=6)
     for key, marker in (("heuristic", "s"), ("oracle", "*")):
+        if b[key].get("accuracy") is None:
+            continue
         ax.scatter(b[key]["cost_per_query"], b[key]["accuracy"], marker=marker, s=80, label=key)
     ax.scatter(report["learned"]["cost_per_query"], report["learned"]["accuracy"], marker="D", s=60, label="learned (chosen)")
     _finish(plt, fig, ax, out / "cost_quality.png", "cost per query (USD)", "accuracy")

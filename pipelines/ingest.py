@@ -22,7 +22,7 @@ from tierroute._params import check_fraction
 from tierroute.errors import ConfigError, DataFormatError, DataValidationError, OutputDirError
 from tierroute.pipelines.adapters import ADAPTERS, FORMATS, OUTCOME_SUFFIXES, detect_format
 from tierroute.pipelines.adapters.base import RawRow
-from tierroute.pipelines.records import OUTCOME_FIELDS, OutcomeValidator
+from tierroute.pipelines.records import OUTCOME_FIELDS, OutcomeValidator, RowIssue
 
 if TYPE_CHECKING:
     from tierroute.models.catalogue import Catalogue
@@ -93,10 +93,19 @@ class IngestResult:
     inputs: list[dict[str, Any]]
     formats: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    origins: list[int] = field(default_factory=list)  # per entry of ``inputs``: the index of the path it came from
 
     @property
     def rows_kept(self) -> int:
         return len(self.dataset)
+
+    def row_origins(self) -> Any:
+        """(rows_kept,) the index into ``config.paths`` each kept row was read from (rows keep the
+        order they were read in, input by input)."""
+        import numpy as np
+
+        kept = [i["rows"] - i["quarantined"] for i in self.inputs]
+        return np.repeat(np.asarray(self.origins, dtype=np.int64), kept)
 
     @property
     def rows_quarantined(self) -> int:
@@ -156,15 +165,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _expand(paths: Sequence[str], skipped: list[str]) -> list[tuple[Path, bool]]:
-    """Files to read, each with whether the user named it (True) or it came from a folder (False).
-    Files of a folder that are passed over are appended to ``skipped``."""
-    files: list[tuple[Path, bool]] = []
-    for text in paths:
+def _expand(paths: Sequence[str], skipped: list[str]) -> list[tuple[Path, bool, int]]:
+    """Files to read, each with whether the user named it (True) or it came from a folder (False),
+    and the index of the given path it came from. Files of a folder that are passed over are
+    appended to ``skipped``."""
+    files: list[tuple[Path, bool, int]] = []
+    for origin, text in enumerate(paths):
         path = Path(text)
         if path.is_dir():
             if (path / INGEST_MANIFEST).is_file():
-                files.append((path, True))
+                files.append((path, True, origin))
                 continue
             routellm_layout = (path / "contaminated_prompts.jsonl").is_file()
             found = []
@@ -182,9 +192,9 @@ def _expand(paths: Sequence[str], skipped: list[str]) -> list[tuple[Path, bool]]
                     f"Folder {text!r} holds no outcome files (.jsonl, .csv, .parquet, .pkl). "
                     "Point at the files themselves or at the folder that holds them."
                 )
-            files.extend((p, False) for p in found)
+            files.extend((p, False, origin) for p in found)
         elif path.is_file():
-            files.append((path, True))
+            files.append((path, True, origin))
         else:
             raise DataFormatError(f"No such file or folder: {text!r}. Check the path (relative to {Path.cwd()}).")
     return files
@@ -237,12 +247,32 @@ def outcome_features() -> Any:
     return datasets.Features({name: types[name] for name in OUTCOME_FIELDS})
 
 
+def _local_rows(plan: Sequence[tuple[Path, str, int]], adapters: dict[str, Any], validator: OutcomeValidator,
+                progress: Callable[[str], None] | None) -> Iterator[Iterator[tuple[str, Any, Any]]]:
+    """Per planned file, its rows as (where, normalised record | (reason, detail), raw fields)."""
+    def rows_of(path: Path, fmt: str) -> Iterator[tuple[str, Any, Any]]:
+        rows = _ingested_rows(path) if fmt == "ingested" else adapters[fmt].rows(path)
+        for raw in _guarded(rows, path, fmt):
+            if raw.issue:
+                yield raw.where, (raw.issue, raw.detail), raw.fields
+                continue
+            result = validator.normalise(raw.fields)
+            yield raw.where, (result.reason, result.detail) if isinstance(result, RowIssue) else result, raw.fields
+
+    for n, (path, fmt, _) in enumerate(plan):
+        if progress and (len(plan) <= 8 or not n):
+            progress(f"reading {path} as {fmt}" + ("" if len(plan) <= 8 else f" (and {len(plan) - 1} more files)"))
+        yield rows_of(path, fmt)
+
+
 def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = None,
-               catalogue: Catalogue | None = None) -> IngestResult:
+               catalogue: Catalogue | None = None, engine: Any = None) -> IngestResult:
     """Ingest ``config.paths``; write ``outcomes/``, ``quarantine.jsonl`` and ``ingest.json`` under
     the run folder. Raises DataValidationError when too many rows are bad (after writing the
     quarantine file, so the reasons can be read). ``catalogue`` (a loaded one, e.g. a trained
-    router's) prices formats without a cost column; it takes precedence over ``config.catalogue``."""
+    router's) prices formats without a cost column; it takes precedence over ``config.catalogue``.
+    ``engine``: a connected :class:`tierroute.pipelines.distributed.DaskEngine` reads and normalises
+    the files on its workers; the order-dependent checks and the outputs are the same."""
     import datasets
 
     from tierroute.models.catalogue import load_catalogue
@@ -256,10 +286,10 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
         "routellm": ADAPTERS["routellm"](catalogue=catalogue, exclude_contaminated=config.exclude_contaminated),
         "outcomes": ADAPTERS["outcomes"](mapping=dict(config.mapping)),
     }
-    plan: list[tuple[Path, str]] = []
-    for path, named in files:  # decide every file's format before anything is written
+    plan: list[tuple[Path, str, int]] = []
+    for path, named, origin in files:  # decide every file's format before anything is written
         if path.is_dir():
-            plan.append((path, "ingested"))
+            plan.append((path, "ingested", origin))
             continue
         fmt = config.format if config.format != "auto" else detect_format(path, adapters)
         if fmt is None:
@@ -273,7 +303,7 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
             continue
         if fmt == "routellm":
             adapters["routellm"].check_prices(path)
-        plan.append((path, fmt))
+        plan.append((path, fmt, origin))
     out_dir = prepare_out_dir(config.out_dir, "ingest")
     validator = OutcomeValidator(correct_threshold=config.correct_threshold)
     columns: dict[str, list[Any]] = {name: [] for name in OUTCOME_FIELDS}
@@ -281,30 +311,35 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
     formats: Counter[str] = Counter()
     inputs: list[dict[str, Any]] = []
     rows_read = 0
+    if engine is not None:
+        if progress:
+            progress(f"reading {len(plan)} file(s) on the Dask workers")
+        per_file: Any = engine.normalise_files(plan, adapters, config.correct_threshold)
+    else:
+        per_file = _local_rows(plan, adapters, validator, progress)
     with (out_dir / "quarantine.jsonl").open("w", encoding="utf-8") as quarantine:
-        for path, fmt in plan:
-            rows = _ingested_rows(path) if fmt == "ingested" else adapters[fmt].rows(path)
-            if progress and (len(plan) <= 8 or not inputs):
-                progress(f"reading {path} as {fmt}" + ("" if len(plan) <= 8 else f" (and {len(plan) - 1} more files)"))
+        for (path, fmt, _), rows in zip(plan, per_file):
             formats[fmt] += 1
             read_before, bad_before = rows_read, sum(reasons.values())
-            for raw in _guarded(rows, path, fmt):
+            for where, result, fields in rows:
                 rows_read += 1
-                result = (raw.issue, raw.detail) if raw.issue else validator.validate(raw.fields, raw.where)
+                if isinstance(result, dict):
+                    result = validator.check_unique(result, where)
                 if isinstance(result, dict):
                     for name in OUTCOME_FIELDS:
                         columns[name].append(result[name])
                     continue
                 reason, detail = result if isinstance(result, tuple) else (result.reason, result.detail)
                 reasons[reason] += 1
-                record = {"where": raw.where, "reason": reason, "detail": detail, "row": _json_safe(raw.fields)}
+                record = {"where": where, "reason": reason, "detail": detail, "row": _json_safe(fields)}
                 quarantine.write(json.dumps(record, ensure_ascii=False) + "\n")
             inputs.append({
                 "path": str(path), "format": fmt, "sha256": None if path.is_dir() else _sha256(path),
                 "rows": rows_read - read_before, "quarantined": sum(reasons.values()) - bad_before,
             })
     table = datasets.Dataset.from_dict(columns, features=outcome_features())
-    result = IngestResult(table, out_dir, rows_read, dict(reasons), inputs, dict(formats), skipped)
+    result = IngestResult(table, out_dir, rows_read, dict(reasons), inputs, dict(formats), skipped,
+                          [origin for _, _, origin in plan])
     bad = sum(n for r, n in reasons.items() if r not in EXCLUSION_REASONS)
     counted = rows_read - sum(n for r, n in reasons.items() if r in EXCLUSION_REASONS)
     listing = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())) or "none"

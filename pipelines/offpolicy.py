@@ -26,7 +26,7 @@ import numpy as np
 
 from tierroute.errors import DataValidationError
 
-__all__ = ["Estimate", "ips", "snips", "doubly_robust", "ESTIMATORS"]
+__all__ = ["Estimate", "ips", "snips", "doubly_robust", "policy_estimates", "ESTIMATORS"]
 
 ESTIMATORS = ("ips", "snips", "dr")
 _Z = 1.959963984540054
@@ -112,3 +112,27 @@ def doubly_robust(rewards: Any, logged: Any, propensities: Any, target: Any, q_h
     match = a == t
     terms = q[rows, t] + np.where(match, (r - q[rows, a]) / p, 0.0)
     return _estimate("dr", terms, int(match.sum()))
+
+
+def policy_estimates(correct: np.ndarray, cost: np.ndarray, logged: np.ndarray, propensities: np.ndarray,
+                     picks: dict[str, np.ndarray], q_correct: np.ndarray, q_cost: np.ndarray) -> dict[str, Any]:
+    """Every estimator's figure for several deterministic policies on the same logged requests.
+
+    ``correct``/``cost`` (n,) the logged choice's observed outcome; ``logged`` (n,) its column;
+    ``picks`` policy name -> (n,) columns it would choose; ``q_correct``/``q_cost`` (n, m) the
+    outcome model for DR. Returns ``{name: {"accuracy": {"ips": ..., "snips": ..., "dr": ...},
+    "cost_per_query": {...}}}`` with each entry an :class:`Estimate` as a dict (SNIPS is left out,
+    with the reason, when a policy never agrees with a logged choice)."""
+    out: dict[str, Any] = {}
+    for name, target in picks.items():
+        figures: dict[str, Any] = {}
+        for metric, reward, q in (("accuracy", correct, q_correct), ("cost_per_query", cost, q_cost)):
+            entry: dict[str, Any] = {"ips": ips(reward, logged, propensities, target).to_dict()}
+            try:
+                entry["snips"] = snips(reward, logged, propensities, target).to_dict()
+            except DataValidationError as exc:
+                entry["snips"] = {"estimator": "snips", "value": None, "reason": str(exc)}
+            entry["dr"] = doubly_robust(reward, logged, propensities, target, q).to_dict()
+            figures[metric] = entry
+        out[name] = figures
+    return out

@@ -6,8 +6,12 @@ only when the evidence says it is not worse.
     promote_version(tracking_uri, challenger_version, data_paths)            # gate, then move the alias
     rollback(tracking_uri)                                                   # the previous champion back
 
-The gate compares the two routers on the same held-out requests (every candidate's outcome known),
-resampling requests (paired bootstrap, 95% intervals):
+The gate compares the two routers on the same held-out requests, resampling requests (paired
+bootstrap, 95% intervals). Benchmarked requests (every candidate's outcome known) count as
+observed; logged ones (the chosen model's outcome and its propensity) by their doubly-robust
+pseudo-outcomes, with both routers' averaged P(correct) as the outcome model, so the figures are
+then DR estimates (``figures["estimator"]``); ``figures["off_policy"]`` adds IPS, SNIPS and DR on
+the logged requests alone, for the challenger, the champion and the heuristic.
 
 - quality: challenger minus champion accuracy must not be below ``-quality_tolerance`` (the
   interval's low end is what counts);
@@ -96,22 +100,34 @@ def _outcomes(picks: np.ndarray, data: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def gate(champion: Any | None, challenger: Any, data: Any, catalogue: Any, config: GateConfig | None = None) -> GateResult:
     """Decide whether ``challenger`` (a fitted LearnedRouter) may replace ``champion`` (one, or
-    None), judged on ``data`` (a RoutingData of held-out requests; incomplete ones are left out)."""
+    None), judged on ``data`` (a RoutingData of held-out requests: benchmarked or logged; other partial ones are
+    left out)."""
     from tierroute.pipelines.evaluate import heuristic_picks
 
     config = config if config is not None else GateConfig()
-    data = data.complete()
-    if data.n_requests < 20:
-        raise ConfigError(f"The gate needs held-out requests with every candidate's outcome; {data.n_requests} have them "
-                          "(at least 20 needed). Pass more evaluation data.")
+    observed = data.subset(np.flatnonzero(data.mask.all(axis=1) | data.logged_only))
+    if observed.n_requests < 20:
+        raise ConfigError(f"The gate needs held-out requests with every candidate's outcome or a logged choice with its "
+                          f"propensity; {observed.n_requests} have them (at least 20 needed). Pass more evaluation data.")
     for label, router in (("challenger", challenger), ("champion", champion)):
-        if router is not None and tuple(router.candidates_) != tuple(data.candidates):
+        if router is not None and tuple(router.candidates_) != tuple(observed.candidates):
             raise ConfigError(f"The {label} routes between {list(router.candidates_)} but the evaluation data has "
-                              f"{list(data.candidates)}; the gate compares routers over the same candidates. Retrain it, "
+                              f"{list(observed.candidates)}; the gate compares routers over the same candidates. Retrain it, "
                               "or evaluate on data for its candidates.")
-    new_correct, new_cost = _outcomes(challenger.decide(data.requests), data)
-    tree_correct, tree_cost = _outcomes(heuristic_picks(data, catalogue), data)
-    figures: dict[str, Any] = {"requests": data.n_requests, "config": asdict(config),
+    logged = observed.logged_only
+    data, q = observed, None
+    if logged.any():  # doubly-robust pseudo-outcomes; the outcome model: both routers' estimates averaged
+        estimates = [r.predict_proba(observed.requests) for r in (challenger, champion) if r is not None]
+        q = (np.mean([e[0] for e in estimates], axis=0), np.mean([e[1] for e in estimates], axis=0))
+        data = observed.with_estimates(*q)
+    picks = {"challenger": challenger.decide(data.requests), "heuristic": heuristic_picks(data, catalogue)}
+    if champion is not None:
+        picks["champion"] = champion.decide(data.requests)
+    new_correct, new_cost = _outcomes(picks["challenger"], data)
+    tree_correct, tree_cost = _outcomes(picks["heuristic"], data)
+    figures: dict[str, Any] = {"requests": data.n_requests, "logged_requests": int(logged.sum()),
+                               "estimator": "observed" if not logged.any() else ("dr" if logged.all() else "observed + dr"),
+                               "config": asdict(config),
                                "challenger": {"accuracy": float(new_correct.mean()),
                                               "cost_per_correct": _cpc(new_cost, new_correct)},
                                "heuristic": {"accuracy": float(tree_correct.mean()),
@@ -126,8 +142,15 @@ def gate(champion: Any | None, challenger: Any, data: Any, catalogue: Any, confi
                        f"[{vs_tree['accuracy_diff_low']:+.4f}, {vs_tree['accuracy_diff_high']:+.4f}], cost per correct "
                        f"x{vs_tree['cost_per_correct_ratio']:.3f} [x{vs_tree['cost_per_correct_ratio_low']:.3f}, "
                        f"x{vs_tree['cost_per_correct_ratio_high']:.3f}]")
+    if q is not None:
+        from tierroute.pipelines.offpolicy import policy_estimates
+
+        at = np.flatnonzero(logged)
+        a, p = observed.logged[at], observed.propensity[at]
+        figures["off_policy"] = {"requests": len(at), **policy_estimates(
+            observed.correct[at, a], observed.cost[at, a], a, p, {k: v[at] for k, v in picks.items()}, q[0][at], q[1][at])}
     if champion is not None:
-        old_correct, old_cost = _outcomes(champion.decide(data.requests), data)
+        old_correct, old_cost = _outcomes(picks["champion"], data)
         figures["champion"] = {"accuracy": float(old_correct.mean()), "cost_per_correct": _cpc(old_cost, old_correct)}
         vs_old = _paired(new_correct, new_cost, old_correct, old_cost, config)
         figures["vs_champion"] = vs_old

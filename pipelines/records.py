@@ -151,10 +151,20 @@ class OutcomeValidator:
     def validate(self, raw: Mapping[str, Any], where: str) -> dict[str, Any] | RowIssue:
         """Return the canonical record, or the :class:`RowIssue` that sends the row to quarantine.
         ``where`` names the row's origin (``file:line``) for messages."""
+        record = self.normalise(raw)
+        return record if isinstance(record, RowIssue) else self.check_unique(record, where)
+
+    def normalise(self, raw: Mapping[str, Any]) -> dict[str, Any] | RowIssue:
+        """The row-local half of :meth:`validate` (types, ranges, schema): no state, so files can be
+        normalised in parallel (the Dask engine) and then pass :meth:`check_unique` in order."""
         try:
-            record = self._normalise(raw)
+            return self._normalise(raw)
         except _Bad as bad:
             return bad.issue
+
+    def check_unique(self, record: dict[str, Any], where: str) -> dict[str, Any] | RowIssue:
+        """The stateful half of :meth:`validate`: one prompt per request_id, one outcome per
+        request x model, in the order rows arrive."""
         key = (record["request_id"], record["model"])
         phash = prompt_hash(record["prompt"])
         first = self._prompts.get(record["request_id"])

@@ -10,15 +10,17 @@ with the champion's configuration -> the promotion gate on held-out new requests
    their requests (per task) is held out for the gate and never trained on.
 3. The previous training data (``previous``; by default the champion's own training files, when
    they are still on disk) is joined, minus rows older than ``window_days`` when set, and minus
-   requests the new logs hold again (the newer outcomes win).
+   requests the new logs hold again (the newer outcomes win); its requests count
+   ``previous_weight`` times as much as the new ones in training (default 1).
 4. The challenger is trained (``tierroute train`` with the champion's settings: the run is tracked
    and registered) and gated against the champion and the tree on the held-out requests
    (:mod:`tierroute.pipelines.promote`).
 
-Training and the gate need every candidate's outcome for a request (benchmark-style logs);
-requests with only the chosen model's outcome are kept in the table but left out of both (their
-off-policy value is what :mod:`tierroute.pipelines.offpolicy` estimates). Same inputs, same seed:
-the same model (the bundle id is reproducible).
+New logs may be benchmark-style (every candidate's outcome per request) or production logs (the
+chosen model's outcome only, with ``chosen`` and the logged ``propensity``). Logged requests train
+with inverse-propensity weights, and the gate judges them by doubly-robust estimates, reporting
+IPS, SNIPS and DR for challenger, champion and heuristic (``gate.figures["off_policy"]``). Same
+inputs, same seed: the same model (the bundle id is reproducible).
 """
 
 from __future__ import annotations
@@ -45,12 +47,15 @@ class RetrainConfig:
     logs: tuple[str, ...]
     previous: tuple[str, ...] | None = None  # None: the champion's own training files
     window_days: float | None = None
+    previous_weight: float = 1.0  # a previous request's training weight, relative to a new one
     holdout_fraction: float = 0.25
     seed: int = 0
     tracking_uri: str = DEFAULT_TRACKING_URI
     out_dir: str | None = None
     gate: GateConfig = field(default_factory=GateConfig)
     cache_dir: str = "runs/cache"  # embeddings and distilled encoders, as `tierroute train`
+    engine: str = "local"  # "dask": the challenger's training runs on the cluster at ``scheduler``
+    scheduler: str = "local"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "logs", tuple(map(str, self.logs)))
@@ -61,6 +66,9 @@ class RetrainConfig:
         if self.window_days is not None:
             check_number(self.window_days, "window_days", "RetrainConfig", 0.0)
         check_number(self.holdout_fraction, "holdout_fraction", "RetrainConfig", 0.05, 0.9)
+        check_number(self.previous_weight, "previous_weight", "RetrainConfig", 1e-6)
+        if self.engine not in ("local", "dask"):
+            raise ConfigError(f"The 'engine' parameter of RetrainConfig must be one of ('local', 'dask'). Got {self.engine!r} instead.")
         check_int(self.seed, "seed", "RetrainConfig", 0)
 
 
@@ -107,6 +115,12 @@ def _holdout(frame: Any, fraction: float, seed: int) -> set[str]:
     return held
 
 
+def _logged_requests(frame: Any) -> int:
+    """Requests of a canonical frame known through a logged choice (chosen with a propensity)."""
+    logged = frame["chosen"].eq(True) & frame["propensity"].notna()
+    return int(frame.loc[logged, "request_id"].nunique())
+
+
 def run_retrain(config: RetrainConfig, progress: Any = None) -> RetrainResult:
     """Train a challenger on the joined data with the champion's settings, then gate it."""
     from tierroute.pipelines.ingest import IngestConfig, prepare_out_dir, run_ingest
@@ -138,15 +152,21 @@ def run_retrain(config: RetrainConfig, progress: Any = None) -> RetrainResult:
             old = old[[s is None or s >= cutoff for s in stamps]]
         old = old[~old["request_id"].isin(set(new["request_id"]))]  # newer outcomes win
     held = _holdout(new, config.holdout_fraction, config.seed)
-    train_rows = _records(new[~new["request_id"].isin(held)]) + (_records(old) if old is not None else [])
-    train_path = _write(train_rows, out / "data" / "train.jsonl")
+    new_rows = _records(new[~new["request_id"].isin(held)])
+    old_rows = _records(old) if old is not None else []
+    data_paths = [str(_write(new_rows, out / "data" / "train-new.jsonl"))]
+    weights: tuple[float, ...] = ()
+    if old_rows:
+        data_paths.append(str(_write(old_rows, out / "data" / "train-previous.jsonl")))
+        weights = (1.0, config.previous_weight)
     holdout_path = _write(_records(new[new["request_id"].isin(held)]), out / "data" / "holdout.jsonl")
     learned = champion.config
     static_dims = champion.encoder.dims if learned.encoder == "static" and champion.encoder is not None else 64
     catalogue = champion.catalogue_.source if Path(str(champion.catalogue_.source)).is_file() else champion.catalogue_.name
     stage(progress, f"training the challenger with the champion's settings (version {current.version})")
     trained = run_train(TrainConfig(
-        data=(str(train_path),), eval_data=(str(holdout_path),), catalogue=catalogue, encoder=learned.encoder,
+        data=tuple(data_paths), data_weights=weights, eval_data=(str(holdout_path),), catalogue=catalogue, encoder=learned.encoder,
+        max_ips_weight=getattr(learned, "max_ips_weight", 20.0), engine=config.engine, scheduler=config.scheduler,
         static_dims=static_dims, router=learned.router, policy=learned.policy, target=learned.target, seed=config.seed,
         tracking_uri=config.tracking_uri, out_dir=str(out / "train"), cache_dir=config.cache_dir), progress=progress)
     versions = client.search_model_versions(f"name='tierroute' and run_id='{trained.run_id}'")
@@ -155,8 +175,8 @@ def run_retrain(config: RetrainConfig, progress: Any = None) -> RetrainResult:
     version = str(max(int(v.version) for v in versions))
     stage(progress, f"gating version {version} against the champion (version {current.version})")
     gate = promote_version(config.tracking_uri, version, (str(holdout_path),), config.gate, out_dir=str(out / "promote"))
-    rows = {"new": int(len(new)), "previous": int(0 if old is None else len(old)), "train": len(train_rows),
-            "held_out_requests": len(held)}
+    rows = {"new": int(len(new)), "previous": int(0 if old is None else len(old)), "train": len(new_rows) + len(old_rows),
+            "held_out_requests": len(held), "logged_new_requests": int(_logged_requests(new))}
     result = RetrainResult(version, str(trained.run_id), gate, out, rows)
     (out / "retrain.json").write_text(json.dumps(result.summary(), indent=2, default=str) + "\n", encoding="utf-8")
     return result

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tierroute._params import check_int
+from tierroute._params import check_int, check_number
 from tierroute.models.catalogue import builtin_catalogue
 
-__all__ = ["SyntheticConfig", "generate", "write_jsonl", "TASKS"]
+__all__ = ["SyntheticConfig", "generate", "write_jsonl", "production_log", "TASKS"]
 
 # task -> (tier1, tier2, tier3 base log-odds of a correct answer, difficulty penalty per tier)
 TASKS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -157,3 +157,30 @@ def write_jsonl(config: SyntheticConfig, path: str | Path) -> Path:
         for row in generate(config):
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     return target
+
+
+def production_log(config: SyntheticConfig, epsilon: float = 0.1, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """What a production log of the same workload holds: per request, only the outcome of the model
+    the serving policy chose, with ``chosen`` and ``propensity``. The logging policy is the article's
+    tree (what serves before a learned router) with an epsilon-uniform exploration slice, as
+    ``tierroute serve --explore`` logs it: propensity (1 - epsilon) [tree's pick] + epsilon / 3."""
+    from tierroute.models.heuristic import HeuristicTree
+    from tierroute.request import Request
+
+    check_number(epsilon, "epsilon", "production_log", 0.0, 1.0)
+    rng = random.Random(seed)
+    catalogue = builtin_catalogue("article")
+    tree = HeuristicTree()
+    rows = list(generate(config))
+    for start in range(0, len(rows), 3):  # generate() yields each request's three models in a row
+        group = rows[start : start + 3]
+        first = group[0]
+        schema = first["output_schema"]
+        request = Request(first["prompt"], schema, first["latency_sla_ms"])
+        greedy = catalogue.serving_model(tree.route(request).tier)
+        models = [r["model"] for r in group]
+        pick = rng.choice(models) if rng.random() < epsilon else greedy
+        propensity = (1 - epsilon) * (pick == greedy) + epsilon / len(models)
+        row = dict(group[models.index(pick)])
+        row.update(chosen=True, propensity=round(propensity, 12))
+        yield row

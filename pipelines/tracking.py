@@ -152,6 +152,8 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
                    if isinstance(report.get(k), (int, float))}
         for key in ("heuristic", "oracle", "random", "best_single", "cheapest"):
             b = report["baselines"][key]
+            if b.get("accuracy") is None:  # the oracle of logged-only data is unknown
+                continue
             metrics[f"{key}.accuracy"] = b["accuracy"]
             metrics[f"{key}.cost_per_query"] = b["cost_per_query"]
         mlflow.log_metrics(metrics)

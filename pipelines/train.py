@@ -25,6 +25,7 @@ from tierroute.models.catalogue import BUILTIN_CATALOGUES, Catalogue, find_built
 from tierroute.models.learned import LearnedConfig, LearnedRouter
 from tierroute.models.policy import POLICY_KINDS
 from tierroute.models.router import RouterParams
+from tierroute.pipelines.distributed import ENGINES
 from tierroute.pipelines.ingest import IngestConfig, prepare_out_dir, run_ingest
 from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
 
@@ -54,9 +55,24 @@ class TrainConfig:
     register: bool = True
     cache_dir: str = "runs/cache"
     max_bad_fraction: float = 0.05
+    # one weight per ``data`` path (empty: all 1): how much that file's requests count in training
+    # (e.g. previous weeks' data at 0.5 next to this week's logs at 1); evaluation ignores weights
+    data_weights: tuple[float, ...] = ()
+    max_ips_weight: float = 20.0  # logged requests: weight 1 / propensity, clipped here (1: unweighted)
+    # "dask": ingestion, features and LightGBM on a Dask cluster at ``scheduler`` (an address, or
+    # "local" for a LocalCluster here); see pipelines/distributed.py
+    engine: str = "local"
+    scheduler: str = "local"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", tuple(map(str, self.data)))
+        object.__setattr__(self, "data_weights", tuple(self.data_weights))
+        if self.data_weights:
+            if len(self.data_weights) != len(self.data):
+                raise ConfigError(f"TrainConfig got {len(self.data_weights)} data_weights for {len(self.data)} data paths; "
+                                  "give one weight per path, or none.")
+            for w in self.data_weights:
+                check_number(w, "data_weights", "TrainConfig", 1e-6)
         object.__setattr__(self, "eval_data", tuple(map(str, self.eval_data)))
         if self.encoder not in (*ENCODERS, "none"):
             raise ConfigError(f"The 'encoder' parameter of TrainConfig must be one of {(*ENCODERS, 'none')}. Got {self.encoder!r} instead.")
@@ -68,10 +84,13 @@ class TrainConfig:
         check_number(self.target, "target", "TrainConfig", 0.0, 2.0)
         check_fraction(self.max_bad_fraction, "max_bad_fraction", "TrainConfig")
         check_int(self.static_dims, "static_dims", "TrainConfig", 2, 384)
+        check_number(self.max_ips_weight, "max_ips_weight", "TrainConfig", 1.0)
+        if self.engine not in ENGINES:
+            raise ConfigError(f"The 'engine' parameter of TrainConfig must be one of {ENGINES}. Got {self.engine!r} instead.")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["data"], d["eval_data"] = list(self.data), list(self.eval_data)
+        d["data"], d["eval_data"], d["data_weights"] = list(self.data), list(self.eval_data), list(self.data_weights)
         return d
 
 
@@ -165,7 +184,18 @@ def _split(tasks: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarr
 def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None) -> TrainResult:
     """Run the job; returns the run id (None when tracking is off), folder, report and router.
     ``progress``: a :class:`tierroute.progress.Progress` (stage lines and bars) or any callable
-    taking a message (stage lines only); None is silent."""
+    taking a message (stage lines only); None is silent. ``config.engine == "dask"`` connects to
+    ``config.scheduler`` for the job's ingestion, features and LightGBM fits."""
+    if config.engine == "dask":
+        from tierroute.pipelines.distributed import DaskConfig, DaskEngine
+
+        (progress or (lambda message: None))(f"connecting to the Dask cluster ({config.scheduler})")
+        with DaskEngine(DaskConfig(config.scheduler)) as engine:
+            return _run_train(config, progress, engine)
+    return _run_train(config, progress, None)
+
+
+def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engine: Any) -> TrainResult:
     from tierroute.pipelines.dataset import RoutingData
     from tierroute.pipelines.evaluate import evaluate, write_report
     from tierroute.pipelines.synthetic import SyntheticConfig, write_jsonl
@@ -181,29 +211,31 @@ def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None
         paths = (str(write_jsonl(SyntheticConfig(config.synthetic_requests, config.seed), out / "data" / "synthetic.jsonl")),)
     say("ingesting outcomes")
     ingested = run_ingest(IngestConfig(paths=paths, format=config.format, out_dir=str(out / "ingest"),
-                                       max_bad_fraction=config.max_bad_fraction, catalogue=config.catalogue))
+                                       max_bad_fraction=config.max_bad_fraction, catalogue=config.catalogue), engine=engine)
     frame = ingested.to_pandas()
     models = sorted(frame["model"].unique().tolist())
     catalogue = pick_catalogue(config.catalogue, models)
-    data = RoutingData.from_frame(frame, models)
+    weighted = config.data_weights and len(set(config.data_weights)) > 1
+    data = RoutingData.from_frame(frame, models, np.asarray(config.data_weights)[ingested.row_origins()] if weighted else None)
     if config.eval_data:
         evaluated = run_ingest(IngestConfig(paths=config.eval_data, format=config.format, out_dir=str(out / "ingest-eval"),
                                             max_bad_fraction=config.max_bad_fraction, catalogue=config.catalogue))
-        train, test = data.complete(), RoutingData.from_frame(evaluated.to_pandas(), models)
+        train, test = data.trainable(), RoutingData.from_frame(evaluated.to_pandas(), models)
     else:
         train_idx, test_idx = _split(data.tasks, config.test_fraction, config.seed)
-        train, test = data.subset(train_idx).complete(), data.subset(test_idx)
+        train, test = data.subset(train_idx).trainable(), data.subset(test_idx)
     if train.n_requests < 2 * config.router.n_folds:
         raise ConfigError(
-            f"Only {train.n_requests} training requests have an outcome for every candidate; at least "
-            f"{2 * config.router.n_folds} are needed. Add outcome data."
+            f"Only {train.n_requests} training requests have an outcome for every candidate or a logged choice with "
+            f"its propensity; at least {2 * config.router.n_folds} are needed. Add outcome data."
         )
     say(f"building features ({config.encoder} encoder) for {train.n_requests:,} training requests")
     cache_dir = Path(config.cache_dir)
     encoder = make_encoder(config.encoder, [r.prompt for r in train.requests], cache_dir, progress, config.static_dims)
-    learned = LearnedConfig(encoder=config.encoder, router=config.router, policy=config.policy, target=config.target)
+    learned = LearnedConfig(encoder=config.encoder, router=config.router, policy=config.policy, target=config.target,
+                            max_ips_weight=config.max_ips_weight)
     say(f"embedding prompts and fitting {config.router.kind} LightGBM with {config.router.n_folds}-fold calibration")
-    router = LearnedRouter(learned, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue, progress)
+    router = LearnedRouter(learned, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue, progress, engine)
     say(f"evaluating on {test.n_requests:,} held-out requests")
     report = evaluate(router, test, catalogue, seed=config.seed)
     report["train_seconds"] = time.perf_counter() - clock

@@ -4,7 +4,7 @@ builds a frozen config and calls a job. A TierrouteError becomes one line on std
     tierroute ingest PATH... [--format auto|routerbench|routellm|outcomes] [--out DIR] [--json]
     tierroute audit PATH... [--catalogue FILE] [--json]
     tierroute train [--data PATH...] [--format ...] [--catalogue FILE] [--encoder static|minilm]
-                    [--eval-data PATH...] [--out DIR] [--json]
+                    [--eval-data PATH...] [--engine local|dask --scheduler ADDRESS] [--out DIR] [--json]
     tierroute evaluate --model RUN_ID|DIR --data PATH... [--out DIR] [--json]
     tierroute export RUN_ID|DIR|models:/URI --out DIR [--json]
     tierroute route (--prompt TEXT | --input REQUESTS.jsonl) [--bundle DIR|models:/URI] [--schema JSON]
@@ -14,9 +14,11 @@ builds a frozen config and calls a job. A TierrouteError becomes one line on std
     tierroute rollback [--json]
     tierroute retrain --logs NEW... [--previous PATH...] [--window-days N] [--json]   (exit 3: refused)
     tierroute drift --bundle DIR --log FILE... [--fail-on-drift] [--json]             (exit 4: drift)
+    tierroute benchmark --prompts FILE --catalogue FILE --out OUTCOMES.jsonl [--budget USD] [--json]
 
 The serving-side commands (export, route, serve) are parsed in :mod:`tierroute.cli_serve`, the
-lifecycle ones (retrain, promote, rollback, drift) in :mod:`tierroute.cli_lifecycle`; the rest here.
+lifecycle ones (retrain, promote, rollback, drift) in :mod:`tierroute.cli_lifecycle`, benchmark in
+:mod:`tierroute.cli_benchmark`; the rest here.
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """``--engine`` / ``--scheduler`` (train, retrain)."""
+    p.add_argument("--engine", default="local", choices=["local", "dask"],
+                   help="where ingestion, features and LightGBM run (dask: on the cluster at --scheduler)")
+    p.add_argument("--scheduler", default="local", metavar="ADDRESS",
+                   help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 ('local': a LocalCluster here; default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierroute", description="Route each LLM request to the cheapest tier likely to answer it correctly.")
     parser.add_argument("--version", action="version", version=f"tierroute {__version__}")
@@ -79,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--synthetic-requests", type=int, default=3000, metavar="N", help="size of the built-in workload (default 3000)")
     train.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db; '' = off)")
     train.add_argument("--out", default=None, metavar="DIR", help="new folder for the run (default runs/train-<time>)")
+    add_engine_options(train)
     train.add_argument("--json", action="store_true", help="print one JSON object")
 
     evaluate = sub.add_parser("evaluate", help="judge a trained router on outcome data")
@@ -89,11 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default=None, metavar="DIR", help="new folder for the report (default runs/evaluate-<time>)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
+    from tierroute.cli_benchmark import add_benchmark_command
     from tierroute.cli_lifecycle import add_lifecycle_commands
     from tierroute.cli_serve import add_serving_commands
 
     add_serving_commands(sub)
     add_lifecycle_commands(sub)
+    add_benchmark_command(sub)
     return parser
 
 
@@ -181,6 +194,8 @@ def _print_eval(report: dict[str, Any], out: TextIO) -> None:
             (f"cheapest ({b['cheapest']['name']})", b["cheapest"]), ("random", b["random"]), ("oracle", b["oracle"])]
     print(f"{'router':<44} {'accuracy':>9} {'cost/query':>12} {'cost/correct':>13}", file=out)
     for label, r in rows:
+        if r.get("accuracy") is None:  # the oracle of logged-only data is unknown
+            continue
         cpc = "n/a" if r.get("cost_per_correct") is None else f"{r['cost_per_correct']:.6g}"
         print(f"{label:<44} {100 * r['accuracy']:>8.2f}% {r['cost_per_query']:>12.6g} {cpc:>13}", file=out)
     print(f"AIQ {report['aiq']:.4f}  ECE {report['ece']:.4f}  requests {report['requests']:,}", file=out)
@@ -197,7 +212,7 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
         data=tuple(args.data), format=args.format, catalogue=args.catalogue, encoder=args.encoder,
         eval_data=tuple(args.eval_data), out_dir=args.out, static_dims=args.static_dims, seed=args.seed, router=RouterParams(kind=args.kind, seed=args.seed),
         policy=args.policy, tracking_uri=DEFAULT_TRACKING_URI if args.tracking_uri is None else args.tracking_uri,
-        synthetic_requests=args.synthetic_requests,
+        synthetic_requests=args.synthetic_requests, engine=args.engine, scheduler=args.scheduler,
     )
     result = run_train(config, progress=_bars(args))
     if args.json:
@@ -242,11 +257,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     refused, 4 drift flagged with --fail-on-drift)."""
     args = build_parser().parse_args(argv)
     stream = out if out is not None else sys.stdout
+    from tierroute.cli_benchmark import BENCHMARK_COMMANDS
     from tierroute.cli_lifecycle import LIFECYCLE_COMMANDS
     from tierroute.cli_serve import SERVING_COMMANDS
 
     commands = {"ingest": _cmd_ingest, "audit": _cmd_audit, "train": _cmd_train, "evaluate": _cmd_evaluate,
-                **SERVING_COMMANDS, **LIFECYCLE_COMMANDS}
+                **SERVING_COMMANDS, **LIFECYCLE_COMMANDS, **BENCHMARK_COMMANDS}
     try:
         return commands[args.command](args, stream)
     except TierrouteError as exc:

@@ -29,9 +29,14 @@ def add_lifecycle_commands(sub: Any) -> None:
     retrain.add_argument("--previous", nargs="*", default=None, metavar="PATH",
                          help="previous training data (default: the champion's own training files, if still on disk)")
     retrain.add_argument("--window-days", type=float, default=None, metavar="DAYS", help="drop previous rows older than this")
+    retrain.add_argument("--previous-weight", type=float, default=1.0, metavar="W",
+                         help="training weight of a previous request relative to a new one (default 1)")
     retrain.add_argument("--holdout-fraction", type=float, default=0.25, metavar="F",
                          help="share of the new requests held out for the gate (default 0.25)")
     retrain.add_argument("--seed", type=int, default=0)
+    from tierroute.cli import add_engine_options
+
+    add_engine_options(retrain)
     retrain.add_argument("--out", default=None, metavar="DIR", help="new folder for the run (default runs/retrain-<time>)")
     retrain.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")
     retrain.add_argument("--json", action="store_true", help="print one JSON object")
@@ -99,7 +104,8 @@ def _cmd_retrain(args: argparse.Namespace, out: TextIO) -> int:
 
     _quiet()
     config = RetrainConfig(logs=tuple(args.logs), previous=None if args.previous is None else tuple(args.previous),
-                           window_days=args.window_days, holdout_fraction=args.holdout_fraction, seed=args.seed,
+                           window_days=args.window_days, previous_weight=args.previous_weight, engine=args.engine,
+                           scheduler=args.scheduler, holdout_fraction=args.holdout_fraction, seed=args.seed,
                            tracking_uri=args.tracking_uri or DEFAULT_TRACKING_URI, out_dir=args.out)
     result = run_retrain(config, progress=Progress(enabled=not args.json))
     if args.json:
@@ -109,6 +115,14 @@ def _cmd_retrain(args: argparse.Namespace, out: TextIO) -> int:
         print(f"challenger version {result.version} (run {result.run_id}): {verdict}", file=out)
         for reason in result.gate.reasons:
             print(f"  - {reason}", file=out)
+        figures = result.gate.figures
+        if figures.get("logged_requests"):
+            print(f"  held-out figures are {figures['estimator']} estimates ({figures['logged_requests']} logged requests):", file=out)
+            for name, est in figures["off_policy"].items():
+                if isinstance(est, dict):
+                    acc = est["accuracy"]
+                    print(f"    {name:<11} accuracy dr {acc['dr']['value']:.4f} [{acc['dr']['ci_low']:.4f}, {acc['dr']['ci_high']:.4f}]"
+                          f"  ips {acc['ips']['value']:.4f}  cost/query dr {est['cost_per_query']['dr']['value']:.6g}", file=out)
         print(f"rows: {result.rows}; outputs in {result.out_dir}/", file=out)
     return 0 if result.gate.promote else 3
 

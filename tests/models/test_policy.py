@@ -303,3 +303,32 @@ def test_choose_row_equals_choose_on_every_row(kind: str, values: tuple[float, .
                         want = expected[i] if expected is not None else choose(policy, proba[i:i + 1], cost[i:i + 1],
                                                                                  None if fz is None else fz[i:i + 1])[0]
                         assert got == want, (kind, value, frontier, i)
+
+
+def test_pick_knob_weights_can_change_the_chosen_knob() -> None:
+    # unweighted, target 0.75: cheap on requests 0-2 (request 2 wrong) reaches it at mean cost 3.25
+    plain = pick_knob("threshold", KNOB_P, KNOB_C, KNOB_Y, KNOB_C, 0.75)
+    np.testing.assert_array_equal(choose(plain, KNOB_P, KNOB_C), [0, 0, 0, 1])
+    # request 2 weighs 10: getting it wrong costs 10 / 13 of the accuracy, so it must go dear too
+    heavy = pick_knob("threshold", KNOB_P, KNOB_C, KNOB_Y, KNOB_C, 0.75, weight=np.array([1.0, 1.0, 10.0, 1.0]))
+    np.testing.assert_array_equal(choose(heavy, KNOB_P, KNOB_C), [0, 0, 1, 1])
+    # with requests 0-1 weighing nothing, all-cheap (accuracy 0.5 unweighted) scores 0 and the
+    # cheapest knob reaching 0.5 sends request 3 dear (weighted accuracy 0.5, cost 5.5)
+    np.testing.assert_array_equal(choose(pick_knob("lambda", KNOB_P, KNOB_C, KNOB_Y, KNOB_C, 0.5), KNOB_P, KNOB_C), [0, 0, 0, 0])
+    light = pick_knob("lambda", KNOB_P, KNOB_C, KNOB_Y, KNOB_C, 0.5, weight=np.array([0.0, 0.0, 1.0, 1.0]))
+    np.testing.assert_array_equal(choose(light, KNOB_P, KNOB_C), [0, 0, 0, 1])
+
+
+@pytest.mark.parametrize("kind", ["threshold", "lambda", "share"])
+@pytest.mark.parametrize("target", [0.5, 0.75, 1.0, 1.01])
+def test_pick_knob_without_weights_or_with_equal_weights_is_unchanged(kind: str, target: float) -> None:
+    base = pick_knob(kind, KNOB_P, KNOB_C, KNOB_Y, KNOB_C, target)
+    assert pick_knob(kind, KNOB_P, KNOB_C, KNOB_Y, KNOB_C, target, weight=None) == base
+    assert pick_knob(kind, KNOB_P, KNOB_C, KNOB_Y, KNOB_C, target, weight=np.full(4, 2.5)) == base
+
+
+def test_pick_knob_takes_pseudo_outcomes_outside_zero_one() -> None:
+    # doubly-robust pseudo-outcomes may leave [0, 1]; the weighted means still rank the knobs
+    outcome = np.array([[1.0, 1.0], [1.0, 1.0], [-1.5, 3.0], [0.0, 1.0]])
+    policy = pick_knob("threshold", KNOB_P, KNOB_C, outcome, KNOB_C, 0.875)
+    np.testing.assert_array_equal(choose(policy, KNOB_P, KNOB_C), [0, 0, 1, 1])  # all-dear: 1.5 mean, dearer

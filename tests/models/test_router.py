@@ -251,3 +251,78 @@ def test_fit_reports_one_step_per_fold_and_one_for_the_final_model() -> None:
     steps: list[int] = []
     LGBMRouter(_params(n_folds=3)).fit(X, Y, np.ones_like(Y, bool), CAND, strata, step=lambda n=1: steps.append(n))
     assert steps == [1, 1, 1, 1]
+
+
+# -- sample weights ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ROUTER_KINDS)
+def test_unit_sample_weights_are_the_unweighted_fit(kind: str) -> None:
+    X, Y, strata = _data()
+    mask = np.ones_like(Y, bool)
+    plain = _fitted(kind)
+    ones = LGBMRouter(_params(kind=kind)).fit(X, Y, mask, CAND, strata, sample_weight=np.ones_like(Y))
+    np.testing.assert_array_equal(ones.predict_proba(X), plain.predict_proba(X))
+    np.testing.assert_array_equal(ones.oof_proba_, plain.oof_proba_)
+    none = LGBMRouter(_params(kind=kind)).fit(X, Y, mask, CAND, strata, sample_weight=None)
+    np.testing.assert_array_equal(none.predict_proba(X), plain.predict_proba(X))
+
+
+@pytest.mark.parametrize("kind", ROUTER_KINDS)
+@pytest.mark.parametrize("calibration", CALIBRATIONS)  # "none": the trees alone must follow the weights
+def test_sample_weights_reach_the_trees_and_the_calibration(kind: str, calibration: str) -> None:
+    X, Y, strata = _data()
+    mask = np.ones_like(Y, bool)
+    # candidate 1 is right 80% of the time; counting its right answers 4 times over makes the
+    # weighted base rate about 0.94, which the (weighted) calibration must follow
+    W = np.ones_like(Y)
+    W[:, 1] = np.where(Y[:, 1] > 0, 4.0, 1.0)
+    plain = LGBMRouter(_params(kind=kind, calibration=calibration)).fit(X, Y, mask, CAND, strata)
+    heavy = LGBMRouter(_params(kind=kind, calibration=calibration)).fit(X, Y, mask, CAND, strata, sample_weight=W)
+    target = float(np.average(Y[:, 1], weights=W[:, 1]))
+    assert target > 0.92
+    assert abs(plain.oof_proba_[:, 1].mean() - Y[:, 1].mean()) < 0.05
+    assert abs(heavy.oof_proba_[:, 1].mean() - target) < 0.04
+    assert abs(heavy.predict_raw(X)[:, 1].mean() - target) < 0.04
+    assert heavy.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean() + 0.05
+    # candidate 0 still separates on x0
+    pos = X[:, 0] > 0
+    proba = heavy.predict_proba(X)
+    assert proba[pos, 0].mean() - proba[~pos, 0].mean() > 0.3
+
+
+def test_zero_weights_change_the_fit() -> None:
+    X, Y, strata = _data()
+    mask = np.ones_like(Y, bool)
+    W = np.ones_like(Y)
+    W[X[:, 0] > 0, 0] = 0.0  # candidate 0's outcomes where it is good count for nothing
+    router = LGBMRouter(_params(kind="per_candidate")).fit(X, Y, mask, CAND, strata, sample_weight=W)
+    plain = _fitted("per_candidate")
+    assert not np.array_equal(router.predict_proba(X), plain.predict_proba(X))
+    # what is left of candidate 0 is its 20% side: it no longer looks good anywhere
+    assert router.predict_proba(X)[:, 0].mean() < plain.predict_proba(X)[:, 0].mean() - 0.2
+
+
+def test_weights_of_unknown_outcomes_are_ignored() -> None:
+    X, Y, strata = _data()
+    rng = np.random.default_rng(3)
+    mask = rng.random(Y.shape) > 0.3
+    Ymissing = np.where(mask, Y, np.nan)
+    W = np.where(mask, 1.0, np.nan)  # NaN (or anything) where no outcome is known
+    a = LGBMRouter(_params()).fit(X, Ymissing, mask, CAND, strata, sample_weight=W)
+    b = LGBMRouter(_params()).fit(X, Ymissing, mask, CAND, strata)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+@pytest.mark.parametrize("bad", ["shape", "nan", "inf", "negative"])
+def test_bad_sample_weights_are_refused(bad: str) -> None:
+    X, Y, strata = _data()
+    W = np.ones((N, 3)) if bad == "shape" else np.ones_like(Y)
+    if bad != "shape":
+        W[5, 1] = {"nan": np.nan, "inf": np.inf, "negative": -0.5}[bad]
+    message = (f"LGBMRouter.fit got sample_weight of shape {W.shape}; expected finite weights >= 0 of shape (300, 2) "
+               "(one per request and candidate).")
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        LGBMRouter(_params()).fit(X, Y, np.ones_like(Y, bool), CAND, strata, sample_weight=W)
+    with pytest.raises(ConfigError, match=r"^LGBMRouter\.fit got sample_weight of shape \(300,\)"):
+        LGBMRouter(_params()).fit(X, Y, np.ones_like(Y, bool), CAND, strata, sample_weight=np.ones(N))

@@ -66,7 +66,7 @@ def test_evaluation_without_complete_requests_is_refused(fitted) -> None:  # noq
     correct = test.correct.copy()
     correct[:, 0] = np.nan
     broken = dataclasses.replace(test, correct=correct)
-    with pytest.raises(DataValidationError, match=r"^No request in the evaluation data has an outcome for every candidate \(100 requests; no outcomes at all for \['claude-3-haiku'\]\)"):
+    with pytest.raises(DataValidationError, match=r"^No request in the evaluation data has an outcome for every candidate, nor a logged choice with its propensity \(100 requests; no outcomes at all for \['claude-3-haiku'\]\)"):
         evaluate(router, broken, builtin_catalogue("article"))
 
 
@@ -113,3 +113,91 @@ def test_cheapest_reaching_picks_the_cheapest_point_at_or_above_the_accuracy() -
              {"accuracy": 0.9, "cost_per_query": 3.0}]
     assert _cheapest_reaching(curve, 0.8) == {"accuracy": 0.9, "cost_per_query": 3.0, "cost_per_correct": 3.0 / 0.9}
     assert _cheapest_reaching(curve, 0.95) is None
+
+
+# -- logged requests: the chosen model's outcome and its propensity -----------------------------
+
+
+def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def logged_test() -> RoutingData:
+    """The `fitted` fixture's 100 test requests as a production log (the tree, 30% exploration)."""
+    from tierroute.pipelines.synthetic import production_log
+
+    rows = list(production_log(SyntheticConfig(300, seed=5), epsilon=0.3, seed=2))[200:]
+    return RoutingData.from_frame(_frame(rows))
+
+
+def test_logged_requests_are_judged_by_doubly_robust_estimates(fitted, logged_test: RoutingData) -> None:  # noqa: ANN001
+    router, _, test = fitted
+    assert logged_test.request_ids == test.request_ids and logged_test.logged_only.all()
+    catalogue = builtin_catalogue("article")
+    report = evaluate(router, logged_test, catalogue)
+    assert report["estimator"] == "dr" and report["logged_requests"] == 100 and report["requests"] == 100
+    off = report["off_policy"]
+    assert set(off) == {"requests", "learned", "heuristic", *test.candidates}
+    assert off["learned"]["accuracy"]["dr"]["value"] == pytest.approx(report["accuracy"])
+    assert off["learned"]["cost_per_query"]["ips"]["n"] == 100
+    assert all(off[m]["accuracy"]["snips"]["estimator"] == "snips" for m in ("learned", "heuristic", *test.candidates))
+    oracle = report["baselines"]["oracle"]
+    assert oracle == {"name": "oracle", "accuracy": None, "cost_per_query": None, "cost_per_correct": None,
+                      "note": "benchmarked requests only (0): a logged request's oracle is unknown"}
+    # the same requests benchmarked: the learned accuracy is within the DR estimate's interval
+    observed = evaluate(router, test, catalogue)
+    assert observed["estimator"] == "observed" and "off_policy" not in observed and observed["logged_requests"] == 0
+    dr = off["learned"]["accuracy"]["dr"]
+    assert dr["ci_low"] <= observed["accuracy"] <= dr["ci_high"]
+    # the calibration is measured on the known outcomes only: one per logged request
+    assert sum(b["count"] for b in report["calibration"]) == 100
+
+
+def test_partial_requests_that_are_not_logged_choices_are_left_out(fitted, logged_test: RoutingData) -> None:  # noqa: ANN001
+    router, _, test = fitted
+    unlogged = dataclasses.replace(logged_test, logged=np.where(np.arange(100) < 30, -1, logged_test.logged))
+    report = evaluate(router, unlogged, builtin_catalogue("article"))
+    assert report["requests"] == 70 and report["requests_left_out"] == 30 and report["logged_requests"] == 70
+
+
+def test_a_mix_is_observed_plus_dr_with_the_oracle_on_the_benchmarked_requests(fitted, logged_test: RoutingData) -> None:  # noqa: ANN001
+    from tierroute.pipelines.synthetic import production_log
+
+    router, train, _ = fitted
+    catalogue = builtin_catalogue("article")
+    bench = train.subset(np.arange(40))
+    config = SyntheticConfig(300, seed=5)
+    # the first 40 requests benchmarked (3 rows each), the last 100 logged
+    mixed = RoutingData.from_frame(_frame(list(generate(config))[:120] + list(production_log(config, epsilon=0.3, seed=2))[200:]))
+    assert mixed.request_ids == bench.request_ids + logged_test.request_ids
+    report = evaluate(router, mixed, catalogue)
+    assert report["estimator"] == "observed + dr" and report["logged_requests"] == 100 and report["requests"] == 140
+    assert report["off_policy"]["requests"] == 100
+    oracle = report["baselines"]["oracle"]
+    assert oracle["accuracy"] == pytest.approx(evaluate(router, bench, catalogue)["baselines"]["oracle"]["accuracy"])
+    assert oracle["note"] == "benchmarked requests only (40): a logged request's oracle is unknown"
+
+
+def test_reports_of_logged_data_leave_the_unknown_oracle_out(fitted, logged_test: RoutingData, tmp_path) -> None:  # noqa: ANN001
+    import io
+
+    from tierroute.cli import _print_eval
+    from tierroute.pipelines.evaluate import write_report
+
+    router, _, test = fitted
+    report = evaluate(router, logged_test, builtin_catalogue("article"))
+    written = write_report(report, tmp_path / "eval")
+    assert {p.name for p in written} >= {"metrics.json", "report.md", "cost_quality.png"}
+    md = (tmp_path / "eval" / "report.md").read_text(encoding="utf-8")
+    assert "| oracle |" not in md and "| heuristic |" in md
+    assert "100 logged requests judged by doubly-robust estimates: figures are dr" in md
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["baselines"]["oracle"]["accuracy"] is None
+    out = io.StringIO()
+    _print_eval(report, out)
+    assert "oracle" not in out.getvalue() and "random" in out.getvalue()
+    # a benchmarked report keeps its oracle row
+    write_report(evaluate(router, test, builtin_catalogue("article")), tmp_path / "bench")
+    assert "| oracle |" in (tmp_path / "bench" / "report.md").read_text(encoding="utf-8")

@@ -500,3 +500,46 @@ def test_a_loaded_catalogue_prices_routellm_rows_and_wins_over_the_config(tmp_pa
     assert builtin == costs("c", catalogue=builtin_catalogue("routellm"))
     assert mine[gpt4] / mine[mixtral] == pytest.approx(100.0)
     assert mine[gpt4] > 1000 * builtin[gpt4]
+
+
+# --- row origins: which given path each kept row came from --------------------------------------
+
+
+def test_row_origins_of_two_files_follow_the_kept_rows(tmp_path: Path) -> None:
+    first = write_jsonl(tmp_path / "a.jsonl", good_rows(3, prefix="a") + [BAD_ROWS[0][1]])  # 6 kept, 1 quarantined
+    second = write_jsonl(tmp_path / "b.jsonl", good_rows(2, prefix="b") + [BAD_ROWS[3][1]])  # 4 kept, 1 quarantined
+    result = ingest(first, second, max_bad_fraction=0.5)
+    origins = result.row_origins()
+    assert origins.tolist() == [0] * 6 + [1] * 4
+    assert len(origins) == result.rows_kept
+    # aligned with the table row by row
+    ids = result.to_pandas()["request_id"].tolist()
+    assert [i[0] for i in ids] == ["a" if o == 0 else "b" for o in origins]
+    swapped = ingest(second, first, out="out2", max_bad_fraction=0.5)
+    assert swapped.row_origins().tolist() == [0] * 4 + [1] * 6
+
+
+def test_row_origins_of_a_folder_are_the_folder_s_index(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    write_jsonl(folder / "a.jsonl", good_rows(2, prefix="a"))
+    write_jsonl(folder / "b.jsonl", good_rows(1, prefix="b"))
+    (folder / "notes.md").write_text("not data", encoding="utf-8")  # passed over: no rows, no origin
+    single = write_jsonl(tmp_path / "c.jsonl", good_rows(3, prefix="c"))
+    result = ingest(single, folder)
+    assert [Path(i["path"]).name for i in result.inputs] == ["c.jsonl", "a.jsonl", "b.jsonl"]
+    assert result.origins == [0, 1, 1]
+    assert result.row_origins().tolist() == [0] * 6 + [1] * 6
+    ids = result.to_pandas()["request_id"].tolist()
+    assert all((i[0] == "c") == (o == 0) for i, o in zip(ids, result.row_origins()))
+    # a previous run's folder counts as one path too
+    extra = write_jsonl(tmp_path / "d.jsonl", good_rows(1, prefix="d"))
+    again = ingest("out", extra, out="out2")
+    assert again.formats == {"ingested": 1, "outcomes": 1}
+    assert again.row_origins().tolist() == [0] * 12 + [1] * 2
+
+
+def test_row_origins_skip_a_fully_quarantined_file(tmp_path: Path) -> None:
+    good = write_jsonl(tmp_path / "good.jsonl", good_rows(10))
+    bad = write_jsonl(tmp_path / "bad.jsonl", [row for _, row in BAD_ROWS[:2]])
+    result = ingest(bad, good, max_bad_fraction=0.5)
+    assert result.row_origins().tolist() == [1] * 20

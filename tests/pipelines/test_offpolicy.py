@@ -80,3 +80,46 @@ def test_dr_checks_its_outcome_model_and_snips_needs_overlap() -> None:
         doubly_robust([1, 0], [0, 1], [0.5, 0.5], [0, 5], np.zeros((2, 2)))
     with pytest.raises(DataValidationError, match=r"^The target policy never agrees with the logged choices, so SNIPS"):
         snips([1, 0], [0, 0], [0.5, 0.5], [1, 1])
+
+
+def test_policy_estimates_gives_every_estimator_for_every_policy(logs: dict[str, np.ndarray]) -> None:
+    from tierroute.pipelines.offpolicy import policy_estimates
+
+    rng = np.random.default_rng(1)
+    price = np.array([0.001, 0.01, 0.05])
+    cost = price[logs["logged"]] * rng.uniform(0.5, 1.5, N)
+    q_cost = np.tile(price * 1.5, (N, 1))
+    picks = {"target": logs["target"], "always 2": np.full(N, 2)}
+    out = policy_estimates(logs["reward"], cost, logs["logged"], logs["propensity"], picks, logs["truth"], q_cost)
+    assert set(out) == {"target", "always 2"}
+    for name, target in picks.items():
+        assert set(out[name]) == {"accuracy", "cost_per_query"}
+        for metric, reward, q in (("accuracy", logs["reward"], logs["truth"]), ("cost_per_query", cost, q_cost)):
+            entry = out[name][metric]
+            assert set(entry) == {"ips", "snips", "dr"}
+            args = (reward, logs["logged"], logs["propensity"], target)
+            assert entry["ips"] == ips(*args).to_dict()
+            assert entry["snips"] == snips(*args).to_dict()
+            assert entry["dr"] == doubly_robust(*args, q_hat=q).to_dict()
+    assert out["target"]["accuracy"]["dr"]["value"] == pytest.approx(logs["value"], abs=0.01)
+    assert out["always 2"]["cost_per_query"]["dr"]["value"] == pytest.approx(0.05, rel=0.05)  # q_cost is 1.5x off
+
+
+def test_policy_estimates_leave_snips_out_with_the_reason_when_a_policy_never_agrees() -> None:
+    from tierroute.pipelines.offpolicy import policy_estimates
+
+    out = policy_estimates(np.array([1.0, 0.0]), np.array([0.1, 0.2]), np.array([0, 0]), np.array([0.5, 0.5]),
+                           {"never": np.array([1, 1]), "always": np.array([0, 0])}, np.full((2, 2), 0.5), np.full((2, 2), 0.3))
+    for metric in ("accuracy", "cost_per_query"):
+        snip = out["never"][metric]["snips"]
+        assert snip["value"] is None and snip["estimator"] == "snips"
+        assert snip["reason"].startswith("The target policy never agrees with the logged choices, so SNIPS")
+        assert out["never"][metric]["ips"]["value"] == 0.0 and out["never"][metric]["ips"]["matched"] == 0
+    assert out["never"]["accuracy"]["dr"]["value"] == pytest.approx(0.5)  # the outcome model alone
+    assert out["never"]["cost_per_query"]["dr"]["value"] == pytest.approx(0.3)
+    assert out["always"]["accuracy"]["snips"]["value"] == pytest.approx(0.5)
+    assert out["always"]["accuracy"]["ips"]["value"] == pytest.approx(1.0)  # (1 / 0.5 + 0) / 2
+    assert out["always"]["cost_per_query"]["dr"]["value"] == pytest.approx(0.3 + ((0.1 - 0.3) + (0.2 - 0.3)) / 0.5 / 2)
+    with pytest.raises(DataValidationError, match=r"^Rewards must be finite"):
+        policy_estimates(np.array([np.nan, 0.0]), np.array([0.1, 0.2]), np.array([0, 0]), np.array([0.5, 0.5]),
+                         {"x": np.array([0, 0])}, np.full((2, 2), 0.5), np.full((2, 2), 0.3))

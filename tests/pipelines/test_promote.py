@@ -3,6 +3,7 @@ and the registry mechanics: champion / previous_champion aliases, tags, rollback
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -82,7 +83,7 @@ def test_an_equal_challenger_passes_and_the_tolerance_matters(data: RoutingData)
 
 
 def test_gate_refusals(data: RoutingData) -> None:
-    with pytest.raises(ConfigError, match=r"^The gate needs held-out requests with every candidate's outcome; 10 have them"):
+    with pytest.raises(ConfigError, match=r"^The gate needs held-out requests with every candidate's outcome or a logged choice with its propensity; 10 have them"):
         small = data.subset(np.arange(10))
         gate(None, Fixed(small, np.zeros(10, dtype=int)), small, CATALOGUE)
     other = Fixed(data, _oracle(data))
@@ -195,3 +196,86 @@ def test_a_registry_failure_is_not_read_as_no_champion() -> None:
     assert _alias(Missing(), "tierroute", "champion") is None
     with pytest.raises(MlflowException, match="connection refused"):
         _alias(Down(), "tierroute", "champion")
+
+
+# -- logged held-out requests (the chosen model's outcome and its propensity) ----------------------
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def routers() -> dict[str, Any]:
+    """Two small learned routers (challenger and champion) trained on other requests."""
+    from tierroute.models.learned import LearnedConfig, LearnedRouter
+    from tierroute.models.router import RouterParams
+
+    config = LearnedConfig(encoder="none", router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1))
+    first = RoutingData.from_frame(_frame(list(generate(SyntheticConfig(300, seed=5)))))
+    second = RoutingData.from_frame(_frame(list(generate(SyntheticConfig(200, seed=6)))))
+    return {"challenger": LearnedRouter(config).fit(first, CATALOGUE), "champion": LearnedRouter(config).fit(second, CATALOGUE)}
+
+
+@pytest.fixture(scope="module")
+def logged() -> RoutingData:
+    """The `data` fixture's 600 requests as a production log of the tree with 30% exploration."""
+    from tierroute.pipelines.synthetic import production_log
+
+    return RoutingData.from_frame(_frame(list(production_log(SyntheticConfig(600, seed=11), epsilon=0.3, seed=3))))
+
+
+def test_the_gate_judges_logged_requests_by_doubly_robust_estimates(routers: dict[str, Any], logged: RoutingData,
+                                                                    data: RoutingData) -> None:
+    challenger = routers["challenger"]
+    assert logged.logged_only.all() and logged.request_ids == data.request_ids
+    result = gate(None, challenger, logged, CATALOGUE)
+    f = result.figures
+    assert f["estimator"] == "dr" and f["logged_requests"] == 600 and f["requests"] == 600
+    off = f["off_policy"]
+    assert set(off) == {"requests", "challenger", "heuristic"} and off["requests"] == 600
+    for name in ("challenger", "heuristic"):
+        for metric in ("accuracy", "cost_per_query"):
+            assert set(off[name][metric]) == {"ips", "snips", "dr"}
+    # the gate's figures are the mean pseudo-outcomes: the DR estimates
+    assert f["challenger"]["accuracy"] == pytest.approx(off["challenger"]["accuracy"]["dr"]["value"])
+    assert f["heuristic"]["accuracy"] == pytest.approx(off["heuristic"]["accuracy"]["dr"]["value"])
+    # the same requests benchmarked (same seed: identical requests and outcomes) are observed
+    observed = gate(None, challenger, data, CATALOGUE).figures
+    assert observed["estimator"] == "observed" and observed["logged_requests"] == 0 and "off_policy" not in observed
+    dr = off["challenger"]["accuracy"]["dr"]
+    assert dr["ci_low"] <= observed["challenger"]["accuracy"] <= dr["ci_high"]
+    assert abs(dr["value"] - observed["challenger"]["accuracy"]) < 0.06
+    assert f["heuristic"]["accuracy"] == pytest.approx(observed["heuristic"]["accuracy"], abs=0.04)
+
+
+def test_the_gate_on_logged_requests_with_a_champion_averages_both_outcome_models(routers: dict[str, Any],
+                                                                                   logged: RoutingData) -> None:
+    challenger, champion = routers["challenger"], routers["champion"]
+    f = gate(champion, challenger, logged, CATALOGUE).figures
+    off = f["off_policy"]
+    assert set(off) == {"requests", "challenger", "champion", "heuristic"}
+    assert f["champion"]["accuracy"] == pytest.approx(off["champion"]["accuracy"]["dr"]["value"])
+    # the outcome model is the two routers' P(correct) averaged
+    q = (challenger.predict_proba(logged.requests)[0] + champion.predict_proba(logged.requests)[0]) / 2
+    judged = logged.with_estimates(q, np.zeros_like(q))
+    picks = challenger.decide(logged.requests)
+    assert f["challenger"]["accuracy"] == pytest.approx(judged.correct[np.arange(600), picks].mean())
+    assert "vs_champion" in f and "accuracy_diff" in f["vs_champion"]
+
+
+def test_the_gate_on_a_mix_of_benchmarked_and_logged_requests(routers: dict[str, Any], logged: RoutingData) -> None:
+    from tierroute.pipelines.synthetic import production_log
+
+    mixed_rows = list(generate(SyntheticConfig(40, seed=12))) + list(production_log(SyntheticConfig(30, seed=13), epsilon=0.5))
+    mixed = RoutingData.from_frame(_frame(mixed_rows))
+    f = gate(None, routers["challenger"], mixed, CATALOGUE).figures
+    assert f["estimator"] == "observed + dr" and f["logged_requests"] == 30 and f["requests"] == 70
+    assert f["off_policy"]["requests"] == 30
+    # partial requests that are not logged choices are left out, and too few usable ones refused
+    partial = dataclasses.replace(logged, logged=np.full(600, -1))
+    with pytest.raises(ConfigError, match=r"^The gate needs held-out requests with every candidate's outcome or a logged "
+                                          r"choice with its propensity; 0 have them"):
+        gate(None, routers["challenger"], partial, CATALOGUE)

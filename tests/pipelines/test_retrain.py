@@ -42,7 +42,8 @@ def test_retrain_trains_with_the_champion_s_settings_and_gates_on_held_out_new_r
     # the previous data defaults to the champion's own training file (still on disk)
     assert result.rows["previous"] > 0 and 25 <= result.rows["held_out_requests"] <= 35
     held = {json.loads(line)["request_id"] for line in (tmp / "r1" / "data" / "holdout.jsonl").read_text().splitlines()}
-    trained = {json.loads(line)["request_id"] for line in (tmp / "r1" / "data" / "train.jsonl").read_text().splitlines()}
+    trained = {json.loads(line)["request_id"] for name in ("train-new.jsonl", "train-previous.jsonl")
+               for line in (tmp / "r1" / "data" / name).read_text().splitlines()}
     assert held and not held & trained  # held-out requests are never trained on
     summary = json.loads((tmp / "r1" / "retrain.json").read_text(encoding="utf-8"))
     assert summary["version"] == "2" and summary["promoted"] == result.gate.promote
@@ -81,3 +82,49 @@ def test_retrain_needs_a_champion_and_logs(tmp_path: Path, capsys: pytest.Captur
     capsys.readouterr()
     assert main(["retrain", "--logs", "x.jsonl", "--tracking-uri", uri], out=io.StringIO()) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: There is no champion at ")
+
+
+def test_retrain_on_production_logs_with_a_previous_weight(champion: dict[str, Any]) -> None:
+    """New logs hold only the chosen model's outcome with its propensity (the tree with 30%
+    exploration); the champion was trained on a benchmark file. Through the CLI, text output."""
+    import mlflow
+
+    from tierroute.cli import main
+    from tierroute.pipelines.synthetic import production_log
+
+    tmp, uri = champion["tmp"], champion["uri"]
+    logs = tmp / "week2-log.jsonl"
+    logs.write_text("".join(json.dumps(r) + "\n" for r in production_log(SyntheticConfig(200, seed=2), epsilon=0.3)),
+                    encoding="utf-8")
+    out = io.StringIO()
+    code = main(["retrain", "--logs", str(logs), "--previous-weight", "0.5", "--tracking-uri", uri, "--out", str(tmp / "r")],
+                out=out)
+    summary = json.loads((tmp / "r" / "retrain.json").read_text(encoding="utf-8"))
+    assert code == (0 if summary["promoted"] else 3)
+    rows, figures = summary["rows"], summary["gate"]
+    assert rows["logged_new_requests"] == 200 == rows["new"] and rows["previous"] == 480
+    assert figures["estimator"] == "dr" and figures["logged_requests"] == rows["held_out_requests"] >= 20
+    assert set(figures["off_policy"]) == {"requests", "challenger", "champion", "heuristic"}
+    # the new logs train with their propensities beside the previous (benchmark) rows, which count 0.5
+    new_rows = [json.loads(line) for line in (tmp / "r" / "data" / "train-new.jsonl").read_text().splitlines()]
+    assert new_rows and all(r["chosen"] is True and r["propensity"] in (0.8, 0.1) for r in new_rows)
+    assert len(new_rows) == 200 - rows["held_out_requests"]
+    train_json = json.loads((tmp / "r" / "train" / "train.json").read_text(encoding="utf-8"))
+    assert train_json["config"]["data_weights"] == [1.0, 0.5]
+    assert [Path(p).name for p in train_json["config"]["data"]] == ["train-new.jsonl", "train-previous.jsonl"]
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(summary["run_id"])
+    assert run.data.params["config.data_weights"] == "[1.0, 0.5]"
+    # the challenger's evaluation is on logged held-out requests: no oracle, so none is logged
+    assert "oracle.accuracy" not in run.data.metrics and "heuristic.accuracy" in run.data.metrics
+    text = out.getvalue()
+    assert f"  held-out figures are dr estimates ({figures['logged_requests']} logged requests):\n" in text
+    for name in ("challenger", "champion", "heuristic"):
+        dr = figures["off_policy"][name]["accuracy"]["dr"]
+        assert f"    {name:<11} accuracy dr {dr['value']:.4f} [{dr['ci_low']:.4f}, {dr['ci_high']:.4f}]  ips " in text
+    assert "cost/query dr " in text
+
+
+def test_previous_weight_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"^The 'previous_weight' parameter of RetrainConfig must be a finite number in the range \[1e-06, inf\)"):
+        RetrainConfig(logs=("x.jsonl",), previous_weight=0.0)
+    assert RetrainConfig(logs=("x.jsonl",)).previous_weight == 1.0

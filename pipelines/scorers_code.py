@@ -1,0 +1,121 @@
+"""The ``code`` scorer: run the model's code with the prompt's reference tests, pass or fail.
+
+This executes text a model wrote, so a run must ask for it explicitly
+(``tierroute benchmark --allow-code-execution``). What is done to contain it:
+
+- a separate ``python -I -B`` process (isolated mode: no user site, no PYTHON* variables, the
+  script's folder not on ``sys.path``), an empty environment, stdin closed, in a fresh temporary
+  folder that is deleted afterwards;
+- a wall-clock timeout, after which its whole process group is killed;
+- on POSIX, resource limits set by a small launcher in the child before the model's code runs,
+  soft and hard alike so the code cannot raise them: address space (``memory_mb``), CPU seconds,
+  file size (16 MiB), no core files. (A launcher rather than ``preexec_fn``, which the Python docs
+  call unsafe in a process with threads, as a benchmark run is.)
+
+What is *not* done: no network or filesystem isolation beyond the above. The code runs as you.
+Run benchmarks with code scoring inside a disposable container or VM.
+
+Quality is 1.0 when the process exits 0 (every assert of the tests held), else 0.0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tierroute._params import check_int, check_number
+from tierroute.pipelines.scorers import Score
+
+__all__ = ["CodeLimits", "extract_code", "score_code"]
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
+_LAUNCHER = """\
+import resource, runpy, sys
+def cap(name, value):
+    limit = getattr(resource, name, None)
+    if limit is not None:
+        try:
+            resource.setrlimit(limit, (value, value))
+        except (ValueError, OSError):
+            pass
+cap("RLIMIT_AS", {memory})
+cap("RLIMIT_CPU", {cpu})
+cap("RLIMIT_FSIZE", 16 * 1024 * 1024)
+cap("RLIMIT_CORE", 0)
+sys.argv = ["solution.py"]
+runpy.run_path("solution.py", run_name="__main__")
+"""
+
+
+@dataclass(frozen=True)
+class CodeLimits:
+    """Limits for one test run: wall-clock ``timeout_s``, address space ``memory_mb`` (POSIX)."""
+
+    timeout_s: float = 10.0
+    memory_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        check_number(self.timeout_s, "timeout_s", "CodeLimits", 0.1, 3600.0)
+        check_int(self.memory_mb, "memory_mb", "CodeLimits", 64)
+
+
+def extract_code(response: str) -> str:
+    """The code in an answer: its first ```python (or ```py) block, else its first fenced block of
+    any language, else the whole answer."""
+    blocks = _FENCE.findall(response)
+    python = [body for tag, body in blocks if tag.lower() in ("python", "py", "python3")]
+    if python or blocks:
+        return (python or [b for _, b in blocks])[0]
+    return response
+
+
+def _tail(text: bytes, limit: int = 300) -> str:
+    lines = text.decode("utf-8", "replace").strip().splitlines()
+    return (lines[-1] if lines else "")[-limit:]
+
+
+def score_code(response: str, tests: str, limits: CodeLimits | None = None) -> Score:
+    """Run :func:`extract_code` of ``response`` followed by ``tests`` (see the module doc)."""
+    limits = limits or CodeLimits()
+    program = f"{extract_code(response)}\n\n# --- reference tests ---\n{tests}\n"
+    with tempfile.TemporaryDirectory(prefix="tierroute-code-") as folder:
+        Path(folder, "solution.py").write_text(program, encoding="utf-8")
+        if os.name == "posix":
+            launcher = _LAUNCHER.format(memory=limits.memory_mb * 1024 * 1024, cpu=math.ceil(limits.timeout_s) + 1)
+            Path(folder, "launch.py").write_text(launcher, encoding="utf-8")
+            argv = [sys.executable, "-I", "-B", "launch.py"]
+        else:  # no resource limits off POSIX: the timeout is all there is
+            argv = [sys.executable, "-I", "-B", "solution.py"]
+        with open(Path(folder, "stderr.txt"), "wb") as err:  # a file, capped by RLIMIT_FSIZE (a pipe is not)
+            child = subprocess.Popen(argv, cwd=folder, env={}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=err, start_new_session=os.name == "posix")
+            try:
+                child.wait(timeout=limits.timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill(child)
+                child.wait()
+                return Score(0.0, f"tests timed out after {limits.timeout_s:g} s")
+        if child.returncode == 0:
+            return Score(1.0, "tests passed")
+        with open(Path(folder, "stderr.txt"), "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
+            tail = _tail(fh.read())
+    return Score(0.0, f"tests failed (exit {child.returncode}): {tail or 'no error output'}")
+
+
+def _kill(child: subprocess.Popen[bytes]) -> None:
+    """Kill the child and anything it started (its own session on POSIX)."""
+    try:
+        if os.name == "posix":
+            os.killpg(child.pid, signal.SIGKILL)
+        else:
+            child.kill()
+    except (ProcessLookupError, PermissionError):
+        child.kill()
