@@ -49,6 +49,8 @@ def table(report: dict) -> str:
         if at is not None:  # a swept knob setting chosen on the test set: a reference point, not a held-out choice
             rows.append((f"learned at the {label} accuracy (test sweep)", at))
     for label, r in rows:
+        if r.get("accuracy") is None:  # the oracle of logged-only data is unknown
+            continue
         cpc = "n/a" if r.get("cost_per_correct") is None else f"{r['cost_per_correct']:.6g}"
         fs = "" if "frontier_share" not in r else f"{100 * r['frontier_share']:.1f}%"
         out.append(f"{label:<50} {100 * r['accuracy']:>7.2f}% {r['cost_per_query']:>11.6g} {cpc:>12} {fs:>10}")

@@ -199,6 +199,9 @@ def _print_eval(report: dict[str, Any], out: TextIO) -> None:
         cpc = "n/a" if r.get("cost_per_correct") is None else f"{r['cost_per_correct']:.6g}"
         print(f"{label:<44} {100 * r['accuracy']:>8.2f}% {r['cost_per_query']:>12.6g} {cpc:>13}", file=out)
     print(f"AIQ {report['aiq']:.4f}  ECE {report['ece']:.4f}  requests {report['requests']:,}", file=out)
+    if report.get("logged_requests"):
+        print(f"figures are {report['estimator']} estimates ({report['logged_requests']:,} logged requests judged by "
+              "doubly-robust pseudo-outcomes; IPS/SNIPS/DR per router in metrics.json 'off_policy')", file=out)
 
 
 def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:

@@ -295,6 +295,7 @@ def test_evaluate_cli_on_a_logged_set_leaves_the_oracle_out(logged_run) -> None:
     text = out.getvalue()
     assert "oracle" not in text and text.splitlines()[1].startswith("learned")
     assert "heuristic" in text and "requests 200" in text
+    assert "figures are dr estimates (200 logged requests judged by doubly-robust pseudo-outcomes" in text
 
 
 def test_data_weights_reach_the_training_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
