@@ -26,7 +26,7 @@ from tierroute.pipelines.benchmark_http import RetryPolicy, parse_completion, pa
 from tierroute.pipelines.records import OUTCOME_FIELDS  # noqa: E402
 
 KEY_ENV, KEY = "TIERROUTE_BENCH_KEY", "sk-bench"
-TIMEOUT_S = 0.25
+TIMEOUT_S = 1.5  # generous: a healthy stub on a loaded 2-core machine can take a few hundred ms; the slow one waits 3 s
 PRICES = {"ok-model": (1.0, 2.0), "slow-model": (0.5, 0.5), "flaky-model": (0.2, 0.4), "broken-model": (0.1, 0.1),
           "judge": (3.0, 3.0)}
 
