@@ -58,6 +58,18 @@ class RoutingData:
             return np.zeros(self.n_requests, dtype=bool)
         return ~self.mask.all(axis=1) & (self.logged >= 0) & np.isfinite(self.propensity)
 
+    def _logged_propensities(self, only: np.ndarray) -> np.ndarray:
+        """The logged requests' propensities, refused unless in (0, 1] (ingest guarantees it; a
+        RoutingData built by hand might not)."""
+        rows = np.flatnonzero(only) if only.dtype == bool else only
+        p = self.propensity[rows]  # type: ignore[index]
+        bad = ~((p > 0) & (p <= 1))
+        if bad.any():
+            i = int(rows[np.flatnonzero(bad)[0]])
+            raise DataValidationError(f"Request {self.request_ids[i]!r} has a logged propensity of {float(p[bad][0])!r}; "
+                                      "propensities must be in (0, 1]. Log the serving policy's probability of its choice.")
+        return p
+
     @property
     def n_requests(self) -> int:
         return len(self.request_ids)
@@ -144,7 +156,7 @@ class RoutingData:
         w = np.ones(self.correct.shape) if self.weight is None else np.repeat(self.weight[:, None], len(self.candidates), axis=1)
         only = self.logged_only
         if only.any():
-            w[only] *= np.minimum(1.0 / self.propensity[only], max_weight)[:, None]
+            w[only] *= np.minimum(1.0 / self._logged_propensities(only), max_weight)[:, None]
         w = np.where(self.mask, w, 0.0)
         return None if np.all(w[self.mask] == 1.0) else w
 
@@ -158,7 +170,7 @@ class RoutingData:
         if not len(only):
             return self
         correct, quality, cost = self.correct.copy(), self.quality.copy(), self.cost.copy()
-        a, p = self.logged[only], self.propensity[only]
+        a, p = self.logged[only], self._logged_propensities(only)
         for target, q in ((correct, q_correct), (quality, q_correct), (cost, q_cost)):
             observed = target[only, a]
             q_rows = np.asarray(q, dtype=np.float64)[only].copy()

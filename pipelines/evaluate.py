@@ -85,6 +85,15 @@ def _tier_model(catalogue: Catalogue, tier: str, available: tuple[str, ...]) -> 
     raise DataValidationError(f"None of the data's candidates {list(available)} is in catalogue {catalogue.name!r}.")
 
 
+def _outcome_weights(data: RoutingData, logged: np.ndarray) -> np.ndarray:
+    """(n, m) 1 for benchmarked outcomes, 1 / propensity for a logged request's outcome: the logged
+    outcomes then stand for all traffic, not only what the logging policy chose."""
+    w = np.ones(data.correct.shape)
+    if logged.any():
+        w[logged] = (1.0 / data.propensity[logged])[:, None]  # type: ignore[index]
+    return w
+
+
 def _calibration_bins(proba: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> list[dict[str, float]]:
     bins = np.minimum((proba * n_bins).astype(int), n_bins - 1)
     return [{"bin": b / n_bins, "mean_p": float(proba[bins == b].mean()), "observed": float(labels[bins == b].mean()),
@@ -193,7 +202,7 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
         "cost_per_query": learned["cost_per_query"],
         "cost_per_correct": learned["cost_per_correct"],
         "learned": learned,
-        "ece": ece(proba[mask], observed.correct[mask]),
+        "ece": ece(proba[mask], observed.correct[mask], weight=_outcome_weights(observed, logged)[mask]),
         "calibration": _calibration_bins(proba[mask], observed.correct[mask]),
         # read off the TEST curve's hull (a test-chosen point, possibly a mix of two settings): for
         # comparison at equal quality, not an operating point the router would pick by itself

@@ -97,12 +97,14 @@ def cpt(strong_share: np.ndarray, quality: np.ndarray, weak: float, strong: floa
     return 1.0
 
 
-def ece(proba: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:
-    """Expected calibration error over equal-width probability bins."""
+def ece(proba: np.ndarray, labels: np.ndarray, n_bins: int = 10, weight: np.ndarray | None = None) -> float:
+    """Expected calibration error over equal-width probability bins; ``weight`` per outcome (e.g.
+    1 / propensity for logged outcomes, so they stand for all traffic), None: all 1."""
     proba = np.asarray(proba, dtype=float).ravel()
     labels = np.asarray(labels, dtype=float).ravel()
+    w = np.ones_like(proba) if weight is None else np.asarray(weight, dtype=float).ravel()
     keep = ~np.isnan(proba) & ~np.isnan(labels)
-    proba, labels = proba[keep], labels[keep]
+    proba, labels, w = proba[keep], labels[keep], w[keep]
     if not len(proba):
         return float("nan")
     bins = np.minimum((proba * n_bins).astype(int), n_bins - 1)
@@ -110,8 +112,8 @@ def ece(proba: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:
     for b in range(n_bins):
         sel = bins == b
         if sel.any():
-            total += sel.sum() * abs(proba[sel].mean() - labels[sel].mean())
-    return float(total / len(proba))
+            total += w[sel].sum() * abs(np.average(proba[sel], weights=w[sel]) - np.average(labels[sel], weights=w[sel]))
+    return float(total / w.sum())
 
 
 def bootstrap_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:

@@ -298,3 +298,14 @@ def test_pseudo_outcomes_average_to_a_target_policy_s_true_value() -> None:
     assert judged.quality[rows, target].mean() == pytest.approx(value, abs=0.03)
     assert judged.cost[rows, target].mean() == pytest.approx(spent, rel=0.05)
     assert abs(q_cost[rows, target].mean() - spent) > 0.5 * spent
+
+
+def test_a_hand_built_zero_propensity_is_refused() -> None:
+    data = RoutingData(("r1", "r2"), (Request("a"), Request("b")), np.array(["t", "t"]), ("m1", "m2"),
+                       np.array([[1.0, NAN], [NAN, 0.0]]), np.array([[1.0, NAN], [NAN, 0.0]]),
+                       np.array([[0.1, NAN], [NAN, 0.2]]), None, np.array([0, 1]), np.array([0.5, 0.0]))
+    message = r"^Request 'r2' has a logged propensity of 0\.0; propensities must be in \(0, 1\]\. Log the serving"
+    with pytest.raises(DataValidationError, match=message):
+        data.training_weights()
+    with pytest.raises(DataValidationError, match=message):
+        data.with_estimates(np.full((2, 2), 0.5), np.full((2, 2), 0.1))

@@ -154,6 +154,14 @@ def test_logged_requests_are_judged_by_doubly_robust_estimates(fitted, logged_te
     assert dr["ci_low"] <= observed["accuracy"] <= dr["ci_high"]
     # the calibration is measured on the known outcomes only: one per logged request
     assert sum(b["count"] for b in report["calibration"]) == 100
+    # ECE weighs each logged outcome by 1 / propensity (it stands for all traffic)
+    from tierroute.pipelines.metrics import ece
+
+    proba, _ = router.predict_proba(logged_test.requests)
+    rows, cols = np.arange(100), logged_test.logged
+    expected = ece(proba[rows, cols], logged_test.correct[rows, cols], weight=1 / logged_test.propensity)
+    assert report["ece"] == pytest.approx(expected)
+    assert report["ece"] != pytest.approx(ece(proba[rows, cols], logged_test.correct[rows, cols]))
 
 
 def test_partial_requests_that_are_not_logged_choices_are_left_out(fitted, logged_test: RoutingData) -> None:  # noqa: ANN001

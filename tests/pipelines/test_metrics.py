@@ -240,3 +240,12 @@ def test_bootstrap_diff_constant_difference_has_zero_width() -> None:
     assert mean == pytest.approx(0.25)
     assert lo == pytest.approx(0.25)
     assert hi == pytest.approx(0.25)
+
+
+def test_ece_weights_count_like_repeated_outcomes() -> None:
+    proba = np.array([0.15, 0.15, 0.85, 0.85])
+    labels = np.array([0.0, 1.0, 1.0, 1.0])
+    weight = np.array([1.0, 3.0, 2.0, 1.0])
+    repeated = np.repeat(np.arange(4), weight.astype(int))
+    assert ece(proba, labels, weight=weight) == pytest.approx(ece(proba[repeated], labels[repeated]))
+    assert ece(proba, labels, weight=np.ones(4)) == pytest.approx(ece(proba, labels))
