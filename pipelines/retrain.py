@@ -122,7 +122,18 @@ def _logged_requests(frame: Any) -> int:
 
 
 def run_retrain(config: RetrainConfig, progress: Any = None) -> RetrainResult:
-    """Train a challenger on the joined data with the champion's settings, then gate it."""
+    """Train a challenger on the joined data with the champion's settings, then gate it. With
+    ``engine="dask"`` one connection to ``scheduler`` serves the whole job: the logs' ingestion,
+    and the challenger's ingestion, features and LightGBM fits."""
+    if config.engine == "dask":
+        from tierroute.pipelines.distributed import DaskConfig, DaskEngine
+
+        with DaskEngine(DaskConfig(config.scheduler)) as engine:
+            return _run_retrain(config, progress, engine)
+    return _run_retrain(config, progress, None)
+
+
+def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainResult:
     from tierroute.pipelines.ingest import IngestConfig, prepare_out_dir, run_ingest
     from tierroute.pipelines.promote import CHAMPION, _alias, _client, promote_version
     from tierroute.pipelines.tracking import load_router_from
@@ -137,7 +148,8 @@ def run_retrain(config: RetrainConfig, progress: Any = None) -> RetrainResult:
     champion = load_router_from(current.run_id, config.tracking_uri)
     out = prepare_out_dir(config.out_dir, "retrain")
     stage(progress, f"ingesting {len(config.logs)} new log(s)")
-    new = run_ingest(IngestConfig(paths=config.logs, out_dir=str(out / "ingest-new")), catalogue=champion.catalogue_).to_pandas()
+    new = run_ingest(IngestConfig(paths=config.logs, out_dir=str(out / "ingest-new")), catalogue=champion.catalogue_,
+                     engine=engine).to_pandas()
     previous = config.previous
     if previous is None:
         logged = client.get_run(current.run_id).data.params.get("config.data", "[]")
@@ -145,7 +157,8 @@ def run_retrain(config: RetrainConfig, progress: Any = None) -> RetrainResult:
     old = None
     if previous:
         stage(progress, f"ingesting {len(previous)} previous training file(s)")
-        old = run_ingest(IngestConfig(paths=previous, out_dir=str(out / "ingest-previous")), catalogue=champion.catalogue_).to_pandas()
+        old = run_ingest(IngestConfig(paths=previous, out_dir=str(out / "ingest-previous")), catalogue=champion.catalogue_,
+                         engine=engine).to_pandas()
         if config.window_days is not None:
             cutoff = datetime.now(timezone.utc) - timedelta(days=config.window_days)
             stamps = [datetime.fromisoformat(t) if isinstance(t, str) and t else None for t in old["timestamp"]]
@@ -168,7 +181,8 @@ def run_retrain(config: RetrainConfig, progress: Any = None) -> RetrainResult:
         data=tuple(data_paths), data_weights=weights, eval_data=(str(holdout_path),), catalogue=catalogue, encoder=learned.encoder,
         max_ips_weight=getattr(learned, "max_ips_weight", 20.0), engine=config.engine, scheduler=config.scheduler,
         static_dims=static_dims, router=learned.router, policy=learned.policy, target=learned.target, seed=config.seed,
-        tracking_uri=config.tracking_uri, out_dir=str(out / "train"), cache_dir=config.cache_dir), progress=progress)
+        tracking_uri=config.tracking_uri, out_dir=str(out / "train"), cache_dir=config.cache_dir), progress=progress,
+        engine=engine)
     versions = client.search_model_versions(f"name='tierroute' and run_id='{trained.run_id}'")
     if not versions:
         raise ConfigError(f"The challenger run {trained.run_id} registered no version of 'tierroute'; check the MLflow store.")

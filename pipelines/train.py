@@ -181,11 +181,14 @@ def _split(tasks: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarr
     return np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None) -> TrainResult:
+def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None, engine: Any = None) -> TrainResult:
     """Run the job; returns the run id (None when tracking is off), folder, report and router.
     ``progress``: a :class:`tierroute.progress.Progress` (stage lines and bars) or any callable
     taking a message (stage lines only); None is silent. ``config.engine == "dask"`` connects to
-    ``config.scheduler`` for the job's ingestion, features and LightGBM fits."""
+    ``config.scheduler`` for the job's ingestion, features and LightGBM fits, unless ``engine`` (a
+    connected DaskEngine, e.g. the one ``retrain`` opened) is given."""
+    if engine is not None:
+        return _run_train(config, progress, engine)
     if config.engine == "dask":
         from tierroute.pipelines.distributed import DaskConfig, DaskEngine
 

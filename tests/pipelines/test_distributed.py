@@ -164,3 +164,46 @@ def test_cli_passes_the_engine_through(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train, "run_train", fake)
     assert cli.main(["train", "--engine", "dask", "--scheduler", "tcp://10.0.0.5:8786", "--json"]) == 1
     assert seen[0].engine == "dask" and seen[0].scheduler == "tcp://10.0.0.5:8786"
+
+
+def test_retrain_uses_one_engine_for_the_whole_job(engine: DaskEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    import mlflow
+
+    from tierroute.models.router import RouterParams
+    from tierroute.pipelines import distributed, ingest
+    from tierroute.pipelines.retrain import RetrainConfig, run_retrain
+    from tierroute.pipelines.synthetic import SyntheticConfig, write_jsonl
+    from tierroute.pipelines.train import TrainConfig, run_train
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = write_jsonl(SyntheticConfig(160, seed=1), tmp_path / "week1.jsonl")
+    run_train(TrainConfig(data=(str(first),), encoder="none", out_dir=str(tmp_path / "run1"), tracking_uri=uri,
+                          router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1)))
+    mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("tierroute", "champion", "1")
+    new = write_jsonl(SyntheticConfig(120, seed=2), tmp_path / "week2.jsonl")
+    opened: list[str] = []
+
+    @contextlib.contextmanager
+    def shared(config: DaskConfig) -> Iterator[DaskEngine]:
+        opened.append(config.scheduler)
+        yield engine
+
+    engines_seen: list[object] = []
+    real_ingest = ingest.run_ingest
+
+    def spy(config: object, progress: object = None, catalogue: object = None, engine: object = None) -> object:
+        engines_seen.append(engine)
+        return real_ingest(config, progress, catalogue, engine)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(distributed, "DaskEngine", shared)
+    monkeypatch.setattr(ingest, "run_ingest", spy)
+    import tierroute.pipelines.train as train_module
+
+    monkeypatch.setattr(train_module, "run_ingest", spy)
+    result = run_retrain(RetrainConfig(logs=(str(new),), tracking_uri=uri, out_dir=str(tmp_path / "r"), engine="dask",
+                                       scheduler="tcp://10.0.0.5:8786"))
+    assert opened == ["tcp://10.0.0.5:8786"] and result.version == "2"
+    # new logs, previous data, the challenger's training data on the cluster; the held-out file here
+    assert engines_seen[:3] == [engine, engine, engine] and engines_seen[3] is None
