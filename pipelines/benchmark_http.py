@@ -181,8 +181,11 @@ def parse_completion(body: Mapping[str, Any]) -> tuple[str, int | None, int | No
         content = "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
     if content is None:
         calls = message.get("tool_calls")
-        if isinstance(calls, list) and calls and isinstance(calls[0], Mapping):
-            content = (calls[0].get("function") or {}).get("arguments")
+        function = calls[0].get("function") if isinstance(calls, list) and calls and isinstance(calls[0], Mapping) else None
+        if isinstance(function, Mapping):
+            content = function.get("arguments")
+            if isinstance(content, (Mapping, list)):  # some servers send the arguments as an object
+                content = json.dumps(content, ensure_ascii=False)
         elif isinstance(choice.get("text"), str):
             content = choice["text"]
     if not isinstance(content, str):

@@ -155,7 +155,8 @@ class _Runner:
         self.calls = self.cache_hits = 0
         self.policy = RetryPolicy(cfg.timeout_s, cfg.max_retries, cfg.backoff_base_s, cfg.backoff_cap_s)
         self.rng = random.Random(cfg.seed)
-        self.params = {"max_tokens": cfg.max_tokens, "temperature": cfg.temperature}
+        # float/int as sent and keyed: temperature=0 (Python API) and 0.0 (CLI) must be one cache entry
+        self.params = {"max_tokens": int(cfg.max_tokens), "temperature": float(cfg.temperature)}
         self.judge_slots = asyncio.Semaphore(plan.concurrency(plan.judge.model) if plan.judge else 1)
         self.code_slots = asyncio.Semaphore(max(1, (os.cpu_count() or 2) // 2))
         self._counter: Any = None
@@ -186,7 +187,7 @@ class _Runner:
 
     async def _call(self, cand: Candidate, key: str, messages: list[Any], params: Mapping[str, Any],
                     slots: asyncio.Semaphore | None) -> Answer | Failure | None:
-        hit = self.cache.get(key)
+        hit = await asyncio.to_thread(self.cache.get, key)  # sqlite off the loop: it must not stall calls in flight
         if hit is not None:
             with contextlib.suppress(CompletionError):  # unreadable stored body: call again
                 answer = self.answer(cand, messages, hit.body, hit.latency_ms, 0, True, hit.created)
@@ -217,8 +218,9 @@ class _Runner:
                 return Failure(exc.kind, exc.detail, got.latency_ms, got.attempts)
             spent = answer.cost
             usage = answer.source == "usage"
-            self.cache.put(key, cand.model, cand.base_url or "", got.body, answer.input_tokens if usage else None,
-                           answer.output_tokens if usage else None, got.latency_ms or 0.0, answer.created)
+            await asyncio.to_thread(  # a commit (fsync) per call: on the loop it would inflate measured latencies
+                self.cache.put, key, cand.model, cand.base_url or "", got.body, answer.input_tokens if usage else None,
+                answer.output_tokens if usage else None, got.latency_ms or 0.0, answer.created)
             return answer
         finally:
             self.budget.settle(estimate, spent)

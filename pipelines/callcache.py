@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -75,7 +76,9 @@ class CachedCall:
 
 class CallCache:
     """The sqlite file of paid calls. Use as a context manager (or call :meth:`close`); the file
-    and its folder are created on open.
+    and its folder are created on open. An existing sqlite file that is not a call cache is refused
+    untouched. The methods may be called from any thread (one at a time, under a lock), so that the
+    benchmark's event loop can hand the disk work (a commit per call) to worker threads.
 
     >>> import tempfile, os
     >>> with tempfile.TemporaryDirectory() as d, CallCache(os.path.join(d, "c.sqlite")) as cache:
@@ -88,10 +91,17 @@ class CallCache:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path)
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"Cannot open the call cache {str(self.path)!r} ({exc}). Pass --cache a writable file path.") from None
+        self._lock = threading.Lock()
         try:
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and not {"meta", "calls"} <= tables:  # someone else's database: write nothing into it
+                raise ConfigError(
+                    f"{str(self.path)!r} is an sqlite database but not a tierroute call cache (its tables: "
+                    f"{', '.join(sorted(tables)[:5])}). Pass --cache a new file path; this one is left as it is."
+                )
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
             if row is None:
@@ -116,16 +126,19 @@ class CallCache:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
 
     def get(self, key: str) -> CachedCall | None:
         """The stored call for ``key``, or None."""
-        row = self._db.execute(
-            "SELECT body, input_tokens, output_tokens, latency_ms, created FROM calls WHERE key = ?", (key,)
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT body, input_tokens, output_tokens, latency_ms, created FROM calls WHERE key = ?", (key,)
+            ).fetchone()
         if row is None:
             return None
         return CachedCall(json.loads(row[0]), row[1], row[2], float(row[3]), row[4])
@@ -135,9 +148,10 @@ class CallCache:
         """Store one successful call (committed at once); ``created`` defaults to now (UTC, ISO 8601).
         A key already stored keeps its first row."""
         created = created or datetime.now(timezone.utc).isoformat()
-        self._db.execute(
-            "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, model, base_url.rstrip("/"), json.dumps(body, ensure_ascii=False), input_tokens, output_tokens,
-             float(latency_ms), created),
-        )
-        self._db.commit()
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, model, base_url.rstrip("/"), json.dumps(body, ensure_ascii=False), input_tokens, output_tokens,
+                 float(latency_ms), created),
+            )
+            self._db.commit()

@@ -163,7 +163,8 @@ def load_prompts(path: str | Path, max_bad: int = 0) -> PromptSet:
     items: list[PromptItem] = []
     issues: list[PromptIssue] = []
     first_line: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    # "\n" only: str.splitlines() also splits at U+2028, U+0085, ..., which JSON strings may hold raw
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -85,10 +85,9 @@ def token_f1(prediction: str, reference: str) -> float:
     if not pred or not ref:
         return float(pred == ref)
     same = sum((Counter(pred) & Counter(ref)).values())
-    if not same:
-        return 0.0
-    precision, recall = same / len(pred), same / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    # 2PR/(P+R) == 2*same/(|pred|+|ref|); one division, so an F1 of exactly 0.5 is 0.5, not
+    # 0.49999999999999994 (which would flip ``correct`` at the 0.5 threshold)
+    return 2 * same / (len(pred) + len(ref))
 
 
 def _score_exact(response: str, reference: Any) -> Score:
@@ -104,7 +103,8 @@ def _score_f1(response: str, reference: Any) -> Score:
 
 # -- choice ------------------------------------------------------------------------------------------
 
-_ANSWER_IS = re.compile(r"answer\b\s*(?:is|:|=)?\s*(?:option|choice)?\s*[\s(\[*_\"']*([A-Z])(?![A-Za-z0-9])", re.I)
+_ANSWER_IS = re.compile(r"answer\b\s*(?:is\b\s*[:=]?|[:=])\s*(?:option|choice)?\s*[\s(\[*_\"']*([A-Z])(?![A-Za-z0-9])", re.I)
+_PRONOUN_I = re.compile(r"'[a-z]|\s+[a-z]")  # "answer: I think ...", "answer is I'd say ..."
 _ALONE = re.compile(r"[\s(\[*_\"'.]*([A-Za-z])[\s)\]*_\"'.:]*")
 _LEADING = re.compile(r"[\s(\[*_]*([A-Z])[)\].:*_]+(?:\s|$)")
 _MARKED = re.compile(r"\(([A-Za-z])\)|\*\*([A-Z])\*\*|\b(?:option|choice)\s+([A-Z])\b", re.I)
@@ -114,8 +114,10 @@ def extract_choice(text: str) -> str | None:
     """The choice letter an answer gives, or None. Tried in order: the last "answer is (B)" /
     "Answer: B"; the whole answer being one letter ("B", "(b)", "**B**", "B."); a leading "B)",
     "B." or "**B**:"; else the last "(B)", "**B**" or "option B". Inside a sentence a bare letter must
-    be upper case (so the article "a" is not read as choice A)."""
-    found = [m.group(1) for m in _ANSWER_IS.finditer(text)]
+    be upper case (so the article "a" is not read as choice A), and "I" followed by a lower-case word or
+    an apostrophe ("Answer: I think ...") is the pronoun."""
+    found = [m.group(1) for m in _ANSWER_IS.finditer(text)
+             if not (m.group(1) == "I" and _PRONOUN_I.match(text, m.end(1)))]
     found = [f for f in found if f.isupper() or re.search(rf"[(\[]\s*{f}\s*[)\]]", text)]
     if found:
         return found[-1].upper()
@@ -148,11 +150,13 @@ def _choice_reference(reference: Any) -> str:
 
 # -- numeric -------------------------------------------------------------------------------------------
 
-_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+"
+# a sign counts only where it cannot be a hyphen: "pages 10-15" is 15, "2024-05-01" ends in 1, not -1
+_SIGN = r"(?:(?<![\w.)\]])[-+])?"
+_NUMBER = rf"{_SIGN}(?:\d{{1,3}}(?:,\d{{3}})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|{_SIGN}\.\d+"
 _NUMBER_RE = re.compile(_NUMBER)
 _HASHES = re.compile(rf"####\s*\$?\s*({_NUMBER})")
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-_ANSWER_NUMBER = re.compile(rf"answer\s*(?:is|:|=)\s*\$?\s*({_NUMBER})", re.I)
+_ANSWER_NUMBER = re.compile(rf"answer\s*(?:is\b\s*[:=]?|[:=])[\s*]*\$?\s*({_NUMBER})", re.I)
 
 
 def _to_float(token: str) -> float:
@@ -162,7 +166,8 @@ def _to_float(token: str) -> float:
 def extract_number(text: str) -> float | None:
     """The number an answer gives, or None: after "####" (GSM8K), else in the last ``\\boxed{}``,
     else after the last "answer is", else the last number in the text. Thousands commas are
-    dropped ("1,234.5"); a unicode minus counts; "$", "%" and units around it are ignored."""
+    dropped ("1,234.5"); a unicode minus counts, a hyphen after a word or number does not ("10-15" ends
+    in 15, not -15); "$", "%" and units around it are ignored."""
     text = text.replace("\u2212", "-")
     hashes = _HASHES.findall(text)
     if hashes:

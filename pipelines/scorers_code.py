@@ -6,7 +6,10 @@ This executes text a model wrote, so a run must ask for it explicitly
 - a separate ``python -I -B`` process (isolated mode: no user site, no PYTHON* variables, the
   script's folder not on ``sys.path``), an empty environment, stdin closed, in a fresh temporary
   folder that is deleted afterwards;
-- a wall-clock timeout, after which its whole process group is killed;
+- a wall-clock timeout, after which its whole process group is killed (and the group is killed
+  when the process ends, so nothing it started outlives the run);
+- the tests must actually run: an ``exit()`` / ``sys.exit(0)`` / ``unittest.main()`` in the answer
+  that ends the process before the reference tests is a failure, not a pass;
 - on POSIX, resource limits set by a small launcher in the child before the model's code runs,
   soft and hard alike so the code cannot raise them: address space (``memory_mb``), CPU seconds,
   file size (16 MiB), no core files. (A launcher rather than ``preexec_fn``, which the Python docs
@@ -20,6 +23,7 @@ Quality is 1.0 when the process exits 0 (every assert of the tests held), else 0
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -37,7 +41,11 @@ __all__ = ["CodeLimits", "extract_code", "score_code"]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
 _LAUNCHER = """\
-import resource, runpy, sys
+import runpy, sys
+try:
+    import resource
+except ImportError:  # not POSIX: the timeout is all there is
+    resource = None
 def cap(name, value):
     limit = getattr(resource, name, None)
     if limit is not None:
@@ -50,8 +58,16 @@ cap("RLIMIT_CPU", {cpu})
 cap("RLIMIT_FSIZE", 16 * 1024 * 1024)
 cap("RLIMIT_CORE", 0)
 sys.argv = ["solution.py"]
-runpy.run_path("solution.py", run_name="__main__")
+state = {{"tests": False}}
+try:
+    runpy.run_path("solution.py", init_globals={{"{state}": state}}, run_name="__main__")
+except SystemExit as stop:
+    if not state["tests"]:  # exit(), sys.exit(0), unittest.main() in the answer: the tests never ran
+        sys.stderr.write(f"SystemExit({{stop.code!r}}) in the answer's code, before the reference tests ran\\n")
+        sys.exit(3)
+    raise
 """
+_STATE = "__tierroute_tests__"
 
 
 @dataclass(frozen=True)
@@ -84,15 +100,13 @@ def _tail(text: bytes, limit: int = 300) -> str:
 def score_code(response: str, tests: str, limits: CodeLimits | None = None) -> Score:
     """Run :func:`extract_code` of ``response`` followed by ``tests`` (see the module doc)."""
     limits = limits or CodeLimits()
-    program = f"{extract_code(response)}\n\n# --- reference tests ---\n{tests}\n"
+    program = f"{extract_code(response)}\n\n# --- reference tests ---\n{_STATE}['tests'] = True\n{tests}\n"
     with tempfile.TemporaryDirectory(prefix="tierroute-code-") as folder:
         Path(folder, "solution.py").write_text(program, encoding="utf-8")
-        if os.name == "posix":
-            launcher = _LAUNCHER.format(memory=limits.memory_mb * 1024 * 1024, cpu=math.ceil(limits.timeout_s) + 1)
-            Path(folder, "launch.py").write_text(launcher, encoding="utf-8")
-            argv = [sys.executable, "-I", "-B", "launch.py"]
-        else:  # no resource limits off POSIX: the timeout is all there is
-            argv = [sys.executable, "-I", "-B", "solution.py"]
+        launcher = _LAUNCHER.format(memory=limits.memory_mb * 1024 * 1024, cpu=math.ceil(limits.timeout_s) + 1,
+                                    state=_STATE)
+        Path(folder, "launch.py").write_text(launcher, encoding="utf-8")
+        argv = [sys.executable, "-I", "-B", "launch.py"]
         with open(Path(folder, "stderr.txt"), "wb") as err:  # a file, capped by RLIMIT_FSIZE (a pipe is not)
             child = subprocess.Popen(argv, cwd=folder, env={}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=err, start_new_session=os.name == "posix")
@@ -102,12 +116,21 @@ def score_code(response: str, tests: str, limits: CodeLimits | None = None) -> S
                 _kill(child)
                 child.wait()
                 return Score(0.0, f"tests timed out after {limits.timeout_s:g} s")
+            finally:
+                _kill_group(child)  # what it started in the background (still in its group) goes too
         if child.returncode == 0:
             return Score(1.0, "tests passed")
         with open(Path(folder, "stderr.txt"), "rb") as fh:
             fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
             tail = _tail(fh.read())
     return Score(0.0, f"tests failed (exit {child.returncode}): {tail or 'no error output'}")
+
+
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    """Kill whatever is left of the child's process group once the child itself has ended."""
+    if os.name == "posix":
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:

@@ -232,6 +232,10 @@ def _check_array(value: list[Any], schema: Mapping[str, Any], root: Any, path: s
 def _check_number(value: float, schema: Mapping[str, Any], path: str, errors: list[str]) -> None:
     low, high = schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
     ex_low, ex_high = schema.get("exclusiveMinimum", -math.inf), schema.get("exclusiveMaximum", math.inf)
+    if isinstance(ex_low, bool):  # draft 4: a flag that makes "minimum" exclusive
+        low, ex_low = (-math.inf, low) if ex_low else (low, -math.inf)
+    if isinstance(ex_high, bool):
+        high, ex_high = (math.inf, high) if ex_high else (high, math.inf)
     if not (value >= low and value <= high and value > ex_low and value < ex_high):
         errors.append(f"{path}: {value:g} is outside the allowed range")
     step = schema.get("multipleOf")
@@ -271,14 +275,16 @@ def field_f1(prediction: Any, reference: Any) -> float:
     if not pred or not ref:
         return float(not pred and not ref)
     same = sum((pred & ref).values())
-    if not same:
-        return 0.0
-    precision, recall = same / sum(pred.values()), same / sum(ref.values())
-    return 2 * precision * recall / (precision + recall)
+    return 2 * same / (sum(pred.values()) + sum(ref.values()))  # = 2PR/(P+R), without its rounding error
 
 
 def check_json_reference(reference: Any, output_schema: Any) -> Any:
-    """The reference as a JSON value (a JSON string is parsed); ValueError when it cannot serve."""
+    """The reference as a JSON value (a JSON string is parsed); ValueError when it or the schema
+    cannot serve."""
+    try:  # also for a schema-only prompt, whose every answer would otherwise be a scorer_error
+        to_json_schema(output_schema)
+    except (FeatureError, ValueError) as exc:
+        raise ValueError(f"the output_schema cannot be used to validate answers ({exc})") from None
     if reference is None:
         if output_schema is None:
             raise ValueError("the 'json' scorer needs a 'reference' object, an 'output_schema', or both")
@@ -290,10 +296,6 @@ def check_json_reference(reference: Any, output_schema: Any) -> Any:
             raise ValueError("a 'json' reference must be a JSON object/array (or a string holding one)") from None
     if not isinstance(reference, (dict, list)):
         raise ValueError("a 'json' reference must be a JSON object/array (or a string holding one)")
-    try:
-        to_json_schema(output_schema)
-    except (FeatureError, ValueError) as exc:
-        raise ValueError(f"the output_schema cannot be used to validate answers ({exc})") from None
     return reference
 
 

@@ -4,7 +4,8 @@ The benchmark runner sends :func:`judge_messages` to the run's judge model (``--
 which must be in the catalogue with a ``base_url``) through the same client as every other call:
 same retries, same cache, same budget. Its reply is read by :func:`parse_judge_reply`:
 
-- ``Score: 7`` / ``score = 7.5`` / ``7/10`` / ``**8**`` / a bare ``9``  -> n / 10 (0-10, clamped);
+- ``Score: 7`` / ``**Score**: 7`` / ``score = 7.5`` / ``the score is 7`` / ``7/10`` / ``**8**`` / a bare
+  ``9`` -> n / 10 (0-10, clamped);
 - ``yes`` / ``correct`` / ``pass`` -> 1.0 and ``no`` / ``incorrect`` / ``wrong`` / ``fail`` -> 0.0
   (when no number is found);
 - anything else -> None: the outcome records the error ``judge_unparseable``.
@@ -29,7 +30,8 @@ JUDGE_SYSTEM = (
     "one is given) on a scale from 0 (wrong or useless) to 10 (fully correct). Reply with one line "
     "exactly of the form 'Score: N' and nothing else."
 )
-_SCORE = re.compile(r"score\s*[:=]?\s*\**\s*(\d+(?:\.\d+)?)", re.I)
+# "Score: 8", "**Score**: 8", "The score is 8" (not "underscore 8")
+_SCORE = re.compile(r"(?<![A-Za-z])score(?![A-Za-z])[*_\s]*(?:is\b)?[*_\s]*[:=]?[*_\s]*(\d+(?:\.\d+)?)", re.I)
 _OUT_OF = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*10\b", re.I)
 _BARE = re.compile(r"[\s*_\"'`]*(\d+(?:\.\d+)?)[\s*_\"'`.]*(?:\n|$)")
 _YES = re.compile(r"\b(yes|correct|pass(?:ed)?|right)\b", re.I)

@@ -448,3 +448,41 @@ def test_parse_completion_reads_text_tool_calls_and_usage() -> None:
 def test_catalogue_fixture_is_valid(tmp_path: Path, stubs: dict[str, Stub]) -> None:
     catalogue = load_catalogue(write_catalogue(tmp_path / "c.toml", stubs))
     assert catalogue.candidate("ok-model").api_key_env == KEY_ENV
+
+
+# -- pinned fixes --------------------------------------------------------------------------------------
+
+def test_parse_completion_never_raises_on_odd_tool_calls() -> None:
+    from tierroute.pipelines.benchmark_http import CompletionError
+
+    with pytest.raises(CompletionError, match=r"no_choices: choices\[0\] holds no answer text"):
+        parse_completion({"choices": [{"message": {"content": None, "tool_calls": [{"function": "f"}]}}]})
+    as_object = {"choices": [{"message": {"content": None, "tool_calls": [{"function": {"arguments": {"x": 1}}}]}}]}
+    assert parse_completion(as_object) == ('{"x": 1}', None, None)
+
+
+def test_an_int_temperature_shares_the_cache_with_a_float_one(tmp_path: Path, stubs: dict[str, Stub]) -> None:
+    write_prompts(tmp_path / "prompts.jsonl", ["exact"])
+    run_benchmark(config(tmp_path, stubs, models=("ok-model",), temperature=0), env=ENV)
+    assert len(stubs["ok"].calls) == 1 and stubs["ok"].calls[0]["body"]["temperature"] == 0.0
+    again = run_benchmark(config(tmp_path, stubs, out="again.jsonl", models=("ok-model",), temperature=0.0), env=ENV)
+    assert len(stubs["ok"].calls) == 1 and again.summary["cache_hits"] == 1
+
+
+def test_the_cache_is_read_and_written_off_the_event_loop(tmp_path: Path, stubs: dict[str, Stub],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tierroute.pipelines.callcache import CallCache
+
+    on_loop: list[str] = []
+    for name in ("get", "put"):
+        original = getattr(CallCache, name)
+
+        def spy(self: Any, *args: Any, _name: str = name, _original: Any = original) -> Any:
+            if threading.current_thread() is threading.main_thread():
+                on_loop.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(CallCache, name, spy)
+    write_prompts(tmp_path / "prompts.jsonl", ["exact", "wrong"])
+    result = run_benchmark(config(tmp_path, stubs, models=("ok-model",)), env=ENV)
+    assert result.summary["calls_made"] == 2 and on_loop == []

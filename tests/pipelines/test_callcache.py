@@ -73,3 +73,25 @@ def test_another_version_or_a_foreign_file_is_refused(tmp_path: Path) -> None:
         CallCache(junk)
     with pytest.raises(ConfigError, match=r"Cannot open the call cache .* Pass --cache a writable file path\."):
         CallCache(junk / "below-a-file.sqlite")
+
+
+def test_someone_elses_sqlite_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "mine.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (body TEXT)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match=r"'.*mine\.db' is an sqlite database but not a tierroute call cache \(its tables: "
+                                          r"notes\)\. Pass --cache a new file path; this one is left as it is\."):
+        CallCache(path)
+    assert path.read_bytes() == before
+
+
+def test_the_cache_may_be_used_from_worker_threads(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with CallCache(tmp_path / "c.sqlite") as cache, ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: cache.put(f"k{i}", "m", URL, {"i": i}, 1, 1, 1.0), range(40)))
+        got = list(pool.map(cache.get, [f"k{i}" for i in range(40)]))
+        assert len(cache) == 40 and [g.body["i"] for g in got if g] == list(range(40))

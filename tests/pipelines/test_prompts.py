@@ -100,3 +100,11 @@ def test_parse_prompt_raises_with_the_same_wording() -> None:
     assert isinstance(parse_prompt(GOOD, 1), PromptItem)
     with pytest.raises(DataValidationError, match=r"^line 4: 'scorer' must be one of .*; got 'x' \(str\)\. Fix that prompt\.$"):
         parse_prompt({**GOOD, "scorer": "x"}, 4)
+
+
+def test_a_line_separator_inside_a_json_string_does_not_split_the_line(tmp_path: Path) -> None:
+    row = {**GOOD, "prompt": "first\u2028second\x85third"}
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n" + json.dumps({**GOOD, "id": "q2"}) + "\n", encoding="utf-8")
+    got = load_prompts(path)
+    assert got.issues == () and got.items[0].prompt == "first\u2028second\x85third" and got.items[1].line == 2

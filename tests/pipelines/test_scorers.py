@@ -256,3 +256,89 @@ def test_other_scorers_are_not_offline() -> None:
         score_text("code", "x", "assert True")
     with pytest.raises(ValueError, match="'scorer' must be one of exact, choice, numeric, f1, json, code, judge"):
         check_reference("bleu", "x")
+
+
+# -- pinned fixes ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,number", [
+    ("pages 10-15", 15.0), ("the range is 3-5 apples", 5.0), ("on 2024-05-01", 1.0), ("x=-3", -3.0), ("(-2.5)", -2.5),
+    ("The answer is: 5 apples, not 6", 5.0), ("The answer is **12** (not 13)", 12.0),
+    ("5\u22123 = 2, answer: \u22121", -1.0),
+])
+def test_a_hyphen_is_not_a_minus_and_answer_is_colon_counts(text: str, number: float) -> None:
+    assert extract_number(text) == number
+
+
+@pytest.mark.parametrize("text,letter", [
+    ("The answer I gave was wrong; it is (C).", "C"), ("Answer: I think it's C", None),
+    ("The answer is B. Answer A is wrong because 3 is odd.", "B"), ("The answer is: A) Paris", "A"),
+    ("The answer is I.", "I"), ("Answer: (I) because", "I"),
+])
+def test_choice_does_not_read_the_pronoun_i_or_answer_x_as_the_choice(text: str, letter: str | None) -> None:
+    assert extract_choice(text) == letter
+
+
+def test_f1_of_exactly_one_half_is_correct_at_the_half_threshold() -> None:
+    # 6 shared words, 11 predicted, 13 referenced: 2*6/24 = 0.5 exactly (2PR/(P+R) gave 0.4999999999999999)
+    pred, ref = " ".join(f"w{i}" for i in range(11)), " ".join([f"w{i}" for i in range(6)] + [f"x{i}" for i in range(7)])
+    assert token_f1(pred, ref) == 0.5 and score_text("f1", pred, ref).quality >= DEFAULT_THRESHOLDS["f1"]
+    got = field_f1({f"k{i}": i for i in range(11)}, {**{f"k{i}": i for i in range(6)}, **{f"z{i}": i for i in range(7)}})
+    assert got == 0.5
+
+
+def test_draft4_boolean_exclusive_bounds() -> None:
+    schema = {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": False}
+    assert validate_json(0.5, schema) == [] and validate_json(1, schema) == []
+    assert validate_json(0, schema) == ["$: 0 is outside the allowed range"]
+    at_least_zero = {"type": "number", "minimum": 0, "exclusiveMinimum": False}
+    assert validate_json(-1, at_least_zero) == ["$: -1 is outside the allowed range"] and validate_json(0, at_least_zero) == []
+
+
+def test_a_schema_only_json_prompt_with_an_unusable_schema_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match=r"the output_schema cannot be used to validate answers \(Malformed output_schema: "
+                                         r"the object is empty"):
+        check_reference("json", None, {"order": {}})
+
+
+@pytest.mark.parametrize("reply,quality", [("**Score**: 8", 0.8), ("The score is 6.", 0.6), ("__Score__ = 5", 0.5),
+                                           ("underscore 5", None)])
+def test_judge_markdown_and_score_is(reply: str, quality: float | None) -> None:
+    assert parse_judge_reply(reply) == quality
+
+
+@pytest.mark.parametrize("ending", ["import sys\nsys.exit(0)", "exit()",
+                                    "import unittest\nif __name__ == '__main__':\n    unittest.main()"])
+def test_code_that_exits_before_the_tests_fails(ending: str) -> None:
+    got = score_code(f"def add(a, b):\n    return a - b\n{ending}\n", "assert add(2, 3) == 5")
+    assert got.quality == 0.0 and got.detail.startswith("tests failed (exit 3): SystemExit(")
+    assert got.detail.endswith("in the answer's code, before the reference tests ran")
+    unittest_tests = ("import unittest\nclass T(unittest.TestCase):\n    def test(self):\n"
+                      "        self.assertEqual(add(2, 3), 5)\nunittest.main()")
+    # exiting after the tests is fine
+    assert score_code("def add(a, b):\n    return a + b", unittest_tests).detail == "tests passed"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_what_the_code_started_does_not_outlive_it(tmp_path: object) -> None:
+    import os
+    import time
+    from pathlib import Path
+
+    pid_file = Path(str(tmp_path), "pid")
+    code = (f"import subprocess, sys\nchild = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n")
+    assert score_code(code, "").detail == "tests passed"
+    pid = int(pid_file.read_text())
+
+    def alive() -> bool:
+        try:
+            return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+        except (FileNotFoundError, IndexError):
+            return False
+
+    deadline = time.monotonic() + 5
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive():  # do not leave it behind even when the test fails
+        os.kill(pid, 9)
+        pytest.fail("the background process outlived score_code")
