@@ -88,6 +88,10 @@ class BenchmarkConfig:
             if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
                 raise ConfigError(f"The {name!r} parameter of {_OWNER} must be a non-empty path. Got {value!r} instead.")
             object.__setattr__(self, name, os.fspath(value))
+        if Path(self.out).resolve() in (Path(self.cache).resolve(), Path(self.prompts).resolve()):
+            raise ConfigError(f"The 'out' parameter of {_OWNER} names the same file as the "
+                              f"{'cache' if Path(self.out).resolve() == Path(self.cache).resolve() else 'prompts'} "
+                              f"({self.out!r}); pass a new file for the outcomes.")
         object.__setattr__(self, "models", tuple(self.models))
         for name in ("model_concurrency", "thresholds"):
             pairs = getattr(self, name)

@@ -91,6 +91,15 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
+def retry_after_header(headers: Mapping[str, str]) -> str | None:
+    """The wait a response asks for, as ``Retry-After`` text: that header, else OpenAI's
+    ``retry-after-ms`` converted to seconds; None when neither is usable."""
+    if headers.get("retry-after") is not None:
+        return headers["retry-after"]
+    ms = parse_retry_after(headers.get("retry-after-ms"))
+    return None if ms is None else f"{ms / 1000.0:g}"
+
+
 def retry_delay(attempt: int, retry_after: str | None, policy: RetryPolicy, rng: random.Random) -> float:
     """Seconds to wait after failed attempt ``attempt`` (0-based); see the module doc."""
     asked = parse_retry_after(retry_after)
@@ -151,7 +160,7 @@ async def post_chat(client: Any, url: str, headers: Mapping[str, str], payload: 
             kind, detail = f"http_{status}", f"HTTP {status}: {_error_text(response)}"
             if status != 429 and status < 500:
                 return HttpResult(None, latency, attempt + 1, kind, detail)
-            retry_after = response.headers.get("retry-after")
+            retry_after = retry_after_header(response.headers)
         if attempt < policy.max_retries:
             stats.retries += 1
             await sleep(retry_delay(attempt, retry_after, policy, rng))

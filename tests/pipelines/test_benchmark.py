@@ -22,7 +22,7 @@ pytest.importorskip("httpx")
 from tierroute.errors import CatalogueError, ConfigError, DataValidationError, OutputDirError  # noqa: E402
 from tierroute.models.catalogue import load_catalogue  # noqa: E402
 from tierroute.pipelines.benchmark import BenchmarkConfig, plan_pairs, run_benchmark  # noqa: E402
-from tierroute.pipelines.benchmark_http import RetryPolicy, parse_completion, parse_retry_after, retry_delay  # noqa: E402
+from tierroute.pipelines.benchmark_http import RetryPolicy, parse_completion, parse_retry_after, retry_after_header, retry_delay  # noqa: E402
 from tierroute.pipelines.records import OUTCOME_FIELDS  # noqa: E402
 
 KEY_ENV, KEY = "TIERROUTE_BENCH_KEY", "sk-bench"
@@ -486,3 +486,17 @@ def test_the_cache_is_read_and_written_off_the_event_loop(tmp_path: Path, stubs:
     write_prompts(tmp_path / "prompts.jsonl", ["exact", "wrong"])
     result = run_benchmark(config(tmp_path, stubs, models=("ok-model",)), env=ENV)
     assert result.summary["calls_made"] == 2 and on_loop == []
+
+
+def test_retry_after_ms_is_read_when_retry_after_is_absent() -> None:
+    assert retry_after_header({"retry-after": "2", "retry-after-ms": "9000"}) == "2"
+    assert retry_after_header({"retry-after-ms": "1500"}) == "1.5"
+    assert retry_after_header({"retry-after-ms": "soon"}) is None and retry_after_header({}) is None
+
+
+def test_out_may_not_be_the_cache_or_the_prompts(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^The 'out' parameter of BenchmarkConfig names the same file as the cache \("):
+        BenchmarkConfig(prompts=str(tmp_path / "p.jsonl"), catalogue="c.toml", out=str(tmp_path / "c.sqlite"),
+                        cache=str(tmp_path / "c.sqlite"))
+    with pytest.raises(ConfigError, match=r"^The 'out' parameter of BenchmarkConfig names the same file as the prompts \("):
+        BenchmarkConfig(prompts=str(tmp_path / "p.jsonl"), catalogue="c.toml", out=str(tmp_path / "p.jsonl"))
