@@ -239,8 +239,11 @@ def outcome_features() -> Any:
     import datasets
 
     string, number, flag = datasets.Value("string"), datasets.Value("float64"), datasets.Value("bool")
+    # prompts and schemas as large_string (64-bit offsets): a million logged prompts pass the 2 GB
+    # that 32-bit string offsets can address
+    text = datasets.Value("large_string")
     types = {
-        "request_id": string, "prompt": string, "output_schema": string, "latency_sla_ms": number,
+        "request_id": string, "prompt": text, "output_schema": text, "latency_sla_ms": number,
         "task": string, "model": string, "quality": number, "correct": flag, "cost_usd": number,
         "latency_ms": number, "timestamp": string, "chosen": flag, "propensity": number,
     }
@@ -274,6 +277,7 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
     ``engine``: a connected :class:`tierroute.pipelines.distributed.DaskEngine` reads and normalises
     the files on its workers; the order-dependent checks and the outputs are the same."""
     import datasets
+    import pyarrow as pa
 
     from tierroute.models.catalogue import load_catalogue
 
@@ -337,7 +341,11 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
                 "path": str(path), "format": fmt, "sha256": None if path.is_dir() else _sha256(path),
                 "rows": rows_read - read_before, "quarantined": sum(reasons.values()) - bad_before,
             })
-    table = datasets.Dataset.from_dict(columns, features=outcome_features())
+    features = outcome_features()
+    arrow = pa.Table.from_pydict(columns, schema=features.arrow_schema)
+    # fingerprinted by what was read (file hashes, config), not by hashing the whole table again
+    digest = hashlib.sha256(json.dumps([config.to_dict(), inputs], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    table = datasets.Dataset(arrow, info=datasets.DatasetInfo(features=features), fingerprint=digest)
     result = IngestResult(table, out_dir, rows_read, dict(reasons), inputs, dict(formats), skipped,
                           [origin for _, _, origin in plan])
     bad = sum(n for r, n in reasons.items() if r not in EXCLUSION_REASONS)

@@ -543,3 +543,12 @@ def test_row_origins_skip_a_fully_quarantined_file(tmp_path: Path) -> None:
     bad = write_jsonl(tmp_path / "bad.jsonl", [row for _, row in BAD_ROWS[:2]])
     result = ingest(bad, good, max_bad_fraction=0.5)
     assert result.row_origins().tolist() == [1] * 20
+
+
+def test_prompts_are_stored_with_64_bit_offsets() -> None:
+    # a million logged prompts pass the 2 GB that 32-bit string offsets address (found by bench/retrain.py at 1M rows)
+    from tierroute.pipelines.ingest import outcome_features
+
+    features = outcome_features()
+    assert features["prompt"].dtype == "large_string" and features["output_schema"].dtype == "large_string"
+    assert str(features.arrow_schema.field("prompt").type) == "large_string"
