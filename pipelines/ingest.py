@@ -368,6 +368,7 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
             "Fix the source rows, or raise --max-bad if this is expected."
         )
     table.save_to_disk(str(out_dir / "outcomes"))
+    result.dataset = datasets.load_from_disk(str(out_dir / "outcomes"))  # memory-mapped: the big table leaves RAM
     manifest = {"kind": "tierroute.ingest", "version": 1, "config": config.to_dict(), **result.summary()}
     (out_dir / INGEST_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return result

@@ -25,8 +25,10 @@ inputs, same seed: the same model (the bundle id is reproducible).
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -85,23 +87,26 @@ class RetrainResult:
                 "reasons": self.gate.reasons, "gate": self.gate.figures, "rows": self.rows, "out_dir": str(self.out_dir)}
 
 
-def _records(frame: Any) -> list[dict[str, Any]]:
-    """Canonical rows as JSON-able dicts (NaN -> null, schema strings -> objects)."""
-    out = []
-    for row in frame.to_dict(orient="records"):
-        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+def _records(frame: Any) -> Iterator[dict[str, Any]]:
+    """Canonical rows as JSON-able dicts (NaN -> null, schema strings -> objects), one at a time
+    (a million-row log is never held twice)."""
+    columns = list(frame.columns)
+    for values in frame.itertuples(index=False, name=None):
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in zip(columns, values)}
         if isinstance(clean.get("output_schema"), str):
             clean["output_schema"] = json.loads(clean["output_schema"])
-        out.append(clean)
-    return out
+        yield clean
 
 
-def _write(rows: list[dict[str, Any]], path: Path) -> Path:
+def _write(rows: Iterable[dict[str, Any]], path: Path) -> int:
+    """Write ``rows`` as JSONL; returns how many."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, default=str) + "\n")
-    return path
+            n += 1
+    return n
 
 
 def _holdout(frame: Any, fraction: float, seed: int) -> set[str]:
@@ -165,14 +170,20 @@ def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainRe
             old = old[[s is None or s >= cutoff for s in stamps]]
         old = old[~old["request_id"].isin(set(new["request_id"]))]  # newer outcomes win
     held = _holdout(new, config.holdout_fraction, config.seed)
-    new_rows = _records(new[~new["request_id"].isin(held)])
-    old_rows = _records(old) if old is not None else []
-    data_paths = [str(_write(new_rows, out / "data" / "train-new.jsonl"))]
+    data_paths = [str(out / "data" / "train-new.jsonl")]
+    n_new = _write(_records(new[~new["request_id"].isin(held)]), Path(data_paths[0]))
+    n_old = 0
     weights: tuple[float, ...] = ()
-    if old_rows:
-        data_paths.append(str(_write(old_rows, out / "data" / "train-previous.jsonl")))
+    if old is not None and len(old):
+        data_paths.append(str(out / "data" / "train-previous.jsonl"))
+        n_old = _write(_records(old), Path(data_paths[1]))
         weights = (1.0, config.previous_weight)
-    holdout_path = _write(_records(new[new["request_id"].isin(held)]), out / "data" / "holdout.jsonl")
+    holdout_path = out / "data" / "holdout.jsonl"
+    _write(_records(new[new["request_id"].isin(held)]), holdout_path)
+    rows = {"new": int(len(new)), "previous": int(0 if old is None else len(old)), "train": n_new + n_old,
+            "held_out_requests": len(held), "logged_new_requests": int(_logged_requests(new))}
+    del new, old  # the challenger's training reads the files; a million-row log is not kept twice
+    gc.collect()
     learned = champion.config
     static_dims = champion.encoder.dims if learned.encoder == "static" and champion.encoder is not None else 64
     catalogue = champion.catalogue_.source if Path(str(champion.catalogue_.source)).is_file() else champion.catalogue_.name
@@ -189,8 +200,6 @@ def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainRe
     version = str(max(int(v.version) for v in versions))
     stage(progress, f"gating version {version} against the champion (version {current.version})")
     gate = promote_version(config.tracking_uri, version, (str(holdout_path),), config.gate, out_dir=str(out / "promote"))
-    rows = {"new": int(len(new)), "previous": int(0 if old is None else len(old)), "train": len(new_rows) + len(old_rows),
-            "held_out_requests": len(held), "logged_new_requests": int(_logged_requests(new))}
     result = RetrainResult(version, str(trained.run_id), gate, out, rows)
     (out / "retrain.json").write_text(json.dumps(result.summary(), indent=2, default=str) + "\n", encoding="utf-8")
     return result

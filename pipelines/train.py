@@ -220,6 +220,7 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
     catalogue = pick_catalogue(config.catalogue, models)
     weighted = config.data_weights and len(set(config.data_weights)) > 1
     data = RoutingData.from_frame(frame, models, np.asarray(config.data_weights)[ingested.row_origins()] if weighted else None)
+    del frame  # RoutingData holds what training needs (one prompt per request, not one per outcome row)
     if config.eval_data:
         evaluated = run_ingest(IngestConfig(paths=config.eval_data, format=config.format, out_dir=str(out / "ingest-eval"),
                                             max_bad_fraction=config.max_bad_fraction, catalogue=config.catalogue))
