@@ -3,8 +3,12 @@ folders (runs/, mlruns/) land in tmp_path, never in the repository."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +48,28 @@ def shared_data() -> Path:
             pytest.fail(message + f"; {REQUIRE_SHARED_DATA}=1 makes this a failure")
         pytest.skip(message)
     return path
+
+
+@contextlib.contextmanager
+def _serving(servers: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Run loopback stub servers (``socketserver`` servers with a ``release`` event that slow
+    handlers wait on) in threads; on exit, release the slow ones, shut down and join."""
+    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+               for s in servers.values()]
+    for thread in threads:
+        thread.start()
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.release.set()
+            server.shutdown()
+            server.server_close()
+        for thread in threads:
+            thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def serving() -> Callable[[dict[str, Any]], contextlib.AbstractContextManager[dict[str, Any]]]:
+    """``with serving({"ok": Stub("ok"), ...}) as stubs:`` runs the stub servers for a block."""
+    return _serving

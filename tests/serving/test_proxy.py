@@ -129,19 +129,9 @@ class _StubHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def stubs() -> Iterator[dict[str, _Stub]]:
-    servers = {kind: _Stub(kind) for kind in ("ok", "500", "429", "slow")}
-    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-               for s in servers.values()]
-    for thread in threads:
-        thread.start()
-    yield servers
-    for server in servers.values():
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-    for thread in threads:
-        thread.join(5)
+def stubs(serving: Any) -> Iterator[dict[str, _Stub]]:
+    with serving({kind: _Stub(kind) for kind in ("ok", "500", "429", "slow")}) as servers:
+        yield servers
 
 
 @pytest.fixture(autouse=True)
