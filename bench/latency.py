@@ -1,16 +1,22 @@
 """Serving latency: the learned Router (bundle) beside the article's heuristic tree, same run.
 
-    python bench/latency.py [--bundle DIR] [--iterations 3000] [--skip-http] [--skip-minilm]
+    python bench/latency.py [--bundle DIR] [--minilm-bundle DIR] [--iterations 3000]
+                            [--minilm-iterations 200] [--skip-http] [--skip-minilm] [--only-single]
 
 Without --bundle, a bundle is trained first on the built-in synthetic workload (static encoder,
-tracking off) in a temporary folder. Figures, all from this run on this machine:
+tracking off) in a temporary folder; without --minilm-bundle, a second one with ``--encoder
+minilm`` (MiniLM-ONNX, on --minilm-requests synthetic requests: the embedding, not the training
+size, is what it costs). Figures, all from this run on this machine:
 
 1. route() single thread, p50 / p99 / p99.9 in microseconds, for ~30, ~400 and ~2,000-token
    prompts with and without an output schema, for the tree (HeuristicPolicy.route: parse, exact
    o200k count, keywords, tree) and the Router (parse, one BPE pass for count + embedding,
    signals, ONNX, calibration, policy); calls interleaved so both see the same noise; ratio
-   learned/tree. The MiniLM (transformer) embedding alone is timed beside it (the bundle
-   serves the static encoder; MiniLM needs torch and is not on the serve path).
+   learned/tree. Beside them, the Router serving the MiniLM-ONNX bundle (WordPiece, the
+   transformer in onnxruntime on one thread, no torch), p50 / p99 in milliseconds and its p50
+   ratio to the same run's tree, timed every (iterations / minilm-iterations)-th call of the same
+   loop; with no deadline (every call takes the learned path), and the share of calls over the
+   Router's default 50 ms deadline (those would fall back to the tree).
 2. route_batch throughput (decisions/s): one process, and two processes on the 2 cores.
 3. ``import tierroute.serving`` wall time in a fresh interpreter (beside ``import numpy``), and
    the serving process's peak RSS after loading the bundle and routing (beside the interpreter
@@ -28,7 +34,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -62,42 +67,44 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
     return float(np.percentile(a, 50)), float(np.percentile(a, 99)), float(np.percentile(a, 99.9))
 
 
-def train_bundle(folder: Path) -> Path:
+def train_bundle(folder: Path, encoder: str = "static", requests: int = 3000) -> Path:
     from tierroute.pipelines.train import TrainConfig, run_train
 
-    print(f"training a bundle on the built-in synthetic workload in {folder} ...", flush=True)
-    result = run_train(TrainConfig(out_dir=str(folder / "run"), tracking_uri="", cache_dir=str(ROOT / "runs" / "cache")))
+    print(f"training a bundle ({encoder} encoder) on {requests:,} built-in synthetic requests in {folder} ...", flush=True)
+    result = run_train(TrainConfig(out_dir=str(folder / f"run-{encoder}"), tracking_uri="", encoder=encoder,
+                                   synthetic_requests=requests, cache_dir=str(ROOT / "runs" / "cache")))
     return result.out_dir / "bundle"
 
 
-def single_thread(bundle: Path, iterations: int, minilm: bool) -> None:
+def single_thread(bundle: Path, iterations: int, minilm_bundle: Path | None, minilm_iterations: int) -> None:
     from tierroute.models.catalogue import Catalogue
-    from tierroute.serving import HeuristicPolicy, Router
+    from tierroute.serving import HeuristicPolicy, Router, RouterConfig
 
     router = Router.load(bundle, strict=True)
     tree = HeuristicPolicy(catalogue=Catalogue.from_dict(router.bundle.catalogue.to_dict()))
+    minilm = None
+    if minilm_bundle is not None:
+        # no deadline: time the whole learned path on every call (the default 50 ms is counted below)
+        minilm = Router.load(minilm_bundle, RouterConfig(deadline_ms=None), strict=True)
+    every = max(1, iterations // max(1, minilm_iterations))
     print(f"\n== route(), one thread, {iterations:,} calls each (bundle {router.bundle_id}, "
           f"{len(router.bundle.candidates)} candidates, encoder {router.bundle.encoder.id if router.bundle.encoder else 'none'})")
-    print(f"{'prompt':<26} {'tree p50':>9} {'p99':>7} {'p99.9':>7} | {'learned p50':>11} {'p99':>7} {'p99.9':>7} | {'p50 ratio':>9}")
-    encoder = None
-    if minilm:
-        try:
-            from tierroute.features.embeddings import MiniLMEncoder
-
-            encoder = MiniLMEncoder(batch_size=1)
-            encoder.encode(["warm up"])
-        except Exception as exc:  # noqa: BLE001 - no training extras: say so, time the rest
-            print(f"(MiniLM not timed: {type(exc).__name__}: {exc})")
-            encoder = None
+    if minilm is not None:
+        print(f"   MiniLM-ONNX: bundle {minilm.bundle_id}, encoder {minilm.bundle.encoder.id}, one call in {every} "
+              f"({iterations // every:,} calls), no deadline")
+    print(f"{'prompt':<26} {'tree p50':>9} {'p99':>7} {'p99.9':>7} | {'learned p50':>11} {'p99':>7} {'p99.9':>7} | {'p50 ratio':>9}"
+          + (f" | {'minilm p50':>10} {'p99':>8} {'p50 ratio':>9} {'>50ms':>6} {'wordpieces':>10}" if minilm else ""))
     for tokens in (30, 400, 2000):
         prompt = make_prompt(tokens)
         for schema in (None, SCHEMA):
             request = {"prompt": prompt, "output_schema": schema, "latency_sla_ms": 800}
             for _ in range(200):  # warm both paths
                 tree.route(request), router.route(request)
-            t_tree, t_learned = [], []
-            fallbacks = 0
-            for _ in range(iterations):
+            for _ in range(5 if minilm is not None else 0):
+                minilm.route(request)  # type: ignore[union-attr]
+            t_tree, t_learned, t_minilm = [], [], []
+            fallbacks = minilm_fallbacks = 0
+            for i in range(iterations):
                 start = time.perf_counter()
                 tree.route(request)
                 t_tree.append(time.perf_counter() - start)
@@ -105,17 +112,22 @@ def single_thread(bundle: Path, iterations: int, minilm: bool) -> None:
                 decision = router.route(request)
                 t_learned.append(time.perf_counter() - start)
                 fallbacks += decision.source != "learned"
+                if minilm is not None and i % every == 0:
+                    start = time.perf_counter()
+                    decision = minilm.route(request)
+                    t_minilm.append(time.perf_counter() - start)
+                    minilm_fallbacks += decision.source != "learned"
             a, b = percentiles(t_tree), percentiles(t_learned)
             label = f"~{tokens} tokens, {'schema' if schema else 'no schema'}"
-            print(f"{label:<26} {a[0]:>8.1f}u {a[1]:>6.0f}u {a[2]:>6.0f}u | {b[0]:>10.1f}u {b[1]:>6.0f}u {b[2]:>6.0f}u | "
-                  f"{b[0] / a[0]:>8.2f}x" + (f"  ({fallbacks} fallbacks)" if fallbacks else ""))
-        if encoder is not None:
-            times = []
-            for _ in range(30):
-                start = time.perf_counter()
-                encoder.encode([prompt])
-                times.append(time.perf_counter() - start)
-            print(f"{'':<26} MiniLM embedding alone (transformer variant, not served): p50 {np.median(times) * 1e3:.2f} ms")
+            line = (f"{label:<26} {a[0]:>8.1f}u {a[1]:>6.0f}u {a[2]:>6.0f}u | {b[0]:>10.1f}u {b[1]:>6.0f}u {b[2]:>6.0f}u | "
+                    f"{b[0] / a[0]:>8.2f}x")
+            if minilm is not None:
+                c = percentiles(t_minilm)
+                over = float(np.mean(np.asarray(t_minilm) > 0.050)) * 100
+                pieces = len(minilm.bundle.encoder.cut_ids(prompt)) + 2
+                line += f" | {c[0] / 1e3:>8.2f}ms {c[1] / 1e3:>6.2f}ms {c[0] / a[0]:>8.0f}x {over:>5.0f}% {pieces:>10}"
+            print(line + (f"  ({fallbacks} fallbacks)" if fallbacks else "")
+                  + (f"  ({minilm_fallbacks} MiniLM fallbacks)" if minilm_fallbacks else ""))
 
 
 def _batch_worker(bundle: str, n: int, rounds: int, out: object) -> None:
@@ -147,7 +159,7 @@ def throughput(bundle: Path) -> None:
         print(f"{workers} process(es): {sum(rates):,.0f} decisions/s")
 
 
-def footprint(bundle: Path) -> None:
+def footprint(bundle: Path, minilm_bundle: Path | None = None) -> None:
     print("\n== import time and memory (fresh interpreters)")
     code_import = "import time; t=time.perf_counter(); import {m}; print(time.perf_counter()-t)"
     for module in ("numpy", "tierroute.serving"):
@@ -158,11 +170,18 @@ def footprint(bundle: Path) -> None:
     rss = ("import re, sys; {body}; "
            "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)")
     base = rss.format(body="import numpy, onnxruntime")
-    served = rss.format(body=f"from tierroute.serving import Router; r = Router.load({str(bundle)!r}, strict=True); "
-                             "[r.route({'prompt': 'Extract the order id ' * k}) for k in range(1, 300)]; "
-                             "heavy = [m for m in ('torch', 'lightgbm', 'sklearn', 'mlflow', 'pandas') if m in sys.modules]; "
-                             "assert not heavy, heavy")
-    for label, code in (("numpy + onnxruntime imported", base), ("serving: bundle loaded, 299 routes", served)):
+
+    def served(folder: Path, routes: int) -> str:
+        return rss.format(body=f"from tierroute.serving import Router, RouterConfig; "
+                               f"r = Router.load({str(folder)!r}, RouterConfig(deadline_ms=None), strict=True); "
+                               f"[r.route({{'prompt': 'Extract the order id ' * k}}) for k in range(1, {routes + 1})]; "
+                               "heavy = [m for m in ('torch', 'lightgbm', 'sklearn', 'mlflow', 'pandas') if m in sys.modules]; "
+                               "assert not heavy, heavy")
+
+    runs = [("numpy + onnxruntime imported", base), ("serving: bundle loaded, 299 routes", served(bundle, 299))]
+    if minilm_bundle is not None:
+        runs.append(("serving: MiniLM-ONNX bundle, 50 routes", served(minilm_bundle, 50)))
+    for label, code in runs:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         print(f"peak RSS, {label:<36} {float(out):7.1f} MB")
 
@@ -221,18 +240,28 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="HTTP seconds per endpoint")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--only-single", action="store_true", help="just the route() table")
-    parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument("--skip-minilm", action="store_true", help="no MiniLM-ONNX bundle")
+    parser.add_argument("--minilm-bundle", default=None, help="a MiniLM-ONNX bundle (default: train one on synthetic data)")
+    parser.add_argument("--minilm-requests", type=int, default=1000, help="synthetic requests to train it on (default 1,000)")
+    parser.add_argument("--minilm-iterations", type=int, default=200, help="MiniLM route() calls per prompt (default 200)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="tierroute-latency-") as tmp:
         bundle = Path(args.bundle) if args.bundle else train_bundle(Path(tmp))
+        minilm = None
+        if not args.skip_minilm:
+            minilm = Path(args.minilm_bundle) if args.minilm_bundle else train_bundle(Path(tmp), "minilm", args.minilm_requests)
         print(f"bundle: {bundle}  ({json.loads((bundle / 'manifest.json').read_text())['bundle_id']}); "
               f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-        single_thread(bundle, args.iterations, minilm=not args.skip_minilm)
+        if minilm is not None:
+            size = sum(p.stat().st_size for p in minilm.iterdir()) / 2**20
+            print(f"MiniLM-ONNX bundle: {minilm}  ({json.loads((minilm / 'manifest.json').read_text())['bundle_id']}, "
+                  f"{size:.1f} MiB)")
+        single_thread(bundle, args.iterations, minilm, args.minilm_iterations)
         if args.only_single:
             return 0
         throughput(bundle)
-        footprint(bundle)
+        footprint(bundle, minilm)
         if not args.skip_http:
             http(bundle, args.rate, args.seconds)
     return 0

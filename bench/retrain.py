@@ -8,9 +8,10 @@ For each size N (outcome rows; the built-in synthetic workload has 3 candidates,
 a champion is trained on the first min(N, --champion-rows) rows of the week-1 log and made
 champion (untimed: it only supplies the settings and the gate's comparison), the prompts of both
 weeks are embedded once with the encoder the challenger will use to warm the cache (untimed), then
-`run_retrain` on the week-2 log of N rows (the N week-1 rows joined as previous data) is timed. Printed beside it: the same run's training-only
-time, and seconds per 1,000 rows, so sizes compare as ratios in the same run. Synthetic data:
-the times say how the pipeline scales here, not how well it routes.
+`run_retrain` on the week-2 log of N rows (the N week-1 rows joined as previous data) is timed.
+Printed beside it: the same run's training-only time, and seconds per 1,000 rows, so sizes compare
+as ratios in the same run. Synthetic data: the times say how the pipeline scales here, not how well
+it routes.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def _warm(week1: Path, week2: Path, cache: Path) -> None:
     import json
 
     from tierroute.features.embeddings import EmbeddingCache
-    from tierroute.pipelines.train import make_encoder
+    from tierroute.pipelines.encoders import make_encoder
 
     prompts = sorted({json.loads(line)["prompt"] for path in (week1, week2) for line in path.open(encoding="utf-8")})
     encoder = make_encoder("static", prompts, cache)

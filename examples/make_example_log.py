@@ -37,16 +37,19 @@ def prompt_for(task: str, rng: random.Random) -> tuple[str, object, float | None
         text = f"Customer message: 'My {product} {issue}. Order {order}.' Classify the ticket."
         return text, ["billing", "technical", "shipping", "other"], rng.choice([150.0, 300.0, None])
     if task == "extract_order":
-        text = f"From this email, pull the order id and customer id.\n\nHi, I'm customer C-{rng.randint(100, 999)}. My {product} (order {order}) {issue}."
+        text = (f"From this email, pull the order id and customer id.\n\n"
+                f"Hi, I'm customer C-{rng.randint(100, 999)}. My {product} (order {order}) {issue}.")
         schema = {"order_id": "string", "customer_id": "string", "issue_type": "billing | technical | shipping | other"}
         return text, schema, rng.choice([300.0, None])
     if task == "summarize_thread":
-        turns = "\n".join(f"{'Agent' if i % 2 else 'Customer'}: about the {product}, it {issue}; ticket {order}." for i in range(rng.randint(6, 30)))
+        turns = "\n".join(f"{'Agent' if i % 2 else 'Customer'}: about the {product}, it {issue}; ticket {order}."
+                          for i in range(rng.randint(6, 30)))
         return f"Summarize this support thread in three sentences.\n\n{turns}", None, None
     if task == "translate_reply":
         return f"Translate into German: 'We are sorry your {product} {issue}. A replacement for order {order} ships today.'", None, 800.0
     code = "\n".join(f"    total += item.price * item.qty  # line {i}" for i in range(rng.randint(20, 120)))
-    text = f"Debug this function step by step and explain why the totals are wrong.\n```python\ndef total(items):\n    total = 0\n{code}\n    return total\n```"
+    text = (f"Debug this function step by step and explain why the totals are wrong.\n"
+            f"```python\ndef total(items):\n    total = 0\n{code}\n    return total\n```")
     return text, None, rng.choice([None, 150.0])
 
 

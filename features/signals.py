@@ -11,6 +11,7 @@ from functools import cached_property
 import numpy as np
 
 from tierroute._params import check_number
+from tierroute.errors import ConfigError
 from tierroute.features.keywords import (
     REASONING_KEYWORDS,
     KeywordHits,
@@ -18,12 +19,11 @@ from tierroute.features.keywords import (
     check_depth_params,
     reasoning_depth,
 )
-from tierroute.features.schema import SCHEMA_FEATURE_NAMES, SchemaSummary, summarize_schema
 from tierroute.features.shape import SHAPE_FEATURE_NAMES, PromptShape, prompt_shape
 from tierroute.features.spec import FEATURE_VERSION, FeatureSpec
-from tierroute.errors import ConfigError
 from tierroute.features.tokens import DEFAULT_ENCODING, TokenCounter, make_token_counter, make_token_counter_id
 from tierroute.request import Request
+from tierroute.schema import SCHEMA_FEATURE_NAMES, SchemaSummary, summarize_schema
 
 __all__ = ["SignalConfig", "RequestSignals", "SignalExtractor"]
 

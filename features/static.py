@@ -31,7 +31,7 @@ import numpy as np
 from tierroute._params import check_int
 from tierroute.errors import ConfigError, FeatureError
 
-__all__ = ["StaticEncoder", "distill_static", "STATIC_TOKENIZER"]
+__all__ = ["StaticEncoder", "distill_static", "head_tail_ids", "STATIC_TOKENIZER"]
 
 STATIC_TOKENIZER = "bpe:o200k_base"
 _FULL_INDEX = 1 << 18
@@ -46,7 +46,10 @@ def _counter(tokenizer: str) -> Any:
     return counter
 
 
-def _cut(ids: np.ndarray, head: int, tail: int) -> np.ndarray:
+def head_tail_ids(ids: np.ndarray, head: int, tail: int) -> np.ndarray:
+    """``ids`` itself when at most ``head + tail`` long, else its first ``head`` and last ``tail``
+    ids: the token-level cut every encoder applies (the static encoder to BPE ids, MiniLM-ONNX to
+    wordpieces)."""
     if len(ids) <= head + tail:
         return ids
     return np.concatenate([ids[:head], ids[len(ids) - tail:]]) if tail else ids[:head]
@@ -123,7 +126,7 @@ class StaticEncoder:
         table, full = self._table_ext, self._full_index
         out = np.zeros((len(many), self.dims), dtype=np.float32)
         for i, ids in enumerate(many):
-            ids = _cut(np.asarray(ids, dtype=np.int64), self.head_tokens, self.tail_tokens)
+            ids = head_tail_ids(np.asarray(ids, dtype=np.int64), self.head_tokens, self.tail_tokens)
             if not len(ids):
                 continue
             if full is not None and int(ids.max()) < len(full):
@@ -153,7 +156,7 @@ class StaticEncoder:
         bpe = _counter(tokenizer)._tokenizer
         seen: set[int] = set()
         for text in texts:
-            seen.update(_cut(np.asarray(bpe.encode(text), dtype=np.int64), head_tokens, tail_tokens).tolist())
+            seen.update(head_tail_ids(np.asarray(bpe.encode(text), dtype=np.int64), head_tokens, tail_tokens).tolist())
         return sorted(seen)
 
     def save(self, folder: str | os.PathLike[str]) -> None:
@@ -198,7 +201,7 @@ def distill_static(vocabulary: Sequence[int], dims: int = 256, batch_size: int =
     training extras (torch, sentence-transformers); ~10-40 s for a few thousand tokens here.
     Tokens whose bytes are not text on their own (a split UTF-8 sequence) stay unknown.
     ``step(n)`` is called as each batch of n tokens is done (a progress bar's)."""
-    from tierroute.features.embeddings import MiniLMEncoder
+    from tierroute.features.minilm import MiniLMEncoder
 
     check_int(dims, "dims", "distill_static", 2, 384)
     bpe = _counter(tokenizer)._tokenizer

@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from tierroute._params import check_int, check_number

@@ -10,7 +10,8 @@ A bundle is a folder:
 - ``model.onnx`` (pooled) or ``model-<j>.onnx`` (one per candidate): the LightGBM boosters as
   ONNX tree ensembles, outputting P(correct) before calibration;
 - ``static_ids.npy``, ``static_table.npy``, ``static.json``: the static encoder the model was
-  trained with (BPE-keyed token vectors).
+  trained with (BPE-keyed token vectors); or ``minilm.onnx``, ``minilm_tokenizer.json``,
+  ``minilm.json``: the MiniLM-ONNX encoder (see :func:`tierroute.features.embeddings.encoder_manifest`).
 
     export_bundle(router, "bundle/", metrics=report)      # refuses a non-empty folder
 
@@ -34,24 +35,16 @@ from typing import Any
 import numpy as np
 
 from tierroute.errors import ConfigError, OutputDirError
-from tierroute.serving.bundle import manifest_digest
+from tierroute.hashing import sha256_file
+from tierroute.models.bundle_format import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION, manifest_digest
+from tierroute.models.decision import Calibration
 
 __all__ = ["BUNDLE_SCHEMA_VERSION", "BUNDLE_KIND", "export_bundle", "booster_to_onnx", "calibration_table",
            "sha256_file", "training_hash"]
 
-BUNDLE_SCHEMA_VERSION = 1
-BUNDLE_KIND = "tierroute.router_bundle"
 ONNX_OPSET = 15  # the highest onnxmltools' LightGBM converter supports here
 _VERSIONED = ("tierroute", "numpy", "onnxruntime", "tokenizers", "bpe-openai", "lightgbm", "onnx", "onnxmltools",
               "scikit-learn")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def booster_to_onnx(booster: Any, n_features: int) -> bytes:
@@ -76,16 +69,9 @@ def booster_to_onnx(booster: Any, n_features: int) -> bytes:
 
 
 def calibration_table(calibrator: Any) -> dict[str, Any]:
-    """A calibrator as plain numbers the runtime applies with numpy alone:
-    ``isotonic`` -> piecewise-linear (x, y) knots (scikit-learn's own interpolation, clipped);
-    ``sigmoid`` -> (a, b) with P = 1 / (1 + exp(-(a * logit(score) + b))); ``none`` -> identity."""
-    model = calibrator.model
-    if model is None:
-        return {"method": "none"}
-    if calibrator.method == "isotonic":
-        return {"method": "isotonic", "x": [float(v) for v in model.X_thresholds_],
-                "y": [float(v) for v in model.y_thresholds_]}
-    return {"method": "sigmoid", "a": float(model.coef_[0][0]), "b": float(model.intercept_[0])}
+    """A fitted calibrator as the plain numbers the runtime applies with numpy alone (see
+    :class:`tierroute.models.decision.Calibration`)."""
+    return Calibration.from_calibrator(calibrator).to_dict()
 
 
 def training_hash(router: Any) -> str:
@@ -133,12 +119,10 @@ def export_bundle(router: Any, out_dir: str | os.PathLike[str], *, metrics: Mapp
     folder appears whole or not at all: files are written beside it, then moved in."""
     if not hasattr(router, "model_"):
         raise ConfigError("Only a fitted LearnedRouter can be exported; call fit first (or load a trained one).")
-    encoder = router.encoder
-    if encoder is not None and not hasattr(encoder, "table"):
-        raise ConfigError(
-            f"Bundles serve the static encoder (or none); this router was trained with {encoder.id!r}. Retrain with "
-            "--encoder static to serve it without torch."
-        )
+    if router.encoder is not None:
+        from tierroute.features.embeddings import encoder_manifest
+
+        encoder_manifest(router.encoder)  # ConfigError, before any file is written, for an encoder a bundle cannot serve
     out = Path(out_dir)
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,26 +146,44 @@ def export_bundle(router: Any, out_dir: str | os.PathLike[str], *, metrics: Mapp
     return out
 
 
+def _write_model(estimator: Any, kind: str, n_request: int, work: Path) -> tuple[list[str], dict[str, Any] | None]:
+    """The P(correct) model's files: LightGBM boosters as ONNX (``model.onnx`` pooled,
+    ``model-<j>.onnx`` per candidate); a numpy-served family (knn, lowrank) as ``model-<name>.npy``
+    arrays plus its params for the manifest. Returns (file names, params or None)."""
+    from tierroute.models.families import estimator_arrays
+
+    numpy_model = estimator_arrays(estimator)
+    if numpy_model is not None:
+        arrays, params = numpy_model
+        files = []
+        for name, array in sorted(arrays.items()):
+            with open(work / f"model-{name}.npy", "wb") as fh:
+                np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+            files.append(f"model-{name}.npy")
+        return files, _jsonable(dict(params))
+    if kind == "pooled":
+        n_inputs = n_request + 1 + estimator.candidate_features_.shape[1]
+        (work / "model.onnx").write_bytes(booster_to_onnx(estimator.models_[0], n_inputs))
+        return ["model.onnx"], None
+    files = []
+    for j, booster in enumerate(estimator.models_):
+        (work / f"model-{j}.onnx").write_bytes(booster_to_onnx(booster, n_request))
+        files.append(f"model-{j}.onnx")
+    return files, None
+
+
 def _write_files(router: Any, work: Path, metrics: Mapping[str, Any] | None,
                  training: Mapping[str, Any] | None) -> dict[str, Any]:
     lgbm = router.model_
     kind = lgbm.params.kind
     n_request = int(lgbm.n_features_in_)
-    if kind == "pooled":
-        n_inputs = n_request + 1 + lgbm.candidate_features_.shape[1]
-        (work / "model.onnx").write_bytes(booster_to_onnx(lgbm.models_[0], n_inputs))
-        model_files = ["model.onnx"]
-    else:
-        model_files = []
-        for j, booster in enumerate(lgbm.models_):
-            (work / f"model-{j}.onnx").write_bytes(booster_to_onnx(booster, n_request))
-            model_files.append(f"model-{j}.onnx")
+    model_files, numpy_params = _write_model(lgbm, kind, n_request, work)
     encoder_info: dict[str, Any] | None = None
     if router.encoder is not None:
+        from tierroute.features.embeddings import encoder_manifest
+
         router.encoder.save(work)
-        encoder_info = {"kind": "static", "id": router.encoder.id, "dims": router.encoder.dims,
-                        "tokenizer": router.encoder.tokenizer,
-                        "files": ["static_ids.npy", "static_table.npy", "static.json"]}
+        encoder_info = encoder_manifest(router.encoder)
     spec = router.feature_spec_
     return {
         "kind": BUNDLE_KIND,
@@ -192,12 +194,16 @@ def _write_files(router: Any, work: Path, metrics: Mapping[str, Any] | None,
         "signals": router.config.signals.to_dict(),
         "encoder": encoder_info,
         "model": {"kind": kind, "files": model_files, "input": "input", "output": "probabilities",
-                  "n_request_features": n_request,
+                  "n_request_features": n_request, **({} if numpy_params is None else {"params": numpy_params}),
                   "candidate_features": np.asarray(lgbm.candidate_features_, dtype=float).tolist()},
         "calibration": [calibration_table(c) for c in lgbm.calibrators_],
         "cost_model": {"intercept": [float(v) for v in router.cost_model_.intercept],
                        "slope": [float(v) for v in router.cost_model_.slope]},
         "policy": router.policy_.to_dict(),
+        # the out-of-fold knob curve: a service picks another objective without retraining (absent in
+        # bundles from before objectives; those serve their fixed policy)
+        **({"objective": {"default": router.config.objective, "point": router.objective_point_.to_dict(),
+                          "curve": router.knob_curve_.to_dict()}} if hasattr(router, "knob_curve_") else {}),
         "candidates": list(router.candidates_),
         "catalogue": router.catalogue_.to_dict(),
         "training": {"prompts_sha256": training_hash(router), "requests": len(router.train_prompt_hashes_),

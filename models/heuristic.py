@@ -19,10 +19,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tierroute._params import check_int
+from tierroute.errors import DataValidationError
 from tierroute.features.signals import SignalConfig, SignalExtractor
+from tierroute.models.catalogue import Catalogue
 from tierroute.request import Request
 
-__all__ = ["TIERS", "NODES", "HeuristicParams", "HeuristicDecision", "HeuristicBatch", "HeuristicTree"]
+__all__ = ["TIERS", "NODES", "HeuristicParams", "HeuristicDecision", "HeuristicBatch", "HeuristicTree", "tier_candidate",
+           "tree_picks"]
 
 #: The article's tiers, cheapest first.
 TIERS: tuple[str, ...] = ("tier1", "tier2", "tier3")
@@ -170,3 +173,24 @@ class HeuristicTree:
             return HeuristicBatch(tier_index=empty, node_index=empty.copy())
         tokens, structured, depth, sensitive = zip(*signals)
         return self.decide_batch(tokens, structured, depth, sensitive)
+
+
+def tier_candidate(catalogue: Catalogue, tier: str, available: Sequence[str]) -> str:
+    """The model that serves the tree's ``tier`` among the ``available`` candidates: the tier's
+    default if present, else its cheapest present model, else the nearest tier above (then below)."""
+    rank = catalogue.tier_rank(tier)
+    for candidate_tier in (*catalogue.tiers[rank:], *reversed(catalogue.tiers[:rank])):
+        members = [c.model for c in catalogue.models_in_tier(candidate_tier) if c.model in available]
+        if members:
+            default = catalogue.default_model(candidate_tier)
+            return default if default in members else members[0]
+    raise DataValidationError(f"None of the candidates {list(available)} is in catalogue {catalogue.name!r}; the tree's "
+                              "tiers cannot be mapped onto them. Pass a catalogue that lists them.")
+
+
+def tree_picks(requests: Sequence[Request], catalogue: Catalogue, candidates: Sequence[str],
+               tree: HeuristicTree | None = None) -> np.ndarray:
+    """The tree's choice per request, as indices into ``candidates`` (its tier mapped onto them)."""
+    tiers = (tree or HeuristicTree()).route_batch(requests).tiers
+    index = {t: list(candidates).index(tier_candidate(catalogue, t, candidates)) for t in set(tiers)}
+    return np.array([index[t] for t in tiers], dtype=np.int64)

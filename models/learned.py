@@ -18,38 +18,52 @@ from tierroute.errors import ConfigError
 from tierroute.features.embeddings import ENCODERS, EmbeddingCache, Encoder
 from tierroute.features.signals import SignalConfig, SignalExtractor
 from tierroute.features.spec import FeatureSpec
+from tierroute.hashing import prompt_hash
 from tierroute.models.catalogue import Catalogue
-from tierroute.models.policy import POLICY_KINDS, Policy, choose, pick_knob
-from tierroute.models.router import LGBMRouter, RouterParams
+from tierroute.models.decision import Calibration, DecisionCore, feature_matrix, sla_feasible, token_column
+from tierroute.models.families import FAMILY_KINDS, FamilyParams, make_estimator
+from tierroute.models.heuristic import HeuristicTree, tree_picks
+from tierroute.models.objective import DEFAULT_OBJECTIVE, KnobCurve, OOFSweep, check_objective
+from tierroute.models.policy import POLICY_KINDS, Policy, sweep
+from tierroute.models.router import RouterParams
 from tierroute.request import Request
 
-__all__ = ["LearnedConfig", "CostModel", "LearnedRouter", "candidate_features"]
+__all__ = ["LearnedConfig", "CostModel", "LearnedRouter", "candidate_features", "request_features"]
 
 
 @dataclass(frozen=True)
 class LearnedConfig:
     """Everything that defines a learned router before it sees data.
 
-    ``target``: the policy knob is picked (out of fold, on training data) as the cheapest setting
-    whose accuracy reaches ``target`` x the best single candidate's training accuracy.
+    ``objective`` picks the policy's operating point on the out-of-fold knob curve (see
+    :mod:`tierroute.models.objective`): ``match-best`` (default; the cheapest point reaching
+    ``target`` x the best single candidate's training accuracy), ``match-heuristic``,
+    ``max-accuracy`` or ``budget=USD``. The curve ships with the bundle, so serving can change it.
     """
 
     encoder: str = "static"
-    router: RouterParams = field(default_factory=RouterParams)
+    # the P(correct) family and its parameters: RouterParams (LightGBM, kind pooled or
+    # per_candidate), KNNParams or LowRankParams (tierroute.models.families)
+    router: FamilyParams = field(default_factory=RouterParams)
     signals: SignalConfig = field(default_factory=SignalConfig)
     policy: str = "lambda"
     target: float = 1.0
     # logged requests (chosen model only) train with weight 1 / propensity, clipped here (1: unweighted)
     max_ips_weight: float = 20.0
+    objective: str = DEFAULT_OBJECTIVE
 
     def __post_init__(self) -> None:
         check_number(self.max_ips_weight, "max_ips_weight", "LearnedConfig", 1.0)
+        check_objective(self.objective, "'objective' parameter of LearnedConfig")
         if self.encoder not in (*ENCODERS, "none"):
             raise ConfigError(
                 f"The 'encoder' parameter of LearnedConfig must be one of {(*ENCODERS, 'none')}. Got {self.encoder!r} instead."
             )
         if self.policy not in POLICY_KINDS:
             raise ConfigError(f"The 'policy' parameter of LearnedConfig must be one of {POLICY_KINDS}. Got {self.policy!r} instead.")
+        if getattr(self.router, "kind", None) not in FAMILY_KINDS:
+            raise ConfigError(f"The 'router' parameter of LearnedConfig must be the params of one of {FAMILY_KINDS} "
+                              f"(RouterParams, KNNParams or LowRankParams). Got {self.router!r} instead.")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -99,6 +113,18 @@ def _weighted_mean(values: np.ndarray, weight: np.ndarray | None) -> float:
     return float(np.average(values[known], weights=None if weight is None else weight[known]))
 
 
+def request_features(extractor: SignalExtractor, encoder: Encoder | None, requests: Sequence[Request],
+                     cache: EmbeddingCache | None = None, progress: Any = None) -> np.ndarray:
+    """(n, d) float32 features of ``requests``: the signals, then the prompt embedding (through
+    ``cache`` when given). The one feature assembly of training, the Dask workers and evaluation."""
+    scalar = extractor.matrix(requests)
+    if encoder is None:
+        return feature_matrix(scalar, None)
+    texts = [r.prompt for r in requests]
+    emb = cache.encode(encoder, texts, progress=progress) if cache is not None else encoder.encode(texts)
+    return feature_matrix(scalar, emb)
+
+
 class LearnedRouter:
     """Features -> calibrated P(correct) per candidate -> policy -> choice."""
 
@@ -118,65 +144,81 @@ class LearnedRouter:
         return FeatureSpec(names, base.version, base.tokenizer, base.signals, self.encoder.id, self.encoder.dims)
 
     def features(self, requests: Sequence[Request], progress: Any = None) -> np.ndarray:
-        scalar = self.extractor.matrix(requests)
-        if self.encoder is None:
-            return scalar
-        texts = [r.prompt for r in requests]
-        emb = (self.cache.encode(self.encoder, texts, progress=progress) if self.cache is not None
-               else self.encoder.encode(texts))
-        return np.hstack([scalar, emb]).astype(np.float32)
+        """(n, d) float32 request features in :attr:`spec` order (embeddings through the cache)."""
+        return request_features(self.extractor, self.encoder, requests, self.cache, progress)
 
     def fit(self, data: Any, catalogue: Catalogue, progress: Any = None, engine: Any = None) -> LearnedRouter:
         """``data``: a RoutingData of training requests; ``progress``: a
-        :class:`tierroute.progress.Progress` for bars (None: silent); ``engine``: a connected
-        :class:`tierroute.pipelines.distributed.DaskEngine` computes the features and fits the
-        boosters on its cluster (None: here)."""
+        :class:`tierroute.progress.Progress` for bars (None: silent); ``engine``: a connected Dask
+        engine computes the features and fits the boosters on its cluster (None: here)."""
         from tierroute.progress import bar
 
         X = engine.features(self, data.requests) if engine is not None else self.features(data.requests, progress)
-        from tierroute.pipelines.records import prompt_hash
-
         self.train_prompt_hashes_ = frozenset(prompt_hash(r.prompt) for r in data.requests)
         self.candidates_ = tuple(data.candidates)
         self.catalogue_ = catalogue
         self.candidate_features_ = candidate_features(catalogue, self.candidates_)
+        self.feature_spec_ = self.spec
         params = self.config.router
-        with bar(progress, params.n_folds + 1, f"fitting {params.kind} LightGBM ({params.n_folds} folds + final)") as step:
-            self.model_ = LGBMRouter(params).fit(X, np.nan_to_num(data.correct), data.mask, self.candidate_features_,
-                                                 data.tasks, step=step, sample_weight=data.training_weights(self.config.max_ips_weight),
-                                                 trainer=None if engine is None else engine.fit_booster)
-        tokens = X[:, 0]
+        label = f"{params.kind} LightGBM" if params.kind in ("pooled", "per_candidate") else params.kind
+        with bar(progress, params.n_folds + 1, f"fitting {label} ({params.n_folds} folds + final)") as step:
+            self.model_ = make_estimator(params.kind, params).fit(
+                X, np.nan_to_num(data.correct), data.mask, self.candidate_features_, data.tasks, step=step,
+                sample_weight=data.training_weights(self.config.max_ips_weight),
+                trainer=None if engine is None else engine.fit_booster)
+        tokens = X[:, token_column(self.feature_spec_.names)]
         self.cost_model_ = CostModel().fit(tokens, data.cost)
-        expected_cost = self.cost_model_.predict(tokens)
-        # logged requests (chosen model only) are judged by doubly-robust pseudo-outcomes, with the
-        # out-of-fold P(correct) and the expected cost as the outcome model; benchmarked ones as observed
-        judged = data.with_estimates(np.nan_to_num(self.model_.oof_proba_, nan=0.5), expected_cost)
+        self._fit_operating_point(data, self.cost_model_.predict(tokens))
+        return self
+
+    def _fit_operating_point(self, data: Any, expected_cost: np.ndarray) -> None:
+        """The out-of-fold knob curve and the objective's point on it. Logged requests (chosen
+        model only) are judged by doubly-robust pseudo-outcomes, with the out-of-fold P(correct)
+        and the expected cost as the outcome model; benchmarked ones as observed."""
+        oof = self.model_.oof_proba_
+        judged = data.with_estimates(np.nan_to_num(oof, nan=0.5), expected_cost)
         weight = data.weight
         best_single = float(np.nanmax([_weighted_mean(judged.correct[:, j], weight) for j in range(len(self.candidates_))]))
         self.target_accuracy_ = self.config.target * best_single
-        self.policy_ = pick_knob(self.config.policy, self.model_.oof_proba_, expected_cost, judged.correct,
-                                 judged.cost, self.target_accuracy_, self.feasible(data.requests), weight=weight)
-        self.feature_spec_ = self.spec
-        return self
+        swept = sweep(self.config.policy, oof, expected_cost, self.feasible(data.requests))
+        self.oof_sweep_ = OOFSweep(np.array([v for v, _ in swept]), np.array([p for _, p in swept], dtype=np.int32),
+                                   judged.correct, judged.cost, weight)
+        tree = tree_picks(data.requests, self.catalogue_, self.candidates_, HeuristicTree(signals=self.config.signals))
+        rows = np.arange(len(tree))
+        heuristic = _weighted_mean(np.nan_to_num(judged.correct[rows, tree], nan=0.0), weight)
+        spent = _weighted_mean(np.nan_to_num(judged.cost[rows, tree], nan=0.0), weight)
+        self.knob_curve_ = KnobCurve.from_sweep(self.oof_sweep_, heuristic, self.config.target, self.config.objective,
+                                                best_single_accuracy=best_single, heuristic_cost_per_query=spent)
+        self.objective_point_ = self.knob_curve_.pick(self.config.objective)
+        frontier = int(np.argmax(np.nanmean(oof, axis=0))) if self.config.policy == "share" else None
+        self.policy_ = Policy(self.config.policy, self.objective_point_.knob, frontier)
+
+    @property
+    def core_(self) -> DecisionCore:
+        """The decision core (the one serving runs), built from this router's fitted parts."""
+        p95 = [np.nan if (c := self.catalogue_.candidate(m).p95_latency_ms) is None else c for m in self.candidates_]
+        return DecisionCore.build(self.candidates_, self.feature_spec_.names,
+                                  [Calibration.from_calibrator(c) for c in self.model_.calibrators_],
+                                  self.cost_model_.intercept, self.cost_model_.slope, p95, self.policy_,
+                                  getattr(self, "knob_curve_", None))
 
     def predict_proba(self, requests: Sequence[Request]) -> tuple[np.ndarray, np.ndarray]:
         """(P(correct) (n, m), expected cost (n, m)) for ``requests``."""
         X = self.features(requests)
-        return self.model_.predict_proba(X), self.cost_model_.predict(X[:, 0])
+        core = self.core_
+        return core.probabilities(self.model_.predict_raw(X)), core.expected_cost(X[:, core.token_index])
 
     def feasible(self, requests: Sequence[Request]) -> np.ndarray:
         """(n, m) True where the candidate's catalogue p95 latency fits the request's SLA (an
-        unknown latency or a missing SLA fits)."""
+        unknown latency or a missing SLA fits; an SLA nobody meets: the fastest candidate)."""
         p95 = np.array([np.nan if (c := self.catalogue_.candidate(m).p95_latency_ms) is None else c for m in self.candidates_])
-        sla = np.array([np.nan if r.latency_sla_ms is None else r.latency_sla_ms for r in requests])
-        fits = ~(p95[None, :] > sla[:, None])
-        if np.isfinite(p95).any():  # an SLA nobody meets: the fastest candidate, not all of them
-            fastest = int(np.nanargmin(p95))
-            fits[~fits.any(axis=1), fastest] = True
-        return fits
+        fits = sla_feasible(p95, [r.latency_sla_ms for r in requests])
+        return np.ones((len(requests), len(self.candidates_)), dtype=bool) if fits is None else fits
 
-    def decide(self, requests: Sequence[Request], policy: Policy | None = None) -> np.ndarray:
-        """Index into ``candidates_`` per request, under ``policy`` (default: the fitted one),
-        among the candidates whose p95 latency fits the request's SLA."""
+    def decide(self, requests: Sequence[Request], policy: Policy | None = None, objective: str | None = None) -> np.ndarray:
+        """Index into ``candidates_`` per request, under ``policy`` (default: the point of
+        ``objective`` on the knob curve, else the fitted policy), among the candidates whose p95
+        latency fits the request's SLA."""
         proba, cost = self.predict_proba(requests)
-        return choose(policy or self.policy_, proba, cost, self.feasible(requests))
+        core = self.core_
+        return core.choose(proba, cost, self.feasible(requests), policy or core.policy_for(objective))

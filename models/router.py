@@ -10,7 +10,8 @@ Both are fit with K folds over requests (stratified by task): each fold's model 
 held-out requests, so every training request gets an out-of-fold probability. Those calibrate the
 scores (isotonic or Platt per candidate) and let the decision policy's knob be picked honestly on
 training data, never on the test set. The final model is refit on all requests with the fold
-models' median best iteration.
+models' median best iteration. The folds and calibration are :mod:`tierroute.models.crossfit`'s,
+shared with the other router families (:mod:`tierroute.models.families`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import numpy as np
 
 from tierroute._params import check_fraction, check_int, check_number
 from tierroute.errors import ConfigError
+from tierroute.models.crossfit import CALIBRATIONS, Calibrator, CrossFitRouter, stratified_folds
 
-__all__ = ["RouterParams", "LGBMRouter", "ROUTER_KINDS", "CALIBRATIONS"]
+__all__ = ["RouterParams", "LGBMRouter", "ROUTER_KINDS", "CALIBRATIONS", "stratified_folds"]
 
 ROUTER_KINDS = ("pooled", "per_candidate")
-CALIBRATIONS = ("isotonic", "sigmoid", "none")
+# routers pickled by earlier releases name their calibrators tierroute.models.router._Calibrator
+_Calibrator = Calibrator
 
 
 @dataclass(frozen=True)
@@ -88,49 +91,7 @@ class RouterParams:
         }
 
 
-def stratified_folds(strata: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """A fold number per request, balanced within each stratum (task) and overall: the fold
-    counter runs on across strata, so many small tasks still fill every fold."""
-    rng = np.random.default_rng(seed)
-    folds = np.empty(len(strata), dtype=np.int64)
-    offset = 0
-    for value in np.unique(strata):
-        idx = np.flatnonzero(strata == value)
-        rng.shuffle(idx)
-        folds[idx] = (offset + np.arange(len(idx))) % n_folds
-        offset += len(idx)
-    return folds
-
-
-class _Calibrator:
-    """Maps raw scores to calibrated probabilities (one per candidate)."""
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.model: Any = None
-
-    def fit(self, scores: np.ndarray, labels: np.ndarray, weight: np.ndarray | None = None) -> _Calibrator:
-        if self.method == "isotonic" and len(np.unique(labels)) > 1:
-            from sklearn.isotonic import IsotonicRegression
-
-            self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, labels, sample_weight=weight)
-        elif self.method == "sigmoid" and len(np.unique(labels)) > 1:
-            from sklearn.linear_model import LogisticRegression
-
-            logit = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1))
-            self.model = LogisticRegression(C=1.0).fit(logit.reshape(-1, 1), labels, sample_weight=weight)
-        return self
-
-    def transform(self, scores: np.ndarray) -> np.ndarray:
-        if self.model is None:
-            return scores
-        if self.method == "isotonic":
-            return np.asarray(self.model.predict(scores), dtype=np.float64)
-        logit = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1))
-        return self.model.predict_proba(logit.reshape(-1, 1))[:, 1]
-
-
-class LGBMRouter:
+class LGBMRouter(CrossFitRouter):
     """P(correct) for every (request, candidate).
 
     >>> router = LGBMRouter(RouterParams(n_estimators=20, n_folds=2))   # doctest: +SKIP
@@ -164,8 +125,15 @@ class LGBMRouter:
         return lgb.train(self.params.lgb_params(), train, num_boost_round=rounds, valid_sets=valid, callbacks=callbacks)
 
     def _fit_models(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, cand: np.ndarray,
-                    train_idx: np.ndarray, valid_idx: np.ndarray | None, rounds: int,
-                    W: np.ndarray | None = None) -> list[Any]:
+                    train_idx: np.ndarray, valid_idx: np.ndarray | None, budget: int | None,
+                    W: np.ndarray | None = None) -> tuple[list[Any], int]:
+        """Boosters on ``train_idx`` (``budget`` rounds; None: ``n_estimators`` with early stopping
+        on ``valid_idx``) and the median round they stopped at."""
+        models = self._boosters(X, Y, mask, cand, train_idx, valid_idx, budget or self.params.n_estimators, W)
+        return models, int(np.median([mdl.best_iteration or mdl.current_iteration() for mdl in models]))
+
+    def _boosters(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, cand: np.ndarray, train_idx: np.ndarray,
+                  valid_idx: np.ndarray | None, rounds: int, W: np.ndarray | None) -> list[Any]:
         p = self.params
         m = Y.shape[1]
         if p.kind == "pooled":
@@ -213,81 +181,13 @@ class LGBMRouter:
 
     def _fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
              strata: np.ndarray | None, step: Callable[..., None] | None, sample_weight: np.ndarray | None) -> LGBMRouter:
-        step = step or (lambda n=1: None)
-        p = self.params
-        X = np.asarray(X, dtype=np.float32)
-        Y = np.asarray(Y, dtype=np.float64)
-        mask = np.asarray(mask, dtype=bool)
-        cand = np.asarray(candidate_features, dtype=np.float32)
-        n, m = Y.shape
-        if X.shape[0] != n or mask.shape != Y.shape or cand.shape[0] != m:
-            raise ConfigError(
-                f"LGBMRouter.fit got X {X.shape}, Y {Y.shape}, mask {mask.shape}, candidate_features {cand.shape}; "
-                "expected X (n, d), Y and mask (n, m), candidate_features (m, k)."
-            )
-        W = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        if W is not None and (W.shape != Y.shape or not np.isfinite(W[mask]).all() or (W[mask] < 0).any()):
-            raise ConfigError(f"LGBMRouter.fit got sample_weight of shape {W.shape}; expected finite weights >= 0 of "
-                              f"shape {Y.shape} (one per request and candidate).")
-        strata = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata)
-        folds = stratified_folds(strata, p.n_folds, p.seed)
-        oof = np.full((n, m), np.nan)
-        best: list[int] = []
-        for k in range(p.n_folds):
-            held = np.flatnonzero(folds == k)
-            rest = np.flatnonzero(folds != k)
-            inner = stratified_folds(strata[rest], 10, p.seed + k + 1)
-            models = self._fit_models(X, Y, mask, cand, rest[inner != 0], rest[inner == 0], p.n_estimators, W)
-            best.append(int(np.median([mdl.best_iteration or mdl.current_iteration() for mdl in models])))
-            oof[held] = self._raw(models, X[held], cand)
-            step()
-        self.best_iterations_ = best
-        self.n_estimators_ = max(1, int(np.median(best)))
-        self.calibrators_ = []
-        for j in range(m):
-            known = mask[:, j]
-            self.calibrators_.append(_Calibrator(p.calibration).fit(oof[known, j], Y[known, j],
-                                                                    None if W is None else W[known, j]))
-        self.oof_raw_ = oof
-        # cross-fitted: each fold's scores are calibrated by calibrators fit on the other folds, so
-        # the policy knob chosen on oof_proba_ is not tuned on in-sample calibration
-        self.oof_proba_ = np.full((n, m), np.nan)
-        for k in range(p.n_folds):
-            held, rest = folds == k, folds != k
-            for j in range(m):
-                known = rest & mask[:, j]
-                cal = _Calibrator(p.calibration).fit(oof[known, j], Y[known, j], None if W is None else W[known, j])
-                self.oof_proba_[held, j] = cal.transform(oof[held, j])
-        self.models_ = self._fit_models(X, Y, mask, cand, np.arange(n), None, self.n_estimators_, W)
-        step()
-        self.candidate_features_ = cand
-        self.n_features_in_ = X.shape[1]
-        self.n_candidates_ = m
+        result = self._crossfit(X, Y, mask, candidate_features, strata, step, sample_weight)
+        self.best_iterations_ = result.budgets
+        self.n_estimators_ = result.budget
         return self
-
-    def _calibrate(self, raw: np.ndarray) -> np.ndarray:
-        return np.column_stack([c.transform(raw[:, j]) for j, c in enumerate(self.calibrators_)])
-
-    def _check_fitted(self, X: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "models_"):
-            raise ConfigError("This LGBMRouter is not fitted yet. Call 'fit' with training data first.")
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ConfigError(f"X has shape {X.shape}; this router was fitted on {self.n_features_in_} features.")
-        return X
-
-    def predict_raw(self, X: np.ndarray) -> np.ndarray:
-        """Uncalibrated scores, (n, m)."""
-        X = self._check_fitted(X)
-        return self._raw(self.models_, X, self.candidate_features_)
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Calibrated P(correct), (n, m)."""
-        return self._calibrate(self.predict_raw(X))
 
     def feature_importance(self) -> np.ndarray:
         """Total gain per request feature (pooled: candidate columns dropped), summed over models."""
-        if not hasattr(self, "models_"):
-            raise ConfigError("This LGBMRouter is not fitted yet. Call 'fit' with training data first.")
+        self._check_fitted()
         gains = [mdl.feature_importance(importance_type="gain")[: self.n_features_in_] for mdl in self.models_]
         return np.sum(gains, axis=0)

@@ -10,14 +10,17 @@ the canonical outcome JSONL, ready for ``tierroute ingest`` / ``tierroute train 
 
 - **Failures are outcomes**: a call that fails after its retries, or answers with something that
   is not a completion, is a row with ``quality`` 0, ``correct`` false and ``error_kind`` /
-  ``error`` set; the run goes on.
+  ``error`` set; the run goes on. An attempt the provider may have billed without an answer (a
+  timeout, a connection broken mid-exchange, an unreadable 2xx body) is booked at its reserved
+  worst case (``cost_source = "reserved_worst_case"``), never at $0.
 - **Cache** (:mod:`~tierroute.pipelines.callcache`): a rerun never pays again for a call already
   answered; failures are tried again.
 - **Budget**: before each new call, its worst-case cost (the prompt's o200k token count + 10% and 8
   tokens per message at the input price, ``max_tokens`` at the output price) is reserved; once
   spent + reserved + that would pass ``budget_usd``, no new call is made (cached answers are still
-  used). The run then finishes what is in flight, writes every outcome it has and reports
-  ``stopped_by_budget``; a rerun with a higher budget continues from the cache.
+  used), and no call in flight tries again after an attempt booked at its worst case. The run then
+  finishes what is in flight, writes every outcome it has and reports ``stopped_by_budget``; a
+  rerun with a higher budget continues from the cache.
 - **Missing usage**: the answer is scored as usual; its cost is estimated from o200k_base token
   counts of the prompt and the answer, and the row says ``cost_source = "estimated:o200k_base"``.
 - **The out file is never overwritten**: an existing ``out`` is refused before any call. Rerun with
@@ -30,7 +33,6 @@ cost_source, cached, attempts, judge_model, judge_cost_usd.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -39,6 +41,7 @@ from typing import Any
 
 from tierroute._params import check_fraction, check_int, check_number
 from tierroute.errors import ConfigError, OutputDirError
+from tierroute.pipelines.benchmark_run import plan_pairs
 from tierroute.pipelines.scorers import DEFAULT_THRESHOLDS, SCORERS
 
 __all__ = ["BenchmarkConfig", "BenchmarkResult", "run_benchmark", "arun_benchmark", "plan_pairs", "DEFAULT_CACHE"]
@@ -151,21 +154,6 @@ class BenchmarkResult:
         return bool(self.summary["stopped_by_budget"])
 
 
-def plan_pairs(prompt_ids: list[str], models: list[str], fraction: float, seed: int) -> list[tuple[int, int]]:
-    """(prompt index, model index) pairs to run: all of them, or per prompt the
-    ``max(1, round(fraction * len(models)))`` models that rank first by sha256(seed, prompt id,
-    model), a draw that does not depend on the file's order or on other prompts."""
-    k = len(models) if fraction >= 1.0 else max(1, round(fraction * len(models)))
-    pairs = []
-    for i, pid in enumerate(prompt_ids):
-        order: list[int] = list(range(len(models)))
-        if k < len(models):
-            rank = {j: hashlib.sha256(f"{seed}\0{pid}\0{models[j]}".encode()).hexdigest() for j in order}
-            order = sorted(sorted(order, key=rank.__getitem__)[:k])
-        pairs.extend((i, j) for j in order)
-    return pairs
-
-
 def _check_out(path: Path) -> None:
     if path.exists():
         raise OutputDirError(
@@ -186,7 +174,7 @@ def run_benchmark(config: BenchmarkConfig, progress: Any = None, env: Mapping[st
 async def arun_benchmark(config: BenchmarkConfig, progress: Any = None,
                          env: Mapping[str, str] | None = None) -> BenchmarkResult:
     """:func:`run_benchmark` for callers already inside an event loop."""
-    from tierroute.pipelines.benchmark_run import prepare, execute
+    from tierroute.pipelines.benchmark_run import execute, prepare
 
     try:
         import httpx  # noqa: F401 - checked here so a missing extra fails before anything else

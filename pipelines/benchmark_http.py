@@ -7,6 +7,9 @@ retry n (n = 0, 1, ...) is drawn uniformly in [b/2, b] with b = min(cap, base * 
 ``Retry-After`` header (seconds or an HTTP date) replaces it, up to the cap. Other 4xx are the
 request's fault and are not retried. A call that still fails is returned as a failure with a
 kind (``timeout``, ``connect``, ``transport``, ``http_<status>``, ``malformed_json``), never raised.
+An attempt that timed out, broke off mid-exchange or got a 2xx body that cannot be read may still be
+billed by the provider (:data:`MAY_BE_BILLED`); ``before_retry`` lets the caller book it and decide
+whether another attempt fits its budget.
 
 :func:`parse_completion` reads the answer text and token usage from a response body;
 ``no_choices`` when there is no answer in it.
@@ -27,7 +30,10 @@ from typing import Any
 from tierroute._params import check_int, check_number
 
 __all__ = ["RetryPolicy", "CallStats", "HttpResult", "CompletionError", "post_chat", "retry_delay",
-           "parse_retry_after", "parse_completion"]
+           "parse_retry_after", "parse_completion", "MAY_BE_BILLED"]
+
+#: failure kinds of an attempt the provider may have answered (and billed) although no answer came back
+MAY_BE_BILLED = frozenset({"timeout", "transport", "malformed_json"})
 
 
 @dataclass(frozen=True)
@@ -122,9 +128,11 @@ def _error_text(response: Any) -> str:
 
 async def post_chat(client: Any, url: str, headers: Mapping[str, str], payload: Mapping[str, Any],
                     policy: RetryPolicy, rng: random.Random, stats: CallStats,
-                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> HttpResult:
+                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                    before_retry: Callable[[str], bool] | None = None) -> HttpResult:
     """POST ``payload`` to ``url`` with retries (see the module doc); never raises for the call's
-    own failures."""
+    own failures. ``before_retry(kind)`` is asked after each failed attempt that would be retried
+    (``kind`` is why it failed); False ends the call there, as a failure."""
     import httpx
 
     content = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -162,6 +170,9 @@ async def post_chat(client: Any, url: str, headers: Mapping[str, str], payload: 
                 return HttpResult(None, latency, attempt + 1, kind, detail)
             retry_after = retry_after_header(response.headers)
         if attempt < policy.max_retries:
+            if before_retry is not None and not before_retry(kind or ""):
+                return HttpResult(None, latency, attempt + 1, kind, f"{detail} (stopped after {attempt + 1} "
+                                  "attempt(s): the budget has no room for another)")
             stats.retries += 1
             await sleep(retry_delay(attempt, retry_after, policy, rng))
     attempts = policy.max_retries + 1

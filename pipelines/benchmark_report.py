@@ -11,8 +11,9 @@ then these extra fields, which ``tierroute ingest`` ignores:
   quality 0 and correct false;
 - ``response`` (the answer text, kept for audits), ``score_detail`` (what the scorer found);
 - ``input_tokens``, ``output_tokens``, ``cost_source`` (``usage``, ``estimated:o200k_base`` when
-  the upstream sent no usage, ``none`` for a failed call, recorded at cost 0: what a provider
-  charged for it, if anything, is unknown);
+  the upstream sent no usage; for a failed call ``reserved_worst_case`` when one of its attempts
+  may have been billed (it timed out, broke off or got an unreadable 2xx body: the row is booked
+  at the worst case reserved for each such attempt), else ``none`` at cost 0);
 - ``cached`` (the answer came from the call cache, at its original cost and latency), ``attempts``
   (HTTP attempts; 0 when cached); ``judge_model``, ``judge_cost_usd`` (the judge's cost is kept
   apart from ``cost_usd``, the candidate's own).
@@ -58,6 +59,8 @@ class Failure:
     detail: str
     latency_ms: float | None
     attempts: int
+    cost: float = 0.0
+    cost_source: str = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +90,14 @@ def make_row(item: PromptItem, cand: Candidate, threshold: float, *, timestamp: 
         "request_id": item.id, "prompt": item.prompt, "output_schema": item.output_schema,
         "latency_sla_ms": item.latency_sla_ms, "task": item.task, "model": cand.model,
         "quality": quality, "correct": error_kind is None and quality >= threshold,
-        "cost_usd": answer.cost if answer is not None else 0.0,
+        "cost_usd": answer.cost if answer is not None else failure.cost if failure is not None else 0.0,
         "latency_ms": None if latency is None else round(latency, 3), "timestamp": timestamp,
         "chosen": None, "propensity": None,
         "scorer": item.scorer, "threshold": threshold, "error_kind": error_kind, "error": error,
         "response": answer.text if answer is not None else None, "score_detail": detail,
         "input_tokens": answer.input_tokens if answer else None, "output_tokens": answer.output_tokens if answer else None,
-        "cost_source": answer.source if answer else "none", "cached": bool(answer and answer.cached),
+        "cost_source": answer.source if answer else failure.cost_source if failure else "none",
+        "cached": bool(answer and answer.cached),
         "attempts": attempts, "judge_model": scored.judge_model if scored else None,
         "judge_cost_usd": scored.judge_cost_usd if scored else None,
     }

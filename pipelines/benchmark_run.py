@@ -1,12 +1,20 @@
 """The inside of ``tierroute benchmark`` (:mod:`~tierroute.pipelines.benchmark` is its front):
 :func:`prepare` checks everything that can be checked before money is spent; :func:`execute` runs
 the prompt x candidate pairs on one event loop, one worker per allowed in-flight call per candidate,
-against the cache and the budget, and returns the outcome rows and the summary."""
+against the cache and the budget, and returns the outcome rows and the summary.
+
+Every model called has one semaphore of its allowed in-flight calls, shared by its candidate calls
+and its judge calls, so a judge that is also a candidate never exceeds that candidate's limit.
+Every new call holds a reservation of its worst case while in flight; an attempt the provider may
+have billed without answering (:data:`~tierroute.pipelines.benchmark_http.MAY_BE_BILLED`) is booked
+at that worst case, and a retry after it needs a fresh reservation, so no in-flight call can carry
+the run past its cap."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -19,14 +27,21 @@ from typing import Any
 
 from tierroute.errors import ConfigError
 from tierroute.models.catalogue import Candidate, Catalogue, load_catalogue
-from tierroute.pipelines.benchmark_http import CallStats, CompletionError, RetryPolicy, parse_completion, post_chat
+from tierroute.pipelines.benchmark_http import (
+    MAY_BE_BILLED,
+    CallStats,
+    CompletionError,
+    RetryPolicy,
+    parse_completion,
+    post_chat,
+)
 from tierroute.pipelines.benchmark_report import Answer, Failure, Scored, make_row, summarize
 from tierroute.pipelines.callcache import CallCache, cache_key
 from tierroute.pipelines.prompts import PromptItem, PromptSet, load_prompts
 from tierroute.progress import bar
 from tierroute.request import messages_to_prompt
 
-__all__ = ["Plan", "prepare", "execute"]
+__all__ = ["Plan", "prepare", "execute", "plan_pairs"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,21 @@ class Plan:
         return json.dumps(row, ensure_ascii=False)
 
 
+def plan_pairs(prompt_ids: list[str], models: list[str], fraction: float, seed: int) -> list[tuple[int, int]]:
+    """(prompt index, model index) pairs to run: all of them, or per prompt the
+    ``max(1, round(fraction * len(models)))`` models that rank first by sha256(seed, prompt id,
+    model), a draw that does not depend on the file's order or on other prompts."""
+    k = len(models) if fraction >= 1.0 else max(1, round(fraction * len(models)))
+    pairs = []
+    for i, pid in enumerate(prompt_ids):
+        order: list[int] = list(range(len(models)))
+        if k < len(models):
+            rank = {j: hashlib.sha256(f"{seed}\0{pid}\0{models[j]}".encode()).hexdigest() for j in order}
+            order = sorted(sorted(order, key=rank.__getitem__)[:k])
+        pairs.extend((i, j) for j in order)
+    return pairs
+
+
 def _first(items: list[PromptItem], scorer: str) -> tuple[int, str]:
     using = [i for i in items if i.scorer == scorer]
     return len(using), (using[0].id if using else "")
@@ -57,8 +87,6 @@ def _first(items: list[PromptItem], scorer: str) -> tuple[int, str]:
 
 def prepare(config: Any, env: Mapping[str, str]) -> Plan:
     """Load and check the catalogue, the prompts, the scorers' needs and the API keys."""
-    from tierroute.pipelines.benchmark import plan_pairs
-
     catalogue = load_catalogue(config.catalogue)
     names = list(dict.fromkeys(config.models)) or [c.model for c in catalogue.candidates]
     candidates = [catalogue.candidate(m) for m in names]
@@ -125,6 +153,7 @@ class _Budget:
     spent: float = 0.0
     reserved: float = 0.0
     stopped: bool = False
+    worst_case_booked: float = 0.0  # part of ``spent``: attempts booked at their reserved worst case
 
     def reserve(self, estimate: float) -> bool:
         if self.stopped:
@@ -138,6 +167,11 @@ class _Budget:
     def settle(self, estimate: float, actual: float) -> None:
         self.reserved -= estimate
         self.spent += actual
+
+    def book_worst_case(self, estimate: float) -> None:
+        """An attempt that may have been billed without an answer: its reservation becomes spend."""
+        self.settle(estimate, estimate)
+        self.worst_case_booked += estimate
 
 
 def _now() -> str:
@@ -157,7 +191,9 @@ class _Runner:
         self.rng = random.Random(cfg.seed)
         # float/int as sent and keyed: temperature=0 (Python API) and 0.0 (CLI) must be one cache entry
         self.params = {"max_tokens": int(cfg.max_tokens), "temperature": float(cfg.temperature)}
-        self.judge_slots = asyncio.Semaphore(plan.concurrency(plan.judge.model) if plan.judge else 1)
+        # one semaphore per model called, shared by its candidate and judge calls
+        callees = [*plan.candidates, *([plan.judge] if plan.judge else [])]
+        self.slots = {c.model: asyncio.Semaphore(plan.concurrency(c.model)) for c in callees}
         self.code_slots = asyncio.Semaphore(max(1, (os.cpu_count() or 2) // 2))
         self._counter: Any = None
         self.locks: dict[str, asyncio.Lock] = {}
@@ -177,41 +213,62 @@ class _Runner:
             n_in, n_out, source = self.count(messages_to_prompt(messages)), self.count(text), "estimated:o200k_base"
         return Answer(text, n_in, n_out, cand.cost(n_in, n_out), source, latency, attempts, cached, created)
 
-    async def call(self, cand: Candidate, messages: list[Any], params: Mapping[str, Any],
-                   slots: asyncio.Semaphore | None = None) -> Answer | Failure | None:
-        """One call through the cache and the budget; None when the budget refuses it. Identical
-        calls wait for each other, so that the second is answered from the cache, not paid again."""
+    def worst_case(self, cand: Candidate, messages: list[Any], params: Mapping[str, Any]) -> float:
+        """The most one attempt can cost: the prompt's tokens + 10% + 8 per message in, max_tokens out."""
+        n_in = math.ceil(1.1 * self.count(messages_to_prompt(messages))) + 8 * len(messages)
+        return cand.cost(n_in, int(params["max_tokens"]))
+
+    async def call(self, cand: Candidate, messages: list[Any], params: Mapping[str, Any]) -> Answer | Failure | None:
+        """One call through the cache, the model's semaphore and the budget; None when the budget
+        refuses it. Identical calls wait for each other, so that the second is answered from the
+        cache, not paid again."""
         key = cache_key(cand.model, cand.base_url or "", messages, params)
         async with self.locks.setdefault(key, asyncio.Lock()):
-            return await self._call(cand, key, messages, params, slots)
+            return await self._call(cand, key, messages, params)
 
-    async def _call(self, cand: Candidate, key: str, messages: list[Any], params: Mapping[str, Any],
-                    slots: asyncio.Semaphore | None) -> Answer | Failure | None:
+    async def _call(self, cand: Candidate, key: str, messages: list[Any], params: Mapping[str, Any]) -> Answer | Failure | None:
         hit = await asyncio.to_thread(self.cache.get, key)  # sqlite off the loop: it must not stall calls in flight
         if hit is not None:
             with contextlib.suppress(CompletionError):  # unreadable stored body: call again
                 answer = self.answer(cand, messages, hit.body, hit.latency_ms, 0, True, hit.created)
                 self.cache_hits += 1
                 return answer
-        estimate = 0.0
-        if self.budget.cap is not None:  # the worst case: the prompt's tokens + 10% + 8 per message, max_tokens out
-            n_in = math.ceil(1.1 * self.count(messages_to_prompt(messages))) + 8 * len(messages)
-            estimate = cand.cost(n_in, int(params["max_tokens"]))
+        estimate = self.worst_case(cand, messages, params)
         if not self.budget.reserve(estimate):
             return None
-        spent = 0.0
+        # the reservation of the attempt in flight; the answer's cost; the worst cases booked so far
+        held, spent, booked = estimate, 0.0, 0.0
+
+        def book() -> None:
+            nonlocal held, booked
+            self.budget.book_worst_case(held)
+            booked, held = booked + held, 0.0
+
+        def before_retry(kind: str) -> bool:  # after a failed attempt, before the next
+            nonlocal held
+            if kind not in MAY_BE_BILLED:  # not billed: the reservation carries over
+                return True
+            book()  # the provider may bill it: booked, and the next attempt reserved anew
+            held = estimate if self.budget.reserve(estimate) else 0.0
+            return bool(held)
+
+        def failure(kind: str, detail: str, latency: float | None, attempts: int) -> Failure:
+            return Failure(kind, detail, latency, attempts, booked, "reserved_worst_case" if booked else "none")
+
         try:
             self.calls += 1
             url = f"{(cand.base_url or '').rstrip('/')}/chat/completions"
             payload = {"model": cand.model, "messages": messages, **params}
             try:
-                async with slots or contextlib.nullcontext():
+                async with self.slots[cand.model]:
                     got = await post_chat(self.client, url, self.plan.headers[cand.model], payload, self.policy,
-                                          self.rng, self.stats)
+                                          self.rng, self.stats, before_retry=before_retry)
             except Exception as exc:  # noqa: BLE001 - whatever the client raises, the pair is an outcome, not a crash
-                return Failure("client_error", f"{type(exc).__name__}: {str(exc)[:200]}", None, 1)
+                return failure("client_error", f"{type(exc).__name__}: {str(exc)[:200]}", None, 1)
             if got.body is None:
-                return Failure(got.kind or "unknown", got.detail or "", got.latency_ms, got.attempts)
+                if got.kind in MAY_BE_BILLED and held:  # the last attempt, too, may have been billed
+                    book()
+                return failure(got.kind or "unknown", got.detail or "", got.latency_ms, got.attempts)
             try:
                 answer = self.answer(cand, messages, got.body, got.latency_ms, got.attempts, False, _now())
             except CompletionError as exc:
@@ -223,7 +280,7 @@ class _Runner:
                 answer.output_tokens if usage else None, got.latency_ms or 0.0, answer.created)
             return answer
         finally:
-            self.budget.settle(estimate, spent)
+            self.budget.settle(held, spent)
 
     async def score(self, item: PromptItem, answer: Answer) -> Scored | None:
         from tierroute.pipelines.scorers import score_text
@@ -250,11 +307,12 @@ class _Runner:
         if judge is None:  # prepare() refuses judge prompts without a judge; this is for direct callers
             raise ConfigError("A 'judge' prompt needs a judge model; pass --judge MODEL.")
         messages = judge_messages(item.prompt, item.reference, answer.text)
-        got = await self.call(judge, messages, {"max_tokens": JUDGE_MAX_TOKENS, "temperature": 0.0}, self.judge_slots)
+        got = await self.call(judge, messages, {"max_tokens": JUDGE_MAX_TOKENS, "temperature": 0.0})
         if got is None:
             return None
         if isinstance(got, Failure):
-            return Scored(0.0, "", f"judge_{got.kind}", f"the judge {judge.model!r} failed: {got.detail}", judge.model, 0.0)
+            return Scored(0.0, "", f"judge_{got.kind}", f"the judge {judge.model!r} failed: {got.detail}", judge.model,
+                          got.cost)
         quality = parse_judge_reply(got.text)
         if quality is None:
             return Scored(0.0, "", "judge_unparseable", f"the judge's reply holds no grade: {got.text[:120]!r}",
@@ -299,5 +357,6 @@ async def execute(plan: Plan, progress: Any = None) -> tuple[list[dict[str, Any]
                             group.create_task(worker(queue))
     ordered = [rows[k] for k in sorted(rows)]
     counts = {"calls_made": runner.calls, "requests_sent": runner.stats.requests, "retries": runner.stats.retries,
-              "cache_hits": runner.cache_hits, "spent_usd": runner.budget.spent, "stopped_by_budget": runner.budget.stopped}
+              "cache_hits": runner.cache_hits, "spent_usd": runner.budget.spent, "stopped_by_budget": runner.budget.stopped,
+              "worst_case_booked_usd": runner.budget.worst_case_booked}
     return ordered, summarize(plan, ordered, counts)

@@ -66,24 +66,23 @@ class DaskConfig:
         return asdict(self)
 
 
-def _features_chunk(requests: Sequence[Any], router: Any) -> np.ndarray:
-    """Runs on a worker: signals + embedding of some requests, as the local engine computes them."""
-    scalar = router.extractor.matrix(requests)
-    if router.encoder is None:
-        return scalar
-    return np.hstack([scalar, router.encoder.encode([r.prompt for r in requests])]).astype(np.float32)
+def _features_chunk(requests: Sequence[Any], view: Any) -> np.ndarray:
+    """Runs on a worker: the training feature assembly (no embedding cache on a worker)."""
+    from tierroute.models.learned import request_features
+
+    return request_features(view.extractor, view.encoder, requests)
 
 
 def _normalise_file(adapter: Any, path: Any, fmt: str, correct_threshold: float) -> list[tuple[str, Any, Any]]:
     """Runs on a worker: every row of one file as (where, canonical record | (reason, detail), its
     raw fields: the quarantine file keeps them if the driver's order-dependent checks refuse it)."""
-    from tierroute.pipelines.ingest import _guarded, _ingested_rows
+    from tierroute.pipelines.ingest import guarded_rows, ingested_rows
     from tierroute.pipelines.records import OutcomeValidator, RowIssue
 
     validator = OutcomeValidator(correct_threshold=correct_threshold)
-    rows = _ingested_rows(path) if fmt == "ingested" else adapter.rows(path)
+    rows = ingested_rows(path) if fmt == "ingested" else adapter.rows(path)
     out: list[tuple[str, Any]] = []
-    for raw in _guarded(rows, path, fmt):
+    for raw in guarded_rows(rows, path, fmt):
         if raw.issue:
             out.append((raw.where, (raw.issue, raw.detail), raw.fields))
             continue

@@ -18,11 +18,11 @@ import numpy as np
 
 from tierroute.errors import DataValidationError
 from tierroute.models.catalogue import Catalogue
-from tierroute.models.heuristic import HeuristicTree
-from tierroute.models.policy import sweep
+from tierroute.models.heuristic import HeuristicTree, tree_picks
+from tierroute.models.policy import Policy, choose, sweep
 from tierroute.pipelines.dataset import RoutingData
-from tierroute.pipelines.offpolicy import policy_estimates
 from tierroute.pipelines.metrics import aiq, apgr, bootstrap_diff, cost_at_quality, cpt, ece
+from tierroute.pipelines.offpolicy import policy_estimates
 
 __all__ = ["evaluate", "point", "write_report", "heuristic_picks"]
 
@@ -73,18 +73,6 @@ def _overlap(router: Any, data: RoutingData) -> int:
     return sum(prompt_hash(r.prompt) in seen for r in data.requests)
 
 
-def _tier_model(catalogue: Catalogue, tier: str, available: tuple[str, ...]) -> str:
-    """The model that serves the tree's tier among the candidates in the data: the tier's default if
-    present, else its cheapest present model, else the nearest tier above (then below)."""
-    rank = catalogue.tier_rank(tier)
-    for candidate_tier in (*catalogue.tiers[rank:], *reversed(catalogue.tiers[:rank])):
-        members = [c.model for c in catalogue.models_in_tier(candidate_tier) if c.model in available]
-        if members:
-            default = catalogue.default_model(candidate_tier)
-            return default if default in members else members[0]
-    raise DataValidationError(f"None of the data's candidates {list(available)} is in catalogue {catalogue.name!r}.")
-
-
 def _outcome_weights(data: RoutingData, logged: np.ndarray) -> np.ndarray:
     """(n, m) 1 for benchmarked outcomes, 1 / propensity for a logged request's outcome: the logged
     outcomes then stand for all traffic, not only what the logging policy chose."""
@@ -130,8 +118,26 @@ def _cheapest_reaching(curve: list[dict[str, Any]], accuracy: float) -> dict[str
 def heuristic_picks(data: RoutingData, catalogue: Catalogue, tree: HeuristicTree | None = None) -> np.ndarray:
     """The article's tree's choice per request, as candidate indices (its tier mapped onto the
     candidates present: the tier's model, else the nearest tier above)."""
-    tiers = (tree or HeuristicTree()).route_batch(data.requests).tiers
-    return np.array([data.candidates.index(_tier_model(catalogue, t, data.candidates)) for t in tiers], dtype=np.int64)
+    return tree_picks(data.requests, catalogue, data.candidates, tree)
+
+
+def objective_points(router: Any, data: RoutingData, proba: np.ndarray, expected_cost: np.ndarray,
+                     feasible: np.ndarray | None, catalogue: Catalogue) -> list[dict[str, Any]]:
+    """Each report objective's point: where it lands on the out-of-fold knob curve (chosen on
+    training data) and what that knob does on ``data``. Empty for routers trained before objectives."""
+    curve = getattr(router, "knob_curve_", None)
+    if curve is None:
+        return []
+    rows = []
+    for name in curve.report_objectives():
+        at = curve.pick(name)
+        picks = choose(Policy(router.policy_.kind, at.knob, router.policy_.frontier), proba, expected_cost, feasible)
+        test = point(name, data, picks, catalogue)
+        rows.append({"objective": name, "chosen": name == router.config.objective, "knob": at.knob,
+                     "reached_out_of_fold": at.reached, "note": at.note, "oof_accuracy": at.accuracy,
+                     "oof_cost_per_query": at.cost_per_query, "accuracy": test["accuracy"],
+                     "cost_per_query": test["cost_per_query"], "cost_per_correct": test["cost_per_correct"]})
+    return rows
 
 
 def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0,
@@ -232,6 +238,7 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
                  **{m: np.full(len(at), j) for j, m in enumerate(data.candidates)}}
         report["off_policy"] = {"requests": len(at), **policy_estimates(
             observed.correct[at, a], observed.cost[at, a], a, p, picks, proba[at], expected_cost[at])}
+    report["objectives"] = objective_points(router, data, proba, expected_cost, feasible, catalogue)
     if len(data.candidates) == 2:
         strong = data.candidates.index(best_single["name"])
         weak_acc, strong_acc = singles[1 - strong]["accuracy"], singles[strong]["accuracy"]
@@ -249,7 +256,8 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     b = report["baselines"]
-    rows = [b["best_single"], b["cheapest"], b["oracle"], b["random"], b["heuristic"], report["learned"]]
+    # every single candidate gets a row (cheapest first), then the baselines and the learned router
+    rows = [*sorted(b["singles"], key=lambda r: r["cost_per_query"]), b["oracle"], b["random"], b["heuristic"], report["learned"]]
     lines = [
         "# tierroute evaluation", "",
         f"{report['requests']:,} requests ({report['requests_left_out']} left out: incomplete outcomes; "
@@ -263,8 +271,17 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
         if r.get("accuracy") is None:  # the oracle of logged-only data: unknown
             continue
         cpc = "n/a" if r.get("cost_per_correct") is None else f"{r['cost_per_correct']:.6g}"
-        label = r["name"] if r is not b["best_single"] else f"best single ({r['name']})"
+        label = r["name"] + (" (best single)" if r["name"] == b["best_single"]["name"] and r in b["singles"] else "")
+        label += " (cheapest)" if r["name"] == b["cheapest"]["name"] and r in b["singles"] else ""
         lines.append(f"| {label} | {r['accuracy']:.4f} | {r['cost_per_query']:.6g} | {cpc} |")
+    if report.get("objectives"):
+        lines += ["", "Operating points by objective (knob chosen out of fold on training data; figures on this data):", "",
+                  "| objective | reached out of fold | accuracy | cost/query | cost/correct | note |", "|---|---|---|---|---|---|"]
+        for o in report["objectives"]:
+            cpc = "n/a" if o["cost_per_correct"] is None else f"{o['cost_per_correct']:.6g}"
+            mark = " (served)" if o["chosen"] else ""
+            lines.append(f"| {o['objective']}{mark} | {'yes' if o['reached_out_of_fold'] else 'no'} | {o['accuracy']:.4f} | "
+                         f"{o['cost_per_query']:.6g} | {cpc} | {o['note']} |")
     for key, label in (("at_heuristic_accuracy", "the heuristic's"), ("at_best_single_accuracy", "the best single's")):
         at = report[key]
         hull = "not reached" if at["cost_ratio"] is None else f"{at['cost_ratio']:.3f}x its cost"
@@ -277,6 +294,10 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
     for task, t in report["per_task"].items():
         cells = [f"{t[k]['accuracy']:.3f} / {t[k]['cost_per_query']:.4g}" for k in ("learned", "heuristic", "best_single")]
         lines.append(f"| {task} | {t['requests']} | " + " | ".join(cells) + " |")
+    if report.get("selection"):  # the family selection table (pipelines/selection.py), when train chose one
+        from tierroute.pipelines.selection import selection_markdown
+
+        lines += ["", *selection_markdown(report["selection"])]
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     import matplotlib
 

@@ -2,7 +2,9 @@
 the bad ones with their reason, and save the canonical table as a ``datasets`` Arrow dataset.
 
 Rows are parsed one at a time (not by Arrow's whole-column type inference) so that one bad cell
-sends one row to quarantine instead of failing the file. The validated table is then a
+sends one row to quarantine instead of failing the file; no line ends a file (bad bytes, deep
+nesting and huge numbers are quarantined too), and rows read = kept + quarantined, always. Only a
+CSV whose quoting cannot be split reliably is refused whole, leaving nothing of the run behind. The validated table is then a
 ``datasets.Dataset`` with a fixed schema, saved under the run folder and memory-mapped on reload.
 """
 
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ from tierroute._params import check_fraction
 from tierroute.errors import ConfigError, DataFormatError, DataValidationError, OutputDirError
 from tierroute.pipelines.adapters import ADAPTERS, FORMATS, OUTCOME_SUFFIXES, detect_format
 from tierroute.pipelines.adapters.base import RawRow
-from tierroute.pipelines.records import OUTCOME_FIELDS, OutcomeValidator, RowIssue
+from tierroute.pipelines.records import OUTCOME_FIELDS, OutcomeValidator, RowIssue, quarantine_line
 
 if TYPE_CHECKING:
     from tierroute.models.catalogue import Catalogue
@@ -200,19 +201,7 @@ def _expand(paths: Sequence[str], skipped: list[str]) -> list[tuple[Path, bool, 
     return files
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def _guarded(rows: Iterator[RawRow], path: Path, fmt: str) -> Iterator[RawRow]:
+def guarded_rows(rows: Iterator[RawRow], path: Path, fmt: str) -> Iterator[RawRow]:
     """Re-raise a file that breaks mid-read (bad encoding, corrupt pickle/parquet, truncated CSV)
     as one DataFormatError naming the file, instead of a library traceback."""
     try:
@@ -226,7 +215,7 @@ def _guarded(rows: Iterator[RawRow], path: Path, fmt: str) -> Iterator[RawRow]:
         ) from exc
 
 
-def _ingested_rows(folder: Path) -> Iterator[RawRow]:
+def ingested_rows(folder: Path) -> Iterator[RawRow]:
     import datasets
 
     table = datasets.load_from_disk(str(folder / "outcomes"))
@@ -254,8 +243,8 @@ def _local_rows(plan: Sequence[tuple[Path, str, int]], adapters: dict[str, Any],
                 progress: Callable[[str], None] | None) -> Iterator[Iterator[tuple[str, Any, Any]]]:
     """Per planned file, its rows as (where, normalised record | (reason, detail), raw fields)."""
     def rows_of(path: Path, fmt: str) -> Iterator[tuple[str, Any, Any]]:
-        rows = _ingested_rows(path) if fmt == "ingested" else adapters[fmt].rows(path)
-        for raw in _guarded(rows, path, fmt):
+        rows = ingested_rows(path) if fmt == "ingested" else adapters[fmt].rows(path)
+        for raw in guarded_rows(rows, path, fmt):
             if raw.issue:
                 yield raw.where, (raw.issue, raw.detail), raw.fields
                 continue
@@ -266,6 +255,53 @@ def _local_rows(plan: Sequence[tuple[Path, str, int]], adapters: dict[str, Any],
         if progress and (len(plan) <= 8 or not n):
             progress(f"reading {path} as {fmt}" + ("" if len(plan) <= 8 else f" (and {len(plan) - 1} more files)"))
         yield rows_of(path, fmt)
+
+
+def _per_file(plan: Sequence[tuple[Path, str, int]], adapters: dict[str, Any], validator: OutcomeValidator,
+              progress: Callable[[str], None] | None, engine: Any, config: IngestConfig) -> Any:
+    if engine is None:
+        return _local_rows(plan, adapters, validator, progress)
+    if progress:
+        progress(f"reading {len(plan)} file(s) on the Dask workers")
+    return engine.normalise_files(plan, adapters, config.correct_threshold)
+
+
+def _read_all(plan: Sequence[tuple[Path, str, int]], per_file: Any, validator: OutcomeValidator, out_dir: Path,
+              columns: dict[str, list[Any]], reasons: Counter[str], formats: Counter[str],
+              inputs: list[dict[str, Any]]) -> int:
+    """Keep or quarantine every row of every planned file (in order: the uniqueness checks depend
+    on it); returns the rows read, which always equals kept + quarantined."""
+    rows_read = 0
+    with (out_dir / "quarantine.jsonl").open("w", encoding="utf-8") as quarantine:
+        for (path, fmt, _), rows in zip(plan, per_file):
+            formats[fmt] += 1
+            read_before, bad_before = rows_read, sum(reasons.values())
+            for where, result, fields in rows:
+                rows_read += 1
+                if isinstance(result, dict):
+                    result = validator.check_unique(result, where)
+                if isinstance(result, dict):
+                    for name in OUTCOME_FIELDS:
+                        columns[name].append(result[name])
+                    continue
+                reason, detail = result if isinstance(result, tuple) else (result.reason, result.detail)
+                reasons[reason] += 1
+                quarantine.write(quarantine_line(where, reason, detail, fields) + "\n")
+            inputs.append({
+                "path": str(path), "format": fmt, "sha256": None if path.is_dir() else _sha256(path),
+                "rows": rows_read - read_before, "quarantined": sum(reasons.values()) - bad_before,
+            })
+    return rows_read
+
+
+def _discard(out_dir: Path, existed: bool) -> None:
+    """Remove what a refused run wrote (its quarantine file; the folder when the run made it)."""
+    (out_dir / "quarantine.jsonl").unlink(missing_ok=True)
+    if not existed:
+        try:
+            out_dir.rmdir()
+        except OSError:  # something else appeared in it: leave it
+            pass
 
 
 def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = None,
@@ -308,39 +344,19 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
         if fmt == "routellm":
             adapters["routellm"].check_prices(path)
         plan.append((path, fmt, origin))
+    existed = config.out_dir is not None and Path(config.out_dir).exists()
     out_dir = prepare_out_dir(config.out_dir, "ingest")
     validator = OutcomeValidator(correct_threshold=config.correct_threshold)
     columns: dict[str, list[Any]] = {name: [] for name in OUTCOME_FIELDS}
     reasons: Counter[str] = Counter()
     formats: Counter[str] = Counter()
     inputs: list[dict[str, Any]] = []
-    rows_read = 0
-    if engine is not None:
-        if progress:
-            progress(f"reading {len(plan)} file(s) on the Dask workers")
-        per_file: Any = engine.normalise_files(plan, adapters, config.correct_threshold)
-    else:
-        per_file = _local_rows(plan, adapters, validator, progress)
-    with (out_dir / "quarantine.jsonl").open("w", encoding="utf-8") as quarantine:
-        for (path, fmt, _), rows in zip(plan, per_file):
-            formats[fmt] += 1
-            read_before, bad_before = rows_read, sum(reasons.values())
-            for where, result, fields in rows:
-                rows_read += 1
-                if isinstance(result, dict):
-                    result = validator.check_unique(result, where)
-                if isinstance(result, dict):
-                    for name in OUTCOME_FIELDS:
-                        columns[name].append(result[name])
-                    continue
-                reason, detail = result if isinstance(result, tuple) else (result.reason, result.detail)
-                reasons[reason] += 1
-                record = {"where": where, "reason": reason, "detail": detail, "row": _json_safe(fields)}
-                quarantine.write(json.dumps(record, ensure_ascii=False) + "\n")
-            inputs.append({
-                "path": str(path), "format": fmt, "sha256": None if path.is_dir() else _sha256(path),
-                "rows": rows_read - read_before, "quarantined": sum(reasons.values()) - bad_before,
-            })
+    try:
+        rows_read = _read_all(plan, _per_file(plan, adapters, validator, progress, engine, config), validator,
+                              out_dir, columns, reasons, formats, inputs)
+    except DataFormatError:  # a file that cannot be read reliably is refused whole: nothing of this run stays
+        _discard(out_dir, existed)
+        raise
     features = outcome_features()
     arrow = pa.Table.from_pydict(columns, schema=features.arrow_schema)
     # fingerprinted by what was read (file hashes, config), not by hashing the whole table again

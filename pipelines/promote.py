@@ -173,10 +173,10 @@ def _cpc(cost: np.ndarray, correct: np.ndarray) -> float | None:
     return float(cost.sum() / correct.sum()) if correct.sum() else None
 
 
-def _client(tracking_uri: str) -> Any:
-    import mlflow
+def registry_client(tracking_uri: str) -> Any:
+    from tierroute.pipelines.tracking import load_mlflow, registry_uri_for
 
-    from tierroute.pipelines.tracking import registry_uri_for
+    mlflow = load_mlflow()  # telemetry off, and quiet inside a quiet_mlflow() block (--json runs)
 
     registry = registry_uri_for(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
@@ -184,7 +184,7 @@ def _client(tracking_uri: str) -> Any:
     return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry)
 
 
-def _alias(client: Any, name: str, alias: str) -> Any | None:
+def alias_version(client: Any, name: str, alias: str) -> Any | None:
     """The version behind ``alias``, or None when the alias (or the model) does not exist; any other
     failure (the registry down, no permission) is raised, never read as "no champion"."""
     from mlflow.exceptions import MlflowException
@@ -206,14 +206,14 @@ def promote_version(tracking_uri: str, version: str, data_paths: tuple[str, ...]
     from tierroute.pipelines.ingest import IngestConfig, prepare_out_dir, run_ingest
     from tierroute.pipelines.tracking import load_router_from
 
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     try:
         candidate = client.get_model_version(name, str(version))
     except Exception:  # noqa: BLE001
         raise ConfigError(f"Registered model {name!r} has no version {version!r} at {tracking_uri}. List them with "
                           "the MLflow UI or pass a version `tierroute train` registered.") from None
     challenger = load_router_from(candidate.run_id, tracking_uri)
-    current = _alias(client, name, CHAMPION)
+    current = alias_version(client, name, CHAMPION)
     if current is not None and str(current.version) == str(candidate.version):
         raise ConfigError(f"Version {version} of {name!r} is already the champion; nothing to promote.")
     champion = load_router_from(current.run_id, tracking_uri) if current is not None else None
@@ -236,8 +236,8 @@ def promote_version(tracking_uri: str, version: str, data_paths: tuple[str, ...]
 
 def rollback(tracking_uri: str, name: str = "tierroute") -> dict[str, Any]:
     """Make ``previous_champion`` the champion again (the demoted version becomes the previous one)."""
-    client = _client(tracking_uri)
-    previous, current = _alias(client, name, PREVIOUS), _alias(client, name, CHAMPION)
+    client = registry_client(tracking_uri)
+    previous, current = alias_version(client, name, PREVIOUS), alias_version(client, name, CHAMPION)
     if previous is None:
         raise ConfigError(f"Registered model {name!r} has no {PREVIOUS!r} alias at {tracking_uri}: nothing to roll back to. "
                           "A rollback needs an earlier promotion.")

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from tierroute.errors import DataFormatError, DataValidationError, FeatureError, RequestError, describe
-from tierroute.features.schema import summarize_schema
 from tierroute.pipelines.scorers import SCORERS, check_reference
 from tierroute.request import messages_to_prompt
+from tierroute.schema import summarize_schema
 
 __all__ = ["PromptItem", "PromptIssue", "PromptSet", "PROMPT_FIELDS", "load_prompts", "parse_prompt"]
 

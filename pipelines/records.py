@@ -7,7 +7,6 @@ types and sends each bad row to quarantine with a reason code, never dropping it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -16,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from tierroute.errors import FeatureError, RequestError, describe
-from tierroute.features.schema import summarize_schema
+from tierroute.errors import FeatureError, RequestError
+from tierroute.errors import describe as _describe
+from tierroute.hashing import prompt_hash
 from tierroute.request import messages_to_prompt
+from tierroute.schema import summarize_schema
 
 __all__ = [
     "OUTCOME_FIELDS",
@@ -27,6 +28,8 @@ __all__ = [
     "RowIssue",
     "OutcomeValidator",
     "prompt_hash",
+    "quarantine_line",
+    "escape_text",
 ]
 
 #: The canonical field names, in order (the contract with every adapter and every consumer).
@@ -60,6 +63,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "propensity_out_of_range": "propensity outside (0, 1]",
     "bad_schema": "output_schema is not a schema tierroute can read",
     "bad_timestamp": "timestamp is neither ISO 8601 nor epoch seconds",
+    "bad_encoding": "the line is not UTF-8, or a text field holds a lone surrogate (not text)",
     "conflicting_request_id": "request_id already used for a different prompt",
     "duplicate_request_model": "a second outcome for the same request x model",
     "contaminated": "prompt listed as contaminated by the data's publisher (excluded on purpose)",
@@ -74,26 +78,95 @@ class RowIssue:
     detail: str
 
 
-def prompt_hash(prompt: str) -> str:
-    """Stable short content hash of a prompt (sha256, 16 hex chars)."""
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+def escape_text(text: str) -> str:
+    """``text`` unchanged when it is valid Unicode; otherwise every lone surrogate written out as
+    an escape, so it can be stored as UTF-8: ``\\xNN`` for an undecodable byte that
+    ``surrogateescape`` carried, ``\\udNNN`` for any other lone surrogate.
+
+    >>> escape_text("ok"), escape_text("a\\udcff b\\ud800")
+    ('ok', 'a\\\\xff b\\\\ud800')
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _json_safe(value: Any) -> Any:
+    """A JSON-writable copy of a quarantined row: non-finite floats and odd objects as text, text
+    with lone surrogates escaped (:func:`escape_text`), integers too long to print summarised."""
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 1000 else _show(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {escape_text(str(k)): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return escape_text(str(value))
+
+
+def quarantine_line(where: str, reason: str, detail: str, row: Any) -> str:
+    """One line of ``quarantine.jsonl`` (without the newline): ``{"where", "reason", "detail",
+    "row"}``, always valid UTF-8 JSON whatever the row held (see :func:`_json_safe`)."""
+    record = {"where": where, "reason": reason, "detail": detail, "row": row}
+    return json.dumps(_json_safe(record), ensure_ascii=False)
 
 
 def _is_missing(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+#: the reason a number too large for a float gets, per field (a range reason where the field has one)
+_OVERFLOW_REASON = {"quality": "quality_out_of_range", "latency_ms": "negative_latency",
+                    "latency_sla_ms": "negative_latency", "propensity": "propensity_out_of_range"}
+
+
+def _show(value: object) -> str:
+    """:func:`tierroute.errors.describe`, safe for integers too long to print (Python refuses to
+    turn one of over 4,300 digits into text)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
+        digits = int((value.bit_length() - 1) * math.log10(2)) + 1  # exact but for one power of ten
+        digits += abs(value) >= 10 ** digits
+        return f"an integer of {digits:,} digits (int)"
+    return _describe(value)
+
+
 def _as_float(name: str, value: object) -> float:
     if isinstance(value, bool):
-        raise _Bad("wrong_type", f"{name} must be a number; got {describe(value)}")
-    if isinstance(value, (int, float)):
-        return float(value)
+        raise _Bad("wrong_type", f"{name} must be a number; got {_show(value)}")
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            raise _Bad(_OVERFLOW_REASON.get(name, "wrong_type"),
+                       f"{name} must be a finite number; got {_show(value)}, beyond a float's range "
+                       "(about 1.8e308)") from None
+    if isinstance(value, float):
+        return value
     if isinstance(value, str):
         try:
             return float(value.strip())
         except ValueError:
             pass
-    raise _Bad("wrong_type", f"{name} must be a number; got {describe(value)}")
+    raise _Bad("wrong_type", f"{name} must be a number; got {_show(value)}")
 
 
 _EPOCH = re.compile(r"-?\d{1,12}(?:\.\d+)?")
@@ -108,7 +181,7 @@ def _as_bool(name: str, value: object) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise _Bad("wrong_type", f"{name} must be true/false (or 1/0); got {describe(value)}")
+    raise _Bad("wrong_type", f"{name} must be true/false (or 1/0); got {_show(value)}")
 
 
 def _as_timestamp(value: object) -> str:
@@ -124,10 +197,25 @@ def _as_timestamp(value: object) -> str:
         else:
             raise TypeError
     except (TypeError, ValueError, OverflowError, OSError):
-        raise _Bad("bad_timestamp", f"timestamp must be ISO 8601 or epoch seconds; got {describe(value)}") from None
+        raise _Bad("bad_timestamp", f"timestamp must be ISO 8601 or epoch seconds; got {_show(value)}") from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=timezone.utc)
     return stamp.astimezone(timezone.utc).isoformat()
+
+
+def _check_text(record: Mapping[str, Any]) -> None:
+    """Refuse a text field holding a lone surrogate (a JSON ``"\\ud800"`` escape, bytes decoded
+    with ``surrogateescape``): it is not text, cannot be stored as UTF-8 and would break every
+    reader downstream."""
+    for name, value in record.items():
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise _Bad("bad_encoding",
+                           f"{name} holds a lone surrogate (U+{ord(value[exc.start]):04X}) at character {exc.start}, "
+                           "half of a UTF-16 pair that is not text; fix the writer (it split a pair or decoded bytes "
+                           "wrongly) and export the row again") from None
 
 
 class _Bad(Exception):
@@ -192,10 +280,12 @@ class OutcomeValidator:
 
         request_id = raw["request_id"]
         if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
-            raise _Bad("wrong_type", f"request_id must be a string or an int; got {describe(request_id)}")
+            raise _Bad("wrong_type", f"request_id must be a string or an int; got {_show(request_id)}")
+        if isinstance(request_id, int) and request_id.bit_length() > 256:
+            raise _Bad("wrong_type", f"request_id must be an int of at most 77 digits (or a string); got {_show(request_id)}")
         model = raw["model"]
         if not isinstance(model, str):
-            raise _Bad("wrong_type", f"model must be a string; got {describe(model)}")
+            raise _Bad("wrong_type", f"model must be a string; got {_show(model)}")
 
         prompt = raw.get("prompt")
         if _is_missing(prompt):
@@ -209,7 +299,7 @@ class OutcomeValidator:
             except RequestError as exc:
                 raise _Bad("wrong_type", str(exc)) from None
         if not isinstance(prompt, str):
-            raise _Bad("wrong_type", f"prompt must be text or chat messages; got {describe(prompt)}")
+            raise _Bad("wrong_type", f"prompt must be text or chat messages; got {_show(prompt)}")
 
         quality: float | None = None
         if not _is_missing(raw.get("quality")):
@@ -245,6 +335,7 @@ class OutcomeValidator:
             "chosen": None if _is_missing(raw.get("chosen")) else _as_bool("chosen", raw["chosen"]),
             "propensity": self._propensity(raw.get("propensity")),
         }
+        _check_text(record)
         return record
 
     @staticmethod

@@ -4,8 +4,10 @@ with the champion's configuration -> the promotion gate on held-out new requests
     result = run_retrain(RetrainConfig(logs=("week48.jsonl",)))
     result.version, result.gate.promote, result.gate.reasons, result.out_dir
 
-1. The champion (registry alias ``champion``) gives the configuration: encoder (and its width),
-   LightGBM parameters, policy and target; its catalogue prices the data.
+1. The champion (registry alias ``champion``) gives the configuration: its router family (kind,
+   encoder and width: the family it was trained with, or the one selection chose for it when it
+   was trained with ``auto``; retraining never re-selects), LightGBM parameters, policy and
+   target; its catalogue prices the data.
 2. The new logs are ingested (bad rows quarantined as always); a seeded ``holdout_fraction`` of
    their requests (per task) is held out for the gate and never trained on.
 3. The previous training data (``previous``; by default the champion's own training files, when
@@ -140,13 +142,13 @@ def run_retrain(config: RetrainConfig, progress: Any = None) -> RetrainResult:
 
 def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainResult:
     from tierroute.pipelines.ingest import IngestConfig, prepare_out_dir, run_ingest
-    from tierroute.pipelines.promote import CHAMPION, _alias, _client, promote_version
+    from tierroute.pipelines.promote import CHAMPION, alias_version, promote_version, registry_client
     from tierroute.pipelines.tracking import load_router_from
     from tierroute.pipelines.train import TrainConfig, run_train
     from tierroute.progress import stage
 
-    client = _client(config.tracking_uri)
-    current = _alias(client, "tierroute", CHAMPION)
+    client = registry_client(config.tracking_uri)
+    current = alias_version(client, "tierroute", CHAMPION)
     if current is None:
         raise ConfigError(f"There is no champion at {config.tracking_uri} to retrain from. Train a router "
                           "(`tierroute train`) and promote it (`tierroute promote --version N --data ...`) first.")
@@ -190,6 +192,7 @@ def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainRe
     stage(progress, f"training the challenger with the champion's settings (version {current.version})")
     trained = run_train(TrainConfig(
         data=tuple(data_paths), data_weights=weights, eval_data=(str(holdout_path),), catalogue=catalogue, encoder=learned.encoder,
+        kind=learned.router.kind,  # the champion's family, pinned: a champion selected with auto is not re-selected
         max_ips_weight=getattr(learned, "max_ips_weight", 20.0), engine=config.engine, scheduler=config.scheduler,
         static_dims=static_dims, router=learned.router, policy=learned.policy, target=learned.target, seed=config.seed,
         tracking_uri=config.tracking_uri, out_dir=str(out / "train"), cache_dir=config.cache_dir), progress=progress,

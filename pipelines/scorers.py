@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import math
 import re
-import string
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+
+from tierroute.pipelines.score import Score, normalize_answer
 
 __all__ = [
     "SCORERS", "DEFAULT_THRESHOLDS", "NUMERIC_REL_TOL", "Score", "normalize_answer", "extract_choice",
@@ -51,26 +51,6 @@ DEFAULT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
 #: numeric answers within this relative distance of the reference are right (abs. 1e-9 near zero)
 NUMERIC_REL_TOL = 1e-4
 
-_PUNCT = str.maketrans("", "", string.punctuation)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-@dataclass(frozen=True, slots=True)
-class Score:
-    """One scored answer: ``quality`` in [0, 1] and a short ``detail`` (what was found, or why 0)."""
-
-    quality: float
-    detail: str = ""
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces.
-
-    >>> normalize_answer("  The Answer: Paris! ")
-    'answer paris'
-    """
-    text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT))
-    return " ".join(text.split())
 
 
 # -- exact and f1 ----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ when the prompt has a schema but no reference: validity alone).
 
 - **Reading**: the whole answer as JSON; else each fenced block (```` ```json ````` first); else the
   first JSON object or array that starts anywhere in the text (trailing prose ignored).
-- **Schema**: every form tierroute accepts (see :mod:`tierroute.features.schema`) becomes a JSON
+- **Schema**: every form tierroute accepts (see :mod:`tierroute.schema`) becomes a JSON
   Schema (the compact ``{"field": "a | b"}`` form: every field required, ``"a | b"`` an enum, type
   names types; an enum list an enum; tools: the arguments of any one tool). A small built-in
   validator covers the subset routing schemas use: type, enum, const, properties, required,
@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from tierroute.errors import FeatureError
-from tierroute.features.schema import summarize_schema
-from tierroute.pipelines.scorers import Score, normalize_answer
+from tierroute.pipelines.score import Score, normalize_answer
+from tierroute.schema import summarize_schema
 
 __all__ = ["extract_json", "to_json_schema", "validate_json", "field_f1", "score_json", "check_json_reference"]
 

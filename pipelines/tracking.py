@@ -2,42 +2,121 @@
 it under ``mlruns/artifacts``; every run logs its frozen config, data hashes and row counts,
 metrics, plots, feature importance and the model, which is registered as ``tierroute``.
 
-mlflow is imported here only, inside functions (serving never imports it).
+mlflow is imported here only, inside functions (serving never imports it). :func:`quiet_mlflow`
+keeps its chatter (INFO lines, warnings, download bars, "Successfully registered model") off stderr
+for the runs whose caller asks for it (the CLI's ``--json`` runs); errors still show.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import pickle
+import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from tierroute.tracking_uri import DEFAULT_TRACKING_URI, registry_uri_for
+
 __all__ = [
     "DEFAULT_TRACKING_URI", "REGISTERED_MODEL", "registry_uri_for", "log_training_run", "save_router", "load_router", "RouterPyfunc",
-    "load_router_from",
+    "load_router_from", "quiet_mlflow", "load_mlflow",
 ]
 
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 REGISTERED_MODEL = "tierroute"
 EXPERIMENT = "tierroute"
 
 
-def _mlflow() -> Any:
-    """Import mlflow with its usage telemetry off: tierroute makes no hidden network calls."""
+#: what mlflow reads when it is imported / downloads artifacts, set only while a quiet run lasts
+_QUIET_ENV = {"MLFLOW_LOGGING_LEVEL": "ERROR", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+_QUIET_LOGGERS = ("mlflow", "alembic")
+
+
+class _Quiet:
+    """What one :func:`quiet_mlflow` block changed, so that its end puts everything back."""
+
+    def __init__(self) -> None:
+        self.env = {name: os.environ.get(name) for name in _QUIET_ENV}
+        self.levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+
+    def start(self) -> None:
+        os.environ.update(_QUIET_ENV)  # read by mlflow's import (logger levels) and its artifact downloads
+        self.apply()
+
+    def apply(self) -> None:
+        """Loggers at ERROR (again: mlflow's import configures them anew)."""
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+    def stop(self) -> None:
+        for name, value in self.env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for name, level in self.levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+_QUIET: ContextVar[_Quiet | None] = ContextVar("tierroute_quiet_mlflow", default=None)
+
+
+@contextlib.contextmanager
+def quiet_mlflow(enabled: bool = True) -> Iterator[None]:
+    """While the block runs (and ``enabled``): mlflow's and alembic's loggers at ERROR, its
+    registration notices and artifact progress bars off; errors still reach stderr. Everything it
+    changed (the environment variables it sets included) is restored at the end. Imports nothing
+    heavy.
+
+    >>> with quiet_mlflow(): pass
+    """
+    if not enabled or _QUIET.get() is not None:
+        yield
+        return
+    quiet = _Quiet()
+    token = _QUIET.set(quiet)
+    quiet.start()
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+        quiet.stop()
+
+
+def load_mlflow() -> Any:
+    """Import mlflow with its usage telemetry off (tierroute makes no hidden network calls), and
+    quiet inside a :func:`quiet_mlflow` block."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
+    quiet = _QUIET.get()
+    if quiet is not None:
+        quiet.apply()
     return mlflow
 
 
-def registry_uri_for(tracking_uri: str) -> str:
-    """The model registry every tierroute command uses with ``tracking_uri``: the tracking store
-    itself (one rule, so train, promote and serve agree). Not $MLFLOW_REGISTRY_URI: mlflow exports
-    that variable itself whenever a registry URI is set, so within one process it goes stale."""
-    return tracking_uri
+@contextlib.contextmanager
+def _notices_off() -> Iterator[None]:
+    """Inside a quiet block, what mlflow prints straight to stderr (not through a logger:
+    "Successfully registered model ...", "Created version ...") is held back; error lines are
+    passed on."""
+    if _QUIET.get() is None:
+        yield
+        return
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):
+            yield
+    finally:
+        errors = [line for line in held.getvalue().splitlines() if " ERROR " in line or " CRITICAL " in line]
+        if errors:
+            print("\n".join(errors), file=sys.stderr)
 
 
 def save_router(router: Any, folder: str | Path) -> Path:
@@ -81,13 +160,14 @@ def load_router_from(model: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> An
             f"--model {model!r} is neither a folder holding a trained router (router.pkl) nor an MLflow run id. "
             "Pass the folder `tierroute train` printed, or its run id."
         )
-    mlflow = _mlflow()
+    mlflow = load_mlflow()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri_for(tracking_uri))  # a registry URI set earlier in the process must not win
     try:
         local = mlflow.artifacts.download_artifacts(run_id=model, artifact_path="router")
     except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for an unknown run
-        raise ConfigError(f"MLflow run {model!r} has no router artifact at {tracking_uri} ({type(exc).__name__}). Check the run id and --tracking-uri.") from None
+        raise ConfigError(f"MLflow run {model!r} has no router artifact at {tracking_uri} ({type(exc).__name__}). "
+                          "Check the run id and --tracking-uri.") from None
     return load_router(local)
 
 
@@ -128,13 +208,30 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else value
 
 
+def _log_selection(mlflow: Any, selection: Mapping[str, Any]) -> None:
+    """One nested run per family of the selection table, under the active (training) run."""
+    mlflow.log_params({"selection.chosen": selection["chosen"], "selection.mode": str(selection["mode"])[:500]})
+    mlflow.log_dict(dict(selection), "selection.json")
+    for row in selection["rows"]:
+        with mlflow.start_run(run_name=f"family {row['name']}", nested=True):
+            mlflow.log_params({k: str(row[k]) for k in ("name", "kind", "encoder", "dims", "status", "bundleable")})
+            mlflow.set_tags({"tierroute.selection": "family", "chosen": str(bool(row["chosen"])).lower()})
+            values = {"oof_aiq": row["oof_aiq"], "oof_aiq_low": row["oof_aiq_low"], "oof_aiq_high": row["oof_aiq_high"],
+                      "fit_seconds": row["fit_seconds"], "serve_us": row["serve_us"], "chosen": float(bool(row["chosen"]))}
+            mlflow.log_metrics({k: float(v) for k, v in values.items() if isinstance(v, (int, float))})
+
+
 def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Mapping[str, Any],
                      report: Mapping[str, Any], artifacts: list[Path], router_dir: Path,
-                     importance: Mapping[str, float], register: bool = True, bundle_dir: Path | None = None) -> str:
+                     importance: Mapping[str, float], register: bool = True, bundle_dir: Path | None = None,
+                     selection: Mapping[str, Any] | None = None) -> str:
     """Log one training run and register its model; returns the run id. With ``bundle_dir`` the
-    logged model carries the RouterBundle, so ``models:/tierroute@<alias>`` resolves to a bundle."""
-    mlflow = _mlflow()
-    import mlflow.pyfunc
+    logged model carries the RouterBundle, so ``models:/tierroute@<alias>`` resolves to a bundle.
+    With ``selection`` (a :meth:`tierroute.pipelines.selection.Selection.to_dict`) each family of
+    the selection table is a nested run under this one (its OOF AIQ, interval, fit seconds, serve
+    us, status, and whether it was chosen), and the table is logged as ``selection.json``."""
+    mlflow = load_mlflow()
+    import mlflow.pyfunc  # noqa: F811 - the submodule, onto the module load_mlflow returned
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri_for(tracking_uri))  # a registry URI set earlier in the process must not win
@@ -157,6 +254,8 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
             metrics[f"{key}.accuracy"] = b["accuracy"]
             metrics[f"{key}.cost_per_query"] = b["cost_per_query"]
         mlflow.log_metrics(metrics)
+        if selection is not None:
+            _log_selection(mlflow, selection)
         for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path="evaluation")
         mlflow.log_dict(dict(sorted(importance.items(), key=lambda kv: -kv[1])), "feature_importance.json")
@@ -180,5 +279,6 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
                 pip_requirements=["tierroute"], signature=signature,
             )
         if register:
-            mlflow.register_model(info.model_uri, REGISTERED_MODEL)
+            with _notices_off():
+                mlflow.register_model(info.model_uri, REGISTERED_MODEL)
         return str(run.info.run_id)

@@ -8,7 +8,6 @@ track the run in MLflow with its model registered as ``tierroute``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -23,9 +22,11 @@ from tierroute.errors import CatalogueError, ConfigError
 from tierroute.features.embeddings import ENCODERS, EmbeddingCache
 from tierroute.models.catalogue import BUILTIN_CATALOGUES, Catalogue, find_builtin_for, load_catalogue
 from tierroute.models.learned import LearnedConfig, LearnedRouter
+from tierroute.models.objective import check_objective
 from tierroute.models.policy import POLICY_KINDS
 from tierroute.models.router import RouterParams
 from tierroute.pipelines.distributed import ENGINES
+from tierroute.pipelines.encoders import make_encoder
 from tierroute.pipelines.ingest import IngestConfig, prepare_out_dir, run_ingest
 from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
 
@@ -41,8 +42,13 @@ class TrainConfig:
     data: tuple[str, ...] = ()
     format: str = "auto"
     catalogue: str | None = None
-    encoder: str = "static"
-    static_dims: int = 64
+    # "auto" (default): the router family (kind x encoder) is chosen by out-of-fold AIQ on the
+    # training requests (pipelines/selection.py) within ``select_budget_min``; pinning one of
+    # ``kind`` / ``encoder`` searches only the other, pinning both trains that family
+    encoder: str = "auto"
+    kind: str = "auto"
+    select_budget_min: float = 6.0
+    static_dims: int | None = None  # None: 64 when the encoder is pinned to static, the pool's widths with auto
     eval_data: tuple[str, ...] = ()
     out_dir: str | None = None
     test_fraction: float = 0.25
@@ -51,6 +57,9 @@ class TrainConfig:
     router: RouterParams = field(default_factory=RouterParams)
     policy: str = "lambda"
     target: float = 1.0
+    # the operating point on the out-of-fold knob curve: match-best, match-heuristic, max-accuracy or
+    # budget=USD_PER_QUERY (the bundle carries the curve, so serving can pick another)
+    objective: str = "match-best"
     tracking_uri: str = DEFAULT_TRACKING_URI
     register: bool = True
     cache_dir: str = "runs/cache"
@@ -74,16 +83,25 @@ class TrainConfig:
             for w in self.data_weights:
                 check_number(w, "data_weights", "TrainConfig", 1e-6)
         object.__setattr__(self, "eval_data", tuple(map(str, self.eval_data)))
-        if self.encoder not in (*ENCODERS, "none"):
-            raise ConfigError(f"The 'encoder' parameter of TrainConfig must be one of {(*ENCODERS, 'none')}. Got {self.encoder!r} instead.")
+        if self.encoder not in ("auto", *ENCODERS, "none"):
+            raise ConfigError(f"The 'encoder' parameter of TrainConfig must be one of {('auto', *ENCODERS, 'none')}. "
+                              f"Got {self.encoder!r} instead.")
+        from tierroute.pipelines.selection import POOL, kind_supported
+
+        if self.kind != "auto" and not kind_supported(self.kind):
+            kinds = ("auto", *dict.fromkeys(s.kind for s in POOL if kind_supported(s.kind)))
+            raise ConfigError(f"The 'kind' parameter of TrainConfig must be one of {kinds}. Got {self.kind!r} instead.")
+        check_number(self.select_budget_min, "select_budget_min", "TrainConfig", 0.0)
         if self.policy not in POLICY_KINDS:
             raise ConfigError(f"The 'policy' parameter of TrainConfig must be one of {POLICY_KINDS}. Got {self.policy!r} instead.")
         check_number(self.test_fraction, "test_fraction", "TrainConfig", 0.05, 0.95)
         check_int(self.seed, "seed", "TrainConfig", 0)
         check_int(self.synthetic_requests, "synthetic_requests", "TrainConfig", 50)
         check_number(self.target, "target", "TrainConfig", 0.0, 2.0)
+        check_objective(self.objective, "'objective' parameter of TrainConfig")
         check_fraction(self.max_bad_fraction, "max_bad_fraction", "TrainConfig")
-        check_int(self.static_dims, "static_dims", "TrainConfig", 2, 384)
+        if self.static_dims is not None:
+            check_int(self.static_dims, "static_dims", "TrainConfig", 2, 384)
         check_number(self.max_ips_weight, "max_ips_weight", "TrainConfig", 1.0)
         if self.engine not in ENGINES:
             raise ConfigError(f"The 'engine' parameter of TrainConfig must be one of {ENGINES}. Got {self.engine!r} instead.")
@@ -112,7 +130,7 @@ class TrainResult:
             "bundle": str(self.out_dir / "bundle"),
             "aiq": r["aiq"], "accuracy": r["accuracy"], "cost_per_query": r["cost_per_query"],
             "cost_per_correct": r["cost_per_correct"], "policy": r["learned"]["policy"], "ece": r["ece"],
-            "requests": r["requests"], "baselines": baselines,
+            "requests": r["requests"], "baselines": baselines, "family": r.get("family"), "objectives": r.get("objectives", []),
         }
 
 
@@ -128,32 +146,6 @@ def pick_catalogue(name: str | None, models: list[str]) -> Catalogue:
     if missing:
         raise CatalogueError(f"Catalogue {catalogue.name!r} has no entry for model(s) {missing}. Add them or pass another --catalogue.")
     return catalogue
-
-
-def make_encoder(name: str, train_prompts: list[str], cache_dir: Path, progress: Any = None, dims: int = 64) -> Any:
-    """The configured encoder. ``static`` is distilled from MiniLM for the BPE tokens the training
-    prompts use (tokens never seen in training carry no signal for the model), with ``dims`` PCA
-    components, cached by that token set and width so reruns on the same data reuse it. 64 dims by
-    default: serving gathers one table row per prompt token, so the width is most of the embedding's
-    cost (bench/quality.py --static-dims measures what it costs in quality)."""
-    from tierroute.features.embeddings import MiniLMEncoder, StaticEncoder, distill_static
-    from tierroute.progress import bar
-
-    if name == "none":
-        return None
-    if name == "minilm":
-        return MiniLMEncoder()
-    ids = StaticEncoder.vocabulary(train_prompts)
-    key = hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()[:16]
-    width = min(dims, max(2, len(ids) - 2))
-    folder = cache_dir / f"static-bpe-{key}-{width}"
-    if (folder / "static.json").is_file():
-        return StaticEncoder.load(folder)
-    with bar(progress, len(ids), f"distilling the static encoder ({len(ids):,} tokens)", unit="token") as step:
-        encoder = distill_static(ids, dims=width, step=step)
-    folder.mkdir(parents=True, exist_ok=True)
-    encoder.save(folder)
-    return encoder
 
 
 def training_reference(router: Any, train: Any) -> dict[str, Any]:
@@ -199,10 +191,11 @@ def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None
 
 
 def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engine: Any) -> TrainResult:
+    from tierroute.models.export import export_bundle
     from tierroute.pipelines.dataset import RoutingData
     from tierroute.pipelines.evaluate import evaluate, write_report
+    from tierroute.pipelines.selection import FamilySpec, SelectConfig, default_pool, family_config, select_family
     from tierroute.pipelines.synthetic import SyntheticConfig, write_jsonl
-    from tierroute.models.export import export_bundle
     from tierroute.pipelines.tracking import log_training_run, save_router
 
     say = progress or (lambda message: None)
@@ -233,15 +226,30 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
             f"Only {train.n_requests} training requests have an outcome for every candidate or a logged choice with "
             f"its propensity; at least {2 * config.router.n_folds} are needed. Add outcome data."
         )
-    say(f"building features ({config.encoder} encoder) for {train.n_requests:,} training requests")
     cache_dir = Path(config.cache_dir)
-    encoder = make_encoder(config.encoder, [r.prompt for r in train.requests], cache_dir, progress, config.static_dims)
-    learned = LearnedConfig(encoder=config.encoder, router=config.router, policy=config.policy, target=config.target,
-                            max_ips_weight=config.max_ips_weight)
-    say(f"embedding prompts and fitting {config.router.kind} LightGBM with {config.router.n_folds}-fold calibration")
-    router = LearnedRouter(learned, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue, progress, engine)
+    base = LearnedConfig(router=config.router, policy=config.policy, target=config.target, objective=config.objective,
+                         max_ips_weight=config.max_ips_weight)
+    selection, router = None, None
+    if "auto" in (config.kind, config.encoder):  # chosen on the training requests only; the test split never enters
+        pool = default_pool(config.kind, config.encoder, config.static_dims)
+        say(f"choosing the router family by out-of-fold AIQ on the {train.n_requests:,} training requests "
+            f"({len(pool)} families, budget {config.select_budget_min:g} min)")
+        selection = select_family(train, catalogue, SelectConfig(budget_min=config.select_budget_min, seed=config.seed, pool=pool),
+                                  cache_dir, progress, base=base, engine=engine)
+        spec, encoder, router = selection.chosen, selection.encoder, selection.router
+    else:
+        spec = FamilySpec(config.kind, config.encoder, (config.static_dims or 64) if config.encoder == "static" else None)
+        say(f"building features ({config.encoder} encoder) for {train.n_requests:,} training requests")
+        encoder = make_encoder(config.encoder, [r.prompt for r in train.requests], cache_dir, progress, spec.dims or 64)
+    learned = family_config(base, spec)
+    if router is None:  # pinned, or selected on a subsample: fit the family on every training request
+        say(f"embedding prompts and fitting {spec.name} with {config.router.n_folds}-fold calibration")
+        router = LearnedRouter(learned, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue, progress, engine)
     say(f"evaluating on {test.n_requests:,} held-out requests")
     report = evaluate(router, test, catalogue, seed=config.seed)
+    report["family"] = {**spec.to_dict(), "selected": selection is not None}
+    if selection is not None:
+        report["selection"] = selection.to_dict()
     report["train_seconds"] = time.perf_counter() - clock
     artifacts = write_report(report, out / "evaluation")
     router_dir = save_router(router, out / "model")
@@ -259,6 +267,6 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
             "catalogue": catalogue.name,
         }
         run_id = log_training_run(config.tracking_uri, config.to_dict(), data_info, report, artifacts, router_dir,
-                                  importance, register=config.register, bundle_dir=bundle_dir)
+                                  importance, register=config.register, bundle_dir=bundle_dir, selection=report.get("selection"))
     (out / "train.json").write_text(json.dumps({"config": config.to_dict(), "run_id": run_id}, indent=2) + "\n", encoding="utf-8")
     return TrainResult(run_id, out, report, router)

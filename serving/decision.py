@@ -30,7 +30,9 @@ class Decision:
     or when the heuristic was asked for); ``bundle_id`` names the bundle loaded, if any.
     ``propensity`` is the probability the serving policy had of choosing ``model`` (1 unless an
     exploration slice is on); ``explored`` says the model was drawn at random instead of
-    ``greedy_model``, the policy's own choice.
+    ``greedy_model``, the policy's own choice. ``objective`` names the operating point the
+    learned policy served (``match-best``, ..., ``budget=USD``; None for a bundle without a knob
+    curve, or no bundle).
     """
 
     tier: str
@@ -47,6 +49,7 @@ class Decision:
     propensity: float = 1.0
     greedy_model: str | None = None
     explored: bool = False
+    objective: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON form (``tierroute route --json`` prints one per request)."""
@@ -65,6 +68,7 @@ class Decision:
             "bundle_id": self.bundle_id,
             "propensity": self.propensity,
             "explored": self.explored,
+            "objective": self.objective,
         }
 
 

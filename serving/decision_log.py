@@ -22,18 +22,22 @@ import json
 import logging
 import os
 import random
+import stat
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tierroute import safejson
 from tierroute._params import check_fraction
+from tierroute.errors import ConfigError
 from tierroute.request import Request
 from tierroute.serving.decision import Decision
 
 __all__ = ["DecisionLog", "Explorer", "LOG_SCHEMA_VERSION"]
 
 LOG_SCHEMA_VERSION = 1
+_TAIL_BLOCK = 1 << 16
 
 
 class Explorer:
@@ -63,17 +67,71 @@ class Explorer:
 
 
 class DecisionLog:
-    """Appends one JSON line per decision to ``path`` (thread-safe; flushed per line). An existing
-    file is appended to, never truncated. Logging never fails a decision: a line that cannot be
-    written (the log closed, the disk full) is counted in ``dropped`` and a warning is logged once."""
+    """Appends one JSON line per decision to ``path`` (thread-safe; each line is one unbuffered
+    ``write``, so what is counted is what reached the file). An existing file is appended to, never
+    truncated, except for a torn last line (a crash mid-write): on open, a last line that is not
+    whole JSON is moved to ``<path>.torn`` and counted in ``torn``, so the next decision starts on a
+    line of its own and readers (``tierroute drift``) never see two lines glued together; a whole
+    last line missing only its newline gets the newline. Logging never fails a decision: a line
+    that cannot be written (the log closed, the disk full) is counted in ``dropped`` (exactly: a
+    partly written line is cut back off, or fenced off and counted in ``torn``) and a warning is
+    logged once. One process should append to a log at a time."""
 
     def __init__(self, path: str | os.PathLike[str], log_prompts: bool = False) -> None:
         self.path = Path(path)
         self.log_prompts = log_prompts
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open, closed by close()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            self._fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"Cannot open the decision log {str(self.path)!r} for appending ({exc.strerror}). Pass "
+                              "a writable file path.") from None
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            os.close(self._fd)
+            raise ConfigError(f"The decision log {str(self.path)!r} is not a regular file (a FIFO, device or "
+                              "socket); expected a JSONL file to append to. Pass a file path.")
         self._lock = threading.Lock()
-        self.dropped = 0
+        self._closed = False
+        self._fence = False  # a partial line could not be cut back off: start the next one on a new line
+        self._warned = False
+        self.dropped = 0  # decisions whose line did not reach the file whole
+        self.torn = 0  # torn fragments: found at the end of the file on open, or left by a failed write
+        self._repair_tail()
+
+    def _repair_tail(self) -> None:
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return
+        with open(self.path, "rb") as fh:
+            fragment = b""
+            position = size
+            while position > 0:  # back from the end, block by block, to the last newline
+                step = min(_TAIL_BLOCK, position)
+                position -= step
+                fh.seek(position)
+                block = fh.read(step)
+                cut = block.rfind(b"\n")
+                if cut >= 0:
+                    fragment = block[cut + 1:] + fragment
+                    break
+                fragment = block + fragment
+        if not fragment:
+            return
+        try:
+            whole = isinstance(safejson.loads(fragment, max_depth=16), dict)
+        except safejson.UnsafeJSONError:  # not JSON, not UTF-8, too deep: not a line anyone can read
+            whole = False
+        if whole:  # a complete line without its newline: keep it, end it
+            os.write(self._fd, b"\n")
+            return
+        with open(self.path.with_name(self.path.name + ".torn"), "ab") as sidecar:
+            sidecar.write(fragment + b"\n")
+        os.ftruncate(self._fd, size - len(fragment))
+        self.torn += 1
+        logging.getLogger("tierroute.serving").warning(
+            "decision log %s: its last line was torn (%d bytes, a crash mid-write?); moved it to %s.torn so the next "
+            "decision starts on a line of its own", self.path, len(fragment), self.path.name)
 
     def record(self, request: Request, decision: Decision, request_id: Any = None) -> dict[str, Any]:
         """The log line for one decision (a dict)."""
@@ -90,26 +148,51 @@ class DecisionLog:
             "signals": dict(decision.signals), "probabilities": dict(decision.probabilities), "model": decision.model,
             "tier": decision.tier, "source": decision.source, "fallback": decision.fallback,
             "greedy_model": decision.greedy_model or decision.model, "explored": decision.explored,
-            "propensity": decision.propensity, "bundle_id": decision.bundle_id,
+            "propensity": decision.propensity, "bundle_id": decision.bundle_id, "objective": decision.objective,
         }
         return line
 
     def write(self, request: Request, decision: Decision, request_id: Any = None) -> None:
-        text = json.dumps(self.record(request, decision, request_id)) + "\n"  # ASCII: any prompt text survives
+        """Append the decision's line; never raises (a line that cannot be written is counted)."""
+        data = (json.dumps(self.record(request, decision, request_id)) + "\n").encode("ascii")  # any prompt survives
         with self._lock:
+            if self._closed:
+                self._drop("the log is closed")
+                return
+            if self._fence:
+                data = b"\n" + data
+            written = 0
             try:
-                self._file.write(text)
-                self._file.flush()
-            except (OSError, ValueError) as exc:  # ValueError: written after close
-                self.dropped += 1
-                if self.dropped == 1:
-                    logging.getLogger("tierroute.serving").warning(
-                        "decision log %s: a line could not be written (%s); decisions go on, lines are dropped and counted",
-                        self.path, exc)
+                while written < len(data):
+                    written += os.write(self._fd, data[written:])
+            except OSError as exc:
+                if written:
+                    self._cut_back(written)
+                self._drop(exc)
+                return
+            self._fence = False
+
+    def _cut_back(self, written: int) -> None:
+        """Remove the ``written`` bytes of a line that failed half way (or fence them off)."""
+        try:
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+        except OSError:
+            self._fence = True
+            self.torn += 1
+
+    def _drop(self, why: object) -> None:
+        self.dropped += 1
+        if not self._warned:
+            self._warned = True
+            logging.getLogger("tierroute.serving").warning(
+                "decision log %s: a line could not be written (%s); decisions go on, lines are dropped and counted",
+                self.path, why)
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if not self._closed:
+                self._closed = True
+                os.close(self._fd)
 
     def __enter__(self) -> DecisionLog:
         return self

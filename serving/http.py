@@ -1,25 +1,27 @@
-"""The HTTP routing service (Starlette; ``tierroute serve --bundle DIR`` runs it under uvicorn).
+"""The HTTP routing service (Starlette; ``tierroute serve --bundle DIR`` runs it under uvicorn
+with :func:`tierroute.serving.server.serve`, which adds the connection limits).
 
     POST /v1/route          one request object -> one decision
     POST /v1/route/batch    {"requests": [...]} -> {"decisions": [...]}
     GET  /healthz           liveness: the process answers
     GET  /readyz            readiness: what is served (learned or heuristic-only, bundle id)
     GET  /metrics           Prometheus: decisions by tier and source, fallbacks by reason,
-                            decision latency histogram, client errors
+                            decision latency histogram, client and server errors, decision-log drops
     POST /admin/reload      {"bundle": PATH|URI} (default: the configured one) -> atomic swap; a
                             bundle that cannot be served is refused and the old one keeps serving;
                             without a token only the configured bundle may be reloaded (403)
 
-Client mistakes are JSON errors with a 4xx status: 400 (not JSON), 401 (bearer token), 413
-(body over the cap), 422 (a malformed request, with the RequestError's wording). Prompts are never
-logged unless ``log_prompts``; the decision log line carries the prompt's sha256 prefix instead.
+Client mistakes are JSON errors with a 4xx status: 400 (not JSON, or JSON over the depth/number
+limits), 401 (bearer token), 404/405 (no such endpoint/method), 409 (a reload already running),
+413 (body over the cap), 422 (a malformed request, with the RequestError's wording); each is
+counted. Prompts are never logged unless ``log_prompts``; the decision log line carries the
+prompt's sha256 prefix instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import json
 import logging
 import threading
@@ -28,21 +30,27 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tierroute._params import check_int
+from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError, RequestError
 from tierroute.serving.bundle import BundleError
-from tierroute.serving.router import FALLBACK_REASONS, Router, RouterConfig
+from tierroute.serving.http_common import ServiceMetrics, authorised, echo_id, error_response, json_response, read_json
+from tierroute.serving.router import Router, RouterConfig
 
-__all__ = ["ServiceConfig", "RouterHolder", "create_app", "read_json"]
+__all__ = ["ServiceConfig", "RouterHolder", "ReloadBusy", "create_app", "read_json"]
 
 log = logging.getLogger("tierroute.serving")
-LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+_error = error_response  # the name the proxy and older callers use
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
     """How the service runs. ``token``: when set, every endpoint but /healthz needs
-    ``Authorization: Bearer <token>``. ``max_body_bytes``: larger bodies get 413."""
+    ``Authorization: Bearer <token>``. ``max_body_bytes``: larger bodies get 413;
+    ``max_json_depth``: bodies nesting deeper get 400. Connection limits (applied by
+    :func:`tierroute.serving.server.serve`): a request must arrive whole within
+    ``request_timeout_s``; idle keep-alive connections close after ``keep_alive_s``; beyond
+    ``max_connections`` open connections new ones get 503; a request head still incomplete past
+    ``max_header_bytes`` gets 400; ``backlog`` is the listen queue."""
 
     bundle: str | None = None
     router: RouterConfig = field(default_factory=RouterConfig)
@@ -53,10 +61,22 @@ class ServiceConfig:
     tracking_uri: str | None = None
     catalogue: str | None = None  # the heuristic's catalogue when no bundle is served (default: article)
     decision_log: str | None = None  # append every decision to this JSONL (prompt text only with log_prompts)
+    max_json_depth: int = 128
+    request_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
+    max_connections: int = 1024
+    max_header_bytes: int = 16 * 1024
+    backlog: int = 2048
 
     def __post_init__(self) -> None:
         check_int(self.max_body_bytes, "max_body_bytes", "ServiceConfig", 1)
         check_int(self.max_batch, "max_batch", "ServiceConfig", 1)
+        check_int(self.max_json_depth, "max_json_depth", "ServiceConfig", 2)
+        check_number(self.request_timeout_s, "request_timeout_s", "ServiceConfig", 0.001)
+        check_number(self.keep_alive_s, "keep_alive_s", "ServiceConfig", 0.001)
+        check_int(self.max_connections, "max_connections", "ServiceConfig", 1)
+        check_int(self.max_header_bytes, "max_header_bytes", "ServiceConfig", 1024)
+        check_int(self.backlog, "backlog", "ServiceConfig", 1)
         if self.token is not None and not self.token.strip():
             raise ConfigError("The 'token' parameter of ServiceConfig must be a non-empty string or None. Got an empty string.")
 
@@ -66,88 +86,39 @@ class ServiceConfig:
         return d
 
 
+class ReloadBusy(RuntimeError):
+    """Another reload holds the lock (the caller gets 409 rather than queueing behind it)."""
+
+
 class RouterHolder:
     """The router being served. ``current`` is read without a lock (a reference read is atomic);
     ``reload`` builds the new router first and swaps the reference only when it loaded, so
-    in-flight requests finish on the router they started with."""
+    in-flight requests finish on the router they started with. ``configured`` is the bundle the
+    service was started with (what an empty reload loads); ``source`` the one served now."""
 
     def __init__(self, router: Router, source: str | None) -> None:
         self.current = router
-        self.source = source
+        self.source = self.configured = source
         self._lock = threading.Lock()
 
     def reload(self, source: str | None, config: RouterConfig, tracking_uri: str | None) -> Router:
-        with self._lock:  # one reload at a time
-            target = source if source is not None else self.source
+        """Load ``source`` (None: the configured bundle) and serve it; BundleError leaves the old
+        one serving, ReloadBusy when another reload is running."""
+        if not self._lock.acquire(blocking=False):
+            raise ReloadBusy("Another reload is running; retry when it has finished.")
+        try:
+            target = source if source is not None else self.configured
             router = Router.load(target, config, strict=True, tracking_uri=tracking_uri,
                                  decision_log=self.current.decision_log)
             self.current, self.source = router, target
             return router
+        finally:
+            self._lock.release()
 
 
-class _Metrics:
-    """Prometheus metrics in a registry of the app's own (no process-global state)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        self.decisions = Counter("tierroute_decisions_total", "Routing decisions", ["tier", "model", "source"], registry=self.registry)
-        self.fallbacks = Counter("tierroute_fallbacks_total", "Decisions the heuristic tree made because the learned path "
-                                 "could not answer", ["reason"], registry=self.registry)
-        self.latency = Histogram("tierroute_decision_seconds", "Time to decide one request (inside the router)",
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.errors = Counter("tierroute_client_errors_total", "Requests refused with a 4xx", ["status"], registry=self.registry)
-        self.reloads = Counter("tierroute_reloads_total", "Bundle reloads", ["outcome"], registry=self.registry)
-        self.learned = Gauge("tierroute_learned", "1 when a verified bundle is served, 0 when only the tree",
-                             registry=self.registry)
-        for reason in FALLBACK_REASONS:
-            self.fallbacks.labels(reason=reason)
-
-    def observe(self, decision: Any) -> None:
-        self.decisions.labels(tier=decision.tier, model=decision.model, source=decision.source).inc()
-        if decision.fallback:
-            self.fallbacks.labels(reason=decision.fallback).inc()
-        self.latency.observe(decision.elapsed_ms / 1000.0)
-
-
-def _error(status: int, message: str, metrics: _Metrics, **extra: Any) -> Any:
-    from starlette.responses import JSONResponse
-
-    metrics.errors.labels(status=str(status)).inc()
-    return JSONResponse({"error": {"status": status, "message": message, **extra}}, status_code=status)
-
-
-def _authorised(request: Any, config: ServiceConfig) -> bool:
-    if config.token is None:
-        return True
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), config.token.encode())
-
-
-def _unauthorised(metrics: _Metrics) -> Any:
-    return _error(401, "Missing or wrong bearer token. Send 'Authorization: Bearer <token>'.", metrics)
-
-
-async def read_json(request: Any, config: ServiceConfig, metrics: _Metrics) -> tuple[Any, Any]:
-    """(payload, None) or (None, an error response): the bearer token, the body cap, then JSON."""
-    if not _authorised(request, config):
-        return None, _unauthorised(metrics)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > config.max_body_bytes:
-        return None, _error(413, f"The body is {int(declared):,} bytes; this service accepts at most "
-                            f"{config.max_body_bytes:,}. Send a shorter prompt or raise --max-body.", metrics)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > config.max_body_bytes:
-            return None, _error(413, f"The body exceeds {config.max_body_bytes:,} bytes. Send a shorter prompt "
-                                "or raise --max-body.", metrics)
-    try:
-        return json.loads(bytes(body) or b"null"), None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, _error(400, f"The body is not JSON ({exc}). Send one JSON object.", metrics)
+def _endpoints(proxy: bool) -> str:
+    names = ["POST /v1/route", "POST /v1/route/batch", "GET /healthz", "GET /readyz", "GET /metrics", "POST /admin/reload"]
+    return ", ".join((["POST /v1/chat/completions"] if proxy else []) + names)
 
 
 def create_app(config: ServiceConfig | None = None, router: Router | None = None, proxy: Any = None) -> Any:
@@ -155,14 +126,14 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
     loaded (a bundle that cannot be served leaves the tree answering; /readyz says why).
     ``proxy``: a :class:`tierroute.serving.proxy.ProxyConfig` adds ``POST /v1/chat/completions``."""
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.requests import Request as HttpRequest
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import Response
     from starlette.routing import Route
 
     config = config if config is not None else ServiceConfig()
     if router is None:
         from tierroute.models.catalogue import load_catalogue
-
         from tierroute.serving.decision_log import DecisionLog
 
         catalogue = load_catalogue(config.catalogue) if config.catalogue else None
@@ -170,10 +141,12 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
         router = Router.load(config.bundle, config.router, catalogue=catalogue, tracking_uri=config.tracking_uri,
                              decision_log=decisions)
     holder = RouterHolder(router, config.bundle)
-    metrics = _Metrics()
+    metrics = ServiceMetrics(holder)
     metrics.learned.set(1 if router.learned else 0)
 
-    def log_decision(payload: Any, decision: Any) -> None:
+    def decided(payload: Any, decision: Any) -> None:
+        """Count one decision and write the server's log line for it (every endpoint that decides)."""
+        metrics.observe(decision)
         if not log.isEnabledFor(logging.INFO):
             return
         prompt = payload.get("prompt") if isinstance(payload, dict) else None
@@ -192,14 +165,12 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
             return error
         if not isinstance(payload, dict):
             return _error(422, f"Expected one request object (prompt or messages); got JSON {type(payload).__name__}.", metrics)
-        request_id = payload.get("id")
         try:
             decision = holder.current.route(payload)
         except RequestError as exc:
-            return _error(422, str(exc), metrics, id=request_id)
-        metrics.observe(decision)
-        log_decision(payload, decision)
-        return JSONResponse({"id": request_id, **decision.to_dict()})
+            return _error(422, str(exc), metrics, id=echo_id(payload))
+        decided(payload, decision)
+        return json_response({"id": payload.get("id"), **decision.to_dict()})
 
     async def route_batch(request: HttpRequest) -> Response:
         payload, error = await read_json(request, config, metrics)
@@ -217,30 +188,29 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
             if len(items) > 32:  # a big batch would hold the event loop: decide it on a worker thread
                 from starlette.concurrency import run_in_threadpool
 
-                decisions = await run_in_threadpool(router.route_batch, items)
+                decisions = await run_in_threadpool(router.route_batch, items, payload.get("objective"))
             else:
-                decisions = router.route_batch(items)
+                decisions = router.route_batch(items, payload.get("objective"))
         except RequestError as exc:
             return _error(422, str(exc), metrics)
         for item, decision in zip(items, decisions):
-            metrics.observe(decision)
-            log_decision(item, decision)
-        return JSONResponse({"decisions": [{"id": i, **d.to_dict()} for i, d in zip(ids, decisions)]})
+            decided(item, decision)
+        return json_response({"decisions": [{"id": i, **d.to_dict()} for i, d in zip(ids, decisions)]})
 
     async def healthz(request: HttpRequest) -> Response:
-        return JSONResponse({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def readyz(request: HttpRequest) -> Response:
-        if not _authorised(request, config):
-            return _unauthorised(metrics)
-        described = holder.current.describe()
+        if not authorised(request, config.token):
+            return _unauthorised()
+        described = holder.current.describe() | ({"proxy": proxy_described} if proxy is not None else {})
         want_learned = request.query_params.get("learned") in ("1", "true")
         status = 503 if want_learned and not described["learned"] else 200
-        return JSONResponse({"status": "ready" if status == 200 else "not ready", **described}, status_code=status)
+        return json_response({"status": "ready" if status == 200 else "not ready", **described}, status)
 
     async def metrics_endpoint(request: HttpRequest) -> Response:
-        if not _authorised(request, config):
-            return _unauthorised(metrics)
+        if not authorised(request, config.token):
+            return _unauthorised()
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -252,7 +222,7 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
         source = payload.get("bundle") if isinstance(payload, dict) else None
         if payload is not None and not isinstance(payload, dict) or source is not None and not isinstance(source, str):
             return _error(422, 'Expected {"bundle": "PATH or models:/URI"} (or an empty body for the configured bundle).', metrics)
-        if config.token is None and source is not None and source != holder.source:
+        if config.token is None and source is not None and source != holder.configured:
             return _error(403, "Without a bearer token (--token-env) /admin/reload only reloads the configured bundle; "
                           f"got another one ({source!r}). Start the service with --token-env to reload other bundles.", metrics)
         from starlette.concurrency import run_in_threadpool
@@ -260,19 +230,41 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
         started = time.perf_counter()
         try:
             router = await run_in_threadpool(holder.reload, source, config.router, config.tracking_uri)
+        except ReloadBusy as exc:
+            return _error(409, f"{exc} Still serving bundle {holder.current.bundle_id}.", metrics,
+                          serving=holder.current.bundle_id)
         except BundleError as exc:
             metrics.reloads.labels(outcome="refused").inc()
             return _error(422, f"Reload refused, still serving bundle {holder.current.bundle_id}: {exc}", metrics,
                           fallback=exc.code, serving=holder.current.bundle_id)
         metrics.reloads.labels(outcome="ok").inc()
         metrics.learned.set(1 if router.learned else 0)
-        return JSONResponse({"status": "reloaded", "seconds": round(time.perf_counter() - started, 3), **router.describe()})
+        return json_response({"status": "reloaded", "seconds": round(time.perf_counter() - started, 3), **router.describe()})
 
-    routes, proxy_lifespan = [], None
+    def _unauthorised() -> Response:
+        return _error(401, "Missing or wrong bearer token. Send 'Authorization: Bearer <token>'.", metrics)
+
+    async def http_error(request: HttpRequest, exc: Exception) -> Response:
+        method, path = request.method, request.url.path
+        status, headers = getattr(exc, "status_code", 400), dict(getattr(exc, "headers", None) or {})
+        if status == 404:
+            message = f"No endpoint at {path}; this service has {_endpoints(proxy is not None)}."
+        elif status == 405:
+            message = f"{method} is not allowed on {path}; use {headers.get('Allow') or 'another method'}."
+        else:
+            message = f"{getattr(exc, 'detail', exc)} ({method} {path})."
+        return _error(status, message, metrics, headers=headers)
+
+    async def server_error(request: HttpRequest, exc: Exception) -> Response:
+        # uvicorn logs the traceback (Starlette re-raises after this answer): a bug to report
+        return _error(500, f"Internal error ({type(exc).__name__}) in {request.method} {request.url.path}; it is "
+                      "logged. Retry; if it persists, report it with the server log.", metrics)
+
+    routes, proxy_lifespan, proxy_described = [], None, None
     if proxy is not None:
         from tierroute.serving.proxy import proxy_routes
 
-        routes, proxy_lifespan = proxy_routes(proxy, holder, config, metrics)
+        routes, proxy_lifespan, proxy_described = proxy_routes(proxy, holder, config, metrics, decided)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -282,11 +274,11 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
             else:
                 async with proxy_lifespan(app):
                     yield
-        finally:  # the decision log is flushed per line; closing it at shutdown releases the file
+        finally:  # each decision-log line is written whole; closing it at shutdown releases the file
             if holder.current.decision_log is not None:
                 holder.current.decision_log.close()
 
-    app = Starlette(lifespan=lifespan, routes=[
+    app = Starlette(lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: server_error}, routes=[
         *routes,
         Route("/v1/route", route_one, methods=["POST"]),
         Route("/v1/route/batch", route_batch, methods=["POST"]),

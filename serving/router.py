@@ -9,7 +9,8 @@ article's heuristic tree when it cannot. A well-formed request always gets a Dec
 Fallback reasons (``Decision.fallback``): ``no_bundle``, ``bundle_unreadable``, ``bundle_invalid``,
 ``checksum_mismatch``, ``feature_spec_mismatch``, ``unknown_schema_version``, ``onnx_error``,
 ``tokenizer_error``, ``embedding_error``, ``non_finite_output``, ``prompt_too_large``,
-``deadline_exceeded``, ``low_confidence``, ``internal_error``.
+``deadline_exceeded``, ``low_confidence``, ``internal_error``, ``model_error`` (a numpy-served
+family's scorer failed).
 
 Thread-safe: a Router holds only immutable state and onnxruntime sessions (whose ``run`` is
 thread-safe); reloading builds a new Router rather than mutating one.
@@ -17,10 +18,8 @@ thread-safe); reloading builds a new Router rather than mutating one.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -29,21 +28,24 @@ from typing import Any
 import numpy as np
 
 from tierroute._params import check_int, check_number
-from tierroute.errors import RequestError
+from tierroute.errors import ConfigError, RequestError
 from tierroute.models.catalogue import Catalogue, builtin_catalogue
+from tierroute.models.decision import feature_matrix
 from tierroute.models.heuristic import TIERS, HeuristicTree
-from tierroute.models.policy import choose, choose_row
+from tierroute.models.objective import OBJECTIVES, check_objective
+from tierroute.models.policy import Policy
 from tierroute.request import Request, parse_request
 from tierroute.serving.bundle import Bundle, BundleError, bundle_rows, load_bundle
 from tierroute.serving.decision import Decision
 from tierroute.serving.decision_log import DecisionLog, Explorer
+from tierroute.serving.source import resolve_source
 
 __all__ = ["Router", "RouterConfig", "FALLBACK_REASONS"]
 
 FALLBACK_REASONS = (
     "no_bundle", "bundle_unreadable", "bundle_invalid", "checksum_mismatch", "feature_spec_mismatch",
     "unknown_schema_version", "onnx_error", "tokenizer_error", "embedding_error", "non_finite_output",
-    "prompt_too_large", "deadline_exceeded", "low_confidence", "internal_error",
+    "prompt_too_large", "deadline_exceeded", "low_confidence", "internal_error", "model_error",
 )
 
 
@@ -53,7 +55,9 @@ class RouterConfig:
     tree's (None: no deadline); ``min_confidence``: below this P(correct) for the chosen candidate,
     the tree decides (None: off); ``max_prompt_chars``: longer prompts go to the tree;
     ``epsilon``: the exploration slice (that share of learned decisions goes to a uniformly drawn
-    candidate, propensities recorded; ``seed`` seeds the draws)."""
+    candidate, propensities recorded; ``seed`` seeds the draws); ``objective``: the operating
+    point on the bundle's out-of-fold knob curve (``match-best``, ``match-heuristic``,
+    ``max-accuracy`` or ``budget=USD``; None: the one the bundle was trained for)."""
 
     intra_op_threads: int = 1
     max_prompt_chars: int = 200_000
@@ -63,8 +67,11 @@ class RouterConfig:
     verify_checksums: bool = True
     epsilon: float = 0.0
     seed: int | None = None
+    objective: str | None = None
 
     def __post_init__(self) -> None:
+        if self.objective is not None:
+            check_objective(self.objective, "'objective' parameter of RouterConfig")
         check_int(self.intra_op_threads, "intra_op_threads", "RouterConfig", 1)
         check_int(self.max_prompt_chars, "max_prompt_chars", "RouterConfig", 1)
         check_int(self.expected_output_tokens, "expected_output_tokens", "RouterConfig", 0)
@@ -91,43 +98,6 @@ class _Fallback(Exception):
         self.code = code
 
 
-def _resolve(source: str | os.PathLike[str], tracking_uri: str | None) -> tuple[str, str | None]:
-    """(a local bundle folder for ``source``, the temporary download to delete once loaded or
-    None); an MLflow ``models:/`` or ``runs:/`` URI is downloaded (mlflow is imported only then)."""
-    text = os.fspath(source)
-    if not (text.startswith("models:/") or text.startswith("runs:/")):
-        return text, None
-    try:
-        import mlflow
-    except ImportError:
-        raise BundleError("no_bundle", f"{text!r} is an MLflow URI but mlflow is not installed. Install "
-                          "'tierroute[train]', or pass a bundle folder.") from None
-    from pathlib import Path
-
-    from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI, registry_uri_for
-
-    # the URI given, else $MLFLOW_TRACKING_URI, else the project's store (mlflow's own default would be a new ./mlflow.db)
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: pin it to this folder
-        uri = "sqlite:///" + os.path.abspath(uri.removeprefix("sqlite:///"))
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(registry_uri_for(uri))  # models:/ URIs resolve in the registry
-    download = tempfile.mkdtemp(prefix="tierroute-bundle-")
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=download))
-    except Exception as exc:  # noqa: BLE001 - mlflow raises many kinds for a missing model
-        shutil.rmtree(download, ignore_errors=True)
-        raise BundleError("no_bundle", f"MLflow could not resolve {text!r} ({type(exc).__name__}: {str(exc)[:200]}). "
-                          "Check the model name, alias or version, and the tracking URI.") from None
-    found = sorted(local.rglob("manifest.json"), key=lambda p: len(p.parts))
-    for manifest in found:
-        if '"tierroute.router_bundle"' in manifest.read_text(encoding="utf-8", errors="replace"):
-            return str(manifest.parent), download
-    shutil.rmtree(download, ignore_errors=True)
-    raise BundleError("no_bundle", f"{text!r} resolved to {str(local)!r}, which holds no router bundle. Log the model "
-                      "with `tierroute train` (it logs the bundle) or pass a bundle folder.")
-
-
 class Router:
     """Routes requests with a bundle's learned policy, falling back to the heuristic tree."""
 
@@ -143,12 +113,9 @@ class Router:
             unavailable = BundleError("no_bundle", "No bundle was given; every decision comes from the heuristic tree.")
         self.unavailable = unavailable
         self.tier_models = _tree_tier_models(self.catalogue)
-        known = None if bundle is None else bundle.p95_ms
-        self._p95 = [] if bundle is None else bundle.p95_ms.tolist()
-        self._intercepts = [] if bundle is None else bundle.cost_intercept.tolist()
-        self._slopes = [] if bundle is None else bundle.cost_slope.tolist()
         self._tiers = () if bundle is None else tuple(bundle.catalogue.tier_of(c) for c in bundle.candidates)
-        self._fastest = None if known is None or not np.isfinite(known).any() else int(np.nanargmin(known))
+        # the configured objective's policy, resolved once (BundleError: the bundle has no knob curve)
+        self.policy = None if bundle is None else bundle.core.policy_for(self.config.objective)
         self.explorer = (Explorer(self.config.epsilon, bundle.candidates, self._tiers, self.config.seed)
                          if bundle is not None and self.config.epsilon > 0 else None)
         self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
@@ -168,7 +135,7 @@ class Router:
             return cls(None, config, catalogue, decision_log=decision_log)
         folder = None
         try:
-            folder = _resolve(source, tracking_uri)
+            folder = resolve_source(source, tracking_uri)
             bundle = load_bundle(folder[0], config.intra_op_threads, config.verify_checksums)
         except BundleError as exc:
             if strict:
@@ -177,7 +144,12 @@ class Router:
         finally:
             if folder is not None and folder[1] is not None:  # an MLflow download: all of it is in memory now
                 shutil.rmtree(folder[1], ignore_errors=True)
-        return cls(bundle, config, decision_log=decision_log)
+        try:
+            return cls(bundle, config, decision_log=decision_log)
+        except BundleError as exc:  # e.g. an objective asked of a bundle without a knob curve
+            if strict:
+                raise
+            return cls(None, config, catalogue, unavailable=exc, decision_log=decision_log)
 
     @property
     def learned(self) -> bool:
@@ -194,28 +166,50 @@ class Router:
                                "config": self.config.to_dict()}
         if self.bundle is not None:
             out |= {"bundle": str(self.bundle.path), "candidates": list(self.bundle.candidates),
-                    "policy": self.bundle.policy.to_dict(), "feature_spec": self.bundle.manifest.get("feature_spec_fingerprint")}
+                    "policy": (self.policy or self.bundle.policy).to_dict(), "objective": self._policy_for(None)[1],
+                    "objectives": None if self.bundle.core.curve is None else {
+                        name: self.bundle.core.point(name).to_dict() for name in OBJECTIVES},  # type: ignore[union-attr]
+                    "feature_spec": self.bundle.manifest.get("feature_spec_fingerprint")}
         else:
             out |= {"fallback": self.unavailable.code if self.unavailable else None,
                     "detail": str(self.unavailable) if self.unavailable else None}
         return out
 
     # -- deciding -------------------------------------------------------------------------------
-    def route(self, request: Request | Mapping[str, Any]) -> Decision:
-        """Decide for one request. RequestError when it is malformed; otherwise never raises."""
-        return self.route_batch([request])[0]
+    def route(self, request: Request | Mapping[str, Any], objective: str | None = None) -> Decision:
+        """Decide for one request. RequestError when it is malformed (or names an objective the
+        bundle cannot serve); otherwise never raises. ``objective`` overrides the configured one
+        for this request."""
+        return self.route_batch([request], objective)[0]
 
-    def route_batch(self, requests: Sequence[Request | Mapping[str, Any]]) -> list[Decision]:
+    def route_batch(self, requests: Sequence[Request | Mapping[str, Any]], objective: str | None = None) -> list[Decision]:
         """Decide for many requests in one model call. RequestError (naming the first malformed
         item) when any is malformed; otherwise never raises. With an exploration slice, decisions
-        carry their propensity; with a decision log, each is appended to it."""
-        parsed, decisions = self._route_batch(requests)
+        carry their propensity; with a decision log, each is appended to it. An ``objective`` field
+        in the request objects (one value for the whole batch) overrides the configured objective."""
+        policy, named = self._policy_for(_batch_objective(requests, objective))
+        parsed, decisions = self._route_batch(requests, policy, named)
         if self.decision_log is not None:
             for item, request, decision in zip(requests, parsed, decisions):
                 self.decision_log.write(request, decision, item.get("id") if isinstance(item, Mapping) else None)
         return decisions
 
-    def _route_batch(self, requests: Sequence[Request | Mapping[str, Any]]) -> tuple[list[Request], list[Decision]]:
+    def _policy_for(self, objective: str | None) -> tuple[Policy | None, str | None]:
+        """(the policy for ``objective``, the objective's name as decisions record it)."""
+        try:
+            if objective is not None:
+                check_objective(objective, "request's objective")
+            named = objective if objective is not None else self.config.objective
+            if self.bundle is not None and named is None and self.bundle.core.curve is not None:
+                named = self.bundle.core.curve.default
+            if objective is None or self.bundle is None:
+                return self.policy, named
+            return self.bundle.core.policy_for(objective), named
+        except (ConfigError, BundleError) as exc:
+            raise RequestError(str(exc)) from None
+
+    def _route_batch(self, requests: Sequence[Request | Mapping[str, Any]], policy: Policy | None,
+                     objective: str | None) -> tuple[list[Request], list[Decision]]:
         start = time.perf_counter()
         parsed = []
         for i, item in enumerate(requests):
@@ -225,44 +219,45 @@ class Router:
                 raise RequestError(str(exc) if len(requests) == 1 else f"request [{i}]: {exc}") from None
         if not parsed:
             return parsed, []
-        if self.bundle is None:
+        if self.bundle is None or policy is None:
             code = self.unavailable.code if self.unavailable else "no_bundle"
-            return parsed, [self._heuristic(r, start, code, len(parsed)) for r in parsed]
+            return parsed, [self._heuristic(r, start, code, len(parsed), objective=objective) for r in parsed]
         try:
-            return parsed, self._decide(parsed, start)
+            return parsed, self._decide(parsed, start, policy, objective)
         except _Fallback as fb:
             if len(parsed) > 1 and fb.code in _PER_REQUEST:
                 # one request's prompt must not take the learned decisions of the rest of its batch:
                 # decide each alone, as route() would
-                return parsed, [self._decide_or_fall_back([r], time.perf_counter())[0] for r in parsed]
-            return parsed, [self._heuristic(r, start, fb.code, len(parsed), str(fb)) for r in parsed]
+                return parsed, [self._decide_or_fall_back([r], time.perf_counter(), policy, objective)[0] for r in parsed]
+            return parsed, [self._heuristic(r, start, fb.code, len(parsed), str(fb), objective) for r in parsed]
 
-    def _decide(self, requests: list[Request], start: float) -> list[Decision]:
+    def _decide(self, requests: list[Request], start: float, policy: Policy, objective: str | None) -> list[Decision]:
         """The learned decisions; _Fallback when they cannot be had, any other error as internal_error."""
         try:
-            return self._learned(requests, start)
+            return self._learned(requests, start, policy, objective)
         except _Fallback:
             raise
         except Exception as exc:  # noqa: BLE001 - a well-formed request must always get an answer
             raise _Fallback("internal_error", f"{type(exc).__name__}: {exc}") from None
 
-    def _decide_or_fall_back(self, requests: list[Request], start: float) -> list[Decision]:
+    def _decide_or_fall_back(self, requests: list[Request], start: float, policy: Policy,
+                             objective: str | None) -> list[Decision]:
         try:
-            return self._decide(requests, start)
+            return self._decide(requests, start, policy, objective)
         except _Fallback as fb:
-            return [self._heuristic(r, start, fb.code, len(requests), str(fb)) for r in requests]
+            return [self._heuristic(r, start, fb.code, len(requests), str(fb), objective) for r in requests]
 
-    def _learned(self, requests: list[Request], start: float) -> list[Decision]:
+    def _features(self, requests: list[Request]) -> tuple[np.ndarray, list[Any]]:
+        """(the feature matrix, the measured signals) of ``requests``, as training built them."""
         b = self.bundle
         assert b is not None
-        config = self.config
-        too_long = [r for r in requests if len(r.prompt) > config.max_prompt_chars]
+        too_long = [r for r in requests if len(r.prompt) > self.config.max_prompt_chars]
         if too_long:
             raise _Fallback("prompt_too_large", f"a prompt of {len(too_long[0].prompt):,} characters exceeds "
-                                                f"max_prompt_chars={config.max_prompt_chars:,}")
+                                                f"max_prompt_chars={self.config.max_prompt_chars:,}")
         encoder = b.encoder
         # count once: the static encoder's BPE ids are the token counter's (same tokenizer)
-        shared = encoder is not None and encoder.tokenizer == b.extractor.counter.id
+        shared = encoder is not None and getattr(encoder, "tokenizer", None) == b.extractor.counter.id
         try:
             if shared:
                 token_ids = [encoder.ids(r.prompt) for r in requests]
@@ -271,87 +266,81 @@ class Router:
                 measured = [b.extractor.signals(r) for r in requests]
         except Exception as exc:  # noqa: BLE001 - tokenizer or schema summary failure
             raise _Fallback("tokenizer_error", f"{type(exc).__name__}: {exc}") from None
-        n, m, width = len(requests), len(b.candidates), len(b.extractor.feature_names)
-        X = np.empty((n, b.n_features), dtype=np.float32)
-        X[:, :width] = [s.as_vector() for s in measured]
+        embedding = None
         if encoder is not None:
             try:
-                X[:, width:] = encoder.encode_many_ids(token_ids) if shared else encoder.encode([r.prompt for r in requests])
+                embedding = encoder.encode_many_ids(token_ids) if shared else encoder.encode([r.prompt for r in requests])
             except Exception as exc:  # noqa: BLE001
                 raise _Fallback("embedding_error", f"{type(exc).__name__}: {exc}") from None
+        return feature_matrix([s.as_vector() for s in measured], embedding), measured
+
+    def _raw_scores(self, X: np.ndarray) -> np.ndarray:
+        """(n, m) raw scores from the bundle's model (the only step training does differently)."""
+        b = self.bundle
+        assert b is not None
+        if b.scorer is not None:  # a numpy-served family (knn, lowrank)
+            try:
+                return np.asarray(b.scorer(X), dtype=np.float64)
+            except Exception as exc:  # noqa: BLE001
+                raise _Fallback("model_error", f"{type(exc).__name__}: {str(exc)[:200]}") from None
         try:
-            inputs = bundle_rows(b, X)
-            raw = [s.run(_OUTPUT, {"input": x}, b.run_options)[0][:, 1] for s, x in zip(b.sessions, inputs)]
+            raw = [s.run(_OUTPUT, {"input": x}, b.run_options)[0][:, 1] for s, x in zip(b.sessions, bundle_rows(b, X))]
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
             raise _Fallback("onnx_error", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        scores = raw[0].reshape(n, m) if b.kind == "pooled" else np.column_stack(raw)
-        proba = b.calibration_set.apply(scores)
+        return raw[0].reshape(len(X), len(b.candidates)) if b.kind == "pooled" else np.column_stack(raw)
+
+    def _learned(self, requests: list[Request], start: float, policy: Policy, objective: str | None) -> list[Decision]:
+        b = self.bundle
+        assert b is not None
+        core, n = b.core, len(requests)
+        X, measured = self._features(requests)
+        proba = core.probabilities(self._raw_scores(X))
+        if not core.finite(proba):
+            raise _Fallback("non_finite_output", "the model returned a non-finite probability")
         if n == 1:  # one request: the rest on plain floats (the same IEEE arithmetic, less overhead)
             proba_rows = proba.tolist()
-            if not all(map(math.isfinite, proba_rows[0])):
-                raise _Fallback("non_finite_output", "the model returned a non-finite probability")
-            tokens_1 = float(X[0, 0])
-            cost_rows = [[max(a + tokens_1 * s, 0.0) for a, s in zip(self._intercepts, self._slopes)]]
-            feasible_rows = [self._feasible_row(requests[0])]
-            picks = [choose_row(b.policy, proba_rows[0], cost_rows[0], feasible_rows[0])]
+            cost_rows = [core.expected_cost_row(float(X[0, core.token_index]))]
+            feasible_rows = [core.feasible_row(requests[0].latency_sla_ms)]
+            picks = [core.choose_row(proba_rows[0], cost_rows[0], feasible_rows[0], policy)]
         else:
-            if not np.isfinite(proba).all():
-                raise _Fallback("non_finite_output", "the model returned a non-finite probability")
-            tokens = X[:, 0].astype(np.float64)
-            cost = np.maximum(b.cost_intercept + tokens[:, None] * b.cost_slope, 0.0)
-            feasible = self._feasible(requests)
-            picks = choose(b.policy, proba, cost, feasible).tolist()
+            cost = core.expected_cost(X[:, core.token_index])
+            feasible = core.feasible([r.latency_sla_ms for r in requests])
+            picks = core.choose(proba, cost, feasible, policy).tolist()
             proba_rows, cost_rows = proba.tolist(), cost.tolist()
             feasible_rows = [None] * n if feasible is None else feasible.tolist()
         elapsed = (time.perf_counter() - start) * 1000.0
-        if config.deadline_ms is not None and elapsed > config.deadline_ms * n:
-            raise _Fallback("deadline_exceeded", f"the learned path took {elapsed:.2f} ms, over the {config.deadline_ms} ms deadline")
-        decisions = []
-        policy = f"{b.policy.kind} policy (knob {b.policy.value:.6g})"
-        for i, (req, sig, j) in enumerate(zip(requests, measured, picks)):
-            row = proba_rows[i]
-            p = row[j]
-            if config.min_confidence is not None and p < config.min_confidence:
-                decisions.append(self._heuristic(req, start, "low_confidence", n,
-                                                 f"P(correct)={p:.3f} for {b.candidates[j]} < min_confidence={config.min_confidence}"))
-                continue
-            why = f"{policy}: P(correct)={p:.3f}, expected cost {cost_rows[i][j]:.6g}"
-            k, propensity, explored = (j, 1.0, False) if self.explorer is None else self.explorer.draw(j, feasible_rows[i])
-            if explored:
-                why = f"explored (epsilon {self.config.epsilon:g}): drew {b.candidates[k]} instead of {b.candidates[j]}; {why}"
-            model = b.candidates[k]
-            expected = cost_rows[i][k]
-            decisions.append(Decision(
-                tier=self._tiers[k], model=model, source="learned", reason=why, propensity=propensity,
-                greedy_model=b.candidates[j], explored=explored,
-                probabilities=dict(zip(b.candidates, row)), expected_cost_usd=expected, elapsed_ms=elapsed / n,
-                signals={"token_count": sig.token_count, "depth": sig.depth, "is_structured": req.output_schema is not None,
-                         "latency_sensitive": sig.latency_sensitive},
-                bundle_id=b.bundle_id,
-            ))
-        return decisions
+        if self.config.deadline_ms is not None and elapsed > self.config.deadline_ms * n:
+            raise _Fallback("deadline_exceeded", f"the learned path took {elapsed:.2f} ms, over the {self.config.deadline_ms} ms deadline")
+        return [self._learned_decision(req, sig, j, proba_rows[i], cost_rows[i], feasible_rows[i], policy, objective,
+                                       start, elapsed / n, n)
+                for i, (req, sig, j) in enumerate(zip(requests, measured, picks))]
 
-    def _feasible_row(self, request: Request) -> list[bool] | None:
-        """:meth:`_feasible` for one request, as a list."""
-        sla = request.latency_sla_ms
-        if sla is None or self._fastest is None:
-            return None
-        fits = [not (p > sla) for p in self._p95]  # NaN (unknown latency) fits
-        if not any(fits):
-            fits[self._fastest] = True
-        return fits
-
-    def _feasible(self, requests: list[Request]) -> np.ndarray | None:
+    def _learned_decision(self, req: Request, sig: Any, j: int, probabilities: list[float], costs: list[float],
+                          feasible: list[bool] | None, policy: Policy, objective: str | None, start: float,
+                          elapsed_ms: float, n: int) -> Decision:
         b = self.bundle
         assert b is not None
-        if all(r.latency_sla_ms is None for r in requests) or self._fastest is None:
-            return None  # no SLA to meet (or no latency known): every candidate fits
-        sla = np.array([np.nan if r.latency_sla_ms is None else r.latency_sla_ms for r in requests])
-        fits = ~(b.p95_ms[None, :] > sla[:, None])
-        fits[~fits.any(axis=1), self._fastest] = True  # an SLA nobody meets: the fastest candidate
-        return fits
+        p = probabilities[j]
+        if self.config.min_confidence is not None and p < self.config.min_confidence:
+            return self._heuristic(req, start, "low_confidence", n, f"P(correct)={p:.3f} for {b.candidates[j]} < "
+                                   f"min_confidence={self.config.min_confidence}", objective)
+        why = f"{policy.kind} policy (knob {policy.value:.6g}): P(correct)={p:.3f}, expected cost {costs[j]:.6g}"
+        if objective is not None:
+            why = f"{why}; objective {objective}"
+        k, propensity, explored = (j, 1.0, False) if self.explorer is None else self.explorer.draw(j, feasible)
+        if explored:
+            why = f"explored (epsilon {self.config.epsilon:g}): drew {b.candidates[k]} instead of {b.candidates[j]}; {why}"
+        return Decision(
+            tier=self._tiers[k], model=b.candidates[k], source="learned", reason=why, propensity=propensity,
+            greedy_model=b.candidates[j], explored=explored, probabilities=dict(zip(b.candidates, probabilities)),
+            expected_cost_usd=costs[k], elapsed_ms=elapsed_ms,
+            signals={"token_count": sig.token_count, "depth": sig.depth, "is_structured": req.output_schema is not None,
+                     "latency_sensitive": sig.latency_sensitive},
+            bundle_id=b.bundle_id, objective=objective,
+        )
 
-    def _heuristic(self, request: Request, start: float, code: str, n: int, detail: str | None = None) -> Decision:
+    def _heuristic(self, request: Request, start: float, code: str, n: int, detail: str | None = None,
+                   objective: str | None = None) -> Decision:
         try:
             verdict = self.tree.route(request)
         except Exception:  # noqa: BLE001 - the exact counter failed (e.g. a lone surrogate): chars/4
@@ -365,8 +354,19 @@ class Router:
         return Decision(
             tier=verdict.tier, model=model, source="heuristic", reason=f"{why}; {verdict.reason}", node=verdict.node,
             expected_cost_usd=cost, elapsed_ms=(time.perf_counter() - start) * 1000.0 / n,
-            signals=_tree_signals(verdict), fallback=code, bundle_id=self.bundle_id,
+            signals=_tree_signals(verdict), fallback=code, bundle_id=self.bundle_id, objective=objective,
         )
+
+
+def _batch_objective(requests: Sequence[Request | Mapping[str, Any]], given: str | None) -> str | None:
+    """The objective named by the call or by the request objects' ``objective`` field (one value)."""
+    named = {item.get("objective") for item in requests if isinstance(item, Mapping) and item.get("objective") is not None}
+    if given is not None:
+        named.add(given)
+    if len(named) > 1:
+        raise RequestError(f"The requests name different objectives {sorted(map(str, named))}; one call serves one "
+                           "objective. Send one 'objective' for the whole batch, or separate calls.")
+    return named.pop() if named else None
 
 
 def _tree_tier_models(catalogue: Catalogue) -> dict[str, str]:

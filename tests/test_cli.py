@@ -395,6 +395,21 @@ def test_export_then_route_with_the_bundle(run_dir: Path, tmp_path: Path, capsys
     assert code == 0 and json.loads(out)["source"] == "heuristic" and json.loads(out)["fallback"] is None
 
 
+def test_route_objective_picks_the_operating_point(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["export", str(run_dir), "--out", str(tmp_path / "bundle")])[0] == 0
+    capsys.readouterr()
+    base = ["route", "--bundle", str(tmp_path / "bundle"), "--prompt", "Summarize this ticket.", "--json"]
+    for objective in ("max-accuracy", "budget=0"):
+        code, out = run([*base, "--objective", objective])
+        assert code == 0 and json.loads(out)["objective"] == objective
+    assert json.loads(run(base)[1])["objective"] == "match-best"  # the bundle's own
+    capsys.readouterr()
+    assert main([*base, "--objective", "cheapest"], out=io.StringIO()) == 1
+    assert_one_error_line(capsys.readouterr().err, "The 'objective' parameter of RouterConfig must be one of ('match-best', ")
+    assert main(["route", "--prompt", "x", "--objective", "max-accuracy"], out=io.StringIO()) == 1
+    assert_one_error_line(capsys.readouterr().err, "--objective picks a learned operating point; pass --bundle DIR")
+
+
 def test_export_refuses_a_non_empty_folder(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine", encoding="utf-8")
@@ -424,3 +439,26 @@ def test_route_learned_without_a_bundle_is_one_error_line(capsys: pytest.Capture
     assert main(["route", "--policy", "learned", "--prompt", "hi"], out=io.StringIO()) == 1
     assert_one_error_line(capsys.readouterr().err, "--policy learned needs --bundle DIR (a folder from `tierroute export`) "
                                                    "or a models:/ URI.")
+
+
+# --- --json runs keep MLflow quiet on stderr ------------------------------------------------------
+
+
+MLFLOW_NOISE = ("INFO mlflow", "WARNING mlflow", "INFO alembic", "Downloading artifacts", "Successfully registered model",
+                "Created version", "CloudPickle", "Registered model")
+
+
+def test_json_runs_keep_mlflow_off_stderr(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("mlflow")
+    capfd.readouterr()
+    out = io.StringIO()
+    assert main(["train", "--synthetic-requests", "160", "--encoder", "none", "--kind", "pooled", "--out",
+                 str(tmp_path / "run"), "--json"], out=out) == 0  # tracked in sqlite:///mlruns/mlflow.db (in tmp_path)
+    run_id = json.loads(out.getvalue())["run_id"]
+    assert run_id and capfd.readouterr().err == ""
+    data = tmp_path / "run" / "data" / "synthetic.jsonl"
+    assert main(["evaluate", "--model", run_id, "--data", str(data), "--out", str(tmp_path / "ev"), "--json"], out=io.StringIO()) == 0
+    err = capfd.readouterr().err  # only tierroute's own warning: these requests were trained on
+    assert not [noise for noise in MLFLOW_NOISE if noise in err], err
+    assert err.startswith("warning: 120 of 160 evaluated requests were in the training data") and len(err.splitlines()) == 1
+    assert "MLFLOW_LOGGING_LEVEL" not in __import__("os").environ  # the quiet block put the environment back

@@ -239,8 +239,8 @@ def test_no_schema_in_any_spelling_is_none(schema: object) -> None:
 
 
 def test_parse_request_keeps_the_schema_summary_it_computed() -> None:
-    from tierroute.features.schema import summarize_schema
     from tierroute.features.signals import SignalExtractor
+    from tierroute.schema import summarize_schema
 
     schema = {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}
     parsed = parse_request({"prompt": "Pull the order id.", "output_schema": schema})
@@ -250,3 +250,84 @@ def test_parse_request_keeps_the_schema_summary_it_computed() -> None:
     assert direct.schema_summary is None and direct == parsed and "schema_summary" not in repr(parsed)
     extractor = SignalExtractor()
     np.testing.assert_array_equal(extractor.vector(direct), extractor.vector(parsed))  # NaN = no SLA, in both
+
+
+# --------------------------------------------------------------------------------------------
+# hostile values (issue 13): refused with a RequestError, never a RecursionError or a warning
+# --------------------------------------------------------------------------------------------
+
+
+def _nested(depth: int, make) -> object:
+    node: object = {"order_id": "string"}
+    for _ in range(depth):
+        node = make(node)
+    return node
+
+
+@pytest.mark.parametrize("make", [lambda d: [d], lambda d: {"tools": [d]}, lambda d: {"a": d},
+                                  lambda d: {"type": "json_schema", "json_schema": {"schema": d}}])
+def test_a_schema_3000_deep_is_refused_before_it_is_walked(make) -> None:
+    deep = _nested(3000, make)
+    with raises("'output_schema' nests arrays/objects more than 128 levels deep; at most 128 are accepted. Flatten it",
+                exact=False):
+        parse_request({"prompt": "x", "output_schema": deep})
+
+
+def test_a_schema_string_3000_deep_is_refused() -> None:
+    text = "[" * 3000 + "]" * 3000
+    with raises("'output_schema' nests arrays/objects more than 128 levels deep; at most 128 are accepted.", exact=False):
+        parse_request({"prompt": "x", "output_schema": text})
+    with raises("'output_schema' holds the token NaN, which is not JSON", exact=False):
+        parse_request({"prompt": "x", "output_schema": '{"enum": [NaN]}'})
+
+
+@pytest.mark.parametrize("sla", [3.5e38, 1e300, 10**40, 1e12 + 1])
+def test_an_sla_beyond_any_budget_is_refused(sla) -> None:
+    with raises("'latency_sla_ms' must be at most 1e+12 ms (about 31 years); got ", exact=False):
+        parse_request({"prompt": "x", "latency_sla_ms": sla})
+    assert parse_request({"prompt": "x", "latency_sla_ms": 1e12}).latency_sla_ms == 1e12
+
+
+@pytest.mark.parametrize("sla", ["NaN", float("nan"), float("inf")])
+def test_a_nan_sla_is_refused_not_made_null(sla) -> None:
+    with raises("'latency_sla_ms' must be a finite number of milliseconds or null; got ", exact=False):
+        parse_request({"prompt": "x", "latency_sla_ms": sla})
+
+
+@pytest.mark.parametrize(("request_id", "where"), [("a\ud800b", "id"), (["ok", "\udfff"], "id[1]"),
+                                                  ({"k": "\ud83d"}, "id.k")])
+def test_an_id_with_a_lone_surrogate_is_refused(request_id, where) -> None:
+    with raises(f"'id' holds a lone surrogate (half of a UTF-16 pair) at {where}, which cannot be sent back as UTF-8 "
+                "text; expected a string of whole characters, a number or null. Send the id as valid Unicode (ASCII "
+                "is safest)."):
+        parse_request({"prompt": "x", "id": request_id})
+    assert parse_request({"prompt": "lone \ud800 in the prompt is fine", "id": "🙂"}).prompt.startswith("lone")
+
+
+def test_route_input_answers_hostile_lines_with_error_records(tmp_path, capsys) -> None:
+    import io
+    import json
+
+    from tierroute.cli import main
+
+    lines = [
+        '{"id": "a\\ud800", "prompt": "Summarize this ticket."}',  # a lone surrogate in the id (an escape: valid JSON)
+        '{"id": "deep", "prompt": "x", "metadata": ' + "[" * 10_000 + "]" * 10_000 + "}",
+        '{"id": "big", "prompt": "x", "latency_sla_ms": ' + "9" * 5000 + "}",
+        '{"id": "nan", "prompt": "x", "latency_sla_ms": NaN}',
+        '{"id": "ok", "prompt": "Summarize this ticket."}',
+    ]
+    path = tmp_path / "requests.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = io.StringIO()
+    assert main(["route", "--input", str(path), "--json"], out=out) == 2  # some lines failed; none crashed
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["line"] for r in records] == [1, 2, 3, 4, 5]
+    assert records[0]["id"] == "a\ud800" and records[0]["error"].startswith("'id' holds a lone surrogate")
+    assert records[1]["error"] == ("line 2 nests arrays/objects more than 128 levels deep; at most 128 are accepted. "
+                                   "Flatten it (or raise max_depth if it is legitimate). Each line must be one request "
+                                   "object.")
+    assert records[2]["error"].startswith("line 3 holds a number written with 5,000 characters")
+    assert records[3]["error"].startswith("line 4 holds the token NaN, which is not JSON")
+    assert records[4]["id"] == "ok" and records[4]["tier"] == "tier2"
+    assert "\\ud800" in out.getvalue()  # written as its escape: the output stays valid UTF-8

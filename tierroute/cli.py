@@ -3,7 +3,7 @@ builds a frozen config and calls a job. A TierrouteError becomes one line on std
 
     tierroute ingest PATH... [--format auto|routerbench|routellm|outcomes] [--out DIR] [--json]
     tierroute audit PATH... [--catalogue FILE] [--json]
-    tierroute train [--data PATH...] [--format ...] [--catalogue FILE] [--encoder static|minilm]
+    tierroute train [--data PATH...] [--format ...] [--catalogue FILE] [--kind auto|KIND] [--encoder auto|static|minilm|none]
                     [--eval-data PATH...] [--engine local|dask --scheduler ADDRESS] [--out DIR] [--json]
     tierroute evaluate --model RUN_ID|DIR --data PATH... [--out DIR] [--json]
     tierroute export RUN_ID|DIR|models:/URI --out DIR [--json]
@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from tierroute import __version__
+from tierroute.cli_options import add_engine_options
 from tierroute.errors import ConfigError, TierrouteError
 
 __all__ = ["main", "build_parser"]
@@ -52,16 +53,9 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
-def add_engine_options(p: argparse.ArgumentParser) -> None:
-    """``--engine`` / ``--scheduler`` (train, retrain)."""
-    p.add_argument("--engine", default="local", choices=["local", "dask"],
-                   help="where ingestion, features and LightGBM run (dask: on the cluster at --scheduler)")
-    p.add_argument("--scheduler", default="local", metavar="ADDRESS",
-                   help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 ('local': a LocalCluster here; default)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tierroute", description="Route each LLM request to the cheapest tier likely to answer it correctly.")
+    parser = argparse.ArgumentParser(prog="tierroute",
+                                     description="Route each LLM request to the cheapest tier likely to answer it correctly.")
     parser.add_argument("--version", action="version", version=f"tierroute {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -80,14 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", nargs="+", default=[], metavar="PATH", help="outcome files/folders (default: built-in synthetic workload)")
     train.add_argument("--format", default="auto", choices=["auto", "routerbench", "routellm", "outcomes"])
     train.add_argument("--catalogue", default=None, metavar="FILE", help="candidate catalogue (default: the built-in listing every model)")
-    train.add_argument("--encoder", default="static", choices=["static", "minilm", "none"], help="prompt embedding (default static)")
-    train.add_argument("--static-dims", type=int, default=64, metavar="N", help="width of the static embedding (default 64)")
+    train.add_argument("--encoder", default="auto", choices=["auto", "static", "minilm", "none"],
+                       help="prompt embedding (default auto: chosen with the kind by out-of-fold AIQ on the training data)")
+    train.add_argument("--static-dims", type=int, default=None, metavar="N",
+                       help="width of the static embedding (default 64 when pinned; auto tries 64 and 256)")
     train.add_argument("--eval-data", nargs="+", default=[], metavar="PATH", help="held-out outcomes (default: 25%% of --data)")
-    train.add_argument("--kind", default="pooled", choices=["pooled", "per_candidate"], help="one pooled model or one per candidate")
+    train.add_argument("--kind", default="auto", choices=["auto", "pooled", "per_candidate", "knn", "lowrank"],
+                       help="router family (default auto: chosen by out-of-fold AIQ on the training data; pooled: one "
+                            "LightGBM over candidates, per_candidate: one each, knn, lowrank)")
+    train.add_argument("--select-budget-min", type=float, default=6.0, metavar="MIN",
+                       help="time budget of the family selection (default 6; families that would overrun it are skipped)")
     train.add_argument("--policy", default="lambda", choices=["threshold", "lambda", "share"], help="decision policy (default lambda)")
+    train.add_argument("--objective", default="match-best", metavar="OBJECTIVE",
+                       help="operating point: match-best (default: the cheapest point at the best single candidate's "
+                            "accuracy), match-heuristic, max-accuracy or budget=USD_PER_QUERY")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--synthetic-requests", type=int, default=3000, metavar="N", help="size of the built-in workload (default 3000)")
-    train.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db; '' = off)")
+    train.add_argument("--tracking-uri", default=None, metavar="URI",
+                       help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db; '' = off)")
     train.add_argument("--out", default=None, metavar="DIR", help="new folder for the run (default runs/train-<time>)")
     add_engine_options(train)
     train.add_argument("--json", action="store_true", help="print one JSON object")
@@ -190,8 +194,14 @@ def _cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
 
 def _print_eval(report: dict[str, Any], out: TextIO) -> None:
     b = report["baselines"]
-    rows = [("learned", report["learned"]), ("heuristic", b["heuristic"]), (f"best single ({b['best_single']['name']})", b["best_single"]),
-            (f"cheapest ({b['cheapest']['name']})", b["cheapest"]), ("random", b["random"]), ("oracle", b["oracle"])]
+    served = next((o["objective"] for o in report.get("objectives", []) if o["chosen"]), None)
+    rows = [(f"learned ({served})" if served else "learned", report["learned"]), ("heuristic (the article's tree)", b["heuristic"])]
+    rows += [(f"  objective {o['objective']}" + ("" if o["reached_out_of_fold"] else " (not reached out of fold)"), o)
+             for o in report.get("objectives", [])]
+    for s in sorted(b["singles"], key=lambda r: r["cost_per_query"]):  # every candidate, cheapest first
+        tag = " (best single)" if s["name"] == b["best_single"]["name"] else ""
+        rows.append((f"single {s['name']}{tag}", s))
+    rows += [("random", b["random"]), ("oracle", b["oracle"])]
     print(f"{'router':<44} {'accuracy':>9} {'cost/query':>12} {'cost/correct':>13}", file=out)
     for label, r in rows:
         if r.get("accuracy") is None:  # the oracle of logged-only data is unknown
@@ -205,16 +215,24 @@ def _print_eval(report: dict[str, Any], out: TextIO) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
+    import os
+
     from tierroute.models.router import RouterParams
     from tierroute.pipelines.tracking import DEFAULT_TRACKING_URI
     from tierroute.pipelines.train import TrainConfig, run_train
 
+    # before LightGBM loads OpenMP: threads that spin while waiting made the family selection's many
+    # small fits ~4x slower on a busy 2-core machine; passive waiting changes no result
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     _quiet_datasets()
     _quiet_mlflow()
     config = TrainConfig(
         data=tuple(args.data), format=args.format, catalogue=args.catalogue, encoder=args.encoder,
-        eval_data=tuple(args.eval_data), out_dir=args.out, static_dims=args.static_dims, seed=args.seed, router=RouterParams(kind=args.kind, seed=args.seed),
-        policy=args.policy, tracking_uri=DEFAULT_TRACKING_URI if args.tracking_uri is None else args.tracking_uri,
+        eval_data=tuple(args.eval_data), out_dir=args.out, static_dims=args.static_dims, seed=args.seed,
+        router=RouterParams(seed=args.seed),
+        kind=args.kind, select_budget_min=args.select_budget_min,
+        policy=args.policy, objective=args.objective,
+        tracking_uri=DEFAULT_TRACKING_URI if args.tracking_uri is None else args.tracking_uri,
         synthetic_requests=args.synthetic_requests, engine=args.engine, scheduler=args.scheduler,
     )
     result = run_train(config, progress=_bars(args))
@@ -222,6 +240,10 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
         print(json.dumps(result.summary(), indent=2), file=out)
         return 0
     _print_eval(result.report, out)
+    family = result.report.get("family")
+    if family:
+        how = "chosen by out-of-fold AIQ on the training data; table in evaluation/report.md" if family["selected"] else "pinned"
+        print(f"family {family['name']} ({how})", file=out)
     print(f"policy {result.report['learned']['policy']}; run {result.run_id}; outputs in {result.out_dir}/", file=out)
     return 0
 
@@ -255,6 +277,23 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+#: commands that may call MLflow (train/retrain log and register, the others read runs and the registry)
+_MLFLOW_COMMANDS = frozenset({"train", "retrain", "promote", "rollback", "evaluate", "export"})
+
+
+def _quiet_mlflow_for(args: argparse.Namespace) -> Any:
+    """MLflow's INFO lines, warnings, download bars and notices kept off stderr for ``--json`` runs
+    (and export, whose output is one line); errors still show. Commands that never touch MLflow
+    skip even the import of the helper."""
+    import contextlib
+
+    if args.command not in _MLFLOW_COMMANDS or not (getattr(args, "json", False) or args.command == "export"):
+        return contextlib.nullcontext()
+    from tierroute.pipelines.tracking import quiet_mlflow
+
+    return quiet_mlflow()
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 2 some requests were malformed, 3 promotion
     refused, 4 drift flagged with --fail-on-drift)."""
@@ -267,7 +306,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     commands = {"ingest": _cmd_ingest, "audit": _cmd_audit, "train": _cmd_train, "evaluate": _cmd_evaluate,
                 **SERVING_COMMANDS, **LIFECYCLE_COMMANDS, **BENCHMARK_COMMANDS}
     try:
-        return commands[args.command](args, stream)
+        with _quiet_mlflow_for(args):
+            return commands[args.command](args, stream)
     except TierrouteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

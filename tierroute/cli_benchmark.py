@@ -36,8 +36,10 @@ def add_benchmark_command(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="deadline per attempt in seconds (default 60)")
     p.add_argument("--max-retries", type=int, default=3, metavar="N", help="retries on 429/5xx/timeouts/connection errors (default 3)")
     p.add_argument("--backoff-base", type=float, default=0.5, metavar="S", help="first backoff in seconds, doubled per retry (default 0.5)")
-    p.add_argument("--backoff-cap", type=float, default=30.0, metavar="S", help="longest wait between attempts, Retry-After included (default 30)")
-    p.add_argument("--budget", type=float, default=None, metavar="USD", help="stop making new calls before this much new spend (default: no cap)")
+    p.add_argument("--backoff-cap", type=float, default=30.0, metavar="S",
+                   help="longest wait between attempts, Retry-After included (default 30)")
+    p.add_argument("--budget", type=float, default=None, metavar="USD",
+                   help="stop making new calls before this much new spend (default: no cap)")
     p.add_argument("--max-tokens", type=int, default=512, metavar="N", help="max_tokens sent with every call (default 512)")
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="temperature sent with every call (default 0)")
     p.add_argument("--judge", default=None, metavar="MODEL", help="catalogue model that grades the 'judge' prompts")
@@ -46,7 +48,8 @@ def add_benchmark_command(sub: Any) -> None:
     p.add_argument("--code-timeout", type=float, default=10.0, metavar="S", help="seconds per code test run (default 10)")
     p.add_argument("--cache", default=DEFAULT_CACHE, metavar="FILE", help=f"call cache, shared across runs (default {DEFAULT_CACHE})")
     p.add_argument("--threshold", action="append", default=[], metavar="SCORER=Q",
-                   help="correct = quality >= Q for that scorer (repeatable; defaults: exact/choice/numeric/code 1, f1/json 0.5, judge 0.7)")
+                   help="correct = quality >= Q for that scorer "
+                        "(repeatable; defaults: exact/choice/numeric/code 1, f1/json 0.5, judge 0.7)")
     p.add_argument("--max-bad-prompts", type=int, default=0, metavar="N", help="skip up to N bad prompt lines instead of refusing the file")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object (no progress bar)")
 
@@ -65,7 +68,8 @@ def _pairs(items: Sequence[str], flag: str, example: str, cast: Callable[[str], 
 
 
 def _print_summary(s: dict[str, Any], out: TextIO) -> None:
-    print(f"{s['prompts']:,} prompts x {len(s['models'])} models: {s['outcomes']:,} of {s['pairs_planned']:,} outcomes -> {s['out']}", file=out)
+    print(f"{s['prompts']:,} prompts x {len(s['models'])} models: {s['outcomes']:,} of {s['pairs_planned']:,} outcomes "
+          f"-> {s['out']}", file=out)
     budget = "no cap" if s["budget_usd"] is None else f"budget ${s['budget_usd']:.6f}"
     print(f"calls {s['calls_made']:,} ({s['requests_sent']:,} HTTP requests, {s['retries']:,} retries), cache hits "
           f"{s['cache_hits']:,}; new spend ${s['spent_usd']:.6f} ({budget})", file=out)

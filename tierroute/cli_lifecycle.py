@@ -9,6 +9,8 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from tierroute.cli_options import add_engine_options
+
 __all__ = ["add_lifecycle_commands", "LIFECYCLE_COMMANDS"]
 
 
@@ -34,8 +36,6 @@ def add_lifecycle_commands(sub: Any) -> None:
     retrain.add_argument("--holdout-fraction", type=float, default=0.25, metavar="F",
                          help="share of the new requests held out for the gate (default 0.25)")
     retrain.add_argument("--seed", type=int, default=0)
-    from tierroute.cli import add_engine_options
-
     add_engine_options(retrain)
     retrain.add_argument("--out", default=None, metavar="DIR", help="new folder for the run (default runs/retrain-<time>)")
     retrain.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")

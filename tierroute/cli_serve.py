@@ -14,6 +14,9 @@ from tierroute.errors import ConfigError, RequestError
 
 __all__ = ["add_serving_commands", "SERVING_COMMANDS"]
 
+DEFAULT_MAX_CONNECTIONS = 1024
+_MAX_LINE_DEPTH = 128  # as the service's default --max-json-depth
+
 
 def add_serving_commands(sub: Any) -> None:
     export = sub.add_parser("export", help="write a trained router as a RouterBundle (ONNX + manifest) for serving")
@@ -36,6 +39,9 @@ def add_serving_commands(sub: Any) -> None:
                        help="candidate catalogue for the heuristic (default: built-in 'article'; a bundle brings its own)")
     route.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a models:/ bundle")
     route.add_argument("--decision-log", default=None, metavar="FILE.jsonl", help="also append each decision to this log")
+    route.add_argument("--objective", default=None, metavar="OBJECTIVE",
+                       help="learned operating point: match-best, match-heuristic, max-accuracy or budget=USD_PER_QUERY "
+                            "(default: the one the bundle was trained for)")
     route.add_argument("--json", action="store_true", help="one JSON decision per request line")
 
 
@@ -62,7 +68,27 @@ def add_serving_commands(sub: Any) -> None:
                        help="send this share of learned decisions to a uniformly drawn candidate (default 0)")
     serve.add_argument("--explore-seed", type=int, default=None, metavar="N", help="seed of the exploration draws")
     serve.add_argument("--upstream-timeout", type=float, default=60.0, metavar="S", help="proxy: seconds per upstream call")
+    serve.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                       help="proxy: candidates tried per call (the chosen one, then up) before answering 502 (default 3)")
+    limits = serve.add_argument_group("connection limits")
+    limits.add_argument("--request-timeout", type=float, default=10.0, metavar="S",
+                        help="a request must arrive whole (headers and body) within this; slower clients are "
+                             "disconnected, with 408 (default 10)")
+    limits.add_argument("--keep-alive", type=float, default=5.0, metavar="S",
+                        help="close idle keep-alive connections after this (default 5)")
+    limits.add_argument("--max-connections", type=int, default=None, metavar="N",
+                        help=f"open connections beyond this get 503 (default {DEFAULT_MAX_CONNECTIONS:,}, or fewer when "
+                             "ulimit -n cannot fit them)")
+    limits.add_argument("--max-header-bytes", type=int, default=16 * 1024, metavar="BYTES",
+                        help="a request head (line + headers) still incomplete past this gets 400 (default 16 KiB)")
+    limits.add_argument("--max-json-depth", type=int, default=128, metavar="N",
+                        help="bodies nesting arrays/objects deeper get 400 (default 128)")
+    limits.add_argument("--backlog", type=int, default=2048, metavar="N", help="listen queue length (default 2048)")
     serve.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a models:/ bundle")
+    serve.add_argument("--objective", default=None, metavar="OBJECTIVE",
+                       help="operating point on the bundle's knob curve: match-best, match-heuristic, max-accuracy or "
+                            "budget=USD_PER_QUERY (default: the bundle's; a request's 'objective' field or the proxy's "
+                            "x-tierroute-objective header overrides it)")
 
 
 def _request_lines(args: argparse.Namespace) -> Iterator[tuple[int, Any]]:
@@ -89,13 +115,20 @@ def _request_lines(args: argparse.Namespace) -> Iterator[tuple[int, Any]]:
 
 
 def _parse_lines(stream: TextIO, defaults: dict[str, Any]) -> Iterator[tuple[int, Any]]:
+    from tierroute.safejson import UnsafeJSONError
+    from tierroute.safejson import loads as safe_loads
+
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, RequestError(f"line {number} is not JSON ({exc.msg} at char {exc.pos}); each line must be one request object.")
+            item = safe_loads(line, max_depth=_MAX_LINE_DEPTH, where=f"line {number}")
+        except UnsafeJSONError as exc:
+            if exc.reason == "syntax":
+                message = f"line {number} is not JSON ({exc.detail}); each line must be one request object."
+            else:
+                message = f"{exc} Each line must be one request object."
+            yield number, RequestError(message)
             continue
         yield number, {**defaults, **item} if isinstance(item, dict) else item
 
@@ -125,8 +158,13 @@ def _route_lines(args: argparse.Namespace, out: TextIO, kind: str, log: Any) -> 
     from tierroute.serving.router import Router
 
     policy: Any
+    if args.objective is not None and kind != "learned":
+        raise ConfigError("--objective picks a learned operating point; pass --bundle DIR (or a models:/ URI) with it.")
     if kind == "learned":
-        policy = Router.load(args.bundle, tracking_uri=args.tracking_uri, decision_log=log)
+        from tierroute.serving.router import RouterConfig
+
+        policy = Router.load(args.bundle, RouterConfig(objective=args.objective), tracking_uri=args.tracking_uri,
+                             decision_log=log)
         if not policy.learned:
             print(f"warning: {policy.unavailable} Deciding with the heuristic tree "
                   f"(fallback {policy.unavailable.code}).", file=sys.stderr)
@@ -184,9 +222,10 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from tierroute.serving.router import RouterConfig
 
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - checked here, used by serving.server
 
         from tierroute.serving.http import ServiceConfig, create_app
+        from tierroute.serving.server import fit_file_limit, serve
     except ImportError:
         raise ConfigError("serve needs the serving extras (starlette, uvicorn, httpx, prometheus-client). Install them: "
                           "pip install 'tierroute[serve]' (or pip install -e '.[serve]' in a checkout).") from None
@@ -195,25 +234,32 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         token = os.environ.get(args.token_env)
         if not token:
             raise ConfigError(f"--token-env {args.token_env}: that environment variable is not set or empty. Export it first.")
-    router_config = RouterConfig(intra_op_threads=args.threads, deadline_ms=args.deadline_ms, min_confidence=args.min_confidence,
-                                 epsilon=args.explore, seed=args.explore_seed)
-    config = ServiceConfig(bundle=args.bundle, router=router_config, token=token, max_body_bytes=args.max_body,
-                           max_batch=args.max_batch, log_prompts=args.log_prompts, tracking_uri=args.tracking_uri,
-                           catalogue=args.proxy, decision_log=args.decision_log)
     proxy = None
     if args.proxy:
         from tierroute.serving.proxy import ProxyConfig
 
-        proxy = ProxyConfig(catalogue=args.proxy, timeout_s=args.upstream_timeout)
+        proxy = ProxyConfig(catalogue=args.proxy, timeout_s=args.upstream_timeout, max_attempts=args.max_attempts)
+    router_config = RouterConfig(intra_op_threads=args.threads, deadline_ms=args.deadline_ms, min_confidence=args.min_confidence,
+                                 epsilon=args.explore, seed=args.explore_seed, objective=args.objective)
+    limits = dict(request_timeout_s=args.request_timeout, keep_alive_s=args.keep_alive, max_header_bytes=args.max_header_bytes,
+                  max_json_depth=args.max_json_depth, backlog=args.backlog)
+    wanted = DEFAULT_MAX_CONNECTIONS if args.max_connections is None else args.max_connections
+    ServiceConfig(**limits, max_connections=wanted)  # check the limits before touching the open-file limit
+    max_connections, warning = fit_file_limit(args.max_connections, DEFAULT_MAX_CONNECTIONS)
+    config = ServiceConfig(bundle=args.bundle, router=router_config, token=token, max_body_bytes=args.max_body,
+                           max_batch=args.max_batch, log_prompts=args.log_prompts, tracking_uri=args.tracking_uri,
+                           catalogue=args.proxy, decision_log=args.decision_log, max_connections=max_connections, **limits)
     app = create_app(config, proxy=proxy)
     router = app.state.holder.current
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if warning:
+        print(warning, file=sys.stderr)
     if router.learned:
         print(f"serving bundle {router.bundle_id} on http://{args.host}:{args.port}", file=sys.stderr)
     else:
         print(f"warning: {router.unavailable} Serving the heuristic tree on http://{args.host}:{args.port} "
               f"(fallback {router.unavailable.code}).", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    serve(app, args.host, args.port)
     return 0
 
 

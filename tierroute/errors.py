@@ -15,6 +15,7 @@ __all__ = [
     "DataFormatError",
     "DataValidationError",
     "OutputDirError",
+    "BundleError",
     "describe",
 ]
 
@@ -49,6 +50,15 @@ class DataValidationError(TierrouteError, ValueError):
 
 class OutputDirError(TierrouteError, FileExistsError):
     """A run would write into a folder that already holds something the user wrote."""
+
+
+class BundleError(TierrouteError, ValueError):
+    """A router bundle that cannot be served; ``code`` names the failure (it becomes a fallback
+    decision's reason and a metric label)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def describe(value: object, limit: int = 80) -> str:

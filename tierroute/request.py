@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tierroute.errors import FeatureError, RequestError, describe
+from tierroute.safejson import UnsafeJSONError, check_depth, find_surrogate
+from tierroute.safejson import loads as safe_loads
 
-__all__ = ["Request", "DEFAULT_MAX_PROMPT_CHARS", "parse_request", "messages_to_prompt"]
+__all__ = ["Request", "DEFAULT_MAX_PROMPT_CHARS", "MAX_SCHEMA_DEPTH", "MAX_LATENCY_SLA_MS", "parse_request",
+           "messages_to_prompt"]
 
 #: Hard cap on prompt size accepted anywhere (characters). ~1M tokens; beyond that it's a mistake.
 DEFAULT_MAX_PROMPT_CHARS = 4_000_000
-#: Fields a request object may carry; id/task/metadata are the caller's and do not affect routing.
-_REQUEST_FIELDS = frozenset({"prompt", "messages", "output_schema", "latency_sla_ms", "id", "task", "metadata"})
+#: An output schema nesting arrays/objects deeper than this is refused before anything walks it
+#: (the summary allows 64 schema levels; JSON Schema spends about two JSON levels on each).
+MAX_SCHEMA_DEPTH = 128
+#: The largest latency SLA accepted (ms, about 31 years): far above any real budget, far below
+#: float32's range (the features are float32; 3.4e38 would overflow them).
+MAX_LATENCY_SLA_MS = 1e12
+#: Fields a request object may carry; id/task/metadata are the caller's and do not affect routing;
+#: ``objective`` picks the learned router's operating point (read by the serving Router, not here).
+_REQUEST_FIELDS = frozenset({"prompt", "messages", "output_schema", "latency_sla_ms", "id", "task", "metadata", "objective"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,26 +96,49 @@ def _check_sla(value: object) -> float | None:
         raise RequestError(
             f"'latency_sla_ms' must be >= 0; got {value!r}. Send the p95 latency budget in milliseconds."
         )
+    if value > MAX_LATENCY_SLA_MS:
+        raise RequestError(
+            f"'latency_sla_ms' must be at most {MAX_LATENCY_SLA_MS:.0e} ms (about 31 years); got {describe(value)}. "
+            "Send the p95 latency budget in milliseconds, or leave it out when there is none."
+        )
     return float(value)
+
+
+def _check_id(value: object) -> None:
+    """The caller's ``id`` is echoed in responses as UTF-8: a lone surrogate in it cannot be."""
+    where = find_surrogate(value)
+    if where is not None:
+        raise RequestError(
+            f"'id' holds a lone surrogate (half of a UTF-16 pair) at {where.replace('$', 'id', 1)}, which cannot be "
+            "sent back as UTF-8 text; expected a string of whole characters, a number or null. Send the id as "
+            "valid Unicode (ASCII is safest)."
+        )
 
 
 def _check_schema(schema: object) -> tuple[object, Any]:
     """(the schema as an object, its summary), or (None, None) when there is none (null, "",
     "null", {"type": "text"}). Checked here once so that every consumer (the tree, the features,
     the logs) agrees on it."""
-    from tierroute.features.schema import summarize_schema  # local: tierroute.features imports this module
+    from tierroute.schema import summarize_schema
 
     if isinstance(schema, str):
         text = schema.strip()
         if not text:
             return None, None
         try:
-            schema = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RequestError(
-                f"'output_schema' is a string that is not JSON ({exc.msg} at char {exc.pos}): "
-                f"{describe(schema)}. Send the schema as a JSON object or list."
-            ) from None
+            schema = safe_loads(text, max_depth=MAX_SCHEMA_DEPTH, where="'output_schema'")
+        except UnsafeJSONError as exc:
+            if exc.reason == "syntax":
+                raise RequestError(
+                    f"'output_schema' is a string that is not JSON ({exc.detail}): "
+                    f"{describe(schema)}. Send the schema as a JSON object or list."
+                ) from None
+            raise RequestError(str(exc)) from None
+    else:
+        try:  # before anything walks it (the summary, describe() in its errors): a deep value must not recurse
+            check_depth(schema, max_depth=MAX_SCHEMA_DEPTH, where="'output_schema'")
+        except UnsafeJSONError as exc:
+            raise RequestError(str(exc)) from None
     try:
         summary = summarize_schema(schema)
     except FeatureError as exc:
@@ -130,12 +162,14 @@ def parse_request(data: object, *, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CH
             f"A request must be an object with 'prompt' (or 'messages'); got {describe(data)}. "
             "Send {\"prompt\": \"...\", \"output_schema\": null, \"latency_sla_ms\": null}."
         )
-    unknown = sorted(set(fields) - _REQUEST_FIELDS)
+    unknown = sorted(map(str, set(fields) - _REQUEST_FIELDS))
     if unknown:
         raise RequestError(
             f"Unknown request field(s) {unknown}; expected prompt or messages, output_schema, "
-            "latency_sla_ms (and optional id, task, metadata). Check the spelling."
+            "latency_sla_ms (and optional id, task, metadata, objective). Check the spelling."
         )
+    if "id" in fields:
+        _check_id(fields["id"])
     if "prompt" in fields and fields["prompt"] is not None:
         prompt = fields["prompt"]
         if not isinstance(prompt, str):

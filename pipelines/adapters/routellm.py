@@ -96,7 +96,7 @@ class RouteLLMAdapter:
         models = self.check_prices(path)
         contaminated = load_contaminated(path.parent) if self.exclude_contaminated else set()
         task = self._task(path)
-        for line, row in iter_csv(path):
+        for line, row, issue, detail in iter_csv(path):
             prompt = row.get("prompt") or ""
             where = f"{path.name}:{line}"
             in_tokens = self._counter.count(prompt)
@@ -113,7 +113,9 @@ class RouteLLMAdapter:
                     "correct": value,
                     "cost_usd": self._prices.candidate(model).cost(in_tokens, out_tokens),
                 }
-                if prompt in contaminated:
+                if issue:  # the CSV reader flagged the source line: quarantined once per model it would give
+                    yield RawRow({**fields, "_extra_cells": row.get("_extra_cells")}, f"{where} [{model}]", issue, detail)
+                elif prompt in contaminated:
                     yield RawRow(fields, f"{where} [{model}]", "contaminated", "listed in contaminated_prompts.jsonl")
                 elif value.lower() not in _BOOLS:
                     yield RawRow(fields, f"{where} [{model}]", "wrong_type", f"correctness must be True/False; got {value!r}")

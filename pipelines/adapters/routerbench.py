@@ -72,8 +72,8 @@ class RouterBenchAdapter:
             return
         header = read_csv_header(path)
         models = routerbench_models(header)
-        for line, row in iter_csv(path):
-            yield from self._melt(row, models, f"{path.name}:{line}")
+        for line, row, issue, detail in iter_csv(path):
+            yield from self._melt(row, models, f"{path.name}:{line}", issue, detail)
 
     def _pickle_rows(self, path: Path) -> Iterator[RawRow]:
         import pandas as pd  # train extra; only this format needs it
@@ -87,17 +87,20 @@ class RouterBenchAdapter:
         for i, row in enumerate(frame.to_dict(orient="records")):
             yield from self._melt(row, models, f"{path.name}:row {i}")
 
-    def _melt(self, row: Mapping[str, Any], models: list[str], where: str) -> Iterator[RawRow]:
+    def _melt(self, row: Mapping[str, Any], models: list[str], where: str, issue: str | None = None,
+              detail: str = "") -> Iterator[RawRow]:
+        """One long row per model; a source line the CSV reader flagged (``issue``) is quarantined
+        once per model it would have given, so the counts stay per prompt x model."""
         prompt = routerbench_prompt_text(row.get("prompt"))
         for model in models:
-            yield RawRow(
-                fields={
-                    "request_id": row.get("sample_id"),
-                    "prompt": prompt,
-                    "task": row.get("eval_name"),
-                    "model": model,
-                    "quality": _number(row.get(model), empty=math.nan),
-                    "cost_usd": _number(row.get(model + _COST)),
-                },
-                where=f"{where} [{model}]",
-            )
+            fields = {
+                "request_id": row.get("sample_id"),
+                "prompt": prompt,
+                "task": row.get("eval_name"),
+                "model": model,
+                "quality": _number(row.get(model), empty=math.nan),
+                "cost_usd": _number(row.get(model + _COST)),
+            }
+            if "_extra_cells" in row:
+                fields["_extra_cells"] = row["_extra_cells"]
+            yield RawRow(fields, f"{where} [{model}]", issue, detail)

@@ -62,3 +62,32 @@ def test_cache_encodes_new_texts_in_chunks_with_a_bar(tmp_path: Path) -> None:
     assert enc.calls == [3, 3, 1]
     np.testing.assert_array_equal(out[:, 0], [len(t) for t in texts])
     assert "embedding 7 new prompts" in stream.getvalue()
+
+
+def test_encoder_registry_refuses_what_a_bundle_cannot_serve(tmp_path: Path) -> None:
+    from tierroute.features.embeddings import encoder_manifest, load_encoder
+
+    with pytest.raises(ConfigError, match=r"^Bundles serve the static or the MiniLM-ONNX encoder .*'counting:2'"):
+        encoder_manifest(CountingEncoder())
+    for info in ({"kind": "bert", "files": []}, ["static"], None):
+        with pytest.raises(FeatureError, match=r"this tierroute serves 'static' and 'minilm_onnx'"):
+            load_encoder(tmp_path, info)
+    # a manifest naming other files than the kind's: the loader would open files no checksum covered
+    with pytest.raises(FeatureError, match=r"lists files \['static.json'\]; expected"):
+        load_encoder(tmp_path, {"kind": "static", "files": ["static.json"]})
+    with pytest.raises(FeatureError, match=r"Cannot read the static encoder"):
+        load_encoder(tmp_path, {"kind": "static", "files": ["static_ids.npy", "static_table.npy", "static.json"]})
+    with pytest.raises(FeatureError, match=r"Cannot read the MiniLM-ONNX encoder"):
+        load_encoder(tmp_path, {"kind": "minilm_onnx", "files": ["minilm.onnx", "minilm_tokenizer.json", "minilm.json"]})
+
+
+def test_encoder_registry_round_trips_a_static_encoder(tmp_path: Path) -> None:
+    from tierroute.features.embeddings import StaticEncoder, encoder_manifest, load_encoder
+
+    encoder = StaticEncoder(np.array([1, 5, 9], dtype=np.int64), np.eye(3, 4, dtype=np.float32))
+    encoder.save(tmp_path)
+    info = encoder_manifest(encoder)
+    assert info == {"kind": "static", "id": encoder.id, "dims": 4, "tokenizer": "bpe:o200k_base",
+                    "files": ["static_ids.npy", "static_table.npy", "static.json"]}  # what bundles always recorded
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(info["files"])
+    assert load_encoder(tmp_path, json.loads(json.dumps(info))).id == encoder.id

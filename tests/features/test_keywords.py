@@ -94,7 +94,8 @@ def test_custom_keywords():
         (None, r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of strings\. Got None instead\.$"),
         ({"a": 1}, r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of strings\. Got \{'a': 1\} instead\.$"),
         (("a", ""), r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank strings\. Got '' among them\.$"),
-        (("a", "  "), r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank strings\. Got '  ' among them\.$"),
+        (("a", "  "), r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank strings\. "
+                      r"Got '  ' among them\.$"),
         (("a", 1), r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank strings\. Got 1 among them\.$"),
         (("a", "A"), r"^The 'keywords' parameter of KeywordMatcher has duplicates: \('a', 'A'\)\.$"),
     ],

@@ -9,11 +9,11 @@ import pytest
 
 from tierroute.errors import ConfigError, FeatureError
 from tierroute.features.keywords import REASONING_KEYWORDS
-from tierroute.features.schema import SCHEMA_FEATURE_NAMES
 from tierroute.features.shape import SHAPE_FEATURE_NAMES
 from tierroute.features.signals import RequestSignals, SignalConfig, SignalExtractor
 from tierroute.features.spec import FEATURE_VERSION, FeatureSpec
 from tierroute.request import Request
+from tierroute.schema import SCHEMA_FEATURE_NAMES
 
 COMPACT = {"order_id": "string", "issue_type": "billing | technical | shipping | other"}
 

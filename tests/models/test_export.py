@@ -209,8 +209,8 @@ class FakeEncoder:
 def test_refuses_a_router_it_cannot_serve(fit, tmp_path: Path) -> None:  # noqa: ANN001
     with_fake = copy.copy(fit())
     with_fake.encoder = FakeEncoder()
-    with pytest.raises(ConfigError, match=r"^Bundles serve the static encoder \(or none\); this router was trained with "
-                                          r"'fake:2'\. Retrain with --encoder static to serve it without torch\.$"):
+    with pytest.raises(ConfigError, match=r"^Bundles serve the static or the MiniLM-ONNX encoder \(or none\); this router was "
+                                          r"trained with 'fake:2'\. Retrain with --encoder static or --encoder minilm\.$"):
         export_bundle(with_fake, tmp_path / "out")
     with pytest.raises(ConfigError, match=r"^Only a fitted LearnedRouter can be exported; call fit first"):
         export_bundle(LearnedRouter(tiny()), tmp_path / "out")

@@ -405,10 +405,14 @@ def test_custom_signal_config_in_route_batch_matches_route():
     ("kwargs", "message"),
     [
         ({"token_limit": 0}, r"The 'token_limit' parameter of HeuristicParams must be an int in the range \[1, inf\)\. Got 0 instead\."),
-        ({"token_limit": True}, r"The 'token_limit' parameter of HeuristicParams must be an int in the range \[1, inf\)\. Got True instead\."),
-        ({"token_limit": 500.0}, r"The 'token_limit' parameter of HeuristicParams must be an int in the range \[1, inf\)\. Got 500\.0 instead\."),
-        ({"tier1_max_depth": 0}, r"The 'tier1_max_depth' parameter of HeuristicParams must be an int in the range \[1, inf\)\. Got 0 instead\."),
-        ({"tier2_max_depth": "3"}, r"The 'tier2_max_depth' parameter of HeuristicParams must be an int in the range \[1, inf\)\. Got '3' instead\."),
+        ({"token_limit": True}, r"The 'token_limit' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
+                                r"Got True instead\."),
+        ({"token_limit": 500.0}, r"The 'token_limit' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
+                                 r"Got 500\.0 instead\."),
+        ({"tier1_max_depth": 0}, r"The 'tier1_max_depth' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
+                                 r"Got 0 instead\."),
+        ({"tier2_max_depth": "3"}, r"The 'tier2_max_depth' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
+                                   r"Got '3' instead\."),
     ],
 )
 def test_invalid_heuristic_params(kwargs, message):
@@ -420,11 +424,15 @@ def test_invalid_heuristic_params(kwargs, message):
     ("kwargs", "message"),
     [
         ({"keyword_cap": -1}, r"The 'keyword_cap' parameter of SignalConfig must be an int in the range \[0, inf\)\. Got -1 instead\."),
-        ({"long_prompt_tokens": -1}, r"The 'long_prompt_tokens' parameter of SignalConfig must be an int in the range \[0, inf\)\. Got -1 instead\."),
-        ({"very_long_prompt_tokens": 999}, r"The 'very_long_prompt_tokens' parameter of SignalConfig must be an int in the range \[1000, inf\)\. Got 999 instead\."),
+        ({"long_prompt_tokens": -1}, r"The 'long_prompt_tokens' parameter of SignalConfig "
+                                     r"must be an int in the range \[0, inf\)\. Got -1 instead\."),
+        ({"very_long_prompt_tokens": 999}, r"The 'very_long_prompt_tokens' parameter of SignalConfig "
+                                           r"must be an int in the range \[1000, inf\)\. Got 999 instead\."),
         ({"max_depth": 0}, r"The 'max_depth' parameter of SignalConfig must be an int in the range \[1, inf\)\. Got 0 instead\."),
-        ({"latency_sensitive_ms": -1}, r"The 'latency_sensitive_ms' parameter of SignalConfig must be a finite number in the range \[0, inf\)\. Got -1 instead\."),
-        ({"latency_sensitive_ms": float("nan")}, r"The 'latency_sensitive_ms' parameter of SignalConfig must be a finite number in the range \[0, inf\)\. Got nan instead\."),
+        ({"latency_sensitive_ms": -1}, r"The 'latency_sensitive_ms' parameter of SignalConfig "
+                                       r"must be a finite number in the range \[0, inf\)\. Got -1 instead\."),
+        ({"latency_sensitive_ms": float("nan")}, r"The 'latency_sensitive_ms' parameter of SignalConfig "
+                                                 r"must be a finite number in the range \[0, inf\)\. Got nan instead\."),
     ],
 )
 def test_invalid_signal_config(kwargs, message):

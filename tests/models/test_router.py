@@ -8,7 +8,6 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-from lightgbm.basic import LightGBMError
 
 from tierroute.errors import ConfigError
 from tierroute.models.router import CALIBRATIONS, ROUTER_KINDS, LGBMRouter, RouterParams, stratified_folds

@@ -102,8 +102,8 @@ def test_iter_csv_line_numbers_are_the_rows_start_lines(tmp_path: Path) -> None:
     path = tmp_path / "l.csv"
     path.write_text('a,b\n1,2\n"x\ny",3\n4,5\n', encoding="utf-8")
     rows = list(iter_csv(path))
-    assert [r for _, r in rows] == [{"a": "1", "b": "2"}, {"a": "x\ny", "b": "3"}, {"a": "4", "b": "5"}]
-    assert [line for line, _ in rows] == [2, 3, 5]
+    assert [r.row for r in rows] == [{"a": "1", "b": "2"}, {"a": "x\ny", "b": "3"}, {"a": "4", "b": "5"}]
+    assert [r.line for r in rows] == [2, 3, 5] and {r.issue for r in rows} == {None}
 
 
 @pytest.mark.shared_data
@@ -141,7 +141,8 @@ def test_routerbench_prompt_unwrapping_and_empty_scores(tmp_path: Path) -> None:
     path = tmp_path / "rb.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["", "sample_id", "prompt", "eval_name", "m1", "m2", "m1|total_cost", "m2|total_cost", "m1|model_response", "m2|model_response", "oracle_model_to_route_to"])
+        w.writerow(["", "sample_id", "prompt", "eval_name", "m1", "m2", "m1|total_cost", "m2|total_cost", "m1|model_response",
+                    "m2|model_response", "oracle_model_to_route_to"])
         w.writerow(["0", "t.1", "['line one', 'line two']", "toy", "1.0", "", "0.5", "0.25", "['a']", "['b']", "m1"])
         w.writerow(["1", "t.2", "plain text", "toy", "nan", "0.0", "0.1", "x", "['a']", "['b']", "m1"])
     rows = list(RouterBenchAdapter().rows(path))
@@ -275,7 +276,8 @@ def test_routellm_bad_correctness_cell_is_wrong_type(tmp_path: Path) -> None:
 # --- generic outcomes ---------------------------------------------------------------------------
 
 GENERIC = [
-    {"request_id": "a", "prompt": "Classify: refund please", "model": "claude-3-haiku", "quality": 1.0, "cost_usd": 0.003, "task": "triage"},
+    {"request_id": "a", "prompt": "Classify: refund please", "model": "claude-3-haiku", "quality": 1.0, "cost_usd": 0.003,
+     "task": "triage"},
     {"request_id": "a", "prompt": "Classify: refund please", "model": "gpt-4o", "quality": 1.0, "cost_usd": 0.12, "task": "triage"},
     {"request_id": "b", "prompt": "Summarise the thread.", "model": "claude-3-haiku", "quality": 0.4, "cost_usd": 0.002, "task": "summary"},
 ]
@@ -382,3 +384,91 @@ def test_format_registry() -> None:
     assert FORMATS == ("auto", "routerbench", "routellm", "outcomes")
     assert list(ADAPTERS) == ["routerbench", "routellm", "outcomes"]
     assert {cls.name for cls in ADAPTERS.values()} == set(ADAPTERS)
+
+
+# --- hostile files: a bad line is quarantined with its reason, never the end of the file ----------
+
+
+def test_csv_bad_bytes_and_extra_cells_are_flagged_per_row(tmp_path: Path) -> None:
+    path = tmp_path / "l.csv"
+    path.write_bytes(b"a,b\n1,2\n3,\xff\xfe\n5,6,7\n8,9,,\n10\n")
+    rows = list(iter_csv(path))
+    assert [(r.line, r.issue) for r in rows] == [(2, None), (3, "bad_encoding"), (4, "unparseable_row"), (5, None), (6, None)]
+    assert rows[1].row == {"a": "3", "b": "\\xff\\xfe"}  # the bytes kept as escapes, storable as UTF-8
+    assert rows[1].detail == ("line 3 is not UTF-8 text (column 'b'); the row is kept here with \\xNN escapes for the "
+                              "bytes. Re-save the file as UTF-8.")
+    assert rows[2].row == {"a": "5", "b": "6", "_extra_cells": ["7"]}  # nothing dropped without a note
+    assert rows[2].detail == ("line 4 has 3 cells but the header names 2 columns; the extra cells cannot be placed. "
+                              'Quote cells that hold commas ("a, b"), or add the missing column names to the header.')
+    assert rows[3].row == {"a": "8", "b": "9"}  # empty trailing cells hold nothing to lose
+    assert rows[4].row == {"a": "10", "b": None}
+
+
+@pytest.mark.parametrize(("content", "line", "why"), [
+    (b'a,b\n1,2\n3,"open\n4,5\n6,7\n', 3, "unexpected end of data"),
+    (b'a,b\n1,2\n3,"x"y\n4,5\n', 3, "',' expected after '\"'"),
+])
+def test_csv_quoting_that_cannot_be_split_is_refused_with_its_line(tmp_path: Path, content: bytes, line: int, why: str) -> None:
+    path = tmp_path / "q.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataFormatError) as err:
+        list(iter_csv(path))
+    assert str(err.value) == (
+        f"q.csv: cannot split line {line} into cells reliably ({why}): a quoted cell that starts there is never closed, "
+        "or text follows its closing quote, so every later line would be misread. Fix the quoting at line "
+        f'{line} (a quote inside a quoted cell is written twice: ""), then ingest the file again.')
+
+
+def test_csv_header_survives_a_bad_byte_further_down(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    path.write_bytes(b"request_id,model\n1,m\xff\n")
+    assert read_csv_header(path) == ["request_id", "model"]
+    assert detect_format(path, all_adapters()) == "outcomes"
+
+
+def test_jsonl_hostile_lines_are_quarantined_one_by_one(tmp_path: Path) -> None:
+    good = json.dumps(GENERIC[0])
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + good.encode() + b"\n"          # a BOM before a valid first row
+                     + b'{"request_id": "x\xff"}\n'                    # not UTF-8
+                     + b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}\n"   # 5,000 deep
+                     + b'{"a": ' + b"9" * 5000 + b"}\n"                 # a 5,000-digit number
+                     + b'{"quality": NaN, "a": 1}\n'                    # Python's json writes NaN: still read
+                     + json.dumps(GENERIC[1]).encode() + b"\n")
+    rows = list(OutcomesAdapter().rows(path))
+    assert [(r.where, r.issue) for r in rows] == [
+        ("h.jsonl:1", None), ("h.jsonl:2", "bad_encoding"), ("h.jsonl:3", "unparseable_row"),
+        ("h.jsonl:4", "unparseable_row"), ("h.jsonl:5", None), ("h.jsonl:6", None)]
+    assert rows[0].fields == GENERIC[0]
+    assert rows[1].fields == {"raw": '{"request_id": "x\\xff"}\n'}
+    assert rows[1].detail == ("line 2 is not UTF-8 text (invalid start byte: byte 0xff at byte 17); the line is kept "
+                              "here with \\xNN escapes for the bytes. Re-save the file as UTF-8.")
+    assert rows[2].detail == ("line 3 nests arrays/objects more than 64 levels deep; at most 64 are accepted. Flatten "
+                              "it (or raise max_depth if it is legitimate).")
+    assert rows[3].detail.startswith("line 4 holds a number written with 5,000 characters (99999999999999999999...); "
+                                     "at most 100 are accepted.")
+    assert rows[4].fields["a"] == 1 and rows[4].fields["quality"] != rows[4].fields["quality"]  # NaN
+
+
+def test_a_json_array_that_cannot_be_read_is_one_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 200 + "]" * 200, encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"^deep\.json starts like a JSON array but cannot be read: deep\.json "
+                       r"nests arrays/objects more than 64 levels deep; .* Fix the file, or write one JSON object per "
+                       r"line \(JSONL\), where a bad line is quarantined instead of refusing the file\.$"):
+        list(OutcomesAdapter().rows(path))
+
+
+def test_routerbench_and_routellm_quarantine_a_flagged_line_once_per_model(tmp_path: Path) -> None:
+    rb = tmp_path / "rb.csv"
+    rb.write_bytes(b"sample_id,prompt,eval_name,m1,m1|total_cost,m2,m2|total_cost\n"
+                   b"s1,['p'],t,1,0.1,0,0.2\ns2,['q\xff'],t,1,0.1,0,0.2\ns3,['r'],t,1,0.1,0,0.2,oops\n")
+    rows = list(RouterBenchAdapter().rows(rb))
+    assert [(r.where, r.issue) for r in rows] == [
+        ("rb.csv:2 [m1]", None), ("rb.csv:2 [m2]", None), ("rb.csv:3 [m1]", "bad_encoding"),
+        ("rb.csv:3 [m2]", "bad_encoding"), ("rb.csv:4 [m1]", "unparseable_row"), ("rb.csv:4 [m2]", "unparseable_row")]
+    assert rows[4].fields["_extra_cells"] == ["oops"]
+    mmlu = tmp_path / "mmlu_x.csv"
+    mmlu.write_bytes(f"prompt,{GPT4},{MIXTRAL}\nQ1,True,False\nQ2,True,False,extra\n".encode())
+    rows = list(RouteLLMAdapter(catalogue=builtin_catalogue("routellm"), exclude_contaminated=False).rows(mmlu))
+    assert [r.issue for r in rows] == [None, None, "unparseable_row", "unparseable_row"]

@@ -168,7 +168,8 @@ def test_files_written(report: dict[str, Any], tmp_path: Path) -> None:
     assert json.loads((out / "audit.json").read_text(encoding="utf-8")) == report
     markdown = (out / "audit.md").read_text(encoding="utf-8")
     assert markdown == render_audit(report, markdown=True)
-    assert markdown.startswith("# tierroute audit\n\n12 requests, 36 outcomes, 3 models, catalogue 'article'; 1 rows quarantined (unparseable_row 1)")
+    assert markdown.startswith("# tierroute audit\n\n12 requests, 36 outcomes, 3 models, catalogue 'article'; "
+                               "1 rows quarantined (unparseable_row 1)")
     for header in HEADERS:
         assert f"## {header}\n" in markdown
     assert "| task | requests | share | median tokens |\n|---|---|---|---|\n| extract | 6 | 50.0% |" in markdown

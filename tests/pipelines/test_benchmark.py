@@ -1,11 +1,13 @@
 """``tierroute benchmark`` end to end (tierroute.pipelines.benchmark) against OpenAI-compatible stub
 servers on loopback: a healthy one (fixed answers per prompt, and a judge), a slow one (past the
 timeout on one prompt), a flaky one (429 with Retry-After, then 500, then the answer, per prompt)
-and a broken one (malformed JSON, a body without choices, an answer without usage)."""
+and a broken one (malformed JSON, a body without choices, an answer without usage); then in-process
+fake upstreams (no sockets) for the budget under timeouts and a judge sharing a candidate's limit."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import socket
 import threading
@@ -179,6 +181,18 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 ENV = {KEY_ENV: KEY}
 
 
+def worst_case(model: str, pid: str, max_tokens: int = 64) -> float:
+    """The worst case the run reserves for one attempt of ``pid`` on ``model`` (see the README)."""
+    from tierroute.features.tokens import BpeTokenCounter
+    from tierroute.request import messages_to_prompt
+
+    fields = PROMPTS[pid][0]
+    messages = fields.get("messages") or [{"role": "user", "content": fields["prompt"]}]
+    n_in = math.ceil(1.1 * BpeTokenCounter().count(messages_to_prompt(messages))) + 8 * len(messages)
+    inp, out = PRICES[model]
+    return (n_in * inp + max_tokens * out) / 1000.0
+
+
 def test_full_run_then_rerun_from_the_cache(tmp_path: Path, stubs: dict[str, Stub]) -> None:
     result = run_benchmark(config(tmp_path, stubs), env=ENV)
     rows = read_rows(tmp_path / "out.jsonl")
@@ -216,9 +230,11 @@ def test_full_run_then_rerun_from_the_cache(tmp_path: Path, stubs: dict[str, Stu
     assert stubs["flaky"].prompts_called() == Counter({c: 3 for c in stubs["flaky"].prompts_called()})
     assert len(stubs["flaky"].calls) == 3 * len(PROMPTS)
 
-    # the slow model: past the timeout on one prompt, retried, then an outcome with the error
+    # the slow model: past the timeout on one prompt, retried, then an outcome with the error, booked at
+    # the worst case reserved for each attempt (the provider may bill a call it answered too late)
     slow = by[("slow", "slow-model")]
-    assert (slow["error_kind"], slow["quality"], slow["correct"], slow["cost_usd"], slow["attempts"]) == ("timeout", 0.0, False, 0.0, 3)
+    assert (slow["error_kind"], slow["quality"], slow["correct"], slow["attempts"]) == ("timeout", 0.0, False, 3)
+    assert slow["cost_source"] == "reserved_worst_case" and slow["cost_usd"] == pytest.approx(3 * worst_case("slow-model", "slow"))
     assert slow["error"] == f"no answer within {TIMEOUT_S:g} s (gave up after 3 attempt(s))"
     assert by[("exact", "slow-model")]["correct"] is True
 
@@ -231,6 +247,9 @@ def test_full_run_then_rerun_from_the_cache(tmp_path: Path, stubs: dict[str, Stu
     assert nousage["cost_usd"] == pytest.approx((nousage["input_tokens"] + nousage["output_tokens"]) * 0.1 / 1000)
 
     assert s["failures_by_kind"] == {"malformed_json": len(PROMPTS) - 2, "no_choices": 1, "timeout": 1}
+    assert by[("exact", "broken-model")]["cost_usd"] == pytest.approx(worst_case("broken-model", "exact"))  # a 2xx: billed
+    assert by[("nochoices", "broken-model")]["cost_usd"] == 0.0 and by[("nochoices", "broken-model")]["cost_source"] == "none"
+    assert s["worst_case_booked_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows if r["cost_source"] == "reserved_worst_case"))
     assert s["retries"] == 2 * len(PROMPTS) + 2 and s["cost_estimated"] == 1
     # three models gave the same answer to the judge prompt: the same judge call, paid once
     assert s["cache_hits"] == 2 and s["calls_made"] == 4 * len(PROMPTS) + 1
@@ -490,3 +509,112 @@ def test_out_may_not_be_the_cache_or_the_prompts(tmp_path: Path) -> None:
                         cache=str(tmp_path / "c.sqlite"))
     with pytest.raises(ConfigError, match=r"^The 'out' parameter of BenchmarkConfig names the same file as the prompts \("):
         BenchmarkConfig(prompts=str(tmp_path / "p.jsonl"), catalogue="c.toml", out=str(tmp_path / "p.jsonl"))
+
+
+# --- in-process fake upstreams (no sockets): the budget under timeouts, and shared semaphores ------
+
+
+class FakeResponse:
+    def __init__(self, model: str, messages: list[dict[str, Any]]) -> None:
+        answer = "Score: 8" if "Candidate answer" in messages[-1]["content"] else f"answer from {model}"
+        self.status_code, self.headers, self.text = 200, {}, ""
+        self._body = {"choices": [{"message": {"role": "assistant", "content": answer}}],
+                      "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
+
+    def json(self) -> dict[str, Any]:
+        return self._body
+
+
+class FakeUpstreams:
+    """Stands in for httpx.AsyncClient: every call to a model in ``timeout`` times out; calls to
+    ``hold`` are held until a second call to that model is in flight (or 0.5 s passed), so that any
+    overlap the run allows is seen. Records attempts and the most calls in flight per model."""
+
+    def __init__(self, timeout: frozenset[str] = frozenset(), hold: frozenset[str] = frozenset()) -> None:
+        self.timeout, self.hold = timeout, hold
+        self.attempts: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.most: Counter[str] = Counter()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> FakeUpstreams:  # httpx.AsyncClient(timeout=..., limits=...)
+        return self
+
+    async def __aenter__(self) -> FakeUpstreams:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        return None
+
+    async def post(self, url: str, content: bytes, headers: dict[str, str]) -> FakeResponse:
+        import asyncio
+
+        import httpx
+
+        body = json.loads(content)
+        model = body["model"]
+        self.attempts[model] += 1
+        self.in_flight[model] += 1
+        self.most[model] = max(self.most[model], self.in_flight[model])
+        try:
+            if model in self.timeout:
+                raise httpx.ReadTimeout("no answer in time")
+            if model in self.hold:
+                for _ in range(100):
+                    if self.in_flight[model] > 1:
+                        break
+                    await asyncio.sleep(0.005)
+            return FakeResponse(model, body["messages"])
+        finally:
+            self.in_flight[model] -= 1
+
+
+def fake_catalogue(path: Path, models: dict[str, tuple[float, float]]) -> Path:
+    lines = ['schema_version = 1', 'name = "fakes"', 'tiers = ["tier1"]']
+    for model, (inp, out) in models.items():
+        lines += ["", "[[candidates]]", f'model = "{model}"', 'tier = "tier1"', f"input_per_1k = {inp}",
+                  f"output_per_1k = {out}", 'base_url = "http://fake.invalid/v1"']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_calls_in_flight_never_carry_the_spend_past_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    fake = FakeUpstreams(timeout=frozenset({"slow-model"}))
+    monkeypatch.setattr(httpx, "AsyncClient", fake)
+    ids = ["exact", "wrong", "choice", "slow"]
+    write_prompts(tmp_path / "prompts.jsonl", ids)
+    per_attempt = max(worst_case("slow-model", pid) for pid in ids)
+    cap = 2.5 * min(worst_case("slow-model", pid) for pid in ids)
+    catalogue = fake_catalogue(tmp_path / "f.toml", {"slow-model": PRICES["slow-model"]})
+    cfg = BenchmarkConfig(prompts=str(tmp_path / "prompts.jsonl"), catalogue=str(catalogue), out=str(tmp_path / "out.jsonl"),
+                          cache=str(tmp_path / "cache.sqlite"), concurrency=4, max_retries=2, backoff_base_s=0.0,
+                          backoff_cap_s=0.0, max_tokens=64, budget_usd=cap)
+    result = run_benchmark(cfg, env={})
+    s = result.summary
+    # every attempt sent may be billed (each timed out): together they stay within the cap
+    assert fake.attempts["slow-model"] * per_attempt <= cap + 1e-12
+    assert s["stopped_by_budget"] is True and 0 < s["spent_usd"] <= cap
+    # and each timed-out call is booked at its reserved worst case, saying so, not at $0
+    assert result.rows and all(r["error_kind"] == "timeout" and r["cost_source"] == "reserved_worst_case" for r in result.rows)
+    assert s["spent_usd"] == pytest.approx(s["outcomes_cost_usd"]) == pytest.approx(s["worst_case_booked_usd"])
+    assert all(r["cost_usd"] == pytest.approx(r["attempts"] * worst_case("slow-model", r["request_id"])) for r in result.rows)
+    assert any(r["error"].endswith("attempt(s): the budget has no room for another)") for r in result.rows)
+
+
+def test_a_judge_that_is_also_a_candidate_keeps_to_its_concurrency(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    fake = FakeUpstreams(hold=frozenset({"judge"}))
+    monkeypatch.setattr(httpx, "AsyncClient", fake)
+    (tmp_path / "prompts.jsonl").write_text("".join(
+        json.dumps({"id": f"j{i}", "prompt": f"Explain topic {i}.", "scorer": "judge"}) + "\n" for i in range(3)), encoding="utf-8")
+    catalogue = fake_catalogue(tmp_path / "f.toml", {"judge": (1.0, 1.0), "other": (0.1, 0.1)})
+    cfg = BenchmarkConfig(prompts=str(tmp_path / "prompts.jsonl"), catalogue=str(catalogue), out=str(tmp_path / "out.jsonl"),
+                          cache=str(tmp_path / "cache.sqlite"), models=("judge", "other"), judge_model="judge",
+                          concurrency=3, model_concurrency={"judge": 1}, max_retries=0, max_tokens=16)
+    result = run_benchmark(cfg, env={})
+    assert result.summary["outcomes"] == 6 and all(r["judge_model"] == "judge" for r in result.rows)
+    assert fake.attempts["judge"] == 3 + 6  # its own answers, then a grade for each of the six
+    assert fake.most["judge"] == 1  # candidate calls and judge calls share its limit of 1
+    assert fake.most["other"] >= 1

@@ -55,7 +55,7 @@ def test_the_tree_maps_onto_the_candidates_present(fitted) -> None:  # noqa: ANN
     keep = [j for j, m in enumerate(test.candidates) if m != "gpt-4o-mini"]
     reduced = dataclasses.replace(test, candidates=tuple(test.candidates[j] for j in keep), correct=test.correct[:, keep],
                                   quality=test.quality[:, keep], cost=test.cost[:, keep], latency=test.latency[:, keep])
-    from tierroute.pipelines.evaluate import _tier_model
+    from tierroute.models.heuristic import tier_candidate as _tier_model
 
     assert _tier_model(catalogue, "tier2", reduced.candidates) == "gpt-4o"
     assert _tier_model(catalogue, "tier1", reduced.candidates) == "claude-3-haiku"
@@ -66,7 +66,9 @@ def test_evaluation_without_complete_requests_is_refused(fitted) -> None:  # noq
     correct = test.correct.copy()
     correct[:, 0] = np.nan
     broken = dataclasses.replace(test, correct=correct)
-    with pytest.raises(DataValidationError, match=r"^No request in the evaluation data has an outcome for every candidate, nor a logged choice with its propensity \(100 requests; no outcomes at all for \['claude-3-haiku'\]\)"):
+    with pytest.raises(DataValidationError, match=r"^No request in the evaluation data has an outcome for every candidate, "
+                                                  r"nor a logged choice with its propensity "
+                                                  r"\(100 requests; no outcomes at all for \['claude-3-haiku'\]\)"):
         evaluate(router, broken, builtin_catalogue("article"))
 
 

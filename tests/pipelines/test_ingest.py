@@ -44,14 +44,15 @@ BAD_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("wrong_type", {"request_id": "x2", "prompt": "p", "model": "m", "quality": "abc", "cost_usd": 0}),
     ("quality_nan", {"request_id": "x3", "prompt": "p", "model": "m", "quality": "nan", "cost_usd": 0}),
     ("negative_cost", {"request_id": "x4", "prompt": "p", "model": "m", "quality": 1, "cost_usd": -1}),
-    ("duplicate_request_model", {"request_id": "r0", "prompt": "Classify ticket number 0.", "model": "gpt-4o", "quality": 1, "cost_usd": 0.1}),
+    ("duplicate_request_model", {"request_id": "r0", "prompt": "Classify ticket number 0.", "model": "gpt-4o", "quality": 1,
+                                 "cost_usd": 0.1}),
     ("conflicting_request_id", {"request_id": "r1", "prompt": "A different prompt.", "model": "m2", "quality": 1, "cost_usd": 0.1}),
 ]
 
 
 def write_jsonl(path: Path, rows: list[Any], extra_lines: tuple[str, ...] = ()) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows) + "".join(l + "\n" for l in extra_lines)
+    text = "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows) + "".join(line + "\n" for line in extra_lines)
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -326,12 +327,18 @@ def test_forced_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"format": "xml"}, "The 'format' parameter of IngestConfig must be one of auto, routerbench, routellm, outcomes. Got 'xml' instead."),
-        ({"max_bad_fraction": 2}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. Got 2 instead."),
-        ({"max_bad_fraction": -0.1}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. Got -0.1 instead."),
-        ({"max_bad_fraction": math.nan}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. Got nan instead."),
-        ({"max_bad_fraction": "0.1"}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. Got '0.1' instead."),
-        ({"correct_threshold": 1.5}, "The 'correct_threshold' parameter of IngestConfig must be a finite number in the range [0, 1]. Got 1.5 instead."),
+        ({"format": "xml"}, "The 'format' parameter of IngestConfig must be one of auto, routerbench, routellm, outcomes. "
+                            "Got 'xml' instead."),
+        ({"max_bad_fraction": 2}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. "
+                                  "Got 2 instead."),
+        ({"max_bad_fraction": -0.1}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. "
+                                     "Got -0.1 instead."),
+        ({"max_bad_fraction": math.nan}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. "
+                                         "Got nan instead."),
+        ({"max_bad_fraction": "0.1"}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. "
+                                      "Got '0.1' instead."),
+        ({"correct_threshold": 1.5}, "The 'correct_threshold' parameter of IngestConfig must be a finite number in the range [0, 1]. "
+                                     "Got 1.5 instead."),
         ({"paths": ()}, "IngestConfig needs at least one path to an outcome file or folder."),
     ],
 )
@@ -386,9 +393,9 @@ def test_real_arc_challenge_train_problems_are_reported(shared_data: Path, tmp_p
     assert set(result.reasons) == {"quality_nan", "conflicting_request_id"}
     assert result.rows_quarantined / result.rows_read < 0.05
     lines = quarantine(tmp_path / "out")
-    conflicting = [l for l in lines if l["reason"] == "conflicting_request_id"]
-    assert {l["row"]["request_id"] for l in conflicting} == reused
-    assert all(l["row"]["quality"] == "nan" for l in lines if l["reason"] == "quality_nan")
+    conflicting = [line for line in lines if line["reason"] == "conflicting_request_id"]
+    assert {line["row"]["request_id"] for line in conflicting} == reused
+    assert all(line["row"]["quality"] == "nan" for line in lines if line["reason"] == "quality_nan")
     summary = result.summary()
     assert summary["requests"] == n_rows - len(reused)
     assert summary["tasks"] == {"arc-challenge": n_rows - len(reused)}
@@ -552,3 +559,80 @@ def test_prompts_are_stored_with_64_bit_offsets() -> None:
     features = outcome_features()
     assert features["prompt"].dtype == "large_string" and features["output_schema"].dtype == "large_string"
     assert str(features.arrow_schema.field("prompt").type) == "large_string"
+
+
+# --- hostile input: every line read is kept or quarantined, and the run never aborts -------------
+
+
+def _line(request_id: str, **change: Any) -> bytes:
+    row = {"request_id": request_id, "prompt": f"Classify ticket {request_id}.", "model": "gpt-4o", "quality": 1,
+           "cost_usd": 0.12, "task": "triage"}
+    return json.dumps({**row, **change}).encode()
+
+
+def test_a_jsonl_mixing_every_bad_line_kind_loses_no_line(tmp_path: Path) -> None:
+    lines = [
+        b"\xef\xbb\xbf" + _line("bom"),                                          # a BOM before a valid first row
+        _line("g1"),
+        _line("sur").replace(b"Classify", b"\\ud800Classify"),                   # a lone surrogate in the prompt
+        _line("q400").replace(b'"quality": 1', b'"quality": ' + b"9" * 400),    # a 400-digit quality
+        _line("c400").replace(b'"cost_usd": 0.12', b'"cost_usd": ' + b"9" * 400),
+        # NaN (which Python's json writes) is still read, so this 400-digit cost reaches the validator
+        _line("nan400").replace(b'"cost_usd": 0.12', b'"latency_ms": NaN, "cost_usd": ' + b"9" * 400),
+        _line("utf8").replace(b"Classify", b"Cl\xffassify"),                     # not UTF-8
+        _line("d5000").replace(b'"task"', b'"x": ' + b"9" * 5000 + b', "task"'),  # a 5,000-digit number
+        _line("deep").replace(b'"task"', b'"x": ' + b"[" * 5000 + b"]" * 5000 + b', "task"'),  # 5,000 deep
+        _line("g2"),
+    ]
+    src = tmp_path / "hostile.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    result = ingest(src, max_bad_fraction=0.9)
+    physical = src.read_bytes().count(b"\n")
+    assert result.rows_read == physical == len(lines) == result.rows_kept + result.rows_quarantined
+    assert sorted(result.to_pandas()["request_id"]) == ["bom", "g1", "g2"]
+    assert result.reasons == {"bad_encoding": 2, "unparseable_row": 4, "wrong_type": 1}
+    quarantined = quarantine(tmp_path / "out")  # every line is UTF-8 JSON, whatever the row held
+    (tmp_path / "out" / "quarantine.jsonl").read_bytes().decode("utf-8")
+    assert len(quarantined) == result.rows_quarantined
+    by_where = {q["where"]: q for q in quarantined}
+    assert set(by_where) == {f"hostile.jsonl:{n}" for n in range(3, 10)}
+    assert by_where["hostile.jsonl:3"]["detail"].startswith("prompt holds a lone surrogate (U+D800) at character 0")
+    assert by_where["hostile.jsonl:3"]["row"]["prompt"] == "\\ud800Classify ticket sur."
+    assert by_where["hostile.jsonl:4"]["detail"].startswith("line 4 holds a number written with 400 characters")
+    assert by_where["hostile.jsonl:6"]["detail"] == ("cost_usd must be a finite number; got an integer of 400 digits "
+                                                     "(int), beyond a float's range (about 1.8e308)")
+    assert by_where["hostile.jsonl:7"]["reason"] == "bad_encoding" and "Cl\\xffassify" in by_where["hostile.jsonl:7"]["row"]["raw"]
+    assert by_where["hostile.jsonl:9"]["detail"].startswith("line 9 nests arrays/objects more than 64 levels deep")
+    assert result.inputs[0]["rows"] == physical and result.inputs[0]["quarantined"] == 7
+
+
+def test_a_csv_with_bad_bytes_and_extra_cells_loses_no_row(tmp_path: Path) -> None:
+    src = tmp_path / "hostile.csv"
+    src.write_bytes(
+        b"request_id,prompt,model,quality,cost_usd\n"
+        b"a,Classify ticket a.,gpt-4o,1,0.12\n"
+        b"b,Cl\xffassify,gpt-4o,1,0.12\n"                      # not UTF-8
+        b"c,Classify, please,gpt-4o,1,0.12\n"                  # an unquoted comma: one cell too many
+        b"d,Classify ticket d.,gpt-4o," + b"9" * 400 + b",0.12\n"
+        b"e,Classify ticket e.,gpt-4o,1," + b"9" * 400 + b"\n"
+        b'f,"Classify\nticket f.",gpt-4o,1,0.12\n'              # a quoted cell over two lines: one row
+        b"g,Classify ticket g.,gpt-4o,1,0.12\n")
+    result = ingest(src, max_bad_fraction=0.9)
+    assert result.rows_read == 7 == result.rows_kept + result.rows_quarantined
+    assert sorted(result.to_pandas()["request_id"]) == ["a", "f", "g"]
+    assert result.reasons == {"bad_encoding": 1, "unparseable_row": 1, "quality_out_of_range": 1, "wrong_type": 1}
+    by_where = {q["where"]: q for q in quarantine(tmp_path / "out")}
+    assert by_where["hostile.csv:3"]["row"]["prompt"] == "Cl\\xffassify"
+    assert by_where["hostile.csv:4"]["row"]["_extra_cells"] == ["0.12"]
+    assert by_where["hostile.csv:5"]["detail"] == "quality must be in [0, 1]; got inf"
+
+
+def test_a_csv_that_cannot_be_split_is_refused_whole_and_leaves_out_reusable(tmp_path: Path) -> None:
+    src = tmp_path / "open.csv"
+    src.write_text("request_id,prompt,model,quality,cost_usd\n1,p,m,1,0\n2,\"never closed,m,1,0\n3,p,m,1,0\n"
+                   "4,p,m,1,0\n5,p,m,1,0\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"^open\.csv: cannot split line 3 into cells reliably \(unexpected end "
+                       r"of data\): a quoted cell that starts there is never closed"):
+        ingest(src)
+    assert not (tmp_path / "out").exists()  # nothing half-read stays behind
+    assert ingest(write_jsonl(tmp_path / "log.jsonl", good_rows(2))).rows_kept == 4

@@ -76,7 +76,8 @@ def test_bad_inputs_are_refused(change: dict[str, list[float]], message: str) ->
 def test_dr_checks_its_outcome_model_and_snips_needs_overlap() -> None:
     with pytest.raises(DataValidationError, match=r"^q_hat must be a finite \(n, m\) array with n = 2 logged requests; got shape \(3, 2\)"):
         doubly_robust([1, 0], [0, 1], [0.5, 0.5], [0, 1], np.zeros((3, 2)))
-    with pytest.raises(DataValidationError, match=r"^With q_hat, 'target' actions must be column indices in \[0, 2\); got values from 0 to 5"):
+    with pytest.raises(DataValidationError, match=r"^With q_hat, 'target' actions must be column indices in \[0, 2\); "
+                                                  r"got values from 0 to 5"):
         doubly_robust([1, 0], [0, 1], [0.5, 0.5], [0, 5], np.zeros((2, 2)))
     with pytest.raises(DataValidationError, match=r"^The target policy never agrees with the logged choices, so SNIPS"):
         snips([1, 0], [0, 0], [0.5, 0.5], [1, 1])

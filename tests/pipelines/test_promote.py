@@ -83,7 +83,8 @@ def test_an_equal_challenger_passes_and_the_tolerance_matters(data: RoutingData)
 
 
 def test_gate_refusals(data: RoutingData) -> None:
-    with pytest.raises(ConfigError, match=r"^The gate needs held-out requests with every candidate's outcome or a logged choice with its propensity; 10 have them"):
+    with pytest.raises(ConfigError, match=r"^The gate needs held-out requests with every candidate's outcome "
+                                          r"or a logged choice with its propensity; 10 have them"):
         small = data.subset(np.arange(10))
         gate(None, Fixed(small, np.zeros(10, dtype=int)), small, CATALOGUE)
     other = Fixed(data, _oracle(data))
@@ -128,8 +129,8 @@ def test_promote_then_refuse_then_rollback(registry: dict[str, Any], monkeypatch
                                            capsys: pytest.CaptureFixture[str]) -> None:
     import mlflow
 
-    from tierroute.cli import main
     import tierroute.pipelines.promote as promote_module
+    from tierroute.cli import main
 
     uri, data = registry["uri"], registry["data"]
     args = ["--data", data, "--tracking-uri", uri]
@@ -183,7 +184,7 @@ def test_a_registry_failure_is_not_read_as_no_champion() -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
-    from tierroute.pipelines.promote import _alias
+    from tierroute.pipelines.promote import alias_version
 
     class Down:
         def get_model_version_by_alias(self, name: str, alias: str) -> None:
@@ -193,9 +194,9 @@ def test_a_registry_failure_is_not_read_as_no_champion() -> None:
         def get_model_version_by_alias(self, name: str, alias: str) -> None:
             raise MlflowException("no such alias", error_code=INVALID_PARAMETER_VALUE)
 
-    assert _alias(Missing(), "tierroute", "champion") is None
+    assert alias_version(Missing(), "tierroute", "champion") is None
     with pytest.raises(MlflowException, match="connection refused"):
-        _alias(Down(), "tierroute", "champion")
+        alias_version(Down(), "tierroute", "champion")
 
 
 # -- logged held-out requests (the chosen model's outcome and its propensity) ----------------------
@@ -246,8 +247,9 @@ def test_the_gate_judges_logged_requests_by_doubly_robust_estimates(routers: dic
     observed = gate(None, challenger, data, CATALOGUE).figures
     assert observed["estimator"] == "observed" and observed["logged_requests"] == 0 and "off_policy" not in observed
     dr = off["challenger"]["accuracy"]["dr"]
-    assert dr["ci_low"] <= observed["challenger"]["accuracy"] <= dr["ci_high"]
-    assert abs(dr["value"] - observed["challenger"]["accuracy"]) < 0.06
+    # near the observed figure (the normal-approximation interval can be too narrow when few logged
+    # choices match the challenger's; see tests/pipelines/test_train.py)
+    assert abs(dr["value"] - observed["challenger"]["accuracy"]) < 0.05
     assert f["heuristic"]["accuracy"] == pytest.approx(observed["heuristic"]["accuracy"], abs=0.04)
 
 

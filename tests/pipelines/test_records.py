@@ -17,6 +17,7 @@ from tierroute.pipelines.records import (
     OutcomeValidator,
     RowIssue,
     prompt_hash,
+    quarantine_line,
 )
 
 BASE: dict[str, Any] = {
@@ -202,7 +203,7 @@ def test_every_validator_reason_code_is_covered_below() -> None:
     covered = {
         "missing_field", "wrong_type", "quality_nan", "quality_out_of_range", "negative_cost",
         "negative_latency", "propensity_out_of_range", "bad_schema", "bad_timestamp",
-        "conflicting_request_id", "duplicate_request_model",
+        "conflicting_request_id", "duplicate_request_model", "bad_encoding",
     }
     assert covered | ADAPTER_REASONS == set(QUARANTINE_REASONS)
 
@@ -250,7 +251,8 @@ def test_missing_quality_and_correct(blank: object) -> None:
         ({"model": 7}, r"^model must be a string; got 7 \(int\)$"),
         ({"prompt": {"text": "hi"}}, r"^prompt must be text or chat messages; got \{'text': 'hi'\} \(dict\)$"),
         ({"prompt": [1, 2]}, r"^messages\[0\] must be an object with 'role' and 'content'; got 1 \(int\)"),
-        ({"prompt": None, "messages": "hello"}, r"^'messages' must be a non-empty list of \{'role', 'content'\} objects; got 'hello' \(str\)"),
+        ({"prompt": None, "messages": "hello"}, r"^'messages' must be a non-empty list of \{'role', 'content'\} objects; "
+                                                r"got 'hello' \(str\)"),
         ({"latency_ms": "slow"}, r"^latency_ms must be a number; got 'slow' \(str\)$"),
         ({"propensity": "half"}, r"^propensity must be a number; got 'half' \(str\)$"),
     ],
@@ -371,3 +373,59 @@ def test_a_quarantined_row_is_not_remembered() -> None:
     validator = OutcomeValidator()
     assert isinstance(validator.validate({**BASE, "quality": math.nan}, "a:1"), RowIssue)
     assert isinstance(validator.validate(dict(BASE), "a:2"), dict)
+
+
+# --- hostile values: never an exception, always a reason -------------------------------------------
+
+
+def test_prompt_hash_takes_any_str_and_keeps_the_hashes_of_text() -> None:
+    assert prompt_hash("abc") == "ba7816bf8f01cfea"  # bundles carry hashes of ordinary text: unchanged
+    import hashlib
+
+    assert prompt_hash("Grüße, 世界 🙂") == hashlib.sha256("Grüße, 世界 🙂".encode()).hexdigest()[:16]
+    assert len(prompt_hash("p\ud800")) == 16 and prompt_hash("p\ud800") != prompt_hash("p\udc00")
+
+
+@pytest.mark.parametrize(("field", "value", "shown"), [
+    ("prompt", "p\ud800", "U+D800) at character 1"),
+    ("request_id", "id-\udcff", "U+DCFF) at character 3"),
+    ("model", "\udc80gpt", "U+DC80) at character 0"),
+    ("task", "t\ud83d", "U+D83D) at character 1"),
+])
+def test_a_lone_surrogate_in_text_is_bad_encoding(field: str, value: str, shown: str) -> None:
+    result = issue({**BASE, field: value}, "bad_encoding",
+                   rf"^{field} holds a lone surrogate \({re.escape(shown)}, half of a UTF-16 pair that is not text; "
+                   "fix the writer")
+    assert isinstance(result, RowIssue)
+
+
+def test_a_surrogate_pair_is_text() -> None:
+    assert check({**BASE, "prompt": "smile \U0001f642"})["prompt"] == "smile \U0001f642"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("field", "reason"), [
+    ("quality", "quality_out_of_range"), ("cost_usd", "wrong_type"), ("latency_ms", "negative_latency"),
+    ("propensity", "propensity_out_of_range"),
+])
+def test_an_integer_beyond_float_range_is_quarantined_not_an_overflow(field: str, reason: str) -> None:
+    huge = int("9" * 400)
+    issue({**BASE, field: huge}, reason,
+          rf"^{field} must be a finite number; got an integer of 400 digits \(int\), beyond a float's range "
+          r"\(about 1\.8e308\)$")
+
+
+def test_an_integer_too_long_to_print_is_still_described() -> None:
+    issue({**BASE, "correct": 10 ** 5000}, "wrong_type", r"^correct must be true/false \(or 1/0\); got an integer of "
+          r"5,001 digits \(int\)$")
+    issue({**BASE, "request_id": 10 ** 100}, "wrong_type", r"^request_id must be an int of at most 77 digits \(or a "
+          r"string\); got 1000")
+
+
+def test_the_quarantine_line_is_always_writable_utf8_json() -> None:
+    row = {"prompt": "p\ud800", "raw": "x\udcff", "big": 10 ** 5000, "nan": math.nan, "obj": object, "k\udc80": 1}
+    line = quarantine_line("f.csv:3", "bad_encoding", "detail \ud800", row)
+    line.encode("utf-8")  # no UnicodeEncodeError
+    back = json.loads(line)
+    assert back["row"]["prompt"] == "p\\ud800" and back["row"]["raw"] == "x\\xff" and back["row"]["nan"] == "nan"
+    assert back["row"]["big"] == "an integer of 5,001 digits (int)" and back["detail"] == "detail \\ud800"
+    assert "k\\x80" in back["row"]

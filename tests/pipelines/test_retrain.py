@@ -125,6 +125,7 @@ def test_retrain_on_production_logs_with_a_previous_weight(champion: dict[str, A
 
 
 def test_previous_weight_is_checked() -> None:
-    with pytest.raises(ConfigError, match=r"^The 'previous_weight' parameter of RetrainConfig must be a finite number in the range \[1e-06, inf\)"):
+    with pytest.raises(ConfigError, match=r"^The 'previous_weight' parameter of RetrainConfig "
+                                          r"must be a finite number in the range \[1e-06, inf\)"):
         RetrainConfig(logs=("x.jsonl",), previous_weight=0.0)
     assert RetrainConfig(logs=("x.jsonl",)).previous_weight == 1.0

@@ -9,7 +9,14 @@ import sys
 import pytest
 
 from tierroute.pipelines.scorers import (
-    DEFAULT_THRESHOLDS, SCORERS, check_reference, extract_choice, extract_number, normalize_answer, score_text, token_f1,
+    DEFAULT_THRESHOLDS,
+    SCORERS,
+    check_reference,
+    extract_choice,
+    extract_number,
+    normalize_answer,
+    score_text,
+    token_f1,
 )
 from tierroute.pipelines.scorers_code import CodeLimits, extract_code, score_code
 from tierroute.pipelines.scorers_json import extract_json, field_f1, score_json, to_json_schema, validate_json
@@ -342,3 +349,23 @@ def test_what_the_code_started_does_not_outlive_it(tmp_path: object) -> None:
     if alive():  # do not leave it behind even when the test fails
         os.kill(pid, 9)
         pytest.fail("the background process outlived score_code")
+
+
+@pytest.mark.parametrize(("answer", "tests"), [
+    ("import os\ndef add(a, b):\n    return a - b\nos._exit(0)", "assert add(2, 3) == 5"),   # before the tests
+    ("import os\ndef add(a, b):\n    return a - b", "import os\nos._exit(0)\nassert add(2, 3) == 5"),
+    ("import atexit, os\ndef add(a, b):\n    return a - b\natexit.register(os._exit, 0)\nraise SystemExit(0)",
+     "assert add(2, 3) == 5"),
+])
+def test_an_exit_status_of_0_without_the_tests_finishing_fails(answer: str, tests: str) -> None:
+    got = score_code(answer, tests)
+    assert got.quality == 0.0
+    assert got.detail in (
+        "the process exited 0 before the reference tests ran to their end (os._exit() or a killed interpreter?); "
+        "only a run that finishes the tests passes",
+        "tests failed (exit 3): SystemExit(0) in the answer's code, before the reference tests ran")
+
+
+def test_the_answer_sees_an_empty_stdin_not_the_sentinel_pipe() -> None:
+    probe = "import sys\nassert sys.stdin.read() == ''\ndef add(a, b):\n    return a + b"
+    assert score_code(probe, "assert add(2, 3) == 5").detail == "tests passed"

@@ -16,6 +16,7 @@ import pytest
 
 from tierroute.serving.bundle import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION, Bundle, BundleError, Calibration, load_bundle
 
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two pristine bundles (tests copy them before breaking anything): ``pooled`` with a static
@@ -126,7 +127,8 @@ def test_folder_without_manifest(tmp_path: Path) -> None:
 
 def test_manifest_not_json(bundle: Path) -> None:
     (bundle / "manifest.json").write_text('{"kind": "tierroute.router_bundle",', encoding="utf-8")
-    refused(bundle, "bundle_unreadable", r"The manifest\.json of {p} cannot be read \(Expecting .*\)\. The bundle is damaged: re-export it\.$")
+    refused(bundle, "bundle_unreadable", r"The manifest\.json of {p} cannot be read \(Expecting .*\)\. "
+                                         r"The bundle is damaged: re-export it\.$")
 
 
 def test_manifest_not_utf8(bundle: Path) -> None:
@@ -215,8 +217,8 @@ def test_no_files_listed(bundle: Path) -> None:
 
 def test_signals_config_edited(bundle: Path) -> None:
     edit_manifest(bundle, lambda m: m["signals"].update(long_prompt_tokens=1500))
-    refused(bundle, "feature_spec_mismatch", r"Bundle {p} cannot be served: Feature spec mismatch on 'signals': the model was "
-                                             r"trained with .*'long_prompt_tokens': 1000.*, this runtime builds .*'long_prompt_tokens': 1500")
+    refused(bundle, "feature_spec_mismatch", r"Bundle {p} cannot be served: Feature spec mismatch on 'signals': the model was trained with "
+                                             r".*'long_prompt_tokens': 1000.*, this runtime builds .*'long_prompt_tokens': 1500")
 
 
 def test_encoder_table_of_another_model(bundle: Path) -> None:

@@ -70,7 +70,7 @@ def test_to_dict(policy):
     assert list(out) == [
         "schema_version", "tier", "model", "source", "reason", "node",
         "probabilities", "expected_cost_usd", "elapsed_ms", "signals", "fallback", "bundle_id",
-        "propensity", "explored",
+        "propensity", "explored", "objective",
     ]
     assert out["fallback"] is None and out["bundle_id"] is None  # the heuristic was asked for: no fallback
     assert out["schema_version"] == DECISION_SCHEMA_VERSION == 1
@@ -103,6 +103,7 @@ def test_decision_to_dict_defaults():
         "bundle_id": None,
         "propensity": 1.0,
         "explored": False,
+        "objective": None,
     }
 
 

@@ -174,3 +174,74 @@ def test_a_closed_log_drops_lines_but_never_fails_a_decision(tmp_path: Path, cap
     assert all(d.source == "heuristic" for d in decisions) and log.dropped == 3
     assert len((tmp_path / "closed.jsonl").read_text(encoding="utf-8").splitlines()) == 1
     assert sum("could not be written" in r.getMessage() for r in caplog.records) == 1  # warned once
+
+
+# -- issue 13: torn tails and exact drop counts --------------------------------------------------
+
+def test_a_torn_last_line_is_moved_aside_so_the_next_decision_starts_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    whole = json.dumps({"model": "m", "request_id": "before"})
+    path.write_bytes((whole + "\n" + whole[:17]).encode())  # a crash in the middle of the second line
+    with DecisionLog(path) as log:
+        assert log.torn == 1 and log.dropped == 0
+        Router.load(None, decision_log=log).route({"prompt": "after the restart", "id": "next"})
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]  # every line is JSON again
+    assert [r["request_id"] for r in rows] == ["before", "next"]
+    assert (tmp_path / "d.jsonl.torn").read_bytes() == whole[:17].encode() + b"\n"
+    from tierroute.pipelines.drift import read_decision_log
+
+    assert len(read_decision_log([path])) == 2  # drift reads the file instead of refusing it
+
+
+def test_a_whole_last_line_without_its_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"model": "m", "request_id": "kept"}', encoding="utf-8")
+    with DecisionLog(path) as log:
+        Router.load(None, decision_log=log).route({"prompt": "hi", "id": "new"})
+        assert log.torn == 0
+    assert [json.loads(x)["request_id"] for x in path.read_text(encoding="utf-8").splitlines()] == ["kept", "new"]
+    assert not (tmp_path / "d.jsonl.torn").exists()
+
+
+def test_dropped_counts_exactly_the_lines_that_did_not_reach_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    import errno
+    import os
+
+    from tierroute.serving import decision_log as module
+
+    log = DecisionLog(tmp_path / "full.jsonl")
+    router = Router.load(None, decision_log=log)
+    real_write, failures = os.write, iter([True, False, False, True, False])  # the disk fills, frees, fills ...
+    full = [False]
+
+    def write(fd: int, data: bytes) -> int:  # as the kernel does: a short write, then ENOSPC
+        if fd != log._fd:
+            return real_write(fd, data)
+        if full[0]:
+            full[0] = False
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if next(failures, False):
+            full[0] = True
+            return real_write(fd, bytes(data[: len(data) // 2]))  # half a line lands
+        return real_write(fd, data)
+
+    monkeypatch.setattr(module.os, "write", write)
+    with caplog.at_level("WARNING", logger="tierroute.serving"):
+        for i in range(8):
+            router.route({"prompt": f"decision {i}", "id": i})
+    monkeypatch.undo()
+    log.close()
+    rows = [json.loads(line) for line in (tmp_path / "full.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert log.dropped == 2 and log.torn == 0  # the half lines were cut back off
+    assert [r["request_id"] for r in rows] == [1, 2, 4, 5, 6, 7]  # 8 decisions - 2 dropped, none glued
+    assert sum("could not be written" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_fifo_is_refused_as_a_decision_log(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    with pytest.raises(ConfigError, match=r"^Cannot open the decision log .*pipe\.jsonl' for appending \(No such device "
+                                          r"or address\)\. Pass a writable file path\.$"):
+        DecisionLog(tmp_path / "pipe.jsonl")  # no reader: refused at once, never blocking

@@ -125,6 +125,32 @@ def test_route_returns_a_learned_decision_and_echoes_the_id(router_a: Router) ->
     assert body["probabilities"] == pytest.approx(expected.probabilities)
 
 
+def test_the_objective_field_picks_the_operating_point_per_call(router_a: Router, tmp_path: Path) -> None:
+    from tierroute.serving.decision_log import DecisionLog
+
+    log = tmp_path / "decisions.jsonl"
+    router = Router(router_a.bundle, router_a.config, decision_log=DecisionLog(str(log)))
+    client = _client(router)
+    prompts = ["Summarize this ticket.", "Pull the order id: #88231", "Prove that the sum of two odd numbers is even."]
+    for objective in ("max-accuracy", "budget=0.0001"):
+        for prompt in prompts:
+            body = client.post("/v1/route", json={"prompt": prompt, "objective": objective}).json()
+            assert body["objective"] == objective
+            assert body["model"] == router_a.route({"prompt": prompt}, objective=objective).model
+        batch = client.post("/v1/route/batch", json={"objective": objective, "requests": [{"prompt": p} for p in prompts]})
+        assert [d["objective"] for d in batch.json()["decisions"]] == [objective] * 3
+    default = client.post("/v1/route", json={"prompt": prompts[0]}).json()
+    assert default["objective"] == "match-best"  # the bundle's own
+    bad = _error(client.post("/v1/route", json={"prompt": "x", "objective": "cheapest"}), 422)
+    assert bad["message"].startswith("The request's objective must be one of ('match-best', 'match-heuristic', "
+                                     "'max-accuracy') or 'budget=USD_PER_QUERY'")
+    mixed = client.post("/v1/route/batch", json={"requests": [{"prompt": "a", "objective": "max-accuracy"},
+                                                              {"prompt": "b", "objective": "match-best"}]})
+    assert _error(mixed, 422)["message"].startswith("The requests name different objectives ['match-best', 'max-accuracy']")
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [r["objective"] for r in rows] == ["max-accuracy"] * 6 + ["budget=0.0001"] * 6 + ["match-best"]
+
+
 def test_route_without_an_id_gives_null_and_messages_work(router_a: Router) -> None:
     client = _client(router_a)
     response = client.post("/v1/route", json={"messages": [{"role": "system", "content": "Be brief."},
@@ -389,9 +415,11 @@ def test_reload_switches_the_bundle(bundles: dict[str, Path]) -> None:
     assert client.post("/v1/route", json={"prompt": "hi"}).json()["bundle_id"] == id_b
     assert client.get("/readyz").json()["bundle_id"] == id_b
     assert client.app.state.holder.source == str(bundles["b"])
-    # an empty body reloads the current source
+    # an empty body reloads the configured bundle (as the README says), not the one reloaded last
     again = client.post("/admin/reload")
-    assert again.status_code == 200 and again.json()["bundle_id"] == id_b
+    assert again.status_code == 200 and again.json()["bundle_id"] == id_a
+    assert client.app.state.holder.source == str(bundles["a"])
+    assert client.post("/v1/route", json={"prompt": "hi"}).json()["bundle_id"] == id_a
     assert _metrics(client)[("tierroute_reloads_total", (("outcome", "ok"),))] == 2
 
 
@@ -537,7 +565,8 @@ def test_tierroute_serve_answers_on_loopback(bundles: dict[str, Path], tmp_path:
     with open(log, "wb") as sink:
         process = subprocess.Popen(
             [*command, "serve", "--bundle", str(bundles["a"]), "--host", "127.0.0.1", "--port", str(port),
-             "--token-env", "TIERROUTE_TEST_TOKEN", "--max-body", "1000", "--deadline-ms", "10000"],
+             "--token-env", "TIERROUTE_TEST_TOKEN", "--max-body", "1000", "--deadline-ms", "10000",
+             "--request-timeout", "1", "--max-connections", "64"],
             stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -570,9 +599,15 @@ def test_tierroute_serve_answers_on_loopback(bundles: dict[str, Path], tmp_path:
             response = client.post("/v1/route", content=chunks(), headers=auth)
             assert response.status_code == 413
             assert response.json()["error"]["message"].startswith("The body exceeds 1,000 bytes.")
+            partial = socket.create_connection(("127.0.0.1", port), timeout=30)
+            partial.sendall(b"POST /v1/route HTTP/1.1\r\nhost: x\r\n")  # and nothing more: --request-timeout 1
+            assert _read_until_closed(partial).startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+            assert client.get("/v1/nothing", headers=auth).json()["error"]["status"] == 404
             metrics = client.get("/metrics", headers=auth).text
             assert 'tierroute_client_errors_total{status="413"} 1.0' in metrics
             assert 'tierroute_client_errors_total{status="401"} 1.0' in metrics
+            assert "tierroute_client_errors_total{status=\"408\"} 1.0" in metrics
+            assert 'tierroute_client_errors_total{status="404"} 1.0' in metrics
     finally:
         process.terminate()
         try:
@@ -594,3 +629,298 @@ def test_serve_with_an_unset_token_variable_is_one_error_line(monkeypatch: pytes
     monkeypatch.setenv("TIERROUTE_UNSET_TOKEN_VAR", "")
     assert main(["serve", "--token-env", "TIERROUTE_UNSET_TOKEN_VAR"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# -- issue 13: no 500s for hostile bodies, every error JSON and counted ---------------------------
+
+def _deep(depth: int, inner: str = "1") -> str:
+    return '{"a": ' * depth + inner + "}" * depth
+
+
+@pytest.mark.parametrize("body", [
+    '{"prompt": "hi", "x": ' + "[" * 10_000 + "]" * 10_000 + "}",
+    '{"prompt": "hi", "metadata": ' + _deep(10_000) + "}",
+    '{"prompt": "hi", "output_schema": ' + _deep(3_000, '"string"') + "}",
+])
+def test_json_nested_too_deep_is_400_not_500(tree_router: Router, body: str) -> None:
+    client = _client(tree_router)
+    error = _error(client.post("/v1/route", content=body.encode()), 400)
+    assert error["message"] == ("The body nests arrays/objects more than 128 levels deep; this service accepts at most "
+                                "128 (--max-json-depth). Flatten the request.")
+    assert _error(client.post("/v1/route/batch", content=b'{"requests": [' + body.encode() + b"]}"), 400)
+    values = _metrics(client)
+    assert values[("tierroute_client_errors_total", (("status", "400"),))] == 2
+    assert values[("tierroute_decision_seconds_count", ())] == 0
+
+
+@pytest.mark.parametrize("field", ["latency_sla_ms", "id"])
+def test_an_integer_over_4300_digits_is_400(tree_router: Router, field: str) -> None:
+    client = _client(tree_router)
+    body = '{"prompt": "hi", "' + field + '": ' + "7" * 5000 + "}"
+    error = _error(client.post("/v1/route", content=body.encode()), 400)
+    assert error["message"] == ("The body holds a number written with 5,000 characters (77777777777777777777...); at "
+                                "most 100 are accepted. Send it as a string if it is an identifier, or round it.")
+    assert _metrics(client)[("tierroute_client_errors_total", (("status", "400"),))] == 1
+
+
+@pytest.mark.parametrize(("body", "status", "start"), [
+    (b'{"prompt": "hi", "latency_sla_ms": NaN}', 400, "The body holds the token NaN, which is not JSON"),
+    (b'{"prompt": "hi", "latency_sla_ms": "NaN"}', 422, "'latency_sla_ms' must be a finite number of milliseconds"),
+    (b'{"prompt": "hi", "latency_sla_ms": 3.5e38}', 422, "'latency_sla_ms' must be at most 1e+12 ms (about 31 years)"),
+    (b'{"prompt": "hi", "latency_sla_ms": 1e999}', 400, "The body holds the number 1e999, beyond the range"),
+])
+def test_slas_that_are_not_budgets_are_refused(tree_router: Router, body: bytes, status: int, start: str) -> None:
+    error = _error(_client(tree_router).post("/v1/route", content=body), status)
+    assert error["message"].startswith(start), error["message"]
+
+
+def test_a_lone_surrogate_in_the_id_is_422_before_anything_is_decided(tree_router: Router, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    from tierroute.serving.decision_log import DecisionLog
+
+    caplog.set_level(logging.INFO, logger="tierroute.serving")
+    log = DecisionLog(tmp_path / "d.jsonl")
+    client = _client(Router.load(None, decision_log=log))
+    body = b'{"id": "abc\\ud800", "prompt": "Summarize this ticket."}'
+    error = _error(client.post("/v1/route", content=body), 422)
+    assert error["message"].startswith("'id' holds a lone surrogate (half of a UTF-16 pair) at id, which cannot be sent "
+                                       "back as UTF-8 text;")
+    assert error["id"] is None  # not echoed: it cannot be
+    batch = b'{"requests": [{"prompt": "fine"}, ' + body + b"]}"
+    assert _error(client.post("/v1/route/batch", content=batch), 422)["message"].startswith("request [1]: 'id' holds")
+    log.close()
+    assert (tmp_path / "d.jsonl").read_text(encoding="utf-8") == ""  # nothing decided, nothing logged
+    values = _metrics(client)
+    assert values[("tierroute_client_errors_total", (("status", "422"),))] == 2
+    assert sum(v for (name, _), v in values.items() if name == "tierroute_decisions_total") == 0
+    assert not [r for r in caplog.records if r.getMessage().startswith("decision ")]
+    # a surrogate in the prompt is fine (it is hashed, never echoed)
+    assert client.post("/v1/route", content=b'{"id": 1, "prompt": "x\\ud800"}').status_code == 200
+
+
+def test_unknown_paths_and_methods_are_json_errors_and_counted(tree_router: Router) -> None:
+    client = _client(tree_router)
+    error = _error(client.get("/v2/route"), 404)
+    assert error["message"] == ("No endpoint at /v2/route; this service has POST /v1/route, POST /v1/route/batch, "
+                                "GET /healthz, GET /readyz, GET /metrics, POST /admin/reload.")
+    assert error["type"] == "not_found_error"
+    response = client.get("/v1/route")
+    error = _error(response, 405)
+    assert error["message"] == "GET is not allowed on /v1/route; use POST." and response.headers["allow"] == "POST"
+    values = _metrics(client)
+    assert values[("tierroute_client_errors_total", (("status", "404"),))] == 1
+    assert values[("tierroute_client_errors_total", (("status", "405"),))] == 1
+
+
+def test_decision_log_drops_are_on_metrics(tmp_path: Path) -> None:
+    from tierroute.serving.decision_log import DecisionLog
+
+    log = DecisionLog(tmp_path / "d.jsonl")
+    client = _client(Router.load(None, decision_log=log))
+    assert client.post("/v1/route", json={"prompt": "one"}).status_code == 200
+    log.close()  # e.g. the disk went away: decisions go on, lines are dropped and counted
+    for _ in range(3):
+        assert client.post("/v1/route", json={"prompt": "more"}).status_code == 200
+    values = _metrics(client)
+    assert values[("tierroute_decision_log_dropped_total", ())] == 3
+    assert values[("tierroute_decision_log_torn_total", ())] == 0
+    assert len((tmp_path / "d.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+
+
+def test_a_reload_while_another_runs_is_409(bundles: dict[str, Path]) -> None:
+    client = _client(bundle=str(bundles["a"]), authed=True)
+    holder = client.app.state.holder
+    holder._lock.acquire()  # a reload in progress
+    try:
+        error = _error(client.post("/admin/reload"), 409)
+    finally:
+        holder._lock.release()
+    assert error["message"] == (f"Another reload is running; retry when it has finished. Still serving bundle "
+                                f"{_bundle_id(bundles['a'])}.")
+    assert client.post("/admin/reload").status_code == 200
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_manifest_that_is_a_fifo_is_refused_without_hanging_the_reload(bundles: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "fifo-bundle"
+    shutil.copytree(bundles["b"], target)
+    (target / "manifest.json").unlink()
+    os.mkfifo(target / "manifest.json")  # nobody writes: reading it would block for ever
+    client = _client(bundle=str(bundles["a"]), authed=True)
+    error = _error(client.post("/admin/reload", json={"bundle": str(target)}), 422)
+    assert error["fallback"] == "bundle_unreadable"
+    assert "manifest.json' is a FIFO (named pipe), not a regular file" in error["message"]
+    assert client.post("/admin/reload").status_code == 200  # the lock was released
+
+
+def test_a_manifest_nested_100k_deep_is_refused(bundles: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "deep-bundle"
+    shutil.copytree(bundles["b"], target)
+    (target / "manifest.json").write_text('{"kind": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    with pytest.raises(Exception, match=r"manifest\.json' nests arrays/objects more than 64 levels deep") as caught:
+        Router.load(target, strict=True)
+    assert getattr(caught.value, "code", None) == "bundle_unreadable"
+    client = _client(bundle=str(bundles["a"]), authed=True)
+    assert _error(client.post("/admin/reload", json={"bundle": str(target)}), 422)["fallback"] == "bundle_unreadable"
+
+
+@pytest.mark.parametrize(("flag", "value", "name"), [("--request-timeout", "0", "request_timeout_s"),
+                                                     ("--keep-alive", "-1", "keep_alive_s"),
+                                                     ("--max-connections", "0", "max_connections"),
+                                                     ("--max-json-depth", "1", "max_json_depth")])
+def test_serve_checks_its_limits(capsys: pytest.CaptureFixture[str], flag: str, value: str, name: str) -> None:
+    assert main(["serve", flag, value, "--port", "1"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: The '{name}' parameter of ServiceConfig must be ")
+
+
+# -- issue 13: connection limits, on a real loopback server ----------------------------------------
+
+class _Loopback:
+    """create_app(...) under uvicorn with the service's limits (tierroute.serving.server), in a thread."""
+
+    def __init__(self, **service: object) -> None:
+        import threading
+
+        import uvicorn
+
+        from tierroute.serving.server import uvicorn_config
+
+        self.app = create_app(ServiceConfig(**service), router=Router.load(None))  # type: ignore[arg-type]
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn_config(self.app, "127.0.0.1", self.port))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        for _ in range(600):
+            if self.server.started:
+                break
+            assert self.thread.is_alive(), "uvicorn exited before starting"
+            time.sleep(0.025)
+        assert self.server.started
+
+    def __enter__(self) -> _Loopback:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.sock.close()
+
+    def connect(self, data: bytes = b"") -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        if data:
+            sock.sendall(data)
+        return sock
+
+    def values(self) -> dict[tuple[str, tuple], float]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=30).text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (the socket's timeout bounds it)."""
+    data = b""
+    with sock:
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def _json_body(raw: bytes) -> dict:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), raw
+    return json.loads(body)
+
+
+def test_partial_requests_are_timed_out_and_the_server_keeps_answering() -> None:
+    with _Loopback(request_timeout_s=0.5) as served:
+        silent = [served.connect() for _ in range(10)]
+        heads = [served.connect(b"POST /v1/route HTTP/1.1\r\nhost: x\r\ncontent-type: app") for _ in range(10)]
+        bodies = [served.connect(b"POST /v1/route HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"prompt\": ")
+                  for _ in range(10)]
+        assert httpx.get(f"http://127.0.0.1:{served.port}/healthz", timeout=30).json() == {"status": "ok"}
+        assert all(_read_until_closed(s) == b"" for s in silent)  # closed without a word: nothing was asked
+        for sock in heads + bodies:
+            raw = _read_until_closed(sock)
+            assert raw.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), raw
+            assert _json_body(raw)["error"]["message"] == ("The request did not arrive whole within 0.5 s "
+                                                           "(--request-timeout); send the headers and body without pausing.")
+        values = served.values()
+        assert values[("tierroute_connections_refused_total", (("reason", "request_timeout"),))] == 30
+        assert values[("tierroute_client_errors_total", (("status", "408"),))] == 30
+        decision = httpx.post(f"http://127.0.0.1:{served.port}/v1/route", json={"prompt": "still here"}, timeout=30)
+        assert decision.status_code == 200
+
+
+def test_idle_keep_alive_connections_are_closed() -> None:
+    with _Loopback(keep_alive_s=0.2) as served:
+        sock = served.connect(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        raw = _read_until_closed(sock)  # the answer, then the close once idle
+        assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and raw.endswith(b'{"status":"ok"}')
+
+
+def test_connections_over_the_cap_get_a_json_503() -> None:
+    with _Loopback(max_connections=4, request_timeout_s=30) as served:
+        idle = [served.connect() for _ in range(4)]
+        over = served.connect(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        raw = _read_until_closed(over)
+        assert raw.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and b"retry-after: 1" in raw.lower()
+        error = _json_body(raw)["error"]
+        assert error["message"] == ("The service has 4 connections open, its limit (--max-connections); retry in a "
+                                    "moment, or raise the limit.")
+        # far over the cap (4 + 16): answered at once, without waiting for a request
+        more = [served.connect() for _ in range(20)]
+        raw = _read_until_closed(more[-1])
+        assert raw.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and _json_body(raw)["error"]["status"] == 503
+        for sock in idle + more:
+            sock.close()
+        for _ in range(200):  # the server notices the closes as it reads them
+            try:
+                if httpx.get(f"http://127.0.0.1:{served.port}/healthz", timeout=30).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        values = served.values()
+        assert values[("tierroute_server_errors_total", (("status", "503"),))] >= 2
+        assert values[("tierroute_connections_refused_total", (("reason", "over_capacity"),))] >= 2
+
+
+@pytest.mark.parametrize("request_bytes", [b"NOT HTTP AT ALL\r\n\r\n",
+                                           b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"y" * 4096])
+def test_malformed_http_gets_a_json_400(request_bytes: bytes) -> None:
+    with _Loopback(max_header_bytes=2048) as served:  # a head still incomplete past 2,048 bytes is refused
+        raw = _read_until_closed(served.connect(request_bytes))
+        assert raw.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert _json_body(raw)["error"]["message"].startswith("The request is not valid HTTP/1.1 (")
+        assert served.values()[("tierroute_connections_refused_total", (("reason", "malformed_http"),))] == 1
+
+
+def test_the_connection_cap_is_fitted_to_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    resource = pytest.importorskip("resource")
+    from tierroute.errors import ConfigError
+    from tierroute.serving.server import fit_file_limit
+
+    limits = {"soft": 1024, "hard": 1024}
+
+    def setrlimit(kind: int, values: tuple[int, int]) -> None:
+        if values[0] > limits["hard"]:
+            raise ValueError("not allowed to raise the maximum limit")
+        limits["soft"] = values[0]
+
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (limits["soft"], limits["hard"]))
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    assert fit_file_limit(500, 1024) == (500, None)  # 500 + 62 + 128 fit in 1,024
+    with pytest.raises(ConfigError, match=r"^--max-connections 2,000 needs about 2,378 open files; this process may open "
+                                          r"1,024 \(ulimit -n, hard limit 1024\)\. Raise the limit, or pass "
+                                          r"--max-connections 796 or less\.$"):
+        fit_file_limit(2000, 1024)
+    assert fit_file_limit(None, 1024) == (796, "warning: the open-file limit (1,024, ulimit -n) fits 796 connections, "
+                                               "fewer than the default 1,024; serving with --max-connections 796. "
+                                               "Raise ulimit -n for more.")
+    limits["hard"] = 65536  # the soft limit is raised as far as needed when the hard one allows
+    assert fit_file_limit(None, 1024) == (1024, None) and limits["soft"] == 1024 + 128 + 128

@@ -4,6 +4,7 @@ with the official ``openai`` client; the upstreams are stub servers on loopback.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -67,18 +68,23 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> byte
 
 class _StubHandler(BaseHTTPRequestHandler):
     """An OpenAI-compatible upstream whose behaviour is its server's ``kind``: ok (checks the key,
-    answers, streams SSE; 400 for max_tokens=-1), 500, 429, slow."""
+    answers, streams SSE; 400 for max_tokens=-1), 500, 429 (retry-after 7), slow, garbage (a 200
+    that is not JSON)."""
 
     server: _Stub
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
         pass
 
-    def _send_json(self, status: int, payload: Any) -> None:
-        body = json.dumps(payload).encode()
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_raw(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _send_raw(self, status: int, body: bytes, media: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        self.send_header("content-type", "application/json")
+        self.send_header("content-type", media)
         self.send_header("content-length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -98,7 +104,10 @@ class _StubHandler(BaseHTTPRequestHandler):
         if kind == "500":
             return self._send_json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
         if kind == "429":
-            return self._send_json(429, {"error": {"message": "slow down", "type": "rate_limit_error"}})
+            return self._send_json(429, {"error": {"message": "slow down", "type": "rate_limit_error"}},
+                                   {"retry-after": "7"})
+        if kind == "garbage":  # a 200 whose body is not JSON (a broken gateway, a truncated reply)
+            return self._send_raw(200, b'{"id": "chatcmpl-stub", "choices": [', "application/json")
         if kind == "slow":
             self.server.release.wait(SLOW_S)
             return self._send_json(200, _completion(body["model"]))
@@ -130,7 +139,7 @@ class _StubHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def stubs(serving: Any) -> Iterator[dict[str, _Stub]]:
-    with serving({kind: _Stub(kind) for kind in ("ok", "500", "429", "slow")}) as servers:
+    with serving({kind: _Stub(kind) for kind in ("ok", "500", "429", "slow", "garbage")}) as servers:
         yield servers
 
 
@@ -229,8 +238,10 @@ def serve() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def proxy(catalogue_path: Path) -> Iterator[_Served]:
     """The proxy routing with the heuristic tree over the stubs' catalogue."""
-    served = _Served(create_app(ServiceConfig(catalogue=str(catalogue_path)),
-                                proxy=ProxyConfig(catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)))
+    with pytest.MonkeyPatch.context() as env:  # the keys are read once, when the app is built
+        env.setenv(KEY_ENV, KEY)
+        served = _Served(create_app(ServiceConfig(catalogue=str(catalogue_path)),
+                                    proxy=ProxyConfig(catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)))
     yield served
     served.stop()
 
@@ -264,7 +275,7 @@ def test_a_routed_call_returns_the_upstreams_completion(client: Any, stubs: dict
     assert completion.model == "t1-ok"
     decision = _decision(raw)
     assert decision == {"model": "t1-ok", "tier": "tier1", "source": "heuristic", "fallback": "no_bundle",
-                        "bundle_id": None, "served_by": "t1-ok", "attempts": 1, "upstream_failures": []}
+                        "bundle_id": None, "objective": None, "served_by": "t1-ok", "attempts": 1, "upstream_failures": []}
     assert raw.headers[DECISION_HEADER] == json.dumps(decision, separators=(",", ":"))  # compact JSON
     [call] = stubs["ok"].calls
     assert call["path"] == "/v1/chat/completions"
@@ -327,12 +338,15 @@ def test_an_upstream_400_is_returned_as_is_without_moving_up(client: Any, stubs:
     assert _models_called(stubs) == ["t1-ok"]
 
 
-def test_an_upstream_401_is_returned_as_is(client: Any, stubs: dict[str, _Stub], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(KEY_ENV)
-    with pytest.raises(openai.AuthenticationError) as caught:
-        client.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA)
+def test_an_upstream_401_is_returned_as_is(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-wrong")  # set, but not the key the upstream wants
+    served = serve(ServiceConfig(catalogue=str(catalogue_path)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)
+    monkeypatch.setenv(KEY_ENV, KEY)  # read at start: changing it later changes nothing
+    with served.client() as c, pytest.raises(openai.AuthenticationError) as caught:
+        c.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA)
     assert caught.value.response.json()["error"]["message"] == "bad key"
-    assert stubs["ok"].calls[0]["authorization"] is None
+    assert stubs["ok"].calls[0]["authorization"] == "Bearer sk-wrong"
     assert _models_called(stubs) == ["t1-ok"]
 
 
@@ -491,3 +505,142 @@ def test_a_catalogue_without_base_urls_is_refused_when_building_the_app() -> Non
 def test_proxy_config_checks_its_numbers(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         ProxyConfig(catalogue="article", **kwargs)
+
+
+# -- issue 13: an honest proxy ---------------------------------------------------------------------
+
+def _metric_values(base: str) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def _total(values: dict[tuple[str, tuple], float], name: str) -> float:
+    return sum(v for (n, _), v in values.items() if n == name)
+
+
+def _garbage_catalogue(stubs: dict[str, _Stub], path: Path) -> Path:
+    """g-bad (tier1, answers 200 with a body that is not JSON) -> g-ok (tier2)."""
+    path.write_text("\n".join([
+        'schema_version = 1', 'name = "garbage"', 'tiers = ["tier1", "tier2"]',
+        "[[candidates]]", 'model = "g-bad"', 'tier = "tier1"', "input_per_1k = 0.001", "output_per_1k = 0.002",
+        "default = true", f'base_url = "{stubs["garbage"].base_url}"',
+        "[[candidates]]", 'model = "g-ok"', 'tier = "tier2"', "input_per_1k = 0.01", "output_per_1k = 0.02",
+        "default = true", f'base_url = "{stubs["ok"].base_url}"', f'api_key_env = "{KEY_ENV}"']) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_malformed_200_is_an_upstream_failure_that_moves_up(serve: Any, stubs: dict[str, _Stub], tmp_path: Path) -> None:
+    catalogue = _garbage_catalogue(stubs, tmp_path / "garbage.toml")
+    served = serve(ServiceConfig(catalogue=str(catalogue)), catalogue=str(catalogue), timeout_s=TIMEOUT_S)
+    with served.client() as c:
+        raw = c.chat.completions.with_raw_response.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA)
+        assert raw.parse().choices[0].message.content == "hello from g-ok"
+        decision = _decision(raw)
+        assert (decision["model"], decision["served_by"], decision["upstream_failures"]) == ("g-bad", "g-ok", ["g-bad"])
+        with pytest.raises(openai.APIStatusError) as caught:  # named directly: nowhere to move, so a 502, not garbage
+            c.chat.completions.create(model="g-bad", messages=PLAIN)
+    assert caught.value.status_code == 502
+    error = caught.value.response.json()["error"]
+    assert error["message"] == "Every upstream tried failed (g-bad)." and error["type"] == "upstream_error"
+    assert error["attempts"][0]["status"] == 200
+    assert error["attempts"][0]["error"].startswith('a 200 whose body is not a JSON object: {"id": "chatcmpl-stub"')
+    assert json.loads(caught.value.response.headers[DECISION_HEADER]) == {
+        "model": "g-bad", "source": "caller", "served_by": None, "attempts": 1, "upstream_failures": ["g-bad"]}
+    values = _metric_values(f"http://127.0.0.1:{served.port}")
+    assert values[("tierroute_upstream_failures_total", (("model", "g-bad"), ("reason", "malformed_body")))] == 2
+    assert values[("tierroute_server_errors_total", (("status", "502"),))] == 1
+    assert _total(values, "tierroute_client_errors_total") == 0
+
+
+def test_a_named_model_s_429_comes_back_as_is_with_the_decision(client: Any, stubs: dict[str, _Stub]) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="t3-429", messages=PLAIN)
+    response = caught.value.response
+    assert response.status_code == 429 and response.json()["error"]["message"] == "slow down"
+    assert response.headers["retry-after"] == "7"  # the caller's client can back off
+    assert json.loads(response.headers[DECISION_HEADER]) == {"model": "t3-429", "source": "caller", "served_by": "t3-429",
+                                                             "attempts": 1, "upstream_failures": []}
+    assert _models_called(stubs) == ["t3-429"]
+
+
+def test_every_502_carries_the_decision_header(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub]) -> None:
+    served = serve(ServiceConfig(catalogue=str(catalogue_path)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S,
+                   max_attempts=2)
+    with served.client() as c, pytest.raises(openai.APIStatusError) as caught:
+        c.chat.completions.create(model="tierroute", messages=PLAIN)
+    header = json.loads(caught.value.response.headers[DECISION_HEADER])
+    assert header["model"] == "t2-500" and header["served_by"] is None
+    assert header["upstream_failures"] == ["t2-500", "t2-dead"] and header["attempts"] == 2
+
+
+def test_upstream_failures_are_counted_as_such_not_as_client_errors(serve: Any, catalogue_path: Path,
+                                                                    stubs: dict[str, _Stub]) -> None:
+    served = serve(ServiceConfig(catalogue=str(catalogue_path)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)
+    with served.client() as c:
+        assert c.chat.completions.create(model="tierroute", messages=PLAIN).choices[0].message.content == "hello from t2-ok"
+    values = _metric_values(f"http://127.0.0.1:{served.port}")
+    assert values[("tierroute_upstream_failures_total", (("model", "t2-500"), ("reason", "500")))] == 1
+    assert values[("tierroute_upstream_failures_total", (("model", "t2-dead"), ("reason", "ConnectError")))] == 1
+    assert _total(values, "tierroute_client_errors_total") == 0 and _total(values, "tierroute_server_errors_total") == 0
+
+
+def test_routed_calls_are_decisions_counted_logged_and_written(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub],
+                                                               tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="tierroute.serving")
+    log = tmp_path / "decisions.jsonl"
+    served = serve(ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)), catalogue=str(catalogue_path),
+                   timeout_s=TIMEOUT_S)
+    with served.client() as c:
+        raw = c.chat.completions.with_raw_response.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA,
+                                                          extra_headers={"x-tierroute-objective": "max-accuracy"})
+        c.chat.completions.create(model="t3-ok", messages=PLAIN)  # named: no decision made, none logged
+    assert json.loads(raw.headers["x-tierroute-decision"])["objective"] == "max-accuracy"
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [(r["model"], r["tier"], r["has_schema"], r["objective"]) for r in rows] == [("t1-ok", "tier1", True, "max-accuracy")]
+    lines = [r.getMessage() for r in caplog.records if r.name == "tierroute.serving"]
+    assert len(lines) == 1 and lines[0].startswith("decision prompt_sha256=") and " model=t1-ok " in lines[0]
+    values = _metric_values(f"http://127.0.0.1:{served.port}")
+    assert _total(values, "tierroute_decisions_total") == 1
+
+
+def test_readyz_names_the_proxy_s_catalogue(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub]) -> None:
+    served = serve(ServiceConfig(), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S, max_attempts=4)
+    ready = httpx.get(f"http://127.0.0.1:{served.port}/readyz", timeout=10).json()
+    assert ready["catalogue"] == "article"  # what the router decides over
+    assert ready["proxy"] == {"catalogue": "stubs", "alias": "tierroute", "max_attempts": 4, "timeout_s": TIMEOUT_S,
+                              "upstreams": ["t1-ok", "t2-500", "t2-dead", "t2-ok", "t3-429", "t3-slow", "t3-ok"]}
+
+
+def test_an_unset_api_key_variable_is_refused_at_start(catalogue_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(KEY_ENV)
+    expected = (f"The API key variable(s) named by api_key_env in catalogue 'stubs' are not set: {KEY_ENV} (for t1-ok, "
+                "t2-ok, t3-ok). Export them (export NAME=...) before starting the proxy, or remove api_key_env from "
+                "endpoints that need no key.")
+    with pytest.raises(ConfigError, match="^" + re.escape(expected) + "$"):
+        create_app(ServiceConfig(), proxy=ProxyConfig(catalogue=str(catalogue_path)))
+    from tierroute.cli import main
+
+    assert main(["serve", "--proxy", str(catalogue_path), "--port", "1"]) == 1
+    assert capsys.readouterr().err == f"error: {expected}\n"
+
+
+def test_the_attempt_limit_is_a_serve_flag(catalogue_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tierroute.cli import main
+
+    assert main(["serve", "--proxy", str(catalogue_path), "--max-attempts", "0", "--port", "1"]) == 1
+    assert capsys.readouterr().err.startswith("error: The 'max_attempts' parameter of ProxyConfig must be an int in the "
+                                              "range [1, inf). Got 0 instead.")
+
+
+@pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity"])
+def test_a_non_finite_sla_header_is_422(client: Any, stubs: dict[str, _Stub], value: str) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.chat.completions.create(model="tierroute", messages=PLAIN, extra_headers={"x-tierroute-latency-sla-ms": value})
+    assert caught.value.response.json()["error"]["message"] == (
+        f"The x-tierroute-latency-sla-ms header must be a finite number of milliseconds; got {value!r}. Leave the "
+        "header out when there is no latency budget.")
+    assert _models_called(stubs) == []

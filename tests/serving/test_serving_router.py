@@ -264,13 +264,14 @@ def test_low_confidence(router: Router, policy: HeuristicPolicy) -> None:
 
 
 def test_internal_error(router: Router, policy: HeuristicPolicy, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tierroute.serving.router as serving_router
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("policy exploded")
 
-    monkeypatch.setattr(serving_router, "choose", broken)
-    monkeypatch.setattr(serving_router, "choose_row", broken)
+    import tierroute.models.decision as decision_core
+
+    monkeypatch.setattr(decision_core, "choose", broken)
+    monkeypatch.setattr(decision_core, "choose_row", broken)
     for request in REQUESTS[:3]:
         assert_fallback(router.route(request), "internal_error", request, policy, router.bundle_id, "ValueError: policy exploded")
 
@@ -301,18 +302,20 @@ MALFORMED = [
     ({"prompt": "hi", "latency_sla_ms": "fast"}, r"'latency_sla_ms' must be a finite number of milliseconds or null; got 'fast' \(str\)\. "
                                                  r"Send e\.g\. 150, or leave it out when there is no latency budget\.$"),
     ({"prompt": "hi", "latency_sla_ms": True}, r"'latency_sla_ms' must be a finite number of milliseconds or null; got True \(bool\)\."),
-    ({"prompt": "hi", "latency_sla_ms": float("inf")}, r"'latency_sla_ms' must be a finite number of milliseconds or null; got inf \(float\)\."),
+    ({"prompt": "hi", "latency_sla_ms": float("inf")}, r"'latency_sla_ms' must be a finite number of milliseconds or null; "
+                                                       r"got inf \(float\)\."),
     ("hi", r"A request must be an object with 'prompt' \(or 'messages'\); got 'hi' \(str\)\. Send \{\"prompt\": "),
     (None, r"A request must be an object with 'prompt' \(or 'messages'\); got None \(NoneType\)\."),
     ({"prompt": "hi", "temperature": 0}, r"Unknown request field\(s\) \['temperature'\]; expected prompt or messages, output_schema, "
-                                         r"latency_sla_ms \(and optional id, task, metadata\)\. Check the spelling\.$"),
+                                         r"latency_sla_ms \(and optional id, task, metadata, objective\)\. Check the spelling\.$"),
     ({"messages": []}, r"'messages' must be a non-empty list of \{'role', 'content'\} objects; got \[\] \(list\)\."),
     ({"messages": "hi"}, r"'messages' must be a non-empty list of \{'role', 'content'\} objects; got 'hi' \(str\)\."),
     ({"messages": [{"role": "user"}]}, r"messages\[0\] must be an object with 'role' and 'content'; got \{'role': 'user'\} \(dict\)\. "
                                        r"Fix that message or send 'prompt' instead\.$"),
     ({"messages": [{"role": "user", "content": 3}]}, r"messages\[0\]\.content must be a string or a list of text parts; got 3 \(int\)\.$"),
     ({"prompt": "hi", "output_schema": "{bad"}, r"'output_schema' is a string that is not JSON \(Expecting property name enclosed in "
-                                                r"double quotes at char 1\): '\{bad' \(str\)\. Send the schema as a JSON object or list\.$"),
+                                                r"double quotes at char 1\): '\{bad' \(str\)\. "
+                                                r"Send the schema as a JSON object or list\.$"),
 ]
 
 
@@ -353,7 +356,8 @@ def test_a_batch_decides_as_one_by_one(router: Router, fitted: dict[str, Any]) -
     assert len(batch) == len(requests)
     for request, together in zip(requests, batch):
         alone = router.route(request)
-        assert (together.source, together.model, together.tier, together.fallback) == (alone.source, alone.model, alone.tier, alone.fallback)
+        assert ((together.source, together.model, together.tier, together.fallback)
+                == (alone.source, alone.model, alone.tier, alone.fallback))
         assert together.probabilities == pytest.approx(alone.probabilities, abs=1e-6)
         assert together.expected_cost_usd == pytest.approx(alone.expected_cost_usd)
     assert {d.source for d in batch} == {"learned"}
@@ -387,15 +391,22 @@ def test_the_trees_answer_is_heuristic_policys(name: str) -> None:
 
 
 def test_router_config_is_checked() -> None:
-    with pytest.raises(ConfigError, match=r"^The 'intra_op_threads' parameter of RouterConfig must be an int in the range \[1, inf\)\. Got 0 instead\.$"):
+    with pytest.raises(ConfigError, match=r"^The 'intra_op_threads' parameter of RouterConfig "
+                                          r"must be an int in the range \[1, inf\)\. Got 0 instead\.$"):
         RouterConfig(intra_op_threads=0)
-    with pytest.raises(ConfigError, match=r"^The 'min_confidence' parameter of RouterConfig must be a finite number in the range \[0, 1\]\. Got 1\.5 instead\.$"):
+    with pytest.raises(ConfigError, match=r"^The 'min_confidence' parameter of RouterConfig "
+                                          r"must be a finite number in the range \[0, 1\]\. Got 1\.5 instead\.$"):
         RouterConfig(min_confidence=1.5)
-    with pytest.raises(ConfigError, match=r"^The 'deadline_ms' parameter of RouterConfig must be a finite number in the range \[0, inf\)\. Got -1 instead\.$"):
+    with pytest.raises(ConfigError, match=r"^The 'deadline_ms' parameter of RouterConfig "
+                                          r"must be a finite number in the range \[0, inf\)\. Got -1 instead\.$"):
         RouterConfig(deadline_ms=-1)
     assert RouterConfig().to_dict() == {"intra_op_threads": 1, "max_prompt_chars": 200_000, "deadline_ms": 50.0,
                                         "min_confidence": None, "expected_output_tokens": 256, "verify_checksums": True,
-                                        "epsilon": 0.0, "seed": None}
+                                        "epsilon": 0.0, "seed": None, "objective": None}
+    with pytest.raises(ConfigError, match=r"^The 'objective' parameter of RouterConfig must be one of \('match-best', "
+                                          r"'match-heuristic', 'max-accuracy'\) or 'budget=USD_PER_QUERY' \(a number >= 0, "
+                                          r"e\.g\. budget=0\.002\)\. Got 'cheap' \(str\) instead\.$"):
+        RouterConfig(objective="cheap")
 
 
 def test_threads_decide_as_one_thread(fitted: dict[str, Any]) -> None:
@@ -474,6 +485,17 @@ def test_a_registered_bundle_loads_by_alias(tmp_path: Path, monkeypatch: pytest.
     expected = [(d.source, d.model, dict(d.probabilities)) for d in by_folder.route_batch(REQUESTS)]
     assert [(d.source, d.model, dict(d.probabilities)) for d in by_alias.route_batch(REQUESTS)] == expected
     assert {s for s, _, _ in expected} == {"learned"}
+    # the download runs in a child process: mlflow never enters the serving process
+    code = ("import sys; from tierroute.serving.router import Router, RouterConfig; "
+            f"r = Router.load('models:/tierroute@champion', RouterConfig(deadline_ms=None), strict=True, tracking_uri={uri!r}); "
+            "print(r.learned, 'mlflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert out.split() == ["True", "False"]
+    # a store that does not exist is refused, and none is created in the working folder
+    nowhere = f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"
+    refused = Router.load("models:/tierroute@champion", NO_DEADLINE, tracking_uri=nowhere)
+    assert refused.unavailable.code == "no_bundle" and "does not exist" in str(refused.unavailable)
+    assert not (tmp_path / "nowhere").exists()
 
     # without a tracking URI or $MLFLOW_TRACKING_URI: the project's default store (./mlruns/mlflow.db
     # here), whatever mlflow's process-wide URI happens to be, and never a stray ./mlflow.db
@@ -491,6 +513,87 @@ def test_a_registered_bundle_loads_by_alias(tmp_path: Path, monkeypatch: pytest.
     assert str(missing.unavailable).startswith("MLflow could not resolve 'models:/tierroute@nobody' (")
 
     model = mlflow.pyfunc.load_model("models:/tierroute@champion")
-    frame = pd.DataFrame([{"prompt": r["prompt"], "output_schema": None if r.get("output_schema") is None else json.dumps(r["output_schema"]),
+    frame = pd.DataFrame([{"prompt": r["prompt"],
+                           "output_schema": None if r.get("output_schema") is None else json.dumps(r["output_schema"]),
                            "latency_sla_ms": float(r.get("latency_sla_ms") or "nan")} for r in REQUESTS])
     assert list(model.predict(frame)) == [m for _, m, _ in expected]
+
+
+# -- objectives ------------------------------------------------------------------------------------
+def test_the_bundle_carries_the_knob_curve_and_serves_any_objective(router: Router, fitted: dict[str, Any]) -> None:
+    trained = fitted["router"]
+    manifest = json.loads((fitted["bundle"] / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["objective"]["default"] == "match-best"
+    assert manifest["objective"]["curve"] == json.loads(json.dumps(trained.knob_curve_.to_dict()))
+    about = router.describe()
+    assert about["objective"] == "match-best" and set(about["objectives"]) == {"match-best", "match-heuristic", "max-accuracy"}
+    for objective in ("match-best", "match-heuristic", "max-accuracy", "budget=0.001"):
+        # serving with an objective decides as the trained router does under the same objective
+        expected = trained.decide(fitted["test"][:40], objective=objective)
+        per_request = [router.route(r, objective=objective) for r in fitted["test"][:40]]
+        configured = with_bundle(router, RouterConfig(deadline_ms=None, objective=objective)).route_batch(fitted["test"][:40])
+        assert [d.model for d in per_request] == [trained.candidates_[j] for j in expected]
+        assert [d.model for d in configured] == [d.model for d in per_request]
+        assert all(d.objective == objective and d.reason.endswith(f"; objective {objective}") for d in per_request)
+
+
+def test_a_bad_or_unservable_objective_is_a_request_error(router: Router, fitted: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(RequestError, match=r"^The request's objective must be one of \('match-best'"):
+        router.route(REQUESTS[0], objective="cheapest")
+    # a bundle from before objectives (no knob curve): its fixed policy serves; naming an objective is refused
+    old = tmp_path / "old"
+    shutil.copytree(fitted["bundle"], old)
+    manifest = json.loads((old / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["objective"]
+    from tierroute.models.bundle_format import manifest_digest
+
+    manifest["bundle_id"] = manifest_digest(manifest)
+    (old / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    legacy = Router.load(old, NO_DEADLINE, strict=True)
+    d = legacy.route(REQUESTS[0])
+    assert d.source == "learned" and d.objective is None
+    with pytest.raises(RequestError, match=r"^This router was trained without an out-of-fold knob curve"):
+        legacy.route(REQUESTS[0], objective="max-accuracy")
+    unavailable = Router.load(old, RouterConfig(deadline_ms=None, objective="max-accuracy"))
+    assert not unavailable.learned and unavailable.unavailable.code == "bundle_invalid"
+    with pytest.raises(BundleError, match=r"^This router was trained without an out-of-fold knob curve"):
+        Router.load(old, RouterConfig(objective="max-accuracy"), strict=True)
+
+
+# -- numpy-served families -------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["knn", "lowrank"])
+def test_numpy_families_export_and_serve_as_trained(kind: str, tmp_path: Path) -> None:
+    pytest.importorskip("lightgbm")
+    import pandas as pd
+
+    from tierroute.models.export import export_bundle
+    from tierroute.models.families import family_params
+    from tierroute.models.learned import LearnedConfig, LearnedRouter
+    from tierroute.models.router import RouterParams
+    from tierroute.pipelines.dataset import RoutingData
+    from tierroute.pipelines.synthetic import SyntheticConfig, generate
+
+    frame = pd.DataFrame(list(generate(SyntheticConfig(260, seed=9))))
+    frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
+    data = RoutingData.from_frame(frame)
+    train, test = data.subset(np.arange(200)), data.subset(np.arange(200, 260))
+    params = family_params(kind, RouterParams(n_folds=2, seed=0))
+    trained = LearnedRouter(LearnedConfig(encoder="none", router=params)).fit(train, builtin_catalogue("article"))
+    bundle = export_bundle(trained, tmp_path / kind)
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["model"]["kind"] == kind and all(f.endswith(".npy") for f in manifest["model"]["files"])
+    assert not list(bundle.glob("*.onnx"))
+    router = Router.load(bundle, NO_DEADLINE, strict=True)
+    decisions = router.route_batch(list(test.requests))
+    proba, _ = trained.predict_proba(test.requests)
+    assert all(d.source == "learned" for d in decisions)
+    assert [d.model for d in decisions] == [trained.candidates_[j] for j in trained.decide(test.requests)]
+    np.testing.assert_allclose([list(d.probabilities.values()) for d in decisions], proba, atol=1e-9)
+    single = router.route(test.requests[0])
+    assert single.model == decisions[0].model and single.probabilities == pytest.approx(decisions[0].probabilities)
+    # damaged arrays are refused at load, like a damaged ONNX file
+    victim = bundle / manifest["model"]["files"][0]
+    victim.write_bytes(b"not an array")
+    assert Router.load(bundle, NO_DEADLINE).unavailable.code == "checksum_mismatch"
+    with pytest.raises(BundleError, match=rf"^The {kind} model of bundle .* cannot be opened \("):
+        Router.load(bundle, RouterConfig(verify_checksums=False), strict=True)

@@ -1,4 +1,4 @@
-"""Tests for tierroute.features.schema: every accepted form, hand-computed, and every malformed one."""
+"""Tests for tierroute.schema: every accepted form, hand-computed, and every malformed one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tierroute.errors import FeatureError
-from tierroute.features.schema import (
+from tierroute.schema import (
     NO_SCHEMA,
     SCHEMA_FEATURE_NAMES,
     SCHEMA_KINDS,

@@ -1,0 +1,79 @@
+"""Objectives pick the operating point on the out-of-fold knob curve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tierroute.errors import ConfigError
+from tierroute.models.objective import CurvePoint, KnobCurve, OOFSweep, check_objective
+
+# knob -> (accuracy, cost/query): cheapest end first; the tree sits at 0.80 accuracy, the best single at 0.90
+POINTS = ((5.0, 0.70, 0.10), (3.0, 0.80, 0.20), (2.0, 0.85, 0.30), (1.0, 0.90, 0.50), (0.5, 0.92, 0.90), (0.0, 0.92, 1.00))
+
+
+def curve(best: float = 0.90, heuristic: float = 0.80, default: str = "match-best", target: float = 1.0) -> KnobCurve:
+    return KnobCurve(tuple(CurvePoint(*p) for p in POINTS), best, heuristic, target, default, 0.25)
+
+
+@pytest.mark.parametrize(("objective", "knob", "reached"), [
+    ("match-best", 1.0, True),
+    ("match-heuristic", 3.0, True),
+    ("max-accuracy", 0.5, True),          # the cheapest of the two most accurate points
+    ("budget=0.3", 2.0, True),
+    ("budget=0.25", 3.0, True),
+    ("budget=0.05", 5.0, False),          # nothing that cheap: the cheapest point, said so
+])
+def test_each_objective_lands_where_it_says(objective: str, knob: float, reached: bool) -> None:
+    point = curve().pick(objective)
+    assert (point.knob, point.reached) == (knob, reached)
+    assert point.objective == objective
+
+
+def test_an_unreachable_target_takes_the_most_accurate_point_and_says_so() -> None:
+    point = curve(best=0.95).pick("match-best")
+    assert (point.knob, point.reached) == (0.5, False)
+    assert point.note == ("the best single candidate's accuracy (0.9500) is not reached out of fold; took the most "
+                          "accurate point (0.9200)")
+
+
+def test_match_best_never_falls_below_the_trees_accuracy() -> None:
+    # the best single is *less* accurate than the tree (a weak pool): the tree's accuracy is the floor
+    point = curve(best=0.72, heuristic=0.85).pick("match-best")
+    assert point.accuracy >= 0.85 and point.knob == 2.0
+    # a budget may go below it: that is what a budget is for
+    assert curve(heuristic=0.85).pick("budget=0.1").accuracy == 0.70
+
+
+def test_the_default_objective_and_the_report_objectives() -> None:
+    c = curve(default="match-heuristic")
+    assert c.pick().objective == "match-heuristic"
+    assert c.report_objectives() == ("match-best", "match-heuristic", "max-accuracy", "budget=0.25")
+    assert curve(default="budget=0.3").report_objectives()[-1] == "budget=0.3"
+
+
+def test_the_curve_round_trips_and_refuses_damage() -> None:
+    c = curve()
+    assert KnobCurve.from_dict(c.to_dict()) == c
+    with pytest.raises(ConfigError, match=r"^The knob curve is damaged \("):
+        KnobCurve.from_dict({"points": [{"knob": 1}]})
+
+
+@pytest.mark.parametrize("bad", ["cheap", "budget=", "budget=-1", "budget=nan", 3, None])
+def test_objectives_are_checked(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"^The objective must be one of \('match-best', 'match-heuristic', "
+                                          r"'max-accuracy'\) or 'budget=USD_PER_QUERY'"):
+        check_objective(bad)
+
+
+def test_the_sweep_measures_points_on_judged_outcomes_with_weights() -> None:
+    correct = np.array([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    cost = np.array([[1.0, 10.0], [1.0, 10.0], [1.0, 10.0]])
+    picks = np.array([[0, 0, 0], [0, 1, 0], [1, 1, 1]])
+    sweep = OOFSweep(np.array([2.0, 1.0, 0.0]), picks, correct, cost)
+    np.testing.assert_allclose(sweep.points(), [(1.0, 1 / 3), (4.0, 2 / 3), (10.0, 2 / 3)])
+    np.testing.assert_allclose(sweep.singles(), [(1.0, 1 / 3), (10.0, 2 / 3)])
+    weighted = OOFSweep(sweep.values, picks, correct, cost, np.array([1.0, 2.0, 1.0]))
+    np.testing.assert_allclose(weighted.points()[1], (5.5, 0.75))
+    assert 0.0 < sweep.aiq() <= 1.0
+    np.testing.assert_allclose(sweep.points(np.array([0, 1])), [(1.0, 0.5), (5.5, 1.0), (10.0, 1.0)])
