@@ -3,7 +3,7 @@
 
     python bench/quality.py [--data ../shared/data] [--only routerbench|routellm|mt_bench]
                             [--protocol all|split|loto] [--families pooled/none,per_candidate/static-64,...]
-                            [--budget-min 6] [--cache runs/cache] [--quick]
+                            [--budget-min MIN] [--cache runs/cache] [--quick]
 
 Datasets (every one under --data):
 (a) RouterBench (ARC-C, MBPP, Winogrande; 11 models; cost = the data's USD per call). Split: train
@@ -319,7 +319,8 @@ def main() -> int:
     parser.add_argument("--protocol", choices=["all", "split", "loto"], default="all")
     parser.add_argument("--families", default=None, metavar="NAMES",
                         help="comma-separated subset of the pool (e.g. pooled/none,per_candidate/static-64); default: all")
-    parser.add_argument("--budget-min", type=float, default=6.0, help="the selection's time budget per split (train's default 6)")
+    parser.add_argument("--budget-min", type=float, default=None,
+                        help="the selection's time budget per split (default: train's, scaled with the data: 8 min at 10k x 10)")
     parser.add_argument("--cache", default=str(ROOT / "runs" / "cache"), help="encoders and embeddings (reused across runs)")
     parser.add_argument("--quick", action="store_true", help="a small subsample and fewer trees: a smoke run, not figures")
     parser.add_argument("--loto-folds", type=int, default=3, help="folds of the LOTO fits (default 3; the split uses 5)")
@@ -341,7 +342,8 @@ def main() -> int:
         print(f"error: {data} has no routerbench/ folder; pass --data or set TIERROUTE_SHARED_DATA", file=sys.stderr)
         return 2
     clock = time.perf_counter()
-    print(f"pool ({len(args.pool)}): {', '.join(s.name for s in args.pool)}; selection budget {args.budget_min:g} min per split; "
+    budget = "train's default (scaled with the data)" if args.budget_min is None else f"{args.budget_min:g} min"
+    print(f"pool ({len(args.pool)}): {', '.join(s.name for s in args.pool)}; selection budget {budget} per split; "
           f"LOTO: {args.loto_folds} folds, at most {args.loto_max_train:,} training requests"
           + ("; QUICK: subsampled data, 100 trees, 3 folds (a smoke run, not figures)" if args.quick else ""))
     results = []

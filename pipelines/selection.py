@@ -2,16 +2,16 @@
 on the *training* requests only and judged by its out-of-fold AIQ (the knob swept over out-of-fold
 P(correct); bootstrap 95% interval over requests); the held-out evaluation never decides anything.
 
-    selection = select_family(train, catalogue, SelectConfig(budget_min=6), "runs/cache")
+    selection = select_family(train, catalogue, SelectConfig(), "runs/cache")
     selection.chosen, selection.table     # FamilySpec; one FamilyResult per family
 
-- Pool: :data:`POOL`, one line per family ({pooled, per_candidate} x {none, static 64, static 256,
-  MiniLM}, kNN and low-rank), less the kinds LearnedRouter cannot fit; pinning a kind (or an
-  encoder) searches only the other (:func:`default_pool`).
-- Budget: families run cheapest first; each one's fit time is estimated from those already run
-  (same kind first, scaled by feature width) and one that would overrun ``budget_min`` is
-  "skipped (budget)" (the first always runs; MiniLM embeddings are computed in chunks and stop
-  when the rest would overrun; a static distillation is not budgeted, and is cached).
+- Pool: :data:`POOL` ({pooled, per_candidate} x {none, static 64, static 256, MiniLM}, kNN and
+  low-rank); pinning a kind (or an encoder) searches only the other (:func:`default_pool`).
+- Budget (``budget_min``: selection + the chosen family's refit; None: :func:`auto_budget_min`):
+  families run cheapest first; each one's fit time is estimated from those already run (same kind,
+  else the median, scaled by width); one that would overrun (its refit or the leader's included)
+  is "skipped (budget)"; the first always runs. MiniLM embeddings are computed in chunks within
+  the budget; a static distillation is not budgeted (it is cached).
 - Size: up to ``full_cells`` requests x candidates every family is fitted on all training requests
   with the final parameters, so the chosen router *is* the final model; above, on a stratified
   subsample with fewer folds and a faster learning rate, and the chosen family is refit on all.
@@ -20,8 +20,7 @@ P(correct); bootstrap 95% interval over requests); the held-out evaluation never
   estimated from encoder and kind (:meth:`FamilySpec.serve_rank`); measured us/decision reported.
 - A family whose encoder or kind cannot be served from a bundle is never chosen (:func:`bundleable`).
 
-The budget is wall-clock time, so the pool searched depends on the machine's speed: pin ``kind``
-and ``encoder`` (or raise the budget) when runs must be reproducible to the bit.
+The budget is wall-clock time: pin ``kind`` and ``encoder`` (or raise it) for bit-reproducible runs.
 """
 
 from __future__ import annotations
@@ -37,11 +36,12 @@ import numpy as np
 
 from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError, TierrouteError
+from tierroute.models.families import FAMILY_KINDS, SCORER_KINDS, family_params
 from tierroute.models.learned import LearnedConfig, LearnedRouter
 from tierroute.models.router import ROUTER_KINDS
 
-__all__ = ["POOL", "EncoderSet", "FamilyResult", "FamilySpec", "SelectConfig", "Selection", "bundleable", "default_pool",
-           "family_config", "kind_supported", "select_family", "selection_markdown"]
+__all__ = ["POOL", "EncoderSet", "FamilyResult", "FamilySpec", "SelectConfig", "Selection", "auto_budget_min", "bundleable",
+           "default_pool", "family_config", "kind_supported", "select_family", "selection_markdown"]
 
 _ENCODER_RANK = {"none": 0, "static": 1, "minilm": 2}
 _KIND_FIT_RANK = {"lowrank": 0, "per_candidate": 1, "pooled": 2, "knn": 3}  # cheapest to cross-fit first
@@ -50,8 +50,7 @@ _KIND_SERVE_RANK = {"lowrank": 0, "pooled": 1, "per_candidate": 1, "knn": 2}  # 
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """One family: a router ``kind``, an ``encoder`` ("none", "static", "minilm") and, for the
-    static encoder, its width ``dims``."""
+    """A router ``kind``, an ``encoder`` ("none", "static", "minilm") and the static encoder's width ``dims``."""
 
     kind: str
     encoder: str = "none"
@@ -70,8 +69,7 @@ class FamilySpec:
         return self.dims if self.dims is not None else {"none": 0, "minilm": 384}[self.encoder]
 
     def serve_rank(self) -> tuple[int, int, int]:
-        """Deterministic serving-cost order (lower = cheaper): the encoder dominates (none: 0;
-        static: a table gather, ~tens of us, growing with width; MiniLM: a transformer, ~ms)."""
+        """Deterministic serving-cost order: the encoder dominates (none < static table gather, by width < MiniLM)."""
         return _ENCODER_RANK[self.encoder], self.width, _KIND_SERVE_RANK.get(self.kind, 3)
 
     def fit_rank(self) -> tuple[int, int, int]:  # cheapest to cross-fit first
@@ -83,32 +81,22 @@ class FamilySpec:
 
 # the pool: adding a family is one line
 POOL: tuple[FamilySpec, ...] = (
-    FamilySpec("pooled", "none"),
-    FamilySpec("per_candidate", "none"),
-    FamilySpec("pooled", "static", 64),
-    FamilySpec("per_candidate", "static", 64),
-    FamilySpec("pooled", "static", 256),
-    FamilySpec("per_candidate", "static", 256),
-    FamilySpec("pooled", "minilm"),
-    FamilySpec("per_candidate", "minilm"),
-    FamilySpec("knn", "static", 256),
-    FamilySpec("knn", "minilm"),
-    FamilySpec("lowrank", "static", 256),
-    FamilySpec("lowrank", "minilm"),
+    FamilySpec("pooled", "none"), FamilySpec("per_candidate", "none"),
+    FamilySpec("pooled", "static", 64), FamilySpec("per_candidate", "static", 64),
+    FamilySpec("pooled", "static", 256), FamilySpec("per_candidate", "static", 256),
+    FamilySpec("pooled", "minilm"), FamilySpec("per_candidate", "minilm"),
+    FamilySpec("knn", "static", 256), FamilySpec("knn", "minilm"),
+    FamilySpec("lowrank", "static", 256), FamilySpec("lowrank", "minilm"),
 )
 
 
 def kind_supported(kind: str) -> bool:
-    """True when :class:`LearnedRouter` can fit ``kind`` (it builds any of
-    :data:`tierroute.models.families.FAMILY_KINDS` through ``make_estimator``)."""
-    from tierroute.models import families, learned
-
-    return kind in ROUTER_KINDS or (kind in families.FAMILY_KINDS and hasattr(learned, "make_estimator"))
+    """True when :class:`LearnedRouter` can fit ``kind`` (any of the families' kinds)."""
+    return kind in ROUTER_KINDS or kind in FAMILY_KINDS
 
 
 def default_pool(kind: str = "auto", encoder: str = "auto", static_dims: int | None = None) -> tuple[FamilySpec, ...]:
-    """:data:`POOL` restricted to the supported kinds, the pinned ``kind`` / ``encoder`` ("auto":
-    all) and, when given, one static width ``static_dims``."""
+    """:data:`POOL` less unsupported kinds, for the pinned ``kind`` / ``encoder`` ("auto": all), at one static width if given."""
     pool = []
     for spec in POOL:
         if not kind_supported(spec.kind) or kind not in ("auto", spec.kind) or encoder not in ("auto", spec.encoder):
@@ -123,19 +111,13 @@ def default_pool(kind: str = "auto", encoder: str = "auto", static_dims: int | N
 
 
 def family_config(base: LearnedConfig, spec: FamilySpec) -> LearnedConfig:
-    """``base`` (policy, target, objective, LightGBM params...) with ``spec``'s encoder and kind;
-    another family's params carry over folds, calibration and seed."""
-    from tierroute.models.families import family_params
-
+    """``base`` with ``spec``'s encoder and kind (another family's params keep folds, calibration, seed)."""
     return dataclasses.replace(base, encoder=spec.encoder, router=family_params(spec.kind, base.router))
 
 
 def bundleable(encoder: Any, kind: str) -> bool:
-    """Whether a router of ``kind`` on ``encoder`` can be served from a bundle: the encoder's own
-    ``bundleable`` flag when it has one, else it must save itself (static, MiniLM-ONNX; the torch
-    MiniLM cannot); the kind must be a LightGBM (ONNX) or numpy-scored family."""
-    from tierroute.models.families import SCORER_KINDS
-
+    """Servable from a bundle: the encoder's ``bundleable`` flag, else it saves itself (static,
+    MiniLM-ONNX; not the torch MiniLM); a LightGBM (ONNX) or numpy-scored kind."""
     flag = getattr(encoder, "bundleable", None)
     encoder_ok = bool(flag() if callable(flag) else flag) if flag is not None else (encoder is None or hasattr(encoder, "save"))
     return encoder_ok and (kind in ROUTER_KINDS or kind in SCORER_KINDS)
@@ -145,7 +127,7 @@ def bundleable(encoder: Any, kind: str) -> bool:
 class SelectConfig:
     """How the family is chosen (see the module docstring)."""
 
-    budget_min: float = 6.0
+    budget_min: float | None = None  # None: auto_budget_min(requests, candidates)
     epsilon: float = 0.005  # OOF AIQ gaps up to this always tie
     tie_cap: float = 0.01  # gaps up to this tie when the paired bootstrap interval includes 0
     n_boot: int = 200
@@ -154,13 +136,13 @@ class SelectConfig:
     fast_learning_rate: float = 0.08
     fast_estimators: int = 300
     timing_requests: int = 200  # serve timing: up to this many single-request calls ...
-    timing_seconds: float = 2.0  # ... or this long (at least 10 calls)
+    timing_seconds: float = 1.0  # ... or this long (at least 10 calls)
     seed: int = 0
     pool: tuple[FamilySpec, ...] = ()  # empty: default_pool()
     require_bundleable: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("budget_min", "epsilon", "tie_cap", "timing_seconds"):
+        for name in ("budget_min", "epsilon", "tie_cap", "timing_seconds")[self.budget_min is None:]:
             check_number(getattr(self, name), name, "SelectConfig", 0.0)
         for name, low in (("n_boot", 10), ("full_cells", 100), ("fast_folds", 2), ("timing_requests", 1)):
             check_int(getattr(self, name), name, "SelectConfig", low)
@@ -177,6 +159,7 @@ class FamilyResult:
     aiq_low: float | None = None
     aiq_high: float | None = None
     fit_seconds: float | None = None
+    refit_seconds: float | None = None  # projected refit on all training requests (0: the fit is the model)
     encoder_seconds: float = 0.0
     serve_us: float | None = None
     bundleable: bool | None = None
@@ -186,16 +169,16 @@ class FamilyResult:
 
     def to_dict(self) -> dict[str, Any]:
         out = {**self.family.to_dict(), "status": self.status, "oof_aiq": self.aiq, "oof_aiq_low": self.aiq_low,
-               "oof_aiq_high": self.aiq_high, "fit_seconds": self.fit_seconds, "encoder_seconds": self.encoder_seconds,
+               "oof_aiq_high": self.aiq_high, "fit_seconds": self.fit_seconds,
+               "refit_seconds_projected": self.refit_seconds, "encoder_seconds": self.encoder_seconds,
                "serve_us": self.serve_us, "bundleable": self.bundleable, "chosen": self.chosen}
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
 @dataclass
 class Selection:
-    """The table, the chosen family, and what the final training can reuse: ``router`` (the
-    chosen family fitted on all training requests with the final parameters; None in subsample
-    mode) and ``encoders`` (built from all training prompts, by (encoder, dims))."""
+    """The table, the chosen family, and what the final training reuses: ``router`` (the chosen
+    family fitted on all training requests, final parameters; None in subsample mode), ``encoders``."""
 
     table: list[FamilyResult]
     chosen: FamilySpec
@@ -203,6 +186,7 @@ class Selection:
     request_ids: tuple[str, ...]
     seconds: float
     config: SelectConfig
+    budget_min: float
     router: Any = None
     encoders: dict[tuple[str, int | None], Any] = field(default_factory=dict, repr=False)
 
@@ -213,13 +197,10 @@ class Selection:
 
     def to_dict(self) -> dict[str, Any]:
         c = self.config
-        return {"chosen": self.chosen.name, "mode": self.mode, "requests": len(self.request_ids),
-                "seconds": round(self.seconds, 3), "budget_min": c.budget_min, "metric": "out-of-fold AIQ on training requests",
-                "tie_rule": (f"gap <= {c.epsilon}, or gap <= {c.tie_cap} with a paired bootstrap 95% interval including 0; "
-                             "ties go to the cheaper to serve (encoder, width, kind)"),
-                "serve_us": "median us per decision: one training request's features (embedding included) and the family's "
-                            "calibrated predict_proba, one request at a time (Python path)",
-                "rows": [r.to_dict() for r in self.table]}
+        tie = f"gap <= {c.epsilon}, or <= {c.tie_cap} with a paired bootstrap 95% interval including 0; to the cheaper to serve"
+        serve = "median us per decision: one training request's features (embedding included) + predict_proba, one at a time"
+        return {"chosen": self.chosen.name, "mode": self.mode, "requests": len(self.request_ids), "seconds": round(self.seconds, 3),
+                "budget_min": round(self.budget_min, 2), "tie_rule": tie, "serve_us": serve, "rows": [r.to_dict() for r in self.table]}
 
 
 def selection_markdown(selection: dict[str, Any]) -> list[str]:
@@ -231,10 +212,16 @@ def selection_markdown(selection: dict[str, Any]) -> list[str]:
     for r in selection["rows"]:
         aiq = "" if r["oof_aiq"] is None else f"{r['oof_aiq']:.4f} [{r['oof_aiq_low']:.4f}, {r['oof_aiq_high']:.4f}]"
         encoder = f" (+{r['encoder_seconds']:.0f} encoder)" * (r["encoder_seconds"] >= 1)
-        fit = "" if r["fit_seconds"] is None else f"{r['fit_seconds']:.1f}" + encoder
+        refit = f" (refit ~{r['refit_seconds_projected']:.0f})" if r["refit_seconds_projected"] else ""
+        fit = "" if r["fit_seconds"] is None else f"{r['fit_seconds']:.1f}" + encoder + refit
         name = f"**{r['name']}** (chosen)" if r["chosen"] else r["name"]
         lines.append(f"| {name} | {r['status']} | {aiq} | {fit} | {'' if r['serve_us'] is None else format(r['serve_us'], '.0f')} |")
     return lines
+
+
+def auto_budget_min(n_requests: int, n_candidates: int) -> float:
+    """The default budget: 8 min at 10k requests x 10 candidates, in proportion below, >= 1.5 min."""
+    return min(8.0, max(1.5, 8.0 * n_requests * n_candidates / 100_000))
 
 
 def _subsample(tasks: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -264,16 +251,14 @@ def _plan(train: Any, base: LearnedConfig, config: SelectConfig) -> tuple[Any, L
 
 
 class EncoderSet:
-    """Encoders built once from all training prompts; a narrower static width is the wider table's
-    first columns (what distilling at that width gives: the same PCA), so one distillation serves both."""
+    """Encoders built once from all training prompts; a narrower static width is the wider table's first
+    columns (what distilling at that width gives: the same PCA), so one distillation serves all widths."""
 
     def __init__(self, prompts: list[str], cache_dir: Path, progress: Any, widest: int) -> None:
-        self.prompts, self.cache_dir, self.progress, self.widest = prompts, cache_dir, progress, widest
-        self.built: dict[tuple[str, int | None], Any] = {}
+        self.prompts, self.cache_dir, self.progress, self.widest, self.built = prompts, cache_dir, progress, widest, {}
 
     def get(self, spec: FamilySpec) -> tuple[Any, float]:
         from tierroute.pipelines.encoders import make_encoder
-
         key = (spec.encoder, spec.dims)
         if key in self.built:
             return self.built[key], 0.0
@@ -303,9 +288,7 @@ def _embed_within(encoder: Any, texts: list[str], cache: Any, deadline: float) -
 
 
 def _serve_us(router: LearnedRouter, requests: Sequence[Any], config: SelectConfig) -> float:
-    """Median wall time of one request's features (signals + embedding) and the fitted family's
-    calibrated ``predict_proba``, one request at a time (Python path; the bundle runs the same
-    encoder and an ONNX / numpy model)."""
+    """Median us of one request's features (embedding included) + the family's calibrated ``predict_proba``."""
     cache, router.cache = router.cache, None  # time the encoder, not the embedding cache
     try:
         router.model_.predict_proba(router.features([requests[0]]))  # warm-up (lazy loads)
@@ -323,24 +306,32 @@ def _serve_us(router: LearnedRouter, requests: Sequence[Any], config: SelectConf
 
 
 def _estimate(spec: FamilySpec, done: list[FamilyResult], n_signals: int) -> float:
-    """Seconds a family should take: the dearest fitted one of its kind (else of any), scaled by width."""
+    """Seconds a family should take: the dearest fitted one of its kind (else the median), scaled by width."""
     ran = [r for r in done if r.fit_seconds is not None]
-    same = [r for r in ran if r.family.kind == spec.kind] or ran
-    return max((r.fit_seconds or 0.0) * (n_signals + spec.width) / (n_signals + r.family.width) for r in same) if same else 0.0
+    scaled = [(r.fit_seconds or 0.0) * (n_signals + spec.width) / (n_signals + r.family.width) for r in ran if r.family.kind == spec.kind]
+    return max(scaled) if scaled else float(np.median([r.fit_seconds for r in ran])) if ran else 0.0
+
+
+def _refit_scale(train: Any, data: Any, base: LearnedConfig, fit_base: LearnedConfig, kind: str) -> float:
+    """Refit s per selection-fit s: 0 in full mode; else more requests, folds, trees (~sqrt of the rate ratio)."""
+    if data is train:
+        return 0.0
+    p, q = base.router, fit_base.router
+    scale = train.n_requests / data.n_requests * (p.n_folds + 1) / (q.n_folds + 1)
+    return scale * (q.learning_rate / p.learning_rate if kind in ROUTER_KINDS and hasattr(q, "learning_rate") else 1.0) ** 0.5
 
 
 def select_family(train: Any, catalogue: Any, config: SelectConfig | None = None, cache_dir: str | Path = "runs/cache",
                   progress: Any = None, *, base: LearnedConfig | None = None, engine: Any = None) -> Selection:
-    """Choose a family for ``train`` (a RoutingData of training requests only). ``base``: the
-    LearnedConfig the final training uses (its encoder and kind are the pool's to set);
-    ``engine``: a Dask engine for the fits (None: here)."""
+    """Choose a family for ``train`` (training requests only). ``base``: the final training's
+    LearnedConfig (the pool sets encoder and kind); ``engine``: a Dask engine for the fits."""
     from tierroute.features.embeddings import EmbeddingCache
     from tierroute.progress import stage
-
     config = config or SelectConfig()
     base = base or LearnedConfig()
     clock = time.perf_counter()
-    deadline = clock + 60.0 * config.budget_min
+    budget_min = config.budget_min if config.budget_min is not None else auto_budget_min(train.n_requests, len(train.candidates))
+    deadline = clock + 60.0 * budget_min
     pool = sorted(config.pool or default_pool(), key=FamilySpec.fit_rank)
     if not pool:
         raise ConfigError("The family selection has an empty pool; pin a supported --kind and --encoder.")
@@ -351,9 +342,12 @@ def select_family(train: Any, catalogue: Any, config: SelectConfig | None = None
     boot = np.random.default_rng(config.seed).integers(0, data.n_requests, size=(config.n_boot, data.n_requests))
     n_signals = len(LearnedRouter(base).extractor.spec.names)
     table: list[FamilyResult] = []
+    leader_refit = 0.0  # the refit the current leader would need, should it stay the choice
     for i, spec in enumerate(pool, 1):
         ran = any(r.fit_seconds is not None for r in table)
-        if ran and time.perf_counter() + _estimate(spec, table, n_signals) > deadline:
+        scale = _refit_scale(train, data, base, fit_base, spec.kind)
+        est = _estimate(spec, table, n_signals)
+        if ran and time.perf_counter() + est + max(est * scale, leader_refit) > deadline:
             table.append(FamilyResult(spec, "skipped (budget)"))
             continue
         stage(progress, f"family selection {i}/{len(pool)}: {spec.name} on {data.n_requests:,} training requests")
@@ -370,6 +364,7 @@ def select_family(train: Any, catalogue: Any, config: SelectConfig | None = None
                 start = time.perf_counter()
                 router = LearnedRouter(family_config(fit_base, spec), encoder, cache).fit(data, catalogue, None, engine)
                 row.fit_seconds = time.perf_counter() - start
+                row.refit_seconds = row.fit_seconds * scale
                 sweep = router.oof_sweep_
                 row.aiq = float(sweep.aiq())
                 row.boot = np.array([sweep.aiq(rows) for rows in boot])
@@ -379,14 +374,17 @@ def select_family(train: Any, catalogue: Any, config: SelectConfig | None = None
         except (TierrouteError, ValueError, RuntimeError, ImportError, MemoryError) as exc:
             row.status = f"failed: {type(exc).__name__}: {str(exc)[:160]}"
         table.append(row)
-    chosen = _choose(table, config)
+        fitted = [r for r in table if r.aiq is not None]
+        leader_refit = (max(fitted, key=lambda r: r.aiq).refit_seconds or 0.0) if fitted else 0.0  # type: ignore[arg-type, return-value]
+    chosen = _choose(table, config, deadline - time.perf_counter())
     chosen.chosen = True
-    return Selection(table, chosen.family, mode, tuple(data.request_ids), time.perf_counter() - clock, config,
+    return Selection(table, chosen.family, mode, tuple(data.request_ids), time.perf_counter() - clock, config, budget_min,
                      router=chosen.router if data is train else None, encoders=dict(encoders.built))
 
 
-def _choose(table: list[FamilyResult], config: SelectConfig) -> FamilyResult:
-    """The best OOF AIQ among the fitted, bundleable families; ties to the cheaper to serve."""
+def _choose(table: list[FamilyResult], config: SelectConfig, left: float = float("inf")) -> FamilyResult:
+    """The best OOF AIQ among the fitted, bundleable families; ties to the cheaper to serve, among
+    those whose refit fits in the ``left`` seconds of the budget."""
     eligible = [r for r in table if r.status == "ok" and r.aiq is not None]
     if not eligible:
         reasons = "; ".join(f"{r.family.name}: {r.status}" for r in table)
@@ -398,4 +396,5 @@ def _choose(table: list[FamilyResult], config: SelectConfig) -> FamilyResult:
         gap = best.aiq - r.aiq  # type: ignore[operator]
         return gap <= config.epsilon or (gap <= config.tie_cap and float(np.quantile(best.boot - r.boot, 0.025)) <= 0.0)  # type: ignore[operator]
 
-    return min((r for r in eligible if ties(r)), key=lambda r: (r.family.serve_rank(), -(r.aiq or 0.0)))
+    tied = [r for r in eligible if r is best or (ties(r) and (r.refit_seconds or 0.0) <= left)]
+    return min(tied, key=lambda r: (r.family.serve_rank(), -(r.aiq or 0.0)))

@@ -47,7 +47,9 @@ class TrainConfig:
     # ``kind`` / ``encoder`` searches only the other, pinning both trains that family
     encoder: str = "auto"
     kind: str = "auto"
-    select_budget_min: float = 6.0
+    # the selection and, when it ran on a subsample, the chosen family's refit; None: 8 min at 10k
+    # requests x 10 candidates, in proportion below, at least 1.5 (selection.auto_budget_min)
+    select_budget_min: float | None = None
     static_dims: int | None = None  # None: 64 when the encoder is pinned to static, the pool's widths with auto
     eval_data: tuple[str, ...] = ()
     out_dir: str | None = None
@@ -91,7 +93,8 @@ class TrainConfig:
         if self.kind != "auto" and not kind_supported(self.kind):
             kinds = ("auto", *dict.fromkeys(s.kind for s in POOL if kind_supported(s.kind)))
             raise ConfigError(f"The 'kind' parameter of TrainConfig must be one of {kinds}. Got {self.kind!r} instead.")
-        check_number(self.select_budget_min, "select_budget_min", "TrainConfig", 0.0)
+        if self.select_budget_min is not None:
+            check_number(self.select_budget_min, "select_budget_min", "TrainConfig", 0.0)
         if self.policy not in POLICY_KINDS:
             raise ConfigError(f"The 'policy' parameter of TrainConfig must be one of {POLICY_KINDS}. Got {self.policy!r} instead.")
         check_number(self.test_fraction, "test_fraction", "TrainConfig", 0.05, 0.95)
@@ -194,7 +197,7 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
     from tierroute.models.export import export_bundle
     from tierroute.pipelines.dataset import RoutingData
     from tierroute.pipelines.evaluate import evaluate, write_report
-    from tierroute.pipelines.selection import FamilySpec, SelectConfig, default_pool, family_config, select_family
+    from tierroute.pipelines.selection import FamilySpec, SelectConfig, auto_budget_min, default_pool, family_config, select_family
     from tierroute.pipelines.synthetic import SyntheticConfig, write_jsonl
     from tierroute.pipelines.tracking import log_training_run, save_router
 
@@ -232,9 +235,10 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
     selection, router = None, None
     if "auto" in (config.kind, config.encoder):  # chosen on the training requests only; the test split never enters
         pool = default_pool(config.kind, config.encoder, config.static_dims)
+        budget = auto_budget_min(train.n_requests, len(models)) if config.select_budget_min is None else config.select_budget_min
         say(f"choosing the router family by out-of-fold AIQ on the {train.n_requests:,} training requests "
-            f"({len(pool)} families, budget {config.select_budget_min:g} min)")
-        selection = select_family(train, catalogue, SelectConfig(budget_min=config.select_budget_min, seed=config.seed, pool=pool),
+            f"({len(pool)} families, budget {budget:.1f} min)")
+        selection = select_family(train, catalogue, SelectConfig(budget_min=budget, seed=config.seed, pool=pool),
                                   cache_dir, progress, base=base, engine=engine)
         spec, encoder, router = selection.chosen, selection.encoder, selection.router
     else:

@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--kind", default="auto", choices=["auto", "pooled", "per_candidate", "knn", "lowrank"],
                        help="router family (default auto: chosen by out-of-fold AIQ on the training data; pooled: one "
                             "LightGBM over candidates, per_candidate: one each, knn, lowrank)")
-    train.add_argument("--select-budget-min", type=float, default=6.0, metavar="MIN",
-                       help="time budget of the family selection (default 6; families that would overrun it are skipped)")
+    train.add_argument("--select-budget-min", type=float, default=None, metavar="MIN",
+                       help="time budget of the family selection and the chosen family's refit (default: 8 at 10k requests "
+                            "x 10 candidates, in proportion below, at least 1.5); families that would overrun it are skipped")
     train.add_argument("--policy", default="lambda", choices=["threshold", "lambda", "share"], help="decision policy (default lambda)")
     train.add_argument("--objective", default="match-best", metavar="OBJECTIVE",
                        help="operating point: match-best (default: the cheapest point at the best single candidate's "

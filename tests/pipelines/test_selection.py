@@ -94,6 +94,11 @@ def test_ties_go_to_the_cheaper_family_to_serve() -> None:
     assert _choose(sure, config).family == dear
     static = FamilySpec("pooled", "static", 64).serve_rank()
     assert cheap.serve_rank() < static < dear.serve_rank() < FamilySpec("pooled", "minilm").serve_rank()
+    # a tied family whose refit on all requests would overrun what is left of the budget is not chosen
+    slow = _row(cheap, 0.797, 0.001)
+    slow.refit_seconds = 120.0
+    assert _choose([_row(dear, 0.800, 0.001), slow], config, left=60.0).family == dear
+    assert _choose([_row(dear, 0.800, 0.001), slow], config, left=600.0).family == cheap
     # a family that is not bundleable (or did not fit) is never chosen
     skipped = FamilyResult(cheap, "not bundleable", 0.9)
     assert _choose([skipped, _row(dear, 0.7, 0.01)], config).family == dear
@@ -121,6 +126,8 @@ def test_large_data_selects_on_a_stratified_subsample_and_leaves_the_refit_to_tr
     selection = select_family(data, builtin_catalogue("article"), config, tmp / "cache", base=LearnedConfig(router=TINY))
     assert 90 <= len(selection.request_ids) <= 110 and set(selection.request_ids) <= set(data.request_ids)
     assert selection.router is None and "subsample" in selection.mode
+    row = selection.table[0]  # its refit (all requests, the final folds) is projected from its fit
+    assert row.refit_seconds > row.fit_seconds and "refit ~" in "\n".join(selection_markdown(selection.to_dict()))
     assert set(data.subset(np.isin(data.request_ids, selection.request_ids)).tasks) == set(data.tasks)
 
 
@@ -187,3 +194,27 @@ def test_config_checks() -> None:
         TrainConfig(encoder="bert")
     with pytest.raises(ConfigError, match="budget_min"):
         SelectConfig(budget_min=-1)
+    from tierroute.pipelines.selection import auto_budget_min
+
+    # 8 min at 10k requests x 10 candidates (select + refit within ~10 min on 2 cores), less below
+    assert auto_budget_min(10_000, 10) == 8.0 and auto_budget_min(50_000, 10) == 8.0
+    assert auto_budget_min(2_250, 3) == 1.5 and auto_budget_min(2_205, 11) == pytest.approx(1.94, abs=0.01)
+
+
+def test_retrain_keeps_the_family_the_champion_s_selection_chose(tmp_path: Path) -> None:
+    import mlflow
+
+    from tierroute.pipelines.retrain import RetrainConfig, run_retrain
+    from tierroute.pipelines.synthetic import SyntheticConfig, write_jsonl
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    first = write_jsonl(SyntheticConfig(160, seed=1), tmp_path / "week1.jsonl")
+    champion = _tiny_train(tmp_path, data=(str(first),), encoder="none")  # kind auto: selected
+    chosen = champion.report["family"]
+    assert chosen["selected"]
+    mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("tierroute", "champion", "1")
+    new = write_jsonl(SyntheticConfig(120, seed=2), tmp_path / "week2.jsonl")
+    run_retrain(RetrainConfig(logs=(str(new),), tracking_uri=uri, out_dir=str(tmp_path / "r")))
+    metrics = json.loads((tmp_path / "r" / "train" / "evaluation" / "metrics.json").read_text(encoding="utf-8"))
+    assert "selection" not in metrics  # not re-selected: the champion's family, pinned
+    assert metrics["family"] == {**chosen, "selected": False}
