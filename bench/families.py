@@ -12,7 +12,7 @@ Every family sees the same features (signals + the 64-d static embedding, as ``t
 and the same folds (5, seed 0, stratified by task), is calibrated (isotonic, cross-fitted), and
 its probabilities are swept with the ``lambda`` policy against the expected-cost model. AIQ =
 mean quality of the (cost, accuracy) hull over [cheapest, dearest single candidate cost]
-(pipelines/metrics.py). "test" sweeps the test requests with the final models; "OOF" sweeps the
+(pipelines/evaluation/metrics.py). "test" sweeps the test requests with the final models; "OOF" sweeps the
 training requests with ``oof_proba_`` (what the knob is picked on: does it rank families as test
 does?). "zero router" = the hull of the single candidates alone. Blends: "avg" averages kNN's and
 per-candidate LightGBM's calibrated probabilities; "+kNN feats" gives LightGBM kNN's out-of-fold
@@ -59,7 +59,7 @@ def _features(train: Any, test: Any, cache: Path) -> tuple[np.ndarray, np.ndarra
 
 def _curve_aiq(proba: np.ndarray, expected_cost: np.ndarray, data: Any) -> float:
     from tierroute.models.policy import sweep
-    from tierroute.pipelines.metrics import aiq
+    from tierroute.pipelines.evaluation.metrics import aiq
 
     rows = np.arange(data.n_requests)
     pts = [(float(data.cost[rows, picks].mean()), float(data.correct[rows, picks].mean()))
@@ -69,7 +69,7 @@ def _curve_aiq(proba: np.ndarray, expected_cost: np.ndarray, data: Any) -> float
 
 
 def _zero_aiq(data: Any) -> float:
-    from tierroute.pipelines.metrics import aiq
+    from tierroute.pipelines.evaluation.metrics import aiq
 
     pts = list(zip(data.cost.mean(axis=0), data.correct.mean(axis=0)))
     return aiq(pts, float(data.cost.mean(axis=0).min()), float(data.cost.mean(axis=0).max()))

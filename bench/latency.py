@@ -68,7 +68,7 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
 
 
 def train_bundle(folder: Path, encoder: str = "static", requests: int = 3000) -> Path:
-    from tierroute.pipelines.train import TrainConfig, run_train
+    from tierroute.pipelines.training.train import TrainConfig, run_train
 
     print(f"training a bundle ({encoder} encoder) on {requests:,} built-in synthetic requests in {folder} ...", flush=True)
     result = run_train(TrainConfig(out_dir=str(folder / f"run-{encoder}"), tracking_uri="", encoder=encoder,

@@ -41,8 +41,8 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tierroute.models.router import RouterParams
-    from tierroute.pipelines.synthetic import SyntheticConfig, production_log, write_jsonl
-    from tierroute.pipelines.train import TrainConfig, run_train
+    from tierroute.pipelines.data.synthetic import SyntheticConfig, production_log, write_jsonl
+    from tierroute.pipelines.training.train import TrainConfig, run_train
 
     work = Path(tempfile.mkdtemp(prefix="tierroute-offpolicy-"))
     test_config = SyntheticConfig(3000, seed=999)

@@ -24,7 +24,7 @@ for the selection and every family alike.
 Per split: the zero router (the non-decreasing hull of the single candidates, i.e. no router), the
 article's tree (models/heuristic.py), and every family of the selection pool, each fitted on the
 training requests with `tierroute train`'s defaults; the family the selection picks (out-of-fold AIQ
-on the training requests only; pipelines/selection.py) is marked `*`, the best on the test set `+`.
+on the training requests only; pipelines/training/selection.py) is marked `*`, the best on the test set `+`.
 Test AIQ, the cost at the tree's and at the best single's accuracy (read off the test curve's hull,
 as a ratio to theirs), APGR / CPT(50%) with two candidates. Targets are printed REACHED / NOT
 REACHED (they are the issue's done-means, never tuned here).
@@ -93,8 +93,8 @@ class Dataset:
 def ingest(paths: Sequence[Path]) -> Any:
     import datasets
 
-    from tierroute.pipelines.dataset import RoutingData
-    from tierroute.pipelines.ingest import IngestConfig, run_ingest
+    from tierroute.pipelines.data.dataset import RoutingData
+    from tierroute.pipelines.data.ingest import IngestConfig, run_ingest
 
     datasets.disable_progress_bars()
     out = Path(tempfile.mkdtemp(prefix="tierroute-bench-")) / "ingest"
@@ -103,7 +103,7 @@ def ingest(paths: Sequence[Path]) -> Any:
 
 def _quick(data: Any, n: int, seed: int = 0) -> np.ndarray:
     """A seeded subsample of ~n request indices, each task in proportion (--quick)."""
-    from tierroute.pipelines.selection import _subsample
+    from tierroute.pipelines.training.selection import _subsample
 
     return _subsample(data.tasks, n, seed)
 
@@ -171,7 +171,7 @@ def mt_bench_reason(root: Path) -> str:
 
 
 def _concat(a: Any, b: Any) -> Any:
-    from tierroute.pipelines.dataset import RoutingData
+    from tierroute.pipelines.data.dataset import RoutingData
 
     def cat(x: Any, y: Any) -> Any:
         return None if x is None or y is None else np.concatenate([x, y])
@@ -194,9 +194,9 @@ def run_split(ds: Dataset, label: str, train: Any, test: Any, args: argparse.Nam
     from tierroute.models.catalogue import builtin_catalogue
     from tierroute.models.learned import LearnedConfig, LearnedRouter
     from tierroute.models.router import RouterParams
-    from tierroute.pipelines.evaluate import evaluate
-    from tierroute.pipelines.metrics import aiq
-    from tierroute.pipelines.selection import (
+    from tierroute.pipelines.evaluation.evaluate import evaluate
+    from tierroute.pipelines.evaluation.metrics import aiq
+    from tierroute.pipelines.training.selection import (
         EncoderSet,
         SelectConfig,
         family_config,
@@ -311,7 +311,7 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
 
 
 def main() -> int:
-    from tierroute.pipelines.selection import FamilySpec, default_pool
+    from tierroute.pipelines.training.selection import FamilySpec, default_pool
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("TIERROUTE_SHARED_DATA", str(ROOT.parent / "shared" / "data")))

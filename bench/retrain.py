@@ -36,9 +36,9 @@ def main() -> int:
     import datasets
     import mlflow
 
-    from tierroute.pipelines.retrain import RetrainConfig, run_retrain
-    from tierroute.pipelines.synthetic import SyntheticConfig, write_jsonl
-    from tierroute.pipelines.train import TrainConfig, run_train
+    from tierroute.pipelines.data.synthetic import SyntheticConfig, write_jsonl
+    from tierroute.pipelines.lifecycle.retrain import RetrainConfig, run_retrain
+    from tierroute.pipelines.training.train import TrainConfig, run_train
 
     datasets.disable_progress_bars()
     logging.getLogger("mlflow").setLevel(logging.ERROR)

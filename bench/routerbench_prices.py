@@ -40,7 +40,7 @@ from scipy.optimize import nnls
 
 from tierroute.features.tokens import BpeTokenCounter
 from tierroute.models.catalogue import Catalogue, load_catalogue
-from tierroute.pipelines.adapters.routerbench import routerbench_prompt_text
+from tierroute.pipelines.data.adapters.routerbench import routerbench_prompt_text
 
 FILES = (
     "arc_challenge_train.csv",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tierroute.features.tokens import ApproxTokenCounter, BpeTokenCounter
 from tierroute.models.heuristic import HeuristicTree
-from tierroute.pipelines.adapters.routerbench import routerbench_prompt_text
+from tierroute.pipelines.data.adapters.routerbench import routerbench_prompt_text
 from tierroute.request import Request
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@
   (c_max - c_min) (flat beyond the hull's own ends). 1.0 = perfect quality at every budget.
 
 Numpy only: training picks its family and its operating point by these, and the evaluation
-reports them (:mod:`tierroute.pipelines.metrics` re-exports them).
+reports them (:mod:`tierroute.pipelines.evaluation.metrics` re-exports them).
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ class LGBMRouter(CrossFitRouter):
         ``sample_weight`` (n, m): a weight per known outcome (inverse propensities for logged
         requests, less for older data), used by the trees and the calibration; None: all 1.
         ``trainer``: fits one booster instead of ``lightgbm.train`` (the Dask engine's
-        :meth:`tierroute.pipelines.distributed.DaskEngine.fit_booster`); not kept after fit."""
+        :meth:`tierroute.pipelines.training.distributed.DaskEngine.fit_booster`); not kept after fit."""
         self._trainer = trainer
         try:
             return self._fit(X, Y, mask, candidate_features, strata, step, sample_weight)

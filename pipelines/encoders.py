@@ -1,6 +1,6 @@
 """The encoder a training job embeds prompts with, built (and cached) from the training prompts.
 
-Kept apart from :mod:`tierroute.pipelines.train` so that the family selection, which builds every
+Kept apart from :mod:`tierroute.pipelines.training.train` so that the family selection, which builds every
 encoder of its pool, and the training job both use it without importing each other.
 """
 

@@ -1,7 +1,7 @@
 """The decision log and the exploration slice: what retraining on production logs needs.
 
 Production logs usually hold the outcome of the chosen model only. To learn from them (and to
-estimate a new policy's value off-policy, :mod:`tierroute.pipelines.offpolicy`), every decision
+estimate a new policy's value off-policy, :mod:`tierroute.pipelines.evaluation.offpolicy`), every decision
 is logged with the probability the serving policy had of making it (``propensity``), and a small
 random share of traffic (``epsilon``, default 0) goes to a uniformly drawn candidate so that
 every candidate keeps getting outcomes.

@@ -357,9 +357,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tierroute.models.catalogue import builtin_catalogue
     from tierroute.models.learned import LearnedConfig, LearnedRouter
     from tierroute.models.router import RouterParams
-    from tierroute.pipelines.dataset import RoutingData
-    from tierroute.pipelines.synthetic import SyntheticConfig, generate
-    from tierroute.pipelines.tracking import save_router
+    from tierroute.pipelines.data.dataset import RoutingData
+    from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
+    from tierroute.pipelines.training.tracking import save_router
 
     frame = pd.DataFrame(list(generate(SyntheticConfig(120, seed=2))))
     frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]

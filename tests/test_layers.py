@@ -151,7 +151,7 @@ def test_the_contract_test_fails_on_a_forbidden_import(tmp_path: Path) -> None:
     assert any("tierroute.models.objective (models) imports tierroute.serving.router (serving)" in v for v in found), found
 
 
-@pytest.mark.parametrize(("module", "expected"), [("tierroute.request", "core"), ("tierroute.cli_serve", "cli"),
-                                                  ("tierroute.pipelines.train", "pipelines")])
+@pytest.mark.parametrize(("module", "expected"), [("tierroute.request", "core"), ("tierroute.cli.serving", "cli"),
+                                                  ("tierroute.pipelines.training.train", "pipelines")])
 def test_layers_are_named_by_folder(module: str, expected: str) -> None:
     assert layer(module) == expected

@@ -33,7 +33,7 @@ def _all_modules() -> list[str]:
 def test_every_module_imports_without_writing_files(tmp_path: Path) -> None:
     before = set(tmp_path.iterdir())
     modules = _all_modules()
-    assert "tierroute.pipelines.ingest" in modules and "tierroute.cli" in modules
+    assert "tierroute.pipelines.data.ingest" in modules and "tierroute.cli" in modules
     for name in modules:
         importlib.import_module(name)
     assert set(tmp_path.iterdir()) == before

@@ -77,7 +77,7 @@ def test_previous_release_bundle_keeps_its_id(name: str, tmp_path: Path) -> None
 def test_previous_release_pickled_router_loads_and_decides_the_same(name: str, tmp_path: Path) -> None:
     pytest.importorskip("lightgbm")
     pytest.importorskip("sklearn")
-    from tierroute.pipelines.tracking import load_router
+    from tierroute.pipelines.training.tracking import load_router
 
     record = recorded(name)
     want = record["pickled"]
@@ -97,7 +97,7 @@ def test_previous_release_mlflow_model_loads_and_predicts_the_same(tmp_path: Pat
     pd = pytest.importorskip("pandas")
     import mlflow.pyfunc
 
-    from tierroute.pipelines.tracking import RouterPyfunc
+    from tierroute.pipelines.training.tracking import RouterPyfunc
 
     record = recorded("static")
     model = mlflow.pyfunc.load_model(str(copied(record["mlflow"]["folder"], tmp_path)))
@@ -121,7 +121,7 @@ def test_previous_release_pickled_router_reexports_to_a_bundle_with_the_same_dec
     pytest.importorskip("lightgbm")
     pytest.importorskip("onnxmltools")
     from tierroute.models.export import export_bundle
-    from tierroute.pipelines.tracking import load_router
+    from tierroute.pipelines.training.tracking import load_router
     from tierroute.serving.router import Router, RouterConfig
 
     record = recorded(name)

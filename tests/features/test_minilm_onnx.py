@@ -156,7 +156,7 @@ def test_the_bundle_registry_records_and_reopens_it(encoder: OnnxMiniLMEncoder, 
 @pytest.fixture(scope="module")
 def trained(encoder: OnnxMiniLMEncoder, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     from tierroute.models.router import RouterParams
-    from tierroute.pipelines.train import TrainConfig, run_train
+    from tierroute.pipelines.training.train import TrainConfig, run_train
 
     out = tmp_path_factory.mktemp("minilm-train") / "run"
     tiny = RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=10)

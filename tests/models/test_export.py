@@ -21,7 +21,7 @@ from tierroute.models.catalogue import builtin_catalogue  # noqa: E402
 from tierroute.models.export import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION, export_bundle  # noqa: E402
 from tierroute.models.learned import LearnedConfig, LearnedRouter  # noqa: E402
 from tierroute.models.router import CALIBRATIONS, ROUTER_KINDS, RouterParams  # noqa: E402
-from tierroute.pipelines.dataset import RoutingData  # noqa: E402
+from tierroute.pipelines.data.dataset import RoutingData  # noqa: E402
 from tierroute.serving.bundle import load_bundle  # noqa: E402
 from tierroute.serving.router import Router, RouterConfig  # noqa: E402
 
@@ -41,7 +41,7 @@ def sha256(path: Path) -> str:
 def data() -> tuple[RoutingData, RoutingData]:
     import pandas as pd
 
-    from tierroute.pipelines.synthetic import SyntheticConfig, generate
+    from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
 
     frame = pd.DataFrame(list(generate(SyntheticConfig(300, seed=5))))
     frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
@@ -273,7 +273,7 @@ def test_static_encoder_export_and_parity(data, static_encoder: StaticEncoder, t
 
 @pytest.mark.shared_data
 def test_parity_on_routerbench_test_split(shared_data: Path, tmp_path: Path) -> None:
-    from tierroute.pipelines.ingest import IngestConfig, run_ingest
+    from tierroute.pipelines.data.ingest import IngestConfig, run_ingest
 
     folder = shared_data / "routerbench" / "routerbench_zs"
 

@@ -30,8 +30,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tierroute.models.export import export_bundle
     from tierroute.models.learned import LearnedConfig, LearnedRouter
     from tierroute.models.router import RouterParams
-    from tierroute.pipelines.dataset import RoutingData
-    from tierroute.pipelines.synthetic import SyntheticConfig, generate
+    from tierroute.pipelines.data.dataset import RoutingData
+    from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
 
     frame = pd.DataFrame(list(generate(SyntheticConfig(150, seed=7))))
     frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]

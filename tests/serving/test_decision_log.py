@@ -27,8 +27,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tierroute.models.export import export_bundle
     from tierroute.models.learned import LearnedConfig, LearnedRouter
     from tierroute.models.router import RouterParams
-    from tierroute.pipelines.dataset import RoutingData
-    from tierroute.pipelines.synthetic import SyntheticConfig, generate
+    from tierroute.pipelines.data.dataset import RoutingData
+    from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
 
     frame = pd.DataFrame(list(generate(SyntheticConfig(300, seed=3))))
     frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
@@ -188,7 +188,7 @@ def test_a_torn_last_line_is_moved_aside_so_the_next_decision_starts_a_line(tmp_
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]  # every line is JSON again
     assert [r["request_id"] for r in rows] == ["before", "next"]
     assert (tmp_path / "d.jsonl.torn").read_bytes() == whole[:17].encode() + b"\n"
-    from tierroute.pipelines.drift import read_decision_log
+    from tierroute.pipelines.lifecycle.drift import read_decision_log
 
     assert len(read_decision_log([path])) == 2  # drift reads the file instead of refusing it
 

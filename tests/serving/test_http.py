@@ -44,8 +44,8 @@ def _fit_and_export(seed: int, out: Path) -> Path:
     from tierroute.models.export import export_bundle
     from tierroute.models.learned import LearnedConfig, LearnedRouter
     from tierroute.models.router import RouterParams
-    from tierroute.pipelines.dataset import RoutingData
-    from tierroute.pipelines.synthetic import SyntheticConfig, generate
+    from tierroute.pipelines.data.dataset import RoutingData
+    from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
 
     tiny = LearnedConfig(encoder="none", router=RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10,
                                                              n_threads=1))

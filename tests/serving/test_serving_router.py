@@ -53,8 +53,8 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from tierroute.models.export import export_bundle
     from tierroute.models.learned import LearnedConfig, LearnedRouter
     from tierroute.models.router import RouterParams
-    from tierroute.pipelines.dataset import RoutingData
-    from tierroute.pipelines.synthetic import SyntheticConfig, generate
+    from tierroute.pipelines.data.dataset import RoutingData
+    from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
 
     frame = pd.DataFrame(list(generate(SyntheticConfig(300, seed=5))))
     frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
@@ -458,7 +458,7 @@ def test_a_registered_bundle_loads_by_alias(tmp_path: Path, monkeypatch: pytest.
     import pandas as pd
 
     from tierroute.models.router import RouterParams
-    from tierroute.pipelines.train import TrainConfig, run_train
+    from tierroute.pipelines.training.train import TrainConfig, run_train
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     config = TrainConfig(synthetic_requests=160, encoder="none", out_dir=str(tmp_path / "run"), tracking_uri=uri,
@@ -570,8 +570,8 @@ def test_numpy_families_export_and_serve_as_trained(kind: str, tmp_path: Path) -
     from tierroute.models.families import family_params
     from tierroute.models.learned import LearnedConfig, LearnedRouter
     from tierroute.models.router import RouterParams
-    from tierroute.pipelines.dataset import RoutingData
-    from tierroute.pipelines.synthetic import SyntheticConfig, generate
+    from tierroute.pipelines.data.dataset import RoutingData
+    from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
 
     frame = pd.DataFrame(list(generate(SyntheticConfig(260, seed=9))))
     frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]

@@ -1,0 +1,1 @@
+"""Outcome data: records, ingestion with quarantine, format adapters, the synthetic workload and the routing dataset."""

@@ -1,0 +1,1 @@
+"""Lifecycle: retraining on new logs, the promotion gate and rollback, and drift."""

@@ -1,0 +1,1 @@
+"""Training: the training job, family selection, MLflow tracking and the Dask engine."""

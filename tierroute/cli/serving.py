@@ -1,0 +1,266 @@
+"""The serving-side commands of the ``tierroute`` CLI: ``export`` (a trained router -> a
+RouterBundle), ``route`` (decide for requests, with a bundle or the heuristic tree) and ``serve``
+(the HTTP service or the OpenAI-compatible proxy). :mod:`tierroute.cli` registers them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+from tierroute.errors import ConfigError, RequestError
+
+__all__ = ["add_serving_commands", "SERVING_COMMANDS"]
+
+DEFAULT_MAX_CONNECTIONS = 1024
+_MAX_LINE_DEPTH = 128  # as the service's default --max-json-depth
+
+
+def add_serving_commands(sub: Any) -> None:
+    export = sub.add_parser("export", help="write a trained router as a RouterBundle (ONNX + manifest) for serving")
+    export.add_argument("model", metavar="RUN_ID|DIR", help="a train run's folder, its model/ folder, or an MLflow run id")
+    export.add_argument("--out", required=True, metavar="DIR", help="new (or empty) folder for the bundle")
+    export.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a run id")
+    export.add_argument("--json", action="store_true", help="print one JSON object")
+
+    route = sub.add_parser("route", help="decide the tier and model for requests")
+    source = route.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", metavar="TEXT", help="one prompt to route")
+    source.add_argument("--input", metavar="REQUESTS.jsonl", help="JSONL of {prompt|messages, output_schema, latency_sla_ms} ('-' = stdin)")
+    route.add_argument("--schema", metavar="JSON", help="output schema (JSON) for --prompt, default for --input lines")
+    route.add_argument("--sla", type=float, metavar="MS", help="latency SLA in ms for --prompt, default for --input lines")
+    route.add_argument("--bundle", default=None, metavar="DIR|models:/URI",
+                       help="route with this bundle's learned policy (falls back to the tree when it cannot answer)")
+    route.add_argument("--policy", default=None, choices=["heuristic", "learned"],
+                       help="heuristic (default without --bundle) or learned (default with --bundle)")
+    route.add_argument("--catalogue", default="article", metavar="FILE",
+                       help="candidate catalogue for the heuristic (default: built-in 'article'; a bundle brings its own)")
+    route.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a models:/ bundle")
+    route.add_argument("--decision-log", default=None, metavar="FILE.jsonl", help="also append each decision to this log")
+    route.add_argument("--objective", default=None, metavar="OBJECTIVE",
+                       help="learned operating point: match-best, match-heuristic, max-accuracy or budget=USD_PER_QUERY "
+                            "(default: the one the bundle was trained for)")
+    route.add_argument("--json", action="store_true", help="one JSON decision per request line")
+
+
+    serve = sub.add_parser("serve", help="run the HTTP routing service (or the OpenAI-compatible proxy)")
+    serve.add_argument("--bundle", default=None, metavar="DIR|models:/URI",
+                       help="the bundle to serve (without it, or if it cannot be served, the heuristic tree answers)")
+    serve.add_argument("--proxy", default=None, metavar="CATALOGUE.toml",
+                       help="also proxy POST /v1/chat/completions to the chosen candidate's base_url (OpenAI-compatible)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--token-env", default=None, metavar="VAR",
+                       help="require 'Authorization: Bearer $VAR' on every endpoint but /healthz")
+    serve.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES", help="largest request body (default 1 MiB)")
+    serve.add_argument("--max-batch", type=int, default=1000, metavar="N", help="most requests per batch call (default 1000)")
+    serve.add_argument("--deadline-ms", type=float, default=50.0, metavar="MS",
+                       help="a learned decision slower than this is replaced by the tree's (default 50)")
+    serve.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                       help="below this P(correct) for the chosen model, the tree decides (default off)")
+    serve.add_argument("--threads", type=int, default=1, metavar="N", help="onnxruntime intra-op threads (default 1)")
+    serve.add_argument("--log-prompts", action="store_true", help="log prompt text (default: a sha256 prefix only)")
+    serve.add_argument("--decision-log", default=None, metavar="FILE.jsonl",
+                       help="append every decision (propensity, probabilities, bundle id) for retraining")
+    serve.add_argument("--explore", type=float, default=0.0, metavar="EPSILON",
+                       help="send this share of learned decisions to a uniformly drawn candidate (default 0)")
+    serve.add_argument("--explore-seed", type=int, default=None, metavar="N", help="seed of the exploration draws")
+    serve.add_argument("--upstream-timeout", type=float, default=60.0, metavar="S", help="proxy: seconds per upstream call")
+    serve.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                       help="proxy: candidates tried per call (the chosen one, then up) before answering 502 (default 3)")
+    limits = serve.add_argument_group("connection limits")
+    limits.add_argument("--request-timeout", type=float, default=10.0, metavar="S",
+                        help="a request must arrive whole (headers and body) within this; slower clients are "
+                             "disconnected, with 408 (default 10)")
+    limits.add_argument("--keep-alive", type=float, default=5.0, metavar="S",
+                        help="close idle keep-alive connections after this (default 5)")
+    limits.add_argument("--max-connections", type=int, default=None, metavar="N",
+                        help=f"open connections beyond this get 503 (default {DEFAULT_MAX_CONNECTIONS:,}, or fewer when "
+                             "ulimit -n cannot fit them)")
+    limits.add_argument("--max-header-bytes", type=int, default=16 * 1024, metavar="BYTES",
+                        help="a request head (line + headers) still incomplete past this gets 400 (default 16 KiB)")
+    limits.add_argument("--max-json-depth", type=int, default=128, metavar="N",
+                        help="bodies nesting arrays/objects deeper get 400 (default 128)")
+    limits.add_argument("--backlog", type=int, default=2048, metavar="N", help="listen queue length (default 2048)")
+    serve.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a models:/ bundle")
+    serve.add_argument("--objective", default=None, metavar="OBJECTIVE",
+                       help="operating point on the bundle's knob curve: match-best, match-heuristic, max-accuracy or "
+                            "budget=USD_PER_QUERY (default: the bundle's; a request's 'objective' field or the proxy's "
+                            "x-tierroute-objective header overrides it)")
+
+
+def _request_lines(args: argparse.Namespace) -> Iterator[tuple[int, Any]]:
+    defaults: dict[str, Any] = {}
+    if args.schema is not None:
+        defaults["output_schema"] = args.schema
+    if args.sla is not None:
+        defaults["latency_sla_ms"] = args.sla
+    if args.prompt is not None:
+        yield 1, {"prompt": args.prompt, **defaults}
+        return
+    try:
+        stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read --input {args.input!r}: {exc.strerror}. Check the path.") from None
+    with stream:
+        try:
+            yield from _parse_lines(stream, defaults)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"--input {args.input!r} is not UTF-8 text ({exc.reason} at byte {exc.start}). "
+                "Save it as UTF-8 JSONL, one request object per line."
+            ) from None
+
+
+def _parse_lines(stream: TextIO, defaults: dict[str, Any]) -> Iterator[tuple[int, Any]]:
+    from tierroute.safejson import UnsafeJSONError
+    from tierroute.safejson import loads as safe_loads
+
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = safe_loads(line, max_depth=_MAX_LINE_DEPTH, where=f"line {number}")
+        except UnsafeJSONError as exc:
+            if exc.reason == "syntax":
+                message = f"line {number} is not JSON ({exc.detail}); each line must be one request object."
+            else:
+                message = f"{exc} Each line must be one request object."
+            yield number, RequestError(message)
+            continue
+        yield number, {**defaults, **item} if isinstance(item, dict) else item
+
+
+def _cmd_route(args: argparse.Namespace, out: TextIO) -> int:
+    kind = args.policy or ("learned" if args.bundle else "heuristic")
+    if kind == "learned" and not args.bundle:
+        raise ConfigError("--policy learned needs --bundle DIR (a folder from `tierroute export`) or a models:/ URI.")
+    if args.decision_log and kind != "learned":
+        raise ConfigError("--decision-log needs --bundle (the heuristic policy alone logs nothing to learn from).")
+    log = None
+    if args.decision_log:
+        from tierroute.serving.decision_log import DecisionLog
+
+        log = DecisionLog(args.decision_log)
+    try:
+        return _route_lines(args, out, kind, log)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _route_lines(args: argparse.Namespace, out: TextIO, kind: str, log: Any) -> int:
+    from tierroute.models.catalogue import load_catalogue
+    from tierroute.request import parse_request
+    from tierroute.serving.decision import HeuristicPolicy
+    from tierroute.serving.router import Router
+
+    policy: Any
+    if args.objective is not None and kind != "learned":
+        raise ConfigError("--objective picks a learned operating point; pass --bundle DIR (or a models:/ URI) with it.")
+    if kind == "learned":
+        from tierroute.serving.router import RouterConfig
+
+        policy = Router.load(args.bundle, RouterConfig(objective=args.objective), tracking_uri=args.tracking_uri,
+                             decision_log=log)
+        if not policy.learned:
+            print(f"warning: {policy.unavailable} Deciding with the heuristic tree "
+                  f"(fallback {policy.unavailable.code}).", file=sys.stderr)
+    else:
+        policy = HeuristicPolicy(catalogue=load_catalogue(args.catalogue))
+    if args.prompt is not None:  # a bad --schema/--sla is an option mistake: one error line, exit 1
+        try:
+            parse_request({"prompt": args.prompt, "output_schema": args.schema, "latency_sla_ms": args.sla})
+        except RequestError as exc:
+            flag = "--sla" if "latency_sla_ms" in str(exc) else "--schema" if "output_schema" in str(exc) else "--prompt"
+            raise ConfigError(f"{flag}: {exc}") from None
+    failures = 0
+    for number, item in _request_lines(args):
+        request_id = item.get("id") if isinstance(item, dict) else None
+        try:
+            if isinstance(item, Exception):
+                raise item
+            decision = policy.route(item).to_dict()
+        except RequestError as exc:
+            failures += 1
+            if args.json:
+                print(json.dumps({"line": number, "id": request_id, "error": str(exc)}), file=out)
+            else:
+                print(f"line {number}: error: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"line": number, "id": request_id, **decision}, ensure_ascii=False), file=out)
+        else:
+            print(f"{decision['tier']}  {decision['model']}  [{decision['source']}] {decision['reason']}", file=out)
+    return 2 if failures else 0
+
+
+
+
+def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.models.export import export_bundle
+    from tierroute.pipelines.training.tracking import DEFAULT_TRACKING_URI, load_router_from
+
+    router = load_router_from(args.model, args.tracking_uri or DEFAULT_TRACKING_URI)
+    path = export_bundle(router, args.out)
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    if args.json:
+        print(json.dumps({"schema_version": 1, "bundle": str(path), "bundle_id": manifest["bundle_id"],
+                          "files": manifest["files"], "candidates": manifest["candidates"]}, indent=2), file=out)
+    else:
+        print(f"bundle {manifest['bundle_id']} -> {path}/ ({len(manifest['files'])} files, "
+              f"{len(manifest['candidates'])} candidates, policy {manifest['policy']['kind']})", file=out)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    import logging
+    import os
+
+    from tierroute.serving.router import RouterConfig
+
+    try:
+        import uvicorn  # noqa: F401 - checked here, used by serving.server
+
+        from tierroute.serving.http import ServiceConfig, create_app
+        from tierroute.serving.server import fit_file_limit, serve
+    except ImportError:
+        raise ConfigError("serve needs the serving extras (starlette, uvicorn, httpx, prometheus-client). Install them: "
+                          "pip install 'tierroute[serve]' (or pip install -e '.[serve]' in a checkout).") from None
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise ConfigError(f"--token-env {args.token_env}: that environment variable is not set or empty. Export it first.")
+    proxy = None
+    if args.proxy:
+        from tierroute.serving.proxy import ProxyConfig
+
+        proxy = ProxyConfig(catalogue=args.proxy, timeout_s=args.upstream_timeout, max_attempts=args.max_attempts)
+    router_config = RouterConfig(intra_op_threads=args.threads, deadline_ms=args.deadline_ms, min_confidence=args.min_confidence,
+                                 epsilon=args.explore, seed=args.explore_seed, objective=args.objective)
+    limits = dict(request_timeout_s=args.request_timeout, keep_alive_s=args.keep_alive, max_header_bytes=args.max_header_bytes,
+                  max_json_depth=args.max_json_depth, backlog=args.backlog)
+    wanted = DEFAULT_MAX_CONNECTIONS if args.max_connections is None else args.max_connections
+    ServiceConfig(**limits, max_connections=wanted)  # check the limits before touching the open-file limit
+    max_connections, warning = fit_file_limit(args.max_connections, DEFAULT_MAX_CONNECTIONS)
+    config = ServiceConfig(bundle=args.bundle, router=router_config, token=token, max_body_bytes=args.max_body,
+                           max_batch=args.max_batch, log_prompts=args.log_prompts, tracking_uri=args.tracking_uri,
+                           catalogue=args.proxy, decision_log=args.decision_log, max_connections=max_connections, **limits)
+    app = create_app(config, proxy=proxy)
+    router = app.state.holder.current
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if warning:
+        print(warning, file=sys.stderr)
+    if router.learned:
+        print(f"serving bundle {router.bundle_id} on http://{args.host}:{args.port}", file=sys.stderr)
+    else:
+        print(f"warning: {router.unavailable} Serving the heuristic tree on http://{args.host}:{args.port} "
+              f"(fallback {router.unavailable.code}).", file=sys.stderr)
+    serve(app, args.host, args.port)
+    return 0
+
+
+SERVING_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"route": _cmd_route, "export": _cmd_export, "serve": _cmd_serve}
