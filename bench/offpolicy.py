@@ -40,6 +40,7 @@ def main() -> int:
     parser.add_argument("--encoder", default="none", choices=["none", "static"])
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tierroute.models.learned import LearnedConfig
     from tierroute.models.router import RouterParams
     from tierroute.pipelines.data.synthetic import SyntheticConfig, production_log, write_jsonl
     from tierroute.pipelines.training.train import TrainConfig, run_train
@@ -57,8 +58,8 @@ def main() -> int:
         sources = {"bench": str(write_jsonl(config, work / f"bench-{seed}.jsonl")),
                    "log": _dump(production_log(config, args.epsilon, seed=seed), work / f"log-{seed}.jsonl")}
         for name, source, max_weight in ways:
-            common = dict(data=(sources[source],), encoder=args.encoder, tracking_uri="", max_ips_weight=max_weight,
-                          cache_dir=str(work / "cache"), router=RouterParams(seed=seed), seed=seed)
+            common = dict(data=(sources[source],), encoder=args.encoder, tracking_uri="", cache_dir=str(work / "cache"),
+                          learned=LearnedConfig(router=RouterParams(seed=seed), max_ips_weight=max_weight), seed=seed)
             observed = run_train(TrainConfig(**common, eval_data=(bench_test,), out_dir=str(work / f"{source}-{max_weight}-{seed}-b")))
             report = observed.report
             results[name].append({"accuracy": report["accuracy"], "cost_per_query": report["cost_per_query"], "aiq": report["aiq"],

@@ -49,7 +49,7 @@ __all__ = [
     "load_encoder",
 ]
 
-ENCODERS = ("static", "minilm")
+ENCODERS = ("static", "minilm", "tuned")  # tuned: a static table tuned on outcomes (features/tuned.py)
 
 
 @runtime_checkable

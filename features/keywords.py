@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -154,7 +155,7 @@ def reasoning_depth_array(
     tokens = np.asarray(token_count)
     score = 1 + np.minimum(hits, keyword_cap)
     score = score + (tokens > long_prompt_tokens) + (tokens > very_long_prompt_tokens)
-    return np.minimum(score, max_depth).astype(np.int64)
+    return cast(np.ndarray, np.minimum(score, max_depth).astype(np.int64))
 
 
 def check_depth_params(keyword_cap: int, long_prompt_tokens: int, very_long_prompt_tokens: int, max_depth: int, owner: str) -> None:

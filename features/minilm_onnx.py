@@ -253,7 +253,7 @@ def export_minilm_onnx(folder: str | os.PathLike[str], *, head_chars: int = 1200
     vocab = raw["model"]["vocab"]
     settings = _settings(head_chars, tail_chars, head_tokens, tail_tokens,
                          {"cls_id": vocab["[CLS]"], "sep_id": vocab["[SEP]"], "pad_id": vocab["[PAD]"]})
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bert = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()

@@ -19,6 +19,7 @@ from tierroute.features.keywords import (
     check_depth_params,
     reasoning_depth,
 )
+from tierroute.features.logged import LoggedRequest, logged_matrix, logged_signal
 from tierroute.features.shape import SHAPE_FEATURE_NAMES, PromptShape, prompt_shape
 from tierroute.features.spec import FEATURE_VERSION, FeatureSpec
 from tierroute.features.tokens import DEFAULT_ENCODING, TokenCounter, make_token_counter, make_token_counter_id
@@ -160,7 +161,13 @@ class SignalExtractor:
     def tree_signals(self, request: Request) -> tuple[int, bool, int, bool]:
         """The heuristic tree's four inputs: token count, is_structured, depth, latency-sensitive.
         ``is_structured`` is the article's ``output_schema is not None`` (requests from
-        :func:`~tierroute.request.parse_request` carry None for "no schema")."""
+        :func:`~tierroute.request.parse_request` carry None for "no schema"). A
+        :class:`~tierroute.features.logged.LoggedRequest` (no text) is replayed from its vector's
+        named signals (``n_tokens``, ``schema_present``, ``depth_score``, ``latency_sensitive``)."""
+        if isinstance(request, LoggedRequest):
+            names = self.feature_names
+            return (int(logged_signal(request, names, "n_tokens")), logged_signal(request, names, "schema_present") > 0,
+                    int(logged_signal(request, names, "depth_score")), logged_signal(request, names, "latency_sensitive") > 0)
         tokens = self.counter.count(request.prompt)
         depth = self.depth(self.matcher.hits(request.prompt).total, tokens)
         return tokens, request.output_schema is not None, depth, self.is_latency_sensitive(request.latency_sla_ms)
@@ -186,7 +193,16 @@ class SignalExtractor:
         return np.asarray(self.signals(request).as_vector(), dtype=np.float32)
 
     def matrix(self, requests: Iterable[Request] | Sequence[Request]) -> np.ndarray:
-        """Feature vectors of many requests, one row each, float32."""
+        """Feature vectors of many requests, one row each, float32 (a LoggedRequest: its vector's
+        signal columns, which its FeatureSpec lays out first)."""
+        requests = list(requests)
+        if any(isinstance(r, LoggedRequest) for r in requests):
+            out = np.empty((len(requests), len(self.feature_names)), dtype=np.float32)
+            logged = [i for i, r in enumerate(requests) if isinstance(r, LoggedRequest)]
+            text = [i for i, r in enumerate(requests) if not isinstance(r, LoggedRequest)]
+            out[logged] = logged_matrix([requests[i] for i in logged], len(self.feature_names))
+            out[text] = self.matrix([requests[i] for i in text])
+            return out
         rows = [self.signals(r).as_vector() for r in requests]
         if not rows:
             return np.zeros((0, len(self.feature_names)), dtype=np.float32)

@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -116,7 +116,7 @@ class StaticEncoder:
 
     def encode_ids(self, ids: np.ndarray) -> np.ndarray:
         """The vector (dims,) of a prompt given its token ids (the serving path: no re-tokenizing)."""
-        return self.encode_many_ids([ids])[0]
+        return cast(np.ndarray, self.encode_many_ids([ids])[0])
 
     def encode_many_ids(self, many: Sequence[np.ndarray]) -> np.ndarray:
         """Vectors (n, dims) for n prompts' token ids. Every path (training's :meth:`encode`,
@@ -140,7 +140,7 @@ class StaticEncoder:
         return _normalised(out)
 
     def encode_one(self, text: str) -> np.ndarray:
-        return self.encode_many_ids([self.ids(text)])[0]
+        return cast(np.ndarray, self.encode_many_ids([self.ids(text)])[0])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dims), dtype=np.float32)

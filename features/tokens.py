@@ -40,7 +40,8 @@ SUPPORTED_ENCODINGS = ("o200k_base", "cl100k_base")
 class TokenCounter(Protocol):
     """Anything with a stable ``id`` and ``count(text) -> int``."""
 
-    id: str
+    @property
+    def id(self) -> str: ...  # read-only: the counters expose it as a property
 
     def count(self, text: str) -> int: ...
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -80,7 +80,7 @@ def stratified_folds(strata: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
 
 
 def _logit(scores: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1))
+    return cast(np.ndarray, np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1)))
 
 
 class Calibrator:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def feature_matrix(signals: Any, embedding: np.ndarray | None) -> np.ndarray:
 
 def expected_cost(intercept: np.ndarray, slope: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """(n, m) expected cost: intercept + slope x prompt tokens, never below 0."""
-    return np.maximum(np.asarray(intercept)[None, :] + np.outer(np.asarray(tokens, dtype=np.float64), slope), 0.0)
+    return cast(np.ndarray, np.maximum(np.asarray(intercept)[None, :] + np.outer(np.asarray(tokens, dtype=np.float64), slope), 0.0))
 
 
 def sla_feasible(p95_ms: np.ndarray, sla_ms: Sequence[float | None]) -> np.ndarray | None:
@@ -124,7 +124,7 @@ class Calibration:
         if self.method == "sigmoid":
             clipped = np.clip(scores, 1e-6, 1 - 1e-6)
             logit = np.log(clipped / np.clip(1 - scores, 1e-6, 1))
-            return 1.0 / (1.0 + np.exp(-(self.a * logit + self.b)))
+            return cast(np.ndarray, 1.0 / (1.0 + np.exp(-(self.a * logit + self.b))))
         return np.asarray(scores, dtype=np.float64)
 
 
@@ -141,14 +141,14 @@ class CalibrationSet:
             self.shift = 2.0 * np.arange(len(self.calibrations))
             self.lo = np.array([c.x[0] for c in self.calibrations])  # type: ignore[index]
             self.hi = np.array([c.x[-1] for c in self.calibrations])  # type: ignore[index]
-            self.x = np.concatenate([c.x + self.shift[j] for j, c in enumerate(self.calibrations)])  # type: ignore[operator]
-            self.y = np.concatenate([c.y for c in self.calibrations])  # type: ignore[misc]
+            self.x = np.concatenate([c.x + self.shift[j] for j, c in enumerate(self.calibrations)])
+            self.y = np.concatenate([c.y for c in self.calibrations])
 
     def apply(self, scores: np.ndarray) -> np.ndarray:
         scores = np.asarray(scores, dtype=np.float64)
         if self.isotonic:
             placed = np.minimum(np.maximum(scores, self.lo), self.hi) + self.shift
-            return np.interp(placed.ravel(), self.x, self.y).reshape(scores.shape)
+            return cast(np.ndarray, np.interp(placed.ravel(), self.x, self.y).reshape(scores.shape))
         return np.column_stack([c.apply(scores[:, j]) for j, c in enumerate(self.calibrations)])
 
 

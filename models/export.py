@@ -11,7 +11,9 @@ A bundle is a folder:
   ONNX tree ensembles, outputting P(correct) before calibration;
 - ``static_ids.npy``, ``static_table.npy``, ``static.json``: the static encoder the model was
   trained with (BPE-keyed token vectors); or ``minilm.onnx``, ``minilm_tokenizer.json``,
-  ``minilm.json``: the MiniLM-ONNX encoder (see :func:`tierroute.features.embeddings.encoder_manifest`).
+  ``minilm.json``: the MiniLM-ONNX encoder (see :func:`tierroute.features.embeddings.encoder_manifest`);
+- ``trees.npy`` (LightGBM kinds): the same trees as a flat numpy table, read to explain decisions
+  (manifest ``model.trees``; bundles from before it serve without explanations).
 
     export_bundle(router, "bundle/", metrics=report)      # refuses a non-empty folder
 
@@ -172,12 +174,28 @@ def _write_model(estimator: Any, kind: str, n_request: int, work: Path) -> tuple
     return files, None
 
 
+def _write_trees(estimator: Any, work: Path) -> str | None:
+    """``trees.npy``: the boosters' trees as a flat table, so a runtime explains a decision (per-feature
+    contributions, :mod:`tierroute.models.contributions`) with numpy alone; None (no file) when a tree
+    has a split the table cannot hold (a categorical set beyond 0..63)."""
+    from tierroute.models.contributions import tree_tables
+
+    try:
+        records = tree_tables(estimator.models_)
+    except ValueError:
+        return None
+    with open(work / "trees.npy", "wb") as fh:
+        np.save(fh, records, allow_pickle=False)
+    return "trees.npy"
+
+
 def _write_files(router: Any, work: Path, metrics: Mapping[str, Any] | None,
                  training: Mapping[str, Any] | None) -> dict[str, Any]:
     lgbm = router.model_
     kind = lgbm.params.kind
     n_request = int(lgbm.n_features_in_)
     model_files, numpy_params = _write_model(lgbm, kind, n_request, work)
+    trees = _write_trees(lgbm, work) if numpy_params is None else None
     encoder_info: dict[str, Any] | None = None
     if router.encoder is not None:
         from tierroute.features.embeddings import encoder_manifest
@@ -195,6 +213,7 @@ def _write_files(router: Any, work: Path, metrics: Mapping[str, Any] | None,
         "encoder": encoder_info,
         "model": {"kind": kind, "files": model_files, "input": "input", "output": "probabilities",
                   "n_request_features": n_request, **({} if numpy_params is None else {"params": numpy_params}),
+                  **({} if trees is None else {"trees": trees}),
                   "candidate_features": np.asarray(lgbm.candidate_features_, dtype=float).tolist()},
         "calibration": [calibration_table(c) for c in lgbm.calibrators_],
         "cost_model": {"intercept": [float(v) for v in router.cost_model_.intercept],

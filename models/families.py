@@ -58,7 +58,7 @@ class Estimator(Protocol):
 def _check_kind(kind: object, owner: str, kinds: tuple[str, ...] = FAMILY_KINDS) -> str:
     if kind not in kinds:
         raise ConfigError(f"The 'kind' parameter of {owner} must be one of {kinds}. Got {kind!r} instead.")
-    return kind  # type: ignore[return-value]
+    return kind
 
 
 def family_params(kind: str, params: FamilyParams | None = None, **overrides: Any) -> FamilyParams:

@@ -8,14 +8,15 @@ P(correct) per candidate, an expected-cost model, and the decision policy with i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, cast
 
 import numpy as np
 
 from tierroute._params import check_number
 from tierroute.errors import ConfigError
 from tierroute.features.embeddings import ENCODERS, EmbeddingCache, Encoder
+from tierroute.features.logged import check_logged_spec, is_logged, logged_matrix
 from tierroute.features.signals import SignalConfig, SignalExtractor
 from tierroute.features.spec import FeatureSpec
 from tierroute.hashing import prompt_hash
@@ -28,7 +29,7 @@ from tierroute.models.policy import POLICY_KINDS, Policy, sweep
 from tierroute.models.router import RouterParams
 from tierroute.request import Request
 
-__all__ = ["LearnedConfig", "CostModel", "LearnedRouter", "candidate_features", "request_features"]
+__all__ = ["LearnedConfig", "CostModel", "LearnedRouter", "candidate_features", "request_features", "assembled_spec"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,13 @@ class LearnedConfig:
         d["signals"] = self.signals.to_dict()
         return d
 
+    @classmethod
+    def carried_over(cls, settings: Any) -> LearnedConfig:
+        """The settings of a trained router (possibly unpickled from an earlier release, which lacks
+        newer fields) as a LearnedConfig: every field it has, the default for the others."""
+        default = cls()
+        return cls(**{f.name: getattr(settings, f.name, getattr(default, f.name)) for f in fields(cls)})
+
 
 def candidate_features(catalogue: Catalogue, candidates: Sequence[str]) -> np.ndarray:
     """Per candidate: tier rank and log prices (what the pooled model shares across candidates)."""
@@ -97,13 +105,13 @@ class CostModel:
                 self.slope[j], self.intercept[j] = np.polyfit(tokens[known], cost[known, j], 1)
             elif known.any():
                 self.intercept[j] = cost[known, j].mean()
-        for j in np.flatnonzero(self.slope < 0):  # cost cannot fall with length: use the mean instead
-            known = ~np.isnan(cost[:, j])
-            self.slope[j], self.intercept[j] = 0.0, cost[known, j].mean()
+        for k in np.flatnonzero(self.slope < 0):  # cost cannot fall with length: use the mean instead
+            known = ~np.isnan(cost[:, k])
+            self.slope[k], self.intercept[k] = 0.0, cost[known, k].mean()
         return self
 
     def predict(self, tokens: np.ndarray) -> np.ndarray:
-        return np.maximum(self.intercept[None, :] + np.outer(tokens, self.slope), 0.0)
+        return cast(np.ndarray, np.maximum(self.intercept[None, :] + np.outer(tokens, self.slope), 0.0))
 
 
 def _weighted_mean(values: np.ndarray, weight: np.ndarray | None) -> float:
@@ -113,10 +121,32 @@ def _weighted_mean(values: np.ndarray, weight: np.ndarray | None) -> float:
     return float(np.average(values[known], weights=None if weight is None else weight[known]))
 
 
+def assembled_spec(extractor: SignalExtractor, encoder: Encoder | None) -> FeatureSpec:
+    """The FeatureSpec of what :func:`request_features` assembles: the signals, then the embedding."""
+    base = extractor.spec
+    if encoder is None:
+        return base
+    names = (*base.names, *(f"emb_{i}" for i in range(encoder.dims)))
+    return FeatureSpec(names, base.version, base.tokenizer, base.signals, encoder.id, encoder.dims)
+
+
 def request_features(extractor: SignalExtractor, encoder: Encoder | None, requests: Sequence[Request],
                      cache: EmbeddingCache | None = None, progress: Any = None) -> np.ndarray:
     """(n, d) float32 features of ``requests``: the signals, then the prompt embedding (through
-    ``cache`` when given). The one feature assembly of training, the Dask workers and evaluation."""
+    ``cache`` when given). The one feature assembly of training, the Dask workers and evaluation.
+    A :class:`~tierroute.features.logged.LoggedRequest` (privacy mode: no text) gives its logged
+    vector instead, when it was logged under this assembly's FeatureSpec (else FeatureError, naming
+    both fingerprints)."""
+    logged = is_logged(requests)
+    if logged.any():
+        spec = assembled_spec(extractor, encoder)
+        check_logged_spec(requests, spec)
+        out = np.empty((len(requests), spec.n_features), dtype=np.float32)
+        out[logged] = logged_matrix([requests[int(i)] for i in np.flatnonzero(logged)], spec.n_features)
+        if not logged.all():
+            text = [requests[int(i)] for i in np.flatnonzero(~logged)]
+            out[~logged] = request_features(extractor, encoder, text, cache, progress)
+        return out
     scalar = extractor.matrix(requests)
     if encoder is None:
         return feature_matrix(scalar, None)
@@ -137,11 +167,7 @@ class LearnedRouter:
 
     @property
     def spec(self) -> FeatureSpec:
-        base = self.extractor.spec
-        if self.encoder is None:
-            return base
-        names = (*base.names, *(f"emb_{i}" for i in range(self.encoder.dims)))
-        return FeatureSpec(names, base.version, base.tokenizer, base.signals, self.encoder.id, self.encoder.dims)
+        return assembled_spec(self.extractor, self.encoder)
 
     def features(self, requests: Sequence[Request], progress: Any = None) -> np.ndarray:
         """(n, d) float32 request features in :attr:`spec` order (embeddings through the cache)."""
@@ -154,7 +180,8 @@ class LearnedRouter:
         from tierroute.progress import bar
 
         X = engine.features(self, data.requests) if engine is not None else self.features(data.requests, progress)
-        self.train_prompt_hashes_ = frozenset(prompt_hash(r.prompt) for r in data.requests)
+        self.train_prompt_hashes_ = frozenset(prompt_hash(r.prompt) for r, vector in zip(data.requests, is_logged(data.requests))
+                                              if not vector)  # a logged vector has no prompt to hash
         self.candidates_ = tuple(data.candidates)
         self.catalogue_ = catalogue
         self.candidate_features_ = candidate_features(catalogue, self.candidates_)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -67,7 +67,7 @@ class LowRankParams:
 
 def _squash(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
-    return np.sign(X) * np.log1p(np.abs(X))
+    return cast(np.ndarray, np.sign(X) * np.log1p(np.abs(X)))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -86,10 +86,10 @@ def choose(policy: Policy, proba: np.ndarray, cost: np.ndarray, feasible: np.nda
         clears = ok & (proba >= policy.value)
         cheapest = np.where(clears, cost, np.inf).argmin(axis=1)
         likeliest = np.where(ok, proba, -np.inf).argmax(axis=1)
-        return np.where(clears.any(axis=1), cheapest, likeliest)
+        return cast(np.ndarray, np.where(clears.any(axis=1), cheapest, likeliest))
     if policy.kind == "lambda":
         utility = np.where(ok, proba - policy.value * cost, -np.inf)
-        return utility.argmax(axis=1)
+        return cast(np.ndarray, utility.argmax(axis=1))
     # share: frontier = the candidate with the highest mean P; send it the requests where its gain
     # over the best cheaper feasible candidate exceeds the knob (a gain threshold).
     frontier = policy.frontier if policy.frontier is not None else int(np.argmax(proba.mean(axis=0)))

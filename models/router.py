@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -121,7 +121,7 @@ class LGBMRouter(CrossFitRouter):
         train = lgb.Dataset(Xtr, ytr, weight=wtr, categorical_feature=categorical or "auto", free_raw_data=False)
         usable = Xva is not None and yva is not None and len(yva) > 0 and len(np.unique(ytr)) > 1
         valid = [lgb.Dataset(Xva, yva, weight=wva, reference=train)] if usable else []
-        callbacks = [lgb.early_stopping(self.params.early_stopping_rounds, verbose=False)] if valid else []
+        callbacks: list[Callable[..., Any]] = [lgb.early_stopping(self.params.early_stopping_rounds, verbose=False)] if valid else []
         return lgb.train(self.params.lgb_params(), train, num_boost_round=rounds, valid_sets=valid, callbacks=callbacks)
 
     def _fit_models(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, cand: np.ndarray,
@@ -159,7 +159,7 @@ class LGBMRouter(CrossFitRouter):
         if self.params.kind == "pooled":
             rows = np.repeat(np.arange(n), m)
             cols = np.tile(np.arange(m), n)
-            return models[0].predict(self._pooled_rows(X, cand, rows, cols)).reshape(n, m)
+            return cast(np.ndarray, models[0].predict(self._pooled_rows(X, cand, rows, cols)).reshape(n, m))
         return np.column_stack([model.predict(X) for model in models])
 
     # -- estimator API -----------------------------------------------------------------------
@@ -190,4 +190,4 @@ class LGBMRouter(CrossFitRouter):
         """Total gain per request feature (pooled: candidate columns dropped), summed over models."""
         self._check_fitted()
         gains = [mdl.feature_importance(importance_type="gain")[: self.n_features_in_] for mdl in self.models_]
-        return np.sum(gains, axis=0)
+        return cast(np.ndarray, np.sum(gains, axis=0))

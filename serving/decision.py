@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tierroute.models.catalogue import Catalogue, builtin_catalogue
@@ -32,7 +32,10 @@ class Decision:
     exploration slice is on); ``explored`` says the model was drawn at random instead of
     ``greedy_model``, the policy's own choice. ``objective`` names the operating point the
     learned policy served (``match-best``, ..., ``budget=USD``; None for a bundle without a knob
-    curve, or no bundle).
+    curve, or no bundle). ``request_id`` names the decision for feedback (the caller's ``id``,
+    else generated; set by :meth:`Router.route_batch`, in ``to_dict`` only when set).
+    ``explanation`` (``route(..., explain=True)`` only; see :mod:`tierroute.serving.explain`): the
+    chosen and runner-up candidates' top contributions, the policy's terms and the tree's path.
     """
 
     tier: str
@@ -50,6 +53,17 @@ class Decision:
     greedy_model: str | None = None
     explored: bool = False
     objective: str | None = None
+    request_id: str | int | None = None
+    explanation: Mapping[str, Any] | None = None
+
+    def named(self, request_id: str | int | None) -> Decision:
+        """This decision under ``request_id``: a copy with that one field set (what
+        ``dataclasses.replace`` does, without re-running the constructor on a hot path)."""
+        named = object.__new__(Decision)
+        for name in _FIELDS:
+            object.__setattr__(named, name, getattr(self, name))
+        object.__setattr__(named, "request_id", request_id)  # a fresh copy: no other holder sees the change
+        return named
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON form (``tierroute route --json`` prints one per request)."""
@@ -69,7 +83,12 @@ class Decision:
             "propensity": self.propensity,
             "explored": self.explored,
             "objective": self.objective,
+            **({"request_id": self.request_id} if self.request_id is not None else {}),
+            **({"explanation": dict(self.explanation)} if self.explanation is not None else {}),
         }
+
+
+_FIELDS = tuple(f.name for f in fields(Decision))
 
 
 class HeuristicPolicy:

@@ -12,7 +12,11 @@ every candidate keeps getting outcomes.
 One JSON object per line (``schema_version`` 1): ``time``, ``request_id``, ``prompt_sha256``
 (``prompt`` too when ``log_prompts``), ``latency_sla_ms``, ``has_schema``, ``signals``,
 ``probabilities``, ``model``, ``tier``, ``source``, ``fallback``, ``greedy_model`` (the policy's
-own choice), ``explored``, ``propensity``, ``bundle_id``.
+own choice), ``explored``, ``propensity``, ``bundle_id``, ``objective``, ``expected_cost_usd``; in
+proxy mode also ``served_model``, ``upstream_status``, ``attempts``, ``usage``, ``cost_usd`` (usage
+x catalogue price), ``latency_ms`` and any automatic outcome signal (``auto_feedback``); with
+``log_features`` the request's ``features`` vector and ``feature_spec`` fingerprint (privacy mode:
+retraining without prompt text).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import random
 import stat
 import threading
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,10 +39,25 @@ from tierroute.errors import ConfigError
 from tierroute.request import Request
 from tierroute.serving.decision import Decision
 
-__all__ = ["DecisionLog", "Explorer", "LOG_SCHEMA_VERSION"]
+__all__ = ["DecisionLog", "Explorer", "LOG_SCHEMA_VERSION", "MAX_REQUEST_ID_CHARS", "request_id_for"]
 
 LOG_SCHEMA_VERSION = 1
 _TAIL_BLOCK = 1 << 16
+
+
+#: the longest id a decision keeps as its request_id (and feedback accepts)
+MAX_REQUEST_ID_CHARS = 256
+
+
+def request_id_for(item: Any) -> str | int:
+    """The id a decision is known by for feedback: the request's ``id`` when it is a non-empty
+    string or an integer of at most ``MAX_REQUEST_ID_CHARS`` characters (kept as sent; feedback may
+    send either form), else a generated one (32 hex digits)."""
+    given = item.get("id") if isinstance(item, Mapping) else getattr(item, "id", None)
+    if isinstance(given, bool) or not isinstance(given, (str, int)):
+        return os.urandom(16).hex()
+    text = given if isinstance(given, str) else str(given) if given.bit_length() < 900 else ""
+    return given if text.strip() and len(text) <= MAX_REQUEST_ID_CHARS else os.urandom(16).hex()
 
 
 class Explorer:
@@ -77,19 +97,22 @@ class DecisionLog:
     partly written line is cut back off, or fenced off and counted in ``torn``) and a warning is
     logged once. One process should append to a log at a time."""
 
-    def __init__(self, path: str | os.PathLike[str], log_prompts: bool = False) -> None:
+    _what = "decision log"
+
+    def __init__(self, path: str | os.PathLike[str], log_prompts: bool = False, log_features: bool = False) -> None:
         self.path = Path(path)
         self.log_prompts = log_prompts
+        self.log_features = log_features  # the router adds each decision's feature vector (privacy mode)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
             self._fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
-            raise ConfigError(f"Cannot open the decision log {str(self.path)!r} for appending ({exc.strerror}). Pass "
+            raise ConfigError(f"Cannot open the {self._what} {str(self.path)!r} for appending ({exc.strerror}). Pass "
                               "a writable file path.") from None
         if not stat.S_ISREG(os.fstat(self._fd).st_mode):
             os.close(self._fd)
-            raise ConfigError(f"The decision log {str(self.path)!r} is not a regular file (a FIFO, device or "
+            raise ConfigError(f"The {self._what} {str(self.path)!r} is not a regular file (a FIFO, device or "
                               "socket); expected a JSONL file to append to. Pass a file path.")
         self._lock = threading.Lock()
         self._closed = False
@@ -133,32 +156,62 @@ class DecisionLog:
             "decision log %s: its last line was torn (%d bytes, a crash mid-write?); moved it to %s.torn so the next "
             "decision starts on a line of its own", self.path, len(fragment), self.path.name)
 
-    def record(self, request: Request, decision: Decision, request_id: Any = None) -> dict[str, Any]:
-        """The log line for one decision (a dict)."""
+    def record(self, request: Request, decision: Decision, request_id: Any = None,
+               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The log line for one decision (a dict); ``extra`` fields are added (the proxy's upstream
+        outcome, the feature vector)."""
+        if request_id is None:
+            request_id = decision.request_id
         line: dict[str, Any] = {
             "schema_version": LOG_SCHEMA_VERSION,
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "request_id": request_id,
             "prompt_sha256": hashlib.sha256(request.prompt.encode("utf-8", "surrogatepass")).hexdigest(),
         }
-        if self.log_prompts:
+        if self.log_prompts:  # the request's content: its text and the schema asked for (retraining needs both)
             line["prompt"] = request.prompt
+            line["output_schema"] = request.output_schema
         line |= {
             "latency_sla_ms": request.latency_sla_ms, "has_schema": request.output_schema is not None,
             "signals": dict(decision.signals), "probabilities": dict(decision.probabilities), "model": decision.model,
             "tier": decision.tier, "source": decision.source, "fallback": decision.fallback,
             "greedy_model": decision.greedy_model or decision.model, "explored": decision.explored,
             "propensity": decision.propensity, "bundle_id": decision.bundle_id, "objective": decision.objective,
+            "expected_cost_usd": decision.expected_cost_usd,
         }
-        return line
+        return line | dict(extra or {})
 
-    def write(self, request: Request, decision: Decision, request_id: Any = None) -> None:
+    def features_for(self, bundle: Any, requests: list[Request]) -> list[dict[str, Any]]:
+        """Per request, what privacy mode adds to its line: ``features`` (the feature vector the
+        bundle's model reads: signals, then the embedding; a missing value as null) and ``feature_spec`` (the
+        bundle's FeatureSpec fingerprint, which a retrain must match). Empty dicts when
+        ``log_features`` is off or no bundle is served; ``features_error`` when they cannot be had."""
+        if not self.log_features or bundle is None or not requests:
+            return [{} for _ in requests]
+        from tierroute.models.decision import feature_matrix
+
+        spec = bundle.manifest.get("feature_spec_fingerprint")
+        try:
+            scalar = [bundle.extractor.signals(r).as_vector() for r in requests]
+            embedding = None if bundle.encoder is None else bundle.encoder.encode([r.prompt for r in requests])
+            rows = feature_matrix(scalar, embedding).tolist()
+        except Exception as exc:  # noqa: BLE001 - logging never fails a decision
+            return [{"feature_spec": spec, "features_error": f"{type(exc).__name__}: {str(exc)[:200]}"} for _ in requests]
+        return [{"features": [None if v != v else v for v in row], "feature_spec": spec} for row in rows]  # NaN: null
+
+    def write(self, request: Request, decision: Decision, request_id: Any = None,
+              extra: Mapping[str, Any] | None = None) -> None:
         """Append the decision's line; never raises (a line that cannot be written is counted)."""
-        data = (json.dumps(self.record(request, decision, request_id)) + "\n").encode("ascii")  # any prompt survives
+        self.append(self.record(request, decision, request_id, extra))
+
+    def append(self, line: Mapping[str, Any]) -> bool:
+        """Append one JSON object as one line (one unbuffered write); False when it could not be
+        written (counted in ``dropped``), never raises."""
+        data = (json.dumps(line, default=str) + "\n").encode("ascii")  # any prompt survives
         with self._lock:
             if self._closed:
                 self._drop("the log is closed")
-                return
+                return False
             if self._fence:
                 data = b"\n" + data
             written = 0
@@ -169,8 +222,9 @@ class DecisionLog:
                 if written:
                     self._cut_back(written)
                 self._drop(exc)
-                return
+                return False
             self._fence = False
+        return True
 
     def _cut_back(self, written: int) -> None:
         """Remove the ``written`` bytes of a line that failed half way (or fence them off)."""
@@ -185,8 +239,8 @@ class DecisionLog:
         if not self._warned:
             self._warned = True
             logging.getLogger("tierroute.serving").warning(
-                "decision log %s: a line could not be written (%s); decisions go on, lines are dropped and counted",
-                self.path, why)
+                "%s %s: a line could not be written (%s); serving goes on, lines are dropped and counted",
+                self._what, self.path, why)
 
     def close(self) -> None:
         with self._lock:

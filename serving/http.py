@@ -28,13 +28,18 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError, RequestError
 from tierroute.serving.bundle import BundleError
+from tierroute.serving.explain import explain_flag
 from tierroute.serving.http_common import ServiceMetrics, authorised, echo_id, error_response, json_response, read_json
 from tierroute.serving.router import Router, RouterConfig
+
+if TYPE_CHECKING:  # starlette is the serve extra's; imported when the app is made
+    from starlette.requests import Request as HttpRequest
+    from starlette.responses import Response
 
 __all__ = ["ServiceConfig", "RouterHolder", "ReloadBusy", "create_app", "read_json"]
 
@@ -61,6 +66,8 @@ class ServiceConfig:
     tracking_uri: str | None = None
     catalogue: str | None = None  # the heuristic's catalogue when no bundle is served (default: article)
     decision_log: str | None = None  # append every decision to this JSONL (prompt text only with log_prompts)
+    feedback_log: str | None = None  # POST /v1/feedback appends to this JSONL (serving/feedback.py)
+    log_features: bool = False  # the decision log records each request's feature vector (privacy mode; with a bundle)
     max_json_depth: int = 128
     request_timeout_s: float = 10.0
     keep_alive_s: float = 5.0
@@ -116,41 +123,42 @@ class RouterHolder:
             self._lock.release()
 
 
-def _endpoints(proxy: bool) -> str:
-    names = ["POST /v1/route", "POST /v1/route/batch", "GET /healthz", "GET /readyz", "GET /metrics", "POST /admin/reload"]
+def _endpoints(proxy: bool, feedback: bool = False) -> str:
+    names = ["POST /v1/feedback"] * feedback + ["POST /v1/route", "POST /v1/route/batch", "GET /healthz", "GET /readyz",
+                                                "GET /metrics", "POST /admin/reload"]
     return ", ".join((["POST /v1/chat/completions"] if proxy else []) + names)
 
 
-def create_app(config: ServiceConfig | None = None, router: Router | None = None, proxy: Any = None) -> Any:
-    """The Starlette app. ``router`` (optional) is served as is; otherwise ``config.bundle`` is
-    loaded (a bundle that cannot be served leaves the tree answering; /readyz says why).
-    ``proxy``: a :class:`tierroute.serving.proxy.ProxyConfig` adds ``POST /v1/chat/completions``."""
-    from starlette.applications import Starlette
-    from starlette.exceptions import HTTPException
-    from starlette.requests import Request as HttpRequest
-    from starlette.responses import Response
-    from starlette.routing import Route
+def _load_router(config: ServiceConfig) -> Router:
+    """The router ``config`` names: its bundle (or the tree over its catalogue), with its decision log."""
+    from tierroute.models.catalogue import load_catalogue
+    from tierroute.serving.decision_log import DecisionLog
 
-    config = config if config is not None else ServiceConfig()
-    if router is None:
-        from tierroute.models.catalogue import load_catalogue
-        from tierroute.serving.decision_log import DecisionLog
+    catalogue = load_catalogue(config.catalogue) if config.catalogue else None
+    decisions = (DecisionLog(config.decision_log, log_prompts=config.log_prompts, log_features=config.log_features)
+                 if config.decision_log else None)
+    return Router.load(config.bundle, config.router, catalogue=catalogue, tracking_uri=config.tracking_uri,
+                       decision_log=decisions)
 
-        catalogue = load_catalogue(config.catalogue) if config.catalogue else None
-        decisions = DecisionLog(config.decision_log, log_prompts=config.log_prompts) if config.decision_log else None
-        router = Router.load(config.bundle, config.router, catalogue=catalogue, tracking_uri=config.tracking_uri,
-                             decision_log=decisions)
-    holder = RouterHolder(router, config.bundle)
-    metrics = ServiceMetrics(holder)
-    metrics.learned.set(1 if router.learned else 0)
 
-    def decided(payload: Any, decision: Any) -> None:
+class _Endpoints:
+    """What the service's endpoints share (its config, the router holder, the metrics, the proxy's
+    and the feedback log's parts when served), with one method per endpoint."""
+
+    def __init__(self, config: ServiceConfig, holder: RouterHolder, metrics: ServiceMetrics) -> None:
+        self.config, self.holder, self.metrics = config, holder, metrics
+        self.proxied = False
+        self.proxy_described: dict[str, Any] | None = None
+        self.proxy_lifespan: Any = None
+        self.feedback: Any = None
+
+    def decided(self, payload: Any, decision: Any) -> None:
         """Count one decision and write the server's log line for it (every endpoint that decides)."""
-        metrics.observe(decision)
+        self.metrics.observe(decision)
         if not log.isEnabledFor(logging.INFO):
             return
         prompt = payload.get("prompt") if isinstance(payload, dict) else None
-        if config.log_prompts:  # a chat request's text is in its messages
+        if self.config.log_prompts:  # a chat request's text is in its messages
             shown = prompt if prompt is not None or not isinstance(payload, dict) else payload.get("messages")
             what = f"prompt={json.dumps(shown)[:2000]}"
         else:
@@ -159,20 +167,22 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
         log.info("decision %s tier=%s model=%s source=%s fallback=%s ms=%.3f", what, decision.tier, decision.model,
                  decision.source, decision.fallback, decision.elapsed_ms)
 
-    async def route_one(request: HttpRequest) -> Response:
-        payload, error = await read_json(request, config, metrics)
+    async def route_one(self, request: HttpRequest) -> Response:
+        payload, error = await read_json(request, self.config, self.metrics)
         if error is not None:
             return error
         if not isinstance(payload, dict):
-            return _error(422, f"Expected one request object (prompt or messages); got JSON {type(payload).__name__}.", metrics)
+            return _error(422, f"Expected one request object (prompt or messages); got JSON {type(payload).__name__}.",
+                          self.metrics)
         try:
-            decision = holder.current.route(payload)
+            decision = self.holder.current.route(payload, explain=explain_flag(request.query_params.get("explain")))
         except RequestError as exc:
-            return _error(422, str(exc), metrics, id=echo_id(payload))
-        decided(payload, decision)
+            return _error(422, str(exc), self.metrics, id=echo_id(payload))
+        self.decided(payload, decision)
         return json_response({"id": payload.get("id"), **decision.to_dict()})
 
-    async def route_batch(request: HttpRequest) -> Response:
+    async def route_batch(self, request: HttpRequest) -> Response:
+        config, metrics = self.config, self.metrics
         payload, error = await read_json(request, config, metrics)
         if error is not None:
             return error
@@ -183,7 +193,7 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
         if len(items) > config.max_batch:
             return _error(413, f"The batch has {len(items):,} requests; at most {config.max_batch:,} per call. Split it.", metrics)
         ids = [item.get("id") if isinstance(item, dict) else None for item in items]
-        router = holder.current
+        router = self.holder.current
         try:
             if len(items) > 32:  # a big batch would hold the event loop: decide it on a worker thread
                 from starlette.concurrency import run_in_threadpool
@@ -194,28 +204,30 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
         except RequestError as exc:
             return _error(422, str(exc), metrics)
         for item, decision in zip(items, decisions):
-            decided(item, decision)
+            self.decided(item, decision)
         return json_response({"decisions": [{"id": i, **d.to_dict()} for i, d in zip(ids, decisions)]})
 
-    async def healthz(request: HttpRequest) -> Response:
+    async def healthz(self, request: HttpRequest) -> Response:
         return json_response({"status": "ok"})
 
-    async def readyz(request: HttpRequest) -> Response:
-        if not authorised(request, config.token):
-            return _unauthorised()
-        described = holder.current.describe() | ({"proxy": proxy_described} if proxy is not None else {})
+    async def readyz(self, request: HttpRequest) -> Response:
+        if not authorised(request, self.config.token):
+            return self._unauthorised()
+        described = self.holder.current.describe() | ({"proxy": self.proxy_described} if self.proxied else {})
         want_learned = request.query_params.get("learned") in ("1", "true")
         status = 503 if want_learned and not described["learned"] else 200
         return json_response({"status": "ready" if status == 200 else "not ready", **described}, status)
 
-    async def metrics_endpoint(request: HttpRequest) -> Response:
-        if not authorised(request, config.token):
-            return _unauthorised()
+    async def metrics_endpoint(self, request: HttpRequest) -> Response:
+        if not authorised(request, self.config.token):
+            return self._unauthorised()
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from starlette.responses import Response
 
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def reload(request: HttpRequest) -> Response:
+    async def reload(self, request: HttpRequest) -> Response:
+        config, metrics, holder = self.config, self.metrics, self.holder
         payload, error = await read_json(request, config, metrics)
         if error is not None:
             return error
@@ -241,51 +253,86 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
         metrics.learned.set(1 if router.learned else 0)
         return json_response({"status": "reloaded", "seconds": round(time.perf_counter() - started, 3), **router.describe()})
 
-    def _unauthorised() -> Response:
-        return _error(401, "Missing or wrong bearer token. Send 'Authorization: Bearer <token>'.", metrics)
+    def _unauthorised(self) -> Response:
+        return _error(401, "Missing or wrong bearer token. Send 'Authorization: Bearer <token>'.", self.metrics)
 
-    async def http_error(request: HttpRequest, exc: Exception) -> Response:
+    async def http_error(self, request: HttpRequest, exc: Exception) -> Response:
         method, path = request.method, request.url.path
         status, headers = getattr(exc, "status_code", 400), dict(getattr(exc, "headers", None) or {})
         if status == 404:
-            message = f"No endpoint at {path}; this service has {_endpoints(proxy is not None)}."
+            message = f"No endpoint at {path}; this service has {_endpoints(self.proxied, self.feedback is not None)}."
         elif status == 405:
             message = f"{method} is not allowed on {path}; use {headers.get('Allow') or 'another method'}."
         else:
             message = f"{getattr(exc, 'detail', exc)} ({method} {path})."
-        return _error(status, message, metrics, headers=headers)
+        return _error(status, message, self.metrics, headers=headers)
 
-    async def server_error(request: HttpRequest, exc: Exception) -> Response:
+    async def server_error(self, request: HttpRequest, exc: Exception) -> Response:
         # uvicorn logs the traceback (Starlette re-raises after this answer): a bug to report
         return _error(500, f"Internal error ({type(exc).__name__}) in {request.method} {request.url.path}; it is "
-                      "logged. Retry; if it persists, report it with the server log.", metrics)
-
-    routes, proxy_lifespan, proxy_described = [], None, None
-    if proxy is not None:
-        from tierroute.serving.proxy import proxy_routes
-
-        routes, proxy_lifespan, proxy_described = proxy_routes(proxy, holder, config, metrics, decided)
+                      "logged. Retry; if it persists, report it with the server log.", self.metrics)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
         try:
-            if proxy_lifespan is None:
+            if self.proxy_lifespan is None:
                 yield
             else:
-                async with proxy_lifespan(app):
+                async with self.proxy_lifespan(app):
                     yield
         finally:  # each decision-log line is written whole; closing it at shutdown releases the file
-            if holder.current.decision_log is not None:
-                holder.current.decision_log.close()
+            if self.holder.current.decision_log is not None:
+                self.holder.current.decision_log.close()
+            if self.feedback is not None:
+                self.feedback.close()
 
-    app = Starlette(lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: server_error}, routes=[
-        *routes,
-        Route("/v1/route", route_one, methods=["POST"]),
-        Route("/v1/route/batch", route_batch, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Route("/admin/reload", reload, methods=["POST"]),
-    ])
+    def extra_routes(self, proxy: Any) -> list[Any]:
+        """The proxy's route (``proxy``: a ProxyConfig or None) and the feedback route when configured;
+        notes what they add to /readyz, the 404 wording and the lifespan."""
+        routes: list[Any] = []
+        if proxy is not None:
+            from tierroute.serving.proxy import proxy_routes
+
+            routes, self.proxy_lifespan, self.proxy_described = proxy_routes(proxy, self.holder, self.config,
+                                                                             self.metrics, self.decided)
+            self.proxied = True
+        if self.config.feedback_log:
+            from tierroute.serving.feedback import FeedbackLog
+            from tierroute.serving.feedback_http import feedback_route
+
+            self.feedback = FeedbackLog(self.config.feedback_log)
+            routes = [*routes, feedback_route(self.feedback, self.config, self.metrics)]
+        return routes
+
+    def routes(self) -> list[Any]:
+        """The service's own routes."""
+        from starlette.routing import Route
+
+        return [Route("/v1/route", self.route_one, methods=["POST"]),
+                Route("/v1/route/batch", self.route_batch, methods=["POST"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/readyz", self.readyz, methods=["GET"]),
+                Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+                Route("/admin/reload", self.reload, methods=["POST"])]
+
+
+def create_app(config: ServiceConfig | None = None, router: Router | None = None, proxy: Any = None) -> Any:
+    """The Starlette app. ``router`` (optional) is served as is; otherwise ``config.bundle`` is
+    loaded (a bundle that cannot be served leaves the tree answering; /readyz says why).
+    ``proxy``: a :class:`tierroute.serving.proxy.ProxyConfig` adds ``POST /v1/chat/completions``."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+
+    config = config if config is not None else ServiceConfig()
+    if router is None:
+        router = _load_router(config)
+    holder = RouterHolder(router, config.bundle)
+    metrics = ServiceMetrics(holder)
+    metrics.learned.set(1 if router.learned else 0)
+    endpoints = _Endpoints(config, holder, metrics)
+    extra = endpoints.extra_routes(proxy)
+    app = Starlette(lifespan=endpoints.lifespan, routes=[*extra, *endpoints.routes()],
+                    exception_handlers={HTTPException: endpoints.http_error, Exception: endpoints.server_error})
     app.state.holder, app.state.metrics, app.state.config = holder, metrics, config
+    app.state.feedback = endpoints.feedback
     return app

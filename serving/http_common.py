@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tierroute.safejson import UnsafeJSONError, find_surrogate
 from tierroute.safejson import loads as safe_loads
 from tierroute.serving.router import FALLBACK_REASONS
+
+if TYPE_CHECKING:  # starlette is the serve extra's; imported when a response is made
+    from starlette.responses import Response
 
 __all__ = ["ServiceMetrics", "error_response", "json_response", "authorised", "read_json", "echo_id"]
 
@@ -83,7 +86,7 @@ class ServiceMetrics:
         self.connections_refused.labels(reason=reason).inc()
 
 
-def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response rendered as ASCII (a lone surrogate becomes its escape, never an encode error)."""
     from starlette.responses import Response
 
@@ -97,7 +100,7 @@ def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def error_response(status: int, message: str, metrics: ServiceMetrics, headers: dict[str, str] | None = None,
-                   **extra: Any) -> Any:
+                   **extra: Any) -> Response:
     """The JSON error answer, counted."""
     metrics.count(status)
     return json_response(error_body(status, message, **extra), status, headers)
@@ -117,7 +120,7 @@ def authorised(request: Any, token: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-async def read_json(request: Any, config: Any, metrics: ServiceMetrics) -> tuple[Any, Any]:
+async def read_json(request: Any, config: Any, metrics: ServiceMetrics) -> tuple[Any, Response | None]:
     """(payload, None) or (None, an error response): the bearer token, the body cap, then JSON
     within the depth and number limits (:mod:`tierroute.safejson`)."""
     from starlette.requests import ClientDisconnect

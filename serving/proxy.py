@@ -27,20 +27,29 @@ import math
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError, RequestError
 from tierroute.models.catalogue import Catalogue, load_catalogue
 from tierroute.safejson import UnsafeJSONError
 from tierroute.safejson import loads as safe_loads
+from tierroute.serving.judge import Judge, JudgeConfig
+from tierroute.serving.proxy_log import ServedCall, body_answer
 
-__all__ = ["ProxyConfig", "proxy_routes", "upgrade_chain", "upstream_keys"]
+if TYPE_CHECKING:  # httpx and starlette are the serve extra's; imported when the proxy is made
+    import httpx
+    from starlette.requests import Request as HttpRequest
+    from starlette.responses import Response
+
+__all__ = ["ProxyConfig", "proxy_routes", "upgrade_chain", "upstream_keys", "REQUEST_ID_HEADER"]
 
 DECISION_HEADER = "x-tierroute-decision"
 SLA_HEADER = "x-tierroute-latency-sla-ms"
 #: names the operating point for one routed call (match-best, match-heuristic, max-accuracy, budget=USD)
 OBJECTIVE_HEADER = "x-tierroute-objective"
+#: the decision's id for feedback: sent by the caller (optional) or generated, always answered
+REQUEST_ID_HEADER = "x-tierroute-request-id"
 _RELAYED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
 
 
@@ -54,6 +63,13 @@ class ProxyConfig:
     timeout_s: float = 60.0
     alias: str = "tierroute"
     max_attempts: int = 3
+    #: opt-in automatic outcome signal: (answer text, output schema) -> quality; requests with a
+    #: schema get ``auto_feedback`` with source ``schema`` in the decision log (the CLI passes the
+    #: benchmark's json scorer, ``--schema-feedback``)
+    schema_check: Callable[[str, Any], float] | None = None
+    #: opt-in sampled LLM judge (:mod:`tierroute.serving.judge`): graded calls get ``auto_feedback``
+    #: with source ``judge``, within a spend cap
+    judge: JudgeConfig | None = None
 
     def __post_init__(self) -> None:
         check_number(self.timeout_s, "timeout_s", "ProxyConfig", 0.001)
@@ -116,124 +132,209 @@ def proxy_routes(config: ProxyConfig, holder: Any, service: Any, metrics: Any,
                  decided: Callable[[Any, Any], None]) -> tuple[list[Any], Any, dict[str, Any]]:
     """The proxy's routes, the lifespan that owns its HTTP client, and what /readyz says about it
     (for :func:`create_app`; ``decided(payload, decision)`` counts and logs each routed decision)."""
-    import httpx
-    from starlette.requests import Request as HttpRequest
-    from starlette.responses import Response, StreamingResponse
+    import httpx  # noqa: F401  (the serve extra's: missing, the service fails at start, not on a call)
     from starlette.routing import Route
 
-    from tierroute.serving.http_common import error_response, read_json
+    proxy = _Proxy(config, holder, service, metrics, decided)
+    return [Route("/v1/chat/completions", proxy.chat_completions, methods=["POST"])], proxy.lifespan, proxy.described
 
-    catalogue = load_catalogue(config.catalogue)
-    if not any(c.base_url for c in catalogue.candidates):
-        raise ConfigError(f"Catalogue {catalogue.name!r} gives no candidate a base_url, so the proxy has nowhere to send "
-                          'calls. Add base_url = "https://.../v1" (and api_key_env) to its [[candidates]].')
-    keys = upstream_keys(catalogue)
-    clients: dict[str, httpx.AsyncClient] = {}
-    described = {"catalogue": catalogue.name, "alias": config.alias, "max_attempts": config.max_attempts,
-                 "timeout_s": config.timeout_s, "upstreams": [c.model for c in catalogue.candidates if c.base_url]}
+
+class _Call:
+    """One chat-completions call on its way up the chain: the body, the candidates to try, what
+    the decision header says, the failures so far, and the decision-log entry (routed calls)."""
+
+    def __init__(self, payload: dict[str, Any], routed: bool, chain: list[str], info: dict[str, Any],
+                 served: ServedCall | None) -> None:
+        self.payload, self.routed, self.chain, self.info, self.served = payload, routed, chain, info, served
+        self.failures: list[dict[str, Any]] = []
+
+    def decision_header(self, model: str | None) -> dict[str, str]:
+        info, failures = self.info, self.failures
+        ids = {REQUEST_ID_HEADER: info["request_id"]} if info.get("request_id") else {}
+        return {**ids, DECISION_HEADER: json.dumps({**info, "served_by": model, "attempts": len(failures) + (model is not None),
+                                                    "upstream_failures": [f["model"] for f in failures]},
+                                                   separators=(",", ":"))}
+
+    def finish(self, model: str | None, status: int | None, body: bytes | None = None) -> None:
+        if self.served is not None:
+            self.served.finish(model, status, len(self.failures) + (model is not None), body)
+
+
+class _Proxy:
+    """The proxy's state (its catalogue, upstream keys, judge and HTTP client) and its endpoint,
+    ``POST /v1/chat/completions``: parse, decide, call the chain of upstreams, answer."""
+
+    def __init__(self, config: ProxyConfig, holder: Any, service: Any, metrics: Any,
+                 decided: Callable[[Any, Any], None]) -> None:
+        catalogue = load_catalogue(config.catalogue)
+        if not any(c.base_url for c in catalogue.candidates):
+            raise ConfigError(f"Catalogue {catalogue.name!r} gives no candidate a base_url, so the proxy has nowhere to "
+                              'send calls. Add base_url = "https://.../v1" (and api_key_env) to its [[candidates]].')
+        self.config, self.holder, self.service, self.metrics, self.decided = config, holder, service, metrics, decided
+        self.catalogue = catalogue
+        self.keys = upstream_keys(catalogue)
+        self.judge = Judge(config.judge, catalogue, self.keys) if config.judge is not None else None
+        self.clients: dict[str, httpx.AsyncClient] = {}
+        self.described = {"catalogue": catalogue.name, "alias": config.alias, "max_attempts": config.max_attempts,
+                          "timeout_s": config.timeout_s, "upstreams": [c.model for c in catalogue.candidates if c.base_url]}
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        clients["http"] = httpx.AsyncClient(timeout=config.timeout_s)
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        import httpx
+
+        self.clients["http"] = httpx.AsyncClient(timeout=self.config.timeout_s)
         try:
             yield
         finally:
-            await clients.pop("http").aclose()
+            await self.clients.pop("http").aclose()
 
-    def client() -> httpx.AsyncClient:
-        if "http" not in clients:  # served without lifespan (e.g. some test clients): make one lazily
-            clients["http"] = httpx.AsyncClient(timeout=config.timeout_s)
-        return clients["http"]
+    def client(self) -> httpx.AsyncClient:
+        if "http" not in self.clients:  # served without lifespan (e.g. some test clients): make one lazily
+            import httpx
 
-    def failed(failures: list[dict[str, Any]], model: str, reason: str, error: str, status: int | None = None) -> None:
-        metrics.upstream_failures.labels(model=model, reason=reason).inc()
-        failures.append({"model": model, **({"status": status} if status is not None else {}), "error": error})
+            self.clients["http"] = httpx.AsyncClient(timeout=self.config.timeout_s)
+        return self.clients["http"]
 
-    async def chat_completions(request: HttpRequest) -> Response:
-        payload, error = await read_json(request, service, metrics)
+    def failed(self, call: _Call, model: str, reason: str, error: str, status: int | None = None) -> None:
+        self.metrics.upstream_failures.labels(model=model, reason=reason).inc()
+        call.failures.append({"model": model, **({"status": status} if status is not None else {}), "error": error})
+
+    async def chat_completions(self, request: HttpRequest) -> Response:
+        from tierroute.serving.http_common import error_response, read_json
+
+        payload, error = await read_json(request, self.service, self.metrics)
         if error is not None:
             return error
         if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
-            return error_response(422, "Expected a chat-completions object with a 'messages' list.", metrics)
-        asked = payload.get("model")
-        routed = asked == config.alias
-        if routed:
-            try:
-                fields = _request_fields(payload, request.headers.get(SLA_HEADER))
-                decision = holder.current.route(fields, objective=request.headers.get(OBJECTIVE_HEADER))
-            except RequestError as exc:
-                return error_response(422, str(exc), metrics)
-            decided(fields, decision)
-            chosen = None if catalogue.missing([decision.model]) else decision.model
-            if chosen is None:  # the bundle chose a model this catalogue lacks: serve its tier here
-                chosen = catalogue.serving_model(decision.tier) if decision.tier in catalogue.tiers else catalogue.candidates[-1].model
-            chain = upgrade_chain(catalogue, chosen)[: config.max_attempts]
-            info: dict[str, Any] = {"model": chosen, "tier": decision.tier, "source": decision.source,
-                                    "fallback": decision.fallback, "bundle_id": decision.bundle_id,
-                                    "objective": decision.objective}
-        elif isinstance(asked, str) and not catalogue.missing([asked]):
-            chain, info = [asked][: 1 if catalogue.candidate(asked).base_url else 0], {"model": asked, "source": "caller"}
-        else:
-            known = ", ".join(c.model for c in catalogue.candidates)
-            return error_response(404, f"Unknown model {asked!r}; send model={config.alias!r} to route, or one of {known}.",
-                                  metrics)
-        failures: list[dict[str, Any]] = []
+            return error_response(422, "Expected a chat-completions object with a 'messages' list.", self.metrics)
+        call = self.plan(request, payload)
+        if not isinstance(call, _Call):
+            return call
+        for model in call.chain:
+            answer = await self.attempt(call, model)
+            if answer is not None:
+                return answer
+        return self.exhausted(call)
 
-        def decision_header(model: str | None) -> dict[str, str]:
-            return {DECISION_HEADER: json.dumps({**info, "served_by": model, "attempts": len(failures) + (model is not None),
-                                                 "upstream_failures": [f["model"] for f in failures]},
-                                                separators=(",", ":"))}
+    def plan(self, request: HttpRequest, payload: dict[str, Any]) -> _Call | Response:
+        """The call to make: routed (``model`` is the alias), direct (a catalogue model), or an error."""
+        from tierroute.serving.http_common import error_response
 
-        for model in chain:
-            candidate = catalogue.candidate(model)
-            headers = {"content-type": "application/json"}
-            if model in keys:
-                headers["authorization"] = f"Bearer {keys[model]}"
-            body = json.dumps({**payload, "model": model}).encode()
-            url = f"{candidate.base_url.rstrip('/')}/chat/completions"  # type: ignore[union-attr]
-            try:
-                upstream = await client().send(client().build_request("POST", url, content=body, headers=headers),
-                                               stream=True)
-            except httpx.HTTPError as exc:
-                failed(failures, model, type(exc).__name__, f"{type(exc).__name__}: {str(exc)[:200]}")
-                continue
-            status, media = upstream.status_code, upstream.headers.get("content-type", "application/json")
-            relayed = {k: upstream.headers[k] for k in _RELAYED_HEADERS if k in upstream.headers}
-            if (status == 429 and routed) or status >= 500:
-                detail = (await upstream.aread())[:300].decode("utf-8", "replace")
-                await upstream.aclose()
-                failed(failures, model, str(status), detail, status)
-                continue
-            if payload.get("stream") and status == 200:
-                async def relay(resp: httpx.Response = upstream) -> AsyncIterator[bytes]:
-                    try:
-                        async for chunk in resp.aiter_bytes():  # decoded: content-encoding is not relayed
-                            yield chunk
-                    finally:
-                        await resp.aclose()
+        asked, catalogue = payload.get("model"), self.catalogue
+        if asked == self.config.alias:
+            return self.route(request, payload)
+        if isinstance(asked, str) and not catalogue.missing([asked]):
+            chain = [asked][: 1 if catalogue.candidate(asked).base_url else 0]
+            return _Call(payload, False, chain, {"model": asked, "source": "caller"}, None)
+        known = ", ".join(c.model for c in catalogue.candidates)
+        return error_response(404, f"Unknown model {asked!r}; send model={self.config.alias!r} to route, or one of {known}.",
+                              self.metrics)
 
-                return StreamingResponse(relay(), status_code=status, media_type=media,
-                                         headers={**relayed, **decision_header(model)})
-            try:
-                content = await upstream.aread()
-            except httpx.HTTPError as exc:
-                failed(failures, model, type(exc).__name__, f"{type(exc).__name__} while reading: {str(exc)[:200]}")
-                continue
-            finally:
-                await upstream.aclose()
-            if status == 200 and not _is_json_object(content):
-                failed(failures, model, "malformed_body", "a 200 whose body is not a JSON object: "
-                       + content[:120].decode("utf-8", "replace"), status)
-                continue
-            return Response(content, status_code=status, media_type=media, headers={**relayed, **decision_header(model)})
-        if not chain:
+    def route(self, request: HttpRequest, payload: dict[str, Any]) -> _Call | Response:
+        """Decide a routed call (422 for a malformed request) and the chain of candidates from its choice up."""
+        from tierroute.serving.http_common import error_response
+
+        catalogue, config = self.catalogue, self.config
+        try:
+            fields = _request_fields(payload, request.headers.get(SLA_HEADER))
+            if request.headers.get(REQUEST_ID_HEADER):
+                fields["id"] = request.headers[REQUEST_ID_HEADER]
+            router = self.holder.current
+            decision = router.route(fields, objective=request.headers.get(OBJECTIVE_HEADER), log=False)
+        except RequestError as exc:
+            return error_response(422, str(exc), self.metrics)
+        self.decided(fields, decision)
+        served = ServedCall(fields, decision, router.decision_log, catalogue, config.schema_check, router.bundle)
+        chosen = None if catalogue.missing([decision.model]) else decision.model
+        if chosen is None:  # the bundle chose a model this catalogue lacks: serve its tier here
+            chosen = catalogue.serving_model(decision.tier) if decision.tier in catalogue.tiers else catalogue.candidates[-1].model
+        chain = upgrade_chain(catalogue, chosen)[: config.max_attempts]
+        info: dict[str, Any] = {"model": chosen, "tier": decision.tier, "source": decision.source,
+                                "fallback": decision.fallback, "bundle_id": decision.bundle_id,
+                                "objective": decision.objective, "request_id": decision.request_id}
+        return _Call(payload, True, chain, info, served)
+
+    async def attempt(self, call: _Call, model: str) -> Response | None:
+        """Send the call to ``model``: its answer, or None when it failed (counted) and the next one is tried."""
+        import httpx
+
+        candidate = self.catalogue.candidate(model)
+        headers = {"content-type": "application/json"}
+        if model in self.keys:
+            headers["authorization"] = f"Bearer {self.keys[model]}"
+        body = json.dumps({**call.payload, "model": model}).encode()
+        url = f"{candidate.base_url.rstrip('/')}/chat/completions"  # type: ignore[union-attr]
+        client = self.client()
+        try:
+            upstream = await client.send(client.build_request("POST", url, content=body, headers=headers), stream=True)
+        except httpx.HTTPError as exc:
+            self.failed(call, model, type(exc).__name__, f"{type(exc).__name__}: {str(exc)[:200]}")
+            return None
+        status, media = upstream.status_code, upstream.headers.get("content-type", "application/json")
+        relayed = {k: upstream.headers[k] for k in _RELAYED_HEADERS if k in upstream.headers}
+        if (status == 429 and call.routed) or status >= 500:
+            detail = (await upstream.aread())[:300].decode("utf-8", "replace")
+            await upstream.aclose()
+            self.failed(call, model, str(status), detail, status)
+            return None
+        if call.payload.get("stream") and status == 200:
+            from starlette.responses import StreamingResponse
+
+            return StreamingResponse(self.relay(call, upstream, model), status_code=status, media_type=media,
+                                     headers={**relayed, **call.decision_header(model)})
+        try:
+            content = await upstream.aread()
+        except httpx.HTTPError as exc:
+            self.failed(call, model, type(exc).__name__, f"{type(exc).__name__} while reading: {str(exc)[:200]}")
+            return None
+        finally:
+            await upstream.aclose()
+        if status == 200 and not _is_json_object(content):
+            self.failed(call, model, "malformed_body", "a 200 whose body is not a JSON object: "
+                        + content[:120].decode("utf-8", "replace"), status)
+            return None
+        return self.answer(call, model, status, media, {**relayed, **call.decision_header(model)}, content)
+
+    async def relay(self, call: _Call, resp: httpx.Response, model: str) -> AsyncIterator[bytes]:
+        """A streamed answer, chunk by chunk (tapped for the decision log), then the call finished."""
+        try:
+            async for chunk in resp.aiter_bytes():  # decoded: content-encoding is not relayed
+                if call.served is not None:
+                    call.served.tap(chunk)
+                yield chunk
+        finally:
+            await resp.aclose()
+            call.finish(model, 200)
+
+    def answer(self, call: _Call, model: str, status: int, media: str, headers: dict[str, str], content: bytes) -> Response:
+        """The upstream's whole answer, as is; graded by the judge after it is sent when sampled."""
+        from starlette.responses import Response
+
+        if call.served is not None and self.judge is not None and status == 200 and self.judge.sampled():
+            from starlette.background import BackgroundTask
+
+            return Response(content, status_code=status, media_type=media, headers=headers,
+                            background=BackgroundTask(self.graded, call, model, status, content))
+        call.finish(model, status, content)
+        return Response(content, status_code=status, media_type=media, headers=headers)
+
+    async def graded(self, call: _Call, model: str, status: int, content: bytes) -> None:
+        assert call.served is not None and self.judge is not None
+        call.served.judged = await self.judge.grade(self.client(), dict(call.served.fields), body_answer(content))
+        call.finish(model, status, content)
+
+    def exhausted(self, call: _Call) -> Response:
+        """502: no candidate could be called, or every one tried failed."""
+        from tierroute.serving.http_common import error_response
+
+        failures, info = call.failures, call.info
+        call.finish(None, failures[-1].get("status") if failures else None)
+        if not call.chain:
             return error_response(502, f"No candidate from {info['model']!r} up has a base_url in catalogue "
-                                  f"{catalogue.name!r}; add base_url entries.", metrics, headers=decision_header(None),
-                                  type="upstream_error", decision=info)
-        return error_response(502, f"Every upstream tried failed ({', '.join(f['model'] for f in failures)}).", metrics,
-                              headers=decision_header(None), type="upstream_error", attempts=failures, decision=info)
-
-    return [Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan, described
+                                  f"{self.catalogue.name!r}; add base_url entries.", self.metrics,
+                                  headers=call.decision_header(None), type="upstream_error", decision=info)
+        return error_response(502, f"Every upstream tried failed ({', '.join(f['model'] for f in failures)}).", self.metrics,
+                              headers=call.decision_header(None), type="upstream_error", attempts=failures, decision=info)
 
 
 def _is_json_object(content: bytes) -> bool:

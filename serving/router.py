@@ -37,7 +37,8 @@ from tierroute.models.policy import Policy
 from tierroute.request import Request, parse_request
 from tierroute.serving.bundle import Bundle, BundleError, bundle_rows, load_bundle
 from tierroute.serving.decision import Decision
-from tierroute.serving.decision_log import DecisionLog, Explorer
+from tierroute.serving.decision_log import DecisionLog, Explorer, request_id_for
+from tierroute.serving.explain import ExplainerSlot, attach_contributions, with_tree_path
 from tierroute.serving.source import resolve_source
 
 __all__ = ["Router", "RouterConfig", "FALLBACK_REASONS"]
@@ -116,6 +117,7 @@ class Router:
         self._tiers = () if bundle is None else tuple(bundle.catalogue.tier_of(c) for c in bundle.candidates)
         # the configured objective's policy, resolved once (BundleError: the bundle has no knob curve)
         self.policy = None if bundle is None else bundle.core.policy_for(self.config.objective)
+        self.explainer = None if bundle is None else ExplainerSlot(bundle)  # built on the first explain=True
         self.explorer = (Explorer(self.config.epsilon, bundle.candidates, self._tiers, self.config.seed)
                          if bundle is not None and self.config.epsilon > 0 else None)
         self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
@@ -176,22 +178,29 @@ class Router:
         return out
 
     # -- deciding -------------------------------------------------------------------------------
-    def route(self, request: Request | Mapping[str, Any], objective: str | None = None) -> Decision:
+    def route(self, request: Request | Mapping[str, Any], objective: str | None = None, *, log: bool = True,
+              explain: bool = False) -> Decision:
         """Decide for one request. RequestError when it is malformed (or names an objective the
         bundle cannot serve); otherwise never raises. ``objective`` overrides the configured one
-        for this request."""
-        return self.route_batch([request], objective)[0]
+        for this request; ``explain`` adds the decision's explanation (:mod:`tierroute.serving.explain`)."""
+        return self.route_batch([request], objective, log=log, explain=explain)[0]
 
-    def route_batch(self, requests: Sequence[Request | Mapping[str, Any]], objective: str | None = None) -> list[Decision]:
+    def route_batch(self, requests: Sequence[Request | Mapping[str, Any]], objective: str | None = None, *,
+                    log: bool = True, explain: bool = False) -> list[Decision]:
         """Decide for many requests in one model call. RequestError (naming the first malformed
         item) when any is malformed; otherwise never raises. With an exploration slice, decisions
         carry their propensity; with a decision log, each is appended to it. An ``objective`` field
-        in the request objects (one value for the whole batch) overrides the configured objective."""
+        in the request objects (one value for the whole batch) overrides the configured objective.
+        Each decision carries its ``request_id`` (the request's ``id``, else a generated one);
+        ``log=False`` leaves the logging to the caller (the proxy logs after the upstream answered)."""
         policy, named = self._policy_for(_batch_objective(requests, objective))
-        parsed, decisions = self._route_batch(requests, policy, named)
-        if self.decision_log is not None:
-            for item, request, decision in zip(requests, parsed, decisions):
-                self.decision_log.write(request, decision, item.get("id") if isinstance(item, Mapping) else None)
+        parsed, decisions = self._route_batch(requests, policy, named, explain)
+        decisions = [d.named(request_id_for(item)) for item, d in zip(requests, decisions)]
+        if explain:
+            decisions = [with_tree_path(d, self.tree, self.tier_models) for d in decisions]
+        if self.decision_log is not None and log:  # with log_features, each line adds the feature vector (privacy mode)
+            for request, decision, extra in zip(parsed, decisions, self.decision_log.features_for(self.bundle, parsed)):
+                self.decision_log.write(request, decision, decision.request_id, extra)
         return decisions
 
     def _policy_for(self, objective: str | None) -> tuple[Policy | None, str | None]:
@@ -209,7 +218,7 @@ class Router:
             raise RequestError(str(exc)) from None
 
     def _route_batch(self, requests: Sequence[Request | Mapping[str, Any]], policy: Policy | None,
-                     objective: str | None) -> tuple[list[Request], list[Decision]]:
+                     objective: str | None, explain: bool = False) -> tuple[list[Request], list[Decision]]:
         start = time.perf_counter()
         parsed = []
         for i, item in enumerate(requests):
@@ -223,27 +232,28 @@ class Router:
             code = self.unavailable.code if self.unavailable else "no_bundle"
             return parsed, [self._heuristic(r, start, code, len(parsed), objective=objective) for r in parsed]
         try:
-            return parsed, self._decide(parsed, start, policy, objective)
+            return parsed, self._decide(parsed, start, policy, objective, explain)
         except _Fallback as fb:
             if len(parsed) > 1 and fb.code in _PER_REQUEST:
                 # one request's prompt must not take the learned decisions of the rest of its batch:
                 # decide each alone, as route() would
-                return parsed, [self._decide_or_fall_back([r], time.perf_counter(), policy, objective)[0] for r in parsed]
+                return parsed, [self._decide_or_fall_back([r], time.perf_counter(), policy, objective, explain)[0] for r in parsed]
             return parsed, [self._heuristic(r, start, fb.code, len(parsed), str(fb), objective) for r in parsed]
 
-    def _decide(self, requests: list[Request], start: float, policy: Policy, objective: str | None) -> list[Decision]:
+    def _decide(self, requests: list[Request], start: float, policy: Policy, objective: str | None,
+                explain: bool = False) -> list[Decision]:
         """The learned decisions; _Fallback when they cannot be had, any other error as internal_error."""
         try:
-            return self._learned(requests, start, policy, objective)
+            return self._learned(requests, start, policy, objective, explain)
         except _Fallback:
             raise
         except Exception as exc:  # noqa: BLE001 - a well-formed request must always get an answer
             raise _Fallback("internal_error", f"{type(exc).__name__}: {exc}") from None
 
     def _decide_or_fall_back(self, requests: list[Request], start: float, policy: Policy,
-                             objective: str | None) -> list[Decision]:
+                             objective: str | None, explain: bool = False) -> list[Decision]:
         try:
-            return self._decide(requests, start, policy, objective)
+            return self._decide(requests, start, policy, objective, explain)
         except _Fallback as fb:
             return [self._heuristic(r, start, fb.code, len(requests), str(fb), objective) for r in requests]
 
@@ -289,7 +299,8 @@ class Router:
             raise _Fallback("onnx_error", f"{type(exc).__name__}: {str(exc)[:200]}") from None
         return raw[0].reshape(len(X), len(b.candidates)) if b.kind == "pooled" else np.column_stack(raw)
 
-    def _learned(self, requests: list[Request], start: float, policy: Policy, objective: str | None) -> list[Decision]:
+    def _learned(self, requests: list[Request], start: float, policy: Policy, objective: str | None,
+                 explain: bool = False) -> list[Decision]:
         b = self.bundle
         assert b is not None
         core, n = b.core, len(requests)
@@ -311,9 +322,10 @@ class Router:
         elapsed = (time.perf_counter() - start) * 1000.0
         if self.config.deadline_ms is not None and elapsed > self.config.deadline_ms * n:
             raise _Fallback("deadline_exceeded", f"the learned path took {elapsed:.2f} ms, over the {self.config.deadline_ms} ms deadline")
-        return [self._learned_decision(req, sig, j, proba_rows[i], cost_rows[i], feasible_rows[i], policy, objective,
-                                       start, elapsed / n, n)
-                for i, (req, sig, j) in enumerate(zip(requests, measured, picks))]
+        decisions = [self._learned_decision(req, sig, j, proba_rows[i], cost_rows[i], feasible_rows[i], policy, objective,
+                                            start, elapsed / n, n) for i, (req, sig, j) in enumerate(zip(requests, measured, picks))]
+        return attach_contributions(self.explainer, b, decisions, X, proba_rows, cost_rows, feasible_rows, policy,
+                                    objective) if explain and self.explainer else decisions
 
     def _learned_decision(self, req: Request, sig: Any, j: int, probabilities: list[float], costs: list[float],
                           feasible: list[bool] | None, policy: Policy, objective: str | None, start: float,

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from tierroute.errors import ConfigError
 
@@ -43,90 +44,123 @@ def _raw_error(status: int, reason: str, message: str, extra_headers: bytes = b"
             "connection: close\r\n").encode("ascii") + extra_headers + b"\r\n" + body
 
 
-def limited_protocol(config: Any, on_refused: Callable[[int, str], None]) -> type:
-    """uvicorn's h11 protocol with the request timeout and the connection cap of ``config`` (a
-    :class:`~tierroute.serving.http.ServiceConfig`); ``on_refused(status, reason)`` counts each
-    refusal. A new class per call: nothing is shared between servers."""
-    import asyncio
+@dataclass(frozen=True)
+class _Limits:
+    """What one server's protocol enforces (from its ServiceConfig) and how it counts refusals."""
 
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    timeout: float
+    cap: int
+    hard_cap: int
+    max_header_bytes: int
+    on_refused: Callable[[int, str], None]
+    waiting: tuple[Any, ...]  # h11's states of a connection whose request has not arrived whole
 
-    timeout, cap = float(config.request_timeout_s), int(config.max_connections)
-    hard_cap = cap + _overflow(cap)
-    busy = (f"The service has {cap:,} connections open, its limit (--max-connections); retry in a moment, or "
-            "raise the limit.")
-    busy_body = json.dumps({"error": {"status": 503, "message": busy, "type": "server_error"}}).encode("ascii")
+    @property
+    def busy(self) -> str:
+        return (f"The service has {self.cap:,} connections open, its limit (--max-connections); retry in a moment, or "
+                "raise the limit.")
 
-    async def over_capacity(scope: Any, receive: Any, send: Any) -> None:
+    async def over_capacity(self, scope: Any, receive: Any, send: Any) -> None:
+        """The ASGI app answering a connection over the cap: 503 in the JSON error shape."""
+        busy_body = json.dumps({"error": {"status": 503, "message": self.busy, "type": "server_error"}}).encode("ascii")
         await send({"type": "http.response.start", "status": 503, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(busy_body)).encode()),
             (b"connection", b"close"), (b"retry-after", b"1")]})
         await send({"type": "http.response.body", "body": busy_body})
 
-    class LimitedH11Protocol(H11Protocol):  # type: ignore[misc]
-        _deadline: asyncio.TimerHandle | None = None
-        _received = False
-        _over = False
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            open_now = len(self.connections)
-            if open_now > hard_cap:  # far over: answer without reading, free the descriptor now
-                on_refused(503, "over_capacity")
-                transport.write(_raw_error(503, "Service Unavailable", busy, b"retry-after: 1\r\n"))
-                transport.close()
-                return
-            if open_now > cap:  # over: its request (if it comes soon) gets a 503
-                on_refused(503, "over_capacity")
-                self._over = True
-                self.app = over_capacity
-            self._arm(min(timeout, 1.0) if self._over else timeout)
+if TYPE_CHECKING:  # uvicorn is the serve extra's: the mixin below is put before it when a protocol is made
+    import asyncio
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-        def data_received(self, data: bytes) -> None:
-            self._received = True
-            super().data_received(data)
-            if self.transport.is_closing() or self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
-                self._disarm()  # the request is whole (or the connection done): the app has it
-            elif self._deadline is None:  # the first bytes of a request after a keep-alive pause
-                self._arm(timeout)
+    _ProtocolBase = H11Protocol
+else:
+    _ProtocolBase = object
 
-        def send_400_response(self, msg: str) -> None:
-            on_refused(400, "malformed_http")
-            message = (f"The request is not valid HTTP/1.1 ({msg.rstrip('.')}: a malformed line, or a head over "
-                       f"{config.max_header_bytes:,} bytes, --max-header-bytes). Fix the client or send smaller headers.")
-            self.transport.write(_raw_error(400, "Bad Request", message))
-            self.transport.close()
 
-        def _arm(self, seconds: float) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(seconds, self._expire)
+class _LimitedMixin(_ProtocolBase):
+    """The request timeout and the connection cap, over uvicorn's h11 protocol (the class
+    :func:`limited_protocol` makes puts this first and sets ``limits``)."""
 
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+    limits: _Limits
+    _deadline: asyncio.TimerHandle | None = None
+    _received = False
+    _over = False
 
-        def _expire(self) -> None:
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        limits, open_now = self.limits, len(self.connections)
+        if open_now > limits.hard_cap:  # far over: answer without reading, free the descriptor now
+            limits.on_refused(503, "over_capacity")
+            transport.write(_raw_error(503, "Service Unavailable", limits.busy, b"retry-after: 1\r\n"))
+            transport.close()
+            return
+        if open_now > limits.cap:  # over: its request (if it comes soon) gets a 503
+            limits.on_refused(503, "over_capacity")
+            self._over = True
+            self.app = limits.over_capacity
+        self._arm(min(limits.timeout, 1.0) if self._over else limits.timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._received = True
+        super().data_received(data)
+        if self.transport.is_closing() or self.conn.their_state not in self.limits.waiting:
+            self._disarm()  # the request is whole (or the connection done): the app has it
+        elif self._deadline is None:  # the first bytes of a request after a keep-alive pause
+            self._arm(self.limits.timeout)
+
+    def send_400_response(self, msg: str) -> None:
+        self.limits.on_refused(400, "malformed_http")
+        message = (f"The request is not valid HTTP/1.1 ({msg.rstrip('.')}: a malformed line, or a head over "
+                   f"{self.limits.max_header_bytes:,} bytes, --max-header-bytes). Fix the client or send smaller headers.")
+        self.transport.write(_raw_error(400, "Bad Request", message))
+        self.transport.close()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
             self._deadline = None
-            if self.transport.is_closing() or self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
-                return
-            if self.cycle is not None and self.cycle.response_started:  # answered before its body came (a 413)
-                if self.cycle.response_complete:  # unusable until the rest comes: close, nothing to count
-                    self.transport.close()
-                return
-            if not self._over:  # over-capacity connections were counted when they arrived
-                on_refused(408, "request_timeout")
-            if self._received:
-                message = (f"The request did not arrive whole within {timeout:g} s (--request-timeout); send the "
-                           "headers and body without pausing.")
-                self.transport.write(_raw_error(408, "Request Timeout", message))
-            self.transport.close()
 
+    def _expire(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing() or self.conn.their_state not in self.limits.waiting:
+            return
+        if self.cycle is not None and self.cycle.response_started:  # answered before its body came (a 413)
+            if self.cycle.response_complete:  # unusable until the rest comes: close, nothing to count
+                self.transport.close()
+            return
+        if not self._over:  # over-capacity connections were counted when they arrived
+            self.limits.on_refused(408, "request_timeout")
+        if self._received:
+            message = (f"The request did not arrive whole within {self.limits.timeout:g} s (--request-timeout); send "
+                       "the headers and body without pausing.")
+            self.transport.write(_raw_error(408, "Request Timeout", message))
+        self.transport.close()
+
+
+def limited_protocol(config: Any, on_refused: Callable[[int, str], None]) -> type:
+    """uvicorn's h11 protocol with the request timeout and the connection cap of ``config`` (a
+    :class:`~tierroute.serving.http.ServiceConfig`); ``on_refused(status, reason)`` counts each
+    refusal. A new class per call: nothing is shared between servers."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    timeout, cap = float(config.request_timeout_s), int(config.max_connections)
+    limits = _Limits(timeout, cap, cap + _overflow(cap), config.max_header_bytes, on_refused, (h11.IDLE, h11.SEND_BODY))
+
+    class LimitedH11Protocol(_LimitedMixin, H11Protocol):
+        pass
+
+    LimitedH11Protocol.limits = limits
     return LimitedH11Protocol
 
 

@@ -380,7 +380,7 @@ def test_export_then_route_with_the_bundle(run_dir: Path, tmp_path: Path, capsys
     # the model/ folder itself exports the same bundle, told in one line without --json
     code, out = run(["export", str(run_dir / "model"), "--out", str(tmp_path / "again")])
     assert code == 0
-    assert out == (f"bundle {manifest['bundle_id']} -> {tmp_path / 'again'}/ (1 files, 3 candidates, policy "
+    assert out == (f"bundle {manifest['bundle_id']} -> {tmp_path / 'again'}/ (2 files, 3 candidates, policy "  # model.onnx, trees.npy
                    f"{manifest['policy']['kind']})\n")
     code, out = run(["route", "--bundle", str(tmp_path / "bundle"), "--prompt", "Pull the order id.",
                      "--schema", '{"order_id": "string"}', "--json"])

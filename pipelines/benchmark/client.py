@@ -195,7 +195,7 @@ def parse_completion(body: Mapping[str, Any]) -> tuple[str, int | None, int | No
         why = f"an error object: {json.dumps(error)[:160]}" if error else f"keys {sorted(body)[:8]}"
         raise CompletionError("no_choices", f"the response has no choices[0] ({why})")
     choice = choices[0]
-    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    message: Mapping[str, Any] = choice["message"] if isinstance(choice.get("message"), Mapping) else {}
     content = message.get("content")
     if isinstance(content, list):
         content = "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
@@ -210,5 +210,5 @@ def parse_completion(body: Mapping[str, Any]) -> tuple[str, int | None, int | No
             content = choice["text"]
     if not isinstance(content, str):
         raise CompletionError("no_choices", f"choices[0] holds no answer text ({json.dumps(choice)[:160]})")
-    usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
+    usage: Mapping[str, Any] = body["usage"] if isinstance(body.get("usage"), Mapping) else {}
     return content, _count(usage, "prompt_tokens"), _count(usage, "completion_tokens")

@@ -42,7 +42,7 @@ from typing import Any
 from tierroute._params import check_fraction, check_int, check_number
 from tierroute.errors import ConfigError, OutputDirError
 from tierroute.pipelines.benchmark.runner import plan_pairs
-from tierroute.pipelines.benchmark.scorers.text import DEFAULT_THRESHOLDS, SCORERS
+from tierroute.pipelines.benchmark.scorers.registry import default_thresholds, scorer_names
 
 __all__ = ["BenchmarkConfig", "BenchmarkResult", "run_benchmark", "arun_benchmark", "plan_pairs", "DEFAULT_CACHE"]
 
@@ -56,7 +56,7 @@ class BenchmarkConfig:
     catalogue); ``sample_fraction``: the share of them asked per prompt (a fixed draw per prompt,
     by ``seed``); ``concurrency``: calls in flight per candidate (``model_concurrency`` overrides it
     per model); ``budget_usd``: None for no cap; ``thresholds``: (scorer, Q) overrides of
-    :data:`~tierroute.pipelines.benchmark.scorers.text.DEFAULT_THRESHOLDS`; ``max_bad_prompts``: bad lines of the
+    :func:`~tierroute.pipelines.benchmark.scorers.registry.default_thresholds`; ``max_bad_prompts``: bad lines of the
     prompts file tolerated (and skipped).
 
     >>> BenchmarkConfig("prompts.jsonl", "catalogue.toml", "outcomes.jsonl", thresholds={"f1": 0.8}).threshold_map()["f1"]
@@ -121,9 +121,9 @@ class BenchmarkConfig:
         check_number(self.code_timeout_s, "code_timeout_s", _OWNER, 0.1, 3600.0)
         check_int(self.max_bad_prompts, "max_bad_prompts", _OWNER, 0)
         for scorer, value in self.thresholds:
-            if scorer not in SCORERS:
+            if scorer not in scorer_names():
                 raise ConfigError(f"The 'thresholds' parameter of {_OWNER} names an unknown scorer {scorer!r}; "
-                                  f"the scorers are {', '.join(SCORERS)}.")
+                                  f"the scorers are {', '.join(scorer_names())}.")
             check_fraction(value, f"thresholds[{scorer!r}]", _OWNER)
         if not isinstance(self.allow_code_execution, bool):
             raise ConfigError(f"The 'allow_code_execution' parameter of {_OWNER} must be a bool. "
@@ -131,7 +131,7 @@ class BenchmarkConfig:
 
     def threshold_map(self) -> dict[str, float]:
         """Every scorer's threshold for this run (defaults, then the overrides)."""
-        return {**DEFAULT_THRESHOLDS, **{k: float(v) for k, v in self.thresholds}}
+        return {**default_thresholds(), **{k: float(v) for k, v in self.thresholds}}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tierroute.errors import DataFormatError, DataValidationError, FeatureError, RequestError, describe
-from tierroute.pipelines.benchmark.scorers.text import SCORERS, check_reference
+from tierroute.pipelines.benchmark.scorers.registry import check_reference, scorer_names
 from tierroute.request import messages_to_prompt
 from tierroute.schema import summarize_schema
 
@@ -127,9 +127,9 @@ def _parse(raw: object, line: int) -> PromptItem:
         raise _Bad("'id' must be a non-empty string or an integer", describe(pid) if "id" in raw else "no 'id'")
     messages, prompt = _messages(raw)
     scorer = raw.get("scorer")
-    if scorer not in SCORERS:
+    if scorer not in scorer_names():
         got = describe(scorer) if "scorer" in raw else "no 'scorer'"
-        raise _Bad(f"'scorer' must be one of {', '.join(SCORERS)}", got)
+        raise _Bad(f"'scorer' must be one of {', '.join(scorer_names())}", got)
     schema = raw.get("output_schema")
     try:
         summarize_schema(schema)

@@ -78,6 +78,8 @@ class Scored:
 def make_row(item: PromptItem, cand: Candidate, threshold: float, *, timestamp: str, answer: Answer | None = None,
              scored: Scored | None = None, failure: Failure | None = None) -> dict[str, Any]:
     """One outcome row (canonical fields first) from an answer + its score, or a failure."""
+    error_kind: str | None
+    error: str | None
     if failure is not None or scored is None or answer is None:
         failure = failure or Failure("unknown", "no answer", None, 0)
         quality, error_kind, error, detail = 0.0, failure.kind, failure.detail, ""

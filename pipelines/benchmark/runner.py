@@ -70,7 +70,7 @@ def plan_pairs(prompt_ids: list[str], models: list[str], fraction: float, seed: 
     ``max(1, round(fraction * len(models)))`` models that rank first by sha256(seed, prompt id,
     model), a draw that does not depend on the file's order or on other prompts."""
     k = len(models) if fraction >= 1.0 else max(1, round(fraction * len(models)))
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for i, pid in enumerate(prompt_ids):
         order: list[int] = list(range(len(models)))
         if k < len(models):
@@ -283,7 +283,7 @@ class _Runner:
             self.budget.settle(held, spent)
 
     async def score(self, item: PromptItem, answer: Answer) -> Scored | None:
-        from tierroute.pipelines.benchmark.scorers.text import score_text
+        from tierroute.pipelines.benchmark.scorers.registry import score_text
 
         try:
             if item.scorer == "code":

@@ -12,6 +12,10 @@ Two kinds of request live side by side:
   row). Such a request is trained on with inverse-propensity weights (:meth:`training_weights`)
   and judged with doubly-robust pseudo-outcomes (:meth:`with_estimates`).
 
+A feature-only outcome row (privacy mode: no prompt, the logged ``features`` vector and its
+``feature_spec`` fingerprint) becomes a :class:`~tierroute.features.logged.LoggedRequest`, which
+the feature assembly reads instead of text.
+
 ``weight`` (per request, default 1) scales a request's say in training (e.g. older data counted
 less); judging ignores it.
 """
@@ -26,9 +30,19 @@ from typing import Any
 import numpy as np
 
 from tierroute.errors import DataValidationError
+from tierroute.features.logged import LoggedRequest
 from tierroute.request import Request
 
 __all__ = ["RoutingData"]
+
+
+def _request(prompt: Any, schema: Any, sla: float | None, vector: Any, spec: Any) -> Request:
+    """A row's request: its prompt, or for a feature-only row (no prompt; privacy mode) a
+    :class:`~tierroute.features.logged.LoggedRequest` carrying the logged vector (NaN for null)."""
+    if isinstance(prompt, str) or vector is None or not isinstance(spec, str):
+        return Request(prompt, schema, sla)
+    values = tuple(float("nan") if v is None else float(v) for v in vector)
+    return LoggedRequest("", schema, sla, features=values, feature_spec=spec)
 
 
 @dataclass(frozen=True)
@@ -107,9 +121,12 @@ class RoutingData:
         quality[rows, cols] = frame["quality"].astype(float).to_numpy()
         cost[rows, cols] = frame["cost_usd"].astype(float).to_numpy()
         latency[rows, cols] = pd.to_numeric(frame["latency_ms"], errors="coerce").astype(float).to_numpy()
+        n_first = len(firsts)
+        vectors = firsts["features"] if "features" in firsts else [None] * n_first
+        specs = firsts["feature_spec"] if "feature_spec" in firsts else [None] * n_first
         requests = tuple(
-            Request(p, json.loads(s) if isinstance(s, str) else None, None if pd.isna(sla) else float(sla))
-            for p, s, sla in zip(firsts["prompt"], firsts["output_schema"], firsts["latency_sla_ms"])
+            _request(p, json.loads(s) if isinstance(s, str) else None, None if pd.isna(sla) else float(sla), v, fs)
+            for p, s, sla, v, fs in zip(firsts["prompt"], firsts["output_schema"], firsts["latency_sla_ms"], vectors, specs)
         )
         tasks = firsts["task"].fillna("(none)").astype(str).to_numpy()
         logged = np.full(n, -1, dtype=np.int64)
@@ -170,6 +187,7 @@ class RoutingData:
         if not len(only):
             return self
         correct, quality, cost = self.correct.copy(), self.quality.copy(), self.cost.copy()
+        assert self.logged is not None  # there are logged-only requests
         a, p = self.logged[only], self._logged_propensities(only)
         for target, q in ((correct, q_correct), (quality, q_correct), (cost, q_cost)):
             observed = target[only, a]

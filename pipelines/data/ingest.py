@@ -15,15 +15,15 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tierroute._params import check_fraction
-from tierroute.errors import ConfigError, DataFormatError, DataValidationError, OutputDirError
+from tierroute.errors import ConfigError, DataFormatError, DataValidationError
 from tierroute.pipelines.data.adapters import ADAPTERS, FORMATS, OUTCOME_SUFFIXES, detect_format
 from tierroute.pipelines.data.adapters.base import RawRow
-from tierroute.pipelines.data.records import OUTCOME_FIELDS, OutcomeValidator, RowIssue, quarantine_line
+from tierroute.pipelines.data.records import FEATURE_FIELDS, OUTCOME_FIELDS, OutcomeValidator, RowIssue, quarantine_line
+from tierroute.pipelines.outputs import prepare_out_dir
 
 if TYPE_CHECKING:
     from tierroute.models.catalogue import Catalogue
@@ -141,23 +141,6 @@ class IngestResult:
         }
 
 
-def prepare_out_dir(out_dir: str | None, kind: str) -> Path:
-    """A fresh folder for a run's outputs: ``runs/<kind>-<UTC time>`` by default. An existing folder
-    that holds anything is refused, so nothing a user wrote is overwritten."""
-    if out_dir is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-        path = Path("runs") / f"{kind}-{stamp}"
-    else:
-        path = Path(out_dir)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise OutputDirError(
-            f"Output folder {str(path)!r} already exists and is not empty; tierroute never writes over "
-            "existing files. Pass a new --out folder (or leave --out out for a fresh one under runs/)."
-        )
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -224,7 +207,8 @@ def ingested_rows(folder: Path) -> Iterator[RawRow]:
 
 
 def outcome_features() -> Any:
-    """The Arrow schema of the canonical outcome table."""
+    """The Arrow schema of the canonical outcome table: the canonical fields, then a feature-only
+    row's ``features`` (list of float64, null for a missing value) and ``feature_spec`` (null on other rows)."""
     import datasets
 
     string, number, flag = datasets.Value("string"), datasets.Value("float64"), datasets.Value("bool")
@@ -235,8 +219,9 @@ def outcome_features() -> Any:
         "request_id": string, "prompt": text, "output_schema": text, "latency_sla_ms": number,
         "task": string, "model": string, "quality": number, "correct": flag, "cost_usd": number,
         "latency_ms": number, "timestamp": string, "chosen": flag, "propensity": number,
+        "features": datasets.Sequence(number), "feature_spec": string,
     }
-    return datasets.Features({name: types[name] for name in OUTCOME_FIELDS})
+    return datasets.Features({name: types[name] for name in (*OUTCOME_FIELDS, *FEATURE_FIELDS)})
 
 
 def _local_rows(plan: Sequence[tuple[Path, str, int]], adapters: dict[str, Any], validator: OutcomeValidator,
@@ -281,8 +266,8 @@ def _read_all(plan: Sequence[tuple[Path, str, int]], per_file: Any, validator: O
                 if isinstance(result, dict):
                     result = validator.check_unique(result, where)
                 if isinstance(result, dict):
-                    for name in OUTCOME_FIELDS:
-                        columns[name].append(result[name])
+                    for name in (*OUTCOME_FIELDS, *FEATURE_FIELDS):  # feature fields: feature-only rows only
+                        columns[name].append(result.get(name))
                     continue
                 reason, detail = result if isinstance(result, tuple) else (result.reason, result.detail)
                 reasons[reason] += 1
@@ -347,7 +332,7 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
     existed = config.out_dir is not None and Path(config.out_dir).exists()
     out_dir = prepare_out_dir(config.out_dir, "ingest")
     validator = OutcomeValidator(correct_threshold=config.correct_threshold)
-    columns: dict[str, list[Any]] = {name: [] for name in OUTCOME_FIELDS}
+    columns: dict[str, list[Any]] = {name: [] for name in (*OUTCOME_FIELDS, *FEATURE_FIELDS)}
     reasons: Counter[str] = Counter()
     formats: Counter[str] = Counter()
     inputs: list[dict[str, Any]] = []

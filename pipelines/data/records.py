@@ -18,11 +18,13 @@ from typing import Any
 from tierroute.errors import FeatureError, RequestError
 from tierroute.errors import describe as _describe
 from tierroute.hashing import prompt_hash
+from tierroute.pipelines.data.feature_rows import FeatureFieldError, feature_fields
 from tierroute.request import messages_to_prompt
 from tierroute.schema import summarize_schema
 
 __all__ = [
     "OUTCOME_FIELDS",
+    "FEATURE_FIELDS",
     "REQUIRED_FIELDS",
     "QUARANTINE_REASONS",
     "RowIssue",
@@ -48,8 +50,13 @@ OUTCOME_FIELDS: tuple[str, ...] = (
     "chosen",
     "propensity",
 )
-#: Fields a row cannot do without (plus at least one of quality / correct).
+#: Fields a row cannot do without (plus at least one of quality / correct). A feature-only row
+#: (below) holds ``features`` and ``feature_spec`` in place of the prompt.
 REQUIRED_FIELDS: tuple[str, ...] = ("request_id", "prompt", "model", "cost_usd")
+#: The optional fields of a feature-only row (privacy mode, ``serve --log-features``): the feature
+#: vector the serving bundle's model read (numbers, null for a missing value) and that bundle's
+#: FeatureSpec fingerprint (64 hex digits). A canonical record holds them only when the row does.
+FEATURE_FIELDS: tuple[str, ...] = ("features", "feature_spec")
 
 #: Reason codes a quarantined row can carry, with what each means.
 QUARANTINE_REASONS: dict[str, str] = {
@@ -61,6 +68,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "negative_cost": "cost_usd below zero",
     "negative_latency": "latency_ms or latency_sla_ms below zero",
     "propensity_out_of_range": "propensity outside (0, 1]",
+    "bad_features": "features is not a list of numbers and nulls, or feature_spec is not a FeatureSpec fingerprint",
     "bad_schema": "output_schema is not a schema tierroute can read",
     "bad_timestamp": "timestamp is neither ISO 8601 nor epoch seconds",
     "bad_encoding": "the line is not UTF-8, or a text field holds a lone surrogate (not text)",
@@ -254,7 +262,8 @@ class OutcomeValidator:
         """The stateful half of :meth:`validate`: one prompt per request_id, one outcome per
         request x model, in the order rows arrive."""
         key = (record["request_id"], record["model"])
-        phash = prompt_hash(record["prompt"])
+        phash = prompt_hash(record["prompt"] if record["prompt"] is not None else json.dumps(
+            [record.get("feature_spec"), record.get("features")]))  # a feature-only row: its vector stands for the prompt
         first = self._prompts.get(record["request_id"])
         if first is not None and first[0] != phash:
             return RowIssue(
@@ -272,8 +281,12 @@ class OutcomeValidator:
         return record
 
     def _normalise(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            vector = feature_fields(raw)
+        except FeatureFieldError as exc:
+            raise _Bad(exc.reason, exc.detail) from None
         for name in REQUIRED_FIELDS:
-            if _is_missing(raw.get(name)) and not (name == "prompt" and raw.get("messages")):
+            if _is_missing(raw.get(name)) and not (name == "prompt" and (raw.get("messages") or vector is not None)):
                 raise _Bad("missing_field", f"required field {name!r} is missing or empty")
         if _is_missing(raw.get("quality")) and _is_missing(raw.get("correct")):
             raise _Bad("missing_field", "a row needs 'quality' or 'correct'; both are missing")
@@ -288,7 +301,9 @@ class OutcomeValidator:
             raise _Bad("wrong_type", f"model must be a string; got {_show(model)}")
 
         prompt = raw.get("prompt")
-        if _is_missing(prompt):
+        if _is_missing(prompt) and vector is not None and _is_missing(raw.get("messages")):
+            prompt = None  # a feature-only row
+        elif _is_missing(prompt):
             try:
                 prompt = messages_to_prompt(raw.get("messages"))
             except RequestError as exc:
@@ -298,7 +313,7 @@ class OutcomeValidator:
                 prompt = messages_to_prompt(prompt)
             except RequestError as exc:
                 raise _Bad("wrong_type", str(exc)) from None
-        if not isinstance(prompt, str):
+        if not isinstance(prompt, str) and vector is None:
             raise _Bad("wrong_type", f"prompt must be text or chat messages; got {_show(prompt)}")
 
         quality: float | None = None
@@ -335,6 +350,8 @@ class OutcomeValidator:
             "chosen": None if _is_missing(raw.get("chosen")) else _as_bool("chosen", raw["chosen"]),
             "propensity": self._propensity(raw.get("propensity")),
         }
+        if vector is not None:
+            record["features"], record["feature_spec"] = vector
         _check_text(record)
         return record
 

@@ -21,7 +21,8 @@ from tierroute._params import check_number
 from tierroute.errors import CatalogueError
 from tierroute.models.catalogue import BUILTIN_CATALOGUES, Catalogue, find_builtin_for, load_catalogue
 from tierroute.models.heuristic import TIERS, HeuristicTree
-from tierroute.pipelines.data.ingest import IngestConfig, prepare_out_dir, run_ingest
+from tierroute.pipelines.data.ingest import IngestConfig, run_ingest
+from tierroute.pipelines.outputs import prepare_out_dir
 from tierroute.request import Request
 
 __all__ = ["AuditConfig", "run_audit", "render_audit"]

@@ -11,6 +11,7 @@ accuracy.
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tierroute.models.policy import Policy, choose, sweep
 from tierroute.pipelines.data.dataset import RoutingData
 from tierroute.pipelines.evaluation.metrics import aiq, apgr, bootstrap_diff, cost_at_quality, cpt, ece
 from tierroute.pipelines.evaluation.offpolicy import policy_estimates
+from tierroute.pipelines.evaluation.stability import StabilityConfig, decision_stability, stability_markdown
 
 __all__ = ["evaluate", "point", "write_report", "heuristic_picks"]
 
@@ -69,7 +71,7 @@ def _overlap(router: Any, data: RoutingData) -> int:
     """How many evaluated requests the router saw in training (their figures are not held out)."""
     from tierroute.pipelines.data.records import prompt_hash
 
-    seen = getattr(router, "train_prompt_hashes_", frozenset())
+    seen: Container[str] = getattr(router, "train_prompt_hashes_", frozenset())
     return sum(prompt_hash(r.prompt) in seen for r in data.requests)
 
 
@@ -141,12 +143,14 @@ def objective_points(router: Any, data: RoutingData, proba: np.ndarray, expected
 
 
 def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0,
-             tree: HeuristicTree | None = None) -> dict[str, Any]:
+             tree: HeuristicTree | None = None, stability: StabilityConfig | None = None) -> dict[str, Any]:
     """Judge a fitted LearnedRouter on ``data``. Benchmarked requests (every candidate's outcome)
     are judged as observed; logged ones (the chosen model's outcome and its propensity) by
     doubly-robust pseudo-outcomes with this router as the outcome model, so every figure is then a
     DR estimate (``estimator``), and ``off_policy`` gives IPS, SNIPS and DR on the logged requests
-    alone. Other partial requests are left out, and counted. Returns a JSON-able dict."""
+    alone. Other partial requests are left out, and counted. ``stability``: how decision stability
+    under prompt perturbations is sampled (``stability.py``; default 300 requests, seeded by
+    ``seed``; ``max_requests=0`` leaves it out). Returns a JSON-able dict."""
     full = data
     keep = np.flatnonzero(full.mask.all(axis=1) | full.logged_only)
     if not len(keep):
@@ -173,7 +177,7 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
               else {"name": "oracle", "accuracy": None, "cost_per_query": None, "cost_per_correct": None})
     if logged.any():
         oracle["note"] = f"benchmarked requests only ({benchmarked.n_requests}): a logged request's oracle is unknown"
-    random = {
+    random: dict[str, Any] = {
         "name": "random",
         "accuracy": float(np.mean([s["accuracy"] for s in singles])),
         "cost_per_query": float(np.mean(costs)),
@@ -233,12 +237,14 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
     }
     if logged.any():
         at = np.flatnonzero(logged)
+        assert observed.logged is not None and observed.propensity is not None  # there are logged requests
         a, p = observed.logged[at], observed.propensity[at]
-        picks = {"learned": chosen[at], "heuristic": tree_picks[at],
-                 **{m: np.full(len(at), j) for j, m in enumerate(data.candidates)}}
+        logged_picks = {"learned": chosen[at], "heuristic": tree_picks[at],
+                        **{m: np.full(len(at), j) for j, m in enumerate(data.candidates)}}
         report["off_policy"] = {"requests": len(at), **policy_estimates(
-            observed.correct[at, a], observed.cost[at, a], a, p, picks, proba[at], expected_cost[at])}
+            observed.correct[at, a], observed.cost[at, a], a, p, logged_picks, proba[at], expected_cost[at])}
     report["objectives"] = objective_points(router, data, proba, expected_cost, feasible, catalogue)
+    report["stability"] = decision_stability(router, data, catalogue, stability or StabilityConfig(seed=seed), tree)
     if len(data.candidates) == 2:
         strong = data.candidates.index(best_single["name"])
         weak_acc, strong_acc = singles[1 - strong]["accuracy"], singles[strong]["accuracy"]
@@ -294,6 +300,12 @@ def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
     for task, t in report["per_task"].items():
         cells = [f"{t[k]['accuracy']:.3f} / {t[k]['cost_per_query']:.4g}" for k in ("learned", "heuristic", "best_single")]
         lines.append(f"| {task} | {t['requests']} | " + " | ".join(cells) + " |")
+    if report.get("stability"):  # flip rates under prompt perturbations (stability.py)
+        lines += ["", *stability_markdown(report["stability"])]
+    if report.get("importances"):  # global importances per candidate (importance.py; tierroute train adds them)
+        from tierroute.pipelines.evaluation.importance import importance_markdown
+
+        lines += ["", *importance_markdown(report["importances"])]
     if report.get("selection"):  # the family selection table (pipelines/training/selection.py), when train chose one
         from tierroute.pipelines.training.selection import selection_markdown
 

@@ -19,14 +19,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tierroute.errors import DataFormatError
+from tierroute.errors import ConfigError, DataFormatError
+from tierroute.pipelines.outputs import prepare_out_dir
 
-__all__ = ["reference_stats", "psi", "drift_report", "LOGGED_SIGNALS", "read_decision_log"]
+__all__ = ["reference_stats", "psi", "drift_report", "LOGGED_SIGNALS", "read_decision_log", "DriftConfig", "DriftResult", "run_drift"]
 
 #: decision-log field -> the FeatureSpec name whose training distribution it is compared with
 LOGGED_SIGNALS = {"token_count": "n_tokens", "depth": "depth_score", "latency_sla_ms": "sla_ms", "has_schema": "schema_present",
@@ -48,7 +50,7 @@ def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / max(1, len(values))
 
 
-def psi(expected: Sequence[float], actual: Sequence[float], floor: float = 1e-4) -> float:
+def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray, floor: float = 1e-4) -> float:
     """Population stability index of two share vectors over the same bins."""
     p = np.maximum(np.asarray(actual, dtype=float), floor)
     q = np.maximum(np.asarray(expected, dtype=float), floor)
@@ -139,3 +141,38 @@ def drift_report(reference: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     if not all(math.isfinite(v["psi"]) for s in ("signals", "probabilities") for v in report[s].values()):
         raise DataFormatError("A PSI came out non-finite; the reference in this bundle is damaged. Re-export it.")
     return report
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """One drift check: the ``bundle`` folder that served the decisions in the ``logs``."""
+
+    bundle: str
+    logs: tuple[str, ...]
+    out_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "logs", tuple(map(str, self.logs)))
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    report: dict[str, Any]
+    bundle_id: str
+    out_dir: Path
+
+
+def run_drift(config: DriftConfig) -> DriftResult:
+    """``tierroute drift``: the decision logs against the bundle's training reference, written to
+    ``out_dir/drift.json``."""
+    from tierroute.serving.bundle import load_bundle
+
+    bundle = load_bundle(config.bundle)
+    reference = bundle.manifest.get("reference")
+    if not reference:
+        raise ConfigError(f"Bundle {config.bundle!r} carries no training reference (exported before drift reports, or "
+                          "not by `tierroute train`). Retrain or re-export it with `tierroute train`.")
+    report = drift_report(reference, read_decision_log(config.logs), encoder=bundle.encoder)
+    folder = prepare_out_dir(config.out_dir, "drift")
+    (folder / "drift.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return DriftResult(report=report, bundle_id=str(bundle.bundle_id), out_dir=folder)

@@ -18,7 +18,14 @@ the logged requests alone, for the challenger, the champion and the heuristic.
 - cost: challenger over champion cost per correct answer must not exceed ``1 + cost_tolerance``
   (the interval's high end);
 - the heuristic: the challenger must beat the article's tree: more accurate (interval above 0), or
-  as accurate within the tolerance at a lower cost per correct answer.
+  as accurate within the tolerance at a lower cost per correct answer;
+- stability: the challenger's flip rate under meaning-preserving prompt perturbations
+  (:mod:`tierroute.pipelines.evaluation.stability`: whitespace, case, punctuation, a polite prefix,
+  typos, a reordered system message) must not exceed the champion's by more than
+  ``flip_tolerance`` (absolute; default 0.05; None turns the check off). Both routers are measured
+  on the same perturbed copies of up to ``stability_requests`` of the gate's requests. When the
+  champion has no figure (one passed in ``flip_rates`` as None: a model from before the
+  measurement), the check is skipped and the verdict says so.
 
 With no champion yet, only the heuristic condition applies. Every promotion keeps the champion it
 replaced as alias ``previous_champion`` so :func:`rollback` can restore it; each decision is
@@ -49,10 +56,17 @@ class GateConfig:
     cost_tolerance: float = 0.05
     n_boot: int = 2000
     seed: int = 0
+    #: the most the challenger's flip rate may exceed the champion's (absolute); None: not checked
+    flip_tolerance: float | None = 0.05
+    #: at most this many gate requests (a seeded sample) are perturbed for the flip rates
+    stability_requests: int = 1000
 
     def __post_init__(self) -> None:
         check_number(self.quality_tolerance, "quality_tolerance", "GateConfig", 0.0, 1.0)
         check_number(self.cost_tolerance, "cost_tolerance", "GateConfig", 0.0)
+        if self.flip_tolerance is not None:
+            check_number(self.flip_tolerance, "flip_tolerance", "GateConfig", 0.0, 1.0)
+        check_int(self.stability_requests, "stability_requests", "GateConfig", 1)
         check_int(self.n_boot, "n_boot", "GateConfig", 100)
         check_int(self.seed, "seed", "GateConfig", 0)
 
@@ -98,10 +112,12 @@ def _outcomes(picks: np.ndarray, data: Any) -> tuple[np.ndarray, np.ndarray]:
     return data.correct[rows, picks].astype(float), data.cost[rows, picks].astype(float)
 
 
-def gate(champion: Any | None, challenger: Any, data: Any, catalogue: Any, config: GateConfig | None = None) -> GateResult:
+def gate(champion: Any | None, challenger: Any, data: Any, catalogue: Any, config: GateConfig | None = None,
+         flip_rates: dict[str, float | None] | None = None) -> GateResult:
     """Decide whether ``challenger`` (a fitted LearnedRouter) may replace ``champion`` (one, or
     None), judged on ``data`` (a RoutingData of held-out requests: benchmarked or logged; other partial ones are
-    left out)."""
+    left out). ``flip_rates``: the two routers' flip rates measured elsewhere (``{"challenger": x,
+    "champion": y}``, None where a router has none); by default both are measured here on ``data``."""
     from tierroute.pipelines.evaluation.evaluate import heuristic_picks
 
     config = config if config is not None else GateConfig()
@@ -162,11 +178,43 @@ def gate(champion: Any | None, challenger: Any, data: Any, catalogue: Any, confi
             reasons.append(f"costlier per correct answer than the champion beyond the tolerance: "
                            f"x{vs_old['cost_per_correct_ratio']:.3f} [x{vs_old['cost_per_correct_ratio_low']:.3f}, "
                            f"x{vs_old['cost_per_correct_ratio_high']:.3f}] vs x{1 + config.cost_tolerance:.3f}")
+    notes: list[str] = []
+    if champion is not None and config.flip_tolerance is not None:
+        figures["stability"] = _stability(champion, challenger, data, config, flip_rates)
+        new, old, tol = figures["stability"]["challenger"], figures["stability"]["champion"], config.flip_tolerance
+        if old is None:
+            notes.append("stability check skipped: the champion has no flip-rate figure (a model from before decision "
+                         f"stability was measured); the challenger's flip rate is {'n/a' if new is None else f'{new:.3f}'}")
+        elif new is None:
+            notes.append(f"stability check skipped: the challenger has no flip-rate figure; the champion's is {old:.3f}")
+        elif new - old > tol:
+            reasons.append(f"less stable than the champion beyond the tolerance: flip rate under meaning-preserving prompt "
+                           f"perturbations {new:.3f} vs the champion's {old:.3f} ({new - old:+.3f}, at most +{tol:.3f} "
+                           "allowed)")
     promote = not reasons
     if promote:
         reasons.append("not worse than the champion within the tolerances, and beats the heuristic"
                        if champion is not None else "no champion yet, and beats the heuristic")
-    return GateResult(promote, reasons, figures)
+    return GateResult(promote, reasons + notes, figures)
+
+
+def _stability(champion: Any, challenger: Any, data: Any, config: GateConfig,
+               given: dict[str, float | None] | None) -> dict[str, Any]:
+    """Both routers' flip rates: ``given``, or measured on the same perturbed copies of (a seeded
+    sample of) the gate's requests."""
+    if given is not None:
+        return {"challenger": given.get("challenger"), "champion": given.get("champion"), "source": "given",
+                "tolerance": config.flip_tolerance}
+    from tierroute.pipelines.evaluation.stability import StabilityConfig, flip_summary, perturbed_variants, sample_rows
+
+    stability = StabilityConfig(max_requests=config.stability_requests, seed=config.seed)
+    requests = [data.requests[i] for i in sample_rows(data.n_requests, stability)]
+    variants = perturbed_variants(requests, stability)
+    rates = {label: flip_summary(router.decide, requests, stability, label=label, variants=variants)
+             for label, router in (("challenger", challenger), ("champion", champion))}
+    return {"challenger": rates["challenger"]["flip_rate"], "champion": rates["champion"]["flip_rate"], "source": "measured",
+            "requests": len(requests), "tolerance": config.flip_tolerance,
+            "per_perturbation": {label: {k: v["flip_rate"] for k, v in r["per_perturbation"].items()} for label, r in rates.items()}}
 
 
 def _cpc(cost: np.ndarray, correct: np.ndarray) -> float | None:
@@ -203,7 +251,8 @@ def promote_version(tracking_uri: str, version: str, data_paths: tuple[str, ...]
     ``data_paths`` (held-out requests); move the alias when it passes. The decision is tagged on the
     version either way and written, with its figures, to ``gate.json`` in the run folder."""
     from tierroute.pipelines.data.dataset import RoutingData
-    from tierroute.pipelines.data.ingest import IngestConfig, prepare_out_dir, run_ingest
+    from tierroute.pipelines.data.ingest import IngestConfig, run_ingest
+    from tierroute.pipelines.outputs import prepare_out_dir
     from tierroute.pipelines.training.tracking import load_router_from
 
     client = registry_client(tracking_uri)

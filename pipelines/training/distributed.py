@@ -20,7 +20,7 @@ The driver still holds the pivoted outcome matrices and the (requests x features
 data must fit the driver's memory (a million requests with 64-d embeddings is about 0.4 GB);
 calibration, the policy knob, evaluation and export run there as in the local engine.
 Distributed LightGBM finds bin boundaries and split statistics over the partitions, so its trees
-are close to, not identical with, the local ones; ``tests/pipelines/test_distributed.py`` states
+are close to, not identical with, the local ones; ``tests/pipelines/training/test_distributed.py`` states
 the tolerance (probabilities and decisions against local training on the same data).
 """
 
@@ -81,7 +81,7 @@ def _normalise_file(adapter: Any, path: Any, fmt: str, correct_threshold: float)
 
     validator = OutcomeValidator(correct_threshold=correct_threshold)
     rows = ingested_rows(path) if fmt == "ingested" else adapter.rows(path)
-    out: list[tuple[str, Any]] = []
+    out: list[tuple[str, Any, Any]] = []
     for raw in guarded_rows(rows, path, fmt):
         if raw.issue:
             out.append((raw.where, (raw.issue, raw.detail), raw.fields))

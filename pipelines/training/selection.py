@@ -2,8 +2,7 @@
 on the *training* requests only and judged by its out-of-fold AIQ (the knob swept over out-of-fold
 P(correct); bootstrap 95% interval over requests); the held-out evaluation never decides anything.
 
-    selection = select_family(train, catalogue, SelectConfig(), "runs/cache")
-    selection.chosen, selection.table     # FamilySpec; one FamilyResult per family
+    selection = select_family(train, catalogue, SelectConfig(), "runs/cache")  # .chosen, .table
 
 - Pool: :data:`POOL` ({pooled, per_candidate} x {none, static 64, static 256, MiniLM}, kNN and
   low-rank); pinning a kind (or an encoder) searches only the other (:func:`default_pool`).
@@ -38,19 +37,19 @@ from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError, TierrouteError
 from tierroute.models.families import FAMILY_KINDS, SCORER_KINDS, family_params
 from tierroute.models.learned import LearnedConfig, LearnedRouter
-from tierroute.models.router import ROUTER_KINDS
+from tierroute.models.router import ROUTER_KINDS, RouterParams
 
 __all__ = ["POOL", "EncoderSet", "FamilyResult", "FamilySpec", "SelectConfig", "Selection", "auto_budget_min", "bundleable",
            "default_pool", "family_config", "kind_supported", "select_family", "selection_markdown"]
 
-_ENCODER_RANK = {"none": 0, "static": 1, "minilm": 2}
+_ENCODER_RANK = {"none": 0, "static": 1, "tuned": 1, "minilm": 2}  # tuned: a static table (features/tuned.py)
 _KIND_FIT_RANK = {"lowrank": 0, "per_candidate": 1, "pooled": 2, "knn": 3}  # cheapest to cross-fit first
 _KIND_SERVE_RANK = {"lowrank": 0, "pooled": 1, "per_candidate": 1, "knn": 2}  # one dot product < trees < neighbours
 
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """A router ``kind``, an ``encoder`` ("none", "static", "minilm") and the static encoder's width ``dims``."""
+    """A router ``kind``, an ``encoder`` ("none", "static", "tuned", "minilm") and the static (or tuned) table's width ``dims``."""
 
     kind: str
     encoder: str = "none"
@@ -59,7 +58,7 @@ class FamilySpec:
     def __post_init__(self) -> None:
         if self.encoder not in _ENCODER_RANK:
             raise ConfigError(f"FamilySpec encoder must be one of {tuple(_ENCODER_RANK)}; got {self.encoder!r}.")
-        if (self.encoder == "static") != (self.dims is not None):
+        if (self.encoder in ("static", "tuned")) != (self.dims is not None):
             raise ConfigError(f"FamilySpec needs dims for the static encoder only; got {self.encoder!r} with dims={self.dims}.")
 
     name = property(lambda self: f"{self.kind}/{self.encoder}" + (f"-{self.dims}" if self.dims else ""))
@@ -105,8 +104,9 @@ def default_pool(kind: str = "auto", encoder: str = "auto", static_dims: int | N
             spec = dataclasses.replace(spec, dims=static_dims)
         if spec not in pool:
             pool.append(spec)
-    if not pool and kind != "auto" and encoder != "auto":
-        pool = [FamilySpec(kind, encoder, (static_dims or 64) if encoder == "static" else None)]
+    if not pool and encoder != "auto":  # an encoder outside the auto pool (tuned): the pinned kind, else every kind of the pool
+        kinds = [kind] if kind != "auto" else list(dict.fromkeys(s.kind for s in POOL if kind_supported(s.kind)))
+        pool = [FamilySpec(k, encoder, (static_dims or 64) if encoder in ("static", "tuned") else None) for k in kinds]
     return tuple(pool)
 
 
@@ -240,12 +240,11 @@ def _plan(train: Any, base: LearnedConfig, config: SelectConfig) -> tuple[Any, L
         return train, base, f"all {n:,} training requests, the final parameters ({base.router.n_folds} folds)"
     data = train.subset(_subsample(train.tasks, max(config.full_cells // m, 8 * config.fast_folds), config.seed))
     p = base.router
-    faster = {"n_folds": min(p.n_folds, config.fast_folds)}
-    if hasattr(p, "learning_rate"):  # LightGBM's (another family's params carry only folds, calibration, seed over)
+    faster: dict[str, Any] = {"n_folds": min(p.n_folds, config.fast_folds)}
+    if isinstance(p, RouterParams):  # LightGBM's (another family's params carry only folds, calibration, seed over)
         faster |= {"n_estimators": min(p.n_estimators, config.fast_estimators),
                    "learning_rate": max(p.learning_rate, config.fast_learning_rate)}
-    fast = dataclasses.replace(p, **faster)
-    return data, dataclasses.replace(base, router=fast), (
+    return data, dataclasses.replace(base, router=dataclasses.replace(p, **faster)), (
         f"a stratified subsample of {data.n_requests:,} of {n:,} training requests, "
         + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in faster.items()) + " (the chosen family is then refit on all of them)")
 
@@ -254,8 +253,9 @@ class EncoderSet:
     """Encoders built once from all training prompts; a narrower static width is the wider table's first
     columns (what distilling at that width gives: the same PCA), so one distillation serves all widths."""
 
-    def __init__(self, prompts: list[str], cache_dir: Path, progress: Any, widest: int) -> None:
-        self.prompts, self.cache_dir, self.progress, self.widest, self.built = prompts, cache_dir, progress, widest, {}
+    def __init__(self, prompts: list[str], cache_dir: Path, progress: Any, widest: int, outcomes: Any = None) -> None:
+        self.prompts, self.cache_dir, self.progress, self.widest, self.outcomes = prompts, cache_dir, progress, widest, outcomes
+        self.built: dict[tuple[str, int | None], Any] = {}
 
     def get(self, spec: FamilySpec) -> tuple[Any, float]:
         from tierroute.pipelines.encoders import make_encoder
@@ -266,11 +266,11 @@ class EncoderSet:
         if spec.encoder == "static":
             wide = next((e for (name, _), e in self.built.items() if name == "static" and e.dims >= spec.dims), None)
             if wide is None:
-                wide = make_encoder("static", self.prompts, self.cache_dir, self.progress, max(self.widest, spec.dims))
+                wide = make_encoder("static", self.prompts, self.cache_dir, self.progress, max(self.widest, spec.width))
                 self.built[("static", wide.dims)] = wide
             encoder = wide if wide.dims <= spec.dims else dataclasses.replace(wide, table=np.ascontiguousarray(wide.table[:, : spec.dims]))
         else:
-            encoder = make_encoder(spec.encoder, self.prompts, self.cache_dir, self.progress)
+            encoder = make_encoder(spec.encoder, self.prompts, self.cache_dir, self.progress, spec.dims or 64, self.outcomes)
         self.built[key] = encoder
         return encoder, time.perf_counter() - start
 
@@ -316,7 +316,8 @@ def _refit_scale(train: Any, data: Any, base: LearnedConfig, fit_base: LearnedCo
     """Refit s per selection-fit s: 0 in full mode; else more requests, folds, trees (~sqrt of the rate ratio)."""
     if data is train:
         return 0.0
-    p, q = base.router, fit_base.router
+    p: Any = base.router  # the kinds' params differ: learning_rate only where hasattr says
+    q: Any = fit_base.router
     scale = train.n_requests / data.n_requests * (p.n_folds + 1) / (q.n_folds + 1)
     return scale * (q.learning_rate / p.learning_rate if kind in ROUTER_KINDS and hasattr(q, "learning_rate") else 1.0) ** 0.5
 
@@ -327,8 +328,7 @@ def select_family(train: Any, catalogue: Any, config: SelectConfig | None = None
     LearnedConfig (the pool sets encoder and kind); ``engine``: a Dask engine for the fits."""
     from tierroute.features.embeddings import EmbeddingCache
     from tierroute.progress import stage
-    config = config or SelectConfig()
-    base = base or LearnedConfig()
+    config, base = config or SelectConfig(), base or LearnedConfig()
     clock = time.perf_counter()
     budget_min = config.budget_min if config.budget_min is not None else auto_budget_min(train.n_requests, len(train.candidates))
     deadline = clock + 60.0 * budget_min
@@ -338,7 +338,7 @@ def select_family(train: Any, catalogue: Any, config: SelectConfig | None = None
     data, fit_base, mode = _plan(train, base, config)
     cache = EmbeddingCache(Path(cache_dir) / "embeddings")
     widest = max((s.dims for s in pool if s.dims), default=64)
-    encoders = EncoderSet([r.prompt for r in train.requests], Path(cache_dir), progress, widest)
+    encoders = EncoderSet([r.prompt for r in train.requests], Path(cache_dir), progress, widest, train.correct)
     boot = np.random.default_rng(config.seed).integers(0, data.n_requests, size=(config.n_boot, data.n_requests))
     n_signals = len(LearnedRouter(base).extractor.spec.names)
     table: list[FamilyResult] = []

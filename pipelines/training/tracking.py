@@ -160,6 +160,9 @@ def load_router_from(model: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> An
             f"--model {model!r} is neither a folder holding a trained router (router.pkl) nor an MLflow run id. "
             "Pass the folder `tierroute train` printed, or its run id."
         )
+    if not tracking_uri:
+        raise ConfigError(f"--model {model!r} is an MLflow run id, but --tracking-uri '' turns MLflow off. Drop the "
+                          "option (default store) or pass the store's URI, or pass the run's folder instead.")
     mlflow = load_mlflow()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri_for(tracking_uri))  # a registry URI set earlier in the process must not win
@@ -174,7 +177,7 @@ def load_router_from(model: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> An
 def _pyfunc_base() -> type:
     import mlflow.pyfunc
 
-    return mlflow.pyfunc.PythonModel  # type: ignore[no-any-return]
+    return mlflow.pyfunc.PythonModel
 
 
 class RouterPyfunc:
@@ -190,7 +193,7 @@ class RouterPyfunc:
         else:
             self.router = load_router(context.artifacts["router"])
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints as a signature
+    def predict(self, context, model_input, params=None):  # no hints: MLflow reads hints as a signature
         from tierroute.request import parse_request
 
         requests = [parse_request({k: v for k, v in row.items() if v == v}) for row in model_input.to_dict(orient="records")]
@@ -253,6 +256,9 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
                 continue
             metrics[f"{key}.accuracy"] = b["accuracy"]
             metrics[f"{key}.cost_per_query"] = b["cost_per_query"]
+        from tierroute.pipelines.evaluation.stability import stability_metrics
+
+        metrics |= stability_metrics(report.get("stability"))  # flip rates under prompt perturbations
         mlflow.log_metrics(metrics)
         if selection is not None:
             _log_selection(mlflow, selection)

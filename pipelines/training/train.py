@@ -20,17 +20,21 @@ import numpy as np
 from tierroute._params import check_fraction, check_int, check_number
 from tierroute.errors import CatalogueError, ConfigError
 from tierroute.features.embeddings import ENCODERS, EmbeddingCache
+from tierroute.features.logged import is_logged
 from tierroute.models.catalogue import BUILTIN_CATALOGUES, Catalogue, find_builtin_for, load_catalogue
+from tierroute.models.families import FAMILY_KINDS
 from tierroute.models.learned import LearnedConfig, LearnedRouter
-from tierroute.models.objective import check_objective
-from tierroute.models.policy import POLICY_KINDS
-from tierroute.models.router import RouterParams
-from tierroute.pipelines.data.ingest import IngestConfig, prepare_out_dir, run_ingest
+from tierroute.pipelines.data.ingest import IngestConfig, run_ingest
 from tierroute.pipelines.encoders import make_encoder
+from tierroute.pipelines.outputs import prepare_out_dir
 from tierroute.pipelines.training.distributed import ENGINES
 from tierroute.pipelines.training.tracking import DEFAULT_TRACKING_URI
 
-__all__ = ["TrainConfig", "TrainResult", "run_train", "pick_catalogue", "make_encoder"]
+__all__ = ["TrainConfig", "TrainResult", "run_train", "pick_catalogue", "make_encoder", "ENCODER_CHOICES", "KIND_CHOICES"]
+
+#: what ``encoder`` and ``kind`` accept ("auto": chosen by out-of-fold AIQ on the training data)
+ENCODER_CHOICES = ("auto", *ENCODERS, "none")
+KIND_CHOICES = ("auto", *FAMILY_KINDS)
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,14 @@ class TrainConfig:
     test_fraction: float = 0.25
     seed: int = 0
     synthetic_requests: int = 3000
-    router: RouterParams = field(default_factory=RouterParams)
-    policy: str = "lambda"
-    target: float = 1.0
-    # the operating point on the out-of-fold knob curve: match-best, match-heuristic, max-accuracy or
-    # budget=USD_PER_QUERY (the bundle carries the curve, so serving can pick another)
-    objective: str = "match-best"
+    # decision stability (pipelines/evaluation/stability.py): at most this many held-out requests are
+    # perturbed (whitespace, case, punctuation, a polite prefix, typos, system-message order); 0: off
+    stability_requests: int = 300
+    # what defines the router before it sees data: the family's parameters, signals, policy, target,
+    # objective (the operating point on the out-of-fold knob curve; the bundle carries the curve, so
+    # serving can pick another) and the IPS clip. Its ``encoder`` and its params' kind are set by
+    # ``encoder`` / ``kind`` above (the family choice, which may be "auto")
+    learned: LearnedConfig = field(default_factory=LearnedConfig)
     tracking_uri: str = DEFAULT_TRACKING_URI
     register: bool = True
     cache_dir: str = "runs/cache"
@@ -69,7 +75,6 @@ class TrainConfig:
     # one weight per ``data`` path (empty: all 1): how much that file's requests count in training
     # (e.g. previous weeks' data at 0.5 next to this week's logs at 1); evaluation ignores weights
     data_weights: tuple[float, ...] = ()
-    max_ips_weight: float = 20.0  # logged requests: weight 1 / propensity, clipped here (1: unweighted)
     # "dask": ingestion, features and LightGBM on a Dask cluster at ``scheduler`` (an address, or
     # "local" for a LocalCluster here); see pipelines/training/distributed.py
     engine: str = "local"
@@ -85,8 +90,8 @@ class TrainConfig:
             for w in self.data_weights:
                 check_number(w, "data_weights", "TrainConfig", 1e-6)
         object.__setattr__(self, "eval_data", tuple(map(str, self.eval_data)))
-        if self.encoder not in ("auto", *ENCODERS, "none"):
-            raise ConfigError(f"The 'encoder' parameter of TrainConfig must be one of {('auto', *ENCODERS, 'none')}. "
+        if self.encoder not in ENCODER_CHOICES:
+            raise ConfigError(f"The 'encoder' parameter of TrainConfig must be one of {ENCODER_CHOICES}. "
                               f"Got {self.encoder!r} instead.")
         from tierroute.pipelines.training.selection import POOL, kind_supported
 
@@ -95,23 +100,22 @@ class TrainConfig:
             raise ConfigError(f"The 'kind' parameter of TrainConfig must be one of {kinds}. Got {self.kind!r} instead.")
         if self.select_budget_min is not None:
             check_number(self.select_budget_min, "select_budget_min", "TrainConfig", 0.0)
-        if self.policy not in POLICY_KINDS:
-            raise ConfigError(f"The 'policy' parameter of TrainConfig must be one of {POLICY_KINDS}. Got {self.policy!r} instead.")
+        if not isinstance(self.learned, LearnedConfig):
+            raise ConfigError(f"The 'learned' parameter of TrainConfig must be a LearnedConfig. Got {self.learned!r} instead.")
         check_number(self.test_fraction, "test_fraction", "TrainConfig", 0.05, 0.95)
         check_int(self.seed, "seed", "TrainConfig", 0)
         check_int(self.synthetic_requests, "synthetic_requests", "TrainConfig", 50)
-        check_number(self.target, "target", "TrainConfig", 0.0, 2.0)
-        check_objective(self.objective, "'objective' parameter of TrainConfig")
+        check_int(self.stability_requests, "stability_requests", "TrainConfig", 0)
         check_fraction(self.max_bad_fraction, "max_bad_fraction", "TrainConfig")
         if self.static_dims is not None:
             check_int(self.static_dims, "static_dims", "TrainConfig", 2, 384)
-        check_number(self.max_ips_weight, "max_ips_weight", "TrainConfig", 1.0)
         if self.engine not in ENGINES:
             raise ConfigError(f"The 'engine' parameter of TrainConfig must be one of {ENGINES}. Got {self.engine!r} instead.")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["data"], d["eval_data"], d["data_weights"] = list(self.data), list(self.eval_data), list(self.data_weights)
+        d["learned"] = self.learned.to_dict()
         return d
 
 
@@ -176,30 +180,35 @@ def _split(tasks: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarr
     return np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None, engine: Any = None) -> TrainResult:
+def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None, engine: Any = None,
+              encoder: Any = None) -> TrainResult:
     """Run the job; returns the run id (None when tracking is off), folder, report and router.
     ``progress``: a :class:`tierroute.progress.Progress` (stage lines and bars) or any callable
     taking a message (stage lines only); None is silent. ``config.engine == "dask"`` connects to
     ``config.scheduler`` for the job's ingestion, features and LightGBM fits, unless ``engine`` (a
-    connected DaskEngine, e.g. the one ``retrain`` opened) is given."""
+    connected DaskEngine, e.g. the one ``retrain`` opened) is given. ``encoder``: a fitted encoder
+    used as it is instead of building ``config.encoder`` (``retrain`` passes the champion's when the
+    data holds feature-only rows, whose vectors were logged under the champion's FeatureSpec)."""
     if engine is not None:
-        return _run_train(config, progress, engine)
+        return _run_train(config, progress, engine, encoder)
     if config.engine == "dask":
         from tierroute.pipelines.training.distributed import DaskConfig, DaskEngine
 
         (progress or (lambda message: None))(f"connecting to the Dask cluster ({config.scheduler})")
         with DaskEngine(DaskConfig(config.scheduler)) as engine:
-            return _run_train(config, progress, engine)
-    return _run_train(config, progress, None)
+            return _run_train(config, progress, engine, encoder)
+    return _run_train(config, progress, None, encoder)
 
 
-def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engine: Any) -> TrainResult:
+def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engine: Any, fixed_encoder: Any) -> TrainResult:
     from tierroute.models.export import export_bundle
     from tierroute.pipelines.data.dataset import RoutingData
     from tierroute.pipelines.data.synthetic import SyntheticConfig, write_jsonl
     from tierroute.pipelines.evaluation.evaluate import evaluate, write_report
+    from tierroute.pipelines.evaluation.stability import StabilityConfig
     from tierroute.pipelines.training.selection import FamilySpec, SelectConfig, auto_budget_min, default_pool, family_config, select_family
     from tierroute.pipelines.training.tracking import log_training_run, save_router
+    from tierroute.serving.conformance import write_conformance
 
     say = progress or (lambda message: None)
     clock = time.perf_counter()
@@ -224,15 +233,21 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
     else:
         train_idx, test_idx = _split(data.tasks, config.test_fraction, config.seed)
         train, test = data.subset(train_idx).trainable(), data.subset(test_idx)
-    if train.n_requests < 2 * config.router.n_folds:
+    if train.n_requests < 2 * config.learned.router.n_folds:
         raise ConfigError(
             f"Only {train.n_requests} training requests have an outcome for every candidate or a logged choice with "
-            f"its propensity; at least {2 * config.router.n_folds} are needed. Add outcome data."
+            f"its propensity; at least {2 * config.learned.router.n_folds} are needed. Add outcome data."
         )
     cache_dir = Path(config.cache_dir)
-    base = LearnedConfig(router=config.router, policy=config.policy, target=config.target, objective=config.objective,
-                         max_ips_weight=config.max_ips_weight)
+    base = config.learned
     selection, router = None, None
+    feature_only = int(is_logged(train.requests).sum())
+    if feature_only and "auto" in (config.kind, config.encoder):
+        raise ConfigError(
+            f"{feature_only} training request(s) are feature-only (logged vectors, no prompt text); they can only train "
+            "the router family whose FeatureSpec they were logged under, so the family cannot be chosen with 'auto'. "
+            "Retrain from the champion that logged them (tierroute retrain --decisions ... --feedback ...), or pin "
+            "--kind and --encoder to that bundle's.")
     if "auto" in (config.kind, config.encoder):  # chosen on the training requests only; the test split never enters
         pool = default_pool(config.kind, config.encoder, config.static_dims)
         budget = auto_budget_min(train.n_requests, len(models)) if config.select_budget_min is None else config.select_budget_min
@@ -242,18 +257,23 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
                                   cache_dir, progress, base=base, engine=engine)
         spec, encoder, router = selection.chosen, selection.encoder, selection.router
     else:
-        spec = FamilySpec(config.kind, config.encoder, (config.static_dims or 64) if config.encoder == "static" else None)
+        spec = FamilySpec(config.kind, config.encoder, (config.static_dims or 64) if config.encoder in ("static", "tuned") else None)
         say(f"building features ({config.encoder} encoder) for {train.n_requests:,} training requests")
-        encoder = make_encoder(config.encoder, [r.prompt for r in train.requests], cache_dir, progress, spec.dims or 64)
+        encoder = fixed_encoder if fixed_encoder is not None else make_encoder(
+            config.encoder, [r.prompt for r in train.requests], cache_dir, progress, spec.dims or 64, train.correct)
     learned = family_config(base, spec)
     if router is None:  # pinned, or selected on a subsample: fit the family on every training request
-        say(f"embedding prompts and fitting {spec.name} with {config.router.n_folds}-fold calibration")
+        say(f"embedding prompts and fitting {spec.name} with {config.learned.router.n_folds}-fold calibration")
         router = LearnedRouter(learned, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue, progress, engine)
     say(f"evaluating on {test.n_requests:,} held-out requests")
-    report = evaluate(router, test, catalogue, seed=config.seed)
+    report = evaluate(router, test, catalogue, seed=config.seed,
+                      stability=StabilityConfig(max_requests=config.stability_requests, seed=config.seed))
     report["family"] = {**spec.to_dict(), "selected": selection is not None}
     if selection is not None:
         report["selection"] = selection.to_dict()
+    from tierroute.pipelines.evaluation.importance import group_importances
+
+    report["importances"] = group_importances(router, test.requests, config.seed)  # mean |contribution| per candidate
     report["train_seconds"] = time.perf_counter() - clock
     artifacts = write_report(report, out / "evaluation")
     router_dir = save_router(router, out / "model")
@@ -261,6 +281,7 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
     headline = {k: report.get(k) for k in ("aiq", "accuracy", "cost_per_query", "cost_per_correct", "ece", "requests")}
     bundle_dir = export_bundle(router, out / "bundle", metrics=headline, reference=training_reference(router, train),
                                training={"inputs": ingested.inputs, "rows": ingested.rows_kept})
+    write_conformance(bundle_dir)  # derived data beside the manifest: any runtime checks itself against it
     importance = dict(zip(router.feature_spec_.names, map(float, router.model_.feature_importance())))
     run_id = None
     if config.tracking_uri:

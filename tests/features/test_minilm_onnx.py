@@ -155,12 +155,13 @@ def test_the_bundle_registry_records_and_reopens_it(encoder: OnnxMiniLMEncoder, 
 
 @pytest.fixture(scope="module")
 def trained(encoder: OnnxMiniLMEncoder, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    from tierroute.models.learned import LearnedConfig
     from tierroute.models.router import RouterParams
     from tierroute.pipelines.training.train import TrainConfig, run_train
 
     out = tmp_path_factory.mktemp("minilm-train") / "run"
     tiny = RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=10)
-    return run_train(TrainConfig(encoder="minilm", synthetic_requests=200, router=tiny, tracking_uri="",
+    return run_train(TrainConfig(encoder="minilm", synthetic_requests=200, learned=LearnedConfig(router=tiny), tracking_uri="",
                                  out_dir=str(out), cache_dir=str(cache_dir)))
 
 
@@ -172,7 +173,8 @@ def test_train_with_minilm_exports_a_bundle_that_serves_it(trained, encoder: Onn
     bundle = trained.out_dir / "bundle"
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["encoder"]["kind"] == "minilm_onnx" and manifest["encoder"]["id"] == encoder.id
-    assert set(manifest["files"]) == {*manifest["model"]["files"], *MINILM_ONNX_FILES}
+    trees = [manifest["model"]["trees"]] if "trees" in manifest["model"] else []  # LightGBM kinds: the tree table
+    assert set(manifest["files"]) == {*manifest["model"]["files"], *MINILM_ONNX_FILES, *trees}
     # no deadline: a transformer embedding takes milliseconds, and this test times nothing
     router = Router.load(bundle, RouterConfig(deadline_ms=None), strict=True)
     prompts = ["Write a python function that reverses a linked list.", long_prompt(),

@@ -96,8 +96,8 @@ def test_every_file_is_listed_with_its_sha256(fit, tmp_path: Path) -> None:  # n
     assert out == tmp_path / "bundle"
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     on_disk = {p.name for p in out.iterdir()}
-    assert on_disk == {"manifest.json", "model.onnx"}
-    assert manifest["files"] == {"model.onnx": sha256(out / "model.onnx")}
+    assert on_disk == {"manifest.json", "model.onnx", "trees.npy"}  # trees.npy: the tree table explanations read
+    assert manifest["files"] == {name: sha256(out / name) for name in ("model.onnx", "trees.npy")}
     # nothing left beside it (the temporary sibling folder was moved in, not copied)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
@@ -115,7 +115,7 @@ def test_manifest_fields(fit, tmp_path: Path) -> None:  # noqa: ANN001
     assert m["encoder"] is None
     n_request = len(router.feature_spec_.names)
     assert m["model"] == {"kind": "pooled", "files": ["model.onnx"], "input": "input", "output": "probabilities",
-                          "n_request_features": n_request,
+                          "n_request_features": n_request, "trees": "trees.npy",
                           "candidate_features": np.asarray(router.candidate_features_, dtype=float).tolist()}
     assert len(m["calibration"]) == len(router.candidates_) and all(c["method"] == "isotonic" for c in m["calibration"])
     assert m["cost_model"] == {"intercept": router.cost_model_.intercept.tolist(), "slope": router.cost_model_.slope.tolist()}
@@ -229,7 +229,7 @@ def test_export_load_and_parity(kind: str, calibration: str, fit, data, tmp_path
     m = len(router.candidates_)
     files = ["model.onnx"] if kind == "pooled" else [f"model-{j}.onnx" for j in range(m)]
     assert manifest["model"]["kind"] == kind and manifest["model"]["files"] == files
-    assert set(manifest["files"]) == set(files)
+    assert set(manifest["files"]) == {*files, "trees.npy"} and manifest["model"]["trees"] == "trees.npy"
     tables = manifest["calibration"]
     assert len(tables) == m
     for table in tables:
@@ -248,7 +248,7 @@ def test_static_encoder_export_and_parity(data, static_encoder: StaticEncoder, t
     out = export_bundle(router, tmp_path / "b")
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     encoder_files = ["static_ids.npy", "static_table.npy", "static.json"]
-    assert set(manifest["files"]) == {"model.onnx", *encoder_files}
+    assert set(manifest["files"]) == {"model.onnx", "trees.npy", *encoder_files}
     for name, digest in manifest["files"].items():
         assert sha256(out / name) == digest
     assert manifest["encoder"] == {"kind": "static", "id": static_encoder.id, "dims": 8, "tokenizer": "bpe:o200k_base",

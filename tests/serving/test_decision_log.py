@@ -4,6 +4,7 @@ decision, appended, thread-safe, prompts hashed unless allowed)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter
 from pathlib import Path
@@ -86,7 +87,7 @@ def test_router_with_epsilon_and_a_log_writes_one_line_per_decision(bundle: Path
     assert json.loads(lines[0]) == {"earlier": "line"} and len(lines) == 1 + 202
     rows = [json.loads(line) for line in lines[1:]]
     assert [r["request_id"] for r in rows[:3]] == ["r0", "r1", "r2"] and rows[200]["request_id"] == "b1"
-    assert rows[201]["request_id"] is None
+    assert re.fullmatch(r"[0-9a-f]{32}", rows[201]["request_id"])  # no id sent: one generated for feedback
     for row, decision in zip(rows, decisions):
         assert row["model"] == decision.model and row["propensity"] == decision.propensity
         assert row["bundle_id"] == router.bundle_id and row["source"] == "learned"
@@ -158,7 +159,8 @@ def test_the_route_command_appends_to_a_decision_log(bundle: Path, tmp_path: Pat
     requests.write_text(json.dumps({**REQUEST, "id": "x"}) + "\n" + json.dumps({"prompt": "hi"}) + "\n", encoding="utf-8")
     log = tmp_path / "route.jsonl"
     assert main(["route", "--bundle", str(bundle), "--input", str(requests), "--decision-log", str(log)], out=io.StringIO()) == 0
-    assert [json.loads(line)["request_id"] for line in log.read_text(encoding="utf-8").splitlines()] == ["x", None]
+    assert [json.loads(line)["request_id"] for line in log.read_text(encoding="utf-8").splitlines()] [:1] == ["x"]
+    assert re.fullmatch(r"[0-9a-f]{32}", json.loads(log.read_text(encoding="utf-8").splitlines()[1])["request_id"])
     assert main(["route", "--prompt", "hi", "--decision-log", str(log)], out=io.StringIO()) == 1
     assert capsys.readouterr().err.strip() == (
         "error: --decision-log needs --bundle (the heuristic policy alone logs nothing to learn from).")
@@ -245,3 +247,28 @@ def test_a_fifo_is_refused_as_a_decision_log(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^Cannot open the decision log .*pipe\.jsonl' for appending \(No such device "
                                           r"or address\)\. Pass a writable file path\.$"):
         DecisionLog(tmp_path / "pipe.jsonl")  # no reader: refused at once, never blocking
+
+
+def test_privacy_mode_logs_the_feature_vector_and_its_spec_instead_of_text(bundle: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from tierroute.models.decision import feature_matrix
+
+    with DecisionLog(tmp_path / "private.jsonl", log_features=True) as log:
+        router = Router.load(bundle, RouterConfig(deadline_ms=None), strict=True, decision_log=log)
+        router.route({"prompt": "Pull the order id from: #88231", "output_schema": {"order_id": "string"}, "id": "p1"})
+    [row] = [json.loads(line) for line in (tmp_path / "private.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert "prompt" not in row and row["request_id"] == "p1"
+    assert row["feature_spec"] == router.bundle.manifest["feature_spec_fingerprint"]
+    from tierroute.request import parse_request
+
+    request = parse_request({"prompt": "Pull the order id from: #88231", "output_schema": {"order_id": "string"}})
+    b = router.bundle
+    expected = feature_matrix([b.extractor.signals(request).as_vector()],
+                              None if b.encoder is None else b.encoder.encode([request.prompt]))
+    logged = np.array([np.nan if v is None else v for v in row["features"]], dtype=np.float32)
+    assert np.allclose(logged, expected[0], equal_nan=True) and None in row["features"]  # no SLA: null, not NaN
+    assert len(row["features"]) == len(b.manifest["feature_spec"]["names"])
+    with DecisionLog(tmp_path / "plain.jsonl") as plain:  # off by default
+        Router.load(bundle, RouterConfig(deadline_ms=None), strict=True, decision_log=plain).route({"prompt": "hi"})
+    assert "features" not in json.loads((tmp_path / "plain.jsonl").read_text(encoding="utf-8"))

@@ -24,7 +24,7 @@ pytest.importorskip("starlette")
 from tierroute.errors import ConfigError  # noqa: E402
 from tierroute.models.catalogue import Candidate, Catalogue, load_catalogue  # noqa: E402
 from tierroute.serving.http import ServiceConfig, create_app  # noqa: E402
-from tierroute.serving.proxy import DECISION_HEADER, ProxyConfig, upgrade_chain  # noqa: E402
+from tierroute.serving.proxy import DECISION_HEADER, REQUEST_ID_HEADER, ProxyConfig, upgrade_chain  # noqa: E402
 
 KEY_ENV = "TIERROUTE_STUB_API_KEY"
 KEY = "sk-stub-key"
@@ -274,8 +274,11 @@ def test_a_routed_call_returns_the_upstreams_completion(client: Any, stubs: dict
     assert completion.choices[0].message.content == "hello from t1-ok"
     assert completion.model == "t1-ok"
     decision = _decision(raw)
+    request_id = raw.headers[REQUEST_ID_HEADER]  # generated: the caller sent none
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
     assert decision == {"model": "t1-ok", "tier": "tier1", "source": "heuristic", "fallback": "no_bundle",
-                        "bundle_id": None, "objective": None, "served_by": "t1-ok", "attempts": 1, "upstream_failures": []}
+                        "bundle_id": None, "objective": None, "request_id": request_id, "served_by": "t1-ok",
+                        "attempts": 1, "upstream_failures": []}
     assert raw.headers[DECISION_HEADER] == json.dumps(decision, separators=(",", ":"))  # compact JSON
     [call] = stubs["ok"].calls
     assert call["path"] == "/v1/chat/completions"
@@ -644,3 +647,38 @@ def test_a_non_finite_sla_header_is_422(client: Any, stubs: dict[str, _Stub], va
         f"The x-tierroute-latency-sla-ms header must be a finite number of milliseconds; got {value!r}. Leave the "
         "header out when there is no latency budget.")
     assert _models_called(stubs) == []
+
+
+def test_the_proxy_logs_what_the_upstream_call_became(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub],
+                                                      tmp_path: Path) -> None:
+    log = tmp_path / "decisions.jsonl"
+    served = serve(ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)), catalogue=str(catalogue_path),
+                   timeout_s=TIMEOUT_S, schema_check=lambda text, schema: 1.0 if text.startswith("{") else 0.0)
+    with served.client() as c:
+        moved = c.chat.completions.with_raw_response.create(model="tierroute", messages=PLAIN,
+                                                            extra_headers={REQUEST_ID_HEADER: "caller-42"})
+        checked = c.chat.completions.with_raw_response.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA)
+        stream = c.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA, stream=True)
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "streamed from t1-ok"
+    assert moved.headers[REQUEST_ID_HEADER] == "caller-42" and _decision(moved)["request_id"] == "caller-42"
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    first, second, third = rows
+    assert (first["request_id"], first["model"], first["served_model"], first["attempts"]) == ("caller-42", "t2-500", "t2-ok", 3)
+    assert first["upstream_status"] == 200 and first["usage"] == {"prompt_tokens": 5, "completion_tokens": 3}
+    assert first["cost_usd"] == pytest.approx((5 * 0.02 + 3 * 0.08) / 1000) and first["latency_ms"] > 0
+    assert "auto_feedback" not in first  # no schema asked: nothing to check
+    assert second["request_id"] == checked.headers[REQUEST_ID_HEADER] and second["served_model"] == "t1-ok"
+    assert second["auto_feedback"] == [{"source": "schema", "quality": 0.0, "correct": False}]  # "hello from t1-ok"
+    assert (third["served_model"], third["upstream_status"], third["usage"], third["cost_usd"]) == ("t1-ok", 200, None, None)
+    assert third["auto_feedback"][0]["quality"] == 0.0  # the streamed text was read: not JSON
+
+
+def test_a_routed_call_that_every_upstream_failed_is_logged_too(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub],
+                                                                tmp_path: Path) -> None:
+    log = tmp_path / "decisions.jsonl"
+    served = serve(ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)), catalogue=str(catalogue_path),
+                   timeout_s=TIMEOUT_S, max_attempts=2)
+    with served.client() as c, pytest.raises(openai.APIStatusError):
+        c.chat.completions.create(model="tierroute", messages=PLAIN)
+    [row] = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert (row["model"], row["served_model"], row["attempts"], row["cost_usd"]) == ("t2-500", None, 2, None)

@@ -22,6 +22,7 @@ import pytest
 
 from tierroute.errors import ConfigError, RequestError
 from tierroute.models.catalogue import builtin_catalogue
+from tierroute.models.learned import LearnedConfig
 from tierroute.request import Request
 from tierroute.serving import HeuristicPolicy
 from tierroute.serving.bundle import BundleError
@@ -463,7 +464,7 @@ def test_a_registered_bundle_loads_by_alias(tmp_path: Path, monkeypatch: pytest.
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     config = TrainConfig(synthetic_requests=160, encoder="none", out_dir=str(tmp_path / "run"), tracking_uri=uri,
                          cache_dir=str(tmp_path / "cache"),
-                         router=RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10, n_threads=1))
+                         learned=LearnedConfig(router=RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10, n_threads=1)))
     result = run_train(config)
     import mlflow
 

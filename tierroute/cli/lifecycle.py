@@ -1,6 +1,7 @@
 """The model-lifecycle commands of the ``tierroute`` CLI: ``promote`` (the gate, then the
-``champion`` alias), ``rollback`` (the previous champion back) and ``drift`` (a decision log
-against the bundle's training distributions). :mod:`tierroute.cli` registers them."""
+``champion`` alias), ``rollback`` (the previous champion back), ``drift`` (a decision log
+against the bundle's training distributions), ``outcomes`` (decision logs + feedback ->
+chosen-only outcome rows) and ``retrain``. :mod:`tierroute.cli` registers them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from tierroute.cli.options import add_engine_options
+from tierroute.cli.options import add_engine_options, add_tracking_option, tracking_store
 
 __all__ = ["add_lifecycle_commands", "LIFECYCLE_COMMANDS"]
 
@@ -22,12 +23,17 @@ def add_lifecycle_commands(sub: Any) -> None:
                          help="accuracy the challenger may lose against the champion (interval low end; default 0.005)")
     promote.add_argument("--cost-tolerance", type=float, default=0.05, metavar="FRACTION",
                          help="cost per correct the challenger may add (interval high end; default 0.05)")
+    promote.add_argument("--flip-tolerance", type=float, default=0.05, metavar="RATE",
+                         help="flip rate under prompt perturbations the challenger may add to the champion's (default 0.05)")
     promote.add_argument("--out", default=None, metavar="DIR", help="new folder for gate.json (default runs/promote-<time>)")
-    promote.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")
+    add_tracking_option(promote, "of the registry")
     promote.add_argument("--json", action="store_true", help="print the gate's decision as one JSON object")
 
     retrain = sub.add_parser("retrain", help="train a challenger on new logs with the champion's settings, then gate it")
-    retrain.add_argument("--logs", nargs="+", required=True, metavar="PATH", help="new outcome logs")
+    retrain.add_argument("--logs", nargs="+", default=(), metavar="PATH", help="new outcome logs")
+    retrain.add_argument("--decisions", nargs="+", default=(), metavar="FILE.jsonl",
+                         help="decision logs to join with --feedback into new chosen-only outcome rows (as `outcomes`)")
+    retrain.add_argument("--feedback", nargs="+", default=(), metavar="FILE.jsonl", help="feedback logs (POST /v1/feedback)")
     retrain.add_argument("--previous", nargs="*", default=None, metavar="PATH",
                          help="previous training data (default: the champion's own training files, if still on disk)")
     retrain.add_argument("--window-days", type=float, default=None, metavar="DAYS", help="drop previous rows older than this")
@@ -38,8 +44,20 @@ def add_lifecycle_commands(sub: Any) -> None:
     retrain.add_argument("--seed", type=int, default=0)
     add_engine_options(retrain)
     retrain.add_argument("--out", default=None, metavar="DIR", help="new folder for the run (default runs/retrain-<time>)")
-    retrain.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")
+    add_tracking_option(retrain, "of the registry")
     retrain.add_argument("--json", action="store_true", help="print one JSON object")
+
+    outcomes = sub.add_parser("outcomes", help="join decision logs with feedback into chosen-only outcome rows")
+    outcomes.add_argument("--decisions", nargs="+", required=True, metavar="FILE.jsonl", help="decision logs (serve --decision-log)")
+    outcomes.add_argument("--feedback", nargs="*", default=(), metavar="FILE.jsonl", help="feedback logs (serve --feedback-log)")
+    outcomes.add_argument("--out", required=True, metavar="OUT.jsonl", help="the outcome rows (a new file); beside it "
+                          "OUT.jsonl.apart.jsonl (every line not joined, with why) and OUT.jsonl.report.json")
+    outcomes.add_argument("--correct-threshold", type=float, default=0.5, metavar="Q", help="quality counted correct (default 0.5)")
+    outcomes.add_argument("--max-delay-days", type=float, default=30.0, metavar="DAYS",
+                          help="feedback later than this after its decision is kept apart as late (default 30)")
+    outcomes.add_argument("--include-fallbacks", action="store_true",
+                          help="keep decisions the tree made because the learned path could not (propensity 1)")
+    outcomes.add_argument("--json", action="store_true", help="print the join report as one JSON object")
 
     drift = sub.add_parser("drift", help="compare a decision log with the bundle's training distributions")
     drift.add_argument("--bundle", required=True, metavar="DIR", help="the bundle that served the logged decisions")
@@ -49,7 +67,7 @@ def add_lifecycle_commands(sub: Any) -> None:
     drift.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     rollback = sub.add_parser("rollback", help="make the previous champion the champion again")
-    rollback.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow store (default sqlite:///mlruns/mlflow.db)")
+    add_tracking_option(rollback, "of the registry")
     rollback.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -67,11 +85,11 @@ def _quiet() -> None:
 
 def _cmd_promote(args: argparse.Namespace, out: TextIO) -> int:
     from tierroute.pipelines.lifecycle.promote import GateConfig, promote_version
-    from tierroute.pipelines.training.tracking import DEFAULT_TRACKING_URI
 
     _quiet()
-    config = GateConfig(quality_tolerance=args.quality_tolerance, cost_tolerance=args.cost_tolerance)
-    result = promote_version(args.tracking_uri or DEFAULT_TRACKING_URI, args.version, tuple(args.data), config, out_dir=args.out)
+    config = GateConfig(quality_tolerance=args.quality_tolerance, cost_tolerance=args.cost_tolerance,
+                        flip_tolerance=args.flip_tolerance)
+    result = promote_version(tracking_store(args, "the gate's registry"), args.version, tuple(args.data), config, out_dir=args.out)
     if args.json:
         print(json.dumps({"schema_version": 1, **result.to_dict()}, indent=2), file=out)
     else:
@@ -85,10 +103,9 @@ def _cmd_promote(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_rollback(args: argparse.Namespace, out: TextIO) -> int:
     from tierroute.pipelines.lifecycle.promote import rollback
-    from tierroute.pipelines.training.tracking import DEFAULT_TRACKING_URI
 
     _quiet()
-    result = rollback(args.tracking_uri or DEFAULT_TRACKING_URI)
+    result = rollback(tracking_store(args, "rollback's registry"))
     if args.json:
         print(json.dumps({"schema_version": 1, **result}, indent=2), file=out)
     else:
@@ -97,21 +114,54 @@ def _cmd_rollback(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _print_join(report: dict[str, Any], out: TextIO) -> None:
+    print(f"{report['rows']:,} outcome rows from {report['decisions']:,} decisions and {report['feedback_lines']:,} feedback "
+          f"lines (+{report['auto_feedback']:,} automatic): {report['matched_requests']:,} matched, "
+          f"{report['unmatched_decisions']:,} decisions without feedback, {report['unmatched_feedback']:,} feedback for "
+          "unknown ids", file=out)
+    apart = {k: report[k] for k in ("duplicate", "conflicting", "late", "superseded", "duplicate_decision_id",
+                                    "unreadable_decision", "unreadable_feedback") if report[k]}
+    print("  kept apart: " + (", ".join(f"{k} {v}" for k, v in apart.items()) or "nothing"), file=out)
+    print("  excluded decisions: " + (", ".join(f"{k} {v}" for k, v in report["excluded"].items()) or "none"), file=out)
+    if report.get("feature_rows"):
+        print(f"  feature-only rows (privacy mode: the logged vector, no prompt): {report['feature_rows']:,}", file=out)
+    print(f"  rows: {report['out']}; kept apart: {report['apart']}", file=out)
+
+
+def _cmd_outcomes(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.pipelines.lifecycle.outcomes import OutcomesConfig, join_outcomes
+
+    config = OutcomesConfig(decisions=tuple(args.decisions), feedback=tuple(args.feedback or ()),
+                            correct_threshold=args.correct_threshold, max_delay_days=args.max_delay_days,
+                            include_fallbacks=args.include_fallbacks)
+    report = join_outcomes(config, args.out)
+    if args.json:
+        print(json.dumps(report, indent=2), file=out)
+    else:
+        _print_join(report, out)
+    return 0
+
+
 def _cmd_retrain(args: argparse.Namespace, out: TextIO) -> int:
+    from tierroute.errors import ConfigError
     from tierroute.pipelines.lifecycle.retrain import RetrainConfig, run_retrain
-    from tierroute.pipelines.training.tracking import DEFAULT_TRACKING_URI
     from tierroute.progress import Progress
 
     _quiet()
-    config = RetrainConfig(logs=tuple(args.logs), previous=None if args.previous is None else tuple(args.previous),
+    if args.feedback and not args.decisions:
+        raise ConfigError("--feedback needs --decisions (the decision logs the feedback is about). Pass both.")
+    config = RetrainConfig(logs=tuple(args.logs), decisions=tuple(args.decisions), feedback=tuple(args.feedback),
+                           previous=None if args.previous is None else tuple(args.previous),
                            window_days=args.window_days, previous_weight=args.previous_weight, engine=args.engine,
                            scheduler=args.scheduler, holdout_fraction=args.holdout_fraction, seed=args.seed,
-                           tracking_uri=args.tracking_uri or DEFAULT_TRACKING_URI, out_dir=args.out)
+                           tracking_uri=tracking_store(args, "retrain (the champion and its registry)"), out_dir=args.out)
     result = run_retrain(config, progress=Progress(enabled=not args.json))
     if args.json:
         print(json.dumps(result.summary(), indent=2, default=str), file=out)
     else:
         verdict = "promoted to champion" if result.gate.promote else "refused; the champion stays"
+        if result.join is not None:
+            _print_join(result.join, out)
         print(f"challenger version {result.version} (run {result.run_id}): {verdict}", file=out)
         for reason in result.gate.reasons:
             print(f"  - {reason}", file=out)
@@ -128,24 +178,15 @@ def _cmd_retrain(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_drift(args: argparse.Namespace, out: TextIO) -> int:
-    from tierroute.errors import ConfigError
-    from tierroute.pipelines.data.ingest import prepare_out_dir
-    from tierroute.pipelines.lifecycle.drift import drift_report, read_decision_log
-    from tierroute.serving.bundle import load_bundle
+    from tierroute.pipelines.lifecycle.drift import DriftConfig, run_drift
 
-    bundle = load_bundle(args.bundle)
-    reference = bundle.manifest.get("reference")
-    if not reference:
-        raise ConfigError(f"Bundle {args.bundle!r} carries no training reference (exported before drift reports, or "
-                          "not by `tierroute train`). Retrain or re-export it with `tierroute train`.")
-    report = drift_report(reference, read_decision_log(args.log), encoder=bundle.encoder)
-    folder = prepare_out_dir(args.out, "drift")
-    (folder / "drift.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    result = run_drift(DriftConfig(bundle=args.bundle, logs=tuple(args.log), out_dir=args.out))
+    report, folder, bundle_id = result.report, result.out_dir, result.bundle_id
     if args.json:
         print(json.dumps({"schema_version": 1, "out_dir": str(folder), **report}, indent=2), file=out)
     else:
         print(f"{report['requests']:,} logged decisions vs {report['reference_requests']:,} training requests "
-              f"(bundle {bundle.bundle_id})", file=out)
+              f"(bundle {bundle_id})", file=out)
         for section in ("signals", "probabilities"):
             for name, v in report[section].items():
                 print(f"  PSI {section[:-1] if section == 'signals' else 'P(correct)'} {name:<28} {v['psi']:7.3f}  {v['flag']}", file=out)
@@ -160,4 +201,5 @@ def _cmd_drift(args: argparse.Namespace, out: TextIO) -> int:
 
 
 LIFECYCLE_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"promote": _cmd_promote, "rollback": _cmd_rollback,
-                                                                          "drift": _cmd_drift, "retrain": _cmd_retrain}
+                                                                          "drift": _cmd_drift, "retrain": _cmd_retrain,
+                                                                          "outcomes": _cmd_outcomes}

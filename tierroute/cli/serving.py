@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
+from tierroute.cli.options import add_tracking_option, tracking_store
 from tierroute.errors import ConfigError, RequestError
 
 __all__ = ["add_serving_commands", "SERVING_COMMANDS"]
@@ -22,8 +23,15 @@ def add_serving_commands(sub: Any) -> None:
     export = sub.add_parser("export", help="write a trained router as a RouterBundle (ONNX + manifest) for serving")
     export.add_argument("model", metavar="RUN_ID|DIR", help="a train run's folder, its model/ folder, or an MLflow run id")
     export.add_argument("--out", required=True, metavar="DIR", help="new (or empty) folder for the bundle")
-    export.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a run id")
+    add_tracking_option(export, "a run id is read from")
     export.add_argument("--json", action="store_true", help="print one JSON object")
+
+    conformance = sub.add_parser("conformance", help="check the Python runtime against a bundle's conformance vectors")
+    conformance.add_argument("bundle", metavar="BUNDLE", help="a bundle folder")
+    conformance.add_argument("--file", default=None, metavar="F", help="the conformance file (default BUNDLE/conformance.jsonl)")
+    conformance.add_argument("--write", action="store_true",
+                             help="write the vectors (into --file, default BUNDLE/conformance.jsonl) instead of checking them")
+    conformance.add_argument("--json", action="store_true", help="print one JSON object")
 
     route = sub.add_parser("route", help="decide the tier and model for requests")
     source = route.add_mutually_exclusive_group(required=True)
@@ -37,12 +45,15 @@ def add_serving_commands(sub: Any) -> None:
                        help="heuristic (default without --bundle) or learned (default with --bundle)")
     route.add_argument("--catalogue", default="article", metavar="FILE",
                        help="candidate catalogue for the heuristic (default: built-in 'article'; a bundle brings its own)")
-    route.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a models:/ bundle")
+    add_tracking_option(route, "a models:/ bundle is read from")
     route.add_argument("--decision-log", default=None, metavar="FILE.jsonl", help="also append each decision to this log")
     route.add_argument("--objective", default=None, metavar="OBJECTIVE",
                        help="learned operating point: match-best, match-heuristic, max-accuracy or budget=USD_PER_QUERY "
                             "(default: the one the bundle was trained for)")
     route.add_argument("--json", action="store_true", help="one JSON decision per request line")
+    route.add_argument("--explain", action="store_true",
+                       help="explain each decision: the chosen and runner-up models' top feature contributions, the "
+                            "policy's terms and the heuristic tree's path (JSON: an 'explanation' field)")
 
 
     serve = sub.add_parser("serve", help="run the HTTP routing service (or the OpenAI-compatible proxy)")
@@ -64,6 +75,18 @@ def add_serving_commands(sub: Any) -> None:
     serve.add_argument("--log-prompts", action="store_true", help="log prompt text (default: a sha256 prefix only)")
     serve.add_argument("--decision-log", default=None, metavar="FILE.jsonl",
                        help="append every decision (propensity, probabilities, bundle id) for retraining")
+    serve.add_argument("--log-features", action="store_true",
+                       help="the decision log also records each request's feature vector and FeatureSpec fingerprint")
+    serve.add_argument("--feedback-log", default=None, metavar="FILE.jsonl",
+                       help="serve POST /v1/feedback, appending to this log (join it with `tierroute outcomes`)")
+    serve.add_argument("--schema-feedback", action="store_true",
+                       help="proxy: check each answer against the request's output schema and log it as feedback "
+                            "(source 'schema')")
+    serve.add_argument("--judge", default=None, metavar="MODEL",
+                       help="proxy: grade a sample of routed answers with this catalogue model (feedback source 'judge')")
+    serve.add_argument("--judge-sample", type=float, default=0.02, metavar="P", help="proxy: share of calls graded (default 0.02)")
+    serve.add_argument("--judge-budget", type=float, default=1.0, metavar="USD",
+                       help="proxy: the most the judge may spend while the service runs (default 1 USD)")
     serve.add_argument("--explore", type=float, default=0.0, metavar="EPSILON",
                        help="send this share of learned decisions to a uniformly drawn candidate (default 0)")
     serve.add_argument("--explore-seed", type=int, default=None, metavar="N", help="seed of the exploration draws")
@@ -84,11 +107,19 @@ def add_serving_commands(sub: Any) -> None:
     limits.add_argument("--max-json-depth", type=int, default=128, metavar="N",
                         help="bodies nesting arrays/objects deeper get 400 (default 128)")
     limits.add_argument("--backlog", type=int, default=2048, metavar="N", help="listen queue length (default 2048)")
-    serve.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI for a models:/ bundle")
+    add_tracking_option(serve, "a models:/ bundle is read from")
     serve.add_argument("--objective", default=None, metavar="OBJECTIVE",
                        help="operating point on the bundle's knob curve: match-best, match-heuristic, max-accuracy or "
                             "budget=USD_PER_QUERY (default: the bundle's; a request's 'objective' field or the proxy's "
                             "x-tierroute-objective header overrides it)")
+
+
+def _bundle_store(args: argparse.Namespace) -> str | None:
+    """The MLflow store of a ``models:/`` bundle (an error when ``--tracking-uri ''`` turned MLflow
+    off); None for a bundle folder, which needs no store."""
+    if args.bundle is None or not str(args.bundle).startswith("models:/"):
+        return None
+    return tracking_store(args, f"the bundle {args.bundle!r}")
 
 
 def _request_lines(args: argparse.Namespace) -> Iterator[tuple[int, Any]]:
@@ -163,7 +194,7 @@ def _route_lines(args: argparse.Namespace, out: TextIO, kind: str, log: Any) -> 
     if kind == "learned":
         from tierroute.serving.router import RouterConfig
 
-        policy = Router.load(args.bundle, RouterConfig(objective=args.objective), tracking_uri=args.tracking_uri,
+        policy = Router.load(args.bundle, RouterConfig(objective=args.objective), tracking_uri=_bundle_store(args),
                              decision_log=log)
         if not policy.learned:
             print(f"warning: {policy.unavailable} Deciding with the heuristic tree "
@@ -182,7 +213,7 @@ def _route_lines(args: argparse.Namespace, out: TextIO, kind: str, log: Any) -> 
         try:
             if isinstance(item, Exception):
                 raise item
-            decision = policy.route(item).to_dict()
+            decision = _decide(policy, item, kind, args.explain).to_dict()
         except RequestError as exc:
             failures += 1
             if args.json:
@@ -194,17 +225,34 @@ def _route_lines(args: argparse.Namespace, out: TextIO, kind: str, log: Any) -> 
             print(json.dumps({"line": number, "id": request_id, **decision}, ensure_ascii=False), file=out)
         else:
             print(f"{decision['tier']}  {decision['model']}  [{decision['source']}] {decision['reason']}", file=out)
+            if "explanation" in decision:
+                from tierroute.serving.explain import summary
+
+                print(summary(decision["explanation"]), file=out)
     return 2 if failures else 0
+
+
+def _decide(policy: Any, item: Any, kind: str, explain: bool) -> Any:
+    """One decision, explained when asked (the heuristic policy's: the tree's path)."""
+    if not explain:
+        return policy.route(item)
+    if kind == "learned":
+        return policy.route(item, explain=True)
+    from tierroute.serving.explain import explain_heuristic
+
+    return explain_heuristic(policy.route(item), policy.tree, policy.catalogue)
 
 
 
 
 def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     from tierroute.models.export import export_bundle
-    from tierroute.pipelines.training.tracking import DEFAULT_TRACKING_URI, load_router_from
+    from tierroute.pipelines.training.tracking import load_router_from
+    from tierroute.serving.conformance import write_conformance
 
-    router = load_router_from(args.model, args.tracking_uri or DEFAULT_TRACKING_URI)
+    router = load_router_from(args.model, tracking_store(args))
     path = export_bundle(router, args.out)
+    write_conformance(path)  # derived data beside the manifest (not in bundle_id): any runtime checks itself against it
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     if args.json:
         print(json.dumps({"schema_version": 1, "bundle": str(path), "bundle_id": manifest["bundle_id"],
@@ -236,9 +284,15 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             raise ConfigError(f"--token-env {args.token_env}: that environment variable is not set or empty. Export it first.")
     proxy = None
     if args.proxy:
+        from tierroute.serving.judge import JudgeConfig
         from tierroute.serving.proxy import ProxyConfig
 
-        proxy = ProxyConfig(catalogue=args.proxy, timeout_s=args.upstream_timeout, max_attempts=args.max_attempts)
+        judge = JudgeConfig(args.judge, args.judge_sample, args.judge_budget) if args.judge else None
+        proxy = ProxyConfig(catalogue=args.proxy, timeout_s=args.upstream_timeout, max_attempts=args.max_attempts,
+                            schema_check=schema_quality if args.schema_feedback else None, judge=judge)
+    elif args.schema_feedback or args.judge:
+        raise ConfigError("--schema-feedback and --judge need --proxy (only the proxy sees the answers). Pass --proxy "
+                          "CATALOGUE.toml.")
     router_config = RouterConfig(intra_op_threads=args.threads, deadline_ms=args.deadline_ms, min_confidence=args.min_confidence,
                                  epsilon=args.explore, seed=args.explore_seed, objective=args.objective)
     limits = dict(request_timeout_s=args.request_timeout, keep_alive_s=args.keep_alive, max_header_bytes=args.max_header_bytes,
@@ -247,8 +301,9 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     ServiceConfig(**limits, max_connections=wanted)  # check the limits before touching the open-file limit
     max_connections, warning = fit_file_limit(args.max_connections, DEFAULT_MAX_CONNECTIONS)
     config = ServiceConfig(bundle=args.bundle, router=router_config, token=token, max_body_bytes=args.max_body,
-                           max_batch=args.max_batch, log_prompts=args.log_prompts, tracking_uri=args.tracking_uri,
-                           catalogue=args.proxy, decision_log=args.decision_log, max_connections=max_connections, **limits)
+                           max_batch=args.max_batch, log_prompts=args.log_prompts, tracking_uri=_bundle_store(args),
+                           catalogue=args.proxy, decision_log=args.decision_log, max_connections=max_connections,
+                           feedback_log=args.feedback_log, log_features=args.log_features, **limits)
     app = create_app(config, proxy=proxy)
     router = app.state.holder.current
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -263,4 +318,26 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-SERVING_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"route": _cmd_route, "export": _cmd_export, "serve": _cmd_serve}
+def _cmd_conformance(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit 0 when the Python runtime matches every vector, 5 on any mismatch (1: the bundle or file is unusable)."""
+    from tierroute.serving.conformance import check_conformance, write_conformance
+
+    if args.write:
+        path = write_conformance(args.bundle, args.file)
+        print(json.dumps({"schema_version": 1, "written": str(path)}) if args.json else f"wrote {path}", file=out)
+        return 0
+    report = check_conformance(args.bundle, args.file)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary(), file=out)
+    return 0 if report.ok else 5
+
+
+SERVING_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"route": _cmd_route, "export": _cmd_export, "serve": _cmd_serve,
+                                                                         "conformance": _cmd_conformance}
+
+
+def schema_quality(text: str, output_schema: Any) -> float:
+    """The proxy's automatic outcome signal (``--schema-feedback``): 1 when the answer is JSON
+    that keeps the request's output schema, else 0 (the benchmark's json scorer, no reference)."""
+    from tierroute.pipelines.benchmark.scorers.json_scorer import score_json
+
+    return float(score_json(text, None, output_schema).quality)

@@ -40,11 +40,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tierroute._params import check_int, check_number
-from tierroute.pipelines.benchmark.scorers.text import Score
+from tierroute.pipelines.benchmark.scorers.base import Score, ScorerSpec
 
-__all__ = ["CodeLimits", "extract_code", "score_code"]
+__all__ = ["CodeLimits", "extract_code", "score_code", "SCORER_SPECS"]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
 _LAUNCHER = """\
@@ -188,3 +189,15 @@ def _kill(child: subprocess.Popen[bytes]) -> None:
             child.kill()
     except (ProcessLookupError, PermissionError):
         child.kill()
+
+
+def _check_tests(reference: Any, output_schema: Any = None) -> str:
+    if reference is None or (isinstance(reference, str) and not reference.strip()):
+        raise ValueError("the 'code' scorer needs a non-empty 'reference'")
+    if not isinstance(reference, str):
+        raise ValueError("a 'code' reference must be Python test code (a string of asserts)")
+    return reference
+
+
+#: scored by the benchmark runner (a subprocess per answer, within the run's CodeLimits)
+SCORER_SPECS = (ScorerSpec("code", 1.0, _check_tests, runs="subprocess", rank=5),)

@@ -31,10 +31,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from tierroute.errors import FeatureError
-from tierroute.pipelines.benchmark.scorers.base import Score, normalize_answer
+from tierroute.pipelines.benchmark.scorers.base import Score, ScorerSpec, normalize_answer
 from tierroute.schema import summarize_schema
 
-__all__ = ["extract_json", "to_json_schema", "validate_json", "field_f1", "score_json", "check_json_reference"]
+__all__ = ["extract_json", "to_json_schema", "validate_json", "field_f1", "score_json", "check_json_reference", "SCORER_SPECS"]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\n(.*?)```", re.S)
 _TYPES = {"string", "number", "integer", "boolean", "null", "object", "array", "any"}
@@ -157,7 +157,7 @@ def _resolve(ref: str, root: Any) -> Any:
 
 
 def _check(value: Any, schema: Any, root: Any, path: str, errors: list[str], depth: int = 0) -> None:
-    if len(errors) >= _MAX_ERRORS or schema is True or depth > 64 or not isinstance(schema, (Mapping, bool)):
+    if len(errors) >= _MAX_ERRORS or depth > 64 or not isinstance(schema, (Mapping, bool)) or schema is True:
         return
     if schema is False:
         errors.append(f"{path}: no value is allowed here")
@@ -204,7 +204,7 @@ def _errors(value: Any, schema: Any, root: Any, path: str, depth: int) -> list[s
 
 
 def _check_object(value: dict[str, Any], schema: Mapping[str, Any], root: Any, path: str, errors: list[str], depth: int) -> None:
-    props = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
+    props: Mapping[str, Any] = schema["properties"] if isinstance(schema.get("properties"), Mapping) else {}
     for name in schema.get("required", []) if isinstance(schema.get("required"), list) else []:
         if name not in value:
             errors.append(f"{path}: the required field {name!r} is missing")
@@ -312,3 +312,6 @@ def score_json(response: str, reference: Any, output_schema: Any) -> Score:
         return Score(1.0, "valid against the schema")
     f1 = field_f1(value, reference)
     return Score(f1, f"valid JSON; field F1 {f1:.3f}")
+
+
+SCORER_SPECS = (ScorerSpec("json", 0.5, check_json_reference, score_json, rank=4),)

@@ -21,7 +21,9 @@ import json
 import re
 from typing import Any
 
-__all__ = ["JUDGE_SYSTEM", "JUDGE_MAX_TOKENS", "judge_messages", "parse_judge_reply"]
+from tierroute.pipelines.benchmark.scorers.base import ScorerSpec
+
+__all__ = ["JUDGE_SYSTEM", "JUDGE_MAX_TOKENS", "judge_messages", "parse_judge_reply", "SCORER_SPECS"]
 
 JUDGE_MAX_TOKENS = 64
 JUDGE_SYSTEM = (
@@ -68,3 +70,11 @@ def parse_judge_reply(text: str) -> float | None:
     if yes:
         return 1.0
     return None
+
+
+def _any_reference(reference: Any, output_schema: Any = None) -> Any:
+    return reference  # optional: the judge grades with or without one
+
+
+#: scored by the benchmark runner (a call to the run's judge model)
+SCORER_SPECS = (ScorerSpec("judge", 0.7, _any_reference, runs="model", rank=6),)

@@ -1,8 +1,9 @@
 """Scorers: how good one model answer is against the prompt's reference, as a quality in [0, 1].
 
 ``tierroute benchmark`` scores every answer with the scorer its prompt names, then records
-``correct = quality >= threshold``. The thresholds are stated here, once (:data:`DEFAULT_THRESHOLDS`),
-may be overridden per run, and are written into every outcome row and the run's summary.
+``correct = quality >= threshold``. Each scorer states its threshold once, in its ``ScorerSpec``
+(the registry gathers them: :func:`~tierroute.pipelines.benchmark.scorers.registry.default_thresholds`);
+a run may override them, and they are written into every outcome row and the run's summary.
 
 =========  ==========================================================================  =========
 scorer     quality                                                                     threshold
@@ -21,7 +22,7 @@ drop the articles a/an/the, collapse whitespace. The text scorers live here; jso
 in :mod:`~tierroute.pipelines.benchmark.scorers.json_scorer`, :mod:`~tierroute.pipelines.benchmark.scorers.code_scorer` and
 :mod:`~tierroute.pipelines.benchmark.scorers.judge`.
 
->>> score_text("f1", "The order id is A-1234.", "order id A-1234").quality  # 3 of 4 words, all 3 of 3
+>>> _score_f1("The order id is A-1234.", "order id A-1234").quality  # 3 of 4 words, all 3 of 3
 0.8571428571428571
 >>> extract_choice("I think the answer is (B).")
 'B'
@@ -32,22 +33,13 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping
-from types import MappingProxyType
+from collections.abc import Callable
 from typing import Any
 
-from tierroute.pipelines.benchmark.scorers.base import Score, normalize_answer
+from tierroute.pipelines.benchmark.scorers.base import Score, ScorerSpec, normalize_answer
 
-__all__ = [
-    "SCORERS", "DEFAULT_THRESHOLDS", "NUMERIC_REL_TOL", "Score", "normalize_answer", "extract_choice",
-    "extract_number", "token_f1", "check_reference", "score_text",
-]
+__all__ = ["SCORER_SPECS", "NUMERIC_REL_TOL", "Score", "normalize_answer", "extract_choice", "extract_number", "token_f1"]
 
-SCORERS: tuple[str, ...] = ("exact", "choice", "numeric", "f1", "json", "code", "judge")
-#: correct = quality >= threshold, per scorer (override per run with ``--threshold scorer=Q``).
-DEFAULT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
-    {"exact": 1.0, "choice": 1.0, "numeric": 1.0, "f1": 0.5, "json": 0.5, "code": 1.0, "judge": 0.7}
-)
 #: numeric answers within this relative distance of the reference are right (abs. 1e-9 near zero)
 NUMERIC_REL_TOL = 1e-4
 
@@ -178,49 +170,38 @@ def _score_numeric(response: str, reference: float, rel_tol: float = NUMERIC_REL
     return Score(float(hit), f"answered {value:g}, reference {reference:g}")
 
 
-# -- dispatch --------------------------------------------------------------------------------------------
+# -- the specs the registry collects ----------------------------------------------------------------
 
-def check_reference(scorer: str, reference: Any, output_schema: Any = None) -> Any:
-    """The reference normalised for ``scorer``; ValueError (what is expected) when it cannot serve.
-    Used when the prompts file is read, so that a bad reference fails before any call is paid."""
-    if scorer not in SCORERS:
-        raise ValueError(f"'scorer' must be one of {', '.join(SCORERS)}")
-    if scorer == "judge":
-        return reference  # optional: the judge grades with or without one
-    if scorer == "json":
-        from tierroute.pipelines.benchmark.scorers.json_scorer import check_json_reference
-
-        return check_json_reference(reference, output_schema)
+def _non_empty(scorer: str, reference: Any) -> None:
     if reference is None or (isinstance(reference, str) and not reference.strip() and scorer != "exact"):
         raise ValueError(f"the {scorer!r} scorer needs a non-empty 'reference'")
-    if scorer == "choice":
-        return _choice_reference(reference)
-    if scorer == "numeric":
-        return _numeric_reference(reference)
-    if scorer == "code":
-        if not isinstance(reference, str):
-            raise ValueError("a 'code' reference must be Python test code (a string of asserts)")
-        return reference
-    answers = reference if isinstance(reference, (list, tuple)) else [reference]
-    if not answers or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in answers):
-        raise ValueError(f"an {scorer!r} reference must be a string or a non-empty list of strings")
-    return [str(a) for a in answers] if isinstance(reference, (list, tuple)) else str(reference)
 
 
-def score_text(scorer: str, response: str, reference: Any, output_schema: Any = None) -> Score:
-    """Score with one of the offline scorers (exact, choice, numeric, f1, json); ``reference`` as
-    returned by :func:`check_reference`. code and judge need a runner (subprocess, model call)."""
-    if scorer == "exact":
-        return _score_exact(response, reference)
-    if scorer == "f1":
-        return _score_f1(response, reference)
-    if scorer == "choice":
-        return _score_choice(response, _choice_reference(reference))
-    if scorer == "numeric":
-        return _score_numeric(response, _numeric_reference(reference))
-    if scorer == "json":
-        from tierroute.pipelines.benchmark.scorers.json_scorer import score_json
+def _check_answers(scorer: str) -> Callable[[Any, Any], Any]:
+    def check(reference: Any, output_schema: Any = None) -> Any:
+        _non_empty(scorer, reference)
+        answers = reference if isinstance(reference, (list, tuple)) else [reference]
+        if not answers or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in answers):
+            raise ValueError(f"an {scorer!r} reference must be a string or a non-empty list of strings")
+        return [str(a) for a in answers] if isinstance(reference, (list, tuple)) else str(reference)
 
-        return score_json(response, reference, output_schema)
-    raise ValueError(f"score_text handles exact, choice, numeric, f1 and json; got {scorer!r} "
-                     "(code runs through scorers_code.score_code, judge through the benchmark runner)")
+    return check
+
+
+def _check_choice(reference: Any, output_schema: Any = None) -> str:
+    _non_empty("choice", reference)
+    return _choice_reference(reference)
+
+
+def _check_numeric(reference: Any, output_schema: Any = None) -> float:
+    _non_empty("numeric", reference)
+    return _numeric_reference(reference)
+
+
+SCORER_SPECS = (
+    ScorerSpec("exact", 1.0, _check_answers("exact"), lambda response, ref, schema: _score_exact(response, ref), rank=0),
+    ScorerSpec("choice", 1.0, _check_choice, lambda response, ref, schema: _score_choice(response, _choice_reference(ref)), rank=1),
+    ScorerSpec("numeric", 1.0, _check_numeric, lambda response, ref, schema: _score_numeric(response, _numeric_reference(ref)),
+               rank=2),
+    ScorerSpec("f1", 0.5, _check_answers("f1"), lambda response, ref, schema: _score_f1(response, ref), rank=3),
+)

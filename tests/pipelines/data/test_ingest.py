@@ -23,7 +23,7 @@ from tierroute.pipelines.data.ingest import (
     outcome_features,
     run_ingest,
 )
-from tierroute.pipelines.data.records import OUTCOME_FIELDS
+from tierroute.pipelines.data.records import FEATURE_FIELDS, OUTCOME_FIELDS
 
 MODELS = ("claude-3-haiku", "gpt-4o")
 
@@ -87,7 +87,7 @@ def test_run_writes_outcomes_quarantine_and_manifest(tmp_path: Path) -> None:
     table = datasets.load_from_disk(str(out / "outcomes"))
     assert len(table) == 40
     assert table.features == outcome_features()
-    assert table.column_names == list(OUTCOME_FIELDS)
+    assert table.column_names == [*OUTCOME_FIELDS, *FEATURE_FIELDS]  # feature fields: null but on feature-only rows
     first = table[0]
     assert first["request_id"] == "r0" and first["model"] == "claude-3-haiku" and first["quality"] == 0.0
     assert first["correct"] is False and first["task"] == "triage" and first["output_schema"] is None
@@ -636,3 +636,28 @@ def test_a_csv_that_cannot_be_split_is_refused_whole_and_leaves_out_reusable(tmp
         ingest(src)
     assert not (tmp_path / "out").exists()  # nothing half-read stays behind
     assert ingest(write_jsonl(tmp_path / "log.jsonl", good_rows(2))).rows_kept == 4
+
+
+def test_feature_only_rows_ingest_beside_text_rows_and_bad_ones_are_quarantined(tmp_path: Path) -> None:
+    """Privacy mode's rows (a logged feature vector and its FeatureSpec fingerprint, no prompt)
+    keep their vector, null for a missing value; a malformed one is quarantined as bad_features."""
+    from tierroute.features.logged import LoggedRequest
+    from tierroute.pipelines.data.dataset import RoutingData
+
+    spec = "ab" * 32
+    rows = [{"request_id": "t1", "prompt": "Classify this.", "model": "m1", "cost_usd": 0.1, "correct": True},
+            {"request_id": "f1", "model": "m1", "cost_usd": 0.1, "correct": False, "chosen": True, "propensity": 0.5,
+             "features": [3, None, 1.5], "feature_spec": spec},
+            {"request_id": "f2", "model": "m1", "cost_usd": 0.1, "correct": True, "chosen": True, "propensity": 0.5,
+             "features": [3, "x"], "feature_spec": spec}]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = run_ingest(IngestConfig(paths=(str(path),), out_dir=str(tmp_path / "out"), max_bad_fraction=0.5))
+    assert result.rows_kept == 2 and result.reasons == {"bad_features": 1}
+    [bad] = [json.loads(line) for line in result.quarantine_path.read_text(encoding="utf-8").splitlines()]
+    assert bad["where"] == "mixed.jsonl:3" and bad["detail"] == "features[1] must be a finite number or null; got 'x' (str)"
+    data = RoutingData.from_frame(result.to_pandas())
+    text, logged = data.requests
+    assert type(text) is not LoggedRequest and text.prompt == "Classify this."
+    assert isinstance(logged, LoggedRequest) and logged.prompt == "" and logged.feature_spec == spec
+    assert logged.features[0] == 3.0 and math.isnan(logged.features[1]) and logged.features[2] == 1.5

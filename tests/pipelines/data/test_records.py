@@ -203,7 +203,7 @@ def test_every_validator_reason_code_is_covered_below() -> None:
     covered = {
         "missing_field", "wrong_type", "quality_nan", "quality_out_of_range", "negative_cost",
         "negative_latency", "propensity_out_of_range", "bad_schema", "bad_timestamp",
-        "conflicting_request_id", "duplicate_request_model", "bad_encoding",
+        "conflicting_request_id", "duplicate_request_model", "bad_encoding", "bad_features",
     }
     assert covered | ADAPTER_REASONS == set(QUARANTINE_REASONS)
 
@@ -429,3 +429,46 @@ def test_the_quarantine_line_is_always_writable_utf8_json() -> None:
     assert back["row"]["prompt"] == "p\\ud800" and back["row"]["raw"] == "x\\xff" and back["row"]["nan"] == "nan"
     assert back["row"]["big"] == "an integer of 5,001 digits (int)" and back["detail"] == "detail \\ud800"
     assert "k\\x80" in back["row"]
+
+
+# --- feature-only rows (privacy mode) -------------------------------------------------------------
+
+FEATURE_ROW: dict[str, Any] = {**{k: v for k, v in BASE.items() if k != "prompt"}, "chosen": True, "propensity": 0.5,
+                               "features": [12, None, 0.5], "feature_spec": "ab" * 32}
+
+
+def test_a_feature_only_row_keeps_its_vector_and_spec_instead_of_a_prompt() -> None:
+    record = check(FEATURE_ROW)
+    assert isinstance(record, dict) and record["prompt"] is None
+    assert record["features"] == [12.0, None, 0.5] and record["feature_spec"] == "ab" * 32
+    assert tuple(record)[: len(OUTCOME_FIELDS)] == OUTCOME_FIELDS
+    from_csv = check({**FEATURE_ROW, "features": "[12, null, 0.5]", "propensity": "0.5"})  # a CSV cell holds JSON text
+    assert isinstance(from_csv, dict) and from_csv["features"] == [12.0, None, 0.5]
+    text = check(BASE)
+    assert isinstance(text, dict) and "features" not in text  # only rows that have them carry the fields
+
+
+def test_feature_only_rows_conflict_and_duplicate_by_their_vector() -> None:
+    validator = OutcomeValidator()
+    assert isinstance(check(FEATURE_ROW, validator), dict)
+    assert isinstance(check({**FEATURE_ROW, "model": "gpt-4o"}, validator, "f.jsonl:2"), dict)  # same vector: one request
+    other = check({**FEATURE_ROW, "model": "x", "features": [13, None, 0.5]}, validator, "f.jsonl:3")
+    assert isinstance(other, RowIssue) and other.reason == "conflicting_request_id"
+
+
+@pytest.mark.parametrize(("change", "reason", "detail"), [
+    ({"features": [1, True]}, "bad_features", r"^features\[1\] must be a finite number or null; got True \(bool\)$"),
+    ({"features": [1, float("inf")]}, "bad_features", r"^features\[1\] must be a finite number or null; got inf"),
+    ({"features": [1, 10**400]}, "bad_features", r"^features\[1\] must be a finite number or null; got "),
+    ({"features": []}, "bad_features", r"^features must be a non-empty list of at most 4096 numbers and nulls; got "),
+    ({"features": "[1,"}, "bad_features", r"^features must be a JSON list of numbers and nulls; got '\[1,' \(str\)$"),
+    ({"features": {"a": 1}}, "bad_features", r"^features must be a non-empty list"),
+    ({"feature_spec": "abc"}, "bad_features",
+     r"^feature_spec must be a FeatureSpec fingerprint \(64 hex digits: the bundle's feature_spec_fingerprint\); got 'abc'"),
+    ({"feature_spec": None}, "missing_field",
+     r"^a feature-only row needs both 'features' and 'feature_spec'; it has 'features' but no 'feature_spec'$"),
+    ({"features": None}, "missing_field",
+     r"^a feature-only row needs both 'features' and 'feature_spec'; it has 'feature_spec' but no 'features'$"),
+])
+def test_bad_feature_fields_are_quarantined(change: dict[str, Any], reason: str, detail: str) -> None:
+    issue({**FEATURE_ROW, **change}, reason, detail)

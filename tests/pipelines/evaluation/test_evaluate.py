@@ -194,7 +194,7 @@ def test_a_mix_is_observed_plus_dr_with_the_oracle_on_the_benchmarked_requests(f
 def test_reports_of_logged_data_leave_the_unknown_oracle_out(fitted, logged_test: RoutingData, tmp_path) -> None:  # noqa: ANN001
     import io
 
-    from tierroute.cli import _print_eval
+    from tierroute.cli.training import print_evaluation as _print_eval
     from tierroute.pipelines.evaluation.evaluate import write_report
 
     router, _, test = fitted
@@ -211,3 +211,11 @@ def test_reports_of_logged_data_leave_the_unknown_oracle_out(fitted, logged_test
     # a benchmarked report keeps its oracle row
     write_report(evaluate(router, test, builtin_catalogue("article")), tmp_path / "bench")
     assert "| oracle |" in (tmp_path / "bench" / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_run_id_with_mlflow_turned_off_is_refused_clearly(tmp_path):
+    from tierroute.errors import ConfigError
+    from tierroute.pipelines.evaluation.job import EvaluateConfig, run_evaluate
+
+    with pytest.raises(ConfigError, match=r"is an MLflow run id, but --tracking-uri '' turns MLflow off"):
+        run_evaluate(EvaluateConfig(model="0" * 32, data=("x.jsonl",), tracking_uri="", out_dir=str(tmp_path / "o")))

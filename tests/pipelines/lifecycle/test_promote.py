@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from tierroute.errors import ConfigError
 from tierroute.models.catalogue import builtin_catalogue
+from tierroute.models.learned import LearnedConfig
 from tierroute.pipelines.data.dataset import RoutingData
 from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
 from tierroute.pipelines.lifecycle.promote import GateConfig, GateResult, gate
@@ -93,6 +95,65 @@ def test_gate_refusals(data: RoutingData) -> None:
         gate(None, other, data, CATALOGUE)
     with pytest.raises(ConfigError, match=r"^The 'quality_tolerance' parameter of GateConfig must be"):
         GateConfig(quality_tolerance=-1)
+    with pytest.raises(ConfigError, match=r"^The 'flip_tolerance' parameter of GateConfig must be a finite number in the "
+                                          r"range \[0, 1\]\. Got 2 instead\.$"):
+        GateConfig(flip_tolerance=2)
+
+
+# -- decision stability --------------------------------------------------------------------------
+
+
+class Jumpy(Fixed):
+    """Fixed choices, except that every ``every``-th request whose prompt was perturbed (it differs
+    from the gate data's at the same position: the gate perturbs all its requests, in order, when
+    they are at most ``stability_requests``) goes to the next candidate: a flip rate of ~1/every."""
+
+    def __init__(self, data: RoutingData, picks: np.ndarray, every: int) -> None:
+        super().__init__(data, picks)
+        self.prompts, self.every = [r.prompt for r in data.requests], every
+
+    def decide(self, requests: Any) -> np.ndarray:
+        out = self.picks.copy()
+        moved = [i for i, r in enumerate(requests) if r.prompt != self.prompts[i]]
+        for i in moved[:: self.every]:
+            out[i] = (out[i] + 1) % len(self.candidates_)
+        return out
+
+
+def test_a_challenger_that_flips_more_than_the_champion_is_refused(data: RoutingData) -> None:
+    picks = _oracle(data)
+    result = gate(Fixed(data, picks), Jumpy(data, picks.copy(), 4), data, CATALOGUE)
+    assert not result.promote
+    stability = result.figures["stability"]
+    assert stability["champion"] == 0.0 and stability["challenger"] == pytest.approx(0.25, abs=0.02)
+    assert stability["source"] == "measured" and stability["requests"] == data.n_requests
+    [reason] = [r for r in result.reasons if r.startswith("less stable")]
+    assert re.fullmatch(r"less stable than the champion beyond the tolerance: flip rate under meaning-preserving prompt "
+                        r"perturbations 0\.2\d\d vs the champion's 0\.000 \(\+0\.2\d\d, at most \+0\.050 allowed\)", reason)
+
+
+def test_a_flip_rate_within_the_tolerance_passes(data: RoutingData) -> None:
+    picks = _oracle(data)
+    champion, challenger = Jumpy(data, picks, 10), Jumpy(data, picks.copy(), 8)  # ~0.10 vs ~0.125: within 0.05
+    result = gate(champion, challenger, data, CATALOGUE)
+    assert result.promote and result.reasons == ["not worse than the champion within the tolerances, and beats the heuristic"]
+    assert 0 < result.figures["stability"]["challenger"] - result.figures["stability"]["champion"] <= 0.05
+    assert not gate(champion, challenger, data, CATALOGUE, GateConfig(flip_tolerance=0.0)).promote
+    off = gate(Fixed(data, picks), Jumpy(data, picks.copy(), 2), data, CATALOGUE, GateConfig(flip_tolerance=None))
+    assert off.promote and "stability" not in off.figures
+
+
+def test_a_champion_without_a_flip_rate_skips_the_check_and_says_so(data: RoutingData) -> None:
+    picks = _oracle(data)
+    result = gate(Fixed(data, picks), Fixed(data, picks.copy()), data, CATALOGUE,
+                  flip_rates={"challenger": 0.3, "champion": None})
+    assert result.promote
+    assert result.reasons == ["not worse than the champion within the tolerances, and beats the heuristic",
+                              "stability check skipped: the champion has no flip-rate figure (a model from before decision "
+                              "stability was measured); the challenger's flip rate is 0.300"]
+    assert result.figures["stability"] == {"challenger": 0.3, "champion": None, "source": "given", "tolerance": 0.05}
+    refused = gate(Fixed(data, picks), Fixed(data, picks.copy()), data, CATALOGUE, flip_rates={"challenger": 0.3, "champion": 0.1})
+    assert not refused.promote and refused.reasons[0].startswith("less stable than the champion beyond the tolerance: ")
 
 
 # -- the registry ----------------------------------------------------------------------------------
@@ -111,7 +172,8 @@ def registry(tmp_path: Path) -> dict[str, Any]:
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     result = run_train(TrainConfig(synthetic_requests=200, encoder="none", out_dir=str(tmp_path / "run"), tracking_uri=uri,
                                    cache_dir=str(tmp_path / "cache"),
-                                   router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1)))
+                                   learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5,
+                                                                             n_threads=1))))
     mlflow.set_tracking_uri(uri)
     mlflow.register_model(f"runs:/{result.run_id}/model", "tierroute")
     held_out = write_jsonl(SyntheticConfig(120, seed=99), tmp_path / "held_out.jsonl")
@@ -248,7 +310,7 @@ def test_the_gate_judges_logged_requests_by_doubly_robust_estimates(routers: dic
     assert observed["estimator"] == "observed" and observed["logged_requests"] == 0 and "off_policy" not in observed
     dr = off["challenger"]["accuracy"]["dr"]
     # near the observed figure (the normal-approximation interval can be too narrow when few logged
-    # choices match the challenger's; see tests/pipelines/test_train.py)
+    # choices match the challenger's; see tests/pipelines/training/test_train.py)
     assert abs(dr["value"] - observed["challenger"]["accuracy"]) < 0.05
     assert f["heuristic"]["accuracy"] == pytest.approx(observed["heuristic"]["accuracy"], abs=0.04)
 

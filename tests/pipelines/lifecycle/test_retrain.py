@@ -21,13 +21,14 @@ from tierroute.pipelines.lifecycle.retrain import RetrainConfig, run_retrain  # 
 def champion(tmp_path: Path) -> dict[str, Any]:
     import mlflow
 
+    from tierroute.models.learned import LearnedConfig
     from tierroute.models.router import RouterParams
     from tierroute.pipelines.training.train import TrainConfig, run_train
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     first = write_jsonl(SyntheticConfig(160, seed=1), tmp_path / "week1.jsonl")
     run_train(TrainConfig(data=(str(first),), encoder="none", out_dir=str(tmp_path / "run1"), tracking_uri=uri,
-                          router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1)))
+                          learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1))))
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.set_registered_model_alias("tierroute", "champion", "1")
     new = write_jsonl(SyntheticConfig(120, seed=2), tmp_path / "week2.jsonl")
@@ -129,3 +130,76 @@ def test_previous_weight_is_checked() -> None:
                                           r"must be a finite number in the range \[1e-06, inf\)"):
         RetrainConfig(logs=("x.jsonl",), previous_weight=0.0)
     assert RetrainConfig(logs=("x.jsonl",)).previous_weight == 1.0
+
+
+def _serve_privately(champion: dict[str, Any], n: int, spec: str | None = None) -> tuple[Path, Path]:
+    """``n`` new requests routed by the champion's bundle in privacy mode (a DecisionLog with
+    log_features, no prompts; 30% exploration), each judged in a FeedbackLog by its synthetic outcome.
+    ``spec`` overwrites the logged FeatureSpec fingerprint (a log from another bundle)."""
+    from tierroute.pipelines.data.synthetic import generate
+    from tierroute.serving import Router, RouterConfig
+    from tierroute.serving.decision_log import DecisionLog
+    from tierroute.serving.feedback import FeedbackLog
+
+    tmp = champion["tmp"]
+    rows = list(generate(SyntheticConfig(n, seed=7)))
+    outcome = {(r["request_id"], r["model"]): r["correct"] for r in rows}
+    firsts = list({r["request_id"]: r for r in rows}.values())
+    decisions, feedback = tmp / "private-decisions.jsonl", tmp / "private-feedback.jsonl"
+    with DecisionLog(decisions, log_features=True) as log, FeedbackLog(feedback) as judged:
+        router = Router.load(tmp / "run1" / "bundle", RouterConfig(deadline_ms=None, epsilon=0.3, seed=0), strict=True,
+                             decision_log=log)
+        for r in firsts:
+            chosen = router.route({"prompt": r["prompt"], "output_schema": r["output_schema"],
+                                   "latency_sla_ms": r["latency_sla_ms"], "id": r["request_id"]}).model
+            judged.record(request_id=r["request_id"], correct=outcome[(r["request_id"], chosen)])
+    if spec is not None:
+        lines = [json.loads(line) for line in decisions.read_text(encoding="utf-8").splitlines()]
+        decisions.write_text("".join(json.dumps({**d, "feature_spec": spec}) + "\n" for d in lines), encoding="utf-8")
+    return decisions, feedback
+
+
+def test_retrain_on_feature_only_logs_trains_without_any_prompt_text(champion: dict[str, Any]) -> None:
+    """Privacy mode end to end: decisions logged with their feature vectors (no text), feedback,
+    `tierroute outcomes`, then `tierroute retrain --decisions --feedback`, beside the champion's
+    own (prompt-bearing) training file: mixed text and feature-only rows."""
+    from tierroute.cli import main
+
+    tmp, uri = champion["tmp"], champion["uri"]
+    decisions, feedback = _serve_privately(champion, 100)
+    assert all("prompt" not in json.loads(line) for line in decisions.read_text(encoding="utf-8").splitlines())
+    out = io.StringIO()
+    assert main(["outcomes", "--decisions", str(decisions), "--feedback", str(feedback), "--out", str(tmp / "o.jsonl"),
+                 "--json"], out=out) == 0
+    report = json.loads(out.getvalue())
+    assert report["rows"] == report["feature_rows"] == 100 and report["excluded"] == {}
+    joined = [json.loads(line) for line in (tmp / "o.jsonl").read_text(encoding="utf-8").splitlines()]
+    manifest = json.loads((tmp / "run1" / "bundle" / "manifest.json").read_text(encoding="utf-8"))
+    fingerprint = manifest["feature_spec_fingerprint"]
+    assert all(r["prompt"] is None and r["feature_spec"] == fingerprint and r["chosen"] is True and 0 < r["propensity"] <= 1
+               and len(r["features"]) == len(manifest["feature_spec"]["names"]) for r in joined)
+    code = main(["retrain", "--decisions", str(decisions), "--feedback", str(feedback), "--tracking-uri", uri,
+                 "--out", str(tmp / "private"), "--json"], out=(printed := io.StringIO()))
+    summary = json.loads(printed.getvalue())
+    assert code == (0 if summary["promoted"] else 3) and summary["version"] == "2"
+    assert summary["rows"]["feature_rows"] == 100 == summary["rows"]["new"] and summary["rows"]["previous"] > 0
+    trained = [json.loads(line) for line in (tmp / "private" / "data" / "train-new.jsonl").read_text().splitlines()]
+    assert trained and all(r["prompt"] is None and r["features"] for r in trained)
+    challenger = json.loads((tmp / "private" / "train" / "bundle" / "manifest.json").read_text(encoding="utf-8"))
+    assert challenger["feature_spec_fingerprint"] == fingerprint  # trained under the spec the vectors were logged with
+    assert summary["gate"]["logged_requests"] == summary["rows"]["held_out_requests"] > 0
+
+
+def test_retrain_refuses_feature_vectors_logged_under_another_spec(champion: dict[str, Any]) -> None:
+    from tierroute.errors import FeatureError
+
+    decisions, feedback = _serve_privately(champion, 12, spec="0" * 64)
+    manifest = json.loads((champion["tmp"] / "run1" / "bundle" / "manifest.json").read_text(encoding="utf-8"))
+    expected = (f"12 feature-only request(s) were logged under FeatureSpec {'0' * 64}, but the champion reads FeatureSpec "
+                f"{manifest['feature_spec_fingerprint']}: the logged vectors do not mean the features it reads, so it "
+                "cannot use them. Retrain from prompt-bearing logs (serve --log-prompts), or train on vectors logged "
+                "while serving this same bundle (serve --log-features with the champion).")
+    with pytest.raises(FeatureError) as refused:
+        run_retrain(RetrainConfig(decisions=(str(decisions),), feedback=(str(feedback),), tracking_uri=champion["uri"],
+                                  out_dir=str(champion["tmp"] / "refused")))
+    assert str(refused.value) == expected

@@ -19,6 +19,7 @@ pytest.importorskip("distributed")
 pytest.importorskip("lightgbm")
 
 from tierroute.errors import ConfigError  # noqa: E402
+from tierroute.models.learned import LearnedConfig
 from tierroute.pipelines.training.distributed import DaskConfig, DaskEngine, _stopping_point  # noqa: E402
 
 
@@ -132,7 +133,8 @@ def test_train_runs_on_a_dask_engine_end_to_end(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(distributed.DaskEngine, "__enter__", spy)
     result = run_train(TrainConfig(synthetic_requests=300, encoder="none", engine="dask", scheduler="local", tracking_uri="",
                                    out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
-                                   router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1)))
+                                   learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5,
+                                                                             n_threads=1))))
     assert [c.scheduler for c in opened] == ["local"]
     assert (tmp_path / "run" / "bundle" / "manifest.json").is_file() and 0 < result.report["accuracy"] <= 1
 
@@ -181,7 +183,8 @@ def test_retrain_uses_one_engine_for_the_whole_job(engine: DaskEngine, tmp_path:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = write_jsonl(SyntheticConfig(160, seed=1), tmp_path / "week1.jsonl")
     run_train(TrainConfig(data=(str(first),), encoder="none", out_dir=str(tmp_path / "run1"), tracking_uri=uri,
-                          router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1)))
+                          learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5,
+                                                                             n_threads=1))))
     mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("tierroute", "champion", "1")
     new = write_jsonl(SyntheticConfig(120, seed=2), tmp_path / "week2.jsonl")
     opened: list[str] = []

@@ -146,7 +146,8 @@ def _tiny_train(tmp_path: Path, **kwargs: object):
     from tierroute.pipelines.training.train import TrainConfig, run_train
 
     defaults: dict[str, object] = {"tracking_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"}
-    config = TrainConfig(synthetic_requests=200, router=TINY, out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
+    config = TrainConfig(synthetic_requests=200, learned=LearnedConfig(router=TINY), out_dir=str(tmp_path / "run"),
+                         cache_dir=str(tmp_path / "cache"),
                          **{**defaults, **kwargs})  # type: ignore[arg-type]
     return run_train(config)
 
@@ -218,3 +219,14 @@ def test_retrain_keeps_the_family_the_champion_s_selection_chose(tmp_path: Path)
     metrics = json.loads((tmp_path / "r" / "train" / "evaluation" / "metrics.json").read_text(encoding="utf-8"))
     assert "selection" not in metrics  # not re-selected: the champion's family, pinned
     assert metrics["family"] == {**chosen, "selected": False}
+
+
+def test_the_subsample_plan_speeds_up_only_lightgbm_params(workload) -> None:
+    """A carried-over low-rank router (retrain) has a learning rate but no trees: only its folds shrink."""
+    from tierroute.models.lowrank import LowRankParams
+    from tierroute.pipelines.training.selection import _plan
+
+    _, data = workload
+    sample, fit_base, mode = _plan(data, LearnedConfig(router=LowRankParams(n_folds=5)), SelectConfig(full_cells=300))
+    assert "subsample" in mode and sample.n_requests < data.n_requests
+    assert fit_base.router == LowRankParams(n_folds=3)

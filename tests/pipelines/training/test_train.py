@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tierroute.errors import CatalogueError, ConfigError
+from tierroute.models.learned import LearnedConfig
 from tierroute.models.router import RouterParams
 from tierroute.pipelines.data.synthetic import SyntheticConfig, generate, write_jsonl
 from tierroute.pipelines.training.train import TrainConfig, run_train
@@ -19,7 +20,8 @@ TINY = RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10)
 
 def tiny_config(tmp_path: Path, **kwargs: object) -> TrainConfig:
     defaults: dict[str, object] = {
-        "synthetic_requests": 240, "encoder": "none", "kind": "pooled", "router": TINY, "out_dir": str(tmp_path / "run"),
+        "synthetic_requests": 240, "encoder": "none", "kind": "pooled", "learned": LearnedConfig(router=TINY),
+        "out_dir": str(tmp_path / "run"),
         "tracking_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", "cache_dir": str(tmp_path / "cache"),
     }
     return TrainConfig(**{**defaults, **kwargs})  # type: ignore[arg-type]
@@ -46,6 +48,11 @@ def test_train_writes_report_model_and_mlflow_run(trained) -> None:  # noqa: ANN
     assert all(0 <= v <= 1 for v in metrics["sla_violation_rate"].values())
     assert sum(b["count"] for b in metrics["calibration"]) == metrics["requests"] * 3
     assert "Per task" in (out / "evaluation" / "report.md").read_text()
+    # global importances per candidate: mean |contribution| by feature group (pipelines/evaluation/importance.py)
+    importances = metrics["importances"]
+    assert set(importances["candidates"]) == set(metrics["candidates"]) and importances["method"]
+    assert all(len(v) == len(importances["groups"]) and min(v) >= 0 for v in importances["candidates"].values())
+    assert "| feature group | " in (out / "evaluation" / "report.md").read_text()
     summary = result.summary()
     assert summary["run_id"] == result.run_id and summary["aiq"] == metrics["aiq"]
     assert set(summary["baselines"]["singles"]) == {"claude-3-haiku", "gpt-4o-mini", "gpt-4o"}
@@ -95,12 +102,12 @@ def test_training_on_files_with_eval_data_and_static_encoder(tmp_path: Path) -> 
     assert len(cached) == 1  # the distilled table is cached for reruns on the same data
     manifest = json.loads((result.out_dir / "bundle" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["encoder"]["id"] == result.router.feature_spec_.embedding  # the bundle serves that encoder
-    assert set(manifest["files"]) == {"model.onnx", "static_ids.npy", "static_table.npy", "static.json"}
+    assert set(manifest["files"]) == {"model.onnx", "trees.npy", "static_ids.npy", "static_table.npy", "static.json"}
 
 
 def test_config_and_catalogue_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^The 'encoder' parameter of TrainConfig must be one of "
-                                          r"\('auto', 'static', 'minilm', 'none'\)\. Got 'bert' instead\.$"):
+                                          r"\('auto', 'static', 'minilm', 'tuned', 'none'\)\. Got 'bert' instead\.$"):
         TrainConfig(encoder="bert")
     with pytest.raises(ConfigError, match=r"^The 'test_fraction' parameter of TrainConfig must be a finite number "
                                           r"in the range \[0\.05, 0\.95\]"):
@@ -148,7 +155,8 @@ def logged_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(LGBMRouter, "fit", spy)
-        result = run_train(tiny_config(tmp, data=(str(train),), eval_data=(str(held),), router=LOG_ROUTER, tracking_uri=""))
+        result = run_train(tiny_config(tmp, data=(str(train),), eval_data=(str(held),), learned=LearnedConfig(router=LOG_ROUTER),
+                                       tracking_uri=""))
     return {"tmp": tmp, "train": train, "held": held, "result": result, "weights": weights}
 
 
@@ -252,7 +260,7 @@ def test_a_logged_evaluation_set_is_judged_by_doubly_robust_estimates(logged_run
     metrics = json.loads((result.out_dir / "evaluation" / "metrics.json").read_text())
     assert metrics["estimator"] == "dr" and metrics["baselines"]["oracle"]["accuracy"] is None
     assert result.summary()["baselines"]["oracle"]["accuracy"] is None
-    # (MLflow leaving the unknown oracle out is checked by tests/pipelines/test_retrain.py, whose
+    # (MLflow leaving the unknown oracle out is checked by tests/pipelines/lifecycle/test_retrain.py, whose
     # challenger is evaluated on logged held-out requests)
 
 
@@ -328,7 +336,7 @@ def test_data_weights_reach_the_training_data(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(LearnedRouter, "fit", spy)
     config = tiny_config(tmp_path, data=(str(first), str(second)), eval_data=(str(second),), data_weights=(1.0, 0.5),
-                         tracking_uri="", max_ips_weight=4.0)
+                         tracking_uri="", learned=LearnedConfig(router=TINY, max_ips_weight=4.0))
     with pytest.raises(Stop):
         run_train(config)
     data, max_ips_weight = seen
@@ -351,8 +359,35 @@ def test_data_weights_and_max_ips_weight_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"^The 'data_weights' parameter of TrainConfig must be a finite number "
                                           r"in the range \[1e-06, inf\)"):
         TrainConfig(data=("a.jsonl", "b.jsonl"), data_weights=(1.0, 0.0))
-    with pytest.raises(ConfigError, match=r"^The 'max_ips_weight' parameter of TrainConfig must be a finite "
+    with pytest.raises(ConfigError, match=r"^The 'max_ips_weight' parameter of LearnedConfig must be a finite "
                                           r"number in the range \[1(\.0)?, inf\)"):
-        TrainConfig(max_ips_weight=0.5)
+        TrainConfig(learned=LearnedConfig(max_ips_weight=0.5))
     assert TrainConfig(data=("a.jsonl",), data_weights=[2.0]).data_weights == (2.0,)  # a list becomes a tuple
-    assert TrainConfig().max_ips_weight == 20.0 and TrainConfig().data_weights == ()
+    assert TrainConfig().learned.max_ips_weight == 20.0 and TrainConfig().data_weights == ()
+
+
+def test_feature_only_rows_train_a_pinned_family_and_are_refused_with_auto(tmp_path: Path) -> None:
+    """Privacy-mode rows (the logged vector and its FeatureSpec fingerprint, no prompt) train a
+    family pinned to their spec (encoder none, default signals: the vector is the signals); 'auto'
+    would build other specs, so it refuses them; a pinned family of another spec refuses them too."""
+    from tierroute.errors import FeatureError
+    from tierroute.features.signals import SignalConfig, SignalExtractor
+    from tierroute.request import Request
+
+    extractor = SignalExtractor()
+    spec = extractor.spec.fingerprint()
+    rows = list(generate(SyntheticConfig(40, seed=5)))
+    for r in rows[:60]:  # half the requests as privacy mode logs them (the vector only), beside text ones
+        vector = extractor.vector(Request(r["prompt"], r["output_schema"], r["latency_sla_ms"]))
+        r.update(prompt=None, features=[None if v != v else float(v) for v in vector], feature_spec=spec)
+    path = tmp_path / "private.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = run_train(tiny_config(tmp_path, data=(str(path),), tracking_uri="", stability_requests=0))
+    assert result.report["requests"] > 0 and result.router.feature_spec_.fingerprint() == spec
+    with pytest.raises(ConfigError, match=r"^\d+ training request\(s\) are feature-only \(logged vectors, no prompt text\); "
+                                          r"they can only train the router family whose FeatureSpec they were logged under"):
+        run_train(tiny_config(tmp_path, data=(str(path),), tracking_uri="", encoder="auto", out_dir=str(tmp_path / "auto")))
+    other = LearnedConfig(router=TINY, signals=SignalConfig(long_prompt_tokens=999))
+    with pytest.raises(FeatureError, match=rf"feature-only request\(s\) were logged under FeatureSpec {spec}, but this router "
+                                           r"reads FeatureSpec [0-9a-f]{64}: "):
+        run_train(tiny_config(tmp_path, data=(str(path),), tracking_uri="", learned=other, out_dir=str(tmp_path / "other")))

@@ -1,0 +1,162 @@
+'use strict';
+// The learned decision after the raw scores: ports of models/decision.py (calibration, expected
+// cost, SLA feasibility), models/policy.py (choose_row) and models/objective.py (KnobCurve.pick).
+
+const { ConfigError, BundleError } = require('./errors');
+
+const OBJECTIVES = ['match-best', 'match-heuristic', 'max-accuracy'];
+const FLOAT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** ``objective`` if it is a named objective or ``budget=USD`` (USD >= 0), else ConfigError. */
+function checkObjective(objective, owner = 'objective') {
+  if (typeof objective === 'string') {
+    if (OBJECTIVES.includes(objective)) return objective;
+    if (objective.startsWith('budget=')) {
+      const text = objective.slice(7).trim();
+      const value = FLOAT.test(text) ? Number(text) : NaN;
+      if (Number.isFinite(value) && value >= 0) return objective;
+    }
+  }
+  throw new ConfigError(`The ${owner} must be one of ('match-best', 'match-heuristic', 'max-accuracy') or 'budget=USD_PER_QUERY' `
+    + `(a number >= 0, e.g. budget=0.002). Got ${JSON.stringify(objective)} instead.`);
+}
+
+/** numpy.interp on one value (the last knot <= x; an exact knot gives its y). */
+function interp(x, xp, fp) {
+  const n = xp.length;
+  if (Number.isNaN(x)) return NaN;
+  if (x < xp[0]) return fp[0];
+  if (x > xp[n - 1]) return fp[n - 1];
+  let lo = 0; let hi = n; // the largest j with xp[j] <= x
+  while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (xp[mid] <= x) lo = mid; else hi = mid; }
+  const j = lo;
+  if (j === n - 1 || xp[j] === x) return fp[j];
+  const slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
+  let res = slope * (x - xp[j]) + fp[j];
+  if (Number.isNaN(res)) {
+    res = slope * (x - xp[j + 1]) + fp[j + 1];
+    if (Number.isNaN(res) && fp[j] === fp[j + 1]) res = fp[j];
+  }
+  return res;
+}
+
+function calibration(raw, where) {
+  const method = raw && typeof raw === 'object' ? raw.method : undefined;
+  if (method === 'none') return { method };
+  if (method === 'isotonic') {
+    const ok = Array.isArray(raw.x) && Array.isArray(raw.y) && raw.x.length >= 1 && raw.x.length === raw.y.length
+      && [...raw.x, ...raw.y].every((v) => typeof v === 'number' && Number.isFinite(v));
+    if (!ok) throw new BundleError('bundle_invalid', `${where}: isotonic knots must be two equal-length finite lists. Re-export the bundle.`);
+    return { method, x: raw.x, y: raw.y };
+  }
+  if (method === 'sigmoid' && typeof raw.a === 'number' && typeof raw.b === 'number') return { method, a: raw.a, b: raw.b };
+  throw new BundleError('bundle_invalid', `${where}: expected a calibration with method isotonic (x, y), sigmoid (a, b) or none; `
+    + `got ${JSON.stringify(raw)}. Re-export the bundle.`);
+}
+
+const clip = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+
+function calibrate(cal, score) {
+  if (cal.method === 'isotonic') return interp(clip(score, cal.x[0], cal.x[cal.x.length - 1]), cal.x, cal.y);
+  if (cal.method === 'sigmoid') {
+    const logit = Math.log(clip(score, 1e-6, 1 - 1e-6) / clip(1 - score, 1e-6, 1));
+    return 1.0 / (1.0 + Math.exp(-(cal.a * logit + cal.b)));
+  }
+  return score;
+}
+
+/** models/policy.py choose_row: the chosen candidate's index (Python's max/min: the first best). */
+function chooseRow(policy, proba, cost, feasible) {
+  const m = proba.length;
+  const ok = feasible && feasible.some(Boolean) ? feasible : new Array(m).fill(true);
+  const argBest = (idx, key, better) => idx.reduce((best, k) => (best === -1 || better(key(k), key(best)) ? k : best), -1);
+  const all = [...Array(m).keys()];
+  if (policy.kind === 'threshold') {
+    const clears = all.filter((k) => ok[k] && proba[k] >= policy.value);
+    if (clears.length) return argBest(clears, (k) => cost[k], (a, b) => a < b);
+    return argBest(all.filter((k) => ok[k]), (k) => proba[k], (a, b) => a > b);
+  }
+  if (policy.kind === 'lambda') return argBest(all.filter((k) => ok[k]), (k) => proba[k] - policy.value * cost[k], (a, b) => a > b);
+  const frontier = policy.frontier !== null && policy.frontier !== undefined ? policy.frontier : argBest(all, (k) => proba[k], (a, b) => a > b);
+  const others = all.map((k) => (ok[k] && k !== frontier ? proba[k] : -Infinity));
+  const bestOther = argBest(all, (k) => others[k], (a, b) => a > b);
+  if (!ok[frontier]) return bestOther;
+  if (!others.some(Number.isFinite)) return frontier;
+  return proba[frontier] - proba[bestOther] > policy.value ? frontier : bestOther;
+}
+
+function fmtG(x) { return require('./pyformat').formatGeneral(x, 6); }
+function fmtF4(x) { return require('./pyformat').formatFixed(x, 4); }
+
+const maxBy = (items, key) => items.reduce((best, p) => (best === null || cmp(key(p), key(best)) > 0 ? p : best), null);
+const minBy = (items, key) => items.reduce((best, p) => (best === null || cmp(key(p), key(best)) < 0 ? p : best), null);
+function cmp(a, b) { for (let i = 0; i < a.length; i++) { if (a[i] < b[i]) return -1; if (a[i] > b[i]) return 1; } return 0; }
+
+/** models/objective.py KnobCurve (from the manifest's ``objective.curve``). */
+class KnobCurve {
+  constructor(raw, where) {
+    const bad = () => new BundleError('bundle_invalid', `The ${where} is damaged; got ${JSON.stringify(raw).slice(0, 80)}. Re-export the bundle.`);
+    if (!raw || typeof raw !== 'object' || !Array.isArray(raw.points) || !raw.points.length) throw bad();
+    this.points = raw.points.map((p) => ({ knob: Number(p.knob), accuracy: Number(p.accuracy), cost: Number(p.cost_per_query) }));
+    this.best = Number(raw.best_single_accuracy);
+    this.heuristic = Number(raw.heuristic_accuracy);
+    this.target = raw.target === undefined ? 1.0 : Number(raw.target);
+    this.default = raw.default === undefined ? 'match-best' : String(raw.default);
+    if ([this.best, this.heuristic, this.target].some(Number.isNaN) || this.points.some((p) => Number.isNaN(p.knob + p.accuracy + p.cost))) throw bad();
+    try { checkObjective(this.default, 'default objective of the KnobCurve'); } catch (_) { throw bad(); }
+  }
+
+  /** {objective, knob, reached, note} for an objective (the curve's default when null). */
+  pick(objective = null) {
+    const obj = checkObjective(objective === null ? this.default : objective);
+    const pts = this.points;
+    const most = maxBy(pts, (p) => [p.accuracy, -p.cost]);
+    if (obj.startsWith('budget=')) {
+      const budget = Number(obj.slice(7).trim());
+      const within = pts.filter((p) => p.cost <= budget);
+      if (within.length) return { objective: obj, knob: maxBy(within, (p) => [p.accuracy, -p.cost]).knob, reached: true };
+      return { objective: obj, knob: minBy(pts, (p) => [p.cost, -p.accuracy]).knob, reached: false };
+    }
+    if (obj === 'max-accuracy') return { objective: obj, knob: most.knob, reached: true };
+    const goal = obj === 'match-best' ? this.target * this.best : this.heuristic;
+    const floor = pts.some((p) => p.accuracy >= this.heuristic) ? Math.max(goal, this.heuristic) : goal;
+    const reaching = pts.filter((p) => p.accuracy >= goal - 1e-12);
+    if (reaching.length) {
+      let chosen = minBy(reaching, (p) => [p.cost, -p.accuracy]);
+      if (chosen.accuracy < floor - 1e-12) chosen = minBy(pts.filter((p) => p.accuracy >= floor - 1e-12), (p) => [p.cost, -p.accuracy]);
+      return { objective: obj, knob: chosen.knob, reached: true };
+    }
+    return { objective: obj, knob: most.knob, reached: false, note: `not reached out of fold (best ${fmtF4(most.accuracy)})` };
+  }
+}
+
+/** Everything between raw scores and a choice (models/decision.py DecisionCore). */
+class DecisionCore {
+  constructor({ candidates, tokenIndex, calibrations, intercept, slope, p95, policy, curve }) {
+    Object.assign(this, { candidates, tokenIndex, calibrations, intercept, slope, p95, policy, curve });
+    const known = p95.map((v, j) => [v, j]).filter(([v]) => !Number.isNaN(v));
+    this.fastest = known.length ? known.reduce((a, b) => (b[0] < a[0] ? b : a))[1] : -1;
+  }
+
+  probabilities(raw) { return raw.map((s, j) => calibrate(this.calibrations[j], s)); }
+
+  expectedCost(tokens) { return this.intercept.map((a, j) => Math.max(a + tokens * this.slope[j], 0.0)); }
+
+  feasible(sla) {
+    if (sla === null || this.fastest < 0) return null;
+    const fits = this.p95.map((p) => !(p > sla));
+    if (!fits.some(Boolean)) fits[this.fastest] = true;
+    return fits;
+  }
+
+  policyFor(objective) {
+    if (objective === null) return this.policy;
+    if (this.curve === null) {
+      throw new BundleError('bundle_invalid', 'This router was trained without an out-of-fold knob curve, so it serves its fixed '
+        + `policy and cannot take objective ${JSON.stringify(objective)}. Retrain it with this tierroute to choose objectives at serve time.`);
+    }
+    return { kind: this.policy.kind, value: this.curve.pick(objective).knob, frontier: this.policy.frontier };
+  }
+}
+
+module.exports = { OBJECTIVES, checkObjective, interp, calibration, calibrate, chooseRow, KnobCurve, DecisionCore, fmtG };

@@ -1,0 +1,86 @@
+"""The Node.js runtime (serving/node/) against bundles this test trains: `node --test` runs its
+conformance, fallback and formatting tests with $TIERROUTE_NODE_BUNDLES pointing at a pooled bundle
+with a static encoder (lambda policy, isotonic calibration), a per-candidate bundle without one
+(threshold, sigmoid), a pooled one with the share policy, a low-rank and a kNN one (each with its
+conformance.jsonl) and the
+Python tree's decisions without a bundle (tree.json).
+
+The conformance vectors' token counts are bpe-openai's; the Node runtime counts with js-tiktoken's
+o200k_base, so passing them proves the two tokenizers agree on every conformance prompt.
+
+Skips only when `node` or serving/node/node_modules is absent (`cd serving/node && npm ci
+--ignore-scripts` installs them; CI does)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+NODE_DIR = Path(__file__).resolve().parents[2] / "serving" / "node"
+
+
+def node_or_skip() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (Node.js 20 runs serving/node's tests)")
+    if not (NODE_DIR / "node_modules" / "onnxruntime-node").is_dir() or not (NODE_DIR / "node_modules" / "js-tiktoken").is_dir():
+        pytest.skip("serving/node/node_modules is absent: run `cd serving/node && npm ci --ignore-scripts` first")
+    return node
+
+
+def test_node_runtime_passes_conformance_and_falls_back(tmp_path: Path) -> None:
+    node = node_or_skip()
+    from test_conformance import make_bundles
+
+    from tierroute.serving.conformance_requests import MALFORMED_REQUESTS, conformance_requests
+    from tierroute.serving.router import Router
+
+    make_bundles(tmp_path)
+    tree = Router.load(None)
+    requests = conformance_requests(1, n=120, objectives=False)[: -len(MALFORMED_REQUESTS)]
+    expected = [{"request": r, "decision": tree.route(r).to_dict()} for r in requests]
+    (tmp_path / "tree.json").write_text(json.dumps(expected), encoding="utf-8")
+    files = sorted(str(p.relative_to(NODE_DIR)) for p in (NODE_DIR / "test").glob("*.test.js") if p.name != "minilm.test.js")
+    run_node_tests(node, tmp_path, *files)
+
+
+def run_node_tests(node: str, root: Path, *files: str) -> None:
+    env = {**os.environ, "TIERROUTE_NODE_BUNDLES": str(root)}
+    done = subprocess.run([node, "--test", *files], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=540)
+    summary = [line for line in done.stdout.splitlines() if line.startswith(("# pass", "# fail", "# skipped", "not ok"))]
+    assert done.returncode == 0, f"node --test failed ({summary}):\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+    assert "# fail 0" in summary and "# skipped 0" in summary, summary
+
+
+def test_node_runtime_serves_a_minilm_bundle(tmp_path: Path) -> None:
+    """The MiniLM-ONNX encoder: the BERT WordPiece port (serving/node/lib/wordpiece.js) and the
+    graph give the Python runtime's vectors (fewer conformance requests: a prompt costs milliseconds)."""
+    node = node_or_skip()
+    pytest.importorskip("torch")
+    pytest.importorskip("lightgbm")
+    pytest.importorskip("onnxmltools")
+    import pandas as pd
+
+    from tierroute.features.minilm_onnx import export_minilm_onnx
+    from tierroute.models.catalogue import builtin_catalogue
+    from tierroute.models.export import export_bundle
+    from tierroute.models.learned import LearnedConfig, LearnedRouter
+    from tierroute.models.router import RouterParams
+    from tierroute.pipelines.data.dataset import RoutingData
+    from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
+    from tierroute.serving.conformance import write_conformance
+
+    frame = pd.DataFrame(list(generate(SyntheticConfig(120, seed=7))))
+    frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
+    data = RoutingData.from_frame(frame)
+    encoder = export_minilm_onnx(tmp_path / "minilm-export")
+    params = RouterParams(kind="per_candidate", n_estimators=10, n_folds=2, early_stopping_rounds=5, n_threads=1)
+    router = LearnedRouter(LearnedConfig(encoder="minilm", router=params), encoder=encoder).fit(data, builtin_catalogue("article"))
+    bundle = export_bundle(router, tmp_path / "bundles" / "minilm")
+    write_conformance(bundle, n=40)
+    run_node_tests(node, tmp_path / "bundles", "test/minilm.test.js")
