@@ -42,16 +42,27 @@ def train(folder: Path, requests: int, encoder: str) -> Path:
     from tierroute.pipelines.training.train import TrainConfig, run_train
 
     print(f"training a pooled router ({encoder} encoder) on {requests:,} built-in synthetic requests into {folder} ...", flush=True)
-    result = run_train(TrainConfig(out_dir=str(folder), tracking_uri="", encoder=encoder, kind="pooled",
-                                   synthetic_requests=requests, stability_requests=0, cache_dir=str(ROOT / "runs" / "cache")))
+    result = run_train(
+        TrainConfig(
+            out_dir=str(folder),
+            tracking_uri="",
+            encoder=encoder,
+            kind="pooled",
+            synthetic_requests=requests,
+            stability_requests=0,
+            cache_dir=str(ROOT / "runs" / "cache"),
+        )
+    )
     return result.out_dir
 
 
 def timing(router: object, iterations: int) -> None:
     started = time.perf_counter()
     router.route({"prompt": "warm up"}, explain=True)  # type: ignore[attr-defined]  # builds the explainer once
-    print(f"\n== route(), one thread, {iterations:,} calls each, interleaved (first explain call, building the explainer: "
-          f"{(time.perf_counter() - started) * 1e3:.1f} ms)")
+    print(
+        f"\n== route(), one thread, {iterations:,} calls each, interleaved (first explain call, building the explainer: "
+        f"{(time.perf_counter() - started) * 1e3:.1f} ms)"
+    )
     print(f"{'prompt':<22} {'plain p50':>10} {'p99':>8} | {'explain p50':>11} {'p99':>8} | {'p50 ratio':>9}")
     for label, tokens, schema in (("~30 tokens + schema", 30, SCHEMA), ("~400 tokens", 400, None), ("~2,000 tokens", 2000, None)):
         request = {"prompt": make_prompt(tokens), "output_schema": schema}
@@ -84,8 +95,14 @@ def held_out_requests(learned: object, n: int, data: list[str]) -> tuple[list[ob
     from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
 
     first = learned.candidates_[0]  # type: ignore[attr-defined]
-    return ([Request(r["prompt"], r.get("output_schema"), r.get("latency_sla_ms"))
-             for r in generate(SyntheticConfig(n, seed=99)) if r["model"] == first], "held-out synthetic requests")
+    return (
+        [
+            Request(r["prompt"], r.get("output_schema"), r.get("latency_sla_ms"))
+            for r in generate(SyntheticConfig(n, seed=99))
+            if r["model"] == first
+        ],
+        "held-out synthetic requests",
+    )
 
 
 def parity(run: Path, router: object, n: int, data: list[str]) -> None:
@@ -104,13 +121,14 @@ def parity(run: Path, router: object, n: int, data: list[str]) -> None:
         raw = bundle.sessions[0].run(["probabilities"], {"input": bundle_rows(bundle, X)[0]}, bundle.run_options)[0][:, 1]
         for entry in decision.explanation["candidates"]:
             served.append(abs(entry["raw_score"] - float(raw[bundle.candidates.index(entry["model"])])))
-    print(f"\n== parity on {len(requests):,} {source} x {len(learned.candidates_)} candidates "
-          f"({figures['groups']} feature groups)")
+    print(f"\n== parity on {len(requests):,} {source} x {len(learned.candidates_)} candidates ({figures['groups']} feature groups)")
     print(f"max |bias + sum(contributions) - LightGBM raw score|: {figures['max_sum_error']:.3g}")
     print(f"max |bias - TreeSHAP expected value|:                 {figures['max_bias_error']:.3g}")
     print(f"max |sigmoid(margin) - served ONNX raw score|:        {max(served):.3g} (float32 ONNX output)")
-    print(f"Saabas vs TreeSHAP by group: Pearson {figures['pearson']:.4f}, top-group agreement "
-          f"{figures['top_group_agreement']:.3f}, mean |difference| {figures['mean_abs_difference']:.4f} (margin units)")
+    print(
+        f"Saabas vs TreeSHAP by group: Pearson {figures['pearson']:.4f}, top-group agreement "
+        f"{figures['top_group_agreement']:.3f}, mean |difference| {figures['mean_abs_difference']:.4f} (margin units)"
+    )
 
 
 def main() -> None:
@@ -120,17 +138,27 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="synthetic training requests when training")
     parser.add_argument("--encoder", default="static", choices=["static", "none"])
     parser.add_argument("--parity-requests", type=int, default=600, help="requests for the parity figures")
-    parser.add_argument("--parity-data", nargs="*", default=[], metavar="PATH",
-                        help="outcome files the parity requests come from (e.g. a benchmark's test split; default: synthetic)")
+    parser.add_argument(
+        "--parity-data",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="outcome files the parity requests come from (e.g. a benchmark's test split; default: synthetic)",
+    )
     args = parser.parse_args()
     from tierroute.serving import Router, RouterConfig
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = args.run if args.run is not None and (args.run / "bundle").is_dir() else train(
-            args.run or Path(tmp) / "run", args.requests, args.encoder)
+        run = (
+            args.run
+            if args.run is not None and (args.run / "bundle").is_dir()
+            else train(args.run or Path(tmp) / "run", args.requests, args.encoder)
+        )
         router = Router.load(run / "bundle", RouterConfig(deadline_ms=None), strict=True)
-        print(f"bundle {router.bundle_id}: {router.bundle.kind}, {len(router.bundle.candidates)} candidates, encoder "
-              f"{router.bundle.encoder.id if router.bundle.encoder else 'none'}")
+        print(
+            f"bundle {router.bundle_id}: {router.bundle.kind}, {len(router.bundle.candidates)} candidates, encoder "
+            f"{router.bundle.encoder.id if router.bundle.encoder else 'none'}"
+        )
         timing(router, args.iterations)
         parity(run, router, args.parity_requests, args.parity_data)
         metrics = json.loads((run / "evaluation" / "metrics.json").read_text(encoding="utf-8"))

@@ -62,8 +62,10 @@ def _curve_aiq(proba: np.ndarray, expected_cost: np.ndarray, data: Any) -> float
     from tierroute.pipelines.evaluation.metrics import aiq
 
     rows = np.arange(data.n_requests)
-    pts = [(float(data.cost[rows, picks].mean()), float(data.correct[rows, picks].mean()))
-           for _, picks in sweep("lambda", proba, expected_cost)]
+    pts = [
+        (float(data.cost[rows, picks].mean()), float(data.correct[rows, picks].mean()))
+        for _, picks in sweep("lambda", proba, expected_cost)
+    ]
     singles = data.cost.mean(axis=0)
     return aiq(pts, float(singles.min()), float(singles.max()))
 
@@ -90,8 +92,11 @@ def run(name: str, train: Any, test: Any, catalogue_name: str, args: argparse.Na
     cost_tr, cost_te = cost_model.predict(Xtr[:, 0]), cost_model.predict(Xte[:, 0])
     Y, mask, W = np.nan_to_num(train.correct), train.mask, train.training_weights()
     base = RouterParams(n_threads=args.threads)
-    print(f"\n== {name}: train {train.n_requests:,} requests, test {test.n_requests:,}, {len(train.candidates)} candidates, "
-          f"X {Xtr.shape[1]} columns (embedding from {start})", flush=True)
+    print(
+        f"\n== {name}: train {train.n_requests:,} requests, test {test.n_requests:,}, {len(train.candidates)} candidates, "
+        f"X {Xtr.shape[1]} columns (embedding from {start})",
+        flush=True,
+    )
 
     def fit(kind: str, X: np.ndarray, **kw: Any) -> tuple[Any, float]:
         t0 = time.perf_counter()
@@ -105,20 +110,26 @@ def run(name: str, train: Any, test: Any, catalogue_name: str, args: argparse.Na
         print(f"   {label:<44} test {rows[-1][1]:.4f}  OOF {rows[-1][2]:.4f}  ({seconds:.1f} s)", flush=True)
 
     fitted: dict[str, Any] = {}
-    for label, kind, kw in (("pooled LGBM", "pooled", {}), ("per_candidate LGBM", "per_candidate", {}),
-                            (f"knn k={args.k} (all columns standardised)", "knn", {"k": args.k}),
-                            (f"knn k={args.k} (embedding cosine)", "knn", {"k": args.k, "embedding_start": start}),
-                            (f"lowrank rank={args.rank}", "lowrank", {"rank": args.rank})):
+    for label, kind, kw in (
+        ("pooled LGBM", "pooled", {}),
+        ("per_candidate LGBM", "per_candidate", {}),
+        (f"knn k={args.k} (all columns standardised)", "knn", {"k": args.k}),
+        (f"knn k={args.k} (embedding cosine)", "knn", {"k": args.k, "embedding_start": start}),
+        (f"lowrank rank={args.rank}", "lowrank", {"rank": args.rank}),
+    ):
         est, seconds = fit(kind, Xtr, **kw)
         fitted[label] = est
         add(label, est.oof_proba_, est.predict_proba(Xte), seconds)
     knn = fitted[f"knn k={args.k} (all columns standardised)"]
     lgbm = fitted["per_candidate LGBM"]
-    add("avg(knn, per_candidate LGBM)", (knn.oof_proba_ + lgbm.oof_proba_) / 2,
-        (knn.predict_proba(Xte) + lgbm.predict_proba(Xte)) / 2, 0.0)
+    add("avg(knn, per_candidate LGBM)", (knn.oof_proba_ + lgbm.oof_proba_) / 2, (knn.predict_proba(Xte) + lgbm.predict_proba(Xte)) / 2, 0.0)
     low = fitted[f"lowrank rank={args.rank}"]
-    add("avg(knn, per_candidate, lowrank)", (knn.oof_proba_ + lgbm.oof_proba_ + low.oof_proba_) / 3,
-        (knn.predict_proba(Xte) + lgbm.predict_proba(Xte) + low.predict_proba(Xte)) / 3, 0.0)
+    add(
+        "avg(knn, per_candidate, lowrank)",
+        (knn.oof_proba_ + lgbm.oof_proba_ + low.oof_proba_) / 3,
+        (knn.predict_proba(Xte) + lgbm.predict_proba(Xte) + low.predict_proba(Xte)) / 3,
+        0.0,
+    )
     Xtr_k = np.hstack([Xtr, knn.oof_raw_]).astype(np.float32)
     Xte_k = np.hstack([Xte, knn.predict_raw(Xte)]).astype(np.float32)
     for kind in ("per_candidate", "pooled"):
@@ -139,18 +150,33 @@ def serve_bench(repeats: int) -> list[tuple[str, int, float]]:
         keys = rng.normal(size=(n, dims))
         keys /= np.linalg.norm(keys, axis=1, keepdims=True)
         weight = np.ones((n, m), np.float32)
-        arrays = {"center": np.zeros(dims), "scale": np.ones(dims), "keys": keys.astype(np.float32), "weight": weight,
-                  "hits": (rng.random((n, m)) < 0.6).astype(np.float32), "prior": np.full(m, 0.6)}
+        arrays = {
+            "center": np.zeros(dims),
+            "scale": np.ones(dims),
+            "keys": keys.astype(np.float32),
+            "weight": weight,
+            "hits": (rng.random((n, m)) < 0.6).astype(np.float32),
+            "prior": np.full(m, 0.6),
+        }
         for start, label in ((signals, "embedding cosine"), (None, "all columns")):
             center = np.zeros(dims if start else signals + dims)
             keys_ = keys if start else np.hstack([rng.normal(size=(n, signals)), keys])
             keys_ = keys_ / np.linalg.norm(keys_, axis=1, keepdims=True)
-            scorer = KNNScorer({**arrays, "center": center, "scale": np.ones_like(center), "keys": keys_.astype(np.float32)},
-                               {"k": 64, "prior": 1.0, "embedding_start": start, "n_features": signals + dims})
+            scorer = KNNScorer(
+                {**arrays, "center": center, "scale": np.ones_like(center), "keys": keys_.astype(np.float32)},
+                {"k": 64, "prior": 1.0, "embedding_start": start, "n_features": signals + dims},
+            )
             out.append((f"knn k=64 ({label})", n, _time(scorer, rng, signals + dims, repeats)))
-    low = LowRankScorer({"center": np.zeros(signals + dims), "scale": np.ones(signals + dims),
-                         "W": rng.normal(size=(16, signals + dims)), "V": rng.normal(size=(m, 16)), "b": np.zeros(m)},
-                        {"n_features": signals + dims})
+    low = LowRankScorer(
+        {
+            "center": np.zeros(signals + dims),
+            "scale": np.ones(signals + dims),
+            "W": rng.normal(size=(16, signals + dims)),
+            "V": rng.normal(size=(m, 16)),
+            "b": np.zeros(m),
+        },
+        {"n_features": signals + dims},
+    )
     out.append(("lowrank rank=16", 0, _time(low, rng, signals + dims, repeats)))
     return out
 
@@ -173,8 +199,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("TIERROUTE_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--cache", default=str(ROOT / "runs" / "cache"))
-    parser.add_argument("--only", choices=["routerbench", "routellm", "serve"], default=None,
-                        help="one dataset, or 'serve': only time the scorers")
+    parser.add_argument(
+        "--only", choices=["routerbench", "routellm", "serve"], default=None, help="one dataset, or 'serve': only time the scorers"
+    )
     parser.add_argument("--max-train", type=int, default=0, help="subsample the training requests (0: all)")
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--rank", type=int, default=16)

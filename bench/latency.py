@@ -40,11 +40,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = {"type": "object", "properties": {"order_id": {"type": "string"}, "status": {"enum": ["open", "shipped"]}},
-          "required": ["order_id"]}
-TEXT = ("The customer wrote in on Tuesday about order 88231: the parcel was marked delivered but never arrived, "
-        "and the replacement they were promised has not shipped. Summarize the complaint, extract the order id, "
-        "and explain step by step why the refund may have been delayed, comparing the two carrier reports. ")
+SCHEMA = {
+    "type": "object",
+    "properties": {"order_id": {"type": "string"}, "status": {"enum": ["open", "shipped"]}},
+    "required": ["order_id"],
+}
+TEXT = (
+    "The customer wrote in on Tuesday about order 88231: the parcel was marked delivered but never arrived, "
+    "and the replacement they were promised has not shipped. Summarize the complaint, extract the order id, "
+    "and explain step by step why the refund may have been delayed, comparing the two carrier reports. "
+)
 
 
 def make_prompt(tokens: int) -> str:
@@ -71,8 +76,15 @@ def train_bundle(folder: Path, encoder: str = "static", requests: int = 3000) ->
     from tierroute.pipelines.training.train import TrainConfig, run_train
 
     print(f"training a bundle ({encoder} encoder) on {requests:,} built-in synthetic requests in {folder} ...", flush=True)
-    result = run_train(TrainConfig(out_dir=str(folder / f"run-{encoder}"), tracking_uri="", encoder=encoder,
-                                   synthetic_requests=requests, cache_dir=str(ROOT / "runs" / "cache")))
+    result = run_train(
+        TrainConfig(
+            out_dir=str(folder / f"run-{encoder}"),
+            tracking_uri="",
+            encoder=encoder,
+            synthetic_requests=requests,
+            cache_dir=str(ROOT / "runs" / "cache"),
+        )
+    )
     return result.out_dir / "bundle"
 
 
@@ -87,13 +99,19 @@ def single_thread(bundle: Path, iterations: int, minilm_bundle: Path | None, min
         # no deadline: time the whole learned path on every call (the default 50 ms is counted below)
         minilm = Router.load(minilm_bundle, RouterConfig(deadline_ms=None), strict=True)
     every = max(1, iterations // max(1, minilm_iterations))
-    print(f"\n== route(), one thread, {iterations:,} calls each (bundle {router.bundle_id}, "
-          f"{len(router.bundle.candidates)} candidates, encoder {router.bundle.encoder.id if router.bundle.encoder else 'none'})")
+    print(
+        f"\n== route(), one thread, {iterations:,} calls each (bundle {router.bundle_id}, "
+        f"{len(router.bundle.candidates)} candidates, encoder {router.bundle.encoder.id if router.bundle.encoder else 'none'})"
+    )
     if minilm is not None:
-        print(f"   MiniLM-ONNX: bundle {minilm.bundle_id}, encoder {minilm.bundle.encoder.id}, one call in {every} "
-              f"({iterations // every:,} calls), no deadline")
-    print(f"{'prompt':<26} {'tree p50':>9} {'p99':>7} {'p99.9':>7} | {'learned p50':>11} {'p99':>7} {'p99.9':>7} | {'p50 ratio':>9}"
-          + (f" | {'minilm p50':>10} {'p99':>8} {'p50 ratio':>9} {'>50ms':>6} {'wordpieces':>10}" if minilm else ""))
+        print(
+            f"   MiniLM-ONNX: bundle {minilm.bundle_id}, encoder {minilm.bundle.encoder.id}, one call in {every} "
+            f"({iterations // every:,} calls), no deadline"
+        )
+    print(
+        f"{'prompt':<26} {'tree p50':>9} {'p99':>7} {'p99.9':>7} | {'learned p50':>11} {'p99':>7} {'p99.9':>7} | {'p50 ratio':>9}"
+        + (f" | {'minilm p50':>10} {'p99':>8} {'p50 ratio':>9} {'>50ms':>6} {'wordpieces':>10}" if minilm else "")
+    )
     for tokens in (30, 400, 2000):
         prompt = make_prompt(tokens)
         for schema in (None, SCHEMA):
@@ -119,23 +137,28 @@ def single_thread(bundle: Path, iterations: int, minilm_bundle: Path | None, min
                     minilm_fallbacks += decision.source != "learned"
             a, b = percentiles(t_tree), percentiles(t_learned)
             label = f"~{tokens} tokens, {'schema' if schema else 'no schema'}"
-            line = (f"{label:<26} {a[0]:>8.1f}u {a[1]:>6.0f}u {a[2]:>6.0f}u | {b[0]:>10.1f}u {b[1]:>6.0f}u {b[2]:>6.0f}u | "
-                    f"{b[0] / a[0]:>8.2f}x")
+            line = (
+                f"{label:<26} {a[0]:>8.1f}u {a[1]:>6.0f}u {a[2]:>6.0f}u | {b[0]:>10.1f}u {b[1]:>6.0f}u {b[2]:>6.0f}u | {b[0] / a[0]:>8.2f}x"
+            )
             if minilm is not None:
                 c = percentiles(t_minilm)
                 over = float(np.mean(np.asarray(t_minilm) > 0.050)) * 100
                 pieces = len(minilm.bundle.encoder.cut_ids(prompt)) + 2
                 line += f" | {c[0] / 1e3:>8.2f}ms {c[1] / 1e3:>6.2f}ms {c[0] / a[0]:>8.0f}x {over:>5.0f}% {pieces:>10}"
-            print(line + (f"  ({fallbacks} fallbacks)" if fallbacks else "")
-                  + (f"  ({minilm_fallbacks} MiniLM fallbacks)" if minilm_fallbacks else ""))
+            print(
+                line
+                + (f"  ({fallbacks} fallbacks)" if fallbacks else "")
+                + (f"  ({minilm_fallbacks} MiniLM fallbacks)" if minilm_fallbacks else "")
+            )
 
 
 def _batch_worker(bundle: str, n: int, rounds: int, out: object) -> None:
     from tierroute.serving import Router
 
     router = Router.load(bundle, strict=True)
-    requests = [{"prompt": make_prompt(t), "output_schema": s, "latency_sla_ms": 800}
-                for t in (30, 120, 400) for s in (None, SCHEMA)] * (n // 6)
+    requests = [{"prompt": make_prompt(t), "output_schema": s, "latency_sla_ms": 800} for t in (30, 120, 400) for s in (None, SCHEMA)] * (
+        n // 6
+    )
     router.route_batch(requests[:50])
     start = time.perf_counter()
     for _ in range(rounds):
@@ -163,20 +186,23 @@ def footprint(bundle: Path, minilm_bundle: Path | None = None) -> None:
     print("\n== import time and memory (fresh interpreters)")
     code_import = "import time; t=time.perf_counter(); import {m}; print(time.perf_counter()-t)"
     for module in ("numpy", "tierroute.serving"):
-        runs = [float(subprocess.run([sys.executable, "-c", code_import.format(m=module)], capture_output=True, text=True,
-                                     check=True).stdout) for _ in range(5)]
+        runs = [
+            float(subprocess.run([sys.executable, "-c", code_import.format(m=module)], capture_output=True, text=True, check=True).stdout)
+            for _ in range(5)
+        ]
         print(f"import {module:<18} median {np.median(runs) * 1e3:7.1f} ms")
     # VmHWM (this process's peak RSS since exec; ru_maxrss would carry the parent's peak across fork)
-    rss = ("import re, sys; {body}; "
-           "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)")
+    rss = "import re, sys; {body}; print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)"
     base = rss.format(body="import numpy, onnxruntime")
 
     def served(folder: Path, routes: int) -> str:
-        return rss.format(body=f"from tierroute.serving import Router, RouterConfig; "
-                               f"r = Router.load({str(folder)!r}, RouterConfig(deadline_ms=None), strict=True); "
-                               f"[r.route({{'prompt': 'Extract the order id ' * k}}) for k in range(1, {routes + 1})]; "
-                               "heavy = [m for m in ('torch', 'lightgbm', 'sklearn', 'mlflow', 'pandas') if m in sys.modules]; "
-                               "assert not heavy, heavy")
+        return rss.format(
+            body=f"from tierroute.serving import Router, RouterConfig; "
+            f"r = Router.load({str(folder)!r}, RouterConfig(deadline_ms=None), strict=True); "
+            f"[r.route({{'prompt': 'Extract the order id ' * k}}) for k in range(1, {routes + 1})]; "
+            "heavy = [m for m in ('torch', 'lightgbm', 'sklearn', 'mlflow', 'pandas') if m in sys.modules]; "
+            "assert not heavy, heavy"
+        )
 
     runs = [("numpy + onnxruntime imported", base), ("serving: bundle loaded, 299 routes", served(bundle, 299))]
     if minilm_bundle is not None:
@@ -196,8 +222,11 @@ def http(bundle: Path, rate: float, seconds: float) -> None:
     import httpx
 
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tierroute.cli", "serve", "--bundle", str(bundle), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tierroute.cli", "serve", "--bundle", str(bundle), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=10) as client:
@@ -209,8 +238,10 @@ def http(bundle: Path, rate: float, seconds: float) -> None:
                     time.sleep(0.1)
             body = {"prompt": make_prompt(400), "output_schema": SCHEMA, "latency_sla_ms": 800}
             print(f"\n== HTTP on loopback: {rate:.0f} requests/s for {seconds:.0f} s each, one keep-alive client")
-            for label, call in (("GET /healthz (no routing)", lambda: client.get("/healthz")),
-                                ("POST /v1/route (~400 tokens)", lambda: client.post("/v1/route", json=body))):
+            for label, call in (
+                ("GET /healthz (no routing)", lambda: client.get("/healthz")),
+                ("POST /v1/route (~400 tokens)", lambda: client.post("/v1/route", json=body)),
+            ):
                 for _ in range(50):
                     call()
                 times, period = [], 1.0 / rate
@@ -251,12 +282,13 @@ def main() -> int:
         minilm = None
         if not args.skip_minilm:
             minilm = Path(args.minilm_bundle) if args.minilm_bundle else train_bundle(Path(tmp), "minilm", args.minilm_requests)
-        print(f"bundle: {bundle}  ({json.loads((bundle / 'manifest.json').read_text())['bundle_id']}); "
-              f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+        print(
+            f"bundle: {bundle}  ({json.loads((bundle / 'manifest.json').read_text())['bundle_id']}); "
+            f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+        )
         if minilm is not None:
             size = sum(p.stat().st_size for p in minilm.iterdir()) / 2**20
-            print(f"MiniLM-ONNX bundle: {minilm}  ({json.loads((minilm / 'manifest.json').read_text())['bundle_id']}, "
-                  f"{size:.1f} MiB)")
+            print(f"MiniLM-ONNX bundle: {minilm}  ({json.loads((minilm / 'manifest.json').read_text())['bundle_id']}, {size:.1f} MiB)")
         single_thread(bundle, args.iterations, minilm, args.minilm_iterations)
         if args.only_single:
             return 0

@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import sys
 import tempfile
 import threading
@@ -49,6 +48,7 @@ BETTER, WORSE = "claude-3-haiku", "gpt-4o-mini"
 
 
 # -- the simulated world -------------------------------------------------------------------------
+
 
 def served_schema(compact: Any) -> Any:
     """The request's schema as an OpenAI response_format (what the proxy reads)."""
@@ -66,7 +66,7 @@ def week_requests(n: int, seed: int, changed: bool) -> list[dict[str, Any]]:
     rows = list(generate(SyntheticConfig(n, seed=seed)))
     out = []
     for i in range(0, len(rows), 3):
-        group = rows[i:i + 3]
+        group = rows[i : i + 3]
         first = group[0]
         correct = {r["model"]: bool(r["correct"]) for r in group}
         if changed:
@@ -75,9 +75,18 @@ def week_requests(n: int, seed: int, changed: bool) -> list[dict[str, Any]]:
                 correct[BETTER] = True
             if correct[WORSE] and rng.random() < 0.6:
                 correct[WORSE] = False
-        out.append({"id": first["request_id"], "text": "user: " + first["prompt"], "content": first["prompt"],
-                    "schema": served_schema(first["output_schema"]), "sla": first["latency_sla_ms"], "task": first["task"],
-                    "correct": correct, "cost": {r["model"]: r["cost_usd"] for r in group}})
+        out.append(
+            {
+                "id": first["request_id"],
+                "text": "user: " + first["prompt"],
+                "content": first["prompt"],
+                "schema": served_schema(first["output_schema"]),
+                "sla": first["latency_sla_ms"],
+                "task": first["task"],
+                "correct": correct,
+                "cost": {r["model"]: r["cost_usd"] for r in group},
+            }
+        )
     return out
 
 
@@ -86,29 +95,48 @@ def benchmark_file(requests: list[dict[str, Any]], path: Path) -> Path:
     with path.open("w", encoding="utf-8") as fh:
         for r in requests:
             for m in MODELS:
-                fh.write(json.dumps({"request_id": r["id"], "prompt": r["text"], "output_schema": r["schema"],
-                                     "latency_sla_ms": r["sla"], "task": r["task"], "model": m,
-                                     "quality": float(r["correct"][m]), "correct": r["correct"][m],
-                                     "cost_usd": r["cost"][m], "timestamp": "2026-01-01T00:00:00+00:00"}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "request_id": r["id"],
+                            "prompt": r["text"],
+                            "output_schema": r["schema"],
+                            "latency_sla_ms": r["sla"],
+                            "task": r["task"],
+                            "model": m,
+                            "quality": float(r["correct"][m]),
+                            "correct": r["correct"][m],
+                            "cost_usd": r["cost"][m],
+                            "timestamp": "2026-01-01T00:00:00+00:00",
+                        }
+                    )
+                    + "\n"
+                )
     return path
 
 
 def figures(picks: list[str], requests: list[dict[str, Any]]) -> dict[str, Any]:
     correct = [r["correct"][m] for m, r in zip(picks, requests)]
     cost = sum(r["cost"][m] for m, r in zip(picks, requests))
-    return {"accuracy": sum(correct) / len(correct), "cpc": cost / max(1, sum(correct)),
-            "share": {m: picks.count(m) / len(picks) for m in MODELS}}
+    return {
+        "accuracy": sum(correct) / len(correct),
+        "cpc": cost / max(1, sum(correct)),
+        "share": {m: picks.count(m) / len(picks) for m in MODELS},
+    }
 
 
 def greedy_picks(bundle: Path | None, requests: list[dict[str, Any]]) -> list[str]:
     from tierroute.serving.router import Router, RouterConfig
 
     router = Router.load(bundle, RouterConfig(deadline_ms=None), strict=bundle is not None)
-    return [d.model for d in router.route_batch([{"prompt": r["text"], "output_schema": r["schema"],
-                                                  "latency_sla_ms": r["sla"]} for r in requests])]
+    return [
+        d.model
+        for d in router.route_batch([{"prompt": r["text"], "output_schema": r["schema"], "latency_sla_ms": r["sla"]} for r in requests])
+    ]
 
 
 # -- the stub upstream and the served proxy ------------------------------------------------------
+
 
 class Upstream(ThreadingHTTPServer):
     daemon_threads = True
@@ -129,9 +157,16 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
         text = '{"answer": "ok"}' if body.get("response_format") else "an answer"
         tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4
-        data = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
-                           "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                           "usage": {"prompt_tokens": tokens, "completion_tokens": 100, "total_tokens": tokens + 100}}).encode()
+        data = json.dumps(
+            {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": tokens, "completion_tokens": 100, "total_tokens": tokens + 100},
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
@@ -139,55 +174,47 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class Served:
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("uvicorn exited before starting")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-
 def catalogue_toml(path: Path, base_url: str) -> Path:
     from tierroute.models.catalogue import builtin_catalogue
 
     article = builtin_catalogue("article")
-    lines = ['schema_version = 1', 'name = "loop"', 'tiers = ["tier1", "tier2", "tier3"]']
+    lines = ["schema_version = 1", 'name = "loop"', 'tiers = ["tier1", "tier2", "tier3"]']
     for model in MODELS:
         c = article.candidate(model)
-        lines += ["", "[[candidates]]", f'model = "{model}"', f'tier = "{c.tier}"', f"input_per_1k = {c.input_per_1k}",
-                  f"output_per_1k = {c.output_per_1k}", f"p95_latency_ms = {c.p95_latency_ms}", "default = true",
-                  f'base_url = "{base_url}"']
+        lines += [
+            "",
+            "[[candidates]]",
+            f'model = "{model}"',
+            f'tier = "{c.tier}"',
+            f"input_per_1k = {c.input_per_1k}",
+            f"output_per_1k = {c.output_per_1k}",
+            f"p95_latency_ms = {c.p95_latency_ms}",
+            "default = true",
+            f'base_url = "{base_url}"',
+        ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-def serve_week(folder: Path, uri: str, catalogue: Path, requests: list[dict[str, Any]], epsilon: float,
-               seed: int) -> list[str]:
+def serve_week(folder: Path, uri: str, catalogue: Path, requests: list[dict[str, Any]], epsilon: float, seed: int) -> list[str]:
     """Serve the week's requests through the proxy, post their feedback; the served models."""
     import httpx
     import openai
 
     from tierroute.serving.http import ServiceConfig, create_app
+    from tierroute.serving.loopback import LoopbackServer
     from tierroute.serving.proxy import DECISION_HEADER, REQUEST_ID_HEADER, SLA_HEADER, ProxyConfig
     from tierroute.serving.router import RouterConfig
 
-    service = ServiceConfig(bundle="models:/tierroute@champion", tracking_uri=uri, log_prompts=True,
-                            router=RouterConfig(deadline_ms=None, epsilon=epsilon, seed=seed),
-                            decision_log=str(folder / "decisions.jsonl"), feedback_log=str(folder / "feedback.jsonl"))
-    served = Served(create_app(service, proxy=ProxyConfig(catalogue=str(catalogue))))
+    service = ServiceConfig(
+        bundle="models:/tierroute@champion",
+        tracking_uri=uri,
+        log_prompts=True,
+        router=RouterConfig(deadline_ms=None, epsilon=epsilon, seed=seed),
+        decision_log=str(folder / "decisions.jsonl"),
+        feedback_log=str(folder / "feedback.jsonl"),
+    )
+    served = LoopbackServer(create_app(service, proxy=ProxyConfig(catalogue=str(catalogue))))
     picks, judged = [], []
     try:
         with openai.OpenAI(base_url=f"http://127.0.0.1:{served.port}/v1", api_key="unused", max_retries=0) as client:
@@ -197,15 +224,15 @@ def serve_week(folder: Path, uri: str, catalogue: Path, requests: list[dict[str,
                 if r["sla"] is not None:
                     headers[SLA_HEADER] = str(r["sla"])
                 raw = client.chat.completions.with_raw_response.create(
-                    model="tierroute", messages=[{"role": "user", "content": r["content"]}], extra_headers=headers, **extra)
+                    model="tierroute", messages=[{"role": "user", "content": r["content"]}], extra_headers=headers, **extra
+                )
                 decision = json.loads(raw.headers[DECISION_HEADER])
                 model = decision["served_by"]
                 picks.append(model)
-                judged.append({"request_id": decision["request_id"], "correct": r["correct"][model],
-                               "cost_usd": r["cost"][model]})
+                judged.append({"request_id": decision["request_id"], "correct": r["correct"][model], "cost_usd": r["cost"][model]})
         with httpx.Client(base_url=f"http://127.0.0.1:{served.port}", timeout=60) as http:
             for start in range(0, len(judged), 200):
-                answer = http.post("/v1/feedback", json={"items": judged[start:start + 200]})
+                answer = http.post("/v1/feedback", json={"items": judged[start : start + 200]})
                 answer.raise_for_status()
     finally:
         served.stop()
@@ -213,6 +240,7 @@ def serve_week(folder: Path, uri: str, catalogue: Path, requests: list[dict[str,
 
 
 # -- the gate against the truth ------------------------------------------------------------------
+
 
 def gate_vs_truth(result: Any, champion_bundle: Path, by_text: dict[str, dict[str, Any]]) -> list[str]:
     """For challenger and champion: the gate's DR accuracy [95% CI] vs the truth on the held-out requests."""
@@ -225,18 +253,23 @@ def gate_vs_truth(result: Any, champion_bundle: Path, by_text: dict[str, dict[st
         if not estimates or not requests:
             continue
         picks = greedy_picks(bundle, requests)
-        truth = {"accuracy": figures(picks, requests)["accuracy"],
-                 "cost_per_query": sum(r["cost"][m] for m, r in zip(picks, requests)) / len(requests)}
+        truth = {
+            "accuracy": figures(picks, requests)["accuracy"],
+            "cost_per_query": sum(r["cost"][m] for m, r in zip(picks, requests)) / len(requests),
+        }
         for metric, scale, unit in (("accuracy", 1.0, ""), ("cost_per_query", 1000.0, " m$")):
             est = estimates[metric]["dr"]
             inside = est["ci_low"] <= truth[metric] <= est["ci_high"]
-            out.append(f"{name} {metric} DR {scale * est['value']:.3f} [{scale * est['ci_low']:.3f}, "
-                       f"{scale * est['ci_high']:.3f}]{unit} vs truth {scale * truth[metric]:.3f}{unit}: "
-                       f"{'inside' if inside else 'OUTSIDE'}")
+            out.append(
+                f"{name} {metric} DR {scale * est['value']:.3f} [{scale * est['ci_low']:.3f}, "
+                f"{scale * est['ci_high']:.3f}]{unit} vs truth {scale * truth[metric]:.3f}{unit}: "
+                f"{'inside' if inside else 'OUTSIDE'}"
+            )
     return out
 
 
 # -- the loop ------------------------------------------------------------------------------------
+
 
 def _row(name: str, f: dict[str, Any]) -> str:
     share = "  ".join(f"{m} {100 * f['share'][m]:5.1f}%" for m in MODELS)
@@ -273,21 +306,42 @@ def main() -> int:
     uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
     tiny = LearnedConfig(router=RouterParams(n_estimators=60, n_folds=3, early_stopping_rounds=10, n_threads=1))
     pre = benchmark_file(week_requests(args.benchmark, 1, False), tmp / "benchmark-week0.jsonl")
-    run_train(TrainConfig(data=(str(pre),), encoder="none", kind="pooled", learned=tiny, out_dir=str(tmp / "week0"),
-                          tracking_uri=uri, cache_dir=str(tmp / "cache")))
+    run_train(
+        TrainConfig(
+            data=(str(pre),),
+            encoder="none",
+            kind="pooled",
+            learned=tiny,
+            out_dir=str(tmp / "week0"),
+            tracking_uri=uri,
+            cache_dir=str(tmp / "cache"),
+        )
+    )
     mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("tierroute", "champion", "1")
     frozen = champion_bundle = tmp / "week0" / "bundle"
     post = benchmark_file(week_requests(args.benchmark, 2, True), tmp / "benchmark-after.jsonl")
     oracle_uri = f"sqlite:///{tmp / 'oracle-mlruns.db'}"
-    run_train(TrainConfig(data=(str(post),), encoder="none", kind="pooled", learned=tiny, out_dir=str(tmp / "oracle"),
-                          tracking_uri=oracle_uri, register=False, cache_dir=str(tmp / "cache")))
+    run_train(
+        TrainConfig(
+            data=(str(post),),
+            encoder="none",
+            kind="pooled",
+            learned=tiny,
+            out_dir=str(tmp / "oracle"),
+            tracking_uri=oracle_uri,
+            register=False,
+            cache_dir=str(tmp / "cache"),
+        )
+    )
     oracle = tmp / "oracle" / "bundle"
     upstream = Upstream()
     threading.Thread(target=upstream.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     catalogue = catalogue_toml(tmp / "loop.toml", upstream.base_url)
-    print(f"loop: {args.weeks} weeks x {args.requests} requests, exploration {args.explore}, change in week "
-          f"{args.change_week} ({BETTER} better, {WORSE} worse); gate tolerances quality {args.quality_tolerance}, "
-          f"cost {args.cost_tolerance}; files in {tmp}")
+    print(
+        f"loop: {args.weeks} weeks x {args.requests} requests, exploration {args.explore}, change in week "
+        f"{args.change_week} ({BETTER} better, {WORSE} worse); gate tolerances quality {args.quality_tolerance}, "
+        f"cost {args.cost_tolerance}; files in {tmp}"
+    )
     recovery: dict[int, float] = {}
     gate_lines: list[tuple[int, list[str]]] = []
     for week in range(1, args.weeks + 1):
@@ -296,30 +350,42 @@ def main() -> int:
         folder = tmp / f"week{week}"
         folder.mkdir()
         served = figures(serve_week(folder, uri, catalogue, requests, args.explore, week), requests)
-        rows = {"served (exploring)": served,
-                "retrained champion": figures(greedy_picks(champion_bundle, requests), requests),
-                "frozen router": figures(greedy_picks(frozen, requests), requests),
-                "tree": figures(greedy_picks(None, requests), requests),
-                "oracle-after-change": figures(greedy_picks(oracle, requests), requests)}
+        rows = {
+            "served (exploring)": served,
+            "retrained champion": figures(greedy_picks(champion_bundle, requests), requests),
+            "frozen router": figures(greedy_picks(frozen, requests), requests),
+            "tree": figures(greedy_picks(None, requests), requests),
+            "oracle-after-change": figures(greedy_picks(oracle, requests), requests),
+        }
         print(f"week {week}{' (after the change)' if changed else ''}: champion bundle {champion_bundle.parent.name}")
         for name, f in rows.items():
             print(_row(name, f))
         if changed:
             gap = rows["frozen router"]["cpc"] - rows["oracle-after-change"]["cpc"]
             recovery[week] = (rows["frozen router"]["cpc"] - rows["retrained champion"]["cpc"]) / gap if gap > 0 else float("nan")
-            print(f"  cost-per-correct gap closed by the retrained champion (greedy): {100 * recovery[week]:.0f}% "
-                  f"(frozen - oracle-after-change gap {1000 * gap:.4f} m$)")
+            print(
+                f"  cost-per-correct gap closed by the retrained champion (greedy): {100 * recovery[week]:.0f}% "
+                f"(frozen - oracle-after-change gap {1000 * gap:.4f} m$)"
+            )
         if week == args.weeks:
             break
-        result = run_retrain(RetrainConfig(decisions=(str(folder / "decisions.jsonl"),),
-                                           feedback=(str(folder / "feedback.jsonl"),), previous_weight=0.5,
-                                           tracking_uri=uri, out_dir=str(folder / "retrain"), cache_dir=str(tmp / "cache"),
-                                           gate=GateConfig(quality_tolerance=args.quality_tolerance,
-                                                           cost_tolerance=args.cost_tolerance)))
+        result = run_retrain(
+            RetrainConfig(
+                decisions=(str(folder / "decisions.jsonl"),),
+                feedback=(str(folder / "feedback.jsonl"),),
+                previous_weight=0.5,
+                tracking_uri=uri,
+                out_dir=str(folder / "retrain"),
+                cache_dir=str(tmp / "cache"),
+                gate=GateConfig(quality_tolerance=args.quality_tolerance, cost_tolerance=args.cost_tolerance),
+            )
+        )
         checks = gate_vs_truth(result, champion_bundle, {r["text"]: r for r in requests})
         gate_lines.append((week, checks))
-        print(f"  retrain after week {week}: {result.join['rows']} outcome rows; version {result.version} "
-              f"{'PROMOTED' if result.gate.promote else 'refused'}: {'; '.join(result.gate.reasons)[:300]}")
+        print(
+            f"  retrain after week {week}: {result.join['rows']} outcome rows; version {result.version} "
+            f"{'PROMOTED' if result.gate.promote else 'refused'}: {'; '.join(result.gate.reasons)[:300]}"
+        )
         for line in checks:
             print(f"    gate estimate {line}")
         if result.gate.promote:
@@ -329,13 +395,17 @@ def main() -> int:
     followed = next((w - args.change_week for w in after if recovery[w] >= 0.5), None)
     within_two = any(recovery[w] >= 0.5 for w in after if w - args.change_week <= 2)
     print("summary:")
-    print(f"  retrains needed to close half the gap: {followed if followed is not None else 'not within the run'} "
-          f"(target: <= 2) -> {'MET' if within_two else 'NOT MET'}; the frozen router closes 0% by construction")
+    print(
+        f"  retrains needed to close half the gap: {followed if followed is not None else 'not within the run'} "
+        f"(target: <= 2) -> {'MET' if within_two else 'NOT MET'}; the frozen router closes 0% by construction"
+    )
     checks = [line for _, lines in gate_lines for line in lines]
     for metric in ("accuracy", "cost_per_query"):
         lines = [line for line in checks if f" {metric} DR " in line]
-        print(f"  gate DR {metric} estimates whose 95% interval holds the simulated truth: "
-              f"{sum('inside' in line for line in lines)}/{len(lines)}")
+        print(
+            f"  gate DR {metric} estimates whose 95% interval holds the simulated truth: "
+            f"{sum('inside' in line for line in lines)}/{len(lines)}"
+        )
     print(f"  wall time {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -55,15 +55,29 @@ def main() -> int:
     covered = {"ips": 0, "snips": 0, "dr": 0}
     for seed in args.seeds:
         config = SyntheticConfig(args.requests, seed=100 + seed)
-        sources = {"bench": str(write_jsonl(config, work / f"bench-{seed}.jsonl")),
-                   "log": _dump(production_log(config, args.epsilon, seed=seed), work / f"log-{seed}.jsonl")}
+        sources = {
+            "bench": str(write_jsonl(config, work / f"bench-{seed}.jsonl")),
+            "log": _dump(production_log(config, args.epsilon, seed=seed), work / f"log-{seed}.jsonl"),
+        }
         for name, source, max_weight in ways:
-            common = dict(data=(sources[source],), encoder=args.encoder, tracking_uri="", cache_dir=str(work / "cache"),
-                          learned=LearnedConfig(router=RouterParams(seed=seed), max_ips_weight=max_weight), seed=seed)
+            common = dict(
+                data=(sources[source],),
+                encoder=args.encoder,
+                tracking_uri="",
+                cache_dir=str(work / "cache"),
+                learned=LearnedConfig(router=RouterParams(seed=seed), max_ips_weight=max_weight),
+                seed=seed,
+            )
             observed = run_train(TrainConfig(**common, eval_data=(bench_test,), out_dir=str(work / f"{source}-{max_weight}-{seed}-b")))
             report = observed.report
-            results[name].append({"accuracy": report["accuracy"], "cost_per_query": report["cost_per_query"], "aiq": report["aiq"],
-                                  "heuristic": report["baselines"]["heuristic"]["accuracy"]})
+            results[name].append(
+                {
+                    "accuracy": report["accuracy"],
+                    "cost_per_query": report["cost_per_query"],
+                    "aiq": report["aiq"],
+                    "heuristic": report["baselines"]["heuristic"]["accuracy"],
+                }
+            )
             if name.startswith("benchmark"):
                 estimated = run_train(TrainConfig(**common, eval_data=(logged_test,), out_dir=str(work / f"{source}-{seed}-l")))
                 figures = estimated.report["off_policy"]["learned"]["accuracy"]
@@ -71,21 +85,29 @@ def main() -> int:
                     errors[key].append(figures[key]["value"] - report["accuracy"])
                     covered[key] += figures[key]["ci_low"] <= report["accuracy"] <= figures[key]["ci_high"]
         print(f"seed {seed} done", file=sys.stderr)
-    print(f"{args.requests:,} training requests per seed, seeds {args.seeds}, epsilon {args.epsilon}, encoder {args.encoder}; "
-          "judged on 3,000 benchmarked test requests")
+    print(
+        f"{args.requests:,} training requests per seed, seeds {args.seeds}, epsilon {args.epsilon}, encoder {args.encoder}; "
+        "judged on 3,000 benchmarked test requests"
+    )
     print(f"{'trained on':<26} {'accuracy':>9} {'cost/query':>11} {'AIQ':>7} {'acc vs benchmark-trained':>25}")
     base = np.mean([r["accuracy"] for r in results[ways[0][0]]])
     for name, _, _ in ways:
         rows = results[name]
         acc = np.mean([r["accuracy"] for r in rows])
-        print(f"{name:<26} {acc:>9.4f} {np.mean([r['cost_per_query'] for r in rows]):>11.5f} "
-              f"{np.mean([r['aiq'] for r in rows]):>7.4f} {acc - base:>+25.4f}")
+        print(
+            f"{name:<26} {acc:>9.4f} {np.mean([r['cost_per_query'] for r in rows]):>11.5f} "
+            f"{np.mean([r['aiq'] for r in rows]):>7.4f} {acc - base:>+25.4f}"
+        )
     print(f"heuristic (the logging policy's greedy part) accuracy {np.mean([r['heuristic'] for r in results[ways[0][0]]]):.4f}")
-    print("off-policy estimates of the benchmark-trained router's accuracy on the logged test requests, "
-          "against its observed accuracy on the same requests benchmarked:")
+    print(
+        "off-policy estimates of the benchmark-trained router's accuracy on the logged test requests, "
+        "against its observed accuracy on the same requests benchmarked:"
+    )
     for key, values in errors.items():
-        print(f"  {key:<6} mean error {np.mean(values):+.4f}  mean |error| {np.mean(np.abs(values)):.4f}  "
-              f"95% interval covered the truth {covered[key]}/{len(values)}")
+        print(
+            f"  {key:<6} mean error {np.mean(values):+.4f}  mean |error| {np.mean(np.abs(values)):.4f}  "
+            f"95% interval covered the truth {covered[key]}/{len(values)}"
+        )
     return 0
 
 

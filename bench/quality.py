@@ -53,29 +53,81 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 # MMLU subject -> group (the MMLU paper's categories: hendrycks/test, categories.py)
 _SUB = {
-    "math": "STEM", "physics": "STEM", "chemistry": "STEM", "biology": "STEM", "computer science": "STEM", "engineering": "STEM",
-    "history": "humanities", "philosophy": "humanities", "law": "humanities",
-    "politics": "social sciences", "culture": "social sciences", "economics": "social sciences", "geography": "social sciences",
-    "psychology": "social sciences", "other": "other", "business": "other", "health": "other",
+    "math": "STEM",
+    "physics": "STEM",
+    "chemistry": "STEM",
+    "biology": "STEM",
+    "computer science": "STEM",
+    "engineering": "STEM",
+    "history": "humanities",
+    "philosophy": "humanities",
+    "law": "humanities",
+    "politics": "social sciences",
+    "culture": "social sciences",
+    "economics": "social sciences",
+    "geography": "social sciences",
+    "psychology": "social sciences",
+    "other": "other",
+    "business": "other",
+    "health": "other",
 }
 MMLU_SUBJECTS = {
-    "abstract_algebra": "math", "anatomy": "health", "astronomy": "physics", "business_ethics": "business",
-    "clinical_knowledge": "health", "college_biology": "biology", "college_chemistry": "chemistry",
-    "college_computer_science": "computer science", "college_mathematics": "math", "college_medicine": "health",
-    "college_physics": "physics", "computer_security": "computer science", "conceptual_physics": "physics",
-    "econometrics": "economics", "electrical_engineering": "engineering", "elementary_mathematics": "math",
-    "formal_logic": "philosophy", "global_facts": "other", "high_school_biology": "biology", "high_school_chemistry": "chemistry",
-    "high_school_computer_science": "computer science", "high_school_european_history": "history",
-    "high_school_geography": "geography", "high_school_government_and_politics": "politics",
-    "high_school_macroeconomics": "economics", "high_school_mathematics": "math", "high_school_microeconomics": "economics",
-    "high_school_physics": "physics", "high_school_psychology": "psychology", "high_school_statistics": "math",
-    "high_school_us_history": "history", "high_school_world_history": "history", "human_aging": "health",
-    "human_sexuality": "culture", "international_law": "law", "jurisprudence": "law", "logical_fallacies": "philosophy",
-    "machine_learning": "computer science", "management": "business", "marketing": "business", "medical_genetics": "health",
-    "miscellaneous": "other", "moral_disputes": "philosophy", "moral_scenarios": "philosophy", "nutrition": "health",
-    "philosophy": "philosophy", "prehistory": "history", "professional_accounting": "other", "professional_law": "law",
-    "professional_medicine": "health", "professional_psychology": "psychology", "public_relations": "politics",
-    "security_studies": "politics", "sociology": "culture", "us_foreign_policy": "politics", "virology": "health",
+    "abstract_algebra": "math",
+    "anatomy": "health",
+    "astronomy": "physics",
+    "business_ethics": "business",
+    "clinical_knowledge": "health",
+    "college_biology": "biology",
+    "college_chemistry": "chemistry",
+    "college_computer_science": "computer science",
+    "college_mathematics": "math",
+    "college_medicine": "health",
+    "college_physics": "physics",
+    "computer_security": "computer science",
+    "conceptual_physics": "physics",
+    "econometrics": "economics",
+    "electrical_engineering": "engineering",
+    "elementary_mathematics": "math",
+    "formal_logic": "philosophy",
+    "global_facts": "other",
+    "high_school_biology": "biology",
+    "high_school_chemistry": "chemistry",
+    "high_school_computer_science": "computer science",
+    "high_school_european_history": "history",
+    "high_school_geography": "geography",
+    "high_school_government_and_politics": "politics",
+    "high_school_macroeconomics": "economics",
+    "high_school_mathematics": "math",
+    "high_school_microeconomics": "economics",
+    "high_school_physics": "physics",
+    "high_school_psychology": "psychology",
+    "high_school_statistics": "math",
+    "high_school_us_history": "history",
+    "high_school_world_history": "history",
+    "human_aging": "health",
+    "human_sexuality": "culture",
+    "international_law": "law",
+    "jurisprudence": "law",
+    "logical_fallacies": "philosophy",
+    "machine_learning": "computer science",
+    "management": "business",
+    "marketing": "business",
+    "medical_genetics": "health",
+    "miscellaneous": "other",
+    "moral_disputes": "philosophy",
+    "moral_scenarios": "philosophy",
+    "nutrition": "health",
+    "philosophy": "philosophy",
+    "prehistory": "history",
+    "professional_accounting": "other",
+    "professional_law": "law",
+    "professional_medicine": "health",
+    "professional_psychology": "psychology",
+    "public_relations": "politics",
+    "security_studies": "politics",
+    "sociology": "culture",
+    "us_foreign_policy": "politics",
+    "virology": "health",
     "world_religions": "philosophy",
 }
 
@@ -117,8 +169,14 @@ def load_routerbench(root: Path, quick: bool) -> Dataset:
         train, test = train.subset(_quick(train, 300)), test.subset(_quick(test, 150))
     both = _concat(train, test)
     split = (np.arange(train.n_requests), np.arange(train.n_requests, both.n_requests))
-    return Dataset("routerbench", "(a) RouterBench", both, "routerbench", split,
-                   "11 models, cost = the data's USD per call; split = the shared *_train / *_test files")
+    return Dataset(
+        "routerbench",
+        "(a) RouterBench",
+        both,
+        "routerbench",
+        split,
+        "11 models, cost = the data's USD per call; split = the shared *_train / *_test files",
+    )
 
 
 def load_routellm(root: Path, quick: bool) -> Dataset:
@@ -150,9 +208,15 @@ def load_routellm(root: Path, quick: bool) -> Dataset:
         train_idx.append(rng.permutation(idx)[: len(idx) // 2])
     train_idx = np.sort(np.concatenate(train_idx))
     split = (train_idx, np.setdiff1d(np.arange(both.n_requests), train_idx))
-    return Dataset("routellm", "(b) RouteLLM MMLU+GSM8K", both, "routellm", split,
-                   "GPT-4-1106 vs Mixtral-8x7B, cost units GPT-4 1.0 / Mixtral 0.06; tasks: gsm8k + MMLU's 57 subjects in "
-                   "the MMLU paper's 4 groups; split = seeded 50/50 per task")
+    return Dataset(
+        "routellm",
+        "(b) RouteLLM MMLU+GSM8K",
+        both,
+        "routellm",
+        split,
+        "GPT-4-1106 vs Mixtral-8x7B, cost units GPT-4 1.0 / Mixtral 0.06; tasks: gsm8k + MMLU's 57 subjects in "
+        "the MMLU paper's 4 groups; split = seeded 50/50 per task",
+    )
 
 
 def mt_bench_reason(root: Path) -> str:
@@ -164,10 +228,12 @@ def mt_bench_reason(root: Path) -> str:
     questions = sorted({q for q, _ in first})
     models = sorted({m for _, m in first})
     differ = sum(len({first.get((q, m), 0) >= 8 for m in models}) > 1 for q in questions)
-    return (f"MT-Bench skipped: {len(questions)} questions x {len(models)} models ({contaminated} contaminated), GPT-4-judge "
-            f"scores 1-10 rather than correct/incorrect; at a pass mark of 8 the two models disagree on {differ} questions. "
-            f"Leave-one-category-out folds would test ~{len(questions) // 8} questions each (one question moves accuracy by "
-            f"~{8 / len(questions):.2f}), far too few to tell families apart by 0.01 AIQ.")
+    return (
+        f"MT-Bench skipped: {len(questions)} questions x {len(models)} models ({contaminated} contaminated), GPT-4-judge "
+        f"scores 1-10 rather than correct/incorrect; at a pass mark of 8 the two models disagree on {differ} questions. "
+        f"Leave-one-category-out folds would test ~{len(questions) // 8} questions each (one question moves accuracy by "
+        f"~{8 / len(questions):.2f}), far too few to tell families apart by 0.01 AIQ."
+    )
 
 
 def _concat(a: Any, b: Any) -> Any:
@@ -176,9 +242,19 @@ def _concat(a: Any, b: Any) -> Any:
     def cat(x: Any, y: Any) -> Any:
         return None if x is None or y is None else np.concatenate([x, y])
 
-    return RoutingData(a.request_ids + b.request_ids, a.requests + b.requests, np.concatenate([a.tasks, b.tasks]), a.candidates,
-                       np.vstack([a.correct, b.correct]), np.vstack([a.quality, b.quality]), np.vstack([a.cost, b.cost]),
-                       cat(a.latency, b.latency), cat(a.logged, b.logged), cat(a.propensity, b.propensity), cat(a.weight, b.weight))
+    return RoutingData(
+        a.request_ids + b.request_ids,
+        a.requests + b.requests,
+        np.concatenate([a.tasks, b.tasks]),
+        a.candidates,
+        np.vstack([a.correct, b.correct]),
+        np.vstack([a.quality, b.quality]),
+        np.vstack([a.cost, b.cost]),
+        cat(a.latency, b.latency),
+        cat(a.logged, b.logged),
+        cat(a.propensity, b.propensity),
+        cat(a.weight, b.weight),
+    )
 
 
 def _fmt(x: float | None, spec: str = ".4f", none: str = "n/a") -> str:
@@ -196,12 +272,7 @@ def run_split(ds: Dataset, label: str, train: Any, test: Any, args: argparse.Nam
     from tierroute.models.router import RouterParams
     from tierroute.pipelines.evaluation.evaluate import evaluate
     from tierroute.pipelines.evaluation.metrics import aiq
-    from tierroute.pipelines.training.selection import (
-        EncoderSet,
-        SelectConfig,
-        family_config,
-        select_family,
-    )
+    from tierroute.pipelines.training.selection import EncoderSet, SelectConfig, family_config, select_family
 
     clock = time.perf_counter()
     catalogue = builtin_catalogue(ds.catalogue)
@@ -224,8 +295,16 @@ def run_split(ds: Dataset, label: str, train: Any, test: Any, args: argparse.Nam
             except Exception as exc:  # noqa: BLE001 - a bench row, not a crash
                 rows.append({"family": spec.name, "status": f"failed: {exc}", "report": None, "oof": result})
                 continue
-        rows.append({"family": spec.name, "status": result.status, "note": note, "report": evaluate(router, test, catalogue),
-                     "oof": result, "chosen": spec == selection.chosen})
+        rows.append(
+            {
+                "family": spec.name,
+                "status": result.status,
+                "note": note,
+                "report": evaluate(router, test, catalogue),
+                "oof": result,
+                "chosen": spec == selection.chosen,
+            }
+        )
     first = next(r["report"] for r in rows if r["report"] is not None)
     singles = first["baselines"]["singles"]
     costs = [s["cost_per_query"] for s in singles]
@@ -235,11 +314,15 @@ def run_split(ds: Dataset, label: str, train: Any, test: Any, args: argparse.Nam
     best = max(scored, key=lambda r: r["report"]["aiq"])
     chosen = next(r for r in rows if r.get("chosen"))
     two = len(train.candidates) == 2
-    print(f"\n== {ds.title} · {label}: train {train.n_requests:,} / test {test.n_requests:,} requests, "
-          f"{len(train.candidates)} candidates ({time.perf_counter() - clock:.0f} s)")
-    print(f"zero router (hull of the singles): AIQ {zero:.4f} | tree: {100 * tree['accuracy']:.2f}% at "
-          f"{tree['cost_per_query']:.6g}/query | best single {best_single['name']}: {100 * best_single['accuracy']:.2f}% at "
-          f"{best_single['cost_per_query']:.6g}/query")
+    print(
+        f"\n== {ds.title} · {label}: train {train.n_requests:,} / test {test.n_requests:,} requests, "
+        f"{len(train.candidates)} candidates ({time.perf_counter() - clock:.0f} s)"
+    )
+    print(
+        f"zero router (hull of the singles): AIQ {zero:.4f} | tree: {100 * tree['accuracy']:.2f}% at "
+        f"{tree['cost_per_query']:.6g}/query | best single {best_single['name']}: {100 * best_single['accuracy']:.2f}% at "
+        f"{best_single['cost_per_query']:.6g}/query"
+    )
     print(f"selection: {selection.seconds:.0f} s on {selection.mode}; chosen {selection.chosen.name}")
     head = f"   {'family':<26} {'selection':<18} {'OOF AIQ [95% CI]':<25} {'test AIQ':>8} {'@tree acc':>11} {'@best acc':>11}"
     print(head + (f" {'APGR':>6} {'CPT50':>6}" if two else "") + f" {'fit s':>6} {'serve us':>9}")
@@ -250,28 +333,44 @@ def run_split(ds: Dataset, label: str, train: Any, test: Any, args: argparse.Nam
         if rep is None:
             print(f"{mark} {r['family']:<26} {r['status']}")
             continue
-        line = (f"{mark} {r['family']:<26} {r['status'][:18]:<18} {oof:<25} {rep['aiq']:>8.4f} "
-                f"{_ratio(rep['at_heuristic_accuracy']):>11} {_ratio(rep['at_best_single_accuracy']):>11}")
+        line = (
+            f"{mark} {r['family']:<26} {r['status'][:18]:<18} {oof:<25} {rep['aiq']:>8.4f} "
+            f"{_ratio(rep['at_heuristic_accuracy']):>11} {_ratio(rep['at_best_single_accuracy']):>11}"
+        )
         if two:
             line += f" {rep['apgr']:>6.3f} {100 * rep['cpt50']:>5.1f}%"
         print(line + f" {_fmt(o.fit_seconds, '6.1f', ''):>6} {_fmt(o.serve_us, '9.0f', ''):>9}" + (f"  {r['note']}" if r["note"] else ""))
     gap = best["report"]["aiq"] - chosen["report"]["aiq"]
-    print(f"selected {chosen['family']}: test AIQ {chosen['report']['aiq']:.4f}; best in pool {best['family']} "
-          f"{best['report']['aiq']:.4f} (gap {gap:.4f}: {'within 0.01' if gap <= 0.01 else 'NOT within 0.01'}); "
-          f"vs zero router {chosen['report']['aiq'] - zero:+.4f} ({'>= zero' if chosen['report']['aiq'] >= zero else 'BELOW zero'})")
+    print(
+        f"selected {chosen['family']}: test AIQ {chosen['report']['aiq']:.4f}; best in pool {best['family']} "
+        f"{best['report']['aiq']:.4f} (gap {gap:.4f}: {'within 0.01' if gap <= 0.01 else 'NOT within 0.01'}); "
+        f"vs zero router {chosen['report']['aiq'] - zero:+.4f} ({'>= zero' if chosen['report']['aiq'] >= zero else 'BELOW zero'})"
+    )
     if label == "split" and args.detail:
         print(table(chosen["report"]))
-    return {"dataset": ds.title, "fold": label, "selected": chosen["family"], "selected_aiq": chosen["report"]["aiq"],
-            "best": best["family"], "best_aiq": best["report"]["aiq"], "zero_aiq": zero, "report": chosen["report"],
-            "seconds": time.perf_counter() - clock}
+    return {
+        "dataset": ds.title,
+        "fold": label,
+        "selected": chosen["family"],
+        "selected_aiq": chosen["report"]["aiq"],
+        "best": best["family"],
+        "best_aiq": best["report"]["aiq"],
+        "zero_aiq": zero,
+        "report": chosen["report"],
+        "seconds": time.perf_counter() - clock,
+    }
 
 
 def table(report: dict[str, Any]) -> str:
     """The selected family against the baselines, on the split's test requests."""
     b = report["baselines"]
     rows = [(f"single: {s['name']}", s) for s in sorted(b["singles"], key=lambda s: s["cost_per_query"])]
-    rows += [("oracle", b["oracle"]), ("random", b["random"]), ("heuristic (article's tree)", b["heuristic"]),
-             ("learned (its out-of-fold operating point)", report["learned"])]
+    rows += [
+        ("oracle", b["oracle"]),
+        ("random", b["random"]),
+        ("heuristic (article's tree)", b["heuristic"]),
+        ("learned (its out-of-fold operating point)", report["learned"]),
+    ]
     out = [f"   {'router':<48} {'accuracy':>8} {'cost/query':>11} {'cost/correct':>12}"]
     for label, r in rows:
         if r.get("accuracy") is None:
@@ -283,6 +382,7 @@ def table(report: dict[str, Any]) -> str:
 
 def targets(results: list[dict[str, Any]]) -> list[str]:
     """The issue's done-means, REACHED or NOT REACHED."""
+
     def say(ok: bool) -> str:
         return "REACHED" if ok else "NOT REACHED"
 
@@ -293,20 +393,28 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
         rep = r["report"]
         if r["dataset"].startswith("(a)"):
             ratio = rep["at_best_single_accuracy"]["cost_ratio"]
-            lines.append(f"RouterBench (default flags, shared split): AIQ {rep['aiq']:.4f} >= 0.86: {say(rep['aiq'] >= 0.86)}; "
-                         f"best single's accuracy at {_ratio(rep['at_best_single_accuracy'])} its cost <= 0.6x: "
-                         f"{say(ratio is not None and ratio <= 0.6)}")
+            lines.append(
+                f"RouterBench (default flags, shared split): AIQ {rep['aiq']:.4f} >= 0.86: {say(rep['aiq'] >= 0.86)}; "
+                f"best single's accuracy at {_ratio(rep['at_best_single_accuracy'])} its cost <= 0.6x: "
+                f"{say(ratio is not None and ratio <= 0.6)}"
+            )
         if r["dataset"].startswith("(b)"):
-            lines.append(f"RouteLLM MMLU+GSM8K (split): APGR {rep['apgr']:.4f} >= 0.68: {say(rep['apgr'] >= 0.68)}; "
-                         f"CPT(50%) {100 * rep['cpt50']:.1f}% <= 25%: {say(rep['cpt50'] <= 0.25)}")
+            lines.append(
+                f"RouteLLM MMLU+GSM8K (split): APGR {rep['apgr']:.4f} >= 0.68: {say(rep['apgr'] >= 0.68)}; "
+                f"CPT(50%) {100 * rep['cpt50']:.1f}% <= 25%: {say(rep['cpt50'] <= 0.25)}"
+            )
     loto = [r for r in results if r["fold"] != "split"]
     if loto:
         below = [f"{r['dataset']} {r['fold']}" for r in loto if r["selected_aiq"] < r["zero_aiq"]]
-        lines.append(f"LOTO: selected AIQ >= zero router's on every fold ({len(loto)}): {say(not below)}"
-                     + (f" (below on: {', '.join(below)})" if below else ""))
+        lines.append(
+            f"LOTO: selected AIQ >= zero router's on every fold ({len(loto)}): {say(not below)}"
+            + (f" (below on: {', '.join(below)})" if below else "")
+        )
     far = [f"{r['dataset']} {r['fold']}" for r in results if r["best_aiq"] - r["selected_aiq"] > 0.01]
-    lines.append(f"selected within 0.01 test AIQ of the best family in its pool on every dataset and fold ({len(results)}): "
-                 f"{say(not far)}" + (f" (not on: {', '.join(far)})" if far else ""))
+    lines.append(
+        f"selected within 0.01 test AIQ of the best family in its pool on every dataset and fold ({len(results)}): "
+        f"{say(not far)}" + (f" (not on: {', '.join(far)})" if far else "")
+    )
     return lines
 
 
@@ -317,10 +425,18 @@ def main() -> int:
     parser.add_argument("--data", default=os.environ.get("TIERROUTE_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--only", choices=["routerbench", "routellm", "mt_bench"], default=None)
     parser.add_argument("--protocol", choices=["all", "split", "loto"], default="all")
-    parser.add_argument("--families", default=None, metavar="NAMES",
-                        help="comma-separated subset of the pool (e.g. pooled/none,per_candidate/static-64); default: all")
-    parser.add_argument("--budget-min", type=float, default=None,
-                        help="the selection's time budget per split (default: train's, scaled with the data: 8 min at 10k x 10)")
+    parser.add_argument(
+        "--families",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated subset of the pool (e.g. pooled/none,per_candidate/static-64); default: all",
+    )
+    parser.add_argument(
+        "--budget-min",
+        type=float,
+        default=None,
+        help="the selection's time budget per split (default: train's, scaled with the data: 8 min at 10k x 10)",
+    )
     parser.add_argument("--cache", default=str(ROOT / "runs" / "cache"), help="encoders and embeddings (reused across runs)")
     parser.add_argument("--quick", action="store_true", help="a small subsample and fewer trees: a smoke run, not figures")
     parser.add_argument("--loto-folds", type=int, default=3, help="folds of the LOTO fits (default 3; the split uses 5)")
@@ -343,9 +459,11 @@ def main() -> int:
         return 2
     clock = time.perf_counter()
     budget = "train's default (scaled with the data)" if args.budget_min is None else f"{args.budget_min:g} min"
-    print(f"pool ({len(args.pool)}): {', '.join(s.name for s in args.pool)}; selection budget {budget} per split; "
-          f"LOTO: {args.loto_folds} folds, at most {args.loto_max_train:,} training requests"
-          + ("; QUICK: subsampled data, 100 trees, 3 folds (a smoke run, not figures)" if args.quick else ""))
+    print(
+        f"pool ({len(args.pool)}): {', '.join(s.name for s in args.pool)}; selection budget {budget} per split; "
+        f"LOTO: {args.loto_folds} folds, at most {args.loto_max_train:,} training requests"
+        + ("; QUICK: subsampled data, 100 trees, 3 folds (a smoke run, not figures)" if args.quick else "")
+    )
     results = []
     loaders = {"routerbench": load_routerbench, "routellm": load_routellm}
     for key, load in loaders.items():
@@ -353,8 +471,10 @@ def main() -> int:
             continue
         ds = load(data, args.quick)
         tasks = np.unique(ds.data.tasks)
-        print(f"\n#### {ds.title}: {ds.data.n_requests:,} requests; {ds.note}; tasks for leave-one-task-out: "
-              + ", ".join(f"{t} ({int((ds.data.tasks == t).sum()):,})" for t in tasks))
+        print(
+            f"\n#### {ds.title}: {ds.data.n_requests:,} requests; {ds.note}; tasks for leave-one-task-out: "
+            + ", ".join(f"{t} ({int((ds.data.tasks == t).sum()):,})" for t in tasks)
+        )
         if args.protocol in ("all", "split"):
             results.append(run_split(ds, "split", ds.data.subset(ds.split[0]), ds.data.subset(ds.split[1]), args))
         if args.protocol in ("all", "loto"):
@@ -370,8 +490,10 @@ def main() -> int:
     print(f"   {'dataset':<26} {'fold':<28} {'selected':<24} {'AIQ':>7} {'best in pool':<24} {'AIQ':>7} {'gap':>7} {'zero':>7}")
     for r in results:
         gap = r["best_aiq"] - r["selected_aiq"]
-        print(f"   {r['dataset']:<26} {r['fold']:<28} {r['selected']:<24} {r['selected_aiq']:>7.4f} {r['best']:<24} "
-              f"{r['best_aiq']:>7.4f} {gap:>7.4f} {r['zero_aiq']:>7.4f}")
+        print(
+            f"   {r['dataset']:<26} {r['fold']:<28} {r['selected']:<24} {r['selected_aiq']:>7.4f} {r['best']:<24} "
+            f"{r['best_aiq']:>7.4f} {gap:>7.4f} {r['zero_aiq']:>7.4f}"
+        )
     for line in targets(results):
         print(line)
     return 0

@@ -55,22 +55,27 @@ def main() -> int:
             first = root / "champion.jsonl"
             with week1.open(encoding="utf-8") as src, first.open("w", encoding="utf-8") as dst:
                 dst.writelines(line for _, line in zip(range(min(size, args.champion_rows)), src))
-            run_train(TrainConfig(data=(str(first),), encoder=args.encoder, tracking_uri=uri, cache_dir=cache,
-                                  out_dir=str(root / "champion")))
+            run_train(
+                TrainConfig(data=(str(first),), encoder=args.encoder, tracking_uri=uri, cache_dir=cache, out_dir=str(root / "champion"))
+            )
             mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("tierroute", "champion", "1")
             if args.encoder == "static":  # warm the cache (the bench times retraining, not first sight of the prompts)
                 _warm(week1, week2, Path(cache))
             start = time.perf_counter()
-            result = run_retrain(RetrainConfig(logs=(str(week2),), previous=(str(week1),), tracking_uri=uri,
-                                               out_dir=str(root / "retrain"), cache_dir=cache), progress=None)
+            result = run_retrain(
+                RetrainConfig(logs=(str(week2),), previous=(str(week1),), tracking_uri=uri, out_dir=str(root / "retrain"), cache_dir=cache),
+                progress=None,
+            )
             total = time.perf_counter() - start
             trained = result.gate.figures.get("requests")
             train_seconds = _train_seconds(root / "retrain")
             per_k = total / (size / 1000)
             base = base or per_k
-            print(f"{size:>10,} {requests:>9,} {total:>10.1f} {train_seconds:>13.1f} {per_k:>12.3f}  "
-                  f"{result.gate.promote} (gate on {trained} held-out requests; {per_k / base:.2f}x the first size's s/1k)",
-                  flush=True)
+            print(
+                f"{size:>10,} {requests:>9,} {total:>10.1f} {train_seconds:>13.1f} {per_k:>12.3f}  "
+                f"{result.gate.promote} (gate on {trained} held-out requests; {per_k / base:.2f}x the first size's s/1k)",
+                flush=True,
+            )
     return 0
 
 

@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     head = f"{'model':36} {'rows':>5} {'fit in':>9} {'fit out':>9} {'cat in':>9} {'cat out':>9} {'tier':>6}  median actual/cat [p10, p90]"
     print(head)
     print("-" * len(head))
+
     def order(model: str) -> tuple[int, float, str]:
         if not catalogue.covers([model]):
             return (len(catalogue.tiers), 0.0, model)

@@ -46,8 +46,10 @@ GOOD = [
     {"prompt": "Summarize this ticket."},
     {"prompt": "Pull the order id from: order #88231 shipped late.", "output_schema": {"order_id": "string"}},
     {"prompt": "Step by step, analyze and compare the two carrier reports.", "latency_sla_ms": 150},
-    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Classify: billing or tech?"}],
-     "output_schema": ["billing", "technical"]},
+    {
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Classify: billing or tech?"}],
+        "output_schema": ["billing", "technical"],
+    },
 ]
 # (name, method, path, raw body): each must be answered 4xx
 BAD = [
@@ -91,9 +93,29 @@ def _fit_open_files(partial: int, clients: int) -> tuple[int, str | None]:
 
 def train_bundle(folder: Path) -> Path:
     print(f"training a small bundle in {folder} ...", flush=True)
-    out = subprocess.run([sys.executable, "-m", "tierroute.cli", "train", "--synthetic-requests", "400", "--encoder",
-                          "none", "--kind", "pooled", "--tracking-uri", "", "--out", str(folder / "run"), "--json"],
-                         capture_output=True, text=True, timeout=900, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tierroute.cli",
+            "train",
+            "--synthetic-requests",
+            "400",
+            "--encoder",
+            "none",
+            "--kind",
+            "pooled",
+            "--tracking-uri",
+            "",
+            "--out",
+            str(folder / "run"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     if out.returncode != 0:
         raise SystemExit(f"training failed ({out.returncode}): {out.stderr[-2000:]}")
     return Path(json.loads(out.stdout)["bundle"])
@@ -126,8 +148,7 @@ async def client_loop(base: str, deadline: float, bad_share: float, seed: int, t
             if rng.random() < bad_share:
                 name, method, path, body = rng.choice(BAD)
                 try:
-                    response = await client.request(method, path, content=body,
-                                                    headers={"content-type": "application/json"})
+                    response = await client.request(method, path, content=body, headers={"content-type": "application/json"})
                 except httpx.HTTPError as exc:
                     tally.bad_conn_errors[type(exc).__name__] += 1
                     continue
@@ -190,8 +211,7 @@ async def load(base: str, port: int, args: argparse.Namespace, partial: int, tal
     deadline = started + args.seconds
     tasks = [asyncio.create_task(partial_loop(port, deadline, tally)) for _ in range(partial)]
     await asyncio.sleep(min(2.0, args.seconds / 10))  # the partial connections open first
-    tasks += [asyncio.create_task(client_loop(base, deadline, args.bad_share, args.seed + k, tally))
-              for k in range(args.clients)]
+    tasks += [asyncio.create_task(client_loop(base, deadline, args.bad_share, args.seed + k, tally)) for k in range(args.clients)]
     tasks.append(asyncio.create_task(reload_loop(base, deadline, args.reload_every, tally)))
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.seconds + 120)
     return time.monotonic() - started
@@ -239,9 +259,24 @@ def main() -> int:
         work = Path(tmp)
         bundle = Path(args.bundle) if args.bundle else train_bundle(work)
         port, log_path, server_log = _free_port(), work / "decisions.jsonl", work / "serve.log"
-        command = [sys.executable, "-m", "tierroute.cli", "serve", "--bundle", str(bundle), "--host", "127.0.0.1",
-                   "--port", str(port), "--decision-log", str(log_path), "--request-timeout", str(args.request_timeout),
-                   "--deadline-ms", "10000"]
+        command = [
+            sys.executable,
+            "-m",
+            "tierroute.cli",
+            "serve",
+            "--bundle",
+            str(bundle),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--decision-log",
+            str(log_path),
+            "--request-timeout",
+            str(args.request_timeout),
+            "--deadline-ms",
+            "10000",
+        ]
         with open(server_log, "wb") as sink:
             server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=work)
         base = f"http://127.0.0.1:{port}"
@@ -264,9 +299,12 @@ def main() -> int:
                 warm.post("/admin/reload")
             rss_before = _rss_kib(server.pid)
             tally = Tally()
-            print(f"soak: {args.clients} clients, {args.seconds:g} s, {args.bad_share:.0%} bad, reload every "
-                  f"{args.reload_every:g} s, {partial} partial connections (server --request-timeout "
-                  f"{args.request_timeout:g} s), pid {server.pid}" + (f"; {note}" if note else ""), flush=True)
+            print(
+                f"soak: {args.clients} clients, {args.seconds:g} s, {args.bad_share:.0%} bad, reload every "
+                f"{args.reload_every:g} s, {partial} partial connections (server --request-timeout "
+                f"{args.request_timeout:g} s), pid {server.pid}" + (f"; {note}" if note else ""),
+                flush=True,
+            )
             elapsed = asyncio.run(load(base, port, args, partial, tally))
             rss_after = _rss_kib(server.pid)
             values = metrics(base)
@@ -283,8 +321,17 @@ def main() -> int:
     return report(tally, elapsed, values, warm_200s, len(lines), parsed, rss_before, rss_after, tracebacks)
 
 
-def report(t: Tally, elapsed: float, values: dict[str, float], warm_200s: int, log_lines: int, parsed: int,
-           rss_before: int, rss_after: int, tracebacks: int) -> int:
+def report(
+    t: Tally,
+    elapsed: float,
+    values: dict[str, float],
+    warm_200s: int,
+    log_lines: int,
+    parsed: int,
+    rss_before: int,
+    rss_after: int,
+    tracebacks: int,
+) -> int:
     requests = sum(t.good.values()) + sum(t.bad.values())
     ok = t.good[200]
     decisions_metric = values.get("tierroute_decisions_total", 0.0)
@@ -295,21 +342,28 @@ def report(t: Tally, elapsed: float, values: dict[str, float], warm_200s: int, l
     print(f"latency (well-formed) p50 {_pct(t.latency, 50):.1f} ms  p99 {_pct(t.latency, 99):.1f} ms")
     print(f"well-formed answers  {_classes(t.good)}")
     print(f"malformed answers    {_classes(t.bad)}  not 4xx: {dict(t.bad_misanswered) or 0}")
-    print(f"connection errors    well-formed {sum(t.good_conn_errors.values())} {dict(t.good_conn_errors) or ''}  "
-          f"malformed {sum(t.bad_conn_errors.values())} {dict(t.bad_conn_errors) or ''}")
+    print(
+        f"connection errors    well-formed {sum(t.good_conn_errors.values())} {dict(t.good_conn_errors) or ''}  "
+        f"malformed {sum(t.bad_conn_errors.values())} {dict(t.bad_conn_errors) or ''}"
+    )
     print(f"reloads              {dict(t.reloads)}  errors {dict(t.reload_errors) or 0}")
-    print(f"partial connections  opened {t.partial_opened}, closed by the server {t.partial_closed_by_server} "
-          f"({t.partial_408} with a 408), connect errors {dict(t.partial_connect_errors) or 0}")
-    print(f"server metrics       client errors {values.get('tierroute_client_errors_total', 0):.0f}, server errors "
-          f"{values.get('tierroute_server_errors_total', 0):.0f}, refused connections "
-          f"{values.get('tierroute_connections_refused_total', 0):.0f}, decision-log dropped "
-          f"{values.get('tierroute_decision_log_dropped_total', 0):.0f} / torn "
-          f"{values.get('tierroute_decision_log_torn_total', 0):.0f}")
-    print(f"server RSS           before {rss_before / 1024:.1f} MiB, after {rss_after / 1024:.1f} MiB "
-          f"({growth:+.1%})")
+    print(
+        f"partial connections  opened {t.partial_opened}, closed by the server {t.partial_closed_by_server} "
+        f"({t.partial_408} with a 408), connect errors {dict(t.partial_connect_errors) or 0}"
+    )
+    print(
+        f"server metrics       client errors {values.get('tierroute_client_errors_total', 0):.0f}, server errors "
+        f"{values.get('tierroute_server_errors_total', 0):.0f}, refused connections "
+        f"{values.get('tierroute_connections_refused_total', 0):.0f}, decision-log dropped "
+        f"{values.get('tierroute_decision_log_dropped_total', 0):.0f} / torn "
+        f"{values.get('tierroute_decision_log_torn_total', 0):.0f}"
+    )
+    print(f"server RSS           before {rss_before / 1024:.1f} MiB, after {rss_after / 1024:.1f} MiB ({growth:+.1%})")
     print(f"server log           {tracebacks} tracebacks")
-    print(f"reconciliation       200s {ok} (+{warm_200s} warm-up) | decision-log lines {log_lines} ({parsed} parse) | "
-          f"tierroute_decisions_total {decisions_metric:.0f}")
+    print(
+        f"reconciliation       200s {ok} (+{warm_200s} warm-up) | decision-log lines {log_lines} ({parsed} parse) | "
+        f"tierroute_decisions_total {decisions_metric:.0f}"
+    )
     failures = [
         *(["5xx answers"] if five_xx else []),
         *(["connection errors for well-formed clients"] if t.good_conn_errors else []),

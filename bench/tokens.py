@@ -83,8 +83,10 @@ def main() -> int:
 
     approx = ApproxTokenCounter(4.0)
     errors = [abs(approx.count(p) - exact.count(p)) / max(exact.count(p), 1) for p in prompts]
-    print(f"\napprox chars/4 vs exact o200k: median abs error {statistics.median(errors):.1%}, "
-          f"p90 {sorted(errors)[int(0.9 * len(errors))]:.1%}")
+    print(
+        f"\napprox chars/4 vs exact o200k: median abs error {statistics.median(errors):.1%}, "
+        f"p90 {sorted(errors)[int(0.9 * len(errors))]:.1%}"
+    )
 
     tree = HeuristicTree()
     requests = [Request(p) for p in prompts]

@@ -37,19 +37,24 @@ def prompt_for(task: str, rng: random.Random) -> tuple[str, object, float | None
         text = f"Customer message: 'My {product} {issue}. Order {order}.' Classify the ticket."
         return text, ["billing", "technical", "shipping", "other"], rng.choice([150.0, 300.0, None])
     if task == "extract_order":
-        text = (f"From this email, pull the order id and customer id.\n\n"
-                f"Hi, I'm customer C-{rng.randint(100, 999)}. My {product} (order {order}) {issue}.")
+        text = (
+            f"From this email, pull the order id and customer id.\n\n"
+            f"Hi, I'm customer C-{rng.randint(100, 999)}. My {product} (order {order}) {issue}."
+        )
         schema = {"order_id": "string", "customer_id": "string", "issue_type": "billing | technical | shipping | other"}
         return text, schema, rng.choice([300.0, None])
     if task == "summarize_thread":
-        turns = "\n".join(f"{'Agent' if i % 2 else 'Customer'}: about the {product}, it {issue}; ticket {order}."
-                          for i in range(rng.randint(6, 30)))
+        turns = "\n".join(
+            f"{'Agent' if i % 2 else 'Customer'}: about the {product}, it {issue}; ticket {order}." for i in range(rng.randint(6, 30))
+        )
         return f"Summarize this support thread in three sentences.\n\n{turns}", None, None
     if task == "translate_reply":
         return f"Translate into German: 'We are sorry your {product} {issue}. A replacement for order {order} ships today.'", None, 800.0
     code = "\n".join(f"    total += item.price * item.qty  # line {i}" for i in range(rng.randint(20, 120)))
-    text = (f"Debug this function step by step and explain why the totals are wrong.\n"
-            f"```python\ndef total(items):\n    total = 0\n{code}\n    return total\n```")
+    text = (
+        f"Debug this function step by step and explain why the totals are wrong.\n"
+        f"```python\ndef total(items):\n    total = 0\n{code}\n    return total\n```"
+    )
     return text, None, rng.choice([None, 150.0])
 
 
@@ -69,14 +74,23 @@ def main() -> None:
                 candidate = catalogue.candidate(model)
                 correct = rng.random() < P_CORRECT[task][tier_index]
                 out_tokens = 20 if schema else rng.randint(80, 400)
-                rows.append({
-                    "request_id": f"req-{n:04d}", "prompt": prompt, "output_schema": schema,
-                    "latency_sla_ms": sla, "task": task, "model": model,
-                    "quality": 1.0 if correct else round(rng.uniform(0.0, 0.4), 3), "correct": correct,
-                    "cost_usd": round(candidate.cost(tokens, out_tokens), 6),
-                    "latency_ms": round(rng.uniform(0.5, 1.0) * (candidate.p95_latency_ms or 1000), 1),
-                    "timestamp": f"2026-11-{1 + n % 27:02d}T{n % 24:02d}:15:00Z", "chosen": None, "propensity": None,
-                })
+                rows.append(
+                    {
+                        "request_id": f"req-{n:04d}",
+                        "prompt": prompt,
+                        "output_schema": schema,
+                        "latency_sla_ms": sla,
+                        "task": task,
+                        "model": model,
+                        "quality": 1.0 if correct else round(rng.uniform(0.0, 0.4), 3),
+                        "correct": correct,
+                        "cost_usd": round(candidate.cost(tokens, out_tokens), 6),
+                        "latency_ms": round(rng.uniform(0.5, 1.0) * (candidate.p95_latency_ms or 1000), 1),
+                        "timestamp": f"2026-11-{1 + n % 27:02d}T{n % 24:02d}:15:00Z",
+                        "chosen": None,
+                        "propensity": None,
+                    }
+                )
     # Deliberately broken rows: each must be quarantined with its reason, never dropped silently.
     rows.append({**rows[0], "request_id": "bad-1", "cost_usd": -0.01})
     rows.append({**rows[1], "request_id": "bad-2", "quality": 1.7})

@@ -111,11 +111,15 @@ def encoder_manifest(encoder: Any) -> dict[str, Any]:
     ``kind`` (``static`` | ``minilm_onnx``: how :func:`load_encoder` reopens it), ``id``, ``dims``,
     ``tokenizer`` and ``files``. ConfigError for an encoder a bundle cannot serve."""
     if isinstance(encoder, StaticEncoder):
-        return {"kind": "static", "id": encoder.id, "dims": encoder.dims, "tokenizer": encoder.tokenizer,
-                "files": list(_STATIC_FILES)}
+        return {"kind": "static", "id": encoder.id, "dims": encoder.dims, "tokenizer": encoder.tokenizer, "files": list(_STATIC_FILES)}
     if isinstance(encoder, OnnxMiniLMEncoder):
-        return {"kind": "minilm_onnx", "id": encoder.id, "dims": encoder.dims, "tokenizer": encoder.tokenizer,
-                "files": list(MINILM_ONNX_FILES)}
+        return {
+            "kind": "minilm_onnx",
+            "id": encoder.id,
+            "dims": encoder.dims,
+            "tokenizer": encoder.tokenizer,
+            "files": list(MINILM_ONNX_FILES),
+        }
     raise ConfigError(
         f"Bundles serve the static or the MiniLM-ONNX encoder (or none); this router was trained with "
         f"{getattr(encoder, 'id', type(encoder).__name__)!r}. Retrain with --encoder static or --encoder minilm."
@@ -133,8 +137,10 @@ def load_encoder(folder: str | os.PathLike[str], info: Any, threads: int = 1) ->
     elif kind == "minilm_onnx":
         expected = MINILM_ONNX_FILES
     else:
-        raise FeatureError(f"The bundle's encoder has kind {kind!r}; this tierroute serves 'static' and 'minilm_onnx'. "
-                           "Upgrade tierroute or re-export the bundle.")
+        raise FeatureError(
+            f"The bundle's encoder has kind {kind!r}; this tierroute serves 'static' and 'minilm_onnx'. "
+            "Upgrade tierroute or re-export the bundle."
+        )
     files = info.get("files")
     if not isinstance(files, list) or sorted(map(str, files)) != sorted(expected):
         raise FeatureError(f"The bundle's {kind} encoder lists files {files!r}; expected {list(expected)}. Re-export the bundle.")

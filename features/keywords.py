@@ -17,14 +17,7 @@ import numpy as np
 from tierroute._params import check_int
 from tierroute.errors import ConfigError
 
-__all__ = [
-    "REASONING_KEYWORDS",
-    "KeywordMatcher",
-    "KeywordHits",
-    "reasoning_depth",
-    "reasoning_depth_array",
-    "keyword_slug",
-]
+__all__ = ["REASONING_KEYWORDS", "KeywordMatcher", "KeywordHits", "reasoning_depth", "reasoning_depth_array", "keyword_slug"]
 
 #: The article's list, in its order.
 REASONING_KEYWORDS: tuple[str, ...] = (
@@ -80,16 +73,12 @@ class KeywordMatcher:
     def __post_init__(self) -> None:
         keywords = self.keywords
         if isinstance(keywords, str) or not isinstance(keywords, Sequence) or not keywords:
-            raise ConfigError(
-                "The 'keywords' parameter of KeywordMatcher must be a non-empty list of strings. "
-                f"Got {keywords!r} instead."
-            )
+            raise ConfigError(f"The 'keywords' parameter of KeywordMatcher must be a non-empty list of strings. Got {keywords!r} instead.")
         cleaned = []
         for kw in keywords:
             if not isinstance(kw, str) or not kw.strip():
                 raise ConfigError(
-                    "The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank "
-                    f"strings. Got {kw!r} among them."
+                    f"The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank strings. Got {kw!r} among them."
                 )
             cleaned.append(kw.lower())
         if len(set(cleaned)) != len(cleaned):
@@ -116,12 +105,9 @@ class KeywordMatcher:
         lower = prompt.lower()
         present = tuple(1 if kw in lower else 0 for kw in self.keywords)
         occurrences = sum(lower.count(kw) for kw, p in zip(self.keywords, present) if p)
-        word_present = tuple(
-            1 if p and pattern.search(lower) else 0 for pattern, p in zip(self._word_patterns, present)
-        )
+        word_present = tuple(1 if p and pattern.search(lower) else 0 for pattern, p in zip(self._word_patterns, present))
         return KeywordHits(
-            present=present, total=sum(present), word_total=sum(word_present), occurrences=occurrences,
-            word_present=word_present,
+            present=present, total=sum(present), word_total=sum(word_present), occurrences=occurrences, word_present=word_present
         )
 
 

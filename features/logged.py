@@ -48,9 +48,11 @@ def logged_matrix(requests: Sequence[Request], width: int) -> np.ndarray:
     for r in requests:
         vector = r.features if isinstance(r, LoggedRequest) else ()
         if len(vector) < width:
-            raise FeatureError(f"A logged feature vector holds {len(vector)} values; {width} are expected (FeatureSpec "
-                               f"{getattr(r, 'feature_spec', '')!r}). The outcome row is damaged: drop it, or retrain "
-                               "from prompt-bearing logs (serve --log-prompts).")
+            raise FeatureError(
+                f"A logged feature vector holds {len(vector)} values; {width} are expected (FeatureSpec "
+                f"{getattr(r, 'feature_spec', '')!r}). The outcome row is damaged: drop it, or retrain "
+                "from prompt-bearing logs (serve --log-prompts)."
+            )
         rows.append(vector[:width])
     return np.asarray(rows, dtype=np.float32).reshape(len(rows), width)
 
@@ -60,16 +62,20 @@ def logged_signal(request: LoggedRequest, names: Sequence[str], name: str) -> fl
     try:
         return float(request.features[list(names).index(name)])
     except (ValueError, IndexError):
-        raise FeatureError(f"The logged feature vector ({len(request.features)} values) has no {name!r} signal among "
-                           f"{len(names)} signal names. Retrain from prompt-bearing logs (serve --log-prompts).") from None
+        raise FeatureError(
+            f"The logged feature vector ({len(request.features)} values) has no {name!r} signal among "
+            f"{len(names)} signal names. Retrain from prompt-bearing logs (serve --log-prompts)."
+        ) from None
 
 
 def spec_mismatch(logged: str, expected: str, count: int, reader: str) -> str:
     """The refusal of vectors logged under FeatureSpec ``logged`` by a ``reader`` built under ``expected``."""
-    return (f"{count} feature-only request(s) were logged under FeatureSpec {logged or '(none)'}, but {reader} reads "
-            f"FeatureSpec {expected}: the logged vectors do not mean the features it reads, so it cannot use them. "
-            "Retrain from prompt-bearing logs (serve --log-prompts), or train on vectors logged while serving this "
-            "same bundle (serve --log-features with the champion).")
+    return (
+        f"{count} feature-only request(s) were logged under FeatureSpec {logged or '(none)'}, but {reader} reads "
+        f"FeatureSpec {expected}: the logged vectors do not mean the features it reads, so it cannot use them. "
+        "Retrain from prompt-bearing logs (serve --log-prompts), or train on vectors logged while serving this "
+        "same bundle (serve --log-features with the champion)."
+    )
 
 
 def check_logged_spec(requests: Sequence[Request], spec: FeatureSpec, reader: str = "this router") -> None:

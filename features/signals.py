@@ -12,13 +12,7 @@ import numpy as np
 
 from tierroute._params import check_number
 from tierroute.errors import ConfigError
-from tierroute.features.keywords import (
-    REASONING_KEYWORDS,
-    KeywordHits,
-    KeywordMatcher,
-    check_depth_params,
-    reasoning_depth,
-)
+from tierroute.features.keywords import REASONING_KEYWORDS, KeywordHits, KeywordMatcher, check_depth_params, reasoning_depth
 from tierroute.features.logged import LoggedRequest, logged_matrix, logged_signal
 from tierroute.features.shape import SHAPE_FEATURE_NAMES, PromptShape, prompt_shape
 from tierroute.features.spec import FEATURE_VERSION, FeatureSpec
@@ -52,9 +46,7 @@ class SignalConfig:
             )
         object.__setattr__(self, "keywords", KeywordMatcher(tuple(self.keywords)).keywords)
         make_token_counter_id(self.tokenizer)
-        check_depth_params(
-            self.keyword_cap, self.long_prompt_tokens, self.very_long_prompt_tokens, self.max_depth, "SignalConfig"
-        )
+        check_depth_params(self.keyword_cap, self.long_prompt_tokens, self.very_long_prompt_tokens, self.max_depth, "SignalConfig")
         check_number(self.latency_sensitive_ms, "latency_sensitive_ms", "SignalConfig", 0.0)
 
     def to_dict(self) -> dict[str, object]:
@@ -137,12 +129,7 @@ class SignalExtractor:
 
     @cached_property
     def spec(self) -> FeatureSpec:
-        return FeatureSpec(
-            names=self.feature_names,
-            version=FEATURE_VERSION,
-            tokenizer=self.counter.id,
-            signals=self.config.to_dict(),
-        )
+        return FeatureSpec(names=self.feature_names, version=FEATURE_VERSION, tokenizer=self.counter.id, signals=self.config.to_dict())
 
     def depth(self, keyword_hits: int, token_count: int) -> int:
         cfg = self.config
@@ -166,8 +153,12 @@ class SignalExtractor:
         named signals (``n_tokens``, ``schema_present``, ``depth_score``, ``latency_sensitive``)."""
         if isinstance(request, LoggedRequest):
             names = self.feature_names
-            return (int(logged_signal(request, names, "n_tokens")), logged_signal(request, names, "schema_present") > 0,
-                    int(logged_signal(request, names, "depth_score")), logged_signal(request, names, "latency_sensitive") > 0)
+            return (
+                int(logged_signal(request, names, "n_tokens")),
+                logged_signal(request, names, "schema_present") > 0,
+                int(logged_signal(request, names, "depth_score")),
+                logged_signal(request, names, "latency_sensitive") > 0,
+            )
         tokens = self.counter.count(request.prompt)
         depth = self.depth(self.matcher.hits(request.prompt).total, tokens)
         return tokens, request.output_schema is not None, depth, self.is_latency_sensitive(request.latency_sla_ms)

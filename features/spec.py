@@ -98,6 +98,5 @@ class FeatureSpec:
             extra = [n for n in theirs["names"] if n not in mine["names"]]
             detail = f"missing {missing[:5]}, extra {extra[:5]}" if missing or extra else "same names, other order"
             raise FeatureError(
-                f"Feature spec mismatch on 'names' ({detail}). Retrain, or serve with the "
-                "configuration the model was trained with."
+                f"Feature spec mismatch on 'names' ({detail}). Retrain, or serve with the configuration the model was trained with."
             )

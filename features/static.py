@@ -52,7 +52,7 @@ def head_tail_ids(ids: np.ndarray, head: int, tail: int) -> np.ndarray:
     wordpieces)."""
     if len(ids) <= head + tail:
         return ids
-    return np.concatenate([ids[:head], ids[len(ids) - tail:]]) if tail else ids[:head]
+    return np.concatenate([ids[:head], ids[len(ids) - tail :]]) if tail else ids[:head]
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,10 @@ class StaticEncoder:
         if not isinstance(table, np.ndarray) or table.ndim != 2 or table.dtype != np.float32:
             raise FeatureError(f"A static embedding table must be a 2-D float32 array; got {_shape(table)}. Re-export the model.")
         if not isinstance(ids, np.ndarray) or ids.ndim != 1 or ids.dtype.kind not in "iu" or len(ids) != len(table):
-            raise FeatureError(f"The static encoder's token ids must be a 1-D integer array with one id per table row "
-                               f"({len(table)}); got {_shape(ids)}. Re-export the model.")
+            raise FeatureError(
+                f"The static encoder's token ids must be a 1-D integer array with one id per table row "
+                f"({len(table)}); got {_shape(ids)}. Re-export the model."
+            )
         if len(ids) and (ids[0] < 0 or np.any(np.diff(ids) <= 0)):
             raise FeatureError("The static encoder's token ids must be distinct, ascending and >= 0. Re-export the model.")
         check_int(self.head_tokens, "head_tokens", "StaticEncoder", 1)
@@ -150,8 +152,7 @@ class StaticEncoder:
         return out
 
     @staticmethod
-    def vocabulary(texts: Iterable[str], tokenizer: str = STATIC_TOKENIZER, head_tokens: int = 300,
-                   tail_tokens: int = 200) -> list[int]:
+    def vocabulary(texts: Iterable[str], tokenizer: str = STATIC_TOKENIZER, head_tokens: int = 300, tail_tokens: int = 200) -> list[int]:
         """The distinct token ids an encoder with these settings would look up for ``texts``."""
         bpe = _counter(tokenizer)._tokenizer
         seen: set[int] = set()
@@ -174,11 +175,13 @@ class StaticEncoder:
             ids = np.load(path / "static_ids.npy", allow_pickle=False)
             table = np.load(path / "static_table.npy", allow_pickle=False)
             settings = json.loads((path / "static.json").read_text(encoding="utf-8"))
-            return cls(ids, table, str(settings["tokenizer"]), str(settings["name"]), int(settings["head_tokens"]),
-                       int(settings["tail_tokens"]))
+            return cls(
+                ids, table, str(settings["tokenizer"]), str(settings["name"]), int(settings["head_tokens"]), int(settings["tail_tokens"])
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise FeatureError(f"Cannot read the static encoder in {str(path)!r} ({type(exc).__name__}: {exc}). "
-                               "Re-export the model.") from None
+            raise FeatureError(
+                f"Cannot read the static encoder in {str(path)!r} ({type(exc).__name__}: {exc}). Re-export the model."
+            ) from None
 
 
 def _normalised(sums: np.ndarray) -> np.ndarray:
@@ -195,8 +198,13 @@ def _shape(value: object) -> str:
     return f"shape {value.shape} dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
 
 
-def distill_static(vocabulary: Sequence[int], dims: int = 256, batch_size: int = 256, tokenizer: str = STATIC_TOKENIZER,
-                   step: Callable[..., None] | None = None) -> StaticEncoder:
+def distill_static(
+    vocabulary: Sequence[int],
+    dims: int = 256,
+    batch_size: int = 256,
+    tokenizer: str = STATIC_TOKENIZER,
+    step: Callable[..., None] | None = None,
+) -> StaticEncoder:
     """Distil a :class:`StaticEncoder` for ``vocabulary`` (BPE token ids) from MiniLM. Needs the
     training extras (torch, sentence-transformers); ~10-40 s for a few thousand tokens here.
     Tokens whose bytes are not text on their own (a split UTF-8 sequence) stay unknown.
@@ -213,16 +221,18 @@ def distill_static(vocabulary: Sequence[int], dims: int = 256, batch_size: int =
             continue
         kept.append(token)
     if len(kept) <= dims:
-        raise ConfigError(f"distill_static needs more than dims={dims} decodable token ids; got {len(kept)}. "
-                          "Train on more prompts or lower dims.")
+        raise ConfigError(
+            f"distill_static needs more than dims={dims} decodable token ids; got {len(kept)}. Train on more prompts or lower dims."
+        )
     if step is not None and len(kept) < len(set(vocabulary)):
         step(len(set(vocabulary)) - len(kept))  # the undecodable ones are done too
     model = MiniLMEncoder()._load()
     rows = []
     for start in range(0, len(texts), batch_size):
         batch = texts[start : start + batch_size]
-        rows.append(np.asarray(model.encode(batch, batch_size=batch_size, normalize_embeddings=False,
-                                            show_progress_bar=False), dtype=np.float64))
+        rows.append(
+            np.asarray(model.encode(batch, batch_size=batch_size, normalize_embeddings=False, show_progress_bar=False), dtype=np.float64)
+        )
         if step is not None:
             step(len(batch))
     full = np.concatenate(rows)

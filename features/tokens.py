@@ -47,10 +47,7 @@ class TokenCounter(Protocol):
 
 
 def _unsupported_encoding(encoding: object) -> str:
-    return (
-        f"The 'encoding' parameter of BpeTokenCounter must be one of {SUPPORTED_ENCODINGS}. "
-        f"Got {encoding!r} instead."
-    )
+    return f"The 'encoding' parameter of BpeTokenCounter must be one of {SUPPORTED_ENCODINGS}. Got {encoding!r} instead."
 
 
 def _load_bindings() -> ModuleType:
@@ -142,8 +139,7 @@ def make_token_counter_id(spec: object) -> tuple[str, str | float]:
         check_number(value, "chars_per_token", "ApproxTokenCounter", 0.5, 64.0)
         return kind, value
     raise ConfigError(
-        f"Unknown token counter {spec!r}; expected 'bpe:o200k_base', 'bpe:cl100k_base' or "
-        "'approx:chars/N' (e.g. 'approx:chars/4')."
+        f"Unknown token counter {spec!r}; expected 'bpe:o200k_base', 'bpe:cl100k_base' or 'approx:chars/N' (e.g. 'approx:chars/4')."
     )
 
 

@@ -88,8 +88,9 @@ def tune_projection(vectors: np.ndarray, correct: np.ndarray, dims: int = 64, co
     config = config or TuneConfig()
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2 or len(x) != len(correct):
-        raise ConfigError(f"tune_projection needs vectors (n, d) and outcomes (n, m) for the same n; got {x.shape} and "
-                          f"{np.shape(correct)}.")
+        raise ConfigError(
+            f"tune_projection needs vectors (n, d) and outcomes (n, m) for the same n; got {x.shape} and {np.shape(correct)}."
+        )
     check_int(dims, "dims", "tune_projection", 2, x.shape[1])
     rows, target = outcome_vectors(correct)
     if len(rows) < 4:
@@ -133,8 +134,9 @@ def tune_projection(vectors: np.ndarray, correct: np.ndarray, dims: int = 64, co
         torch.set_num_threads(threads)
 
 
-def tune_static(base: StaticEncoder, vectors: np.ndarray, correct: np.ndarray, dims: int = 64,
-                config: TuneConfig | None = None) -> StaticEncoder:
+def tune_static(
+    base: StaticEncoder, vectors: np.ndarray, correct: np.ndarray, dims: int = 64, config: TuneConfig | None = None
+) -> StaticEncoder:
     """The tuned encoder: ``base`` (its table, token ids, tokenizer and cut) with the table
     ``base.table @ W``, W from :func:`tune_projection` on ``vectors`` = ``base.encode(prompts)``
     of the training prompts and their outcomes ``correct``. Saved and served as any static encoder."""

@@ -33,10 +33,7 @@ from typing import Any
 
 from tierroute.errors import CatalogueError, describe
 
-__all__ = [
-    "SCHEMA_VERSION", "BUILTIN_CATALOGUES", "Candidate", "Catalogue",
-    "load_catalogue", "builtin_catalogue", "find_builtin_for",
-]
+__all__ = ["SCHEMA_VERSION", "BUILTIN_CATALOGUES", "Candidate", "Catalogue", "load_catalogue", "builtin_catalogue", "find_builtin_for"]
 
 SCHEMA_VERSION = 1
 BUILTIN_CATALOGUES: tuple[str, ...] = ("article", "routerbench", "routellm")
@@ -225,8 +222,7 @@ class Catalogue:
             return self.tiers.index(tier)
         except ValueError:
             raise CatalogueError(
-                f"unknown tier {tier!r}; this catalogue has {', '.join(self.tiers)}. "
-                f"Use one of those (catalogue {self.name!r})."
+                f"unknown tier {tier!r}; this catalogue has {', '.join(self.tiers)}. Use one of those (catalogue {self.name!r})."
             ) from None
 
     def models_in_tier(self, tier: str) -> tuple[Candidate, ...]:

@@ -32,12 +32,21 @@ from typing import Any, cast
 
 import numpy as np
 
-__all__ = ["TREE_TABLE_FIELDS", "TREE_DTYPE", "TreeExplainer", "CandidateExplainer", "tree_table", "tree_tables", "split_tables",
-           "feature_groups", "CONTENT_GROUP", "CANDIDATE_GROUP"]
+__all__ = [
+    "TREE_TABLE_FIELDS",
+    "TREE_DTYPE",
+    "TreeExplainer",
+    "CandidateExplainer",
+    "tree_table",
+    "tree_tables",
+    "split_tables",
+    "feature_groups",
+    "CONTENT_GROUP",
+    "CANDIDATE_GROUP",
+]
 
 #: the arrays of one booster's tree table, in this order
-TREE_TABLE_FIELDS = ("feature", "threshold", "left", "right", "default_left", "missing", "categories", "value", "count",
-                     "roots")
+TREE_TABLE_FIELDS = ("feature", "threshold", "left", "right", "default_left", "missing", "categories", "value", "count", "roots")
 #: the group that gathers every embedding dimension (the prompt's content as the encoder sees it)
 CONTENT_GROUP = "prompt content"
 #: the group of a pooled model's candidate columns (its index and its price/tier features)
@@ -79,15 +88,37 @@ def tree_table(booster: Any) -> dict[str, np.ndarray]:
     for tree in booster.dump_model()["tree_info"]:
         rows["roots"].append(len(rows["feature"]))
         add(tree["tree_structure"])
-    types = {"feature": np.int32, "threshold": np.float64, "left": np.int32, "right": np.int32, "default_left": np.bool_,
-             "missing": np.int8, "categories": np.uint64, "value": np.float64, "count": np.float64, "roots": np.int32}
+    types = {
+        "feature": np.int32,
+        "threshold": np.float64,
+        "left": np.int32,
+        "right": np.int32,
+        "default_left": np.bool_,
+        "missing": np.int8,
+        "categories": np.uint64,
+        "value": np.float64,
+        "count": np.float64,
+        "roots": np.int32,
+    }
     return {k: np.asarray(rows[k], dtype=types[k]) for k in TREE_TABLE_FIELDS}
 
 
 #: the record of one node in the bundle's ``trees.npy`` (one structured array, every booster)
-TREE_DTYPE = np.dtype([("booster", "<i4"), ("tree", "<i4"), ("feature", "<i4"), ("threshold", "<f8"), ("left", "<i4"),
-                       ("right", "<i4"), ("default_left", "u1"), ("missing", "i1"), ("categories", "<u8"),
-                       ("value", "<f8"), ("count", "<f8")])
+TREE_DTYPE = np.dtype(
+    [
+        ("booster", "<i4"),
+        ("tree", "<i4"),
+        ("feature", "<i4"),
+        ("threshold", "<f8"),
+        ("left", "<i4"),
+        ("right", "<i4"),
+        ("default_left", "u1"),
+        ("missing", "i1"),
+        ("categories", "<u8"),
+        ("value", "<f8"),
+        ("count", "<f8"),
+    ]
+)
 
 
 def tree_tables(boosters: Sequence[Any]) -> np.ndarray:
@@ -166,8 +197,9 @@ class TreeExplainer:
         self.depth = len(levels) - 1
         mean = _node_means(levels, t["left"], t["right"], internal, self.value, t["count"])
         self.bias = float(mean[self.roots].sum())
-        self.path = _path_contributions(levels, t["left"], t["right"], internal, mean,
-                                        np.asarray(groups, dtype=np.int64)[self.feature], n_groups)
+        self.path = _path_contributions(
+            levels, t["left"], t["right"], internal, mean, np.asarray(groups, dtype=np.int64)[self.feature], n_groups
+        )
 
     def leaves(self, X: np.ndarray) -> np.ndarray:
         """(n, trees) the leaf each row reaches in each tree (all trees stepped together)."""
@@ -268,8 +300,7 @@ def _max_leaves(explainer: TreeExplainer) -> int:
     return int((leaf_before[ends] - leaf_before[explainer.roots]).max())
 
 
-def _quick_tables(explainer: TreeExplainer, n_request: int, tail: np.ndarray | None, offset: int,
-                  wide: bool) -> tuple[np.ndarray, ...]:
+def _quick_tables(explainer: TreeExplainer, n_request: int, tail: np.ndarray | None, offset: int, wide: bool) -> tuple[np.ndarray, ...]:
     """One candidate's QuickScorer arrays, one slot per split plus an always-left slot closing each
     tree: (column read, threshold, NaN goes right, the leaf bits a right turn strikes, each tree's
     first slot, each tree's first entry in the next, (tree, leaf rank) -> row in the joint leaf table)."""
@@ -301,9 +332,15 @@ def _quick_tables(explainer: TreeExplainer, n_request: int, tail: np.ndarray | N
     leaf_at = np.zeros(len(explainer.roots) * width, dtype=np.int64)
     leaves = np.flatnonzero(~internal)
     leaf_at[tree[leaves] * width + leaf_before[leaves] - leaf_before[explainer.roots[tree[leaves]]]] = leaves + offset
-    return (np.where(real, feature[pick], 0), np.where(real, threshold[pick], np.inf), np.where(real, nan_right[pick], False),
-            np.where(real, strike[pick], 0).astype(strike.dtype), np.concatenate([[0], np.flatnonzero(~real)[:-1] + 1]),
-            np.arange(len(explainer.roots), dtype=np.int64) * width, leaf_at)
+    return (
+        np.where(real, feature[pick], 0),
+        np.where(real, threshold[pick], np.inf),
+        np.where(real, nan_right[pick], False),
+        np.where(real, strike[pick], 0).astype(strike.dtype),
+        np.concatenate([[0], np.flatnonzero(~real)[:-1] + 1]),
+        np.arange(len(explainer.roots), dtype=np.int64) * width,
+        leaf_at,
+    )
 
 
 def _levels(roots: np.ndarray, left: np.ndarray, right: np.ndarray, internal: np.ndarray) -> list[np.ndarray]:
@@ -318,8 +355,9 @@ def _levels(roots: np.ndarray, left: np.ndarray, right: np.ndarray, internal: np
         levels.append(np.concatenate([left[parents], right[parents]]).astype(np.int64))
 
 
-def _node_means(levels: list[np.ndarray], left: np.ndarray, right: np.ndarray, internal: np.ndarray,
-                value: np.ndarray, count: np.ndarray) -> np.ndarray:
+def _node_means(
+    levels: list[np.ndarray], left: np.ndarray, right: np.ndarray, internal: np.ndarray, value: np.ndarray, count: np.ndarray
+) -> np.ndarray:
     """Each node's expected value: its leaves' values weighted by their training counts."""
     mean, cover = value.astype(np.float64).copy(), count.astype(np.float64).copy()
     for level in reversed(levels):
@@ -334,8 +372,15 @@ def _node_means(levels: list[np.ndarray], left: np.ndarray, right: np.ndarray, i
     return mean
 
 
-def _path_contributions(levels: list[np.ndarray], left: np.ndarray, right: np.ndarray, internal: np.ndarray,
-                        mean: np.ndarray, node_group: np.ndarray, n_groups: int) -> np.ndarray:
+def _path_contributions(
+    levels: list[np.ndarray],
+    left: np.ndarray,
+    right: np.ndarray,
+    internal: np.ndarray,
+    mean: np.ndarray,
+    node_group: np.ndarray,
+    n_groups: int,
+) -> np.ndarray:
     """(nodes, groups): the Saabas attribution of reaching each node from its tree's root."""
     path = np.zeros((len(mean), n_groups), dtype=np.float64)
     for level in levels[:-1]:

@@ -28,8 +28,19 @@ import numpy as np
 from tierroute._params import check_int
 from tierroute.errors import ConfigError
 
-__all__ = ["CALIBRATIONS", "Calibrator", "stratified_folds", "FitFn", "RawFn", "CrossFit", "crossfit",
-           "CrossFitRouter", "INNER_FOLDS", "check_crossfit_params", "column_moments"]
+__all__ = [
+    "CALIBRATIONS",
+    "Calibrator",
+    "stratified_folds",
+    "FitFn",
+    "RawFn",
+    "CrossFit",
+    "crossfit",
+    "CrossFitRouter",
+    "INNER_FOLDS",
+    "check_crossfit_params",
+    "column_moments",
+]
 
 CALIBRATIONS = ("isotonic", "sigmoid", "none")
 INNER_FOLDS = 10  # the early-stopping split: one of this many inner folds of the training rows
@@ -44,9 +55,7 @@ RawFn = Callable[[Any, np.ndarray], np.ndarray]
 def check_crossfit_params(owner: str, n_folds: object, calibration: object, seed: object) -> None:
     """The checks every family's params share, worded as everywhere (:mod:`tierroute._params`)."""
     if calibration not in CALIBRATIONS:
-        raise ConfigError(
-            f"The 'calibration' parameter of {owner} must be one of {CALIBRATIONS}. Got {calibration!r} instead."
-        )
+        raise ConfigError(f"The 'calibration' parameter of {owner} must be one of {CALIBRATIONS}. Got {calibration!r} instead.")
     check_int(n_folds, "n_folds", owner, 2)
     check_int(seed, "seed", owner, 0)
 
@@ -129,9 +138,20 @@ class CrossFit:
     models: Any
 
 
-def crossfit(fit: FitFn, raw: RawFn, Y: np.ndarray, mask: np.ndarray, strata: np.ndarray, *, n_folds: int, seed: int,
-             calibration: str, weight: np.ndarray | None = None, validation: bool = True,
-             step: Callable[..., None] | None = None) -> CrossFit:
+def crossfit(
+    fit: FitFn,
+    raw: RawFn,
+    Y: np.ndarray,
+    mask: np.ndarray,
+    strata: np.ndarray,
+    *,
+    n_folds: int,
+    seed: int,
+    calibration: str,
+    weight: np.ndarray | None = None,
+    validation: bool = True,
+    step: Callable[..., None] | None = None,
+) -> CrossFit:
     """Cross-fit one family (see the module docstring). ``fit`` and ``raw`` close over the
     features; ``Y`` (n, m) 0/1, ``mask`` (n, m) known outcomes, ``weight`` (n, m) or None;
     ``validation``: give ``fit`` an inner early-stopping split (else all other folds train);
@@ -182,16 +202,32 @@ class CrossFitRouter:
     params: Any
     uses_validation: bool = True
 
-    def _fit_models(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, cand: np.ndarray, train_idx: np.ndarray,
-                    valid_idx: np.ndarray | None, budget: int | None, W: np.ndarray | None) -> tuple[Any, int | None]:
+    def _fit_models(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        cand: np.ndarray,
+        train_idx: np.ndarray,
+        valid_idx: np.ndarray | None,
+        budget: int | None,
+        W: np.ndarray | None,
+    ) -> tuple[Any, int | None]:
         raise NotImplementedError
 
     def _raw(self, models: Any, X: np.ndarray, cand: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _crossfit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
-                  strata: np.ndarray | None, step: Callable[..., None] | None,
-                  sample_weight: np.ndarray | None) -> CrossFit:
+    def _crossfit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        candidate_features: np.ndarray,
+        strata: np.ndarray | None,
+        step: Callable[..., None] | None,
+        sample_weight: np.ndarray | None,
+    ) -> CrossFit:
         """Check the inputs, cross-fit, and set the shared learned attributes."""
         name = type(self).__name__
         p = self.params
@@ -207,16 +243,28 @@ class CrossFitRouter:
             )
         W = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         if W is not None and (W.shape != Y.shape or not np.isfinite(W[mask]).all() or (W[mask] < 0).any()):
-            raise ConfigError(f"{name}.fit got sample_weight of shape {W.shape}; expected finite weights >= 0 of "
-                              f"shape {Y.shape} (one per request and candidate).")
+            raise ConfigError(
+                f"{name}.fit got sample_weight of shape {W.shape}; expected finite weights >= 0 of "
+                f"shape {Y.shape} (one per request and candidate)."
+            )
         strata = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata)
 
         def fit(train_idx: np.ndarray, valid_idx: np.ndarray | None, budget: int | None) -> tuple[Any, int | None]:
             return self._fit_models(X, Y, mask, cand, train_idx, valid_idx, budget, W)
 
-        result = crossfit(fit, lambda models, rows: self._raw(models, X[rows], cand), Y, mask, strata,
-                          n_folds=p.n_folds, seed=p.seed, calibration=p.calibration, weight=W,
-                          validation=self.uses_validation, step=step)
+        result = crossfit(
+            fit,
+            lambda models, rows: self._raw(models, X[rows], cand),
+            Y,
+            mask,
+            strata,
+            n_folds=p.n_folds,
+            seed=p.seed,
+            calibration=p.calibration,
+            weight=W,
+            validation=self.uses_validation,
+            step=step,
+        )
         self.calibrators_ = result.calibrators
         self.oof_raw_ = result.oof_raw
         self.oof_proba_ = result.oof_proba

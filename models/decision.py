@@ -28,8 +28,16 @@ from tierroute.errors import BundleError, describe
 from tierroute.models.objective import KnobCurve, ObjectivePoint
 from tierroute.models.policy import Policy, choose, choose_row
 
-__all__ = ["Calibration", "CalibrationSet", "DecisionCore", "TOKEN_FEATURE", "token_column", "feature_matrix",
-           "expected_cost", "sla_feasible"]
+__all__ = [
+    "Calibration",
+    "CalibrationSet",
+    "DecisionCore",
+    "TOKEN_FEATURE",
+    "token_column",
+    "feature_matrix",
+    "expected_cost",
+    "sla_feasible",
+]
 
 #: the request feature the expected-cost model reads (the prompt's exact token count)
 TOKEN_FEATURE = "n_tokens"
@@ -40,8 +48,11 @@ def token_column(feature_names: Sequence[str]) -> int:
     try:
         return list(feature_names).index(TOKEN_FEATURE)
     except ValueError:
-        raise BundleError("feature_spec_mismatch", f"The feature list has no {TOKEN_FEATURE!r} column (got "
-                          f"{list(feature_names)[:6]}...); the expected-cost model needs it. Re-export the bundle.") from None
+        raise BundleError(
+            "feature_spec_mismatch",
+            f"The feature list has no {TOKEN_FEATURE!r} column (got "
+            f"{list(feature_names)[:6]}...); the expected-cost model needs it. Re-export the bundle.",
+        ) from None
 
 
 def feature_matrix(signals: Any, embedding: np.ndarray | None) -> np.ndarray:
@@ -88,8 +99,7 @@ class Calibration:
         if model is None:
             return cls("none")
         if calibrator.method == "isotonic":
-            return cls("isotonic", np.asarray(model.X_thresholds_, dtype=np.float64),
-                       np.asarray(model.y_thresholds_, dtype=np.float64))
+            return cls("isotonic", np.asarray(model.X_thresholds_, dtype=np.float64), np.asarray(model.y_thresholds_, dtype=np.float64))
         return cls("sigmoid", a=float(model.coef_[0][0]), b=float(model.intercept_[0]))
 
     @classmethod
@@ -103,13 +113,19 @@ class Calibration:
             except (TypeError, ValueError):
                 x = y = np.zeros(0)
             if x.ndim != 1 or x.shape != y.shape or len(x) < 1 or not (np.isfinite(x).all() and np.isfinite(y).all()):
-                raise BundleError("bundle_invalid", f"{where}: isotonic knots must be two equal-length finite lists; "
-                                  f"got x {describe(raw.get('x'))}, y {describe(raw.get('y'))}. Re-export the bundle.")
+                raise BundleError(
+                    "bundle_invalid",
+                    f"{where}: isotonic knots must be two equal-length finite lists; "
+                    f"got x {describe(raw.get('x'))}, y {describe(raw.get('y'))}. Re-export the bundle.",
+                )
             return cls("isotonic", x, y)
         if method == "sigmoid" and all(isinstance(raw.get(k), (int, float)) for k in ("a", "b")):
             return cls("sigmoid", a=float(raw["a"]), b=float(raw["b"]))
-        raise BundleError("bundle_invalid", f"{where}: expected a calibration with method isotonic (x, y), sigmoid "
-                          f"(a, b) or none; got {describe(raw)}. Re-export the bundle.")
+        raise BundleError(
+            "bundle_invalid",
+            f"{where}: expected a calibration with method isotonic (x, y), sigmoid "
+            f"(a, b) or none; got {describe(raw)}. Re-export the bundle.",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         if self.method == "isotonic":
@@ -173,15 +189,33 @@ class DecisionCore:
     _cost_terms: tuple[tuple[float, float], ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
-    def build(cls, candidates: Sequence[str], feature_names: Sequence[str], calibrations: Sequence[Calibration],
-              cost_intercept: Any, cost_slope: Any, p95_ms: Any, policy: Policy,
-              curve: KnobCurve | None = None) -> DecisionCore:
+    def build(
+        cls,
+        candidates: Sequence[str],
+        feature_names: Sequence[str],
+        calibrations: Sequence[Calibration],
+        cost_intercept: Any,
+        cost_slope: Any,
+        p95_ms: Any,
+        policy: Policy,
+        curve: KnobCurve | None = None,
+    ) -> DecisionCore:
         p95 = np.asarray(p95_ms, dtype=np.float64)
         fastest = int(np.nanargmin(p95)) if np.isfinite(p95).any() else -1
-        core = cls(tuple(candidates), token_column(feature_names), CalibrationSet(calibrations),
-                   np.asarray(cost_intercept, dtype=np.float64), np.asarray(cost_slope, dtype=np.float64),
-                   p95, policy, curve, {}, p95.tolist(), fastest,
-                   tuple(zip(np.asarray(cost_intercept, dtype=np.float64).tolist(), np.asarray(cost_slope, dtype=np.float64).tolist())))
+        core = cls(
+            tuple(candidates),
+            token_column(feature_names),
+            CalibrationSet(calibrations),
+            np.asarray(cost_intercept, dtype=np.float64),
+            np.asarray(cost_slope, dtype=np.float64),
+            p95,
+            policy,
+            curve,
+            {},
+            p95.tolist(),
+            fastest,
+            tuple(zip(np.asarray(cost_intercept, dtype=np.float64).tolist(), np.asarray(cost_slope, dtype=np.float64).tolist())),
+        )
         if curve is not None:  # the named objectives, resolved once (budgets are resolved per call)
             for name in ("match-best", "match-heuristic", "max-accuracy"):
                 core._points[name] = curve.pick(name)
@@ -216,9 +250,12 @@ class DecisionCore:
         """The curve's operating point for ``objective`` (None: the trained policy as it is)."""
         if objective is None or self.curve is None:
             if objective is not None:
-                raise BundleError("bundle_invalid", f"This router was trained without an out-of-fold knob curve, so it "
-                                  f"serves its fixed policy and cannot take objective {objective!r}. Retrain it with "
-                                  "this tierroute to choose objectives at serve time.")
+                raise BundleError(
+                    "bundle_invalid",
+                    f"This router was trained without an out-of-fold knob curve, so it "
+                    f"serves its fixed policy and cannot take objective {objective!r}. Retrain it with "
+                    "this tierroute to choose objectives at serve time.",
+                )
             return None
         return self._points.get(objective) or self.curve.pick(objective)
 
@@ -228,12 +265,10 @@ class DecisionCore:
             return self.policy
         return Policy(self.policy.kind, point.knob, self.policy.frontier)
 
-    def choose(self, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray | None,
-               policy: Policy | None = None) -> np.ndarray:
+    def choose(self, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray | None, policy: Policy | None = None) -> np.ndarray:
         return choose(policy or self.policy, proba, cost, feasible)
 
-    def choose_row(self, proba: list[float], cost: list[float], feasible: list[bool] | None,
-                   policy: Policy | None = None) -> int:
+    def choose_row(self, proba: list[float], cost: list[float], feasible: list[bool] | None, policy: Policy | None = None) -> int:
         return choose_row(policy or self.policy, proba, cost, feasible)
 
     def finite(self, proba: np.ndarray) -> bool:

@@ -41,12 +41,10 @@ from tierroute.hashing import sha256_file
 from tierroute.models.bundle_format import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION, manifest_digest
 from tierroute.models.decision import Calibration
 
-__all__ = ["BUNDLE_SCHEMA_VERSION", "BUNDLE_KIND", "export_bundle", "booster_to_onnx", "calibration_table",
-           "sha256_file", "training_hash"]
+__all__ = ["BUNDLE_SCHEMA_VERSION", "BUNDLE_KIND", "export_bundle", "booster_to_onnx", "calibration_table", "sha256_file", "training_hash"]
 
 ONNX_OPSET = 15  # the highest onnxmltools' LightGBM converter supports here
-_VERSIONED = ("tierroute", "numpy", "onnxruntime", "tokenizers", "bpe-openai", "lightgbm", "onnx", "onnxmltools",
-              "scikit-learn")
+_VERSIONED = ("tierroute", "numpy", "onnxruntime", "tokenizers", "bpe-openai", "lightgbm", "onnx", "onnxmltools", "scikit-learn")
 
 
 def booster_to_onnx(booster: Any, n_features: int) -> bytes:
@@ -55,15 +53,18 @@ def booster_to_onnx(booster: Any, n_features: int) -> bytes:
     import onnxmltools
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    model = onnxmltools.convert_lightgbm(booster, initial_types=[("input", FloatTensorType([None, n_features]))],
-                                         zipmap=False, target_opset=ONNX_OPSET)
+    model = onnxmltools.convert_lightgbm(
+        booster, initial_types=[("input", FloatTensorType([None, n_features]))], zipmap=False, target_opset=ONNX_OPSET
+    )
     # the converter declares `label` with a fixed shape it does not produce for batches; only the
     # probabilities are served, so the label leaves the graph's outputs
     outputs = [o for o in model.graph.output if o.name == "probabilities"]
     if len(outputs) != 1:
         names = [o.name for o in model.graph.output]
-        raise ConfigError(f"The ONNX converter produced outputs {names}; expected one named 'probabilities'. "
-                          "Check the onnxmltools version against pyproject.toml.")
+        raise ConfigError(
+            f"The ONNX converter produced outputs {names}; expected one named 'probabilities'. "
+            "Check the onnxmltools version against pyproject.toml."
+        )
     del model.graph.output[:]
     model.graph.output.extend(outputs)
     model.graph.name = "tierroute_lgbm"  # the converter names the graph with a random uuid: keep bytes reproducible
@@ -105,8 +106,6 @@ def _jsonable(value: Any) -> Any:
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
-
-
 def _check_out(path: Path) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise OutputDirError(
@@ -115,8 +114,14 @@ def _check_out(path: Path) -> None:
         )
 
 
-def export_bundle(router: Any, out_dir: str | os.PathLike[str], *, metrics: Mapping[str, Any] | None = None,
-                  training: Mapping[str, Any] | None = None, reference: Mapping[str, Any] | None = None) -> Path:
+def export_bundle(
+    router: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    reference: Mapping[str, Any] | None = None,
+) -> Path:
     """Write ``router`` (a fitted LearnedRouter) as a bundle in ``out_dir`` (new or empty). The
     folder appears whole or not at all: files are written beside it, then moved in."""
     if not hasattr(router, "model_"):
@@ -189,8 +194,17 @@ def _write_trees(estimator: Any, work: Path) -> str | None:
     return "trees.npy"
 
 
-def _write_files(router: Any, work: Path, metrics: Mapping[str, Any] | None,
-                 training: Mapping[str, Any] | None) -> dict[str, Any]:
+def _objective(router: Any) -> dict[str, Any]:
+    """The manifest's ``objective`` entry: the out-of-fold knob curve, so a service picks another
+    objective without retraining (absent in bundles from before objectives; those serve their fixed policy)."""
+    if not hasattr(router, "knob_curve_"):
+        return {}
+    return {
+        "objective": {"default": router.config.objective, "point": router.objective_point_.to_dict(), "curve": router.knob_curve_.to_dict()}
+    }
+
+
+def _write_files(router: Any, work: Path, metrics: Mapping[str, Any] | None, training: Mapping[str, Any] | None) -> dict[str, Any]:
     lgbm = router.model_
     kind = lgbm.params.kind
     n_request = int(lgbm.n_features_in_)
@@ -211,22 +225,31 @@ def _write_files(router: Any, work: Path, metrics: Mapping[str, Any] | None,
         "feature_spec_fingerprint": spec.fingerprint(),
         "signals": router.config.signals.to_dict(),
         "encoder": encoder_info,
-        "model": {"kind": kind, "files": model_files, "input": "input", "output": "probabilities",
-                  "n_request_features": n_request, **({} if numpy_params is None else {"params": numpy_params}),
-                  **({} if trees is None else {"trees": trees}),
-                  "candidate_features": np.asarray(lgbm.candidate_features_, dtype=float).tolist()},
+        "model": {
+            "kind": kind,
+            "files": model_files,
+            "input": "input",
+            "output": "probabilities",
+            "n_request_features": n_request,
+            **({} if numpy_params is None else {"params": numpy_params}),
+            **({} if trees is None else {"trees": trees}),
+            "candidate_features": np.asarray(lgbm.candidate_features_, dtype=float).tolist(),
+        },
         "calibration": [calibration_table(c) for c in lgbm.calibrators_],
-        "cost_model": {"intercept": [float(v) for v in router.cost_model_.intercept],
-                       "slope": [float(v) for v in router.cost_model_.slope]},
+        "cost_model": {
+            "intercept": [float(v) for v in router.cost_model_.intercept],
+            "slope": [float(v) for v in router.cost_model_.slope],
+        },
         "policy": router.policy_.to_dict(),
-        # the out-of-fold knob curve: a service picks another objective without retraining (absent in
-        # bundles from before objectives; those serve their fixed policy)
-        **({"objective": {"default": router.config.objective, "point": router.objective_point_.to_dict(),
-                          "curve": router.knob_curve_.to_dict()}} if hasattr(router, "knob_curve_") else {}),
+        **_objective(router),
         "candidates": list(router.candidates_),
         "catalogue": router.catalogue_.to_dict(),
-        "training": {"prompts_sha256": training_hash(router), "requests": len(router.train_prompt_hashes_),
-                     "config": router.config.to_dict(), **dict(training or {})},
+        "training": {
+            "prompts_sha256": training_hash(router),
+            "requests": len(router.train_prompt_hashes_),
+            "config": router.config.to_dict(),
+            **dict(training or {}),
+        },
         "metrics": _jsonable(dict(metrics or {})),
         "versions": _versions(),
     }

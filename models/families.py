@@ -24,14 +24,21 @@ from tierroute.models.knn import KNNParams, KNNRouter, KNNScorer, knn_arrays
 from tierroute.models.lowrank import LowRankParams, LowRankRouter, LowRankScorer, lowrank_arrays
 from tierroute.models.router import ROUTER_KINDS, LGBMRouter, RouterParams
 
-__all__ = ["FAMILY_KINDS", "SCORER_KINDS", "Estimator", "FamilyParams", "family_params", "make_estimator",
-           "estimator_arrays", "load_scorer"]
+__all__ = [
+    "FAMILY_KINDS",
+    "SCORER_KINDS",
+    "Estimator",
+    "FamilyParams",
+    "family_params",
+    "make_estimator",
+    "estimator_arrays",
+    "load_scorer",
+]
 
 FAMILY_KINDS = ("pooled", "per_candidate", "knn", "lowrank")
 SCORER_KINDS = ("knn", "lowrank")  # served from plain arrays by numpy; the others by ONNX
 FamilyParams = RouterParams | KNNParams | LowRankParams
-_PARAMS: dict[str, type[Any]] = {"pooled": RouterParams, "per_candidate": RouterParams, "knn": KNNParams,
-                                 "lowrank": LowRankParams}
+_PARAMS: dict[str, type[Any]] = {"pooled": RouterParams, "per_candidate": RouterParams, "knn": KNNParams, "lowrank": LowRankParams}
 _SHARED = ("n_folds", "calibration", "seed")  # carried over from another family's params
 _CONSTRUCTOR: dict[str, tuple[str, ...]] = {"knn": ("embedding_start",)}
 
@@ -44,9 +51,17 @@ class Estimator(Protocol):
 
     params: Any
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
-            strata: np.ndarray | None = None, step: Callable[..., None] | None = None,
-            sample_weight: np.ndarray | None = None, trainer: Callable[..., Any] | None = None) -> Any: ...
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        candidate_features: np.ndarray,
+        strata: np.ndarray | None = None,
+        step: Callable[..., None] | None = None,
+        sample_weight: np.ndarray | None = None,
+        trainer: Callable[..., Any] | None = None,
+    ) -> Any: ...
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray: ...
 

@@ -24,8 +24,7 @@ from tierroute.features.signals import SignalConfig, SignalExtractor
 from tierroute.models.catalogue import Catalogue
 from tierroute.request import Request
 
-__all__ = ["TIERS", "NODES", "HeuristicParams", "HeuristicDecision", "HeuristicBatch", "HeuristicTree", "tier_candidate",
-           "tree_picks"]
+__all__ = ["TIERS", "NODES", "HeuristicParams", "HeuristicDecision", "HeuristicBatch", "HeuristicTree", "tier_candidate", "tree_picks"]
 
 #: The article's tiers, cheapest first.
 TIERS: tuple[str, ...] = ("tier1", "tier2", "tier3")
@@ -121,8 +120,10 @@ class HeuristicTree:
             reason = f"rule1: {token_count} tokens < {p.token_limit}, output schema given, depth {depth} <= {p.tier1_max_depth}"
         else:
             why_not = (
-                f"{token_count} tokens >= {p.token_limit}" if not small
-                else "no output schema" if not is_structured
+                f"{token_count} tokens >= {p.token_limit}"
+                if not small
+                else "no output schema"
+                if not is_structured
                 else f"depth {depth} > {p.tier1_max_depth}"
             )
             if depth <= p.tier2_max_depth and not latency_sensitive:
@@ -184,12 +185,15 @@ def tier_candidate(catalogue: Catalogue, tier: str, available: Sequence[str]) ->
         if members:
             default = catalogue.default_model(candidate_tier)
             return default if default in members else members[0]
-    raise DataValidationError(f"None of the candidates {list(available)} is in catalogue {catalogue.name!r}; the tree's "
-                              "tiers cannot be mapped onto them. Pass a catalogue that lists them.")
+    raise DataValidationError(
+        f"None of the candidates {list(available)} is in catalogue {catalogue.name!r}; the tree's "
+        "tiers cannot be mapped onto them. Pass a catalogue that lists them."
+    )
 
 
-def tree_picks(requests: Sequence[Request], catalogue: Catalogue, candidates: Sequence[str],
-               tree: HeuristicTree | None = None) -> np.ndarray:
+def tree_picks(
+    requests: Sequence[Request], catalogue: Catalogue, candidates: Sequence[str], tree: HeuristicTree | None = None
+) -> np.ndarray:
     """The tree's choice per request, as indices into ``candidates`` (its tier mapped onto them)."""
     tiers = (tree or HeuristicTree()).route_batch(requests).tiers
     index = {t: list(candidates).index(tier_candidate(catalogue, t, candidates)) for t in set(tiers)}

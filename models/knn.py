@@ -99,8 +99,15 @@ class KNNScorer:
         self.n_features = int(params["n_features"])
         n, m = self.weight.shape
         d = self.n_features - self.start
-        if (self.keys.shape != (n, d) or self.hits.shape != (n, m) or self.prior.shape != (m,)
-                or self.center.shape != (d,) or self.scale.shape != (d,) or n < 1 or self.k < 1):
+        if (
+            self.keys.shape != (n, d)
+            or self.hits.shape != (n, m)
+            or self.prior.shape != (m,)
+            or self.center.shape != (d,)
+            or self.scale.shape != (d,)
+            or n < 1
+            or self.k < 1
+        ):
             raise ConfigError(
                 f"KNNScorer got keys {self.keys.shape}, weight {self.weight.shape}, hits {self.hits.shape}, prior "
                 f"{self.prior.shape}, center {self.center.shape}, scale {self.scale.shape}, k {self.k} for "
@@ -114,8 +121,7 @@ class KNNScorer:
         """The plain arrays this scorer loads from (keys, weight and hits as float32: exact, since
         they are float32 values held in float64)."""
         small = {"keys": self.keys, "weight": self.weight, "hits": self.hits}
-        return {"center": self.center, "scale": self.scale, **{k: v.astype(np.float32) for k, v in small.items()},
-                "prior": self.prior}
+        return {"center": self.center, "scale": self.scale, **{k: v.astype(np.float32) for k, v in small.items()}, "prior": self.prior}
 
     def represent(self, X: np.ndarray) -> np.ndarray:
         """Rows of X as unit vectors in the neighbour space (a zero row stays zero)."""
@@ -128,7 +134,7 @@ class KNNScorer:
         out = np.empty((len(X), self.weight.shape[1]))
         k = min(self.k, len(self.keys))
         for lo in range(0, len(X), _BLOCK):
-            sims = self.represent(X[lo:lo + _BLOCK]) @ self.keys.T  # (b, N) cosine similarities
+            sims = self.represent(X[lo : lo + _BLOCK]) @ self.keys.T  # (b, N) cosine similarities
             if k < sims.shape[1]:
                 idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             else:
@@ -136,7 +142,7 @@ class KNNScorer:
             s = np.maximum(np.take_along_axis(sims, idx, axis=1), 0.0)  # (b, k)
             num = np.einsum("bk,bkm->bm", s, self.hits[idx]) + self.strength * self.prior
             den = np.einsum("bk,bkm->bm", s, self.weight[idx]) + self.strength
-            out[lo:lo + _BLOCK] = np.where(den > 0, num / np.where(den > 0, den, 1.0), self.prior)
+            out[lo : lo + _BLOCK] = np.where(den > 0, num / np.where(den > 0, den, 1.0), self.prior)
         return out
 
 
@@ -147,8 +153,9 @@ def _unit_rows(X: np.ndarray, start: int, center: np.ndarray, scale: np.ndarray)
     return Z / np.where(norm > 0, norm, 1.0)[:, None]
 
 
-def _fit_scorer(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, W: np.ndarray | None, rows: np.ndarray,
-                params: KNNParams, embedding_start: int | None) -> KNNScorer:
+def _fit_scorer(
+    X: np.ndarray, Y: np.ndarray, mask: np.ndarray, W: np.ndarray | None, rows: np.ndarray, params: KNNParams, embedding_start: int | None
+) -> KNNScorer:
     """A scorer over the training prompts ``rows`` (representation fitted on them alone)."""
     start = 0 if embedding_start is None else embedding_start
     center, std = column_moments(X[rows, start:])
@@ -167,10 +174,15 @@ def _fit_scorer(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, W: np.ndarray | 
     np.add.at(merged_weight, inverse, weight)
     np.add.at(merged_hits, inverse, hits)
     # keys, weights and hits are kept (and shipped) as float32: half the bytes, scored in float64
-    arrays = {"center": center, "scale": scale, "keys": keys, "weight": merged_weight.astype(np.float32),
-              "hits": merged_hits.astype(np.float32), "prior": prior}
-    return KNNScorer(arrays, {"k": params.k, "prior": params.prior, "embedding_start": embedding_start,
-                              "n_features": X.shape[1]})
+    arrays = {
+        "center": center,
+        "scale": scale,
+        "keys": keys,
+        "weight": merged_weight.astype(np.float32),
+        "hits": merged_hits.astype(np.float32),
+        "prior": prior,
+    }
+    return KNNScorer(arrays, {"k": params.k, "prior": params.prior, "embedding_start": embedding_start, "n_features": X.shape[1]})
 
 
 class KNNRouter(CrossFitRouter):
@@ -187,19 +199,38 @@ class KNNRouter(CrossFitRouter):
             check_int(embedding_start, "embedding_start", "KNNRouter", 0)
         self.embedding_start = embedding_start
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
-            strata: np.ndarray | None = None, step: Callable[..., None] | None = None,
-            sample_weight: np.ndarray | None = None, trainer: Callable[..., Any] | None = None) -> KNNRouter:
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        candidate_features: np.ndarray,
+        strata: np.ndarray | None = None,
+        step: Callable[..., None] | None = None,
+        sample_weight: np.ndarray | None = None,
+        trainer: Callable[..., Any] | None = None,
+    ) -> KNNRouter:
         """As :meth:`tierroute.models.router.LGBMRouter.fit`; ``trainer`` is ignored (nothing to boost)."""
         X = np.asarray(X, dtype=np.float32)
         if self.embedding_start is not None and X.ndim == 2 and self.embedding_start >= X.shape[1]:
-            raise ConfigError(f"KNNRouter has embedding_start={self.embedding_start} but X has {X.shape[1]} columns; "
-                              "pass the first embedding column (or None to use every column).")
+            raise ConfigError(
+                f"KNNRouter has embedding_start={self.embedding_start} but X has {X.shape[1]} columns; "
+                "pass the first embedding column (or None to use every column)."
+            )
         self._crossfit(X, Y, mask, candidate_features, strata, step, sample_weight)
         return self
 
-    def _fit_models(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, cand: np.ndarray, train_idx: np.ndarray,
-                    valid_idx: np.ndarray | None, budget: int | None, W: np.ndarray | None) -> tuple[KNNScorer, None]:
+    def _fit_models(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        cand: np.ndarray,
+        train_idx: np.ndarray,
+        valid_idx: np.ndarray | None,
+        budget: int | None,
+        W: np.ndarray | None,
+    ) -> tuple[KNNScorer, None]:
         return _fit_scorer(X, Y, mask, W, train_idx, self.params, self.embedding_start), None
 
     def _raw(self, models: KNNScorer, X: np.ndarray, cand: np.ndarray) -> np.ndarray:

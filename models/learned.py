@@ -63,8 +63,10 @@ class LearnedConfig:
         if self.policy not in POLICY_KINDS:
             raise ConfigError(f"The 'policy' parameter of LearnedConfig must be one of {POLICY_KINDS}. Got {self.policy!r} instead.")
         if getattr(self.router, "kind", None) not in FAMILY_KINDS:
-            raise ConfigError(f"The 'router' parameter of LearnedConfig must be the params of one of {FAMILY_KINDS} "
-                              f"(RouterParams, KNNParams or LowRankParams). Got {self.router!r} instead.")
+            raise ConfigError(
+                f"The 'router' parameter of LearnedConfig must be the params of one of {FAMILY_KINDS} "
+                f"(RouterParams, KNNParams or LowRankParams). Got {self.router!r} instead."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -130,8 +132,13 @@ def assembled_spec(extractor: SignalExtractor, encoder: Encoder | None) -> Featu
     return FeatureSpec(names, base.version, base.tokenizer, base.signals, encoder.id, encoder.dims)
 
 
-def request_features(extractor: SignalExtractor, encoder: Encoder | None, requests: Sequence[Request],
-                     cache: EmbeddingCache | None = None, progress: Any = None) -> np.ndarray:
+def request_features(
+    extractor: SignalExtractor,
+    encoder: Encoder | None,
+    requests: Sequence[Request],
+    cache: EmbeddingCache | None = None,
+    progress: Any = None,
+) -> np.ndarray:
     """(n, d) float32 features of ``requests``: the signals, then the prompt embedding (through
     ``cache`` when given). The one feature assembly of training, the Dask workers and evaluation.
     A :class:`~tierroute.features.logged.LoggedRequest` (privacy mode: no text) gives its logged
@@ -158,8 +165,7 @@ def request_features(extractor: SignalExtractor, encoder: Encoder | None, reques
 class LearnedRouter:
     """Features -> calibrated P(correct) per candidate -> policy -> choice."""
 
-    def __init__(self, config: LearnedConfig | None = None, encoder: Encoder | None = None,
-                 cache: EmbeddingCache | None = None) -> None:
+    def __init__(self, config: LearnedConfig | None = None, encoder: Encoder | None = None, cache: EmbeddingCache | None = None) -> None:
         self.config = config if config is not None else LearnedConfig()
         self.encoder = encoder
         self.cache = cache
@@ -180,8 +186,9 @@ class LearnedRouter:
         from tierroute.progress import bar
 
         X = engine.features(self, data.requests) if engine is not None else self.features(data.requests, progress)
-        self.train_prompt_hashes_ = frozenset(prompt_hash(r.prompt) for r, vector in zip(data.requests, is_logged(data.requests))
-                                              if not vector)  # a logged vector has no prompt to hash
+        self.train_prompt_hashes_ = frozenset(
+            prompt_hash(r.prompt) for r, vector in zip(data.requests, is_logged(data.requests)) if not vector
+        )  # a logged vector has no prompt to hash
         self.candidates_ = tuple(data.candidates)
         self.catalogue_ = catalogue
         self.candidate_features_ = candidate_features(catalogue, self.candidates_)
@@ -190,9 +197,15 @@ class LearnedRouter:
         label = f"{params.kind} LightGBM" if params.kind in ("pooled", "per_candidate") else params.kind
         with bar(progress, params.n_folds + 1, f"fitting {label} ({params.n_folds} folds + final)") as step:
             self.model_ = make_estimator(params.kind, params).fit(
-                X, np.nan_to_num(data.correct), data.mask, self.candidate_features_, data.tasks, step=step,
+                X,
+                np.nan_to_num(data.correct),
+                data.mask,
+                self.candidate_features_,
+                data.tasks,
+                step=step,
                 sample_weight=data.training_weights(self.config.max_ips_weight),
-                trainer=None if engine is None else engine.fit_booster)
+                trainer=None if engine is None else engine.fit_booster,
+            )
         tokens = X[:, token_column(self.feature_spec_.names)]
         self.cost_model_ = CostModel().fit(tokens, data.cost)
         self._fit_operating_point(data, self.cost_model_.predict(tokens))
@@ -208,14 +221,21 @@ class LearnedRouter:
         best_single = float(np.nanmax([_weighted_mean(judged.correct[:, j], weight) for j in range(len(self.candidates_))]))
         self.target_accuracy_ = self.config.target * best_single
         swept = sweep(self.config.policy, oof, expected_cost, self.feasible(data.requests))
-        self.oof_sweep_ = OOFSweep(np.array([v for v, _ in swept]), np.array([p for _, p in swept], dtype=np.int32),
-                                   judged.correct, judged.cost, weight)
+        self.oof_sweep_ = OOFSweep(
+            np.array([v for v, _ in swept]), np.array([p for _, p in swept], dtype=np.int32), judged.correct, judged.cost, weight
+        )
         tree = tree_picks(data.requests, self.catalogue_, self.candidates_, HeuristicTree(signals=self.config.signals))
         rows = np.arange(len(tree))
         heuristic = _weighted_mean(np.nan_to_num(judged.correct[rows, tree], nan=0.0), weight)
         spent = _weighted_mean(np.nan_to_num(judged.cost[rows, tree], nan=0.0), weight)
-        self.knob_curve_ = KnobCurve.from_sweep(self.oof_sweep_, heuristic, self.config.target, self.config.objective,
-                                                best_single_accuracy=best_single, heuristic_cost_per_query=spent)
+        self.knob_curve_ = KnobCurve.from_sweep(
+            self.oof_sweep_,
+            heuristic,
+            self.config.target,
+            self.config.objective,
+            best_single_accuracy=best_single,
+            heuristic_cost_per_query=spent,
+        )
         self.objective_point_ = self.knob_curve_.pick(self.config.objective)
         frontier = int(np.argmax(np.nanmean(oof, axis=0))) if self.config.policy == "share" else None
         self.policy_ = Policy(self.config.policy, self.objective_point_.knob, frontier)
@@ -224,10 +244,16 @@ class LearnedRouter:
     def core_(self) -> DecisionCore:
         """The decision core (the one serving runs), built from this router's fitted parts."""
         p95 = [np.nan if (c := self.catalogue_.candidate(m).p95_latency_ms) is None else c for m in self.candidates_]
-        return DecisionCore.build(self.candidates_, self.feature_spec_.names,
-                                  [Calibration.from_calibrator(c) for c in self.model_.calibrators_],
-                                  self.cost_model_.intercept, self.cost_model_.slope, p95, self.policy_,
-                                  getattr(self, "knob_curve_", None))
+        return DecisionCore.build(
+            self.candidates_,
+            self.feature_spec_.names,
+            [Calibration.from_calibrator(c) for c in self.model_.calibrators_],
+            self.cost_model_.intercept,
+            self.cost_model_.slope,
+            p95,
+            self.policy_,
+            getattr(self, "knob_curve_", None),
+        )
 
     def predict_proba(self, requests: Sequence[Request]) -> tuple[np.ndarray, np.ndarray]:
         """(P(correct) (n, m), expected cost (n, m)) for ``requests``."""

@@ -84,16 +84,22 @@ class LowRankScorer:
     def __init__(self, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> None:
         missing = [name for name in LOWRANK_ARRAYS if name not in arrays]
         if missing:
-            raise ConfigError(f"LowRankScorer got arrays {sorted(arrays)}; it needs {list(LOWRANK_ARRAYS)} "
-                              f"(missing {missing}).")
+            raise ConfigError(f"LowRankScorer got arrays {sorted(arrays)}; it needs {list(LOWRANK_ARRAYS)} (missing {missing}).")
         self.center, self.scale, self.W, self.V, self.b = (np.asarray(arrays[k], dtype=np.float64) for k in LOWRANK_ARRAYS)
         self.n_features = int(params["n_features"])
         d, r, m = self.n_features, self.W.shape[0] if self.W.ndim == 2 else -1, len(self.b)
-        if (self.center.shape != (d,) or self.scale.shape != (d,) or self.W.shape != (r, d) or self.V.shape != (m, r)
-                or self.b.shape != (m,)):
-            raise ConfigError(f"LowRankScorer got center {self.center.shape}, scale {self.scale.shape}, W {self.W.shape}, "
-                              f"V {self.V.shape}, b {self.b.shape} for {d} features; expected center and scale ({d},), "
-                              f"W (rank, {d}), V (m, rank), b (m,).")
+        if (
+            self.center.shape != (d,)
+            or self.scale.shape != (d,)
+            or self.W.shape != (r, d)
+            or self.V.shape != (m, r)
+            or self.b.shape != (m,)
+        ):
+            raise ConfigError(
+                f"LowRankScorer got center {self.center.shape}, scale {self.scale.shape}, W {self.W.shape}, "
+                f"V {self.V.shape}, b {self.b.shape} for {d} features; expected center and scale ({d},), "
+                f"W (rank, {d}), V (m, rank), b (m,)."
+            )
         self.arrays = {k: np.asarray(arrays[k], dtype=np.float64) for k in LOWRANK_ARRAYS}
         self.params = {"n_features": d, "rank": r}
 
@@ -117,7 +123,7 @@ class _Adam:
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         self.t += 1
-        c1, c2 = 1 - 0.9 ** self.t, 1 - 0.999 ** self.t
+        c1, c2 = 1 - 0.9**self.t, 1 - 0.999**self.t
         for p, g, m, v in zip(params, grads, self.m, self.v):
             m *= 0.9
             m += 0.1 * g
@@ -133,16 +139,23 @@ def _loss(Z: np.ndarray, y: np.ndarray, w: np.ndarray, W: np.ndarray, V: np.ndar
     return float(-(w * (y * np.log(p) + (1 - y) * np.log(1 - p))).sum() / total) if total > 0 else 0.0
 
 
-def _gradients(Z: np.ndarray, y: np.ndarray, w: np.ndarray, W: np.ndarray, V: np.ndarray, b: np.ndarray,
-               l2: float) -> list[np.ndarray]:
+def _gradients(Z: np.ndarray, y: np.ndarray, w: np.ndarray, W: np.ndarray, V: np.ndarray, b: np.ndarray, l2: float) -> list[np.ndarray]:
     """Gradients of sum(w * log loss) / sum(w) + l2 / 2 (|W|^2 + |V|^2) in [W, V, b]."""
     H = Z @ W.T  # (B, r)
     g = (_sigmoid(H @ V.T + b) - y) * w / w.sum()  # d loss / d logit, (B, m)
     return [(g @ V).T @ Z + l2 * W, g.T @ H + l2 * V, g.sum(axis=0)]
 
 
-def _train(Z: np.ndarray, y: np.ndarray, w: np.ndarray, Zva: np.ndarray | None, yva: np.ndarray | None,
-           wva: np.ndarray | None, epochs: int, p: LowRankParams) -> tuple[list[np.ndarray], int]:
+def _train(
+    Z: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    Zva: np.ndarray | None,
+    yva: np.ndarray | None,
+    wva: np.ndarray | None,
+    epochs: int,
+    p: LowRankParams,
+) -> tuple[list[np.ndarray], int]:
     """Adam on rows of Z (n, d) with outcomes y (n, m) weighted by w (n, m); early-stopped on the
     validation rows when given. Returns ([W, V, b] at the best epoch, that epoch)."""
     rng = np.random.default_rng(p.seed)
@@ -160,7 +173,7 @@ def _train(Z: np.ndarray, y: np.ndarray, w: np.ndarray, Zva: np.ndarray | None, 
     for epoch in range(1, epochs + 1):
         order = rng.permutation(n)
         for lo in range(0, n, p.batch_size):
-            rows = order[lo:lo + p.batch_size]
+            rows = order[lo : lo + p.batch_size]
             if w[rows].sum() > 0:
                 adam.step(params, _gradients(Z[rows], y[rows], w[rows], W, V, b, p.l2))
         if stop:
@@ -185,21 +198,40 @@ class LowRankRouter(CrossFitRouter):
     def __init__(self, params: LowRankParams | None = None) -> None:
         self.params = params if params is not None else LowRankParams()
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
-            strata: np.ndarray | None = None, step: Callable[..., None] | None = None,
-            sample_weight: np.ndarray | None = None, trainer: Callable[..., Any] | None = None) -> LowRankRouter:
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        candidate_features: np.ndarray,
+        strata: np.ndarray | None = None,
+        step: Callable[..., None] | None = None,
+        sample_weight: np.ndarray | None = None,
+        trainer: Callable[..., Any] | None = None,
+    ) -> LowRankRouter:
         """As :meth:`tierroute.models.router.LGBMRouter.fit`; ``trainer`` is ignored (no booster)."""
         result = self._crossfit(X, Y, mask, candidate_features, strata, step, sample_weight)
         self.best_epochs_ = result.budgets
         self.n_epochs_ = result.budget
         return self
 
-    def _fit_models(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, cand: np.ndarray, train_idx: np.ndarray,
-                    valid_idx: np.ndarray | None, budget: int | None, W: np.ndarray | None) -> tuple[LowRankScorer, int]:
+    def _fit_models(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        cand: np.ndarray,
+        train_idx: np.ndarray,
+        valid_idx: np.ndarray | None,
+        budget: int | None,
+        W: np.ndarray | None,
+    ) -> tuple[LowRankScorer, int]:
         center, scale = column_moments(_squash(X[train_idx]))
         d = X.shape[1]
-        shell = LowRankScorer({"center": center, "scale": scale, "W": np.zeros((1, d)), "V": np.zeros((Y.shape[1], 1)),
-                               "b": np.zeros(Y.shape[1])}, {"n_features": d})
+        shell = LowRankScorer(
+            {"center": center, "scale": scale, "W": np.zeros((1, d)), "V": np.zeros((Y.shape[1], 1)), "b": np.zeros(Y.shape[1])},
+            {"n_features": d},
+        )
 
         def part(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             known = mask[rows]

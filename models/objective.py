@@ -27,8 +27,7 @@ import numpy as np
 
 from tierroute.errors import ConfigError, describe
 
-__all__ = ["OBJECTIVES", "DEFAULT_OBJECTIVE", "check_objective", "OOFSweep", "CurvePoint", "ObjectivePoint",
-           "KnobCurve"]
+__all__ = ["OBJECTIVES", "DEFAULT_OBJECTIVE", "check_objective", "OOFSweep", "CurvePoint", "ObjectivePoint", "KnobCurve"]
 
 #: the named objectives; ``budget=USD`` is the fourth kind
 OBJECTIVES = ("match-best", "match-heuristic", "max-accuracy")
@@ -47,8 +46,10 @@ def check_objective(objective: object, owner: str = "objective") -> str:
                 value = math.nan
             if math.isfinite(value) and value >= 0:
                 return objective
-    raise ConfigError(f"The {owner} must be one of {OBJECTIVES} or 'budget=USD_PER_QUERY' (a number >= 0, e.g. "
-                      f"budget=0.002). Got {describe(objective)} instead.")
+    raise ConfigError(
+        f"The {owner} must be one of {OBJECTIVES} or 'budget=USD_PER_QUERY' (a number >= 0, e.g. "
+        f"budget=0.002). Got {describe(objective)} instead."
+    )
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,14 @@ class ObjectivePoint:
     note: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"objective": self.objective, "knob": self.knob, "accuracy": self.accuracy,
-                "cost_per_query": self.cost_per_query, "reached": self.reached, "note": self.note}
+        return {
+            "objective": self.objective,
+            "knob": self.knob,
+            "accuracy": self.accuracy,
+            "cost_per_query": self.cost_per_query,
+            "reached": self.reached,
+            "note": self.note,
+        }
 
 
 @dataclass(frozen=True)
@@ -134,20 +141,35 @@ class KnobCurve:
         check_objective(self.default, "default objective of the KnobCurve")
 
     @classmethod
-    def from_sweep(cls, sweep: OOFSweep, heuristic_accuracy: float, target: float = 1.0,
-                   default: str = DEFAULT_OBJECTIVE, best_single_accuracy: float | None = None,
-                   heuristic_cost_per_query: float | None = None) -> KnobCurve:
+    def from_sweep(
+        cls,
+        sweep: OOFSweep,
+        heuristic_accuracy: float,
+        target: float = 1.0,
+        default: str = DEFAULT_OBJECTIVE,
+        best_single_accuracy: float | None = None,
+        heuristic_cost_per_query: float | None = None,
+    ) -> KnobCurve:
         """The curve of ``sweep``; the best single's accuracy is read off the sweep unless given."""
         pts = tuple(CurvePoint(float(v), float(a), float(c)) for v, (c, a) in zip(sweep.values, sweep.points()))
         best = max(a for _, a in sweep.singles()) if best_single_accuracy is None else best_single_accuracy
-        return cls(pts, float(best), float(heuristic_accuracy), float(target), default,
-                   None if heuristic_cost_per_query is None else float(heuristic_cost_per_query))
+        return cls(
+            pts,
+            float(best),
+            float(heuristic_accuracy),
+            float(target),
+            default,
+            None if heuristic_cost_per_query is None else float(heuristic_cost_per_query),
+        )
 
     def report_objectives(self) -> tuple[str, ...]:
         """The four points a report shows: the three named objectives and a budget (the default's,
         if it is one, else the tree's cost per query: what the router does with the tree's spend)."""
-        budget = self.default if self.default.startswith("budget=") else (
-            f"budget={self.heuristic_cost_per_query:.6g}" if self.heuristic_cost_per_query is not None else None)
+        budget = (
+            self.default
+            if self.default.startswith("budget=")
+            else (f"budget={self.heuristic_cost_per_query:.6g}" if self.heuristic_cost_per_query is not None else None)
+        )
         return (*OBJECTIVES, *(() if budget is None else (budget,)))
 
     def pick(self, objective: str | None = None) -> ObjectivePoint:
@@ -159,11 +181,19 @@ class KnobCurve:
             budget = float(objective.removeprefix("budget="))
             within = [p for p in pts if p.cost_per_query <= budget]
             if within:
-                return _point(objective, max(within, key=lambda p: (p.accuracy, -p.cost_per_query)), True,
-                              f"the most accurate point within {budget:g}/query")
+                return _point(
+                    objective,
+                    max(within, key=lambda p: (p.accuracy, -p.cost_per_query)),
+                    True,
+                    f"the most accurate point within {budget:g}/query",
+                )
             cheapest = min(pts, key=lambda p: (p.cost_per_query, -p.accuracy))
-            return _point(objective, cheapest, False, f"no point costs {budget:g}/query or less out of fold; took the "
-                                                      f"cheapest ({cheapest.cost_per_query:.6g}/query)")
+            return _point(
+                objective,
+                cheapest,
+                False,
+                f"no point costs {budget:g}/query or less out of fold; took the cheapest ({cheapest.cost_per_query:.6g}/query)",
+            )
         if objective == "max-accuracy":
             return _point(objective, most, True, "the most accurate point")
         if objective == "match-best":
@@ -179,13 +209,19 @@ class KnobCurve:
             if chosen.accuracy < floor - 1e-12:  # cheaper than the tree's accuracy allows: the floor wins
                 chosen = min((p for p in pts if p.accuracy >= floor - 1e-12), key=lambda p: (p.cost_per_query, -p.accuracy))
             return _point(objective, chosen, True, f"the cheapest point reaching {label} ({goal:.4f}) out of fold")
-        return _point(objective, most, False, f"{label} ({goal:.4f}) is not reached out of fold; took the most accurate "
-                                              f"point ({most.accuracy:.4f})")
+        return _point(
+            objective, most, False, f"{label} ({goal:.4f}) is not reached out of fold; took the most accurate point ({most.accuracy:.4f})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"points": [p.to_dict() for p in self.points], "best_single_accuracy": self.best_single_accuracy,
-                "heuristic_accuracy": self.heuristic_accuracy, "target": self.target, "default": self.default,
-                "heuristic_cost_per_query": self.heuristic_cost_per_query}
+        return {
+            "points": [p.to_dict() for p in self.points],
+            "best_single_accuracy": self.best_single_accuracy,
+            "heuristic_accuracy": self.heuristic_accuracy,
+            "target": self.target,
+            "default": self.default,
+            "heuristic_cost_per_query": self.heuristic_cost_per_query,
+        }
 
     @classmethod
     def from_dict(cls, raw: object, where: str = "knob curve") -> KnobCurve:
@@ -195,9 +231,14 @@ class KnobCurve:
                 raise TypeError("expected an object with a 'points' list")
             pts = tuple(CurvePoint(float(p["knob"]), float(p["accuracy"]), float(p["cost_per_query"])) for p in raw["points"])
             spent = raw.get("heuristic_cost_per_query")
-            return cls(pts, float(raw["best_single_accuracy"]), float(raw["heuristic_accuracy"]),
-                       float(raw.get("target", 1.0)), str(raw.get("default", DEFAULT_OBJECTIVE)),
-                       None if spent is None else float(spent))
+            return cls(
+                pts,
+                float(raw["best_single_accuracy"]),
+                float(raw["heuristic_accuracy"]),
+                float(raw.get("target", 1.0)),
+                str(raw.get("default", DEFAULT_OBJECTIVE)),
+                None if spent is None else float(spent),
+            )
         except (TypeError, KeyError, ValueError) as exc:
             raise ConfigError(f"The {where} is damaged ({exc}); got {describe(raw)}. Re-export the bundle.") from None
 

@@ -113,8 +113,9 @@ def share_threshold(proba: np.ndarray, share: float) -> float:
     return float(np.quantile(gain, 1.0 - share) - 1e-12)
 
 
-def sweep(kind: str, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray | None = None,
-          n_points: int = 61) -> list[tuple[float, np.ndarray]]:
+def sweep(
+    kind: str, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray | None = None, n_points: int = 61
+) -> list[tuple[float, np.ndarray]]:
     """(knob value, choices) over the knob's useful range, cheapest end first."""
     if kind == "threshold":
         # ascending: -0.01 lets every candidate clear (the cheapest wins), 1.01 none (the likeliest)
@@ -135,8 +136,16 @@ def sweep(kind: str, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray |
     return out
 
 
-def pick_knob(kind: str, proba: np.ndarray, cost: np.ndarray, outcome: np.ndarray, realized_cost: np.ndarray,
-              target_accuracy: float, feasible: np.ndarray | None = None, weight: np.ndarray | None = None) -> Policy:
+def pick_knob(
+    kind: str,
+    proba: np.ndarray,
+    cost: np.ndarray,
+    outcome: np.ndarray,
+    realized_cost: np.ndarray,
+    target_accuracy: float,
+    feasible: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+) -> Policy:
     """The cheapest knob value whose accuracy on these (out-of-fold) predictions reaches
     ``target_accuracy``; when none does, the most accurate one.
 

@@ -56,9 +56,7 @@ class RouterParams:
         if self.kind not in ROUTER_KINDS:
             raise ConfigError(f"The 'kind' parameter of {owner} must be one of {ROUTER_KINDS}. Got {self.kind!r} instead.")
         if self.calibration not in CALIBRATIONS:
-            raise ConfigError(
-                f"The 'calibration' parameter of {owner} must be one of {CALIBRATIONS}. Got {self.calibration!r} instead."
-            )
+            raise ConfigError(f"The 'calibration' parameter of {owner} must be one of {CALIBRATIONS}. Got {self.calibration!r} instead.")
         check_int(self.n_estimators, "n_estimators", owner, 1)
         check_number(self.learning_rate, "learning_rate", owner, 1e-6, 1.0)
         check_int(self.num_leaves, "num_leaves", owner, 2)
@@ -106,8 +104,17 @@ class LGBMRouter(CrossFitRouter):
     def _pooled_rows(self, X: np.ndarray, cand: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return np.hstack([X[rows], cols[:, None].astype(np.float32), cand[cols]]).astype(np.float32)
 
-    def _fit_one(self, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray | None, yva: np.ndarray | None,
-                 rounds: int, categorical: list[int], wtr: np.ndarray | None = None, wva: np.ndarray | None = None) -> Any:
+    def _fit_one(
+        self,
+        Xtr: np.ndarray,
+        ytr: np.ndarray,
+        Xva: np.ndarray | None,
+        yva: np.ndarray | None,
+        rounds: int,
+        categorical: list[int],
+        wtr: np.ndarray | None = None,
+        wva: np.ndarray | None = None,
+    ) -> Any:
         import lightgbm as lgb
 
         if len(ytr) == 0:
@@ -124,19 +131,37 @@ class LGBMRouter(CrossFitRouter):
         callbacks: list[Callable[..., Any]] = [lgb.early_stopping(self.params.early_stopping_rounds, verbose=False)] if valid else []
         return lgb.train(self.params.lgb_params(), train, num_boost_round=rounds, valid_sets=valid, callbacks=callbacks)
 
-    def _fit_models(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, cand: np.ndarray,
-                    train_idx: np.ndarray, valid_idx: np.ndarray | None, budget: int | None,
-                    W: np.ndarray | None = None) -> tuple[list[Any], int]:
+    def _fit_models(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        cand: np.ndarray,
+        train_idx: np.ndarray,
+        valid_idx: np.ndarray | None,
+        budget: int | None,
+        W: np.ndarray | None = None,
+    ) -> tuple[list[Any], int]:
         """Boosters on ``train_idx`` (``budget`` rounds; None: ``n_estimators`` with early stopping
         on ``valid_idx``) and the median round they stopped at."""
         models = self._boosters(X, Y, mask, cand, train_idx, valid_idx, budget or self.params.n_estimators, W)
         return models, int(np.median([mdl.best_iteration or mdl.current_iteration() for mdl in models]))
 
-    def _boosters(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, cand: np.ndarray, train_idx: np.ndarray,
-                  valid_idx: np.ndarray | None, rounds: int, W: np.ndarray | None) -> list[Any]:
+    def _boosters(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        cand: np.ndarray,
+        train_idx: np.ndarray,
+        valid_idx: np.ndarray | None,
+        rounds: int,
+        W: np.ndarray | None,
+    ) -> list[Any]:
         p = self.params
         m = Y.shape[1]
         if p.kind == "pooled":
+
             def long(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
                 rows, cols = np.nonzero(mask[idx])
                 w = None if W is None else W[idx[rows], cols]
@@ -149,9 +174,18 @@ class LGBMRouter(CrossFitRouter):
         for j in range(m):
             tr = train_idx[mask[train_idx, j]]
             va = valid_idx[mask[valid_idx, j]] if valid_idx is not None else None
-            models.append(self._fit_one(X[tr], Y[tr, j], None if va is None else X[va], None if va is None else Y[va, j],
-                                        rounds, [], None if W is None else W[tr, j],
-                                        None if W is None or va is None else W[va, j]))
+            models.append(
+                self._fit_one(
+                    X[tr],
+                    Y[tr, j],
+                    None if va is None else X[va],
+                    None if va is None else Y[va, j],
+                    rounds,
+                    [],
+                    None if W is None else W[tr, j],
+                    None if W is None or va is None else W[va, j],
+                )
+            )
         return models
 
     def _raw(self, models: list[Any], X: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -163,9 +197,17 @@ class LGBMRouter(CrossFitRouter):
         return np.column_stack([model.predict(X) for model in models])
 
     # -- estimator API -----------------------------------------------------------------------
-    def fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
-            strata: np.ndarray | None = None, step: Callable[..., None] | None = None,
-            sample_weight: np.ndarray | None = None, trainer: Callable[..., Any] | None = None) -> LGBMRouter:
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        candidate_features: np.ndarray,
+        strata: np.ndarray | None = None,
+        step: Callable[..., None] | None = None,
+        sample_weight: np.ndarray | None = None,
+        trainer: Callable[..., Any] | None = None,
+    ) -> LGBMRouter:
         """``X`` (n, d) request features; ``Y`` (n, m) 0/1 correctness; ``mask`` (n, m) True where the
         outcome is known; ``candidate_features`` (m, k); ``strata`` (n,) task labels for the folds.
         ``step()`` is called after each of the ``n_folds + 1`` fits (a progress bar's).
@@ -179,8 +221,16 @@ class LGBMRouter(CrossFitRouter):
         finally:
             del self._trainer
 
-    def _fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, candidate_features: np.ndarray,
-             strata: np.ndarray | None, step: Callable[..., None] | None, sample_weight: np.ndarray | None) -> LGBMRouter:
+    def _fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        mask: np.ndarray,
+        candidate_features: np.ndarray,
+        strata: np.ndarray | None,
+        step: Callable[..., None] | None,
+        sample_weight: np.ndarray | None,
+    ) -> LGBMRouter:
         result = self._crossfit(X, Y, mask, candidate_features, strata, step, sample_weight)
         self.best_iterations_ = result.budgets
         self.n_estimators_ = result.budget

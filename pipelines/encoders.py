@@ -15,8 +15,9 @@ import numpy as np
 __all__ = ["make_encoder"]
 
 
-def make_encoder(name: str, train_prompts: list[str], cache_dir: Path, progress: Any = None, dims: int = 64,
-                 outcomes: np.ndarray | None = None) -> Any:
+def make_encoder(
+    name: str, train_prompts: list[str], cache_dir: Path, progress: Any = None, dims: int = 64, outcomes: np.ndarray | None = None
+) -> Any:
     """The configured encoder. ``static`` is distilled from MiniLM for the BPE tokens the training
     prompts use (tokens never seen in training carry no signal for the model), with ``dims`` PCA
     components, cached by that token set and width so reruns on the same data reuse it. 64 dims by
@@ -62,9 +63,11 @@ def _tuned(train_prompts: list[str], cache_dir: Path, progress: Any, dims: int, 
     from tierroute.features.tuned import TuneConfig, tune_static
 
     if outcomes is None or len(outcomes) != len(train_prompts):
-        raise ConfigError("The tuned encoder is fitted on the training outcomes: make_encoder('tuned', ...) needs outcomes "
-                          f"(one row per training prompt); got {None if outcomes is None else len(outcomes)} for "
-                          f"{len(train_prompts)} prompts.")
+        raise ConfigError(
+            "The tuned encoder is fitted on the training outcomes: make_encoder('tuned', ...) needs outcomes "
+            f"(one row per training prompt); got {None if outcomes is None else len(outcomes)} for "
+            f"{len(train_prompts)} prompts."
+        )
     base = make_encoder("static", train_prompts, cache_dir, progress, 256)
     width = min(dims, base.dims)
     config = TuneConfig()

@@ -13,5 +13,14 @@ from tierroute.serving.bundle import BundleError
 from tierroute.serving.decision import DECISION_SCHEMA_VERSION, Decision, HeuristicPolicy
 from tierroute.serving.router import FALLBACK_REASONS, Router, RouterConfig
 
-__all__ = ["Request", "parse_request", "Decision", "HeuristicPolicy", "DECISION_SCHEMA_VERSION", "Router",
-           "RouterConfig", "BundleError", "FALLBACK_REASONS"]
+__all__ = [
+    "Request",
+    "parse_request",
+    "Decision",
+    "HeuristicPolicy",
+    "DECISION_SCHEMA_VERSION",
+    "Router",
+    "RouterConfig",
+    "BundleError",
+    "FALLBACK_REASONS",
+]

@@ -36,16 +36,38 @@ from tierroute.serving.bundle import bundle_rows
 from tierroute.serving.conformance_requests import conformance_requests
 from tierroute.serving.router import Router, RouterConfig
 
-__all__ = ["CONFORMANCE_FILE", "CONFORMANCE_KIND", "CONFORMANCE_VERSION", "TOLERANCE", "ConformanceReport",
-           "conformance_records", "write_conformance", "read_conformance", "check_conformance", "compare_record"]
+__all__ = [
+    "CONFORMANCE_FILE",
+    "CONFORMANCE_KIND",
+    "CONFORMANCE_VERSION",
+    "TOLERANCE",
+    "ConformanceReport",
+    "conformance_records",
+    "write_conformance",
+    "read_conformance",
+    "check_conformance",
+    "compare_record",
+]
 
 CONFORMANCE_FILE = "conformance.jsonl"
 CONFORMANCE_KIND = "tierroute.conformance"
 CONFORMANCE_VERSION = 1
 #: probabilities, raw scores and embedding features may differ by this much (absolute); the rest is exact
 TOLERANCE = 1e-5
-_EXACT_DECISION = ("schema_version", "tier", "model", "source", "reason", "node", "signals", "fallback", "bundle_id",
-                   "propensity", "explored", "objective")
+_EXACT_DECISION = (
+    "schema_version",
+    "tier",
+    "model",
+    "source",
+    "reason",
+    "node",
+    "signals",
+    "fallback",
+    "bundle_id",
+    "propensity",
+    "explored",
+    "objective",
+)
 
 
 def _num(value: float) -> float | None:
@@ -57,17 +79,37 @@ def _signals(sig: Any) -> dict[str, Any]:
     kw, schema, shape = sig.keywords, sig.schema, sig.shape
     return {
         "token_count": sig.token_count,
-        "keywords": {"present": list(kw.present), "word_present": list(kw.word_present), "total": kw.total,
-                     "word_total": kw.word_total, "occurrences": kw.occurrences},
+        "keywords": {
+            "present": list(kw.present),
+            "word_present": list(kw.word_present),
+            "total": kw.total,
+            "word_total": kw.word_total,
+            "occurrences": kw.occurrences,
+        },
         "depth": sig.depth,
-        "schema": {"present": schema.present, "kind": schema.kind, "n_fields": schema.n_fields,
-                   "n_required": schema.n_required, "n_enum_fields": schema.n_enum_fields,
-                   "n_enum_values": schema.n_enum_values, "depth": schema.depth, "n_tools": schema.n_tools},
+        "schema": {
+            "present": schema.present,
+            "kind": schema.kind,
+            "n_fields": schema.n_fields,
+            "n_required": schema.n_required,
+            "n_enum_fields": schema.n_enum_fields,
+            "n_enum_values": schema.n_enum_values,
+            "depth": schema.depth,
+            "n_tools": schema.n_tools,
+        },
         "sla_ms": sig.sla_ms,
         "latency_sensitive": sig.latency_sensitive,
-        "shape": {"chars": shape.chars, "lines": shape.lines, "code_blocks": shape.code_blocks,
-                  "has_code": shape.has_code, "questions": shape.questions, "list_items": shape.list_items,
-                  "urls": shape.urls, "digit_frac": shape.digit_frac, "non_ascii_frac": shape.non_ascii_frac},
+        "shape": {
+            "chars": shape.chars,
+            "lines": shape.lines,
+            "code_blocks": shape.code_blocks,
+            "has_code": shape.has_code,
+            "questions": shape.questions,
+            "list_items": shape.list_items,
+            "urls": shape.urls,
+            "digit_frac": shape.digit_frac,
+            "non_ascii_frac": shape.non_ascii_frac,
+        },
     }
 
 
@@ -90,10 +132,15 @@ def _steps(router: Router, request: Any) -> dict[str, Any]:
         raw = outs[0] if b.kind == "pooled" else np.asarray([o[0] for o in outs])
     core = b.core
     proba = core.probabilities(np.asarray(raw, dtype=np.float64)[None, :])[0].tolist()
-    return {"tokens": tokens, "signals": _signals(sig), "features": [_num(v) for v in X[0].tolist()],
-            "raw": [float(v) for v in np.asarray(raw).tolist()], "probabilities": proba,
-            "expected_cost": core.expected_cost_row(float(X[0, core.token_index])),
-            "feasible": core.feasible_row(request.latency_sla_ms)}
+    return {
+        "tokens": tokens,
+        "signals": _signals(sig),
+        "features": [_num(v) for v in X[0].tolist()],
+        "raw": [float(v) for v in np.asarray(raw).tolist()],
+        "probabilities": proba,
+        "expected_cost": core.expected_cost_row(float(X[0, core.token_index])),
+        "feasible": core.feasible_row(request.latency_sla_ms),
+    }
 
 
 def _decision(decision: Any) -> dict[str, Any]:
@@ -106,8 +153,10 @@ def conformance_records(router: Router, requests: Iterable[Any]) -> list[dict[st
     """One record per request object (see the module doc; a malformed one gets its error).
     ``router`` must serve a bundle, with no deadline."""
     if router.bundle is None:
-        raise ConfigError("Conformance vectors need a Router serving a bundle; this one answers with the tree "
-                          f"({router.unavailable.code if router.unavailable else 'no_bundle'}). Pass a bundle that loads.")
+        raise ConfigError(
+            "Conformance vectors need a Router serving a bundle; this one answers with the tree "
+            f"({router.unavailable.code if router.unavailable else 'no_bundle'}). Pass a bundle that loads."
+        )
     records = []
     for i, item in enumerate(requests):
         record: dict[str, Any] = {"i": i, "request": item}
@@ -121,8 +170,10 @@ def conformance_records(router: Router, requests: Iterable[Any]) -> list[dict[st
         if decision.source == "learned":
             drift = max(abs(a - b) for a, b in zip(record["probabilities"], decision.probabilities.values()))
             if drift > 1e-12:
-                raise ConfigError(f"Conformance request {i}: the recomputed probabilities differ from the Router's by "
-                                  f"{drift:.3g}; expected none. The conformance module no longer follows serving/router.py.")
+                raise ConfigError(
+                    f"Conformance request {i}: the recomputed probabilities differ from the Router's by "
+                    f"{drift:.3g}; expected none. The conformance module no longer follows serving/router.py."
+                )
         records.append(record)
     return records
 
@@ -134,10 +185,21 @@ def _header(router: Router, count: int) -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"kind": CONFORMANCE_KIND, "schema_version": CONFORMANCE_VERSION, "bundle_id": router.bundle_id,
-            "records": count, "tolerance": TOLERANCE, "generator": versions,
-            "config": {"deadline_ms": None, "min_confidence": None, "epsilon": 0.0, "expected_output_tokens":
-                       router.config.expected_output_tokens, "max_prompt_chars": router.config.max_prompt_chars}}
+    return {
+        "kind": CONFORMANCE_KIND,
+        "schema_version": CONFORMANCE_VERSION,
+        "bundle_id": router.bundle_id,
+        "records": count,
+        "tolerance": TOLERANCE,
+        "generator": versions,
+        "config": {
+            "deadline_ms": None,
+            "min_confidence": None,
+            "epsilon": 0.0,
+            "expected_output_tokens": router.config.expected_output_tokens,
+            "max_prompt_chars": router.config.max_prompt_chars,
+        },
+    }
 
 
 def _router(bundle: str | os.PathLike[str]) -> Router:
@@ -145,8 +207,7 @@ def _router(bundle: str | os.PathLike[str]) -> Router:
     return Router.load(bundle, RouterConfig(deadline_ms=None), strict=True)
 
 
-def write_conformance(bundle: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, seed: int = 0,
-                      n: int = 260) -> Path:
+def write_conformance(bundle: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, seed: int = 0, n: int = 260) -> Path:
     """Generate the vectors for ``bundle`` and write them (default: ``bundle/conformance.jsonl``;
     written beside it, then moved into place): ``n`` generated requests, then every edge and
     malformed one. Returns the file's path."""
@@ -173,15 +234,21 @@ def read_conformance(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list
         lines = Path(path).read_text(encoding="utf-8").split("\n")
         parsed = [json.loads(line) for line in lines if line.strip()]
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"Cannot read the conformance file {str(path)!r} ({type(exc).__name__}: {exc}); expected the "
-                          f"JSONL `tierroute conformance` checks. Regenerate it with write_conformance.") from None
+        raise ConfigError(
+            f"Cannot read the conformance file {str(path)!r} ({type(exc).__name__}: {exc}); expected the "
+            f"JSONL `tierroute conformance` checks. Regenerate it with write_conformance."
+        ) from None
     if not parsed or not isinstance(parsed[0], dict) or parsed[0].get("kind") != CONFORMANCE_KIND:
         got = parsed[0].get("kind") if parsed and isinstance(parsed[0], dict) else None
-        raise ConfigError(f"{str(path)!r} starts with kind {got!r}; expected a {CONFORMANCE_KIND!r} header line. "
-                          "Pass a conformance.jsonl written by tierroute.")
+        raise ConfigError(
+            f"{str(path)!r} starts with kind {got!r}; expected a {CONFORMANCE_KIND!r} header line. "
+            "Pass a conformance.jsonl written by tierroute."
+        )
     if parsed[0].get("schema_version") != CONFORMANCE_VERSION:
-        raise ConfigError(f"{str(path)!r} has conformance schema version {parsed[0].get('schema_version')!r}; this "
-                          f"tierroute checks version {CONFORMANCE_VERSION}. Regenerate it.")
+        raise ConfigError(
+            f"{str(path)!r} has conformance schema version {parsed[0].get('schema_version')!r}; this "
+            f"tierroute checks version {CONFORMANCE_VERSION}. Regenerate it."
+        )
     return parsed[0], parsed[1:]
 
 
@@ -206,8 +273,7 @@ class ConformanceReport:
         return "\n".join([head, *lines, *more])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": 1, "file": self.file, "records": self.records, "ok": self.ok,
-                "mismatches": self.mismatches}
+        return {"schema_version": 1, "file": self.file, "records": self.records, "ok": self.ok, "mismatches": self.mismatches}
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -253,13 +319,17 @@ def check_conformance(bundle: str | os.PathLike[str], file: str | os.PathLike[st
     the bundle cannot be served."""
     path = Path(file) if file is not None else Path(bundle) / CONFORMANCE_FILE
     if not path.is_file():
-        raise ConfigError(f"No conformance file at {str(path)!r}; bundles exported before conformance vectors have none. "
-                          "Write one with `tierroute conformance BUNDLE --write`.")
+        raise ConfigError(
+            f"No conformance file at {str(path)!r}; bundles exported before conformance vectors have none. "
+            "Write one with `tierroute conformance BUNDLE --write`."
+        )
     header, records = read_conformance(path)
     router = _router(bundle)
     if header.get("bundle_id") != router.bundle_id:
-        raise ConfigError(f"{str(path)!r} was made from bundle {header.get('bundle_id')!r}; {str(bundle)!r} is "
-                          f"{router.bundle_id!r}. Regenerate it with `tierroute conformance BUNDLE --write`.")
+        raise ConfigError(
+            f"{str(path)!r} was made from bundle {header.get('bundle_id')!r}; {str(bundle)!r} is "
+            f"{router.bundle_id!r}. Regenerate it with `tierroute conformance BUNDLE --write`."
+        )
     report = ConformanceReport(str(path), len(records))
     mine = conformance_records(router, [r.get("request") for r in records])
     for want, got in zip(records, mine):

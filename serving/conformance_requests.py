@@ -29,7 +29,7 @@ _SENTENCES = (
     "Analyze the quarterly revenue table and evaluate whether the growth is sustainable.",
     "Step by step, work out how many widgets the factory ships in a 31-day month.",
     "Critique the argument in the essay and synthesize the strongest counter-argument.",
-    "Convert this CSV row to JSON: 1042,\"Smith, Jane\",2024-03-07,149.99,EUR",
+    'Convert this CSV row to JSON: 1042,"Smith, Jane",2024-03-07,149.99,EUR',
     "Hi team — the deploy on 2024-05-02 failed twice; see https://ci.example.com/build/88231 for logs.",
     "My card was charged twice for order #88231 (EUR 49.90). Please refund one of the charges?",
     "Route the call to get_weather(city, unit) when the user asks about the forecast.",
@@ -54,28 +54,83 @@ _PARAGRAPHS = (
     "function f(x) {\n\treturn x * 2;\n}\nconst y = f(21);",
 )
 EDGE_PROMPTS: tuple[str, ...] = (
-    "", " ", "\n", "\t\t", "\r\n\r\n", "?", "？", "🎉", "👩‍👩‍👧‍👦", "🇯🇵🇺🇸", "日本語", "한국어", "中文", "é", "e\u0301",
-    "ANALYZE THIS. COMPARE THAT. EXPLAIN WHY.", "re-analyze, evaluated, debugging, step-by-step", "analyzeanalyze",
-    "hello <|endoftext|> world <|im_start|>", "\u200b\u200d\ufeff", "a" * 2000, "ab " * 700, "1234567890" * 50,
-    "İstanbul ΣΟΦΙΑ straße", "x;\n", "{\n", "    indented code", "http://a.b https://c.d/e?f=g", "~~~\nfenced\n~~~",
-    "Line one\rLine two\u2028Line three\u2029Line four\x85Line five", "\x1c\x1d\x1e\x1f separators", "a\x00b",
-    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math ١٢٣ ٤٥٦ digits", "Why? Why? Why?" * 3, "(a) first\n(b) second\n(ç) third",
+    "",
+    " ",
+    "\n",
+    "\t\t",
+    "\r\n\r\n",
+    "?",
+    "？",
+    "🎉",
+    "👩‍👩‍👧‍👦",
+    "🇯🇵🇺🇸",
+    "日本語",
+    "한국어",
+    "中文",
+    "é",
+    "e\u0301",
+    "ANALYZE THIS. COMPARE THAT. EXPLAIN WHY.",
+    "re-analyze, evaluated, debugging, step-by-step",
+    "analyzeanalyze",
+    "hello <|endoftext|> world <|im_start|>",
+    "\u200b\u200d\ufeff",
+    "a" * 2000,
+    "ab " * 700,
+    "1234567890" * 50,
+    "İstanbul ΣΟΦΙΑ straße",
+    "x;\n",
+    "{\n",
+    "    indented code",
+    "http://a.b https://c.d/e?f=g",
+    "~~~\nfenced\n~~~",
+    "Line one\rLine two\u2028Line three\u2029Line four\x85Line five",
+    "\x1c\x1d\x1e\x1f separators",
+    "a\x00b",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math ١٢٣ ٤٥٦ digits",
+    "Why? Why? Why?" * 3,
+    "(a) first\n(b) second\n(ç) third",
 )
 _SCHEMAS: tuple[Any, ...] = (
-    None, None, None,
+    None,
+    None,
+    None,
     {"order_id": "string", "issue_type": "billing | technical | other"},
     ["billing", "technical", "account", "other"],
     {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name"]},
-    {"type": "json_schema", "json_schema": {"name": "ticket", "schema": {"type": "object", "properties": {
-        "priority": {"enum": ["low", "high"]}, "tags": {"type": "array", "items": {"type": "object", "properties": {
-            "label": {"type": "string"}}}}}}}},
+    {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "ticket",
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "priority": {"enum": ["low", "high"]},
+                    "tags": {"type": "array", "items": {"type": "object", "properties": {"label": {"type": "string"}}}},
+                },
+            },
+        },
+    },
     {"type": "json_object"},
-    [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
-        "city": {"type": "string"}, "unit": {"enum": ["c", "f"]}}, "required": ["city"]}}}],
+    [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ],
     {"tools": [{"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]},
     '{"answer": "yes | no"}',
-    {"$defs": {"Addr": {"type": "object", "properties": {"street": {"type": "string"}}}},
-     "type": "object", "properties": {"home": {"$ref": "#/$defs/Addr"}, "kind": {"const": "x"}}},
+    {
+        "$defs": {"Addr": {"type": "object", "properties": {"street": {"type": "string"}}}},
+        "type": "object",
+        "properties": {"home": {"$ref": "#/$defs/Addr"}, "kind": {"const": "x"}},
+    },
     {"type": "text"},
     {"items": [{"sku": "string", "qty": "integer"}], "total": "number"},
     {"anyOf": [{"type": "string"}, {"type": "null"}]},
@@ -123,8 +178,10 @@ def conformance_requests(seed: int = 0, n: int = 260, objectives: bool = True) -
     for i, size in enumerate(_lengths(rng, n)):
         item: dict[str, Any] = {"id": f"c{i}"}
         if i % 11 == 5:
-            turns: list[dict[str, Any]] = [{"role": "system", "content": "You are a careful assistant."},
-                     {"role": "user", "content": _prompt(rng, size)}]
+            turns: list[dict[str, Any]] = [
+                {"role": "system", "content": "You are a careful assistant."},
+                {"role": "user", "content": _prompt(rng, size)},
+            ]
             if i % 22 == 5:
                 turns.append({"role": "assistant", "content": [{"type": "text", "text": "Sure."}, {"type": "image"}]})
             item["messages"] = turns

@@ -99,12 +99,7 @@ class HeuristicPolicy:
     'claude-3-haiku'
     """
 
-    def __init__(
-        self,
-        catalogue: Catalogue | None = None,
-        tree: HeuristicTree | None = None,
-        expected_output_tokens: int = 256,
-    ) -> None:
+    def __init__(self, catalogue: Catalogue | None = None, tree: HeuristicTree | None = None, expected_output_tokens: int = 256) -> None:
         self.catalogue = catalogue if catalogue is not None else builtin_catalogue("article")
         self.tree = tree if tree is not None else HeuristicTree()
         self.expected_output_tokens = expected_output_tokens

@@ -108,12 +108,15 @@ class DecisionLog:
         try:
             self._fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
-            raise ConfigError(f"Cannot open the {self._what} {str(self.path)!r} for appending ({exc.strerror}). Pass "
-                              "a writable file path.") from None
+            raise ConfigError(
+                f"Cannot open the {self._what} {str(self.path)!r} for appending ({exc.strerror}). Pass a writable file path."
+            ) from None
         if not stat.S_ISREG(os.fstat(self._fd).st_mode):
             os.close(self._fd)
-            raise ConfigError(f"The {self._what} {str(self.path)!r} is not a regular file (a FIFO, device or "
-                              "socket); expected a JSONL file to append to. Pass a file path.")
+            raise ConfigError(
+                f"The {self._what} {str(self.path)!r} is not a regular file (a FIFO, device or "
+                "socket); expected a JSONL file to append to. Pass a file path."
+            )
         self._lock = threading.Lock()
         self._closed = False
         self._fence = False  # a partial line could not be cut back off: start the next one on a new line
@@ -136,7 +139,7 @@ class DecisionLog:
                 block = fh.read(step)
                 cut = block.rfind(b"\n")
                 if cut >= 0:
-                    fragment = block[cut + 1:] + fragment
+                    fragment = block[cut + 1 :] + fragment
                     break
                 fragment = block + fragment
         if not fragment:
@@ -154,10 +157,15 @@ class DecisionLog:
         self.torn += 1
         logging.getLogger("tierroute.serving").warning(
             "decision log %s: its last line was torn (%d bytes, a crash mid-write?); moved it to %s.torn so the next "
-            "decision starts on a line of its own", self.path, len(fragment), self.path.name)
+            "decision starts on a line of its own",
+            self.path,
+            len(fragment),
+            self.path.name,
+        )
 
-    def record(self, request: Request, decision: Decision, request_id: Any = None,
-               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def record(
+        self, request: Request, decision: Decision, request_id: Any = None, extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The log line for one decision (a dict); ``extra`` fields are added (the proxy's upstream
         outcome, the feature vector)."""
         if request_id is None:
@@ -172,11 +180,19 @@ class DecisionLog:
             line["prompt"] = request.prompt
             line["output_schema"] = request.output_schema
         line |= {
-            "latency_sla_ms": request.latency_sla_ms, "has_schema": request.output_schema is not None,
-            "signals": dict(decision.signals), "probabilities": dict(decision.probabilities), "model": decision.model,
-            "tier": decision.tier, "source": decision.source, "fallback": decision.fallback,
-            "greedy_model": decision.greedy_model or decision.model, "explored": decision.explored,
-            "propensity": decision.propensity, "bundle_id": decision.bundle_id, "objective": decision.objective,
+            "latency_sla_ms": request.latency_sla_ms,
+            "has_schema": request.output_schema is not None,
+            "signals": dict(decision.signals),
+            "probabilities": dict(decision.probabilities),
+            "model": decision.model,
+            "tier": decision.tier,
+            "source": decision.source,
+            "fallback": decision.fallback,
+            "greedy_model": decision.greedy_model or decision.model,
+            "explored": decision.explored,
+            "propensity": decision.propensity,
+            "bundle_id": decision.bundle_id,
+            "objective": decision.objective,
             "expected_cost_usd": decision.expected_cost_usd,
         }
         return line | dict(extra or {})
@@ -199,8 +215,7 @@ class DecisionLog:
             return [{"feature_spec": spec, "features_error": f"{type(exc).__name__}: {str(exc)[:200]}"} for _ in requests]
         return [{"features": [None if v != v else v for v in row], "feature_spec": spec} for row in rows]  # NaN: null
 
-    def write(self, request: Request, decision: Decision, request_id: Any = None,
-              extra: Mapping[str, Any] | None = None) -> None:
+    def write(self, request: Request, decision: Decision, request_id: Any = None, extra: Mapping[str, Any] | None = None) -> None:
         """Append the decision's line; never raises (a line that cannot be written is counted)."""
         self.append(self.record(request, decision, request_id, extra))
 
@@ -239,8 +254,8 @@ class DecisionLog:
         if not self._warned:
             self._warned = True
             logging.getLogger("tierroute.serving").warning(
-                "%s %s: a line could not be written (%s); serving goes on, lines are dropped and counted",
-                self._what, self.path, why)
+                "%s %s: a line could not be written (%s); serving goes on, lines are dropped and counted", self._what, self.path, why
+            )
 
     def close(self) -> None:
         with self._lock:

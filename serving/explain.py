@@ -37,18 +37,32 @@ from tierroute.models.contributions import CONTENT_GROUP, CandidateExplainer, Tr
 from tierroute.models.heuristic import HeuristicTree
 from tierroute.models.policy import Policy
 
-__all__ = ["ExplainerSlot", "attach_contributions", "explain_learned", "tree_path", "with_tree_path", "explain_flag",
-           "explain_heuristic", "summary", "TOP_K", "METHODS"]
+__all__ = [
+    "ExplainerSlot",
+    "attach_contributions",
+    "explain_learned",
+    "tree_path",
+    "with_tree_path",
+    "explain_flag",
+    "explain_heuristic",
+    "summary",
+    "TOP_K",
+    "METHODS",
+]
 
 #: contributions listed per candidate (the rest are summed into ``other_features``)
 TOP_K = 5
 #: how each model family's contributions are computed (``method`` in the explanation)
 METHODS = {"pooled": "saabas", "per_candidate": "saabas", "lowrank": "linear", "knn": None}
-_OLD_BUNDLE = ("explanations need a bundle exported by this release: this bundle has no trees.npy tree table (manifest "
-               "model.trees), so per-feature contributions are not available. Re-export it with `tierroute export` to get them")
-_KNN = ("per-feature contributions are not available for the knn family: its raw score is the similarity-weighted share "
-        "of the nearest training prompts that the candidate answered correctly (shrunk toward its mean), not a sum over "
-        "features")
+_OLD_BUNDLE = (
+    "explanations need a bundle exported by this release: this bundle has no trees.npy tree table (manifest "
+    "model.trees), so per-feature contributions are not available. Re-export it with `tierroute export` to get them"
+)
+_KNN = (
+    "per-feature contributions are not available for the knn family: its raw score is the similarity-weighted share "
+    "of the nearest training prompts that the candidate answered correctly (shrunk toward its mean), not a sum over "
+    "features"
+)
 
 
 class ExplainerSlot:
@@ -133,8 +147,10 @@ def _rule(policy: Policy, candidates: Sequence[str]) -> str:
     if policy.kind == "lambda":
         return f"the candidate that fits the SLA with the highest P(correct) - {policy.value:.4g} x expected cost (USD)"
     frontier = candidates[policy.frontier] if policy.frontier is not None else "the likeliest candidate"
-    return (f"{frontier} when its P(correct) beats the best other candidate that fits the SLA by more than "
-            f"{policy.value:.4g}; otherwise that other candidate")
+    return (
+        f"{frontier} when its P(correct) beats the best other candidate that fits the SLA by more than "
+        f"{policy.value:.4g}; otherwise that other candidate"
+    )
 
 
 def _policy_term(policy: Policy, proba: list[float], cost: list[float], k: int) -> dict[str, Any]:
@@ -145,17 +161,31 @@ def _policy_term(policy: Policy, proba: list[float], cost: list[float], k: int) 
     return {"is_frontier": policy.frontier == k}
 
 
-def explain_learned(slot: ExplainerSlot, bundle: Any, row: np.ndarray, proba: list[float], cost: list[float],
-                    feasible: list[bool] | None, served: int, greedy: int, policy: Policy, objective: str | None) -> dict[str, Any]:
+def explain_learned(
+    slot: ExplainerSlot,
+    bundle: Any,
+    row: np.ndarray,
+    proba: list[float],
+    cost: list[float],
+    feasible: list[bool] | None,
+    served: int,
+    greedy: int,
+    policy: Policy,
+    objective: str | None,
+) -> dict[str, Any]:
     """The explanation of one learned decision (the tree's path is added by :func:`with_tree_path`).
     ``row``: the request's feature row; ``served``/``greedy``: the model sent to and the policy's
     own pick (they differ on an exploration draw, and the greedy pick is then the runner-up)."""
     second = greedy if served != greedy else _runner_up(policy, proba, cost, feasible, served)
     picks = [served] if second is None else [served, second]
     explainer, why_not = slot.get()
-    out: dict[str, Any] = {"source": "learned", "family": bundle.kind, "method": METHODS.get(bundle.kind) if explainer else None,
-                           "units": "margin: the log-odds of the model's uncalibrated P(correct); raw = sigmoid(margin), "
-                                    "then the candidate's calibration gives p_correct"}
+    out: dict[str, Any] = {
+        "source": "learned",
+        "family": bundle.kind,
+        "method": METHODS.get(bundle.kind) if explainer else None,
+        "units": "margin: the log-odds of the model's uncalibrated P(correct); raw = sigmoid(margin), "
+        "then the candidate's calibration gives p_correct",
+    }
     shares = margins = None
     if explainer is not None:
         groups, model = explainer
@@ -165,33 +195,42 @@ def explain_learned(slot: ExplainerSlot, bundle: Any, row: np.ndarray, proba: li
         out["note"] = why_not
     entries = []
     for i, k in enumerate(picks):
-        entry: dict[str, Any] = {"model": bundle.candidates[k], "role": "chosen" if i == 0 else "runner_up",
-                                 "p_correct": proba[k], "expected_cost_usd": cost[k],
-                                 "fits_sla": True if feasible is None else bool(feasible[k]),
-                                 **_policy_term(policy, proba, cost, k)}
+        entry: dict[str, Any] = {
+            "model": bundle.candidates[k],
+            "role": "chosen" if i == 0 else "runner_up",
+            "p_correct": proba[k],
+            "expected_cost_usd": cost[k],
+            "fits_sla": True if feasible is None else bool(feasible[k]),
+            **_policy_term(policy, proba, cost, k),
+        }
         if shares is not None and margins is not None:
             bias = float(model.bias[k])
             entry |= _contributions(bundle, groups, values, shares[i], float(margins[i]), bias, k, proba[k])
         entries.append(entry)
     out["candidates"] = entries
-    out["policy"] = {"kind": policy.kind, "knob": policy.value, "objective": objective,
-                     "rule": _rule(policy, bundle.candidates)}
+    out["policy"] = {"kind": policy.kind, "knob": policy.value, "objective": objective, "rule": _rule(policy, bundle.candidates)}
     return out
 
 
-def _contributions(bundle: Any, groups: Sequence[str], row: list[float], shares: np.ndarray, margin: float, bias: float,
-                   k: int, p: float) -> dict[str, Any]:
+def _contributions(
+    bundle: Any, groups: Sequence[str], row: list[float], shares: np.ndarray, margin: float, bias: float, k: int, p: float
+) -> dict[str, Any]:
     values = shares.tolist()  # plain floats: a few dozen groups sort faster in Python than through numpy calls
     top = [g for g in sorted(range(len(values)), key=lambda g: -abs(values[g]))[:TOP_K] if values[g] != 0.0]
     raw = 1.0 / (1.0 + math.exp(-margin)) if margin > -700 else 0.0
-    out = {"margin": margin, "bias": bias, "raw_score": raw,
-           "contributions": [{"feature": groups[g], "value": _value(bundle, groups[g], row, k), "contribution": values[g]}
-                             for g in top],
-           "other_features": sum(values) - sum(values[g] for g in top)}
+    out = {
+        "margin": margin,
+        "bias": bias,
+        "raw_score": raw,
+        "contributions": [{"feature": groups[g], "value": _value(bundle, groups[g], row, k), "contribution": values[g]} for g in top],
+        "other_features": sum(values) - sum(values[g] for g in top),
+    }
     again = float(bundle.calibrations[k].apply(np.array([raw]))[0])
     if abs(again - p) > 1e-3:  # the tree table should be the served model's own trees
-        out["note"] = (f"calibrating sigmoid(margin) gives P(correct) {again:.4f}, the served model {p:.4f}: the tree "
-                       "table does not match the ONNX model; re-export the bundle")
+        out["note"] = (
+            f"calibrating sigmoid(margin) gives P(correct) {again:.4f}, the served model {p:.4f}: the tree "
+            "table does not match the ONNX model; re-export the bundle"
+        )
     return out
 
 
@@ -217,11 +256,17 @@ def tree_path(tree: HeuristicTree, tier_models: Mapping[str, str], signals: Mapp
     p = tree.params
     tokens, structured = int(signals["token_count"]), bool(signals["is_structured"])
     depth, sensitive = int(signals["depth"]), bool(signals["latency_sensitive"])
-    rules = {"rule1": [(f"token_count < {p.token_limit}", tokens, tokens < p.token_limit),
-                       ("is_structured (an output schema is given)", structured, structured),
-                       (f"depth <= {p.tier1_max_depth}", depth, depth <= p.tier1_max_depth)],
-             "rule2": [(f"depth <= {p.tier2_max_depth}", depth, depth <= p.tier2_max_depth),
-                       ("not latency_sensitive", sensitive, not sensitive)]}
+    rules = {
+        "rule1": [
+            (f"token_count < {p.token_limit}", tokens, tokens < p.token_limit),
+            ("is_structured (an output schema is given)", structured, structured),
+            (f"depth <= {p.tier1_max_depth}", depth, depth <= p.tier1_max_depth),
+        ],
+        "rule2": [
+            (f"depth <= {p.tier2_max_depth}", depth, depth <= p.tier2_max_depth),
+            ("not latency_sensitive", sensitive, not sensitive),
+        ],
+    }
     path = []
     for node, tests in rules.items():
         for test, value, holds in tests:
@@ -231,15 +276,21 @@ def tree_path(tree: HeuristicTree, tier_models: Mapping[str, str], signals: Mapp
         else:
             break
     verdict = tree.decide(tokens, structured, depth, sensitive)
-    return {"tier": verdict.tier, "node": verdict.node, "model": tier_models.get(verdict.tier), "path": path,
-            "reason": verdict.reason}
+    return {"tier": verdict.tier, "node": verdict.node, "model": tier_models.get(verdict.tier), "path": path, "reason": verdict.reason}
 
 
 def with_tree_path(decision: Any, tree: HeuristicTree, tier_models: Mapping[str, str]) -> Any:
     """``decision`` with the tree's path in its explanation (a fallback's explanation is the path alone)."""
-    base = dict(decision.explanation or {}) if decision.source == "learned" else {
-        "source": "heuristic", "note": "the heuristic tree decided" + (f" (fallback: {decision.fallback})" if decision.fallback
-                                                                        else "") + "; only its path explains it"}
+    base = (
+        dict(decision.explanation or {})
+        if decision.source == "learned"
+        else {
+            "source": "heuristic",
+            "note": "the heuristic tree decided"
+            + (f" (fallback: {decision.fallback})" if decision.fallback else "")
+            + "; only its path explains it",
+        }
+    )
     try:
         base["tree"] = tree_path(tree, tier_models, decision.signals)
     except (KeyError, TypeError, ValueError) as exc:
@@ -247,9 +298,17 @@ def with_tree_path(decision: Any, tree: HeuristicTree, tier_models: Mapping[str,
     return replace(decision, explanation=base)
 
 
-def attach_contributions(slot: ExplainerSlot, bundle: Any, decisions: Sequence[Any], X: np.ndarray,
-                         proba: Sequence[list[float]], cost: Sequence[list[float]], feasible: Sequence[list[bool] | None],
-                         policy: Policy, objective: str | None) -> list[Any]:
+def attach_contributions(
+    slot: ExplainerSlot,
+    bundle: Any,
+    decisions: Sequence[Any],
+    X: np.ndarray,
+    proba: Sequence[list[float]],
+    cost: Sequence[list[float]],
+    feasible: Sequence[list[bool] | None],
+    policy: Policy,
+    objective: str | None,
+) -> list[Any]:
     """The learned ``decisions`` with their explanations (heuristic ones, e.g. low confidence, as
     they are: :func:`with_tree_path` explains those). Never raises: a failure is the explanation's
     ``error``, and the decision stands."""
@@ -258,8 +317,9 @@ def attach_contributions(slot: ExplainerSlot, bundle: Any, decisions: Sequence[A
         if d.source == "learned":
             try:
                 served, greedy = bundle.candidates.index(d.model), bundle.candidates.index(d.greedy_model or d.model)
-                d = replace(d, explanation=explain_learned(slot, bundle, X[i], proba[i], cost[i], feasible[i], served,
-                                                           greedy, policy, objective))
+                d = replace(
+                    d, explanation=explain_learned(slot, bundle, X[i], proba[i], cost[i], feasible[i], served, greedy, policy, objective)
+                )
             except Exception as exc:  # noqa: BLE001 - an explanation must never cost the decision
                 d = replace(d, explanation={"source": "learned", "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
         out.append(d)

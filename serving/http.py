@@ -12,10 +12,11 @@ with :func:`tierroute.serving.server.serve`, which adds the connection limits).
                             without a token only the configured bundle may be reloaded (403)
 
 Client mistakes are JSON errors with a 4xx status: 400 (not JSON, or JSON over the depth/number
-limits), 401 (bearer token), 404/405 (no such endpoint/method), 409 (a reload already running),
-413 (body over the cap), 422 (a malformed request, with the RequestError's wording); each is
-counted. Prompts are never logged unless ``log_prompts``; the decision log line carries the
-prompt's sha256 prefix instead.
+limits), 401 (bearer token), 404/405 (no such endpoint/method), 409 (a reload already running;
+a changed feedback grade), 413 (body over the cap), 422 (a malformed request, with the
+RequestError's wording; feedback for an id this process did not decide); each is counted.
+Prompts are never logged unless ``log_prompts``; the decision log line carries the prompt's
+sha256 prefix instead.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ class ServiceConfig:
     :func:`tierroute.serving.server.serve`): a request must arrive whole within
     ``request_timeout_s``; idle keep-alive connections close after ``keep_alive_s``; beyond
     ``max_connections`` open connections new ones get 503; a request head still incomplete past
-    ``max_header_bytes`` gets 400; ``backlog`` is the listen queue."""
+    ``max_header_bytes`` gets 400; ``backlog`` is the listen queue. ``feedback_check_ids``: POST
+    /v1/feedback refuses an id none of the last ``feedback_id_capacity`` decisions of this process
+    had, and a changed grade from a source (:mod:`tierroute.serving.feedback_ids`); False (replicas
+    behind a load balancer without affinity) accepts every well-formed item, as the join sorts them."""
 
     bundle: str | None = None
     router: RouterConfig = field(default_factory=RouterConfig)
@@ -74,6 +78,8 @@ class ServiceConfig:
     max_connections: int = 1024
     max_header_bytes: int = 16 * 1024
     backlog: int = 2048
+    feedback_check_ids: bool = True  # refuse feedback for ids this process did not decide, and changed grades
+    feedback_id_capacity: int = 200_000  # the most recent decisions whose ids feedback may name
 
     def __post_init__(self) -> None:
         check_int(self.max_body_bytes, "max_body_bytes", "ServiceConfig", 1)
@@ -84,6 +90,11 @@ class ServiceConfig:
         check_int(self.max_connections, "max_connections", "ServiceConfig", 1)
         check_int(self.max_header_bytes, "max_header_bytes", "ServiceConfig", 1024)
         check_int(self.backlog, "backlog", "ServiceConfig", 1)
+        check_int(self.feedback_id_capacity, "feedback_id_capacity", "ServiceConfig", 1)
+        if not isinstance(self.feedback_check_ids, bool):
+            raise ConfigError(
+                f"The 'feedback_check_ids' parameter of ServiceConfig must be true or false; got {self.feedback_check_ids!r}."
+            )
         if self.token is not None and not self.token.strip():
             raise ConfigError("The 'token' parameter of ServiceConfig must be a non-empty string or None. Got an empty string.")
 
@@ -115,8 +126,7 @@ class RouterHolder:
             raise ReloadBusy("Another reload is running; retry when it has finished.")
         try:
             target = source if source is not None else self.configured
-            router = Router.load(target, config, strict=True, tracking_uri=tracking_uri,
-                                 decision_log=self.current.decision_log)
+            router = Router.load(target, config, strict=True, tracking_uri=tracking_uri, decision_log=self.current.decision_log)
             self.current, self.source = router, target
             return router
         finally:
@@ -124,8 +134,14 @@ class RouterHolder:
 
 
 def _endpoints(proxy: bool, feedback: bool = False) -> str:
-    names = ["POST /v1/feedback"] * feedback + ["POST /v1/route", "POST /v1/route/batch", "GET /healthz", "GET /readyz",
-                                                "GET /metrics", "POST /admin/reload"]
+    names = ["POST /v1/feedback"] * feedback + [
+        "POST /v1/route",
+        "POST /v1/route/batch",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+        "POST /admin/reload",
+    ]
     return ", ".join((["POST /v1/chat/completions"] if proxy else []) + names)
 
 
@@ -135,10 +151,10 @@ def _load_router(config: ServiceConfig) -> Router:
     from tierroute.serving.decision_log import DecisionLog
 
     catalogue = load_catalogue(config.catalogue) if config.catalogue else None
-    decisions = (DecisionLog(config.decision_log, log_prompts=config.log_prompts, log_features=config.log_features)
-                 if config.decision_log else None)
-    return Router.load(config.bundle, config.router, catalogue=catalogue, tracking_uri=config.tracking_uri,
-                       decision_log=decisions)
+    decisions = (
+        DecisionLog(config.decision_log, log_prompts=config.log_prompts, log_features=config.log_features) if config.decision_log else None
+    )
+    return Router.load(config.bundle, config.router, catalogue=catalogue, tracking_uri=config.tracking_uri, decision_log=decisions)
 
 
 class _Endpoints:
@@ -151,10 +167,14 @@ class _Endpoints:
         self.proxy_described: dict[str, Any] | None = None
         self.proxy_lifespan: Any = None
         self.feedback: Any = None
+        self.feedback_ids: Any = None  # FeedbackIds: the ids feedback may name (serving/feedback_ids.py)
+        self.feedback_refused: Any = None
 
     def decided(self, payload: Any, decision: Any) -> None:
         """Count one decision and write the server's log line for it (every endpoint that decides)."""
         self.metrics.observe(decision)
+        if self.feedback_ids is not None:
+            self.feedback_ids.remember(decision.request_id)
         if not log.isEnabledFor(logging.INFO):
             return
         prompt = payload.get("prompt") if isinstance(payload, dict) else None
@@ -164,16 +184,22 @@ class _Endpoints:
         else:
             text = prompt if isinstance(prompt, str) else json.dumps(payload, sort_keys=True, default=str)
             what = "prompt_sha256=" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
-        log.info("decision %s tier=%s model=%s source=%s fallback=%s ms=%.3f", what, decision.tier, decision.model,
-                 decision.source, decision.fallback, decision.elapsed_ms)
+        log.info(
+            "decision %s tier=%s model=%s source=%s fallback=%s ms=%.3f",
+            what,
+            decision.tier,
+            decision.model,
+            decision.source,
+            decision.fallback,
+            decision.elapsed_ms,
+        )
 
     async def route_one(self, request: HttpRequest) -> Response:
         payload, error = await read_json(request, self.config, self.metrics)
         if error is not None:
             return error
         if not isinstance(payload, dict):
-            return _error(422, f"Expected one request object (prompt or messages); got JSON {type(payload).__name__}.",
-                          self.metrics)
+            return _error(422, f"Expected one request object (prompt or messages); got JSON {type(payload).__name__}.", self.metrics)
         try:
             decision = self.holder.current.route(payload, explain=explain_flag(request.query_params.get("explain")))
         except RequestError as exc:
@@ -188,8 +214,9 @@ class _Endpoints:
             return error
         items = payload.get("requests") if isinstance(payload, dict) else None
         if not isinstance(items, list):
-            return _error(422, 'Expected {"requests": [request, ...]}; got ' + f"{type(payload).__name__} without a "
-                          "'requests' list.", metrics)
+            return _error(
+                422, 'Expected {"requests": [request, ...]}; got ' + f"{type(payload).__name__} without a 'requests' list.", metrics
+            )
         if len(items) > config.max_batch:
             return _error(413, f"The batch has {len(items):,} requests; at most {config.max_batch:,} per call. Split it.", metrics)
         ids = [item.get("id") if isinstance(item, dict) else None for item in items]
@@ -235,20 +262,28 @@ class _Endpoints:
         if payload is not None and not isinstance(payload, dict) or source is not None and not isinstance(source, str):
             return _error(422, 'Expected {"bundle": "PATH or models:/URI"} (or an empty body for the configured bundle).', metrics)
         if config.token is None and source is not None and source != holder.configured:
-            return _error(403, "Without a bearer token (--token-env) /admin/reload only reloads the configured bundle; "
-                          f"got another one ({source!r}). Start the service with --token-env to reload other bundles.", metrics)
+            return _error(
+                403,
+                "Without a bearer token (--token-env) /admin/reload only reloads the configured bundle; "
+                f"got another one ({source!r}). Start the service with --token-env to reload other bundles.",
+                metrics,
+            )
         from starlette.concurrency import run_in_threadpool
 
         started = time.perf_counter()
         try:
             router = await run_in_threadpool(holder.reload, source, config.router, config.tracking_uri)
         except ReloadBusy as exc:
-            return _error(409, f"{exc} Still serving bundle {holder.current.bundle_id}.", metrics,
-                          serving=holder.current.bundle_id)
+            return _error(409, f"{exc} Still serving bundle {holder.current.bundle_id}.", metrics, serving=holder.current.bundle_id)
         except BundleError as exc:
             metrics.reloads.labels(outcome="refused").inc()
-            return _error(422, f"Reload refused, still serving bundle {holder.current.bundle_id}: {exc}", metrics,
-                          fallback=exc.code, serving=holder.current.bundle_id)
+            return _error(
+                422,
+                f"Reload refused, still serving bundle {holder.current.bundle_id}: {exc}",
+                metrics,
+                fallback=exc.code,
+                serving=holder.current.bundle_id,
+            )
         metrics.reloads.labels(outcome="ok").inc()
         metrics.learned.set(1 if router.learned else 0)
         return json_response({"status": "reloaded", "seconds": round(time.perf_counter() - started, 3), **router.describe()})
@@ -269,8 +304,12 @@ class _Endpoints:
 
     async def server_error(self, request: HttpRequest, exc: Exception) -> Response:
         # uvicorn logs the traceback (Starlette re-raises after this answer): a bug to report
-        return _error(500, f"Internal error ({type(exc).__name__}) in {request.method} {request.url.path}; it is "
-                      "logged. Retry; if it persists, report it with the server log.", self.metrics)
+        return _error(
+            500,
+            f"Internal error ({type(exc).__name__}) in {request.method} {request.url.path}; it is "
+            "logged. Retry; if it persists, report it with the server log.",
+            self.metrics,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
@@ -285,6 +324,7 @@ class _Endpoints:
                 self.holder.current.decision_log.close()
             if self.feedback is not None:
                 self.feedback.close()
+                self.feedback_refused.close()
 
     def extra_routes(self, proxy: Any) -> list[Any]:
         """The proxy's route (``proxy``: a ProxyConfig or None) and the feedback route when configured;
@@ -293,27 +333,32 @@ class _Endpoints:
         if proxy is not None:
             from tierroute.serving.proxy import proxy_routes
 
-            routes, self.proxy_lifespan, self.proxy_described = proxy_routes(proxy, self.holder, self.config,
-                                                                             self.metrics, self.decided)
+            routes, self.proxy_lifespan, self.proxy_described = proxy_routes(proxy, self.holder, self.config, self.metrics, self.decided)
             self.proxied = True
         if self.config.feedback_log:
             from tierroute.serving.feedback import FeedbackLog
             from tierroute.serving.feedback_http import feedback_route
+            from tierroute.serving.feedback_ids import FeedbackIds, RefusedLog, refused_path
 
             self.feedback = FeedbackLog(self.config.feedback_log)
-            routes = [*routes, feedback_route(self.feedback, self.config, self.metrics)]
+            self.feedback_refused = RefusedLog(refused_path(self.config.feedback_log))
+            if self.config.feedback_check_ids:
+                self.feedback_ids = FeedbackIds(self.config.feedback_id_capacity)
+            routes = [*routes, feedback_route(self.feedback, self.config, self.metrics, self.feedback_ids, self.feedback_refused)]
         return routes
 
     def routes(self) -> list[Any]:
         """The service's own routes."""
         from starlette.routing import Route
 
-        return [Route("/v1/route", self.route_one, methods=["POST"]),
-                Route("/v1/route/batch", self.route_batch, methods=["POST"]),
-                Route("/healthz", self.healthz, methods=["GET"]),
-                Route("/readyz", self.readyz, methods=["GET"]),
-                Route("/metrics", self.metrics_endpoint, methods=["GET"]),
-                Route("/admin/reload", self.reload, methods=["POST"])]
+        return [
+            Route("/v1/route", self.route_one, methods=["POST"]),
+            Route("/v1/route/batch", self.route_batch, methods=["POST"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+            Route("/admin/reload", self.reload, methods=["POST"]),
+        ]
 
 
 def create_app(config: ServiceConfig | None = None, router: Router | None = None, proxy: Any = None) -> Any:
@@ -331,8 +376,11 @@ def create_app(config: ServiceConfig | None = None, router: Router | None = None
     metrics.learned.set(1 if router.learned else 0)
     endpoints = _Endpoints(config, holder, metrics)
     extra = endpoints.extra_routes(proxy)
-    app = Starlette(lifespan=endpoints.lifespan, routes=[*extra, *endpoints.routes()],
-                    exception_handlers={HTTPException: endpoints.http_error, Exception: endpoints.server_error})
+    app = Starlette(
+        lifespan=endpoints.lifespan,
+        routes=[*extra, *endpoints.routes()],
+        exception_handlers={HTTPException: endpoints.http_error, Exception: endpoints.server_error},
+    )
     app.state.holder, app.state.metrics, app.state.config = holder, metrics, config
-    app.state.feedback = endpoints.feedback
+    app.state.feedback, app.state.feedback_ids = endpoints.feedback, endpoints.feedback_ids
     return app

@@ -23,8 +23,14 @@ if TYPE_CHECKING:  # starlette is the serve extra's; imported when a response is
 __all__ = ["ServiceMetrics", "error_response", "json_response", "authorised", "read_json", "echo_id"]
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
-_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 408: "timeout_error",
-                409: "conflict_error", 429: "rate_limit_error"}
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    429: "rate_limit_error",
+}
 
 
 class _DecisionLogCollector:
@@ -37,10 +43,16 @@ class _DecisionLogCollector:
         from prometheus_client.core import CounterMetricFamily
 
         log = self.holder.current.decision_log if self.holder is not None else None
-        yield CounterMetricFamily("tierroute_decision_log_dropped", "Decision-log lines that could not be written "
-                                  "(disk full, log closed)", value=log.dropped if log is not None else 0)
-        yield CounterMetricFamily("tierroute_decision_log_torn", "Torn decision-log lines fenced off (a crash "
-                                  "mid-write found on open, or a partial write)", value=log.torn if log is not None else 0)
+        yield CounterMetricFamily(
+            "tierroute_decision_log_dropped",
+            "Decision-log lines that could not be written (disk full, log closed)",
+            value=log.dropped if log is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "tierroute_decision_log_torn",
+            "Torn decision-log lines fenced off (a crash mid-write found on open, or a partial write)",
+            value=log.torn if log is not None else 0,
+        )
 
 
 class ServiceMetrics:
@@ -51,21 +63,33 @@ class ServiceMetrics:
 
         self.registry = CollectorRegistry()
         self.decisions = Counter("tierroute_decisions_total", "Routing decisions", ["tier", "model", "source"], registry=self.registry)
-        self.fallbacks = Counter("tierroute_fallbacks_total", "Decisions the heuristic tree made because the learned path "
-                                 "could not answer", ["reason"], registry=self.registry)
-        self.latency = Histogram("tierroute_decision_seconds", "Time to decide one request (inside the router)",
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.fallbacks = Counter(
+            "tierroute_fallbacks_total",
+            "Decisions the heuristic tree made because the learned path could not answer",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tierroute_decision_seconds", "Time to decide one request (inside the router)", buckets=LATENCY_BUCKETS, registry=self.registry
+        )
         self.errors = Counter("tierroute_client_errors_total", "Requests refused with a 4xx", ["status"], registry=self.registry)
-        self.server_errors = Counter("tierroute_server_errors_total", "Answers with a 5xx (502: every upstream failed, "
-                                     "503: over the connection cap, 500: a bug)", ["status"], registry=self.registry)
-        self.upstream_failures = Counter("tierroute_upstream_failures_total", "Proxy calls to an upstream that failed "
-                                         "(the proxy then moved up or answered 502)", ["model", "reason"],
-                                         registry=self.registry)
-        self.connections_refused = Counter("tierroute_connections_refused_total", "Connections closed by the server's "
-                                           "limits", ["reason"], registry=self.registry)
+        self.server_errors = Counter(
+            "tierroute_server_errors_total",
+            "Answers with a 5xx (502: every upstream failed, 503: over the connection cap, 500: a bug)",
+            ["status"],
+            registry=self.registry,
+        )
+        self.upstream_failures = Counter(
+            "tierroute_upstream_failures_total",
+            "Proxy calls to an upstream that failed (the proxy then moved up or answered 502)",
+            ["model", "reason"],
+            registry=self.registry,
+        )
+        self.connections_refused = Counter(
+            "tierroute_connections_refused_total", "Connections closed by the server's limits", ["reason"], registry=self.registry
+        )
         self.reloads = Counter("tierroute_reloads_total", "Bundle reloads", ["outcome"], registry=self.registry)
-        self.learned = Gauge("tierroute_learned", "1 when a verified bundle is served, 0 when only the tree",
-                             registry=self.registry)
+        self.learned = Gauge("tierroute_learned", "1 when a verified bundle is served, 0 when only the tree", registry=self.registry)
         for reason in FALLBACK_REASONS:
             self.fallbacks.labels(reason=reason)
         self.registry.register(_DecisionLogCollector(holder))
@@ -99,8 +123,7 @@ def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"status": status, "message": message, "type": kind, **extra}}
 
 
-def error_response(status: int, message: str, metrics: ServiceMetrics, headers: dict[str, str] | None = None,
-                   **extra: Any) -> Response:
+def error_response(status: int, message: str, metrics: ServiceMetrics, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     """The JSON error answer, counted."""
     metrics.count(status)
     return json_response(error_body(status, message, **extra), status, headers)
@@ -131,15 +154,19 @@ async def read_json(request: Any, config: Any, metrics: ServiceMetrics) -> tuple
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > config.max_body_bytes):
         size = f"{int(declared):,} bytes" if len(declared) <= 18 else f"a {len(declared)}-digit number of bytes"
-        return None, error_response(413, f"The body is {size}; this service accepts at most {config.max_body_bytes:,}. "
-                                    "Send a shorter prompt or raise --max-body.", metrics)
+        return None, error_response(
+            413,
+            f"The body is {size}; this service accepts at most {config.max_body_bytes:,}. Send a shorter prompt or raise --max-body.",
+            metrics,
+        )
     body = bytearray()
     try:
         async for chunk in request.stream():
             body += chunk
             if len(body) > config.max_body_bytes:
-                return None, error_response(413, f"The body exceeds {config.max_body_bytes:,} bytes. Send a shorter "
-                                            "prompt or raise --max-body.", metrics)
+                return None, error_response(
+                    413, f"The body exceeds {config.max_body_bytes:,} bytes. Send a shorter prompt or raise --max-body.", metrics
+                )
     except ClientDisconnect:  # the client left (or the request timeout closed it): nobody to answer
         return None, Response(status_code=400)
     try:
@@ -148,8 +175,10 @@ async def read_json(request: Any, config: Any, metrics: ServiceMetrics) -> tuple
         if exc.reason in ("syntax", "encoding"):
             message = f"The body is not JSON ({exc.detail}). Send one JSON object."
         elif exc.reason == "depth":
-            message = (f"The body nests arrays/objects more than {config.max_json_depth} levels deep; this service "
-                       f"accepts at most {config.max_json_depth} (--max-json-depth). Flatten the request.")
+            message = (
+                f"The body nests arrays/objects more than {config.max_json_depth} levels deep; this service "
+                f"accepts at most {config.max_json_depth} (--max-json-depth). Flatten the request."
+            )
         else:
             message = str(exc)
         return None, error_response(400, message, metrics)

@@ -27,9 +27,11 @@ from tierroute.safejson import loads as safe_loads
 
 __all__ = ["JudgeConfig", "Judge", "parse_score", "JUDGE_PROMPT"]
 
-JUDGE_PROMPT = ("You grade an AI assistant's answer to a request. Reply with one number between 0 and 1 and nothing "
-                "else: 1 if the answer is correct and complete, 0 if it is wrong, in between for partly right.\n\n"
-                "Request:\n{request}\n\nAnswer:\n{answer}")
+JUDGE_PROMPT = (
+    "You grade an AI assistant's answer to a request. Reply with one number between 0 and 1 and nothing "
+    "else: 1 if the answer is correct and complete, 0 if it is wrong, in between for partly right.\n\n"
+    "Request:\n{request}\n\nAnswer:\n{answer}"
+)
 _SCORE = re.compile(r"(?<![\d.])(0(?:\.\d+)?|1(?:\.0+)?|\.\d+)(?![\d.])")
 _MAX_CHARS = 8000  # of the request and of the answer each, in the grading prompt
 
@@ -67,8 +69,10 @@ class Judge:
     def __init__(self, config: JudgeConfig, catalogue: Catalogue, keys: dict[str, str]) -> None:
         if catalogue.missing([config.model]) or not catalogue.candidate(config.model).base_url:
             known = ", ".join(c.model for c in catalogue.candidates if c.base_url) or "(none has a base_url)"
-            raise ConfigError(f"The judge model {config.model!r} is not a candidate with a base_url in catalogue "
-                              f"{catalogue.name!r}; expected one of {known}. Pass --judge with one of them.")
+            raise ConfigError(
+                f"The judge model {config.model!r} is not a candidate with a base_url in catalogue "
+                f"{catalogue.name!r}; expected one of {known}. Pass --judge with one of them."
+            )
         self.config = config
         self.candidate = catalogue.candidate(config.model)
         self.key = keys.get(config.model)
@@ -77,9 +81,15 @@ class Judge:
         self.graded = self.failed = self.over_budget = 0
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.config.model, "sample": self.config.sample, "budget_usd": self.config.budget_usd,
-                "spent_usd": round(self.spent, 8), "graded": self.graded, "failed": self.failed,
-                "over_budget": self.over_budget}
+        return {
+            "model": self.config.model,
+            "sample": self.config.sample,
+            "budget_usd": self.config.budget_usd,
+            "spent_usd": round(self.spent, 8),
+            "graded": self.graded,
+            "failed": self.failed,
+            "over_budget": self.over_budget,
+        }
 
     def sampled(self) -> bool:
         """Whether to grade this call (drawn first, so the sample does not depend on the budget)."""
@@ -101,8 +111,7 @@ class Judge:
             self.over_budget += 1
             return None
         headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {self.key}"} if self.key else {})
-        body = {"model": self.config.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 8,
-                "temperature": 0}
+        body = {"model": self.config.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 8, "temperature": 0}
         url = f"{self.candidate.base_url.rstrip('/')}/chat/completions"  # type: ignore[union-attr]
         try:
             response = await client.post(url, content=json.dumps(body).encode(), headers=headers)
@@ -126,5 +135,4 @@ class Judge:
             self.failed += 1
             return None
         self.graded += 1
-        return {"source": "judge", "quality": score, "correct": score >= 0.5, "judge": self.config.model,
-                "judge_cost_usd": round(cost, 10)}
+        return {"source": "judge", "quality": score, "correct": score >= 0.5, "judge": self.config.model, "judge_cost_usd": round(cost, 10)}

@@ -90,15 +90,18 @@ def upstream_keys(catalogue: Catalogue, env: Mapping[str, str] | None = None) ->
                 unset.setdefault(cand.api_key_env, []).append(cand.model)
     if unset:
         listing = "; ".join(f"{name} (for {', '.join(models)})" for name, models in unset.items())
-        raise ConfigError(f"The API key variable(s) named by api_key_env in catalogue {catalogue.name!r} are not set: "
-                          f"{listing}. Export them (export NAME=...) before starting the proxy, or remove api_key_env "
-                          "from endpoints that need no key.")
+        raise ConfigError(
+            f"The API key variable(s) named by api_key_env in catalogue {catalogue.name!r} are not set: "
+            f"{listing}. Export them (export NAME=...) before starting the proxy, or remove api_key_env "
+            "from endpoints that need no key."
+        )
     return keys
 
 
 def upgrade_chain(catalogue: Catalogue, first: str) -> list[str]:
     """``first``, then every candidate above it: same tier and dearer, then higher tiers, each
     cheapest first; only candidates with a ``base_url`` (where the proxy can send a call)."""
+
     def rank(model: str) -> tuple[int, float, str]:
         c = catalogue.candidate(model)
         return catalogue.tier_rank(c.tier), c.input_per_1k + c.output_per_1k, c.model
@@ -122,14 +125,17 @@ def _request_fields(payload: dict[str, Any], sla_header: str | None) -> dict[str
         except ValueError:
             raise RequestError(f"The {SLA_HEADER} header must be a number of milliseconds; got {sla_header!r}.") from None
         if not math.isfinite(value):
-            raise RequestError(f"The {SLA_HEADER} header must be a finite number of milliseconds; got {sla_header!r}. "
-                               "Leave the header out when there is no latency budget.")
+            raise RequestError(
+                f"The {SLA_HEADER} header must be a finite number of milliseconds; got {sla_header!r}. "
+                "Leave the header out when there is no latency budget."
+            )
         fields["latency_sla_ms"] = value
     return fields
 
 
-def proxy_routes(config: ProxyConfig, holder: Any, service: Any, metrics: Any,
-                 decided: Callable[[Any, Any], None]) -> tuple[list[Any], Any, dict[str, Any]]:
+def proxy_routes(
+    config: ProxyConfig, holder: Any, service: Any, metrics: Any, decided: Callable[[Any, Any], None]
+) -> tuple[list[Any], Any, dict[str, Any]]:
     """The proxy's routes, the lifespan that owns its HTTP client, and what /readyz says about it
     (for :func:`create_app`; ``decided(payload, decision)`` counts and logs each routed decision)."""
     import httpx  # noqa: F401  (the serve extra's: missing, the service fails at start, not on a call)
@@ -143,17 +149,25 @@ class _Call:
     """One chat-completions call on its way up the chain: the body, the candidates to try, what
     the decision header says, the failures so far, and the decision-log entry (routed calls)."""
 
-    def __init__(self, payload: dict[str, Any], routed: bool, chain: list[str], info: dict[str, Any],
-                 served: ServedCall | None) -> None:
+    def __init__(self, payload: dict[str, Any], routed: bool, chain: list[str], info: dict[str, Any], served: ServedCall | None) -> None:
         self.payload, self.routed, self.chain, self.info, self.served = payload, routed, chain, info, served
         self.failures: list[dict[str, Any]] = []
 
     def decision_header(self, model: str | None) -> dict[str, str]:
         info, failures = self.info, self.failures
         ids = {REQUEST_ID_HEADER: info["request_id"]} if info.get("request_id") else {}
-        return {**ids, DECISION_HEADER: json.dumps({**info, "served_by": model, "attempts": len(failures) + (model is not None),
-                                                    "upstream_failures": [f["model"] for f in failures]},
-                                                   separators=(",", ":"))}
+        return {
+            **ids,
+            DECISION_HEADER: json.dumps(
+                {
+                    **info,
+                    "served_by": model,
+                    "attempts": len(failures) + (model is not None),
+                    "upstream_failures": [f["model"] for f in failures],
+                },
+                separators=(",", ":"),
+            ),
+        }
 
     def finish(self, model: str | None, status: int | None, body: bytes | None = None) -> None:
         if self.served is not None:
@@ -164,19 +178,25 @@ class _Proxy:
     """The proxy's state (its catalogue, upstream keys, judge and HTTP client) and its endpoint,
     ``POST /v1/chat/completions``: parse, decide, call the chain of upstreams, answer."""
 
-    def __init__(self, config: ProxyConfig, holder: Any, service: Any, metrics: Any,
-                 decided: Callable[[Any, Any], None]) -> None:
+    def __init__(self, config: ProxyConfig, holder: Any, service: Any, metrics: Any, decided: Callable[[Any, Any], None]) -> None:
         catalogue = load_catalogue(config.catalogue)
         if not any(c.base_url for c in catalogue.candidates):
-            raise ConfigError(f"Catalogue {catalogue.name!r} gives no candidate a base_url, so the proxy has nowhere to "
-                              'send calls. Add base_url = "https://.../v1" (and api_key_env) to its [[candidates]].')
+            raise ConfigError(
+                f"Catalogue {catalogue.name!r} gives no candidate a base_url, so the proxy has nowhere to "
+                'send calls. Add base_url = "https://.../v1" (and api_key_env) to its [[candidates]].'
+            )
         self.config, self.holder, self.service, self.metrics, self.decided = config, holder, service, metrics, decided
         self.catalogue = catalogue
         self.keys = upstream_keys(catalogue)
         self.judge = Judge(config.judge, catalogue, self.keys) if config.judge is not None else None
         self.clients: dict[str, httpx.AsyncClient] = {}
-        self.described = {"catalogue": catalogue.name, "alias": config.alias, "max_attempts": config.max_attempts,
-                          "timeout_s": config.timeout_s, "upstreams": [c.model for c in catalogue.candidates if c.base_url]}
+        self.described = {
+            "catalogue": catalogue.name,
+            "alias": config.alias,
+            "max_attempts": config.max_attempts,
+            "timeout_s": config.timeout_s,
+            "upstreams": [c.model for c in catalogue.candidates if c.base_url],
+        }
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
@@ -227,8 +247,7 @@ class _Proxy:
             chain = [asked][: 1 if catalogue.candidate(asked).base_url else 0]
             return _Call(payload, False, chain, {"model": asked, "source": "caller"}, None)
         known = ", ".join(c.model for c in catalogue.candidates)
-        return error_response(404, f"Unknown model {asked!r}; send model={self.config.alias!r} to route, or one of {known}.",
-                              self.metrics)
+        return error_response(404, f"Unknown model {asked!r}; send model={self.config.alias!r} to route, or one of {known}.", self.metrics)
 
     def route(self, request: HttpRequest, payload: dict[str, Any]) -> _Call | Response:
         """Decide a routed call (422 for a malformed request) and the chain of candidates from its choice up."""
@@ -249,9 +268,15 @@ class _Proxy:
         if chosen is None:  # the bundle chose a model this catalogue lacks: serve its tier here
             chosen = catalogue.serving_model(decision.tier) if decision.tier in catalogue.tiers else catalogue.candidates[-1].model
         chain = upgrade_chain(catalogue, chosen)[: config.max_attempts]
-        info: dict[str, Any] = {"model": chosen, "tier": decision.tier, "source": decision.source,
-                                "fallback": decision.fallback, "bundle_id": decision.bundle_id,
-                                "objective": decision.objective, "request_id": decision.request_id}
+        info: dict[str, Any] = {
+            "model": chosen,
+            "tier": decision.tier,
+            "source": decision.source,
+            "fallback": decision.fallback,
+            "bundle_id": decision.bundle_id,
+            "objective": decision.objective,
+            "request_id": decision.request_id,
+        }
         return _Call(payload, True, chain, info, served)
 
     async def attempt(self, call: _Call, model: str) -> Response | None:
@@ -280,8 +305,9 @@ class _Proxy:
         if call.payload.get("stream") and status == 200:
             from starlette.responses import StreamingResponse
 
-            return StreamingResponse(self.relay(call, upstream, model), status_code=status, media_type=media,
-                                     headers={**relayed, **call.decision_header(model)})
+            return StreamingResponse(
+                self.relay(call, upstream, model), status_code=status, media_type=media, headers={**relayed, **call.decision_header(model)}
+            )
         try:
             content = await upstream.aread()
         except httpx.HTTPError as exc:
@@ -290,8 +316,9 @@ class _Proxy:
         finally:
             await upstream.aclose()
         if status == 200 and not _is_json_object(content):
-            self.failed(call, model, "malformed_body", "a 200 whose body is not a JSON object: "
-                        + content[:120].decode("utf-8", "replace"), status)
+            self.failed(
+                call, model, "malformed_body", "a 200 whose body is not a JSON object: " + content[:120].decode("utf-8", "replace"), status
+            )
             return None
         return self.answer(call, model, status, media, {**relayed, **call.decision_header(model)}, content)
 
@@ -313,8 +340,13 @@ class _Proxy:
         if call.served is not None and self.judge is not None and status == 200 and self.judge.sampled():
             from starlette.background import BackgroundTask
 
-            return Response(content, status_code=status, media_type=media, headers=headers,
-                            background=BackgroundTask(self.graded, call, model, status, content))
+            return Response(
+                content,
+                status_code=status,
+                media_type=media,
+                headers=headers,
+                background=BackgroundTask(self.graded, call, model, status, content),
+            )
         call.finish(model, status, content)
         return Response(content, status_code=status, media_type=media, headers=headers)
 
@@ -330,11 +362,23 @@ class _Proxy:
         failures, info = call.failures, call.info
         call.finish(None, failures[-1].get("status") if failures else None)
         if not call.chain:
-            return error_response(502, f"No candidate from {info['model']!r} up has a base_url in catalogue "
-                                  f"{self.catalogue.name!r}; add base_url entries.", self.metrics,
-                                  headers=call.decision_header(None), type="upstream_error", decision=info)
-        return error_response(502, f"Every upstream tried failed ({', '.join(f['model'] for f in failures)}).", self.metrics,
-                              headers=call.decision_header(None), type="upstream_error", attempts=failures, decision=info)
+            return error_response(
+                502,
+                f"No candidate from {info['model']!r} up has a base_url in catalogue {self.catalogue.name!r}; add base_url entries.",
+                self.metrics,
+                headers=call.decision_header(None),
+                type="upstream_error",
+                decision=info,
+            )
+        return error_response(
+            502,
+            f"Every upstream tried failed ({', '.join(f['model'] for f in failures)}).",
+            self.metrics,
+            headers=call.decision_header(None),
+            type="upstream_error",
+            attempts=failures,
+            decision=info,
+        )
 
 
 def _is_json_object(content: bytes) -> bool:

@@ -61,8 +61,15 @@ def _usage(body: Mapping[str, Any]) -> dict[str, int] | None:
 class ServedCall:
     """One routed proxy call on its way: collects the upstream's answer, then writes the line."""
 
-    def __init__(self, fields: Mapping[str, Any], decision: Any, log: Any, catalogue: Catalogue,
-                 schema_check: SchemaCheck | None = None, bundle: Any = None) -> None:
+    def __init__(
+        self,
+        fields: Mapping[str, Any],
+        decision: Any,
+        log: Any,
+        catalogue: Catalogue,
+        schema_check: SchemaCheck | None = None,
+        bundle: Any = None,
+    ) -> None:
         self.fields, self.decision, self.log, self.catalogue, self.bundle = fields, decision, log, catalogue, bundle
         self.schema_check = schema_check if fields.get("output_schema") is not None else None
         self.started = time.perf_counter()
@@ -102,9 +109,13 @@ class ServedCall:
             self._write(model, status, attempts, body)
         except Exception as exc:  # noqa: BLE001 - logging never fails a call: the line is counted as dropped
             self.log.dropped += 1
-            logging.getLogger("tierroute.serving").warning("decision log %s: the proxy's line for %s could not be made "
-                                                           "(%s: %s)", self.log.path, self.decision.request_id,
-                                                           type(exc).__name__, exc)
+            logging.getLogger("tierroute.serving").warning(
+                "decision log %s: the proxy's line for %s could not be made (%s: %s)",
+                self.log.path,
+                self.decision.request_id,
+                type(exc).__name__,
+                exc,
+            )
 
     def _write(self, model: str | None, status: int | None, attempts: int, body: bytes | None) -> None:
         text = "".join(self._text) if self._text else None
@@ -118,9 +129,14 @@ class ServedCall:
         cost = None
         if model is not None and self._usage is not None and not self.catalogue.missing([model]):
             cost = self.catalogue.candidate(model).cost(self._usage["prompt_tokens"], self._usage["completion_tokens"])
-        extra: dict[str, Any] = {"served_model": model, "upstream_status": status, "attempts": attempts,
-                                 "usage": self._usage, "cost_usd": cost,
-                                 "latency_ms": round((time.perf_counter() - self.started) * 1000.0, 3)}
+        extra: dict[str, Any] = {
+            "served_model": model,
+            "upstream_status": status,
+            "attempts": attempts,
+            "usage": self._usage,
+            "cost_usd": cost,
+            "latency_ms": round((time.perf_counter() - self.started) * 1000.0, 3),
+        }
         auto = []
         if self.schema_check is not None and model is not None and status == 200:
             try:

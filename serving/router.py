@@ -14,6 +14,9 @@ family's scorer failed).
 
 Thread-safe: a Router holds only immutable state and onnxruntime sessions (whose ``run`` is
 thread-safe); reloading builds a new Router rather than mutating one.
+
+RouterConfig and the fallback plumbing live in :mod:`tierroute.serving.router_config`, the learned
+path's feature and model steps in :mod:`tierroute.serving.learned_path`.
 """
 
 from __future__ import annotations
@@ -22,89 +25,36 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
-from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError, RequestError
 from tierroute.models.catalogue import Catalogue, builtin_catalogue
-from tierroute.models.decision import feature_matrix
-from tierroute.models.heuristic import TIERS, HeuristicTree
+from tierroute.models.heuristic import HeuristicTree
 from tierroute.models.objective import OBJECTIVES, check_objective
 from tierroute.models.policy import Policy
 from tierroute.request import Request, parse_request
-from tierroute.serving.bundle import Bundle, BundleError, bundle_rows, load_bundle
+from tierroute.serving.bundle import Bundle, BundleError, load_bundle
 from tierroute.serving.decision import Decision
 from tierroute.serving.decision_log import DecisionLog, Explorer, request_id_for
 from tierroute.serving.explain import ExplainerSlot, attach_contributions, with_tree_path
+from tierroute.serving.learned_path import raw_scores, request_matrix
+from tierroute.serving.router_config import FALLBACK_REASONS, PER_REQUEST, Fallback, RouterConfig, tree_signals, tree_tier_models
 from tierroute.serving.source import resolve_source
 
 __all__ = ["Router", "RouterConfig", "FALLBACK_REASONS"]
-
-FALLBACK_REASONS = (
-    "no_bundle", "bundle_unreadable", "bundle_invalid", "checksum_mismatch", "feature_spec_mismatch",
-    "unknown_schema_version", "onnx_error", "tokenizer_error", "embedding_error", "non_finite_output",
-    "prompt_too_large", "deadline_exceeded", "low_confidence", "internal_error", "model_error",
-)
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    """How a Router serves. ``deadline_ms``: a learned decision slower than this is replaced by the
-    tree's (None: no deadline); ``min_confidence``: below this P(correct) for the chosen candidate,
-    the tree decides (None: off); ``max_prompt_chars``: longer prompts go to the tree;
-    ``epsilon``: the exploration slice (that share of learned decisions goes to a uniformly drawn
-    candidate, propensities recorded; ``seed`` seeds the draws); ``objective``: the operating
-    point on the bundle's out-of-fold knob curve (``match-best``, ``match-heuristic``,
-    ``max-accuracy`` or ``budget=USD``; None: the one the bundle was trained for)."""
-
-    intra_op_threads: int = 1
-    max_prompt_chars: int = 200_000
-    deadline_ms: float | None = 50.0
-    min_confidence: float | None = None
-    expected_output_tokens: int = 256
-    verify_checksums: bool = True
-    epsilon: float = 0.0
-    seed: int | None = None
-    objective: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.objective is not None:
-            check_objective(self.objective, "'objective' parameter of RouterConfig")
-        check_int(self.intra_op_threads, "intra_op_threads", "RouterConfig", 1)
-        check_int(self.max_prompt_chars, "max_prompt_chars", "RouterConfig", 1)
-        check_int(self.expected_output_tokens, "expected_output_tokens", "RouterConfig", 0)
-        if self.deadline_ms is not None:
-            check_number(self.deadline_ms, "deadline_ms", "RouterConfig", 0.0)
-        if self.min_confidence is not None:
-            check_number(self.min_confidence, "min_confidence", "RouterConfig", 0.0, 1.0)
-        check_number(self.epsilon, "epsilon", "RouterConfig", 0.0, 1.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-#: fallbacks that one request's prompt causes: a batch that meets one is decided request by request
-_PER_REQUEST = ("prompt_too_large", "tokenizer_error", "embedding_error")
-
-
-_OUTPUT = ["probabilities"]
-
-
-class _Fallback(Exception):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
 
 
 class Router:
     """Routes requests with a bundle's learned policy, falling back to the heuristic tree."""
 
-    def __init__(self, bundle: Bundle | None = None, config: RouterConfig | None = None,
-                 catalogue: Catalogue | None = None, unavailable: BundleError | None = None,
-                 decision_log: DecisionLog | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle | None = None,
+        config: RouterConfig | None = None,
+        catalogue: Catalogue | None = None,
+        unavailable: BundleError | None = None,
+        decision_log: DecisionLog | None = None,
+    ) -> None:
         self.config = config if config is not None else RouterConfig()
         self.decision_log = decision_log
         self.bundle = bundle
@@ -113,20 +63,30 @@ class Router:
         if bundle is None and unavailable is None:
             unavailable = BundleError("no_bundle", "No bundle was given; every decision comes from the heuristic tree.")
         self.unavailable = unavailable
-        self.tier_models = _tree_tier_models(self.catalogue)
+        self.tier_models = tree_tier_models(self.catalogue)
         self._tiers = () if bundle is None else tuple(bundle.catalogue.tier_of(c) for c in bundle.candidates)
         # the configured objective's policy, resolved once (BundleError: the bundle has no knob curve)
         self.policy = None if bundle is None else bundle.core.policy_for(self.config.objective)
         self.explainer = None if bundle is None else ExplainerSlot(bundle)  # built on the first explain=True
-        self.explorer = (Explorer(self.config.epsilon, bundle.candidates, self._tiers, self.config.seed)
-                         if bundle is not None and self.config.epsilon > 0 else None)
+        self.explorer = (
+            Explorer(self.config.epsilon, bundle.candidates, self._tiers, self.config.seed)
+            if bundle is not None and self.config.epsilon > 0
+            else None
+        )
         self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
 
     # -- loading --------------------------------------------------------------------------------
     @classmethod
-    def load(cls, source: str | os.PathLike[str] | None, config: RouterConfig | None = None, *,
-             strict: bool = False, catalogue: Catalogue | None = None, tracking_uri: str | None = None,
-             decision_log: DecisionLog | None = None) -> Router:
+    def load(
+        cls,
+        source: str | os.PathLike[str] | None,
+        config: RouterConfig | None = None,
+        *,
+        strict: bool = False,
+        catalogue: Catalogue | None = None,
+        tracking_uri: str | None = None,
+        decision_log: DecisionLog | None = None,
+    ) -> Router:
         """A Router serving the bundle at ``source`` (a folder, or an MLflow ``models:/`` /
         ``runs:/`` URI). A bundle that cannot be served gives a Router that answers with the tree
         (``router.unavailable`` says why); with ``strict=True`` it raises BundleError instead."""
@@ -164,29 +124,42 @@ class Router:
 
     def describe(self) -> dict[str, Any]:
         """What this router serves (for readiness checks and logs)."""
-        out: dict[str, Any] = {"learned": self.learned, "bundle_id": self.bundle_id, "catalogue": self.catalogue.name,
-                               "config": self.config.to_dict()}
+        out: dict[str, Any] = {
+            "learned": self.learned,
+            "bundle_id": self.bundle_id,
+            "catalogue": self.catalogue.name,
+            "config": self.config.to_dict(),
+        }
         if self.bundle is not None:
-            out |= {"bundle": str(self.bundle.path), "candidates": list(self.bundle.candidates),
-                    "policy": (self.policy or self.bundle.policy).to_dict(), "objective": self._policy_for(None)[1],
-                    "objectives": None if self.bundle.core.curve is None else {
-                        name: self.bundle.core.point(name).to_dict() for name in OBJECTIVES},  # type: ignore[union-attr]
-                    "feature_spec": self.bundle.manifest.get("feature_spec_fingerprint")}
+            out |= {
+                "bundle": str(self.bundle.path),
+                "candidates": list(self.bundle.candidates),
+                "policy": (self.policy or self.bundle.policy).to_dict(),
+                "objective": self._policy_for(None)[1],
+                "objectives": None
+                if self.bundle.core.curve is None
+                else {name: self.bundle.core.point(name).to_dict() for name in OBJECTIVES},  # type: ignore[union-attr]
+                "feature_spec": self.bundle.manifest.get("feature_spec_fingerprint"),
+            }
         else:
-            out |= {"fallback": self.unavailable.code if self.unavailable else None,
-                    "detail": str(self.unavailable) if self.unavailable else None}
+            out |= {
+                "fallback": self.unavailable.code if self.unavailable else None,
+                "detail": str(self.unavailable) if self.unavailable else None,
+            }
         return out
 
     # -- deciding -------------------------------------------------------------------------------
-    def route(self, request: Request | Mapping[str, Any], objective: str | None = None, *, log: bool = True,
-              explain: bool = False) -> Decision:
+    def route(
+        self, request: Request | Mapping[str, Any], objective: str | None = None, *, log: bool = True, explain: bool = False
+    ) -> Decision:
         """Decide for one request. RequestError when it is malformed (or names an objective the
         bundle cannot serve); otherwise never raises. ``objective`` overrides the configured one
         for this request; ``explain`` adds the decision's explanation (:mod:`tierroute.serving.explain`)."""
         return self.route_batch([request], objective, log=log, explain=explain)[0]
 
-    def route_batch(self, requests: Sequence[Request | Mapping[str, Any]], objective: str | None = None, *,
-                    log: bool = True, explain: bool = False) -> list[Decision]:
+    def route_batch(
+        self, requests: Sequence[Request | Mapping[str, Any]], objective: str | None = None, *, log: bool = True, explain: bool = False
+    ) -> list[Decision]:
         """Decide for many requests in one model call. RequestError (naming the first malformed
         item) when any is malformed; otherwise never raises. With an exploration slice, decisions
         carry their propensity; with a decision log, each is appended to it. An ``objective`` field
@@ -217,8 +190,9 @@ class Router:
         except (ConfigError, BundleError) as exc:
             raise RequestError(str(exc)) from None
 
-    def _route_batch(self, requests: Sequence[Request | Mapping[str, Any]], policy: Policy | None,
-                     objective: str | None, explain: bool = False) -> tuple[list[Request], list[Decision]]:
+    def _route_batch(
+        self, requests: Sequence[Request | Mapping[str, Any]], policy: Policy | None, objective: str | None, explain: bool = False
+    ) -> tuple[list[Request], list[Decision]]:
         start = time.perf_counter()
         parsed = []
         for i, item in enumerate(requests):
@@ -233,81 +207,42 @@ class Router:
             return parsed, [self._heuristic(r, start, code, len(parsed), objective=objective) for r in parsed]
         try:
             return parsed, self._decide(parsed, start, policy, objective, explain)
-        except _Fallback as fb:
-            if len(parsed) > 1 and fb.code in _PER_REQUEST:
+        except Fallback as fb:
+            if len(parsed) > 1 and fb.code in PER_REQUEST:
                 # one request's prompt must not take the learned decisions of the rest of its batch:
                 # decide each alone, as route() would
                 return parsed, [self._decide_or_fall_back([r], time.perf_counter(), policy, objective, explain)[0] for r in parsed]
             return parsed, [self._heuristic(r, start, fb.code, len(parsed), str(fb), objective) for r in parsed]
 
-    def _decide(self, requests: list[Request], start: float, policy: Policy, objective: str | None,
-                explain: bool = False) -> list[Decision]:
-        """The learned decisions; _Fallback when they cannot be had, any other error as internal_error."""
+    def _decide(
+        self, requests: list[Request], start: float, policy: Policy, objective: str | None, explain: bool = False
+    ) -> list[Decision]:
+        """The learned decisions; Fallback when they cannot be had, any other error as internal_error."""
         try:
             return self._learned(requests, start, policy, objective, explain)
-        except _Fallback:
+        except Fallback:
             raise
         except Exception as exc:  # noqa: BLE001 - a well-formed request must always get an answer
-            raise _Fallback("internal_error", f"{type(exc).__name__}: {exc}") from None
+            raise Fallback("internal_error", f"{type(exc).__name__}: {exc}") from None
 
-    def _decide_or_fall_back(self, requests: list[Request], start: float, policy: Policy,
-                             objective: str | None, explain: bool = False) -> list[Decision]:
+    def _decide_or_fall_back(
+        self, requests: list[Request], start: float, policy: Policy, objective: str | None, explain: bool = False
+    ) -> list[Decision]:
         try:
             return self._decide(requests, start, policy, objective, explain)
-        except _Fallback as fb:
+        except Fallback as fb:
             return [self._heuristic(r, start, fb.code, len(requests), str(fb), objective) for r in requests]
 
-    def _features(self, requests: list[Request]) -> tuple[np.ndarray, list[Any]]:
-        """(the feature matrix, the measured signals) of ``requests``, as training built them."""
-        b = self.bundle
-        assert b is not None
-        too_long = [r for r in requests if len(r.prompt) > self.config.max_prompt_chars]
-        if too_long:
-            raise _Fallback("prompt_too_large", f"a prompt of {len(too_long[0].prompt):,} characters exceeds "
-                                                f"max_prompt_chars={self.config.max_prompt_chars:,}")
-        encoder = b.encoder
-        # count once: the static encoder's BPE ids are the token counter's (same tokenizer)
-        shared = encoder is not None and getattr(encoder, "tokenizer", None) == b.extractor.counter.id
-        try:
-            if shared:
-                token_ids = [encoder.ids(r.prompt) for r in requests]
-                measured = [b.extractor.signals(r, token_count=len(t)) for r, t in zip(requests, token_ids)]
-            else:
-                measured = [b.extractor.signals(r) for r in requests]
-        except Exception as exc:  # noqa: BLE001 - tokenizer or schema summary failure
-            raise _Fallback("tokenizer_error", f"{type(exc).__name__}: {exc}") from None
-        embedding = None
-        if encoder is not None:
-            try:
-                embedding = encoder.encode_many_ids(token_ids) if shared else encoder.encode([r.prompt for r in requests])
-            except Exception as exc:  # noqa: BLE001
-                raise _Fallback("embedding_error", f"{type(exc).__name__}: {exc}") from None
-        return feature_matrix([s.as_vector() for s in measured], embedding), measured
-
-    def _raw_scores(self, X: np.ndarray) -> np.ndarray:
-        """(n, m) raw scores from the bundle's model (the only step training does differently)."""
-        b = self.bundle
-        assert b is not None
-        if b.scorer is not None:  # a numpy-served family (knn, lowrank)
-            try:
-                return np.asarray(b.scorer(X), dtype=np.float64)
-            except Exception as exc:  # noqa: BLE001
-                raise _Fallback("model_error", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        try:
-            raw = [s.run(_OUTPUT, {"input": x}, b.run_options)[0][:, 1] for s, x in zip(b.sessions, bundle_rows(b, X))]
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-            raise _Fallback("onnx_error", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        return raw[0].reshape(len(X), len(b.candidates)) if b.kind == "pooled" else np.column_stack(raw)
-
-    def _learned(self, requests: list[Request], start: float, policy: Policy, objective: str | None,
-                 explain: bool = False) -> list[Decision]:
+    def _learned(
+        self, requests: list[Request], start: float, policy: Policy, objective: str | None, explain: bool = False
+    ) -> list[Decision]:
         b = self.bundle
         assert b is not None
         core, n = b.core, len(requests)
-        X, measured = self._features(requests)
-        proba = core.probabilities(self._raw_scores(X))
+        X, measured = request_matrix(b, requests, self.config.max_prompt_chars)
+        proba = core.probabilities(raw_scores(b, X))
         if not core.finite(proba):
-            raise _Fallback("non_finite_output", "the model returned a non-finite probability")
+            raise Fallback("non_finite_output", "the model returned a non-finite probability")
         if n == 1:  # one request: the rest on plain floats (the same IEEE arithmetic, less overhead)
             proba_rows = proba.tolist()
             cost_rows = [core.expected_cost_row(float(X[0, core.token_index]))]
@@ -321,21 +256,43 @@ class Router:
             feasible_rows = [None] * n if feasible is None else feasible.tolist()
         elapsed = (time.perf_counter() - start) * 1000.0
         if self.config.deadline_ms is not None and elapsed > self.config.deadline_ms * n:
-            raise _Fallback("deadline_exceeded", f"the learned path took {elapsed:.2f} ms, over the {self.config.deadline_ms} ms deadline")
-        decisions = [self._learned_decision(req, sig, j, proba_rows[i], cost_rows[i], feasible_rows[i], policy, objective,
-                                            start, elapsed / n, n) for i, (req, sig, j) in enumerate(zip(requests, measured, picks))]
-        return attach_contributions(self.explainer, b, decisions, X, proba_rows, cost_rows, feasible_rows, policy,
-                                    objective) if explain and self.explainer else decisions
+            raise Fallback("deadline_exceeded", f"the learned path took {elapsed:.2f} ms, over the {self.config.deadline_ms} ms deadline")
+        decisions = [
+            self._learned_decision(req, sig, j, proba_rows[i], cost_rows[i], feasible_rows[i], policy, objective, start, elapsed / n, n)
+            for i, (req, sig, j) in enumerate(zip(requests, measured, picks))
+        ]
+        return (
+            attach_contributions(self.explainer, b, decisions, X, proba_rows, cost_rows, feasible_rows, policy, objective)
+            if explain and self.explainer
+            else decisions
+        )
 
-    def _learned_decision(self, req: Request, sig: Any, j: int, probabilities: list[float], costs: list[float],
-                          feasible: list[bool] | None, policy: Policy, objective: str | None, start: float,
-                          elapsed_ms: float, n: int) -> Decision:
+    def _learned_decision(
+        self,
+        req: Request,
+        sig: Any,
+        j: int,
+        probabilities: list[float],
+        costs: list[float],
+        feasible: list[bool] | None,
+        policy: Policy,
+        objective: str | None,
+        start: float,
+        elapsed_ms: float,
+        n: int,
+    ) -> Decision:
         b = self.bundle
         assert b is not None
         p = probabilities[j]
         if self.config.min_confidence is not None and p < self.config.min_confidence:
-            return self._heuristic(req, start, "low_confidence", n, f"P(correct)={p:.3f} for {b.candidates[j]} < "
-                                   f"min_confidence={self.config.min_confidence}", objective)
+            return self._heuristic(
+                req,
+                start,
+                "low_confidence",
+                n,
+                f"P(correct)={p:.3f} for {b.candidates[j]} < min_confidence={self.config.min_confidence}",
+                objective,
+            )
         why = f"{policy.kind} policy (knob {policy.value:.6g}): P(correct)={p:.3f}, expected cost {costs[j]:.6g}"
         if objective is not None:
             why = f"{why}; objective {objective}"
@@ -343,30 +300,55 @@ class Router:
         if explored:
             why = f"explored (epsilon {self.config.epsilon:g}): drew {b.candidates[k]} instead of {b.candidates[j]}; {why}"
         return Decision(
-            tier=self._tiers[k], model=b.candidates[k], source="learned", reason=why, propensity=propensity,
-            greedy_model=b.candidates[j], explored=explored, probabilities=dict(zip(b.candidates, probabilities)),
-            expected_cost_usd=costs[k], elapsed_ms=elapsed_ms,
-            signals={"token_count": sig.token_count, "depth": sig.depth, "is_structured": req.output_schema is not None,
-                     "latency_sensitive": sig.latency_sensitive},
-            bundle_id=b.bundle_id, objective=objective,
+            tier=self._tiers[k],
+            model=b.candidates[k],
+            source="learned",
+            reason=why,
+            propensity=propensity,
+            greedy_model=b.candidates[j],
+            explored=explored,
+            probabilities=dict(zip(b.candidates, probabilities)),
+            expected_cost_usd=costs[k],
+            elapsed_ms=elapsed_ms,
+            signals={
+                "token_count": sig.token_count,
+                "depth": sig.depth,
+                "is_structured": req.output_schema is not None,
+                "latency_sensitive": sig.latency_sensitive,
+            },
+            bundle_id=b.bundle_id,
+            objective=objective,
         )
 
-    def _heuristic(self, request: Request, start: float, code: str, n: int, detail: str | None = None,
-                   objective: str | None = None) -> Decision:
+    def _heuristic(
+        self, request: Request, start: float, code: str, n: int, detail: str | None = None, objective: str | None = None
+    ) -> Decision:
         try:
             verdict = self.tree.route(request)
         except Exception:  # noqa: BLE001 - the exact counter failed (e.g. a lone surrogate): chars/4
             tokens = len(request.prompt) // 4
             hits = self.tree.extractor.matcher.hits(request.prompt).total
-            verdict = self.tree.decide(tokens, request.output_schema is not None, self.tree.extractor.depth(hits, tokens),
-                                       self.tree.extractor.is_latency_sensitive(request.latency_sla_ms))
+            verdict = self.tree.decide(
+                tokens,
+                request.output_schema is not None,
+                self.tree.extractor.depth(hits, tokens),
+                self.tree.extractor.is_latency_sensitive(request.latency_sla_ms),
+            )
         model = self.tier_models[verdict.tier]
         cost = self.catalogue.candidate(model).cost(verdict.token_count, self.config.expected_output_tokens)
         why = code if detail is None else f"{code} ({detail})"
         return Decision(
-            tier=verdict.tier, model=model, source="heuristic", reason=f"{why}; {verdict.reason}", node=verdict.node,
-            expected_cost_usd=cost, elapsed_ms=(time.perf_counter() - start) * 1000.0 / n,
-            signals=_tree_signals(verdict), fallback=code, bundle_id=self.bundle_id, objective=objective,
+            tier=verdict.tier,
+            model=model,
+            source="heuristic",
+            reason=f"{why}; {verdict.reason}",
+            node=verdict.node,
+            expected_cost_usd=cost,
+            elapsed_ms=(time.perf_counter() - start) * 1000.0 / n,
+            signals=tree_signals(verdict),
+            fallback=code,
+            bundle_id=self.bundle_id,
+            objective=objective,
         )
 
 
@@ -376,23 +358,8 @@ def _batch_objective(requests: Sequence[Request | Mapping[str, Any]], given: str
     if given is not None:
         named.add(given)
     if len(named) > 1:
-        raise RequestError(f"The requests name different objectives {sorted(map(str, named))}; one call serves one "
-                           "objective. Send one 'objective' for the whole batch, or separate calls.")
+        raise RequestError(
+            f"The requests name different objectives {sorted(map(str, named))}; one call serves one "
+            "objective. Send one 'objective' for the whole batch, or separate calls."
+        )
     return named.pop() if named else None
-
-
-def _tree_tier_models(catalogue: Catalogue) -> dict[str, str]:
-    """The model serving each of the tree's tiers: the catalogue's tier of that name, else the
-    catalogue tier at the same relative position (cheapest, middle, dearest); empty tiers serve
-    from the nearest tier above."""
-    out = {}
-    for rank, tier in enumerate(TIERS):
-        if tier not in catalogue.tiers:
-            tier = catalogue.tiers[round(rank * (len(catalogue.tiers) - 1) / (len(TIERS) - 1))]
-        out[TIERS[rank]] = catalogue.serving_model(tier)
-    return out
-
-
-def _tree_signals(verdict: Any) -> dict[str, Any]:
-    return {"token_count": verdict.token_count, "depth": verdict.depth, "is_structured": verdict.is_structured,
-            "latency_sensitive": verdict.latency_sensitive}

@@ -40,8 +40,14 @@ def _raw_error(status: int, reason: str, message: str, extra_headers: bytes = b"
     from tierroute.serving.http_common import error_body
 
     body = json.dumps(error_body(status, message), separators=(",", ":")).encode("ascii")
-    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            "connection: close\r\n").encode("ascii") + extra_headers + b"\r\n" + body
+    return (
+        (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n").encode(
+            "ascii"
+        )
+        + extra_headers
+        + b"\r\n"
+        + body
+    )
 
 
 @dataclass(frozen=True)
@@ -57,15 +63,23 @@ class _Limits:
 
     @property
     def busy(self) -> str:
-        return (f"The service has {self.cap:,} connections open, its limit (--max-connections); retry in a moment, or "
-                "raise the limit.")
+        return f"The service has {self.cap:,} connections open, its limit (--max-connections); retry in a moment, or raise the limit."
 
     async def over_capacity(self, scope: Any, receive: Any, send: Any) -> None:
         """The ASGI app answering a connection over the cap: 503 in the JSON error shape."""
         busy_body = json.dumps({"error": {"status": 503, "message": self.busy, "type": "server_error"}}).encode("ascii")
-        await send({"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(busy_body)).encode()),
-            (b"connection", b"close"), (b"retry-after", b"1")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(busy_body)).encode()),
+                    (b"connection", b"close"),
+                    (b"retry-after", b"1"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": busy_body})
 
 
@@ -116,8 +130,10 @@ class _LimitedMixin(_ProtocolBase):
 
     def send_400_response(self, msg: str) -> None:
         self.limits.on_refused(400, "malformed_http")
-        message = (f"The request is not valid HTTP/1.1 ({msg.rstrip('.')}: a malformed line, or a head over "
-                   f"{self.limits.max_header_bytes:,} bytes, --max-header-bytes). Fix the client or send smaller headers.")
+        message = (
+            f"The request is not valid HTTP/1.1 ({msg.rstrip('.')}: a malformed line, or a head over "
+            f"{self.limits.max_header_bytes:,} bytes, --max-header-bytes). Fix the client or send smaller headers."
+        )
         self.transport.write(_raw_error(400, "Bad Request", message))
         self.transport.close()
 
@@ -141,8 +157,10 @@ class _LimitedMixin(_ProtocolBase):
         if not self._over:  # over-capacity connections were counted when they arrived
             self.limits.on_refused(408, "request_timeout")
         if self._received:
-            message = (f"The request did not arrive whole within {self.limits.timeout:g} s (--request-timeout); send "
-                       "the headers and body without pausing.")
+            message = (
+                f"The request did not arrive whole within {self.limits.timeout:g} s (--request-timeout); send "
+                "the headers and body without pausing."
+            )
             self.transport.write(_raw_error(408, "Request Timeout", message))
         self.transport.close()
 
@@ -170,10 +188,20 @@ def uvicorn_config(app: Any, host: str, port: int) -> Any:
     import uvicorn
 
     config, metrics = app.state.config, app.state.metrics
-    return uvicorn.Config(app, host=host, port=port, http=limited_protocol(config, metrics.refused), ws="none",
-                          lifespan="on", log_level="warning", access_log=False, timeout_keep_alive=config.keep_alive_s,
-                          backlog=config.backlog, h11_max_incomplete_event_size=config.max_header_bytes,
-                          timeout_graceful_shutdown=5)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=limited_protocol(config, metrics.refused),
+        ws="none",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=config.keep_alive_s,
+        backlog=config.backlog,
+        h11_max_incomplete_event_size=config.max_header_bytes,
+        timeout_graceful_shutdown=5,
+    )
 
 
 def serve(app: Any, host: str, port: int) -> None:
@@ -205,8 +233,12 @@ def fit_file_limit(max_connections: int | None, default: int) -> tuple[int, str 
         return wanted, None
     fits = max(1, (soft - FD_RESERVE) * 8 // 9)
     if max_connections is not None:
-        raise ConfigError(f"--max-connections {max_connections:,} needs about {need:,} open files; this process may "
-                          f"open {soft:,} (ulimit -n, hard limit {hard}). Raise the limit, or pass --max-connections "
-                          f"{fits:,} or less.")
-    return fits, (f"warning: the open-file limit ({soft:,}, ulimit -n) fits {fits:,} connections, fewer than the "
-                  f"default {default:,}; serving with --max-connections {fits:,}. Raise ulimit -n for more.")
+        raise ConfigError(
+            f"--max-connections {max_connections:,} needs about {need:,} open files; this process may "
+            f"open {soft:,} (ulimit -n, hard limit {hard}). Raise the limit, or pass --max-connections "
+            f"{fits:,} or less."
+        )
+    return fits, (
+        f"warning: the open-file limit ({soft:,}, ulimit -n) fits {fits:,} connections, fewer than the "
+        f"default {default:,}; serving with --max-connections {fits:,}. Raise ulimit -n for more."
+    )

@@ -54,8 +54,7 @@ def shared_data() -> Path:
 def _serving(servers: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Run loopback stub servers (``socketserver`` servers with a ``release`` event that slow
     handlers wait on) in threads; on exit, release the slow ones, shut down and join."""
-    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-               for s in servers.values()]
+    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True) for s in servers.values()]
     for thread in threads:
         thread.start()
     try:

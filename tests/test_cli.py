@@ -28,8 +28,17 @@ def outcome_log(path: Path, bad: int = 0) -> Path:
     rows: list[Any] = []
     for i in range(4):
         for model, quality, cost in (("claude-3-haiku", i % 2, 0.003), ("gpt-4o-mini", 1, 0.01), ("gpt-4o", 1, 0.12)):
-            rows.append({"request_id": f"r{i}", "prompt": f"Extract the order id from order {i}.", "model": model,
-                         "quality": quality, "cost_usd": cost, "task": "extract", "output_schema": {"order_id": "string"}})
+            rows.append(
+                {
+                    "request_id": f"r{i}",
+                    "prompt": f"Extract the order id from order {i}.",
+                    "model": model,
+                    "quality": quality,
+                    "cost_usd": cost,
+                    "task": "extract",
+                    "output_schema": {"order_id": "string"},
+                }
+            )
     rows += [{"request_id": f"bad{i}", "prompt": "p", "model": "gpt-4o", "quality": 2, "cost_usd": 0} for i in range(bad)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -61,8 +70,9 @@ def test_route_prompt_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_route_prompt_sla_and_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run(["route", "--prompt", "Step by step, analyze and compare these plans.", "--sla", "100",
-                     "--catalogue", "routerbench", "--json"])
+    code, out = run(
+        ["route", "--prompt", "Step by step, analyze and compare these plans.", "--sla", "100", "--catalogue", "routerbench", "--json"]
+    )
     decision = json.loads(out)
     assert code == 0
     assert (decision["tier"], decision["model"], decision["node"]) == ("tier3", "gpt-4-1106-preview", "rule3")
@@ -79,11 +89,14 @@ def test_route_prompt_human_line(capsys: pytest.CaptureFixture[str]) -> None:
 def test_route_input_file_with_bad_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     requests = tmp_path / "requests.jsonl"
     requests.write_text(
-        json.dumps({"id": "a", "prompt": "Pull the order id.", "output_schema": {"order_id": "string"}}) + "\n"
-        + json.dumps({"id": "b", "prompt": 42}) + "\n"
+        json.dumps({"id": "a", "prompt": "Pull the order id.", "output_schema": {"order_id": "string"}})
+        + "\n"
+        + json.dumps({"id": "b", "prompt": 42})
+        + "\n"
         + "\n"
         + "{not json\n"
-        + json.dumps({"id": "c", "messages": [{"role": "user", "content": "Summarise this."}], "latency_sla_ms": 500}) + "\n",
+        + json.dumps({"id": "c", "messages": [{"role": "user", "content": "Summarise this."}], "latency_sla_ms": 500})
+        + "\n",
         encoding="utf-8",
     )
     code, out = run(["route", "--input", str(requests), "--json"])
@@ -172,8 +185,9 @@ def test_ingest_text_summary_and_progress(tmp_path: Path, capsys: pytest.Capture
 def test_ingest_map_and_threshold(tmp_path: Path) -> None:
     log = tmp_path / "f1.jsonl"
     log.write_text('{"id": "a", "prompt": "p", "model": "m", "f1": 0.6, "cost_usd": 0}\n', encoding="utf-8")
-    code, out = run(["ingest", str(log), "--out", "run", "--json", "--map", "request_id=id", "--map", "quality = f1",
-                     "--correct-threshold", "0.7"])
+    code, out = run(
+        ["ingest", str(log), "--out", "run", "--json", "--map", "request_id=id", "--map", "quality = f1", "--correct-threshold", "0.7"]
+    )
     assert code == 0
     import datasets
 
@@ -282,7 +296,11 @@ def test_parser_commands() -> None:
 def test_module_entry_point_subprocess(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tierroute.cli", "route", "--prompt", "hi", "--json"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -324,8 +342,10 @@ def test_route_input_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_train_then_evaluate_through_the_cli(tmp_path: Path) -> None:
     out = io.StringIO()
-    status = main(["train", "--synthetic-requests", "160", "--encoder", "none", "--tracking-uri", "",
-                   "--out", str(tmp_path / "run"), "--json"], out=out)
+    status = main(
+        ["train", "--synthetic-requests", "160", "--encoder", "none", "--tracking-uri", "", "--out", str(tmp_path / "run"), "--json"],
+        out=out,
+    )
     assert status == 0
     summary = json.loads(out.getvalue())
     assert set(summary) >= {"aiq", "accuracy", "cost_per_query", "cost_per_correct", "baselines", "run_id", "out_dir"}
@@ -375,23 +395,43 @@ def test_export_then_route_with_the_bundle(run_dir: Path, tmp_path: Path, capsys
     assert code == 0, capsys.readouterr().err
     summary = json.loads(out)
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text(encoding="utf-8"))
-    assert summary == {"schema_version": 1, "bundle": str(tmp_path / "bundle"), "bundle_id": manifest["bundle_id"],
-                       "files": manifest["files"], "candidates": ["claude-3-haiku", "gpt-4o", "gpt-4o-mini"]}
+    assert summary == {
+        "schema_version": 1,
+        "bundle": str(tmp_path / "bundle"),
+        "bundle_id": manifest["bundle_id"],
+        "files": manifest["files"],
+        "candidates": ["claude-3-haiku", "gpt-4o", "gpt-4o-mini"],
+    }
     # the model/ folder itself exports the same bundle, told in one line without --json
     code, out = run(["export", str(run_dir / "model"), "--out", str(tmp_path / "again")])
     assert code == 0
-    assert out == (f"bundle {manifest['bundle_id']} -> {tmp_path / 'again'}/ (2 files, 3 candidates, policy "  # model.onnx, trees.npy
-                   f"{manifest['policy']['kind']})\n")
-    code, out = run(["route", "--bundle", str(tmp_path / "bundle"), "--prompt", "Pull the order id.",
-                     "--schema", '{"order_id": "string"}', "--json"])
+    assert out == (
+        f"bundle {manifest['bundle_id']} -> {tmp_path / 'again'}/ (2 files, 3 candidates, policy "  # model.onnx, trees.npy
+        f"{manifest['policy']['kind']})\n"
+    )
+    code, out = run(
+        ["route", "--bundle", str(tmp_path / "bundle"), "--prompt", "Pull the order id.", "--schema", '{"order_id": "string"}', "--json"]
+    )
     assert code == 0 and capsys.readouterr().err == ""
     (decision,) = [json.loads(line) for line in out.splitlines()]
     assert DECISION_FIELDS <= set(decision)
     assert decision["source"] == "learned" and decision["fallback"] is None and decision["bundle_id"] == manifest["bundle_id"]
     assert set(decision["probabilities"]) == set(manifest["candidates"]) and decision["model"] in manifest["candidates"]
     # --policy heuristic ignores the bundle
-    code, out = run(["route", "--bundle", str(tmp_path / "bundle"), "--policy", "heuristic", "--prompt", "Pull the order id.",
-                     "--schema", '{"order_id": "string"}', "--json"])
+    code, out = run(
+        [
+            "route",
+            "--bundle",
+            str(tmp_path / "bundle"),
+            "--policy",
+            "heuristic",
+            "--prompt",
+            "Pull the order id.",
+            "--schema",
+            '{"order_id": "string"}',
+            "--json",
+        ]
+    )
     assert code == 0 and json.loads(out)["source"] == "heuristic" and json.loads(out)["fallback"] is None
 
 
@@ -426,8 +466,10 @@ def test_route_with_a_missing_bundle_warns_and_falls_back(tmp_path: Path, capsys
     code, out = run(["route", "--bundle", str(missing), "--prompt", "Pull the order id.", "--schema", '{"order_id": "string"}', "--json"])
     assert code == 0
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"warning: No router bundle at {str(missing)!r} (nothing there). Pass the folder `tierroute export` wrote. "
-                   "Deciding with the heuristic tree (fallback no_bundle)."]
+    assert err == [
+        f"warning: No router bundle at {str(missing)!r} (nothing there). Pass the folder `tierroute export` wrote. "
+        "Deciding with the heuristic tree (fallback no_bundle)."
+    ]
     decision = json.loads(out)
     assert decision["source"] == "heuristic" and decision["fallback"] == "no_bundle" and decision["bundle_id"] is None
     assert decision["tier"] == "tier1" and decision["model"] == "claude-3-haiku" and decision["reason"].startswith("no_bundle; rule1: ")
@@ -437,23 +479,37 @@ def test_route_with_a_missing_bundle_warns_and_falls_back(tmp_path: Path, capsys
 
 def test_route_learned_without_a_bundle_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["route", "--policy", "learned", "--prompt", "hi"], out=io.StringIO()) == 1
-    assert_one_error_line(capsys.readouterr().err, "--policy learned needs --bundle DIR (a folder from `tierroute export`) "
-                                                   "or a models:/ URI.")
+    assert_one_error_line(
+        capsys.readouterr().err, "--policy learned needs --bundle DIR (a folder from `tierroute export`) or a models:/ URI."
+    )
 
 
 # --- --json runs keep MLflow quiet on stderr ------------------------------------------------------
 
 
-MLFLOW_NOISE = ("INFO mlflow", "WARNING mlflow", "INFO alembic", "Downloading artifacts", "Successfully registered model",
-                "Created version", "CloudPickle", "Registered model")
+MLFLOW_NOISE = (
+    "INFO mlflow",
+    "WARNING mlflow",
+    "INFO alembic",
+    "Downloading artifacts",
+    "Successfully registered model",
+    "Created version",
+    "CloudPickle",
+    "Registered model",
+)
 
 
 def test_json_runs_keep_mlflow_off_stderr(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("mlflow")
     capfd.readouterr()
     out = io.StringIO()
-    assert main(["train", "--synthetic-requests", "160", "--encoder", "none", "--kind", "pooled", "--out",
-                 str(tmp_path / "run"), "--json"], out=out) == 0  # tracked in sqlite:///mlruns/mlflow.db (in tmp_path)
+    assert (
+        main(
+            ["train", "--synthetic-requests", "160", "--encoder", "none", "--kind", "pooled", "--out", str(tmp_path / "run"), "--json"],
+            out=out,
+        )
+        == 0
+    )  # tracked in sqlite:///mlruns/mlflow.db (in tmp_path)
     run_id = json.loads(out.getvalue())["run_id"]
     assert run_id and capfd.readouterr().err == ""
     data = tmp_path / "run" / "data" / "synthetic.jsonl"

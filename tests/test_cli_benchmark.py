@@ -31,8 +31,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         self.server.calls.append(body["model"])
         answer = ANSWERS.get(body["messages"][-1]["content"], "?")
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}],
-                              "usage": {"prompt_tokens": 10, "completion_tokens": 2}}).encode()
+        payload = json.dumps(
+            {"choices": [{"message": {"role": "assistant", "content": answer}}], "usage": {"prompt_tokens": 10, "completion_tokens": 2}}
+        ).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(payload)))
@@ -57,16 +58,28 @@ def upstream() -> Iterator[Any]:
 def files(tmp_path: Path, upstream: Any) -> dict[str, str]:
     upstream.calls.clear()
     url = f"http://127.0.0.1:{upstream.server_address[1]}/v1"
-    lines = ['schema_version = 1', 'name = "cli"', 'tiers = ["tier1", "tier3"]']
+    lines = ["schema_version = 1", 'name = "cli"', 'tiers = ["tier1", "tier3"]']
     for model, tier, price in (("small", "tier1", 0.5), ("big", "tier3", 5.0)):
-        lines += ["[[candidates]]", f'model = "{model}"', f'tier = "{tier}"', f"input_per_1k = {price}",
-                  f"output_per_1k = {2 * price}", f'base_url = "{url}"']
+        lines += [
+            "[[candidates]]",
+            f'model = "{model}"',
+            f'tier = "{tier}"',
+            f"input_per_1k = {price}",
+            f"output_per_1k = {2 * price}",
+            f'base_url = "{url}"',
+        ]
     (tmp_path / "cat.toml").write_text("\n".join(lines) + "\n")
-    prompts = [{"id": "a", "prompt": "Capital of France?", "reference": "Paris", "scorer": "exact", "task": "qa"},
-               {"id": "b", "prompt": "2+2? (A) 3 (B) 4", "reference": "B", "scorer": "choice", "task": "mc"}]
+    prompts = [
+        {"id": "a", "prompt": "Capital of France?", "reference": "Paris", "scorer": "exact", "task": "qa"},
+        {"id": "b", "prompt": "2+2? (A) 3 (B) 4", "reference": "B", "scorer": "choice", "task": "mc"},
+    ]
     (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
-    return {"--prompts": str(tmp_path / "prompts.jsonl"), "--catalogue": str(tmp_path / "cat.toml"),
-            "--out": str(tmp_path / "out.jsonl"), "--cache": str(tmp_path / "cache.sqlite")}
+    return {
+        "--prompts": str(tmp_path / "prompts.jsonl"),
+        "--catalogue": str(tmp_path / "cat.toml"),
+        "--out": str(tmp_path / "out.jsonl"),
+        "--cache": str(tmp_path / "cache.sqlite"),
+    }
 
 
 def run(argv: list[str]) -> tuple[int, str]:
@@ -83,8 +96,9 @@ def one_error_line(err: str, starts: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: " + starts), err
 
 
-def test_json_summary_and_the_output_ingests(files: dict[str, str], tmp_path: Path, upstream: Any,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_summary_and_the_output_ingests(
+    files: dict[str, str], tmp_path: Path, upstream: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out = run(args(files, "--json", "--threshold", "exact=1", "--model-concurrency", "big=1"))
     assert code == 0 and capsys.readouterr().err == ""  # --json: no progress bar
     summary = json.loads(out)

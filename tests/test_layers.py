@@ -16,8 +16,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: source folder -> the package it installs as
-PACKAGES = {"tierroute": "tierroute", "features": "tierroute.features", "models": "tierroute.models",
-            "serving": "tierroute.serving", "pipelines": "tierroute.pipelines"}
+PACKAGES = {
+    "tierroute": "tierroute",
+    "features": "tierroute.features",
+    "models": "tierroute.models",
+    "serving": "tierroute.serving",
+    "pipelines": "tierroute.pipelines",
+}
 #: what each layer may import (besides itself)
 ALLOWED = {
     "core": {"core"},
@@ -86,8 +91,7 @@ def violations(root: Path = ROOT) -> list[str]:
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
             if private and target != module:
                 found.append(f"{where}: {module} uses private name(s) {private} of {target}")
-            if target in known and target != module and not target.startswith(module + ".") \
-                    and not module.startswith(target + "."):
+            if target in known and target != module and not target.startswith(module + ".") and not module.startswith(target + "."):
                 graph[module].add(target)
     found += [f"import cycle: {' -> '.join(c)}" for c in cycles(graph)]
     return found
@@ -145,13 +149,16 @@ def test_the_contract_test_fails_on_a_forbidden_import(tmp_path: Path) -> None:
             target.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     assert violations(tmp_path) == []
     bad = tmp_path / "models" / "objective.py"
-    bad.write_text(bad.read_text(encoding="utf-8") + "\n\ndef _late() -> None:\n    from tierroute.serving.router import Router\n",
-                   encoding="utf-8")
+    bad.write_text(
+        bad.read_text(encoding="utf-8") + "\n\ndef _late() -> None:\n    from tierroute.serving.router import Router\n", encoding="utf-8"
+    )
     found = violations(tmp_path)
     assert any("tierroute.models.objective (models) imports tierroute.serving.router (serving)" in v for v in found), found
 
 
-@pytest.mark.parametrize(("module", "expected"), [("tierroute.request", "core"), ("tierroute.cli.serving", "cli"),
-                                                  ("tierroute.pipelines.training.train", "pipelines")])
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [("tierroute.request", "core"), ("tierroute.cli.serving", "cli"), ("tierroute.pipelines.training.train", "pipelines")],
+)
 def test_layers_are_named_by_folder(module: str, expected: str) -> None:
     assert layer(module) == expected

@@ -59,8 +59,11 @@ def test_previous_release_bundle_loads_and_decides_the_same(name: str, tmp_path:
             assert got.source == want["source"] == "learned", f"{where}: source {got.source!r} (fallback {got.fallback!r}: {got.reason})"
             assert (got.model, got.tier, got.greedy_model) == (want["model"], want["tier"], want["greedy_model"]), where
             assert sorted(got.probabilities) == sorted(want["probabilities"]), where
-            assert_close([got.probabilities[c] for c in sorted(want["probabilities"])],
-                         [want["probabilities"][c] for c in sorted(want["probabilities"])], where)
+            assert_close(
+                [got.probabilities[c] for c in sorted(want["probabilities"])],
+                [want["probabilities"][c] for c in sorted(want["probabilities"])],
+                where,
+            )
             assert math.isclose(got.expected_cost_usd, want["expected_cost_usd"], rel_tol=TOLERANCE, abs_tol=1e-12), where
 
 
@@ -103,13 +106,18 @@ def test_previous_release_mlflow_model_loads_and_predicts_the_same(tmp_path: Pat
     model = mlflow.pyfunc.load_model(str(copied(record["mlflow"]["folder"], tmp_path)))
     assert isinstance(model.unwrap_python_model(), RouterPyfunc)
     # the pyfunc signature's columns: the schema as a JSON string, the SLA a float (NaN: none)
-    frame = pd.DataFrame([
-        {"prompt": r["prompt"],
-         "output_schema": r.get("output_schema") if r.get("output_schema") is None or isinstance(r["output_schema"], str)
-         else json.dumps(r["output_schema"]),
-         "latency_sla_ms": float("nan") if r.get("latency_sla_ms") is None else float(r["latency_sla_ms"])}
-        for r in record["requests"]
-    ])
+    frame = pd.DataFrame(
+        [
+            {
+                "prompt": r["prompt"],
+                "output_schema": r.get("output_schema")
+                if r.get("output_schema") is None or isinstance(r["output_schema"], str)
+                else json.dumps(r["output_schema"]),
+                "latency_sla_ms": float("nan") if r.get("latency_sla_ms") is None else float(r["latency_sla_ms"]),
+            }
+            for r in record["requests"]
+        ]
+    )
     predicted = [str(m) for m in model.predict(frame)]
     assert predicted == record["mlflow"]["predict"]
     assert predicted == [d["model"] for d in record["route"]]  # the bundle's decisions, served through MLflow
@@ -131,5 +139,8 @@ def test_previous_release_pickled_router_reexports_to_a_bundle_with_the_same_dec
     assert [d.source for d in decisions] == [d["source"] for d in record["route"]]
     assert [d.model for d in decisions] == [d["model"] for d in record["route"]]
     for i, (got, want) in enumerate(zip(decisions, record["route"])):
-        assert_close([got.probabilities[c] for c in sorted(want["probabilities"])],
-                     [want["probabilities"][c] for c in sorted(want["probabilities"])], f"request {i}")
+        assert_close(
+            [got.probabilities[c] for c in sorted(want["probabilities"])],
+            [want["probabilities"][c] for c in sorted(want["probabilities"])],
+            f"request {i}",
+        )

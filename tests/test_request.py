@@ -116,8 +116,7 @@ SEND = 'Send {"prompt": "...", "output_schema": null, "latency_sla_ms": null}.'
 
 
 @pytest.mark.parametrize(
-    ("data", "got"),
-    [("hello", "'hello' (str)"), (None, "None (NoneType)"), (["prompt"], "['prompt'] (list)"), (42, "42 (int)")],
+    ("data", "got"), [("hello", "'hello' (str)"), (None, "None (NoneType)"), (["prompt"], "['prompt'] (list)"), (42, "42 (int)")]
 )
 def test_not_a_mapping(data, got):
     with raises(f"A request must be an object with 'prompt' (or 'messages'); got {got}. {SEND}"):
@@ -190,17 +189,13 @@ def test_oversized_prompt_from_messages():
     ],
 )
 def test_schema_string_not_json(schema, detail):
-    message = (
-        f"'output_schema' is a string that is not JSON ({detail}): {schema!r} (str). "
-        "Send the schema as a JSON object or list."
-    )
+    message = f"'output_schema' is a string that is not JSON ({detail}): {schema!r} (str). Send the schema as a JSON object or list."
     with raises(message):
         parse_request({"prompt": "x", "output_schema": schema})
 
 
 @pytest.mark.parametrize(
-    ("messages", "got"),
-    [("hi", "'hi' (str)"), ([], "[] (list)"), ({"role": "user"}, "{'role': 'user'} (dict)"), (5, "5 (int)")],
+    ("messages", "got"), [("hi", "'hi' (str)"), ([], "[] (list)"), ({"role": "user"}, "{'role': 'user'} (dict)"), (5, "5 (int)")]
 )
 def test_messages_not_a_list(messages, got):
     message = (
@@ -264,12 +259,12 @@ def _nested(depth: int, make) -> object:
     return node
 
 
-@pytest.mark.parametrize("make", [lambda d: [d], lambda d: {"tools": [d]}, lambda d: {"a": d},
-                                  lambda d: {"type": "json_schema", "json_schema": {"schema": d}}])
+@pytest.mark.parametrize(
+    "make", [lambda d: [d], lambda d: {"tools": [d]}, lambda d: {"a": d}, lambda d: {"type": "json_schema", "json_schema": {"schema": d}}]
+)
 def test_a_schema_3000_deep_is_refused_before_it_is_walked(make) -> None:
     deep = _nested(3000, make)
-    with raises("'output_schema' nests arrays/objects more than 128 levels deep; at most 128 are accepted. Flatten it",
-                exact=False):
+    with raises("'output_schema' nests arrays/objects more than 128 levels deep; at most 128 are accepted. Flatten it", exact=False):
         parse_request({"prompt": "x", "output_schema": deep})
 
 
@@ -294,12 +289,13 @@ def test_a_nan_sla_is_refused_not_made_null(sla) -> None:
         parse_request({"prompt": "x", "latency_sla_ms": sla})
 
 
-@pytest.mark.parametrize(("request_id", "where"), [("a\ud800b", "id"), (["ok", "\udfff"], "id[1]"),
-                                                  ({"k": "\ud83d"}, "id.k")])
+@pytest.mark.parametrize(("request_id", "where"), [("a\ud800b", "id"), (["ok", "\udfff"], "id[1]"), ({"k": "\ud83d"}, "id.k")])
 def test_an_id_with_a_lone_surrogate_is_refused(request_id, where) -> None:
-    with raises(f"'id' holds a lone surrogate (half of a UTF-16 pair) at {where}, which cannot be sent back as UTF-8 "
-                "text; expected a string of whole characters, a number or null. Send the id as valid Unicode (ASCII "
-                "is safest)."):
+    with raises(
+        f"'id' holds a lone surrogate (half of a UTF-16 pair) at {where}, which cannot be sent back as UTF-8 "
+        "text; expected a string of whole characters, a number or null. Send the id as valid Unicode (ASCII "
+        "is safest)."
+    ):
         parse_request({"prompt": "x", "id": request_id})
     assert parse_request({"prompt": "lone \ud800 in the prompt is fine", "id": "🙂"}).prompt.startswith("lone")
 
@@ -324,9 +320,11 @@ def test_route_input_answers_hostile_lines_with_error_records(tmp_path, capsys) 
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["line"] for r in records] == [1, 2, 3, 4, 5]
     assert records[0]["id"] == "a\ud800" and records[0]["error"].startswith("'id' holds a lone surrogate")
-    assert records[1]["error"] == ("line 2 nests arrays/objects more than 128 levels deep; at most 128 are accepted. "
-                                   "Flatten it (or raise max_depth if it is legitimate). Each line must be one request "
-                                   "object.")
+    assert records[1]["error"] == (
+        "line 2 nests arrays/objects more than 128 levels deep; at most 128 are accepted. "
+        "Flatten it (or raise max_depth if it is legitimate). Each line must be one request "
+        "object."
+    )
     assert records[2]["error"].startswith("line 3 holds a number written with 5,000 characters")
     assert records[3]["error"].startswith("line 4 holds the token NaN, which is not JSON")
     assert records[4]["id"] == "ok" and records[4]["tier"] == "tier2"

@@ -28,14 +28,24 @@ def test_ordinary_json_parses_as_json_loads_does(text: str) -> None:
 
 def test_nesting_at_the_limit_passes_and_one_more_is_refused() -> None:
     assert loads("[" * 64 + "]" * 64, max_depth=64) == json.loads("[" * 64 + "]" * 64)
-    with pytest.raises(UnsafeJSONError, match=r"^The JSON nests arrays/objects more than 64 levels deep; at most 64 "
-                                              r"are accepted\. Flatten it") as caught:
+    with pytest.raises(
+        UnsafeJSONError,
+        match=r"^The JSON nests arrays/objects more than 64 levels deep; at most 64 "
+        r"are accepted\. Flatten it",
+    ) as caught:
         loads("[" * 65 + "]" * 65, max_depth=64)
     assert caught.value.reason == "depth" and isinstance(caught.value, ValueError)
 
 
-@pytest.mark.parametrize("text", ["[" * 10_000 + "]" * 10_000, '{"metadata": ' + '{"a": ' * 10_000 + "1" + "}" * 10_001,
-                                  "[" * 100_000, '{"a": "' + "]" * 500 + '", "b": ' + "[" * 200 + "]" * 200 + "}"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 10_000 + "]" * 10_000,
+        '{"metadata": ' + '{"a": ' * 10_000 + "1" + "}" * 10_001,
+        "[" * 100_000,
+        '{"a": "' + "]" * 500 + '", "b": ' + "[" * 200 + "]" * 200 + "}",
+    ],
+)
 def test_deep_nesting_is_refused_without_recursion(text: str) -> None:
     with pytest.raises(UnsafeJSONError, match=r"^The body nests arrays/objects more than 64 levels deep") as caught:
         loads(text, where="The body")
@@ -49,8 +59,11 @@ def test_brackets_inside_strings_do_not_count() -> None:
 
 @pytest.mark.parametrize("token", ["1" * 5000, "-" + "9" * 101, "1." + "0" * 200])
 def test_huge_numbers_are_refused(token: str) -> None:
-    with pytest.raises(UnsafeJSONError, match=r"^The body holds a number written with [\d,]+ characters \(.{20}\.\.\.\); "
-                                              r"at most 100 are accepted\. Send it as a string") as caught:
+    with pytest.raises(
+        UnsafeJSONError,
+        match=r"^The body holds a number written with [\d,]+ characters \(.{20}\.\.\.\); "
+        r"at most 100 are accepted\. Send it as a string",
+    ) as caught:
         loads('{"latency_sla_ms": ' + token + "}", where="The body")
     assert caught.value.reason == "number"
     assert loads("[" + "9" * 100 + "]") == [int("9" * 100)]
@@ -63,17 +76,23 @@ def test_a_float_beyond_double_range_is_refused() -> None:
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_tokens_are_refused(token: str) -> None:
-    with pytest.raises(UnsafeJSONError, match=rf"^The JSON holds the token {token}, which is not JSON \(JSON has no NaN "
-                                              r"or Infinity\); send null or a finite number\.$") as caught:
+    with pytest.raises(
+        UnsafeJSONError,
+        match=rf"^The JSON holds the token {token}, which is not JSON \(JSON has no NaN "
+        r"or Infinity\); send null or a finite number\.$",
+    ) as caught:
         loads(f'{{"latency_sla_ms": {token}}}')
     assert caught.value.reason == "constant"
 
 
-@pytest.mark.parametrize(("data", "reason", "match"), [
-    ("{not json", "syntax", r"^line 3 is not JSON \(Expecting property name enclosed in double quotes at char 1\); "),
-    (b"\xff\xfe\x00", "encoding", r"^line 3 is not UTF-8 text \("),
-    (b'{"a": "\xed\xa0\x80"}', "encoding", r"^line 3 is not UTF-8 text \(invalid continuation byte"),
-])
+@pytest.mark.parametrize(
+    ("data", "reason", "match"),
+    [
+        ("{not json", "syntax", r"^line 3 is not JSON \(Expecting property name enclosed in double quotes at char 1\); "),
+        (b"\xff\xfe\x00", "encoding", r"^line 3 is not UTF-8 text \("),
+        (b'{"a": "\xed\xa0\x80"}', "encoding", r"^line 3 is not UTF-8 text \(invalid continuation byte"),
+    ],
+)
 def test_malformed_input_is_one_error_class(data: str | bytes, reason: str, match: str) -> None:
     with pytest.raises(UnsafeJSONError, match=match) as caught:
         loads(data, where="line 3")
@@ -93,8 +112,11 @@ def test_lone_surrogates_are_found_and_refused_when_asked() -> None:
     assert find_surrogate({"messages": [{"content": "fine"}, {"content": "\udc00"}]}) == "$.messages[1].content"
     assert find_surrogate({"\ud800": 1}) == "$ (a key)"
     assert find_surrogate({"id": "fine", "n": [1, 2.0, None]}) is None
-    with pytest.raises(UnsafeJSONError, match=r"^The JSON holds a lone surrogate \(half of a UTF-16 pair\) at \$\.id, "
-                                              r"which is not text; send valid Unicode\.$") as caught:
+    with pytest.raises(
+        UnsafeJSONError,
+        match=r"^The JSON holds a lone surrogate \(half of a UTF-16 pair\) at \$\.id, "
+        r"which is not text; send valid Unicode\.$",
+    ) as caught:
         loads('{"id": "\\udfff"}', allow_surrogates=False)
     assert caught.value.reason == "surrogate"
 
@@ -121,8 +143,11 @@ def test_read_json_file(tmp_path: Path) -> None:
     good = tmp_path / "m.json"
     good.write_text('{"kind": "x"}', encoding="utf-8")
     assert read_json_file(good, max_bytes=100) == {"kind": "x"}
-    with pytest.raises(UnsafeJSONError, match=r"m\.json' has 13 bytes; at most 12 are accepted\. Check it is the right "
-                                              r"file\.$") as caught:
+    with pytest.raises(
+        UnsafeJSONError,
+        match=r"m\.json' has 13 bytes; at most 12 are accepted\. Check it is the right "
+        r"file\.$",
+    ) as caught:
         read_json_file(good, max_bytes=12)
     assert caught.value.reason == "size"
     deep = tmp_path / "deep.json"
@@ -140,8 +165,11 @@ def test_read_json_file(tmp_path: Path) -> None:
 def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "manifest.json"
     os.mkfifo(fifo)  # nobody writes to it: a blocking open or read would hang the test
-    with pytest.raises(UnsafeJSONError, match=r"manifest\.json' is a FIFO \(named pipe\), not a regular file; expected a "
-                                              r"JSON file\. Replace it with the file itself\.$"):
+    with pytest.raises(
+        UnsafeJSONError,
+        match=r"manifest\.json' is a FIFO \(named pipe\), not a regular file; expected a "
+        r"JSON file\. Replace it with the file itself\.$",
+    ):
         read_json_file(fifo, max_bytes=100)
     link = tmp_path / "link.json"
     link.symlink_to(fifo)
@@ -152,7 +180,9 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 def test_the_module_imports_nothing_heavy() -> None:
     import subprocess
 
-    code = ("import sys, tierroute.safejson; heavy = {'numpy', 'tierroute.features', 'tierroute.models', "
-            "'tierroute.serving', 'tierroute.pipelines'} & set(sys.modules); print(sorted(heavy))")
+    code = (
+        "import sys, tierroute.safejson; heavy = {'numpy', 'tierroute.features', 'tierroute.models', "
+        "'tierroute.serving', 'tierroute.pipelines'} & set(sys.modules); print(sorted(heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

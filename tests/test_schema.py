@@ -8,21 +8,11 @@ import re
 import pytest
 
 from tierroute.errors import FeatureError
-from tierroute.schema import (
-    NO_SCHEMA,
-    SCHEMA_FEATURE_NAMES,
-    SCHEMA_KINDS,
-    SchemaSummary,
-    summarize_schema,
-)
+from tierroute.schema import NO_SCHEMA, SCHEMA_FEATURE_NAMES, SCHEMA_KINDS, SchemaSummary, summarize_schema
 
 PREFIX = "Malformed output_schema: "
 
-ARTICLE_COMPACT = {
-    "order_id": "string",
-    "customer_id": "string",
-    "issue_type": "billing | technical | shipping | other",
-}
+ARTICLE_COMPACT = {"order_id": "string", "customer_id": "string", "issue_type": "billing | technical | shipping | other"}
 
 # object -> array of objects: depth 2
 NESTED_JSON_SCHEMA = {
@@ -34,11 +24,7 @@ NESTED_JSON_SCHEMA = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {
-                    "sku": {"type": "string"},
-                    "qty": {"type": "integer"},
-                    "currency": {"const": "EUR"},
-                },
+                "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}, "currency": {"const": "EUR"}},
                 "required": ["sku", "qty"],
             },
         },
@@ -99,24 +85,26 @@ def nested_objects(levels: int) -> dict[str, object]:
         pytest.param(ARTICLE_COMPACT, SchemaSummary(True, "compact", 3, 3, 1, 4, 1, 0), id="article-compact"),
         pytest.param(NESTED_JSON_SCHEMA, SchemaSummary(True, "json_schema", 6, 4, 2, 4, 2, 0), id="nested"),
         pytest.param(STRICT_RESPONSE_FORMAT, SchemaSummary(True, "response_format", 2, 2, 1, 4, 1, 0), id="strict"),
-        pytest.param({"type": "json_object"}, SchemaSummary(True, "response_format", 0, 0, 0, 0, 1, 0),
-                     id="json-object"),
+        pytest.param({"type": "json_object"}, SchemaSummary(True, "response_format", 0, 0, 0, 0, 1, 0), id="json-object"),
         pytest.param({"type": "text"}, NO_SCHEMA, id="response-format-text"),
         pytest.param(TWO_TOOLS, TWO_TOOLS_SUMMARY, id="tools-list"),
         pytest.param({"tools": TWO_TOOLS, "tool_choice": "auto"}, TWO_TOOLS_SUMMARY, id="tools-dict"),
         pytest.param({"functions": [GET_ORDER, REFUND]}, TWO_TOOLS_SUMMARY, id="legacy-functions"),
         pytest.param([GET_ORDER, REFUND], TWO_TOOLS_SUMMARY, id="bare-name-parameters"),
-        pytest.param({"type": "function", "function": GET_ORDER}, SchemaSummary(True, "tools", 1, 1, 0, 0, 1, 1),
-                     id="single-tool"),
+        pytest.param({"type": "function", "function": GET_ORDER}, SchemaSummary(True, "tools", 1, 1, 0, 0, 1, 1), id="single-tool"),
         pytest.param([{"name": "ping"}], SchemaSummary(True, "tools", 0, 0, 0, 0, 1, 1), id="tool-no-parameters"),
-        pytest.param([{"name": "f", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}],
-                     SchemaSummary(True, "tools", 1, 0, 0, 0, 1, 1), id="anthropic-input-schema"),
+        pytest.param(
+            [{"name": "f", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}],
+            SchemaSummary(True, "tools", 1, 0, 0, 0, 1, 1),
+            id="anthropic-input-schema",
+        ),
         pytest.param(["billing", "technical", "shipping"], SchemaSummary(True, "enum", 1, 1, 1, 3, 1, 0), id="enum"),
         pytest.param([1, 2.5, True], SchemaSummary(True, "enum", 1, 1, 1, 3, 1, 0), id="enum-scalars"),
         pytest.param({"enum": ["a", "b", "c"]}, SchemaSummary(True, "json_schema", 1, 0, 1, 3, 1, 0), id="enum-dict"),
         pytest.param({"type": "string"}, SchemaSummary(True, "json_schema", 0, 0, 0, 0, 1, 0), id="bare-string"),
-        pytest.param({"type": "array", "items": {"enum": ["x", "y"]}},
-                     SchemaSummary(True, "json_schema", 1, 0, 1, 2, 1, 0), id="array-of-labels"),
+        pytest.param(
+            {"type": "array", "items": {"enum": ["x", "y"]}}, SchemaSummary(True, "json_schema", 1, 0, 1, 2, 1, 0), id="array-of-labels"
+        ),
     ],
 )
 def test_summaries(schema: object, expected: SchemaSummary) -> None:
@@ -126,11 +114,7 @@ def test_summaries(schema: object, expected: SchemaSummary) -> None:
 def test_defs_anyof_and_ref() -> None:
     schema = {
         "$defs": {
-            "Address": {
-                "type": "object",
-                "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
-                "required": ["city"],
-            }
+            "Address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}, "required": ["city"]}
         },
         "type": "object",
         "properties": {
@@ -228,52 +212,73 @@ MALFORMED = [
     pytest.param([{"name": "f"}, "billing"], r"a list must hold only tool objects or only strings", id="mixed-list"),
     pytest.param(["a", ["b"]], r"a list must hold only .*got \['a', \['b'\]\] \(list\)", id="nested-enum"),
     pytest.param({"tools": [{"name": "f"}, "b"]}, r"tools\[1\] must be an object; got 'b' \(str\)", id="tool-not-obj"),
-    pytest.param([{"type": "function", "function": {"parameters": {}}}],
-                 r"tools\[0\] has no 'name' \(a non-empty string\)", id="tool-no-name"),
+    pytest.param(
+        [{"type": "function", "function": {"parameters": {}}}], r"tools\[0\] has no 'name' \(a non-empty string\)", id="tool-no-name"
+    ),
     pytest.param([{"name": "  "}], r"tools\[0\] has no 'name'.*Name every tool", id="tool-blank-name"),
-    pytest.param([{"name": "f", "parameters": "string"}],
-                 r"tools\[0\] \('f'\) 'parameters' must be a JSON Schema object; got 'string' \(str\)",
-                 id="tool-params"),
-    pytest.param({"type": "object", "properties": ["a", "b"]},
-                 r"'properties' at \$ must be an object mapping field names to schemas; got \['a', 'b'\] \(list\)",
-                 id="properties-list"),
-    pytest.param({"type": "object", "properties": {"a": {"type": "object", "properties": "x"}}},
-                 r"'properties' at \$\.properties\.a must be an object", id="nested-properties"),
-    pytest.param({"type": "object", "properties": {"a": "string"}},
-                 r"the schema at \$\.properties\.a must be an object; got 'string' \(str\)", id="property-not-schema"),
-    pytest.param({"type": "object", "properties": {"a": {}}, "required": "a"},
-                 r"'required' at \$ must be a list of field names; got 'a' \(str\)", id="required-str"),
-    pytest.param({"type": "object", "required": [1]}, r"'required' at \$ must be a list of field names; got \[1\]",
-                 id="required-ints"),
-    pytest.param({"enum": []}, r"'enum' at \$ must be a non-empty list of allowed values; got \[\] \(list\)",
-                 id="enum-empty"),
+    pytest.param(
+        [{"name": "f", "parameters": "string"}],
+        r"tools\[0\] \('f'\) 'parameters' must be a JSON Schema object; got 'string' \(str\)",
+        id="tool-params",
+    ),
+    pytest.param(
+        {"type": "object", "properties": ["a", "b"]},
+        r"'properties' at \$ must be an object mapping field names to schemas; got \['a', 'b'\] \(list\)",
+        id="properties-list",
+    ),
+    pytest.param(
+        {"type": "object", "properties": {"a": {"type": "object", "properties": "x"}}},
+        r"'properties' at \$\.properties\.a must be an object",
+        id="nested-properties",
+    ),
+    pytest.param(
+        {"type": "object", "properties": {"a": "string"}},
+        r"the schema at \$\.properties\.a must be an object; got 'string' \(str\)",
+        id="property-not-schema",
+    ),
+    pytest.param(
+        {"type": "object", "properties": {"a": {}}, "required": "a"},
+        r"'required' at \$ must be a list of field names; got 'a' \(str\)",
+        id="required-str",
+    ),
+    pytest.param({"type": "object", "required": [1]}, r"'required' at \$ must be a list of field names; got \[1\]", id="required-ints"),
+    pytest.param({"enum": []}, r"'enum' at \$ must be a non-empty list of allowed values; got \[\] \(list\)", id="enum-empty"),
     pytest.param({"type": "string", "enum": "a"}, r"'enum' at \$ must be a non-empty list", id="enum-str"),
     pytest.param({"anyOf": {"type": "string"}}, r"'anyOf' at \$ must be a list of schemas", id="anyof-dict"),
     pytest.param({"type": "object", "$defs": []}, r"'\$defs' at \$ must be an object mapping names", id="defs-list"),
     pytest.param({"type": "array", "items": "string"}, r"the schema at \$\.items must be an object", id="items-str"),
-    pytest.param({"order_id": 5}, r"the compact value at \$\.order_id must be a type name string, an object or a list; "
-                 r"got 5 \(int\)", id="compact-number"),
+    pytest.param(
+        {"order_id": 5},
+        r"the compact value at \$\.order_id must be a type name string, an object or a list; "
+        r"got 5 \(int\)",
+        id="compact-number",
+    ),
     pytest.param({"a": None}, r"the compact value at \$\.a must be .*got None \(NoneType\)", id="compact-null"),
-    pytest.param({"a": "x || y"}, r"the compact value at \$\.a has an empty alternative; got 'x \|\| y'",
-                 id="compact-bar"),
-    pytest.param({"a": []}, r"the compact list at \$\.a must be \[element\] or a list of allowed values",
-                 id="compact-empty-list"),
+    pytest.param({"a": "x || y"}, r"the compact value at \$\.a has an empty alternative; got 'x \|\| y'", id="compact-bar"),
+    pytest.param({"a": []}, r"the compact list at \$\.a must be \[element\] or a list of allowed values", id="compact-empty-list"),
     pytest.param({"a": ["string", {"b": "c"}]}, r"the compact list at \$\.a must be", id="compact-mixed-list"),
-    pytest.param("{not json", r"the string is not valid JSON \(Expecting property name enclosed in double quotes at "
-                 r"char 1\); got '\{not json' \(str\)\. Send the schema as a JSON object or list, or null\.",
-                 id="bad-json"),
+    pytest.param(
+        "{not json",
+        r"the string is not valid JSON \(Expecting property name enclosed in double quotes at "
+        r"char 1\); got '\{not json' \(str\)\. Send the schema as a JSON object or list, or null\.",
+        id="bad-json",
+    ),
     pytest.param("billing | technical", r"the string is not valid JSON", id="bare-text"),
-    pytest.param("[" * 100_000 + "]" * 100_000, r"the string is not valid JSON \(too deep or too large\)",
-                 id="json-deep"),
+    pytest.param("[" * 100_000 + "]" * 100_000, r"the string is not valid JSON \(too deep or too large\)", id="json-deep"),
     pytest.param('"{}"', r"the string decodes to another string.*not JSON encoded twice", id="double-encoded"),
-    pytest.param({"type": "json_schema"}, r"a response_format of type 'json_schema' needs a 'json_schema' object",
-                 id="rf-missing"),
-    pytest.param({"type": "json_schema", "json_schema": "x"}, r"response_format 'json_schema' must be an object",
-                 id="rf-not-obj"),
-    pytest.param({"type": "json_schema", "json_schema": {"name": "t", "schema": []}},
-                 r"response_format 'schema' must be a JSON Schema object; got \[\] \(list\)", id="rf-schema"),
-    pytest.param(nested_objects(64), r"the schema is nested more than 64 levels deep \(at \.\.\..*\.properties\.a\)\. "
-                 r"Flatten it, or check it for a self-reference\.", id="too-deep"),
+    pytest.param({"type": "json_schema"}, r"a response_format of type 'json_schema' needs a 'json_schema' object", id="rf-missing"),
+    pytest.param({"type": "json_schema", "json_schema": "x"}, r"response_format 'json_schema' must be an object", id="rf-not-obj"),
+    pytest.param(
+        {"type": "json_schema", "json_schema": {"name": "t", "schema": []}},
+        r"response_format 'schema' must be a JSON Schema object; got \[\] \(list\)",
+        id="rf-schema",
+    ),
+    pytest.param(
+        nested_objects(64),
+        r"the schema is nested more than 64 levels deep \(at \.\.\..*\.properties\.a\)\. "
+        r"Flatten it, or check it for a self-reference\.",
+        id="too-deep",
+    ),
     pytest.param(cyclic(), r"nested more than 64 levels deep", id="cyclic-compact"),
     pytest.param([{"name": "f", "parameters": nested_objects(80)}], r"nested more than 64 levels", id="too-deep-tool"),
 ]

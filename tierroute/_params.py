@@ -1,6 +1,6 @@
 """Parameter checks worded the same way everywhere (the scikit-learn habit).
 
-    The 'token_limit' parameter of HeuristicParams must be an int in the range [1, inf). Got 0 instead.
+The 'token_limit' parameter of HeuristicParams must be an int in the range [1, inf). Got 0 instead.
 """
 
 from __future__ import annotations

@@ -50,8 +50,7 @@ class Progress:
             self(desc)
             yield _no_step
             return
-        with tqdm(total=total, desc=desc, unit=unit, file=self._out(), leave=True, dynamic_ncols=True,
-                  mininterval=0.2) as shown:
+        with tqdm(total=total, desc=desc, unit=unit, file=self._out(), leave=True, dynamic_ncols=True, mininterval=0.2) as shown:
             yield lambda n=1: shown.update(n)
 
 

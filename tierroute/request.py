@@ -11,8 +11,7 @@ from tierroute.errors import FeatureError, RequestError, describe
 from tierroute.safejson import UnsafeJSONError, check_depth, find_surrogate
 from tierroute.safejson import loads as safe_loads
 
-__all__ = ["Request", "DEFAULT_MAX_PROMPT_CHARS", "MAX_SCHEMA_DEPTH", "MAX_LATENCY_SLA_MS", "parse_request",
-           "messages_to_prompt"]
+__all__ = ["Request", "DEFAULT_MAX_PROMPT_CHARS", "MAX_SCHEMA_DEPTH", "MAX_LATENCY_SLA_MS", "parse_request", "messages_to_prompt"]
 
 #: Hard cap on prompt size accepted anywhere (characters). ~1M tokens; beyond that it's a mistake.
 DEFAULT_MAX_PROMPT_CHARS = 4_000_000
@@ -52,7 +51,7 @@ def messages_to_prompt(messages: object) -> str:
     if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
         raise RequestError(
             f"'messages' must be a non-empty list of {{'role', 'content'}} objects; got {describe(messages)}. "
-            "Send a list like [{\"role\": \"user\", \"content\": \"...\"}]."
+            'Send a list like [{"role": "user", "content": "..."}].'
         )
     parts: list[str] = []
     for i, message in enumerate(messages):
@@ -63,15 +62,11 @@ def messages_to_prompt(messages: object) -> str:
             )
         content = message["content"]
         if isinstance(content, list):  # content parts: keep the text ones
-            content = "\n".join(
-                str(p.get("text", "")) for p in content if isinstance(p, Mapping) and p.get("type") == "text"
-            )
+            content = "\n".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping) and p.get("type") == "text")
         if content is None:
             content = ""
         if not isinstance(content, str):
-            raise RequestError(
-                f"messages[{i}].content must be a string or a list of text parts; got {describe(content)}."
-            )
+            raise RequestError(f"messages[{i}].content must be a string or a list of text parts; got {describe(content)}.")
         role = message.get("role", "user")
         parts.append(f"{role}: {content}")
     return "\n".join(parts)
@@ -93,9 +88,7 @@ def _check_sla(value: object) -> float | None:
             "Send e.g. 150, or leave it out when there is no latency budget."
         )
     if value < 0:
-        raise RequestError(
-            f"'latency_sla_ms' must be >= 0; got {value!r}. Send the p95 latency budget in milliseconds."
-        )
+        raise RequestError(f"'latency_sla_ms' must be >= 0; got {value!r}. Send the p95 latency budget in milliseconds.")
     if value > MAX_LATENCY_SLA_MS:
         raise RequestError(
             f"'latency_sla_ms' must be at most {MAX_LATENCY_SLA_MS:.0e} ms (about 31 years); got {describe(value)}. "
@@ -150,17 +143,13 @@ def parse_request(data: object, *, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CH
     """Build a :class:`Request` from a plain dict (``prompt`` or ``messages``, ``output_schema``,
     ``latency_sla_ms``), or pass a Request through after checking it. Raises RequestError."""
     if isinstance(data, Request):
-        fields: Mapping[str, Any] = {
-            "prompt": data.prompt,
-            "output_schema": data.output_schema,
-            "latency_sla_ms": data.latency_sla_ms,
-        }
+        fields: Mapping[str, Any] = {"prompt": data.prompt, "output_schema": data.output_schema, "latency_sla_ms": data.latency_sla_ms}
     elif isinstance(data, Mapping):
         fields = data
     else:
         raise RequestError(
             f"A request must be an object with 'prompt' (or 'messages'); got {describe(data)}. "
-            "Send {\"prompt\": \"...\", \"output_schema\": null, \"latency_sla_ms\": null}."
+            'Send {"prompt": "...", "output_schema": null, "latency_sla_ms": null}.'
         )
     unknown = sorted(map(str, set(fields) - _REQUEST_FIELDS))
     if unknown:
@@ -177,9 +166,7 @@ def parse_request(data: object, *, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CH
     elif fields.get("messages") is not None:
         prompt = messages_to_prompt(fields["messages"])
     else:
-        raise RequestError(
-            "The request has no 'prompt' (and no 'messages'). Send the text you would send to the model."
-        )
+        raise RequestError("The request has no 'prompt' (and no 'messages'). Send the text you would send to the model.")
     if len(prompt) > max_prompt_chars:
         raise RequestError(
             f"The prompt has {len(prompt):,} characters; at most {max_prompt_chars:,} are accepted. "

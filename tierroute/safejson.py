@@ -38,8 +38,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UnsafeJSONError", "loads", "read_json_file", "check_depth", "find_surrogate", "DEFAULT_MAX_DEPTH",
-           "DEFAULT_MAX_NUMBER_CHARS"]
+__all__ = ["UnsafeJSONError", "loads", "read_json_file", "check_depth", "find_surrogate", "DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NUMBER_CHARS"]
 
 #: arrays/objects nested deeper than this are refused (real request bodies stay far below)
 DEFAULT_MAX_DEPTH = 64
@@ -75,9 +74,12 @@ def _nesting_exceeds(text: str, max_depth: int) -> bool:
 def _number_hooks(where: str, max_number_chars: int) -> dict[str, Any]:
     def check_length(token: str) -> None:
         if len(token) > max_number_chars:
-            raise UnsafeJSONError("number", f"{where} holds a number written with {len(token):,} characters "
-                                  f"({token[:20]}...); at most {max_number_chars} are accepted. Send it as a "
-                                  "string if it is an identifier, or round it.")
+            raise UnsafeJSONError(
+                "number",
+                f"{where} holds a number written with {len(token):,} characters "
+                f"({token[:20]}...); at most {max_number_chars} are accepted. Send it as a "
+                "string if it is an identifier, or round it.",
+            )
 
     def parse_int(token: str) -> int:
         check_length(token)
@@ -87,20 +89,28 @@ def _number_hooks(where: str, max_number_chars: int) -> dict[str, Any]:
         check_length(token)
         value = float(token)
         if not math.isfinite(value):
-            raise UnsafeJSONError("number", f"{where} holds the number {token}, beyond the range of a 64-bit float "
-                                  "(about 1.8e308); send a smaller number.")
+            raise UnsafeJSONError(
+                "number", f"{where} holds the number {token}, beyond the range of a 64-bit float (about 1.8e308); send a smaller number."
+            )
         return value
 
     def parse_constant(token: str) -> Any:
-        raise UnsafeJSONError("constant", f"{where} holds the token {token}, which is not JSON (JSON has no NaN or "
-                              "Infinity); send null or a finite number.")
+        raise UnsafeJSONError(
+            "constant", f"{where} holds the token {token}, which is not JSON (JSON has no NaN or Infinity); send null or a finite number."
+        )
 
     return {"parse_int": parse_int, "parse_float": parse_float, "parse_constant": parse_constant}
 
 
-def loads(data: str | bytes | bytearray, *, max_depth: int = DEFAULT_MAX_DEPTH, max_bytes: int | None = None,
-          max_number_chars: int = DEFAULT_MAX_NUMBER_CHARS, allow_surrogates: bool = True,
-          where: str = "The JSON") -> Any:
+def loads(
+    data: str | bytes | bytearray,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_bytes: int | None = None,
+    max_number_chars: int = DEFAULT_MAX_NUMBER_CHARS,
+    allow_surrogates: bool = True,
+    where: str = "The JSON",
+) -> Any:
     """Parse ``data`` (text, or bytes in UTF-8/16/32 as :func:`json.loads` detects) like
     :func:`json.loads`, refusing: more than ``max_bytes`` (bytes, or characters for text), nesting
     deeper than ``max_depth``, number tokens longer than ``max_number_chars`` or beyond float range,
@@ -108,20 +118,21 @@ def loads(data: str | bytes | bytearray, *, max_depth: int = DEFAULT_MAX_DEPTH, 
     ``where`` starts every message (e.g. "The body", "line 3"). Raises UnsafeJSONError only."""
     if max_bytes is not None and len(data) > max_bytes:
         unit = "characters" if isinstance(data, str) else "bytes"
-        raise UnsafeJSONError("size", f"{where} has {len(data):,} {unit}; at most {max_bytes:,} are accepted. "
-                              "Send less.")
+        raise UnsafeJSONError("size", f"{where} has {len(data):,} {unit}; at most {max_bytes:,} are accepted. Send less.")
     if isinstance(data, (bytes, bytearray)):
         try:
             text = bytes(data).decode(json.detect_encoding(data))
         except UnicodeDecodeError as exc:
             detail = f"{exc.reason} at byte {exc.start}"
-            raise UnsafeJSONError("encoding", f"{where} is not UTF-8 text ({detail}); send JSON encoded as UTF-8.",
-                                  detail) from None
+            raise UnsafeJSONError("encoding", f"{where} is not UTF-8 text ({detail}); send JSON encoded as UTF-8.", detail) from None
     else:
         text = data
     if _nesting_exceeds(text, max_depth):
-        raise UnsafeJSONError("depth", f"{where} nests arrays/objects more than {max_depth} levels deep; at most "
-                              f"{max_depth} are accepted. Flatten it (or raise max_depth if it is legitimate).")
+        raise UnsafeJSONError(
+            "depth",
+            f"{where} nests arrays/objects more than {max_depth} levels deep; at most "
+            f"{max_depth} are accepted. Flatten it (or raise max_depth if it is legitimate).",
+        )
     try:
         value = json.loads(text, **_number_hooks(where, max_number_chars))
     except json.JSONDecodeError as exc:
@@ -132,8 +143,9 @@ def loads(data: str | bytes | bytearray, *, max_depth: int = DEFAULT_MAX_DEPTH, 
     if not allow_surrogates:
         path = find_surrogate(value)
         if path is not None:
-            raise UnsafeJSONError("surrogate", f"{where} holds a lone surrogate (half of a UTF-16 pair) at {path}, "
-                                  "which is not text; send valid Unicode.")
+            raise UnsafeJSONError(
+                "surrogate", f"{where} holds a lone surrogate (half of a UTF-16 pair) at {path}, which is not text; send valid Unicode."
+            )
     return value
 
 
@@ -150,8 +162,11 @@ def check_depth(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, where: str = 
         else:
             continue
         if depth + 1 > max_depth:
-            raise UnsafeJSONError("depth", f"{where} nests arrays/objects more than {max_depth} levels deep; at "
-                                  f"most {max_depth} are accepted. Flatten it (or check it for a self-reference).")
+            raise UnsafeJSONError(
+                "depth",
+                f"{where} nests arrays/objects more than {max_depth} levels deep; at "
+                f"most {max_depth} are accepted. Flatten it (or check it for a self-reference).",
+            )
         stack.extend((child, depth + 1) for child in children)
 
 
@@ -184,8 +199,9 @@ def find_surrogate(value: Any, *, max_nodes: int = 1_000_000) -> str | None:
     return None
 
 
-def read_json_file(path: str | os.PathLike[str], *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH,
-                   max_number_chars: int = DEFAULT_MAX_NUMBER_CHARS) -> Any:
+def read_json_file(
+    path: str | os.PathLike[str], *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH, max_number_chars: int = DEFAULT_MAX_NUMBER_CHARS
+) -> Any:
     """The JSON in the regular file at ``path`` (symlinks followed), refusing a FIFO, socket,
     device or folder without blocking on it, a file over ``max_bytes``, and what :func:`loads`
     refuses. FileNotFoundError passes through (callers often word "missing" differently)."""
@@ -195,18 +211,26 @@ def read_json_file(path: str | os.PathLike[str], *, max_bytes: int, max_depth: i
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise UnsafeJSONError("unreadable", f"{shown!r} cannot be opened ({exc.strerror}); check its "
-                              "permissions.") from None
+        raise UnsafeJSONError("unreadable", f"{shown!r} cannot be opened ({exc.strerror}); check its permissions.") from None
     try:
         info = os.fstat(fd)  # of what was opened: no window between checking and reading
         if not stat.S_ISREG(info.st_mode):
-            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else "a folder" if stat.S_ISDIR(info.st_mode)
-                    else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device or special file")
-            raise UnsafeJSONError("not_a_file", f"{shown!r} is {kind}, not a regular file; expected a JSON file. "
-                                  "Replace it with the file itself.")
+            kind = (
+                "a FIFO (named pipe)"
+                if stat.S_ISFIFO(info.st_mode)
+                else "a folder"
+                if stat.S_ISDIR(info.st_mode)
+                else "a socket"
+                if stat.S_ISSOCK(info.st_mode)
+                else "a device or special file"
+            )
+            raise UnsafeJSONError(
+                "not_a_file", f"{shown!r} is {kind}, not a regular file; expected a JSON file. Replace it with the file itself."
+            )
         if info.st_size > max_bytes:
-            raise UnsafeJSONError("size", f"{shown!r} has {info.st_size:,} bytes; at most {max_bytes:,} are "
-                                  "accepted. Check it is the right file.")
+            raise UnsafeJSONError(
+                "size", f"{shown!r} has {info.st_size:,} bytes; at most {max_bytes:,} are accepted. Check it is the right file."
+            )
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(max_bytes + 1)  # a file growing while read is capped all the same
     except OSError as exc:
@@ -214,6 +238,7 @@ def read_json_file(path: str | os.PathLike[str], *, max_bytes: int, max_depth: i
     finally:
         os.close(fd)
     if len(data) > max_bytes:
-        raise UnsafeJSONError("size", f"{shown!r} has over {max_bytes:,} bytes; at most {max_bytes:,} are accepted. "
-                              "Check it is the right file.")
+        raise UnsafeJSONError(
+            "size", f"{shown!r} has over {max_bytes:,} bytes; at most {max_bytes:,} are accepted. Check it is the right file."
+        )
     return loads(data, max_depth=max_depth, max_number_chars=max_number_chars, where=f"{Path(shown).name!r}")

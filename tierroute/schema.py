@@ -13,91 +13,83 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from tierroute.errors import FeatureError, describe
+from tierroute.schema_summary import NO_SCHEMA, SCHEMA_FEATURE_NAMES, SCHEMA_KINDS, SchemaSummary
 
-__all__ = [
-    "SCHEMA_KINDS",
-    "SCHEMA_FEATURE_NAMES",
-    "SchemaSummary",
-    "NO_SCHEMA",
-    "summarize_schema",
-]
-
-SCHEMA_KINDS: tuple[str, ...] = ("none", "json_schema", "response_format", "tools", "enum", "compact")
-
-SCHEMA_FEATURE_NAMES: tuple[str, ...] = (
-    "schema_present",
-    *(f"schema_kind_{kind}" for kind in SCHEMA_KINDS[1:]),
-    "schema_n_fields",
-    "schema_n_required",
-    "schema_n_enum_fields",
-    "schema_n_enum_values",
-    "schema_depth",
-    "schema_n_tools",
-)
+__all__ = ["SCHEMA_KINDS", "SCHEMA_FEATURE_NAMES", "SchemaSummary", "NO_SCHEMA", "summarize_schema"]
 
 _PREFIX = "Malformed output_schema: "
 _MAX_NESTING = 64  # schema nodes on one path; real schemas stay far below, cycles hit it fast
 _TYPE_NAMES = frozenset({"string", "number", "integer", "boolean", "null", "object", "array", "any"})
 # A dict is read as JSON Schema when it has "properties"/"$schema", or when all its keys are
 # keywords (or "x-" extensions) and one of them is structural. Otherwise it is the compact form.
-_STRUCTURAL = frozenset({
-    "type", "properties", "required", "items", "prefixItems", "anyOf", "oneOf", "allOf", "enum",
-    "const", "$ref", "$defs", "definitions", "additionalProperties",
-})
-_KEYWORDS = _STRUCTURAL | frozenset({
-    "title", "description", "default", "examples", "$schema", "$id", "$comment", "$anchor",
-    "format", "pattern", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "multipleOf", "minItems", "maxItems", "uniqueItems", "minProperties",
-    "maxProperties", "nullable", "deprecated", "readOnly", "writeOnly", "not", "patternProperties",
-    "propertyNames", "contains", "minContains", "maxContains", "dependentRequired",
-    "dependentSchemas", "if", "then", "else", "unevaluatedProperties", "unevaluatedItems",
-    "contentEncoding", "contentMediaType", "strict",
-})
+_STRUCTURAL = frozenset(
+    {
+        "type",
+        "properties",
+        "required",
+        "items",
+        "prefixItems",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "enum",
+        "const",
+        "$ref",
+        "$defs",
+        "definitions",
+        "additionalProperties",
+    }
+)
+_KEYWORDS = _STRUCTURAL | frozenset(
+    {
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$schema",
+        "$id",
+        "$comment",
+        "$anchor",
+        "format",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "minProperties",
+        "maxProperties",
+        "nullable",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "not",
+        "patternProperties",
+        "propertyNames",
+        "contains",
+        "minContains",
+        "maxContains",
+        "dependentRequired",
+        "dependentSchemas",
+        "if",
+        "then",
+        "else",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "contentEncoding",
+        "contentMediaType",
+        "strict",
+    }
+)
 _TOOLS_KEYS = frozenset({"tools", "functions", "tool_choice", "parallel_tool_calls"})
 _SCALARS = (str, int, float, bool)
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaSummary:
-    """Counts describing an output schema, in ``SCHEMA_FEATURE_NAMES`` order via :meth:`as_vector`.
-
-    ``n_fields``: named properties at every nesting level (each entry of every JSON Schema
-    ``properties`` object, including inside ``items``, ``anyOf``/``oneOf``/``allOf`` and
-    ``$defs``; each key of the compact form at every level), whether leaf or object. A schema
-    with no properties at all whose value is itself a finite set (an enum list, a root
-    ``enum``/``const``) counts as one field. ``depth``: 0 for no schema; otherwise the largest
-    number of nested objects on one path, at least 1. An object level is a node with non-empty
-    ``properties`` (or a non-empty compact dict); arrays and ``anyOf`` branches add nothing of
-    their own, so object → array of objects is depth 2. ``$defs`` hang one level below their holder.
-
-    >>> summarize_schema(["billing", "technical"]).as_vector()[-6:]
-    (1.0, 1.0, 1.0, 2.0, 1.0, 0.0)
-    """
-
-    present: bool
-    kind: str
-    n_fields: int
-    n_required: int
-    n_enum_fields: int
-    n_enum_values: int
-    depth: int
-    n_tools: int
-
-    def __post_init__(self) -> None:
-        if self.kind not in SCHEMA_KINDS:
-            raise FeatureError(f"SchemaSummary.kind must be one of {SCHEMA_KINDS}; got {describe(self.kind)}.")
-
-    def as_vector(self) -> tuple[float, ...]:
-        """The summary as floats, one per name in ``SCHEMA_FEATURE_NAMES``."""
-        one_hot = tuple(float(self.kind == kind) for kind in SCHEMA_KINDS[1:])
-        counts = (self.n_fields, self.n_required, self.n_enum_fields, self.n_enum_values, self.depth)
-        return (float(self.present), *one_hot, *(float(c) for c in counts), float(self.n_tools))
-
-
-NO_SCHEMA = SchemaSummary(False, "none", 0, 0, 0, 0, 0, 0)
 
 
 class _Tally:
@@ -109,8 +101,7 @@ class _Tally:
         self.fields = self.required = self.enum_fields = self.enum_values = self.depth = 0
 
     def summary(self, kind: str, n_tools: int = 0) -> SchemaSummary:
-        return SchemaSummary(True, kind, self.fields, self.required, self.enum_fields, self.enum_values,
-                             max(1, self.depth), n_tools)
+        return SchemaSummary(True, kind, self.fields, self.required, self.enum_fields, self.enum_values, max(1, self.depth), n_tools)
 
 
 def _fail(problem: str, value: object, todo: str) -> FeatureError:
@@ -120,8 +111,10 @@ def _fail(problem: str, value: object, todo: str) -> FeatureError:
 def _check_nesting(nest: int, path: str) -> None:
     if nest > _MAX_NESTING:
         where = path if len(path) <= 60 else "..." + path[-57:]
-        raise FeatureError(f"{_PREFIX}the schema is nested more than {_MAX_NESTING} levels deep (at {where}). "
-                           "Flatten it, or check it for a self-reference.")
+        raise FeatureError(
+            f"{_PREFIX}the schema is nested more than {_MAX_NESTING} levels deep (at {where}). "
+            "Flatten it, or check it for a self-reference."
+        )
 
 
 def _is_json_schema(d: Mapping[object, object]) -> bool:
@@ -144,15 +137,19 @@ def _walk(node: object, parent_level: int, nest: int, tally: _Tally, path: str) 
         raise _fail(f"the schema at {path} must be an object", node, 'Send e.g. {"type": "string"}.')
     props = node.get("properties")
     if props is not None and not isinstance(props, Mapping):
-        raise _fail(f"'properties' at {path} must be an object mapping field names to schemas", props,
-                    'Send e.g. "properties": {"order_id": {"type": "string"}}.')
+        raise _fail(
+            f"'properties' at {path} must be an object mapping field names to schemas",
+            props,
+            'Send e.g. "properties": {"order_id": {"type": "string"}}.',
+        )
     level = parent_level + 1 if props else parent_level
     tally.depth = max(tally.depth, level)
     if "enum" in node:
         values = node["enum"]
         if not isinstance(values, list) or not values:
-            raise _fail(f"'enum' at {path} must be a non-empty list of allowed values", values,
-                        'Send e.g. "enum": ["billing", "technical"].')
+            raise _fail(
+                f"'enum' at {path} must be a non-empty list of allowed values", values, 'Send e.g. "enum": ["billing", "technical"].'
+            )
         tally.enum_fields += 1
         tally.enum_values += len(values)
     elif "const" in node:
@@ -161,8 +158,7 @@ def _walk(node: object, parent_level: int, nest: int, tally: _Tally, path: str) 
     if "required" in node:
         required = node["required"]
         if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-            raise _fail(f"'required' at {path} must be a list of field names", required,
-                        'Send e.g. "required": ["order_id"].')
+            raise _fail(f"'required' at {path} must be a list of field names", required, 'Send e.g. "required": ["order_id"].')
         tally.required += len(required)
     for name, sub in (props or {}).items():
         tally.fields += 1
@@ -176,16 +172,22 @@ def _walk(node: object, parent_level: int, nest: int, tally: _Tally, path: str) 
         if key in node:
             branches = node[key]
             if not isinstance(branches, list):
-                raise _fail(f"'{key}' at {path} must be a list of schemas", branches,
-                            f'Send e.g. "{key}": [{{"type": "string"}}, {{"type": "null"}}].')
+                raise _fail(
+                    f"'{key}' at {path} must be a list of schemas",
+                    branches,
+                    f'Send e.g. "{key}": [{{"type": "string"}}, {{"type": "null"}}].',
+                )
             for i, branch in enumerate(branches):
                 _walk(branch, parent_level, nest + 1, tally, f"{path}.{key}[{i}]")
     for key in ("$defs", "definitions"):
         if key in node:
             defs = node[key]
             if not isinstance(defs, Mapping):
-                raise _fail(f"'{key}' at {path} must be an object mapping names to schemas", defs,
-                            f'Send e.g. "{key}": {{"Address": {{"type": "object", ...}}}}.')
+                raise _fail(
+                    f"'{key}' at {path} must be an object mapping names to schemas",
+                    defs,
+                    f'Send e.g. "{key}": {{"Address": {{"type": "object", ...}}}}.',
+                )
             for name, sub in defs.items():
                 _walk(sub, level, nest + 1, tally, f"{path}.{key}.{name}")
 
@@ -205,8 +207,9 @@ def _compact_value(value: object, level: int, nest: int, tally: _Tally, path: st
         if "|" in value:
             options = [part.strip() for part in value.split("|")]
             if not all(options):
-                raise _fail(f"the compact value at {path} has an empty alternative", value,
-                            'Write alternatives like "billing | technical | other".')
+                raise _fail(
+                    f"the compact value at {path} has an empty alternative", value, 'Write alternatives like "billing | technical | other".'
+                )
             if not all(option.lower() in _TYPE_NAMES for option in options):  # "string | null" is a type
                 tally.enum_fields += 1
                 tally.enum_values += len(options)
@@ -222,15 +225,20 @@ def _compact_value(value: object, level: int, nest: int, tally: _Tally, path: st
             tally.enum_fields += 1
             tally.enum_values += len(value)
         else:
-            raise _fail(f"the compact list at {path} must be [element] or a list of allowed values", value,
-                        'Send e.g. ["string"] for an array, or ["billing", "technical"] for a choice.')
+            raise _fail(
+                f"the compact list at {path} must be [element] or a list of allowed values",
+                value,
+                'Send e.g. ["string"] for an array, or ["billing", "technical"] for a choice.',
+            )
     else:
-        raise _fail(f"the compact value at {path} must be a type name string, an object or a list", value,
-                    'Send e.g. "string", "a | b | c", {"nested": "string"} or ["string"].')
+        raise _fail(
+            f"the compact value at {path} must be a type name string, an object or a list",
+            value,
+            'Send e.g. "string", "a | b | c", {"nested": "string"} or ["string"].',
+        )
 
 
-def _compact_object(obj: Mapping[object, object], level: int, nest: int, tally: _Tally, path: str, *,
-                    top: bool) -> None:
+def _compact_object(obj: Mapping[object, object], level: int, nest: int, tally: _Tally, path: str, *, top: bool) -> None:
     _check_nesting(nest, path)
     if obj:
         tally.depth = max(tally.depth, level)
@@ -244,18 +252,23 @@ def _tools(tools: list[object] | tuple[object, ...]) -> SchemaSummary:
     tally = _Tally()
     for i, tool in enumerate(tools):
         if not isinstance(tool, Mapping):
-            raise _fail(f"tools[{i}] must be an object", tool,
-                        'Send {"type": "function", "function": {"name": ..., "parameters": {...}}}.')
+            raise _fail(f"tools[{i}] must be an object", tool, 'Send {"type": "function", "function": {"name": ..., "parameters": {...}}}.')
         fn = tool.get("function") if tool.get("type") == "function" and "function" in tool else tool
         if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or not fn["name"].strip():
-            raise _fail(f"tools[{i}] has no 'name' (a non-empty string)", tool,
-                        'Name every tool: {"type": "function", "function": {"name": "get_order", ...}}.')
+            raise _fail(
+                f"tools[{i}] has no 'name' (a non-empty string)",
+                tool,
+                'Name every tool: {"type": "function", "function": {"name": "get_order", ...}}.',
+            )
         params = fn.get("parameters", fn.get("input_schema"))
         if params is None:
             continue
         if not isinstance(params, Mapping):
-            raise _fail(f"tools[{i}] ({fn['name']!r}) 'parameters' must be a JSON Schema object", params,
-                        'Send {"type": "object", "properties": {...}}, or leave it out.')
+            raise _fail(
+                f"tools[{i}] ({fn['name']!r}) 'parameters' must be a JSON Schema object",
+                params,
+                'Send {"type": "object", "properties": {...}}, or leave it out.',
+            )
         sub = _Tally()
         _walk(params, 0, 1, sub, f"$.tools[{i}].parameters")
         tally.fields += sub.fields
@@ -270,18 +283,25 @@ def _response_format(d: Mapping[object, object]) -> SchemaSummary:
     if d.get("type") == "json_object":
         return _Tally().summary("response_format")
     if "json_schema" not in d and "schema" not in d:
-        raise _fail("a response_format of type 'json_schema' needs a 'json_schema' object", d,
-                    'Send {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}.')
+        raise _fail(
+            "a response_format of type 'json_schema' needs a 'json_schema' object",
+            d,
+            'Send {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}.',
+        )
     inner = d.get("json_schema", d)  # the Responses API puts "schema" at the top
     if not isinstance(inner, Mapping):
-        raise _fail("response_format 'json_schema' must be an object", inner,
-                    'Send {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}.')
+        raise _fail(
+            "response_format 'json_schema' must be an object",
+            inner,
+            'Send {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}.',
+        )
     schema = inner.get("schema")
     if schema is None:
         return _Tally().summary("response_format")
     if not isinstance(schema, Mapping):
-        raise _fail("response_format 'schema' must be a JSON Schema object", schema,
-                    'Send "schema": {"type": "object", "properties": {...}}.')
+        raise _fail(
+            "response_format 'schema' must be a JSON Schema object", schema, 'Send "schema": {"type": "object", "properties": {...}}.'
+        )
     return _json_schema(schema, "response_format")
 
 
@@ -308,11 +328,11 @@ def summarize_schema(schema: object) -> SchemaSummary:
             reason = "too deep or too large"
             if isinstance(exc, json.JSONDecodeError):
                 reason = f"{exc.msg} at char {exc.pos}"
-            raise _fail(f"the string is not valid JSON ({reason})", text,
-                        "Send the schema as a JSON object or list, or null.") from None
+            raise _fail(f"the string is not valid JSON ({reason})", text, "Send the schema as a JSON object or list, or null.") from None
         if isinstance(schema, str):
-            raise _fail("the string decodes to another string", schema,
-                        "Send the schema itself (an object or list), not JSON encoded twice.")
+            raise _fail(
+                "the string decodes to another string", schema, "Send the schema itself (an object or list), not JSON encoded twice."
+            )
     if schema is None:
         return NO_SCHEMA
     if isinstance(schema, (list, tuple)):
@@ -322,11 +342,17 @@ def summarize_schema(schema: object) -> SchemaSummary:
             return _tools(schema)
         if all(isinstance(v, _SCALARS) for v in schema):
             return SchemaSummary(True, "enum", 1, 1, 1, len(schema), 1, 0)
-        raise _fail("a list must hold only tool objects or only strings/numbers/booleans (an enum list)",
-                    schema, "Send tools and allowed values separately.")
+        raise _fail(
+            "a list must hold only tool objects or only strings/numbers/booleans (an enum list)",
+            schema,
+            "Send tools and allowed values separately.",
+        )
     if not isinstance(schema, Mapping):
-        raise _fail("expected a JSON Schema, response_format, tools list, enum list, compact {field: type} "
-                    "object or a JSON string of one", schema, "Send null when there is no schema.")
+        raise _fail(
+            "expected a JSON Schema, response_format, tools list, enum list, compact {field: type} object or a JSON string of one",
+            schema,
+            "Send null when there is no schema.",
+        )
     if not schema:
         raise _fail("the object is empty", schema, "Send null when there is no schema.")
     lists = [schema[k] for k in ("tools", "functions") if k in schema]

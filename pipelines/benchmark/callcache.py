@@ -56,8 +56,13 @@ CREATE TABLE IF NOT EXISTS calls (
 
 def cache_key(model: str, base_url: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> str:
     """The cache key of one call (hex sha256 of its canonical JSON; key order does not matter)."""
-    canonical = {"v": CACHE_VERSION, "base_url": base_url.rstrip("/"), "model": model,
-                 "messages": [dict(m) for m in messages], "params": dict(params)}
+    canonical = {
+        "v": CACHE_VERSION,
+        "base_url": base_url.rstrip("/"),
+        "model": model,
+        "messages": [dict(m) for m in messages],
+        "params": dict(params),
+    }
     text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -143,15 +148,32 @@ class CallCache:
             return None
         return CachedCall(json.loads(row[0]), row[1], row[2], float(row[3]), row[4])
 
-    def put(self, key: str, model: str, base_url: str, body: Mapping[str, Any], input_tokens: int | None,
-            output_tokens: int | None, latency_ms: float, created: str | None = None) -> None:
+    def put(
+        self,
+        key: str,
+        model: str,
+        base_url: str,
+        body: Mapping[str, Any],
+        input_tokens: int | None,
+        output_tokens: int | None,
+        latency_ms: float,
+        created: str | None = None,
+    ) -> None:
         """Store one successful call (committed at once); ``created`` defaults to now (UTC, ISO 8601).
         A key already stored keeps its first row."""
         created = created or datetime.now(timezone.utc).isoformat()
         with self._lock:
             self._db.execute(
                 "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, model, base_url.rstrip("/"), json.dumps(body, ensure_ascii=False), input_tokens, output_tokens,
-                 float(latency_ms), created),
+                (
+                    key,
+                    model,
+                    base_url.rstrip("/"),
+                    json.dumps(body, ensure_ascii=False),
+                    input_tokens,
+                    output_tokens,
+                    float(latency_ms),
+                    created,
+                ),
             )
             self._db.commit()

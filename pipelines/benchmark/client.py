@@ -29,8 +29,17 @@ from typing import Any
 
 from tierroute._params import check_int, check_number
 
-__all__ = ["RetryPolicy", "CallStats", "HttpResult", "CompletionError", "post_chat", "retry_delay",
-           "parse_retry_after", "parse_completion", "MAY_BE_BILLED"]
+__all__ = [
+    "RetryPolicy",
+    "CallStats",
+    "HttpResult",
+    "CompletionError",
+    "post_chat",
+    "retry_delay",
+    "parse_retry_after",
+    "parse_completion",
+    "MAY_BE_BILLED",
+]
 
 #: failure kinds of an attempt the provider may have answered (and billed) although no answer came back
 MAY_BE_BILLED = frozenset({"timeout", "transport", "malformed_json"})
@@ -111,7 +120,7 @@ def retry_delay(attempt: int, retry_after: str | None, policy: RetryPolicy, rng:
     asked = parse_retry_after(retry_after)
     if asked is not None:
         return min(asked, policy.backoff_cap_s)
-    ceiling = min(policy.backoff_cap_s, policy.backoff_base_s * 2.0 ** attempt)
+    ceiling = min(policy.backoff_cap_s, policy.backoff_base_s * 2.0**attempt)
     return rng.uniform(ceiling / 2.0, ceiling)
 
 
@@ -126,10 +135,17 @@ def _error_text(response: Any) -> str:
     return response.text[:200] or "(empty body)"
 
 
-async def post_chat(client: Any, url: str, headers: Mapping[str, str], payload: Mapping[str, Any],
-                    policy: RetryPolicy, rng: random.Random, stats: CallStats,
-                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                    before_retry: Callable[[str], bool] | None = None) -> HttpResult:
+async def post_chat(
+    client: Any,
+    url: str,
+    headers: Mapping[str, str],
+    payload: Mapping[str, Any],
+    policy: RetryPolicy,
+    rng: random.Random,
+    stats: CallStats,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    before_retry: Callable[[str], bool] | None = None,
+) -> HttpResult:
     """POST ``payload`` to ``url`` with retries (see the module doc); never raises for the call's
     own failures. ``before_retry(kind)`` is asked after each failed attempt that would be retried
     (``kind`` is why it failed); False ends the call there, as a failure."""
@@ -162,8 +178,9 @@ async def post_chat(client: Any, url: str, headers: Mapping[str, str], payload: 
                     body = None
                 if not isinstance(body, dict):
                     got = response.text[:120]
-                    return HttpResult(None, latency, attempt + 1, "malformed_json",
-                                      f"HTTP {status} with a body that is not a JSON object: {got!r}")
+                    return HttpResult(
+                        None, latency, attempt + 1, "malformed_json", f"HTTP {status} with a body that is not a JSON object: {got!r}"
+                    )
                 return HttpResult(body, latency, attempt + 1)
             kind, detail = f"http_{status}", f"HTTP {status}: {_error_text(response)}"
             if status != 429 and status < 500:
@@ -171,8 +188,13 @@ async def post_chat(client: Any, url: str, headers: Mapping[str, str], payload: 
             retry_after = retry_after_header(response.headers)
         if attempt < policy.max_retries:
             if before_retry is not None and not before_retry(kind or ""):
-                return HttpResult(None, latency, attempt + 1, kind, f"{detail} (stopped after {attempt + 1} "
-                                  "attempt(s): the budget has no room for another)")
+                return HttpResult(
+                    None,
+                    latency,
+                    attempt + 1,
+                    kind,
+                    f"{detail} (stopped after {attempt + 1} attempt(s): the budget has no room for another)",
+                )
             stats.retries += 1
             await sleep(retry_delay(attempt, retry_after, policy, rng))
     attempts = policy.max_retries + 1

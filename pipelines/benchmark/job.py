@@ -92,16 +92,19 @@ class BenchmarkConfig:
                 raise ConfigError(f"The {name!r} parameter of {_OWNER} must be a non-empty path. Got {value!r} instead.")
             object.__setattr__(self, name, os.fspath(value))
         if Path(self.out).resolve() in (Path(self.cache).resolve(), Path(self.prompts).resolve()):
-            raise ConfigError(f"The 'out' parameter of {_OWNER} names the same file as the "
-                              f"{'cache' if Path(self.out).resolve() == Path(self.cache).resolve() else 'prompts'} "
-                              f"({self.out!r}); pass a new file for the outcomes.")
+            raise ConfigError(
+                f"The 'out' parameter of {_OWNER} names the same file as the "
+                f"{'cache' if Path(self.out).resolve() == Path(self.cache).resolve() else 'prompts'} "
+                f"({self.out!r}); pass a new file for the outcomes."
+            )
         object.__setattr__(self, "models", tuple(self.models))
         for name in ("model_concurrency", "thresholds"):
             pairs = getattr(self, name)
             pairs = tuple(pairs.items() if isinstance(pairs, Mapping) else pairs)
             if not all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
-                raise ConfigError(f"The {name!r} parameter of {_OWNER} must be a dict or (name, value) pairs. "
-                                  f"Got {getattr(self, name)!r} instead.")
+                raise ConfigError(
+                    f"The {name!r} parameter of {_OWNER} must be a dict or (name, value) pairs. Got {getattr(self, name)!r} instead."
+                )
             object.__setattr__(self, name, tuple((str(k), v) for k, v in pairs))
         check_fraction(self.sample_fraction, "sample_fraction", _OWNER)
         if self.sample_fraction == 0:
@@ -122,12 +125,15 @@ class BenchmarkConfig:
         check_int(self.max_bad_prompts, "max_bad_prompts", _OWNER, 0)
         for scorer, value in self.thresholds:
             if scorer not in scorer_names():
-                raise ConfigError(f"The 'thresholds' parameter of {_OWNER} names an unknown scorer {scorer!r}; "
-                                  f"the scorers are {', '.join(scorer_names())}.")
+                raise ConfigError(
+                    f"The 'thresholds' parameter of {_OWNER} names an unknown scorer {scorer!r}; "
+                    f"the scorers are {', '.join(scorer_names())}."
+                )
             check_fraction(value, f"thresholds[{scorer!r}]", _OWNER)
         if not isinstance(self.allow_code_execution, bool):
-            raise ConfigError(f"The 'allow_code_execution' parameter of {_OWNER} must be a bool. "
-                              f"Got {self.allow_code_execution!r} instead.")
+            raise ConfigError(
+                f"The 'allow_code_execution' parameter of {_OWNER} must be a bool. Got {self.allow_code_execution!r} instead."
+            )
 
     def threshold_map(self) -> dict[str, float]:
         """Every scorer's threshold for this run (defaults, then the overrides)."""
@@ -171,16 +177,16 @@ def run_benchmark(config: BenchmarkConfig, progress: Any = None, env: Mapping[st
     return asyncio.run(arun_benchmark(config, progress, env))
 
 
-async def arun_benchmark(config: BenchmarkConfig, progress: Any = None,
-                         env: Mapping[str, str] | None = None) -> BenchmarkResult:
+async def arun_benchmark(config: BenchmarkConfig, progress: Any = None, env: Mapping[str, str] | None = None) -> BenchmarkResult:
     """:func:`run_benchmark` for callers already inside an event loop."""
     from tierroute.pipelines.benchmark.runner import execute, prepare
 
     try:
         import httpx  # noqa: F401 - checked here so a missing extra fails before anything else
     except ImportError:
-        raise ConfigError("tierroute benchmark needs httpx, which is not installed. Install it: pip install "
-                          "'tierroute[train]' (or pip install httpx).") from None
+        raise ConfigError(
+            "tierroute benchmark needs httpx, which is not installed. Install it: pip install 'tierroute[train]' (or pip install httpx)."
+        ) from None
     out = Path(config.out)
     _check_out(out)
     plan = prepare(config, os.environ if env is None else env)

@@ -35,8 +35,7 @@ from tierroute.schema import summarize_schema
 
 __all__ = ["PromptItem", "PromptIssue", "PromptSet", "PROMPT_FIELDS", "load_prompts", "parse_prompt"]
 
-PROMPT_FIELDS: tuple[str, ...] = ("id", "prompt", "messages", "reference", "scorer", "output_schema",
-                                  "latency_sla_ms", "task", "metadata")
+PROMPT_FIELDS: tuple[str, ...] = ("id", "prompt", "messages", "reference", "scorer", "output_schema", "latency_sla_ms", "task", "metadata")
 _SHOWN = 5  # bad lines quoted in an error message
 
 
@@ -146,8 +145,18 @@ def _parse(raw: object, line: int) -> PromptItem:
     task = raw.get("task")
     if task is not None and not isinstance(task, str):
         raise _Bad("'task' must be a string (or absent)", describe(task))
-    return PromptItem(str(pid).strip(), messages, prompt, scorer, reference, schema,
-                      None if sla is None else float(sla), task or None, raw.get("metadata"), line)
+    return PromptItem(
+        str(pid).strip(),
+        messages,
+        prompt,
+        scorer,
+        reference,
+        schema,
+        None if sla is None else float(sla),
+        task or None,
+        raw.get("metadata"),
+        line,
+    )
 
 
 def load_prompts(path: str | Path, max_bad: int = 0) -> PromptSet:

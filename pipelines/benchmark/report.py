@@ -75,8 +75,16 @@ class Scored:
     judge_cost_usd: float | None = None
 
 
-def make_row(item: PromptItem, cand: Candidate, threshold: float, *, timestamp: str, answer: Answer | None = None,
-             scored: Scored | None = None, failure: Failure | None = None) -> dict[str, Any]:
+def make_row(
+    item: PromptItem,
+    cand: Candidate,
+    threshold: float,
+    *,
+    timestamp: str,
+    answer: Answer | None = None,
+    scored: Scored | None = None,
+    failure: Failure | None = None,
+) -> dict[str, Any]:
     """One outcome row (canonical fields first) from an answer + its score, or a failure."""
     error_kind: str | None
     error: str | None
@@ -89,18 +97,31 @@ def make_row(item: PromptItem, cand: Candidate, threshold: float, *, timestamp: 
         latency, attempts = answer.latency_ms, answer.attempts
     quality = min(1.0, max(0.0, float(quality)))
     return {
-        "request_id": item.id, "prompt": item.prompt, "output_schema": item.output_schema,
-        "latency_sla_ms": item.latency_sla_ms, "task": item.task, "model": cand.model,
-        "quality": quality, "correct": error_kind is None and quality >= threshold,
+        "request_id": item.id,
+        "prompt": item.prompt,
+        "output_schema": item.output_schema,
+        "latency_sla_ms": item.latency_sla_ms,
+        "task": item.task,
+        "model": cand.model,
+        "quality": quality,
+        "correct": error_kind is None and quality >= threshold,
         "cost_usd": answer.cost if answer is not None else failure.cost if failure is not None else 0.0,
-        "latency_ms": None if latency is None else round(latency, 3), "timestamp": timestamp,
-        "chosen": None, "propensity": None,
-        "scorer": item.scorer, "threshold": threshold, "error_kind": error_kind, "error": error,
-        "response": answer.text if answer is not None else None, "score_detail": detail,
-        "input_tokens": answer.input_tokens if answer else None, "output_tokens": answer.output_tokens if answer else None,
+        "latency_ms": None if latency is None else round(latency, 3),
+        "timestamp": timestamp,
+        "chosen": None,
+        "propensity": None,
+        "scorer": item.scorer,
+        "threshold": threshold,
+        "error_kind": error_kind,
+        "error": error,
+        "response": answer.text if answer is not None else None,
+        "score_detail": detail,
+        "input_tokens": answer.input_tokens if answer else None,
+        "output_tokens": answer.output_tokens if answer else None,
         "cost_source": answer.source if answer else failure.cost_source if failure else "none",
         "cached": bool(answer and answer.cached),
-        "attempts": attempts, "judge_model": scored.judge_model if scored else None,
+        "attempts": attempts,
+        "judge_model": scored.judge_model if scored else None,
         "judge_cost_usd": scored.judge_cost_usd if scored else None,
     }
 
@@ -112,7 +133,8 @@ def _per_model(rows: list[dict[str, Any]], models: list[str]) -> dict[str, dict[
         answered = [r["latency_ms"] for r in mine if r["error_kind"] is None and r["latency_ms"] is not None]
         correct = sum(r["correct"] for r in mine)
         out[model] = {
-            "outcomes": len(mine), "correct": correct,
+            "outcomes": len(mine),
+            "correct": correct,
             "accuracy": correct / len(mine) if mine else None,
             "mean_quality": statistics.fmean(r["quality"] for r in mine) if mine else None,
             "failures": sum(r["error_kind"] is not None for r in mine),

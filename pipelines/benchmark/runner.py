@@ -28,14 +28,7 @@ from typing import Any
 from tierroute.errors import ConfigError
 from tierroute.models.catalogue import Candidate, Catalogue, load_catalogue
 from tierroute.pipelines.benchmark.callcache import CallCache, cache_key
-from tierroute.pipelines.benchmark.client import (
-    MAY_BE_BILLED,
-    CallStats,
-    CompletionError,
-    RetryPolicy,
-    parse_completion,
-    post_chat,
-)
+from tierroute.pipelines.benchmark.client import MAY_BE_BILLED, CallStats, CompletionError, RetryPolicy, parse_completion, post_chat
 from tierroute.pipelines.benchmark.prompts import PromptItem, PromptSet, load_prompts
 from tierroute.pipelines.benchmark.report import Answer, Failure, Scored, make_row, summarize
 from tierroute.progress import bar
@@ -99,8 +92,10 @@ def prepare(config: Any, env: Mapping[str, str]) -> Plan:
         )
     stray = [m for m, _ in config.model_concurrency if m not in names]
     if stray:
-        raise ConfigError(f"--model-concurrency names {', '.join(stray)}, which this run does not ask; "
-                          f"the run asks {', '.join(names)}. Fix the name or drop the option.")
+        raise ConfigError(
+            f"--model-concurrency names {', '.join(stray)}, which this run does not ask; "
+            f"the run asks {', '.join(names)}. Fix the name or drop the option."
+        )
     prompts = load_prompts(config.prompts, config.max_bad_prompts)
     items = list(prompts.items)
     n_code, first_code = _first(items, "code")
@@ -120,13 +115,17 @@ def prepare(config: Any, env: Mapping[str, str]) -> Plan:
     if config.judge_model:
         judge = catalogue.candidate(config.judge_model)
         if not judge.base_url:
-            raise ConfigError(f"The judge model {judge.model!r} has no base_url in catalogue {catalogue.name!r}. "
-                              'Add base_url = "https://.../v1" to its [[candidates]] entry, or pick another judge.')
+            raise ConfigError(
+                f"The judge model {judge.model!r} has no base_url in catalogue {catalogue.name!r}. "
+                'Add base_url = "https://.../v1" to its [[candidates]] entry, or pick another judge.'
+            )
     callees = [*candidates, *([judge] if judge else [])]
     bad_url = [f"{c.model} ({c.base_url!r})" for c in callees if not str(c.base_url).startswith(("http://", "https://"))]
     if bad_url:
-        raise ConfigError(f"base_url must start with http:// or https://; got {', '.join(bad_url)} in catalogue "
-                          f"{catalogue.name!r}. Write the endpoint's full URL, e.g. \"https://api.example.com/v1\".")
+        raise ConfigError(
+            f"base_url must start with http:// or https://; got {', '.join(bad_url)} in catalogue "
+            f'{catalogue.name!r}. Write the endpoint\'s full URL, e.g. "https://api.example.com/v1".'
+        )
     headers: dict[str, dict[str, str]] = {}
     unset: dict[str, list[str]] = {}
     for cand in callees:
@@ -139,8 +138,10 @@ def prepare(config: Any, env: Mapping[str, str]) -> Plan:
                 unset.setdefault(cand.api_key_env, []).append(cand.model)
     if unset:
         listing = "; ".join(f"{var} (for {', '.join(models)})" for var, models in unset.items())
-        raise ConfigError(f"The API key variable(s) named by api_key_env are not set: {listing}. Export them "
-                          "(export NAME=...), or remove api_key_env from endpoints that need no key.")
+        raise ConfigError(
+            f"The API key variable(s) named by api_key_env are not set: {listing}. Export them "
+            "(export NAME=...), or remove api_key_env from endpoints that need no key."
+        )
     pairs = plan_pairs([i.id for i in items], names, config.sample_fraction, config.seed)
     return Plan(config, catalogue, prompts, tuple(candidates), judge, headers, tuple(pairs), config.threshold_map())
 
@@ -205,8 +206,16 @@ class _Runner:
             self._counter = BpeTokenCounter()
         return int(self._counter.count(text))
 
-    def answer(self, cand: Candidate, messages: list[Any], body: Mapping[str, Any], latency: float | None,
-               attempts: int, cached: bool, created: str) -> Answer:
+    def answer(
+        self,
+        cand: Candidate,
+        messages: list[Any],
+        body: Mapping[str, Any],
+        latency: float | None,
+        attempts: int,
+        cached: bool,
+        created: str,
+    ) -> Answer:
         text, n_in, n_out = parse_completion(body)
         source = "usage"
         if n_in is None or n_out is None:
@@ -261,8 +270,16 @@ class _Runner:
             payload = {"model": cand.model, "messages": messages, **params}
             try:
                 async with self.slots[cand.model]:
-                    got = await post_chat(self.client, url, self.plan.headers[cand.model], payload, self.policy,
-                                          self.rng, self.stats, before_retry=before_retry)
+                    got = await post_chat(
+                        self.client,
+                        url,
+                        self.plan.headers[cand.model],
+                        payload,
+                        self.policy,
+                        self.rng,
+                        self.stats,
+                        before_retry=before_retry,
+                    )
             except Exception as exc:  # noqa: BLE001 - whatever the client raises, the pair is an outcome, not a crash
                 return failure("client_error", f"{type(exc).__name__}: {str(exc)[:200]}", None, 1)
             if got.body is None:
@@ -276,8 +293,16 @@ class _Runner:
             spent = answer.cost
             usage = answer.source == "usage"
             await asyncio.to_thread(  # a commit (fsync) per call: on the loop it would inflate measured latencies
-                self.cache.put, key, cand.model, cand.base_url or "", got.body, answer.input_tokens if usage else None,
-                answer.output_tokens if usage else None, got.latency_ms or 0.0, answer.created)
+                self.cache.put,
+                key,
+                cand.model,
+                cand.base_url or "",
+                got.body,
+                answer.input_tokens if usage else None,
+                answer.output_tokens if usage else None,
+                got.latency_ms or 0.0,
+                answer.created,
+            )
             return answer
         finally:
             self.budget.settle(held, spent)
@@ -311,12 +336,10 @@ class _Runner:
         if got is None:
             return None
         if isinstance(got, Failure):
-            return Scored(0.0, "", f"judge_{got.kind}", f"the judge {judge.model!r} failed: {got.detail}", judge.model,
-                          got.cost)
+            return Scored(0.0, "", f"judge_{got.kind}", f"the judge {judge.model!r} failed: {got.detail}", judge.model, got.cost)
         quality = parse_judge_reply(got.text)
         if quality is None:
-            return Scored(0.0, "", "judge_unparseable", f"the judge's reply holds no grade: {got.text[:120]!r}",
-                          judge.model, got.cost)
+            return Scored(0.0, "", "judge_unparseable", f"the judge's reply holds no grade: {got.text[:120]!r}", judge.model, got.cost)
         return Scored(quality, f"judge {judge.model}: {10 * quality:g}/10", None, None, judge.model, got.cost)
 
     async def pair(self, item: PromptItem, cand: Candidate) -> dict[str, Any] | None:
@@ -343,6 +366,7 @@ async def execute(plan: Plan, progress: Any = None) -> tuple[list[dict[str, Any]
         async with httpx.AsyncClient(timeout=plan.config.timeout_s, limits=limits) as client:
             runner = _Runner(plan, cache, client)
             with bar(progress, len(plan.pairs), "benchmarking", unit="pair") as step:
+
                 async def worker(queue: deque[tuple[int, int]]) -> None:
                     while queue:
                         i, j = queue.popleft()
@@ -356,7 +380,13 @@ async def execute(plan: Plan, progress: Any = None) -> tuple[list[dict[str, Any]
                         for _ in range(plan.concurrency(plan.candidates[j].model)):
                             group.create_task(worker(queue))
     ordered = [rows[k] for k in sorted(rows)]
-    counts = {"calls_made": runner.calls, "requests_sent": runner.stats.requests, "retries": runner.stats.retries,
-              "cache_hits": runner.cache_hits, "spent_usd": runner.budget.spent, "stopped_by_budget": runner.budget.stopped,
-              "worst_case_booked_usd": runner.budget.worst_case_booked}
+    counts = {
+        "calls_made": runner.calls,
+        "requests_sent": runner.stats.requests,
+        "retries": runner.stats.retries,
+        "cache_hits": runner.cache_hits,
+        "spent_usd": runner.budget.spent,
+        "stopped_by_budget": runner.budget.stopped,
+        "worst_case_booked_usd": runner.budget.worst_case_booked,
+    }
     return ordered, summarize(plan, ordered, counts)

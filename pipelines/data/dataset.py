@@ -80,8 +80,10 @@ class RoutingData:
         bad = ~((p > 0) & (p <= 1))
         if bad.any():
             i = int(rows[np.flatnonzero(bad)[0]])
-            raise DataValidationError(f"Request {self.request_ids[i]!r} has a logged propensity of {float(p[bad][0])!r}; "
-                                      "propensities must be in (0, 1]. Log the serving policy's probability of its choice.")
+            raise DataValidationError(
+                f"Request {self.request_ids[i]!r} has a logged propensity of {float(p[bad][0])!r}; "
+                "propensities must be in (0, 1]. Log the serving policy's probability of its choice."
+            )
         return p
 
     @property
@@ -89,8 +91,7 @@ class RoutingData:
         return len(self.request_ids)
 
     @classmethod
-    def from_frame(cls, frame: Any, candidates: Sequence[str] | None = None,
-                   row_weights: Sequence[float] | None = None) -> RoutingData:
+    def from_frame(cls, frame: Any, candidates: Sequence[str] | None = None, row_weights: Sequence[float] | None = None) -> RoutingData:
         """Pivot a canonical outcome DataFrame. ``candidates`` fixes the column order (and drops
         other models); by default every model in the frame, sorted. ``row_weights`` (one per frame
         row) become request weights (a request takes its largest row weight)."""
@@ -148,13 +149,22 @@ class RoutingData:
         idx = np.asarray(index)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
+
         def take(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[idx]
 
         return RoutingData(
-            tuple(self.request_ids[i] for i in idx), tuple(self.requests[i] for i in idx), self.tasks[idx],
-            self.candidates, self.correct[idx], self.quality[idx], self.cost[idx], take(self.latency),
-            take(self.logged), take(self.propensity), take(self.weight),
+            tuple(self.request_ids[i] for i in idx),
+            tuple(self.requests[i] for i in idx),
+            self.tasks[idx],
+            self.candidates,
+            self.correct[idx],
+            self.quality[idx],
+            self.cost[idx],
+            take(self.latency),
+            take(self.logged),
+            take(self.propensity),
+            take(self.weight),
         )
 
     def complete(self) -> RoutingData:

@@ -58,28 +58,30 @@ def feature_fields(raw: Mapping[str, Any]) -> tuple[list[float | None], str] | N
         return None
     if _absent(vector) or _absent(spec):
         given, absent = ("features", "feature_spec") if _absent(spec) else ("feature_spec", "features")
-        raise FeatureFieldError("missing_field", f"a feature-only row needs both 'features' and 'feature_spec'; it has "
-                                                 f"{given!r} but no {absent!r}")
+        raise FeatureFieldError(
+            "missing_field", f"a feature-only row needs both 'features' and 'feature_spec'; it has {given!r} but no {absent!r}"
+        )
     if isinstance(vector, str):
         try:
             vector = json.loads(vector)
         except ValueError:
-            raise FeatureFieldError("bad_features", "features must be a JSON list of numbers and nulls; got "
-                                                    f"{describe(vector)}") from None
+            raise FeatureFieldError("bad_features", f"features must be a JSON list of numbers and nulls; got {describe(vector)}") from None
     tolist = getattr(vector, "tolist", None)
     if callable(tolist) and not isinstance(vector, (list, tuple)):
         vector = tolist()  # a numpy array, as pandas hands a list column over
     if not isinstance(vector, (list, tuple)) or not 0 < len(vector) <= MAX_FEATURES:
-        raise FeatureFieldError("bad_features", f"features must be a non-empty list of at most {MAX_FEATURES} numbers "
-                                                f"and nulls; got {describe(vector)}")
+        raise FeatureFieldError(
+            "bad_features", f"features must be a non-empty list of at most {MAX_FEATURES} numbers and nulls; got {describe(vector)}"
+        )
     out: list[float | None] = []
     for i, value in enumerate(vector):
         try:
             out.append(_number(value))
         except (ValueError, OverflowError):
-            raise FeatureFieldError("bad_features", f"features[{i}] must be a finite number or null; got "
-                                                    f"{describe(value)}") from None
+            raise FeatureFieldError("bad_features", f"features[{i}] must be a finite number or null; got {describe(value)}") from None
     if not isinstance(spec, str) or not _FINGERPRINT.fullmatch(spec.strip()):
-        raise FeatureFieldError("bad_features", "feature_spec must be a FeatureSpec fingerprint (64 hex digits: the "
-                                                f"bundle's feature_spec_fingerprint); got {describe(spec)}")
+        raise FeatureFieldError(
+            "bad_features",
+            f"feature_spec must be a FeatureSpec fingerprint (64 hex digits: the bundle's feature_spec_fingerprint); got {describe(spec)}",
+        )
     return out, spec.strip()

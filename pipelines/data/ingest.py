@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tierroute._params import check_fraction
 from tierroute.errors import ConfigError, DataFormatError, DataValidationError
 from tierroute.pipelines.data.adapters import ADAPTERS, FORMATS, OUTCOME_SUFFIXES, detect_format
-from tierroute.pipelines.data.adapters.base import RawRow
+from tierroute.pipelines.data.reading import guarded_rows, ingested_rows, outcome_features
 from tierroute.pipelines.data.records import FEATURE_FIELDS, OUTCOME_FIELDS, OutcomeValidator, RowIssue, quarantine_line
 from tierroute.pipelines.outputs import prepare_out_dir
 
@@ -63,16 +63,13 @@ class IngestConfig:
         pairs = self.mapping.items() if isinstance(self.mapping, Mapping) else self.mapping
         if not all(isinstance(m, (tuple, list)) and len(m) == 2 and all(isinstance(x, str) for x in m) for m in pairs):
             raise ConfigError(
-                "The 'mapping' parameter of IngestConfig must be a dict or (field, column) pairs of strings. "
-                f"Got {self.mapping!r} instead."
+                f"The 'mapping' parameter of IngestConfig must be a dict or (field, column) pairs of strings. Got {self.mapping!r} instead."
             )
         object.__setattr__(self, "mapping", tuple((str(f), str(c)) for f, c in pairs))
         if not self.paths:
             raise ConfigError("IngestConfig needs at least one path to an outcome file or folder.")
         if self.format not in FORMATS:
-            raise ConfigError(
-                f"The 'format' parameter of IngestConfig must be one of {', '.join(FORMATS)}. Got {self.format!r} instead."
-            )
+            raise ConfigError(f"The 'format' parameter of IngestConfig must be one of {', '.join(FORMATS)}. Got {self.format!r} instead.")
         check_fraction(self.max_bad_fraction, "max_bad_fraction", "IngestConfig")
         check_fraction(self.correct_threshold, "correct_threshold", "IngestConfig")
 
@@ -132,8 +129,7 @@ class IngestResult:
             "requests": int(frame["request_id"].nunique()),
             "models": sorted(frame["model"].unique().tolist()),
             "tasks": {
-                str(k): int(v)
-                for k, v in frame.assign(task=frame["task"].fillna("(none)")).groupby("task")["request_id"].nunique().items()
+                str(k): int(v) for k, v in frame.assign(task=frame["task"].fillna("(none)")).groupby("task")["request_id"].nunique().items()
             },
             "formats": self.formats,
             "skipped_files": self.skipped,
@@ -165,9 +161,7 @@ def _expand(paths: Sequence[str], skipped: list[str]) -> list[tuple[Path, bool, 
             for p in sorted(path.iterdir()):
                 if not p.is_file():
                     continue
-                if p.suffix in (*OUTCOME_SUFFIXES, ".pkl", ".pickle") and not (
-                    routellm_layout and p.name in _ROUTELLM_SIDE_FILES
-                ):
+                if p.suffix in (*OUTCOME_SUFFIXES, ".pkl", ".pickle") and not (routellm_layout and p.name in _ROUTELLM_SIDE_FILES):
                     found.append(p)
                 else:
                     skipped.append(f"{p} (not an outcome file)")
@@ -184,49 +178,11 @@ def _expand(paths: Sequence[str], skipped: list[str]) -> list[tuple[Path, bool, 
     return files
 
 
-def guarded_rows(rows: Iterator[RawRow], path: Path, fmt: str) -> Iterator[RawRow]:
-    """Re-raise a file that breaks mid-read (bad encoding, corrupt pickle/parquet, truncated CSV)
-    as one DataFormatError naming the file, instead of a library traceback."""
-    try:
-        yield from rows
-    except DataFormatError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's, reported as such
-        raise DataFormatError(
-            f"Could not read {str(path)!r} as {fmt}: {type(exc).__name__}: {str(exc)[:200]}. "
-            "Check that the file is complete and in that format (UTF-8 text for CSV/JSONL)."
-        ) from exc
-
-
-def ingested_rows(folder: Path) -> Iterator[RawRow]:
-    import datasets
-
-    table = datasets.load_from_disk(str(folder / "outcomes"))
-    for i, row in enumerate(table):
-        yield RawRow(dict(row), f"{folder.name}/outcomes:row {i}")
-
-
-def outcome_features() -> Any:
-    """The Arrow schema of the canonical outcome table: the canonical fields, then a feature-only
-    row's ``features`` (list of float64, null for a missing value) and ``feature_spec`` (null on other rows)."""
-    import datasets
-
-    string, number, flag = datasets.Value("string"), datasets.Value("float64"), datasets.Value("bool")
-    # prompts and schemas as large_string (64-bit offsets): a million logged prompts pass the 2 GB
-    # that 32-bit string offsets can address
-    text = datasets.Value("large_string")
-    types = {
-        "request_id": string, "prompt": text, "output_schema": text, "latency_sla_ms": number,
-        "task": string, "model": string, "quality": number, "correct": flag, "cost_usd": number,
-        "latency_ms": number, "timestamp": string, "chosen": flag, "propensity": number,
-        "features": datasets.Sequence(number), "feature_spec": string,
-    }
-    return datasets.Features({name: types[name] for name in (*OUTCOME_FIELDS, *FEATURE_FIELDS)})
-
-
-def _local_rows(plan: Sequence[tuple[Path, str, int]], adapters: dict[str, Any], validator: OutcomeValidator,
-                progress: Callable[[str], None] | None) -> Iterator[Iterator[tuple[str, Any, Any]]]:
+def _local_rows(
+    plan: Sequence[tuple[Path, str, int]], adapters: dict[str, Any], validator: OutcomeValidator, progress: Callable[[str], None] | None
+) -> Iterator[Iterator[tuple[str, Any, Any]]]:
     """Per planned file, its rows as (where, normalised record | (reason, detail), raw fields)."""
+
     def rows_of(path: Path, fmt: str) -> Iterator[tuple[str, Any, Any]]:
         rows = ingested_rows(path) if fmt == "ingested" else adapters[fmt].rows(path)
         for raw in guarded_rows(rows, path, fmt):
@@ -242,8 +198,14 @@ def _local_rows(plan: Sequence[tuple[Path, str, int]], adapters: dict[str, Any],
         yield rows_of(path, fmt)
 
 
-def _per_file(plan: Sequence[tuple[Path, str, int]], adapters: dict[str, Any], validator: OutcomeValidator,
-              progress: Callable[[str], None] | None, engine: Any, config: IngestConfig) -> Any:
+def _per_file(
+    plan: Sequence[tuple[Path, str, int]],
+    adapters: dict[str, Any],
+    validator: OutcomeValidator,
+    progress: Callable[[str], None] | None,
+    engine: Any,
+    config: IngestConfig,
+) -> Any:
     if engine is None:
         return _local_rows(plan, adapters, validator, progress)
     if progress:
@@ -251,9 +213,16 @@ def _per_file(plan: Sequence[tuple[Path, str, int]], adapters: dict[str, Any], v
     return engine.normalise_files(plan, adapters, config.correct_threshold)
 
 
-def _read_all(plan: Sequence[tuple[Path, str, int]], per_file: Any, validator: OutcomeValidator, out_dir: Path,
-              columns: dict[str, list[Any]], reasons: Counter[str], formats: Counter[str],
-              inputs: list[dict[str, Any]]) -> int:
+def _read_all(
+    plan: Sequence[tuple[Path, str, int]],
+    per_file: Any,
+    validator: OutcomeValidator,
+    out_dir: Path,
+    columns: dict[str, list[Any]],
+    reasons: Counter[str],
+    formats: Counter[str],
+    inputs: list[dict[str, Any]],
+) -> int:
     """Keep or quarantine every row of every planned file (in order: the uniqueness checks depend
     on it); returns the rows read, which always equals kept + quarantined."""
     rows_read = 0
@@ -272,10 +241,15 @@ def _read_all(plan: Sequence[tuple[Path, str, int]], per_file: Any, validator: O
                 reason, detail = result if isinstance(result, tuple) else (result.reason, result.detail)
                 reasons[reason] += 1
                 quarantine.write(quarantine_line(where, reason, detail, fields) + "\n")
-            inputs.append({
-                "path": str(path), "format": fmt, "sha256": None if path.is_dir() else _sha256(path),
-                "rows": rows_read - read_before, "quarantined": sum(reasons.values()) - bad_before,
-            })
+            inputs.append(
+                {
+                    "path": str(path),
+                    "format": fmt,
+                    "sha256": None if path.is_dir() else _sha256(path),
+                    "rows": rows_read - read_before,
+                    "quarantined": sum(reasons.values()) - bad_before,
+                }
+            )
     return rows_read
 
 
@@ -289,8 +263,9 @@ def _discard(out_dir: Path, existed: bool) -> None:
             pass
 
 
-def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = None,
-               catalogue: Catalogue | None = None, engine: Any = None) -> IngestResult:
+def run_ingest(
+    config: IngestConfig, progress: Callable[[str], None] | None = None, catalogue: Catalogue | None = None, engine: Any = None
+) -> IngestResult:
     """Ingest ``config.paths``; write ``outcomes/``, ``quarantine.jsonl`` and ``ingest.json`` under
     the run folder. Raises DataValidationError when too many rows are bad (after writing the
     quarantine file, so the reasons can be read). ``catalogue`` (a loaded one, e.g. a trained
@@ -337,8 +312,9 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
     formats: Counter[str] = Counter()
     inputs: list[dict[str, Any]] = []
     try:
-        rows_read = _read_all(plan, _per_file(plan, adapters, validator, progress, engine, config), validator,
-                              out_dir, columns, reasons, formats, inputs)
+        rows_read = _read_all(
+            plan, _per_file(plan, adapters, validator, progress, engine, config), validator, out_dir, columns, reasons, formats, inputs
+        )
     except DataFormatError:  # a file that cannot be read reliably is refused whole: nothing of this run stays
         _discard(out_dir, existed)
         raise
@@ -347,8 +323,7 @@ def run_ingest(config: IngestConfig, progress: Callable[[str], None] | None = No
     # fingerprinted by what was read (file hashes, config), not by hashing the whole table again
     digest = hashlib.sha256(json.dumps([config.to_dict(), inputs], sort_keys=True, default=str).encode()).hexdigest()[:16]
     table = datasets.Dataset(arrow, info=datasets.DatasetInfo(features=features), fingerprint=digest)
-    result = IngestResult(table, out_dir, rows_read, dict(reasons), inputs, dict(formats), skipped,
-                          [origin for _, _, origin in plan])
+    result = IngestResult(table, out_dir, rows_read, dict(reasons), inputs, dict(formats), skipped, [origin for _, _, origin in plan])
     bad = sum(n for r, n in reasons.items() if r not in EXCLUSION_REASONS)
     counted = rows_read - sum(n for r, n in reasons.items() if r in EXCLUSION_REASONS)
     listing = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())) or "none"

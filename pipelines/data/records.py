@@ -143,8 +143,12 @@ def _is_missing(value: object) -> bool:
 
 
 #: the reason a number too large for a float gets, per field (a range reason where the field has one)
-_OVERFLOW_REASON = {"quality": "quality_out_of_range", "latency_ms": "negative_latency",
-                    "latency_sla_ms": "negative_latency", "propensity": "propensity_out_of_range"}
+_OVERFLOW_REASON = {
+    "quality": "quality_out_of_range",
+    "latency_ms": "negative_latency",
+    "latency_sla_ms": "negative_latency",
+    "propensity": "propensity_out_of_range",
+}
 
 
 def _show(value: object) -> str:
@@ -152,7 +156,7 @@ def _show(value: object) -> str:
     turn one of over 4,300 digits into text)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
         digits = int((value.bit_length() - 1) * math.log10(2)) + 1  # exact but for one power of ten
-        digits += abs(value) >= 10 ** digits
+        digits += abs(value) >= 10**digits
         return f"an integer of {digits:,} digits (int)"
     return _describe(value)
 
@@ -164,9 +168,10 @@ def _as_float(name: str, value: object) -> float:
         try:
             return float(value)
         except OverflowError:
-            raise _Bad(_OVERFLOW_REASON.get(name, "wrong_type"),
-                       f"{name} must be a finite number; got {_show(value)}, beyond a float's range "
-                       "(about 1.8e308)") from None
+            raise _Bad(
+                _OVERFLOW_REASON.get(name, "wrong_type"),
+                f"{name} must be a finite number; got {_show(value)}, beyond a float's range (about 1.8e308)",
+            ) from None
     if isinstance(value, float):
         return value
     if isinstance(value, str):
@@ -220,10 +225,12 @@ def _check_text(record: Mapping[str, Any]) -> None:
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError as exc:
-                raise _Bad("bad_encoding",
-                           f"{name} holds a lone surrogate (U+{ord(value[exc.start]):04X}) at character {exc.start}, "
-                           "half of a UTF-16 pair that is not text; fix the writer (it split a pair or decoded bytes "
-                           "wrongly) and export the row again") from None
+                raise _Bad(
+                    "bad_encoding",
+                    f"{name} holds a lone surrogate (U+{ord(value[exc.start]):04X}) at character {exc.start}, "
+                    "half of a UTF-16 pair that is not text; fix the writer (it split a pair or decoded bytes "
+                    "wrongly) and export the row again",
+                ) from None
 
 
 class _Bad(Exception):
@@ -262,19 +269,18 @@ class OutcomeValidator:
         """The stateful half of :meth:`validate`: one prompt per request_id, one outcome per
         request x model, in the order rows arrive."""
         key = (record["request_id"], record["model"])
-        phash = prompt_hash(record["prompt"] if record["prompt"] is not None else json.dumps(
-            [record.get("feature_spec"), record.get("features")]))  # a feature-only row: its vector stands for the prompt
+        phash = prompt_hash(
+            record["prompt"] if record["prompt"] is not None else json.dumps([record.get("feature_spec"), record.get("features")])
+        )  # a feature-only row: its vector stands for the prompt
         first = self._prompts.get(record["request_id"])
         if first is not None and first[0] != phash:
             return RowIssue(
                 "conflicting_request_id",
-                f"request_id {record['request_id']!r} was first used for a different prompt at {first[1]}; "
-                "give one of them another id",
+                f"request_id {record['request_id']!r} was first used for a different prompt at {first[1]}; give one of them another id",
             )
         if key in self._seen:
             return RowIssue(
-                "duplicate_request_model",
-                f"request_id {key[0]!r} x model {key[1]!r} already has an outcome (first at {self._seen[key]})",
+                "duplicate_request_model", f"request_id {key[0]!r} x model {key[1]!r} already has an outcome (first at {self._seen[key]})"
             )
         self._prompts.setdefault(record["request_id"], (phash, where))
         self._seen[key] = where

@@ -93,17 +93,20 @@ class TaskClass:
 #            and 2 >= 5 points below. Values (tier2 15-20 and tier1 35-40 points below): ASSUMPTION.
 # Shares: classify + extract = 0.60, A "Together they account for ~60% of inference calls." The
 # 32/28 split and every other share: ASSUMPTION (a customer-support system, the article's example).
-TASKS: dict[str, TaskClass] = {t.name: t for t in (
-    TaskClass("classify", "tier1", 0.32, (0.93, 0.94, 0.95)),
-    TaskClass("extract", "tier1", 0.28, (0.91, 0.925, 0.94)),
-    TaskClass("tool_call", "tier1", 0.08, (0.93, 0.94, 0.955)),
-    TaskClass("summarize", "tier2", 0.08, (0.80, 0.89, 0.92)),
-    TaskClass("convert", "tier2", 0.06, (0.83, 0.92, 0.95)),
-    TaskClass("translate", "tier2", 0.04, (0.81, 0.90, 0.93)),
-    TaskClass("reason", "tier3", 0.06, (0.50, 0.70, 0.88)),
-    TaskClass("code", "tier3", 0.04, (0.42, 0.62, 0.82)),
-    TaskClass("synthesize", "tier3", 0.04, (0.50, 0.68, 0.86)),
-)}
+TASKS: dict[str, TaskClass] = {
+    t.name: t
+    for t in (
+        TaskClass("classify", "tier1", 0.32, (0.93, 0.94, 0.95)),
+        TaskClass("extract", "tier1", 0.28, (0.91, 0.925, 0.94)),
+        TaskClass("tool_call", "tier1", 0.08, (0.93, 0.94, 0.955)),
+        TaskClass("summarize", "tier2", 0.08, (0.80, 0.89, 0.92)),
+        TaskClass("convert", "tier2", 0.06, (0.83, 0.92, 0.95)),
+        TaskClass("translate", "tier2", 0.04, (0.81, 0.90, 0.93)),
+        TaskClass("reason", "tier3", 0.06, (0.50, 0.70, 0.88)),
+        TaskClass("code", "tier3", 0.04, (0.42, 0.62, 0.82)),
+        TaskClass("synthesize", "tier3", 0.04, (0.50, 0.68, 0.86)),
+    )
+}
 
 #: ASSUMPTION: how far every tier's log-odds of a correct answer fall from the easiest (d = 0) to the
 #: hardest (d = 1) request of a class. One slope for all tiers: the tiers' odds curves are parallel in
@@ -140,7 +143,8 @@ def _solve_intercept(target: float, slope: float) -> float:
 
 #: per class, each tier's log-odds on the easiest request (d = 0)
 INTERCEPTS: dict[str, tuple[float, float, float]] = {
-    name: tuple(_solve_intercept(p, SLOPE) for p in task.accuracy) for name, task in TASKS.items()  # type: ignore[misc]
+    name: tuple(_solve_intercept(p, SLOPE) for p in task.accuracy)  # type: ignore[misc]
+    for name, task in TASKS.items()
 }
 
 
@@ -172,6 +176,7 @@ class SyntheticConfig:
 
 # -- request text (ASSUMPTIONS throughout: a customer-support company's traffic) ----------------
 
+
 def generate(config: SyntheticConfig) -> Iterator[dict[str, Any]]:
     """Canonical outcome rows (request x model, the three tier defaults in tier order), seeded."""
     from tierroute.features.tokens import BpeTokenCounter
@@ -201,12 +206,19 @@ def generate(config: SyntheticConfig) -> Iterator[dict[str, Any]]:
             # ASSUMPTION: the catalogue's p95 is for its 600-in/100-out request; time grows mostly with output
             scale = 0.4 + 0.6 * (0.2 * billed / 600 + 0.8 * out / 100)
             yield {
-                "request_id": f"syn-{config.seed}-{n:06d}", "prompt": prompt, "output_schema": schema,
-                "latency_sla_ms": sla, "task": task, "model": model,
-                "quality": 1.0 if correct else round(rng.uniform(0.0, 0.45), 3), "correct": correct,
+                "request_id": f"syn-{config.seed}-{n:06d}",
+                "prompt": prompt,
+                "output_schema": schema,
+                "latency_sla_ms": sla,
+                "task": task,
+                "model": model,
+                "quality": 1.0 if correct else round(rng.uniform(0.0, 0.45), 3),
+                "correct": correct,
                 "cost_usd": round(candidate.cost(billed, out), 8),
                 "latency_ms": round(p95 * rng.uniform(0.3, 1.0) * scale, 1),
-                "timestamp": 1_767_225_600 + 60 * n, "chosen": None, "propensity": None,
+                "timestamp": 1_767_225_600 + 60 * n,
+                "chosen": None,
+                "propensity": None,
             }
 
 

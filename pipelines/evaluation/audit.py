@@ -71,23 +71,29 @@ def _pick_catalogue(name: str | None, models: list[str]) -> Catalogue:
 def _tier_rows(frame: Any, catalogue: Catalogue) -> list[dict[str, Any]]:
     """Per tier present in ``frame``: its best model with quality, accuracy, cost."""
     per_model = frame.groupby("model").agg(
-        quality=("quality", "mean"), accuracy=("correct", "mean"), cost=("cost_usd", "mean"),
-        cost_sum=("cost_usd", "sum"), correct_sum=("correct", "sum"), n=("quality", "size"),
+        quality=("quality", "mean"),
+        accuracy=("correct", "mean"),
+        cost=("cost_usd", "mean"),
+        cost_sum=("cost_usd", "sum"),
+        correct_sum=("correct", "sum"),
+        n=("quality", "size"),
     )
     per_model["tier"] = [catalogue.tier_of(m) for m in per_model.index]
     rows = []
     for tier in sorted(per_model["tier"].unique(), key=catalogue.tier_rank):
         group = per_model[per_model["tier"] == tier].sort_values(["quality", "cost"], ascending=[False, True])
         best_model, best = group.index[0], group.iloc[0]
-        rows.append({
-            "tier": tier,
-            "model": best_model,
-            "quality": float(best["quality"]),
-            "accuracy": float(best["accuracy"]),
-            "cost_per_request": float(best["cost"]),
-            "cost_per_correct": float(best["cost_sum"] / best["correct_sum"]) if best["correct_sum"] else None,
-            "outcomes": int(best["n"]),
-        })
+        rows.append(
+            {
+                "tier": tier,
+                "model": best_model,
+                "quality": float(best["quality"]),
+                "accuracy": float(best["accuracy"]),
+                "cost_per_request": float(best["cost"]),
+                "cost_per_correct": float(best["cost_sum"] / best["correct_sum"]) if best["correct_sum"] else None,
+                "outcomes": int(best["n"]),
+            }
+        )
     return rows
 
 
@@ -96,8 +102,11 @@ def _verdict(tiers: list[dict[str, Any]], gap_points: float) -> dict[str, Any]:
     cheapest = tiers[0]
     if len(tiers) == 1:
         return {
-            "cheapest_tier": cheapest["tier"], "frontier_tier": frontier["tier"], "gap": 0.0,
-            "frontier_cost_ratio": 1.0, "route_to": frontier["tier"],
+            "cheapest_tier": cheapest["tier"],
+            "frontier_tier": frontier["tier"],
+            "gap": 0.0,
+            "frontier_cost_ratio": 1.0,
+            "route_to": frontier["tier"],
             "verdict": f"only {frontier['tier']} is in the data: nothing to compare",
         }
     gap = (frontier["quality"] - cheapest["quality"]) * 100.0
@@ -106,9 +115,7 @@ def _verdict(tiers: list[dict[str, Any]], gap_points: float) -> dict[str, Any]:
         if (frontier["quality"] - row["quality"]) * 100.0 < gap_points:
             route_to = row["tier"]
             break
-    cost_ratio = (
-        frontier["cost_per_request"] / cheapest["cost_per_request"] if cheapest["cost_per_request"] else None
-    )
+    cost_ratio = frontier["cost_per_request"] / cheapest["cost_per_request"] if cheapest["cost_per_request"] else None
     return {
         "cheapest_tier": cheapest["tier"],
         "frontier_tier": frontier["tier"],
@@ -116,8 +123,9 @@ def _verdict(tiers: list[dict[str, Any]], gap_points: float) -> dict[str, Any]:
         "frontier_cost_ratio": cost_ratio,
         "route_to": route_to,
         "verdict": (
-            f"route to {route_to}" if route_to != frontier["tier"] else f"keep {route_to} (every cheaper tier is "
-            f">= {gap_points:g} points behind)"
+            f"route to {route_to}"
+            if route_to != frontier["tier"]
+            else f"keep {route_to} (every cheaper tier is >= {gap_points:g} points behind)"
         ),
     }
 
@@ -128,10 +136,14 @@ def run_audit(config: AuditConfig, progress: Callable[[str], None] | None = None
     if config.catalogue:
         load_catalogue(config.catalogue)  # a bad --catalogue fails before anything is written
     out_dir = prepare_out_dir(config.out_dir, "audit")
-    ingest_cfg = IngestConfig(**{
-        **config.ingest.to_dict(), "out_dir": str(out_dir), "mapping": config.ingest.mapping,
-        "catalogue": config.ingest.catalogue or config.catalogue,  # also prices cost-less data (RouteLLM)
-    })
+    ingest_cfg = IngestConfig(
+        **{
+            **config.ingest.to_dict(),
+            "out_dir": str(out_dir),
+            "mapping": config.ingest.mapping,
+            "catalogue": config.ingest.catalogue or config.catalogue,  # also prices cost-less data (RouteLLM)
+        }
+    )
     result = run_ingest(ingest_cfg, progress=progress)
     frame = result.to_pandas()
     models = sorted(frame["model"].unique().tolist())
@@ -146,9 +158,7 @@ def run_audit(config: AuditConfig, progress: Callable[[str], None] | None = None
         tree.route(Request(p, json.loads(s) if isinstance(s, str) else None, None if sla is None or sla != sla else float(sla)))
         for p, s, sla in zip(requests["prompt"], requests["output_schema"], requests["latency_sla_ms"])
     ]
-    requests = requests.assign(
-        depth=[v.depth for v in verdicts], tier=[v.tier for v in verdicts], tokens=[v.token_count for v in verdicts]
-    )
+    requests = requests.assign(depth=[v.depth for v in verdicts], tier=[v.tier for v in verdicts], tokens=[v.token_count for v in verdicts])
     n = len(requests)
 
     def shares(series: Any, keys: list[Any]) -> dict[str, float]:
@@ -159,16 +169,18 @@ def run_audit(config: AuditConfig, progress: Callable[[str], None] | None = None
     frame = frame.assign(task=frame["task"].fillna("(none)"))
     for task, group in requests.groupby("task"):
         tiers = _tier_rows(frame[frame["task"] == task], catalogue)
-        tasks.append({
-            "task": task,
-            "requests": len(group),
-            "share": len(group) / n,
-            "median_tokens": float(group["tokens"].median()),
-            "depth": {str(d): int((group["depth"] == d).sum()) for d in range(1, 6)},
-            "tree_tiers": shares(group["tier"], list(TIERS)),
-            "tiers": tiers,
-            **_verdict(tiers, config.gap_points),
-        })
+        tasks.append(
+            {
+                "task": task,
+                "requests": len(group),
+                "share": len(group) / n,
+                "median_tokens": float(group["tokens"].median()),
+                "depth": {str(d): int((group["depth"] == d).sum()) for d in range(1, 6)},
+                "tree_tiers": shares(group["tier"], list(TIERS)),
+                "tiers": tiers,
+                **_verdict(tiers, config.gap_points),
+            }
+        )
     tasks.sort(key=lambda t: (-t["requests"], t["task"]))
     report = {
         "kind": "tierroute.audit",
@@ -240,15 +252,25 @@ def render_audit(report: dict[str, Any], markdown: bool = False) -> str:
         h(f"4. Cheapest tier vs frontier (verdict: under {report['gap_points']:g} points -> cheaper tier)"),
         _table(
             ["task", "tier", "best model", "quality", "cost/request", "cost/correct"],
-            [[t["task"], r["tier"], r["model"], f"{r['quality']:.3f}", _money(r["cost_per_request"]), _money(r["cost_per_correct"])]
-             for t in report["tasks"] for r in t["tiers"]],
+            [
+                [t["task"], r["tier"], r["model"], f"{r['quality']:.3f}", _money(r["cost_per_request"]), _money(r["cost_per_correct"])]
+                for t in report["tasks"]
+                for r in t["tiers"]
+            ],
             markdown,
         ),
         "",
         _table(
             ["task", "gap (points)", "frontier cost x", "verdict"],
-            [[t["task"], f"{t['gap']:.1f}", "n/a" if t["frontier_cost_ratio"] is None else f"{t['frontier_cost_ratio']:.1f}x", t["verdict"]]
-             for t in report["tasks"]],
+            [
+                [
+                    t["task"],
+                    f"{t['gap']:.1f}",
+                    "n/a" if t["frontier_cost_ratio"] is None else f"{t['frontier_cost_ratio']:.1f}x",
+                    t["verdict"],
+                ]
+                for t in report["tasks"]
+            ],
             markdown,
         ),
         "",

@@ -10,9 +10,7 @@ accuracy.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Container
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +22,8 @@ from tierroute.models.policy import Policy, choose, sweep
 from tierroute.pipelines.data.dataset import RoutingData
 from tierroute.pipelines.evaluation.metrics import aiq, apgr, bootstrap_diff, cost_at_quality, cpt, ece
 from tierroute.pipelines.evaluation.offpolicy import policy_estimates
-from tierroute.pipelines.evaluation.stability import StabilityConfig, decision_stability, stability_markdown
+from tierroute.pipelines.evaluation.report import write_report
+from tierroute.pipelines.evaluation.stability import StabilityConfig, decision_stability
 
 __all__ = ["evaluate", "point", "write_report", "heuristic_picks"]
 
@@ -60,8 +59,10 @@ def _per_task(data: RoutingData, picks: dict[str, np.ndarray]) -> dict[str, dict
     for task in np.unique(data.tasks):
         sel = data.tasks == task
         out[str(task)] = {"requests": int(sel.sum())} | {
-            name: {"accuracy": float(data.correct[rows[sel], chosen[sel]].mean()),
-                   "cost_per_query": float(data.cost[rows[sel], chosen[sel]].mean())}
+            name: {
+                "accuracy": float(data.correct[rows[sel], chosen[sel]].mean()),
+                "cost_per_query": float(data.cost[rows[sel], chosen[sel]].mean()),
+            }
             for name, chosen in picks.items()
         }
     return out
@@ -86,8 +87,16 @@ def _outcome_weights(data: RoutingData, logged: np.ndarray) -> np.ndarray:
 
 def _calibration_bins(proba: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> list[dict[str, float]]:
     bins = np.minimum((proba * n_bins).astype(int), n_bins - 1)
-    return [{"bin": b / n_bins, "mean_p": float(proba[bins == b].mean()), "observed": float(labels[bins == b].mean()),
-             "count": int((bins == b).sum())} for b in range(n_bins) if (bins == b).any()]
+    return [
+        {
+            "bin": b / n_bins,
+            "mean_p": float(proba[bins == b].mean()),
+            "observed": float(labels[bins == b].mean()),
+            "count": int((bins == b).sum()),
+        }
+        for b in range(n_bins)
+        if (bins == b).any()
+    ]
 
 
 def _sla_violations(data: RoutingData, picks: dict[str, np.ndarray]) -> dict[str, float] | None:
@@ -123,8 +132,9 @@ def heuristic_picks(data: RoutingData, catalogue: Catalogue, tree: HeuristicTree
     return tree_picks(data.requests, catalogue, data.candidates, tree)
 
 
-def objective_points(router: Any, data: RoutingData, proba: np.ndarray, expected_cost: np.ndarray,
-                     feasible: np.ndarray | None, catalogue: Catalogue) -> list[dict[str, Any]]:
+def objective_points(
+    router: Any, data: RoutingData, proba: np.ndarray, expected_cost: np.ndarray, feasible: np.ndarray | None, catalogue: Catalogue
+) -> list[dict[str, Any]]:
     """Each report objective's point: where it lands on the out-of-fold knob curve (chosen on
     training data) and what that knob does on ``data``. Empty for routers trained before objectives."""
     curve = getattr(router, "knob_curve_", None)
@@ -135,15 +145,31 @@ def objective_points(router: Any, data: RoutingData, proba: np.ndarray, expected
         at = curve.pick(name)
         picks = choose(Policy(router.policy_.kind, at.knob, router.policy_.frontier), proba, expected_cost, feasible)
         test = point(name, data, picks, catalogue)
-        rows.append({"objective": name, "chosen": name == router.config.objective, "knob": at.knob,
-                     "reached_out_of_fold": at.reached, "note": at.note, "oof_accuracy": at.accuracy,
-                     "oof_cost_per_query": at.cost_per_query, "accuracy": test["accuracy"],
-                     "cost_per_query": test["cost_per_query"], "cost_per_correct": test["cost_per_correct"]})
+        rows.append(
+            {
+                "objective": name,
+                "chosen": name == router.config.objective,
+                "knob": at.knob,
+                "reached_out_of_fold": at.reached,
+                "note": at.note,
+                "oof_accuracy": at.accuracy,
+                "oof_cost_per_query": at.cost_per_query,
+                "accuracy": test["accuracy"],
+                "cost_per_query": test["cost_per_query"],
+                "cost_per_correct": test["cost_per_correct"],
+            }
+        )
     return rows
 
 
-def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0,
-             tree: HeuristicTree | None = None, stability: StabilityConfig | None = None) -> dict[str, Any]:
+def evaluate(
+    router: Any,
+    data: RoutingData,
+    catalogue: Catalogue,
+    seed: int = 0,
+    tree: HeuristicTree | None = None,
+    stability: StabilityConfig | None = None,
+) -> dict[str, Any]:
     """Judge a fitted LearnedRouter on ``data``. Benchmarked requests (every candidate's outcome)
     are judged as observed; logged ones (the chosen model's outcome and its propensity) by
     doubly-robust pseudo-outcomes with this router as the outcome model, so every figure is then a
@@ -173,8 +199,11 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
     tree_picks = heuristic_picks(data, catalogue, tree)
     heuristic = point("heuristic", data, tree_picks, catalogue)
     benchmarked = data.subset(~logged)
-    oracle = (point("oracle", benchmarked, _oracle(benchmarked), catalogue) if benchmarked.n_requests
-              else {"name": "oracle", "accuracy": None, "cost_per_query": None, "cost_per_correct": None})
+    oracle = (
+        point("oracle", benchmarked, _oracle(benchmarked), catalogue)
+        if benchmarked.n_requests
+        else {"name": "oracle", "accuracy": None, "cost_per_query": None, "cost_per_correct": None}
+    )
     if logged.any():
         oracle["note"] = f"benchmarked requests only ({benchmarked.n_requests}): a logged request's oracle is unknown"
     random: dict[str, Any] = {
@@ -190,10 +219,15 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
     feasible = router.feasible(data.requests)
     frontier = np.array([catalogue.tier_of(m) == catalogue.tiers[-1] for m in data.candidates])
     for value, picks in sweep(router.policy_.kind, proba, expected_cost, feasible):
-        curve.append({"knob": value, "accuracy": float(data.correct[rows, picks].mean()),
-                      "cost_per_query": float(data.cost[rows, picks].mean()),
-                      "strong_share": float(np.mean(picks == data.candidates.index(best_single["name"]))),
-                      "frontier_share": float(frontier[picks].mean())})
+        curve.append(
+            {
+                "knob": value,
+                "accuracy": float(data.correct[rows, picks].mean()),
+                "cost_per_query": float(data.cost[rows, picks].mean()),
+                "strong_share": float(np.mean(picks == data.candidates.index(best_single["name"]))),
+                "frontier_share": float(frontier[picks].mean()),
+            }
+        )
     pts = [(c["cost_per_query"], c["accuracy"]) for c in curve]
     at_heuristic = cost_at_quality(pts, heuristic["accuracy"])
     at_best = cost_at_quality(pts, best_single["accuracy"])
@@ -216,33 +250,58 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
         "calibration": _calibration_bins(proba[mask], observed.correct[mask]),
         # read off the TEST curve's hull (a test-chosen point, possibly a mix of two settings): for
         # comparison at equal quality, not an operating point the router would pick by itself
-        "at_heuristic_accuracy": {"cost_per_query": at_heuristic, "source": "test-curve hull",
-                                  "cost_ratio": None if at_heuristic is None else at_heuristic / heuristic["cost_per_query"],
-                                  "curve_point": _cheapest_reaching(curve, heuristic["accuracy"])},
-        "at_best_single_accuracy": {"model": best_single["name"], "cost_per_query": at_best, "source": "test-curve hull",
-                                    "cost_ratio": None if at_best is None else at_best / best_single["cost_per_query"],
-                                    "curve_point": _cheapest_reaching(curve, best_single["accuracy"])},
+        "at_heuristic_accuracy": {
+            "cost_per_query": at_heuristic,
+            "source": "test-curve hull",
+            "cost_ratio": None if at_heuristic is None else at_heuristic / heuristic["cost_per_query"],
+            "curve_point": _cheapest_reaching(curve, heuristic["accuracy"]),
+        },
+        "at_best_single_accuracy": {
+            "model": best_single["name"],
+            "cost_per_query": at_best,
+            "source": "test-curve hull",
+            "cost_ratio": None if at_best is None else at_best / best_single["cost_per_query"],
+            "curve_point": _cheapest_reaching(curve, best_single["accuracy"]),
+        },
         "overlap_with_training": _overlap(router, data),
         "learned_minus_heuristic": {
             "accuracy": dict(zip(("mean", "ci_low", "ci_high"), acc_diff)),
             "cost_per_query": dict(zip(("mean", "ci_low", "ci_high"), cost_diff)),
         },
-        "baselines": {"heuristic": heuristic, "oracle": oracle, "random": random, "cheapest": cheapest,
-                      "best_single": best_single, "singles": singles},
+        "baselines": {
+            "heuristic": heuristic,
+            "oracle": oracle,
+            "random": random,
+            "cheapest": cheapest,
+            "best_single": best_single,
+            "singles": singles,
+        },
         "curve": curve,
-        "sla_violation_rate": _sla_violations(data, {"learned": chosen, "heuristic": tree_picks,
-                                                     **{m: np.full(data.n_requests, j) for j, m in enumerate(data.candidates)}}),
-        "per_task": _per_task(data, {"learned": chosen, "heuristic": tree_picks,
-                                     "best_single": np.full(data.n_requests, data.candidates.index(best_single["name"]))}),
+        "sla_violation_rate": _sla_violations(
+            data, {"learned": chosen, "heuristic": tree_picks, **{m: np.full(data.n_requests, j) for j, m in enumerate(data.candidates)}}
+        ),
+        "per_task": _per_task(
+            data,
+            {
+                "learned": chosen,
+                "heuristic": tree_picks,
+                "best_single": np.full(data.n_requests, data.candidates.index(best_single["name"])),
+            },
+        ),
     }
     if logged.any():
         at = np.flatnonzero(logged)
         assert observed.logged is not None and observed.propensity is not None  # there are logged requests
         a, p = observed.logged[at], observed.propensity[at]
-        logged_picks = {"learned": chosen[at], "heuristic": tree_picks[at],
-                        **{m: np.full(len(at), j) for j, m in enumerate(data.candidates)}}
-        report["off_policy"] = {"requests": len(at), **policy_estimates(
-            observed.correct[at, a], observed.cost[at, a], a, p, logged_picks, proba[at], expected_cost[at])}
+        logged_picks = {
+            "learned": chosen[at],
+            "heuristic": tree_picks[at],
+            **{m: np.full(len(at), j) for j, m in enumerate(data.candidates)},
+        }
+        report["off_policy"] = {
+            "requests": len(at),
+            **policy_estimates(observed.correct[at, a], observed.cost[at, a], a, p, logged_picks, proba[at], expected_cost[at]),
+        }
     report["objectives"] = objective_points(router, data, proba, expected_cost, feasible, catalogue)
     report["stability"] = decision_stability(router, data, catalogue, stability or StabilityConfig(seed=seed), tree)
     if len(data.candidates) == 2:
@@ -254,109 +313,3 @@ def evaluate(router: Any, data: RoutingData, catalogue: Catalogue, seed: int = 0
         report["cpt50"] = cpt(share, quality, weak_acc, strong_acc, 0.5)
         report["cpt80"] = cpt(share, quality, weak_acc, strong_acc, 0.8)
     return report
-
-
-def write_report(report: dict[str, Any], folder: str | Path) -> list[Path]:
-    """``metrics.json``, ``report.md`` and PNG plots (cost-quality curve, tier mix) in ``folder``."""
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    b = report["baselines"]
-    # every single candidate gets a row (cheapest first), then the baselines and the learned router
-    rows = [*sorted(b["singles"], key=lambda r: r["cost_per_query"]), b["oracle"], b["random"], b["heuristic"], report["learned"]]
-    lines = [
-        "# tierroute evaluation", "",
-        f"{report['requests']:,} requests ({report['requests_left_out']} left out: incomplete outcomes; "
-        f"{report.get('logged_requests', 0)} logged requests judged by doubly-robust estimates: figures are "
-        f"{report.get('estimator', 'observed')}); "
-        f"AIQ {report['aiq']:.4f} ({report['aiq_normalisation']}); ECE {report['ece']:.4f}; "
-        f"{report['overlap_with_training']} of these requests were seen in training", "",
-        "| router | accuracy | cost/query | cost/correct |", "|---|---|---|---|",
-    ]
-    for r in rows:
-        if r.get("accuracy") is None:  # the oracle of logged-only data: unknown
-            continue
-        cpc = "n/a" if r.get("cost_per_correct") is None else f"{r['cost_per_correct']:.6g}"
-        label = r["name"] + (" (best single)" if r["name"] == b["best_single"]["name"] and r in b["singles"] else "")
-        label += " (cheapest)" if r["name"] == b["cheapest"]["name"] and r in b["singles"] else ""
-        lines.append(f"| {label} | {r['accuracy']:.4f} | {r['cost_per_query']:.6g} | {cpc} |")
-    if report.get("objectives"):
-        lines += ["", "Operating points by objective (knob chosen out of fold on training data; figures on this data):", "",
-                  "| objective | reached out of fold | accuracy | cost/query | cost/correct | note |", "|---|---|---|---|---|---|"]
-        for o in report["objectives"]:
-            cpc = "n/a" if o["cost_per_correct"] is None else f"{o['cost_per_correct']:.6g}"
-            mark = " (served)" if o["chosen"] else ""
-            lines.append(f"| {o['objective']}{mark} | {'yes' if o['reached_out_of_fold'] else 'no'} | {o['accuracy']:.4f} | "
-                         f"{o['cost_per_query']:.6g} | {cpc} | {o['note']} |")
-    for key, label in (("at_heuristic_accuracy", "the heuristic's"), ("at_best_single_accuracy", "the best single's")):
-        at = report[key]
-        hull = "not reached" if at["cost_ratio"] is None else f"{at['cost_ratio']:.3f}x its cost"
-        point_ = at["curve_point"]
-        swept = "no swept point reaches it" if point_ is None else (
-            f"cheapest swept point {point_['accuracy']:.4f} at {point_['cost_per_query']:.6g}/query (knob {point_['knob']:.6g})")
-        lines.append(f"\nLearned curve at {label} accuracy (read on this data, not a held-out choice): hull {hull}; {swept}.")
-    lines += ["", "Per task (accuracy / cost per query):", "",
-              "| task | requests | learned | heuristic | best single |", "|---|---|---|---|---|"]
-    for task, t in report["per_task"].items():
-        cells = [f"{t[k]['accuracy']:.3f} / {t[k]['cost_per_query']:.4g}" for k in ("learned", "heuristic", "best_single")]
-        lines.append(f"| {task} | {t['requests']} | " + " | ".join(cells) + " |")
-    if report.get("stability"):  # flip rates under prompt perturbations (stability.py)
-        lines += ["", *stability_markdown(report["stability"])]
-    if report.get("importances"):  # global importances per candidate (importance.py; tierroute train adds them)
-        from tierroute.pipelines.evaluation.importance import importance_markdown
-
-        lines += ["", *importance_markdown(report["importances"])]
-    if report.get("selection"):  # the family selection table (pipelines/training/selection.py), when train chose one
-        from tierroute.pipelines.training.selection import selection_markdown
-
-        lines += ["", *selection_markdown(report["selection"])]
-    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    curve = report["curve"]
-    ax.plot([c["cost_per_query"] for c in curve], [c["accuracy"] for c in curve], "-", label="learned (curve)")
-    for s in b["singles"]:
-        ax.scatter(s["cost_per_query"], s["accuracy"], marker="o", s=18)
-        ax.annotate(s["name"].split("/")[-1], (s["cost_per_query"], s["accuracy"]), fontsize=6)
-    for key, marker in (("heuristic", "s"), ("oracle", "*")):
-        if b[key].get("accuracy") is None:
-            continue
-        ax.scatter(b[key]["cost_per_query"], b[key]["accuracy"], marker=marker, s=80, label=key)
-    ax.scatter(report["learned"]["cost_per_query"], report["learned"]["accuracy"], marker="D", s=60, label="learned (chosen)")
-    _finish(plt, fig, ax, out / "cost_quality.png", "cost per query (USD)", "accuracy")
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    bins = report["calibration"]
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.plot([b["mean_p"] for b in bins], [b["observed"] for b in bins], "o-", label=f"learned (ECE {report['ece']:.3f})")
-    _finish(plt, fig, ax, out / "calibration.png", "predicted P(correct)", "observed share correct")
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    names = ["learned", "heuristic", "oracle"]
-    shares = [report["learned"]["tier_share"], _tier_share(report, "heuristic"), _tier_share(report, "oracle")]
-    left = np.zeros(len(names))
-    for tier in shares[0]:
-        values = np.array([s.get(tier, 0.0) for s in shares])
-        ax.barh(names, values, left=left, label=tier)
-        left += values
-    _finish(plt, fig, ax, out / "tier_mix.png", "share of requests", "")
-    return [out / "metrics.json", out / "report.md", out / "cost_quality.png", out / "calibration.png", out / "tier_mix.png"]
-
-
-def _finish(plt: Any, fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str) -> None:
-    """Label, legend and save one plot, then free it."""
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _tier_share(report: dict[str, Any], name: str) -> dict[str, float]:
-    """A baseline's tier shares (empty when it has none)."""
-    return dict(report["baselines"][name].get("tier_share", {}))

@@ -69,9 +69,13 @@ def group_importances(router: Any, requests: Sequence[Request], seed: int = 0) -
             per.append(np.abs(grouped).mean(axis=0))
     else:
         return {"method": None, "note": f"per-feature contributions are not available for the {kind or 'this'} family"}
-    return {"method": method, "units": "mean |contribution| to the margin (log-odds of the uncalibrated P(correct))",
-            "requests": len(sample), "groups": list(groups),
-            "candidates": {c: [float(v) for v in imp] for c, imp in zip(router.candidates_, per)}}
+    return {
+        "method": method,
+        "units": "mean |contribution| to the margin (log-odds of the uncalibrated P(correct))",
+        "requests": len(sample),
+        "groups": list(groups),
+        "candidates": {c: [float(v) for v in imp] for c, imp in zip(router.candidates_, per)},
+    }
 
 
 def importance_markdown(importances: dict[str, Any]) -> list[str]:
@@ -81,9 +85,13 @@ def importance_markdown(importances: dict[str, Any]) -> list[str]:
     groups, per = importances["groups"], importances["candidates"]
     table = np.array([per[c] for c in per])  # (m, groups)
     order = np.argsort(-table.mean(axis=0), kind="stable")[:_TOP_GROUPS]
-    lines = [f"Global feature importances per candidate: {importances['units']}, {importances['method']}, "
-             f"{importances['requests']} requests; top {len(order)} of {len(groups)} groups:", "",
-             "| feature group | " + " | ".join(per) + " |", "|---|" + "---|" * len(per)]
+    lines = [
+        f"Global feature importances per candidate: {importances['units']}, {importances['method']}, "
+        f"{importances['requests']} requests; top {len(order)} of {len(groups)} groups:",
+        "",
+        "| feature group | " + " | ".join(per) + " |",
+        "|---|" + "---|" * len(per),
+    ]
     for g in order:
         lines.append(f"| {groups[g]} | " + " | ".join(f"{table[j, g]:.4f}" for j in range(len(per))) + " |")
     return lines
@@ -104,16 +112,19 @@ def saabas_agreement(router: Any, requests: Sequence[Request]) -> dict[str, floa
     booster = model.models_[0]
     explainer = TreeExplainer(tree_table(booster), index, len(groups))
     fast = CandidateExplainer([(explainer, np.r_[float(j), cand[j]]) for j in range(m)], d)
-    rows = np.vstack([_pooled_rows(X[i:i + 1], cand, j) for i in range(len(X)) for j in range(m)])
+    rows = np.vstack([_pooled_rows(X[i : i + 1], cand, j) for i in range(len(X)) for j in range(m)])
     exact = booster.predict(rows, pred_contrib=True)
     exact_groups = np.zeros((len(rows), len(groups)))
     np.add.at(exact_groups, (slice(None), index), exact[:, :-1])  # type: ignore[arg-type]
     saabas = np.vstack([fast.explain(x, range(m))[0] for x in X])
     raw = booster.predict(rows, raw_score=True)
     agree = np.abs(saabas).argmax(axis=1) == np.abs(exact_groups).argmax(axis=1)
-    return {"rows": len(rows), "groups": len(groups),
-            "max_sum_error": float(np.abs(saabas.sum(axis=1) + explainer.bias - raw).max()),
-            "max_bias_error": float(np.abs(exact[:, -1] - explainer.bias).max()),
-            "pearson": float(np.corrcoef(saabas.ravel(), exact_groups.ravel())[0, 1]),
-            "top_group_agreement": float(agree.mean()),
-            "mean_abs_difference": float(np.abs(saabas - exact_groups).mean())}
+    return {
+        "rows": len(rows),
+        "groups": len(groups),
+        "max_sum_error": float(np.abs(saabas.sum(axis=1) + explainer.bias - raw).max()),
+        "max_bias_error": float(np.abs(exact[:, -1] - explainer.bias).max()),
+        "pearson": float(np.corrcoef(saabas.ravel(), exact_groups.ravel())[0, 1]),
+        "top_group_agreement": float(agree.mean()),
+        "mean_abs_difference": float(np.abs(saabas - exact_groups).mean()),
+    }

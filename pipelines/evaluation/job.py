@@ -60,8 +60,9 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateResult:
     """Ingest ``config.data`` into ``out_dir/ingest``, judge the router on it and write the report."""
     router = load_router_from(config.model, config.tracking_uri)
     folder = prepare_out_dir(config.out_dir, "evaluate")
-    ingested = run_ingest(IngestConfig(paths=config.data, format=config.format, out_dir=str(folder / "ingest")),
-                          catalogue=router.catalogue_)  # price cost-less formats as the router was trained
+    ingested = run_ingest(
+        IngestConfig(paths=config.data, format=config.format, out_dir=str(folder / "ingest")), catalogue=router.catalogue_
+    )  # price cost-less formats as the router was trained
     data = RoutingData.from_frame(ingested.to_pandas(), router.candidates_)
     report = evaluate(router, data, router.catalogue_)
     write_report(report, folder)

@@ -55,13 +55,16 @@ def _inputs(rewards: Any, logged: Any, propensities: Any, target: Any) -> tuple[
     t = np.asarray(target)
     if not (r.ndim == a.ndim == p.ndim == t.ndim == 1) or not (len(r) == len(a) == len(p) == len(t)) or len(r) == 0:
         shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in (("rewards", r), ("logged", a), ("propensities", p), ("target", t)))
-        raise DataValidationError(f"Off-policy estimates need four equal-length non-empty 1-D arrays; got {shapes}. "
-                                  "Pass one entry per logged request.")
+        raise DataValidationError(
+            f"Off-policy estimates need four equal-length non-empty 1-D arrays; got {shapes}. Pass one entry per logged request."
+        )
     bad = ~np.isfinite(p) | (p <= 0) | (p > 1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataValidationError(f"Propensities must be in (0, 1]; logged request {i} has {float(p[i])!r} ({int(bad.sum())} such). "
-                                  "Log the serving policy's probability of the chosen model (Decision.propensity).")
+        raise DataValidationError(
+            f"Propensities must be in (0, 1]; logged request {i} has {float(p[i])!r} ({int(bad.sum())} such). "
+            "Log the serving policy's probability of the chosen model (Decision.propensity)."
+        )
     if not np.isfinite(r).all():
         i = int(np.flatnonzero(~np.isfinite(r))[0])
         raise DataValidationError(f"Rewards must be finite; logged request {i} has {float(r[i])!r}. Quarantine that row first.")
@@ -87,8 +90,10 @@ def snips(rewards: Any, logged: Any, propensities: Any, target: Any) -> Estimate
     match = a == t
     w = np.where(match, 1.0 / p, 0.0)
     if w.sum() == 0:
-        raise DataValidationError("The target policy never agrees with the logged choices, so SNIPS has nothing to "
-                                  "weigh. Log with exploration (epsilon > 0) or use dr.")
+        raise DataValidationError(
+            "The target policy never agrees with the logged choices, so SNIPS has nothing to "
+            "weigh. Log with exploration (epsilon > 0) or use dr."
+        )
     value = float((w * r).sum() / w.sum())
     terms = w * (r - value) / w.mean()  # influence terms: their mean is 0, their spread the estimate's
     half = _Z * float(terms.std(ddof=1)) / np.sqrt(len(r)) if len(r) > 1 else float("inf")
@@ -101,21 +106,32 @@ def doubly_robust(rewards: Any, logged: Any, propensities: Any, target: Any, q_h
     r, a, p, t = _inputs(rewards, logged, propensities, target)
     q = np.asarray(q_hat, dtype=np.float64)
     if q.ndim != 2 or len(q) != len(r) or not np.isfinite(q).all():
-        raise DataValidationError(f"q_hat must be a finite (n, m) array with n = {len(r)} logged requests; got shape "
-                                  f"{q.shape}. Pass the outcome model's estimate for every action.")
+        raise DataValidationError(
+            f"q_hat must be a finite (n, m) array with n = {len(r)} logged requests; got shape "
+            f"{q.shape}. Pass the outcome model's estimate for every action."
+        )
     m = q.shape[1]
     for name, actions in (("logged", a), ("target", t)):
         if actions.dtype.kind not in "iu" or actions.min() < 0 or actions.max() >= m:
-            raise DataValidationError(f"With q_hat, '{name}' actions must be column indices in [0, {m}); got values "
-                                      f"from {actions.min().item()!r} to {actions.max().item()!r}. Map model names to their columns first.")
+            raise DataValidationError(
+                f"With q_hat, '{name}' actions must be column indices in [0, {m}); got values "
+                f"from {actions.min().item()!r} to {actions.max().item()!r}. Map model names to their columns first."
+            )
     rows = np.arange(len(r))
     match = a == t
     terms = q[rows, t] + np.where(match, (r - q[rows, a]) / p, 0.0)
     return _estimate("dr", terms, int(match.sum()))
 
 
-def policy_estimates(correct: np.ndarray, cost: np.ndarray, logged: np.ndarray, propensities: np.ndarray,
-                     picks: dict[str, np.ndarray], q_correct: np.ndarray, q_cost: np.ndarray) -> dict[str, Any]:
+def policy_estimates(
+    correct: np.ndarray,
+    cost: np.ndarray,
+    logged: np.ndarray,
+    propensities: np.ndarray,
+    picks: dict[str, np.ndarray],
+    q_correct: np.ndarray,
+    q_cost: np.ndarray,
+) -> dict[str, Any]:
     """Every estimator's figure for several deterministic policies on the same logged requests.
 
     ``correct``/``cost`` (n,) the logged choice's observed outcome; ``logged`` (n,) its column;

@@ -37,9 +37,24 @@ from tierroute.errors import ConfigError
 from tierroute.features.logged import LoggedRequest
 from tierroute.request import Request
 
-__all__ = ["PERTURBATIONS", "StabilityConfig", "whitespace", "case", "punctuation", "polite_prefix", "typos", "system_order",
-           "perturb", "perturb_requests", "perturbed_variants", "sample_rows", "flip_summary", "decision_stability", "stability_markdown",
-           "stability_metrics"]
+__all__ = [
+    "PERTURBATIONS",
+    "StabilityConfig",
+    "whitespace",
+    "case",
+    "punctuation",
+    "polite_prefix",
+    "typos",
+    "system_order",
+    "perturb",
+    "perturb_requests",
+    "perturbed_variants",
+    "sample_rows",
+    "flip_summary",
+    "decision_stability",
+    "stability_markdown",
+    "stability_metrics",
+]
 
 Perturbation = Callable[[str, random.Random], str]
 Decide = Callable[[Sequence[Request]], np.ndarray]
@@ -69,8 +84,7 @@ def _prose_lines(prompt: str) -> list[tuple[int, int]]:
 def whitespace(prompt: str, rng: random.Random) -> str:
     """One or two spaces between words of prose doubled, and a trailing newline: the same words."""
     lines = prompt.split("\n")
-    spots = [(i, m.start()) for i, start in _prose_lines(prompt) for m in re.finditer(r"(?<=\S) (?=\S)", lines[i])
-             if m.start() > start]
+    spots = [(i, m.start()) for i, start in _prose_lines(prompt) for m in re.finditer(r"(?<=\S) (?=\S)", lines[i]) if m.start() > start]
     for i, at in sorted(rng.sample(spots, min(len(spots), rng.randint(1, 2))), reverse=True):
         lines[i] = lines[i][:at] + " " + lines[i][at:]
     return "\n".join(lines) + "\n"
@@ -82,7 +96,7 @@ def case(prompt: str, rng: random.Random) -> str:
     for i, start in _prose_lines(prompt):
         m = re.compile(r"[A-Za-z]").search(lines[i], start)
         if m is not None:
-            lines[i] = lines[i][: m.start()] + lines[i][m.start()].swapcase() + lines[i][m.start() + 1:]
+            lines[i] = lines[i][: m.start()] + lines[i][m.start()].swapcase() + lines[i][m.start() + 1 :]
     return "\n".join(lines)
 
 
@@ -90,7 +104,7 @@ def punctuation(prompt: str, rng: random.Random) -> str:
     """The final '.', '?' or '!' dropped, or a '.' added after a final letter or digit; other endings
     (a quote, a brace, code) are left alone."""
     body = prompt.rstrip()
-    tail = prompt[len(body):]
+    tail = prompt[len(body) :]
     prose = _prose_lines(prompt)
     if not body or not prose or prose[-1][0] != body.count("\n"):
         return prompt  # the prompt does not end in prose
@@ -100,7 +114,7 @@ def punctuation(prompt: str, rng: random.Random) -> str:
 
 
 def polite_prefix(prompt: str, rng: random.Random) -> str:
-    """"Please, " in front of the prompt (of the first user message in a chat prompt), the first
+    """ "Please, " in front of the prompt (of the first user message in a chat prompt), the first
     letter lowered when it starts an ordinary word ("Please, classify ..."; "I" and "ID" stay)."""
     user = re.search(r"^user: ", prompt, re.MULTILINE) if _ROLE.match(prompt) else None
     at = user.end() if user is not None else 0
@@ -114,12 +128,16 @@ def typos(prompt: str, rng: random.Random) -> str:
     """Two adjacent inner letters swapped in one or two prose words of four letters or more
     ("invoice" -> "inovice"): same length, same letters."""
     lines = prompt.split("\n")
-    words = [(i, m.start(), m.group()) for i, start in _prose_lines(prompt) for m in _WORD.finditer(lines[i], start)
-             if len(set(m.group()[1:-1])) > 1]
+    words = [
+        (i, m.start(), m.group())
+        for i, start in _prose_lines(prompt)
+        for m in _WORD.finditer(lines[i], start)
+        if len(set(m.group()[1:-1])) > 1
+    ]
     for i, at, word in sorted(rng.sample(words, min(len(words), rng.randint(1, 2))), reverse=True):
         spots = [k for k in range(1, len(word) - 2) if word[k] != word[k + 1]]
         k = rng.choice(spots)
-        lines[i] = lines[i][: at + k] + word[k + 1] + word[k] + lines[i][at + k + 2:]
+        lines[i] = lines[i][: at + k] + word[k + 1] + word[k] + lines[i][at + k + 2 :]
     return "\n".join(lines)
 
 
@@ -144,8 +162,14 @@ def system_order(prompt: str, rng: random.Random) -> str:
 
 
 #: The perturbations by name, in report order.
-PERTURBATIONS: dict[str, Perturbation] = {"whitespace": whitespace, "case": case, "punctuation": punctuation,
-                                          "polite_prefix": polite_prefix, "typos": typos, "system_order": system_order}
+PERTURBATIONS: dict[str, Perturbation] = {
+    "whitespace": whitespace,
+    "case": case,
+    "punctuation": punctuation,
+    "polite_prefix": polite_prefix,
+    "typos": typos,
+    "system_order": system_order,
+}
 
 
 @dataclass(frozen=True)
@@ -162,8 +186,10 @@ class StabilityConfig:
         check_int(self.seed, "seed", "StabilityConfig", 0)
         unknown = [p for p in self.perturbations if p not in PERTURBATIONS]
         if unknown or not self.perturbations:
-            raise ConfigError(f"The 'perturbations' parameter of StabilityConfig must name some of {list(PERTURBATIONS)}. "
-                              f"Got {list(self.perturbations)!r} instead (unknown: {unknown}).")
+            raise ConfigError(
+                f"The 'perturbations' parameter of StabilityConfig must name some of {list(PERTURBATIONS)}. "
+                f"Got {list(self.perturbations)!r} instead (unknown: {unknown})."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "perturbations": list(self.perturbations)}
@@ -213,14 +239,23 @@ def perturbed_variants(requests: Sequence[Request], config: StabilityConfig) -> 
 def _decide_checked(decide: Decide, requests: Sequence[Request], label: str) -> np.ndarray:
     picks = np.asarray(decide(requests))
     if picks.shape != (len(requests),):
-        raise ConfigError(f"The {label} returned decisions of shape {picks.shape} for {len(requests)} requests; expected "
-                          "one candidate index per request. Check its decide().")
+        raise ConfigError(
+            f"The {label} returned decisions of shape {picks.shape} for {len(requests)} requests; expected "
+            "one candidate index per request. Check its decide()."
+        )
     return picks
 
 
-def flip_summary(decide: Decide, requests: Sequence[Request], config: StabilityConfig | None = None,
-                 correct: np.ndarray | None = None, cost: np.ndarray | None = None, tasks: np.ndarray | None = None,
-                 label: str = "router", variants: Mapping[str, tuple[list[Request], np.ndarray]] | None = None) -> dict[str, Any]:
+def flip_summary(
+    decide: Decide,
+    requests: Sequence[Request],
+    config: StabilityConfig | None = None,
+    correct: np.ndarray | None = None,
+    cost: np.ndarray | None = None,
+    tasks: np.ndarray | None = None,
+    label: str = "router",
+    variants: Mapping[str, tuple[list[Request], np.ndarray]] | None = None,
+) -> dict[str, Any]:
     """Flip rates of one decision function over ``requests`` (all of them: sample first) under each
     perturbation. With ``correct`` and ``cost`` ((n, m) outcome tables for the same requests), the
     accuracy and cost-per-query change the perturbed choices cause; with ``tasks``, per task too.
@@ -239,26 +274,30 @@ def flip_summary(decide: Decide, requests: Sequence[Request], config: StabilityC
 
     def block(sel: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
         pairs = sum(int((changed[k] & sel).sum()) for k in names)
-        out: dict[str, Any] = {"applicable": pairs, "flip_rate": None if not pairs else
-                               sum(int((flips[k] & sel).sum()) for k in names) / pairs}
+        out: dict[str, Any] = {
+            "applicable": pairs,
+            "flip_rate": None if not pairs else sum(int((flips[k] & sel).sum()) for k in names) / pairs,
+        }
         if acc:
             out["accuracy_delta"] = None if not pairs else float(sum(np.nansum(acc[k][changed[k] & sel]) for k in names) / pairs)
-            out["cost_per_query_delta"] = None if not pairs else float(
-                sum(np.nansum(spend[k][changed[k] & sel]) for k in names) / pairs)
+            out["cost_per_query_delta"] = None if not pairs else float(sum(np.nansum(spend[k][changed[k] & sel]) for k in names) / pairs)
         return out
 
     everything = np.ones(len(requests), dtype=bool)
     any_flip = np.any([flips[k] for k in flips], axis=0) if flips else everything & False
-    result = {**block(everything, list(flips)), "any_flip_rate": float(any_flip.mean()) if len(requests) else None,
-              "per_perturbation": {k: block(everything, [k]) for k in flips}}
+    result = {
+        **block(everything, list(flips)),
+        "any_flip_rate": float(any_flip.mean()) if len(requests) else None,
+        "per_perturbation": {k: block(everything, [k]) for k in flips},
+    }
     if tasks is not None:
-        result["per_task"] = {str(t): {"requests": int((tasks == t).sum()), **block(tasks == t, list(flips))}
-                              for t in np.unique(tasks)}
+        result["per_task"] = {str(t): {"requests": int((tasks == t).sum()), **block(tasks == t, list(flips))} for t in np.unique(tasks)}
     return result
 
 
-def decision_stability(router: Any, data: Any, catalogue: Any, config: StabilityConfig | None = None,
-                       tree: Any = None) -> dict[str, Any] | None:
+def decision_stability(
+    router: Any, data: Any, catalogue: Any, config: StabilityConfig | None = None, tree: Any = None
+) -> dict[str, Any] | None:
     """Flip rates of ``router`` (anything with ``decide(requests) -> candidate indices``) and of the
     article's tree (``tree``, default thresholds when None) on a sample of ``data`` (a RoutingData:
     its requests, tasks and per-candidate ``correct`` / ``cost``), with the accuracy and cost
@@ -273,12 +312,19 @@ def decision_stability(router: Any, data: Any, catalogue: Any, config: Stability
     variants = perturbed_variants(sub.requests, config)
     common = {"config": config, "correct": sub.correct, "cost": sub.cost, "tasks": sub.tasks, "variants": variants}
     learned = flip_summary(router.decide, sub.requests, label="learned router", **common)
-    heuristic = flip_summary(lambda requests: tree_picks(requests, catalogue, sub.candidates, tree), sub.requests,
-                             label="heuristic tree", **common)
-    return {"requests": sub.n_requests, "of_requests": data.n_requests, "config": config.to_dict(),
-            "definition": "flip rate: share of (request, perturbation) pairs whose chosen candidate changed, over the "
-                          "pairs the perturbation changed; deltas: perturbed minus original choice, same requests",
-            "learned": learned, "heuristic": heuristic, "seconds": round(time.perf_counter() - clock, 3)}
+    heuristic = flip_summary(
+        lambda requests: tree_picks(requests, catalogue, sub.candidates, tree), sub.requests, label="heuristic tree", **common
+    )
+    return {
+        "requests": sub.n_requests,
+        "of_requests": data.n_requests,
+        "config": config.to_dict(),
+        "definition": "flip rate: share of (request, perturbation) pairs whose chosen candidate changed, over the "
+        "pairs the perturbation changed; deltas: perturbed minus original choice, same requests",
+        "learned": learned,
+        "heuristic": heuristic,
+        "seconds": round(time.perf_counter() - clock, 3),
+    }
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -288,23 +334,32 @@ def _fmt(value: float | None, spec: str) -> str:
 def stability_markdown(stability: Mapping[str, Any]) -> list[str]:
     """report.md lines: one row per perturbation (and all), then one per task."""
     learned, tree = stability["learned"], stability["heuristic"]
-    lines = [f"Decision stability under meaning-preserving prompt perturbations ({stability['requests']:,} of "
-             f"{stability['of_requests']:,} requests; flip rate = share of perturbed requests whose choice changed; "
-             "deltas = perturbed minus original choice):", "",
-             "| perturbation | requests changed | learned flip rate | learned accuracy delta | learned cost/query delta | "
-             "heuristic flip rate | heuristic accuracy delta |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Decision stability under meaning-preserving prompt perturbations ({stability['requests']:,} of "
+        f"{stability['of_requests']:,} requests; flip rate = share of perturbed requests whose choice changed; "
+        "deltas = perturbed minus original choice):",
+        "",
+        "| perturbation | requests changed | learned flip rate | learned accuracy delta | learned cost/query delta | "
+        "heuristic flip rate | heuristic accuracy delta |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, row in [*learned["per_perturbation"].items(), ("all", learned)]:
         other = tree if name == "all" else tree["per_perturbation"][name]
-        lines.append(f"| {name} | {row['applicable']} | {_fmt(row['flip_rate'], '.3f')} | {_fmt(row.get('accuracy_delta'), '+.4f')} | "
-                     f"{_fmt(row.get('cost_per_query_delta'), '+.3g')} | {_fmt(other['flip_rate'], '.3f')} | "
-                     f"{_fmt(other.get('accuracy_delta'), '+.4f')} |")
-    lines.append(f"\nRequests flipping under at least one perturbation: learned {_fmt(learned['any_flip_rate'], '.3f')}, "
-                 f"heuristic {_fmt(tree['any_flip_rate'], '.3f')}.")
+        lines.append(
+            f"| {name} | {row['applicable']} | {_fmt(row['flip_rate'], '.3f')} | {_fmt(row.get('accuracy_delta'), '+.4f')} | "
+            f"{_fmt(row.get('cost_per_query_delta'), '+.3g')} | {_fmt(other['flip_rate'], '.3f')} | "
+            f"{_fmt(other.get('accuracy_delta'), '+.4f')} |"
+        )
+    lines.append(
+        f"\nRequests flipping under at least one perturbation: learned {_fmt(learned['any_flip_rate'], '.3f')}, "
+        f"heuristic {_fmt(tree['any_flip_rate'], '.3f')}."
+    )
     if learned.get("per_task"):
         lines += ["", "| task | requests | learned flip rate | heuristic flip rate |", "|---|---|---|---|"]
         for task, row in learned["per_task"].items():
-            lines.append(f"| {task} | {row['requests']} | {_fmt(row['flip_rate'], '.3f')} | "
-                         f"{_fmt(tree['per_task'][task]['flip_rate'], '.3f')} |")
+            lines.append(
+                f"| {task} | {row['requests']} | {_fmt(row['flip_rate'], '.3f')} | {_fmt(tree['per_task'][task]['flip_rate'], '.3f')} |"
+            )
     return lines
 
 

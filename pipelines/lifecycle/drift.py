@@ -31,8 +31,13 @@ from tierroute.pipelines.outputs import prepare_out_dir
 __all__ = ["reference_stats", "psi", "drift_report", "LOGGED_SIGNALS", "read_decision_log", "DriftConfig", "DriftResult", "run_drift"]
 
 #: decision-log field -> the FeatureSpec name whose training distribution it is compared with
-LOGGED_SIGNALS = {"token_count": "n_tokens", "depth": "depth_score", "latency_sla_ms": "sla_ms", "has_schema": "schema_present",
-                  "latency_sensitive": "latency_sensitive"}
+LOGGED_SIGNALS = {
+    "token_count": "n_tokens",
+    "depth": "depth_score",
+    "latency_sla_ms": "sla_ms",
+    "has_schema": "schema_present",
+    "latency_sensitive": "latency_sensitive",
+}
 WATCH, SHIFT = 0.1, 0.25
 
 
@@ -57,16 +62,26 @@ def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.nda
     return float(np.sum((p - q) * np.log(p / q)))
 
 
-def reference_stats(X: np.ndarray, names: Sequence[str], proba: np.ndarray, candidates: Sequence[str],
-                    chosen_tiers: Sequence[str], embedding: np.ndarray | None) -> dict[str, Any]:
+def reference_stats(
+    X: np.ndarray,
+    names: Sequence[str],
+    proba: np.ndarray,
+    candidates: Sequence[str],
+    chosen_tiers: Sequence[str],
+    embedding: np.ndarray | None,
+) -> dict[str, Any]:
     """What :func:`drift_report` compares against, from the training features ``X`` (columns
     ``names``), the served model's P(correct) on them, the tiers it chose, and the embeddings."""
     index = {n: i for i, n in enumerate(names)}
     signals = {n: _bins(X[:, index[n]].astype(float)) for n in LOGGED_SIGNALS.values() if n in index}
     per_candidate = {c: _bins(proba[:, j].astype(float)) for j, c in enumerate(candidates)}
     tiers, counts = np.unique(np.asarray(chosen_tiers), return_counts=True)
-    out: dict[str, Any] = {"requests": int(len(X)), "signals": signals, "probabilities": per_candidate,
-                           "tier_mix": {str(t): float(c / counts.sum()) for t, c in zip(tiers, counts)}}
+    out: dict[str, Any] = {
+        "requests": int(len(X)),
+        "signals": signals,
+        "probabilities": per_candidate,
+        "tier_mix": {str(t): float(c / counts.sum()) for t, c in zip(tiers, counts)},
+    }
     if embedding is not None and len(embedding):
         centroid = embedding.mean(axis=0)
         norm = float(np.linalg.norm(centroid))
@@ -81,8 +96,9 @@ def read_decision_log(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
-            raise DataFormatError(f"Cannot read the decision log {str(path)!r} ({exc}). Pass the file `serve "
-                                  "--decision-log` wrote.") from None
+            raise DataFormatError(
+                f"Cannot read the decision log {str(path)!r} ({exc}). Pass the file `serve --decision-log` wrote."
+            ) from None
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -91,8 +107,9 @@ def read_decision_log(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 raise DataFormatError(f"{path}:{number} is not JSON ({exc.msg}); a decision log has one object per line.") from None
             if not isinstance(row, dict) or "model" not in row:
-                raise DataFormatError(f"{path}:{number} is not a decision-log record (no 'model'); pass the file "
-                                      "`serve --decision-log` wrote.")
+                raise DataFormatError(
+                    f"{path}:{number} is not a decision-log record (no 'model'); pass the file `serve --decision-log` wrote."
+                )
             rows.append(row)
     return rows
 
@@ -101,19 +118,34 @@ def _flag(value: float) -> str:
     return "shift" if value >= SHIFT else "watch" if value >= WATCH else "ok"
 
 
-def drift_report(reference: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], encoder: Any = None,
-                 mix_tolerance: float = 0.10, centroid_tolerance: float = 0.05) -> dict[str, Any]:
+def drift_report(
+    reference: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    encoder: Any = None,
+    mix_tolerance: float = 0.10,
+    centroid_tolerance: float = 0.05,
+) -> dict[str, Any]:
     """Compare decision-log ``rows`` with a bundle's ``reference``; ``flagged`` lists what crossed."""
     if not rows:
         raise DataFormatError("The decision log is empty; nothing to compare. Serve with --decision-log first.")
-    report: dict[str, Any] = {"requests": len(rows), "reference_requests": reference.get("requests"), "signals": {},
-                              "probabilities": {}, "tier_mix": {}, "flagged": []}
+    report: dict[str, Any] = {
+        "requests": len(rows),
+        "reference_requests": reference.get("requests"),
+        "signals": {},
+        "probabilities": {},
+        "tier_mix": {},
+        "flagged": [],
+    }
     for field, name in LOGGED_SIGNALS.items():
         ref = reference.get("signals", {}).get(name)
         if ref is None:
             continue
-        values = np.array([np.nan if r.get(field, r.get("signals", {}).get(field)) is None
-                           else float(r.get(field, r.get("signals", {}).get(field))) for r in rows])
+        values = np.array(
+            [
+                np.nan if r.get(field, r.get("signals", {}).get(field)) is None else float(r.get(field, r.get("signals", {}).get(field)))
+                for r in rows
+            ]
+        )
         value = psi(ref["shares"], _shares(values, np.asarray(ref["edges"])))
         report["signals"][name] = {"psi": value, "flag": _flag(value)}
     learned = [r for r in rows if r.get("probabilities")]
@@ -125,15 +157,22 @@ def drift_report(reference: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     tiers = [str(r.get("tier")) for r in rows]
     for tier in sorted(set(tiers) | set(reference.get("tier_mix", {}))):
         now, then = tiers.count(tier) / len(tiers), float(reference.get("tier_mix", {}).get(tier, 0.0))
-        report["tier_mix"][tier] = {"share": now, "reference": then, "moved": now - then,
-                                    "flag": "shift" if abs(now - then) > mix_tolerance else "ok"}
+        report["tier_mix"][tier] = {
+            "share": now,
+            "reference": then,
+            "moved": now - then,
+            "flag": "shift" if abs(now - then) > mix_tolerance else "ok",
+        }
     prompts = [r["prompt"] for r in rows if isinstance(r.get("prompt"), str)]
     if encoder is not None and prompts and reference.get("embedding_centroid"):
         centroid = encoder.encode(prompts).mean(axis=0)
         ref_c = np.asarray(reference["embedding_centroid"], dtype=float)
         cos = float(centroid @ ref_c / max(1e-12, np.linalg.norm(centroid) * np.linalg.norm(ref_c)))
-        report["embedding_centroid"] = {"cosine_distance": 1 - cos, "prompts": len(prompts),
-                                        "flag": "shift" if 1 - cos > centroid_tolerance else "ok"}
+        report["embedding_centroid"] = {
+            "cosine_distance": 1 - cos,
+            "prompts": len(prompts),
+            "flag": "shift" if 1 - cos > centroid_tolerance else "ok",
+        }
     for section in ("signals", "probabilities", "tier_mix"):
         report["flagged"] += [f"{section}.{k}: {v['flag']}" for k, v in report[section].items() if v["flag"] != "ok"]
     if report.get("embedding_centroid", {}).get("flag") == "shift":
@@ -170,8 +209,10 @@ def run_drift(config: DriftConfig) -> DriftResult:
     bundle = load_bundle(config.bundle)
     reference = bundle.manifest.get("reference")
     if not reference:
-        raise ConfigError(f"Bundle {config.bundle!r} carries no training reference (exported before drift reports, or "
-                          "not by `tierroute train`). Retrain or re-export it with `tierroute train`.")
+        raise ConfigError(
+            f"Bundle {config.bundle!r} carries no training reference (exported before drift reports, or "
+            "not by `tierroute train`). Retrain or re-export it with `tierroute train`."
+        )
     report = drift_report(reference, read_decision_log(config.logs), encoder=bundle.encoder)
     folder = prepare_out_dir(config.out_dir, "drift")
     (folder / "drift.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -70,8 +70,10 @@ class OutcomesConfig:
         object.__setattr__(self, "decisions", tuple(map(str, self.decisions)))
         object.__setattr__(self, "feedback", tuple(map(str, self.feedback)))
         if not self.decisions:
-            raise ConfigError("The 'decisions' parameter of OutcomesConfig needs at least one decision log. Pass "
-                              "--decisions FILE.jsonl (written by tierroute serve --decision-log).")
+            raise ConfigError(
+                "The 'decisions' parameter of OutcomesConfig needs at least one decision log. Pass "
+                "--decisions FILE.jsonl (written by tierroute serve --decision-log)."
+            )
         check_number(self.correct_threshold, "correct_threshold", "OutcomesConfig", 0.0, 1.0)
         if self.max_delay_days is not None:
             check_number(self.max_delay_days, "max_delay_days", "OutcomesConfig", 0.0)
@@ -203,8 +205,14 @@ class _Join:
             why = "upstream_error"
         elif not isinstance(d.get("prompt"), str) and not isinstance(d.get("features"), list):
             why = "no_prompt"
-        cost, source = next(((d2, s) for d2, s in ((fb.get("cost_usd"), "feedback"), (d.get("cost_usd"), "usage"),
-                                                   (d.get("expected_cost_usd"), "expected")) if d2 is not None), (None, None))
+        cost, source = next(
+            (
+                (d2, s)
+                for d2, s in ((fb.get("cost_usd"), "feedback"), (d.get("cost_usd"), "usage"), (d.get("expected_cost_usd"), "expected"))
+                if d2 is not None
+            ),
+            (None, None),
+        )
         if why is None and cost is None:
             why = "no_cost"
         if why is not None:
@@ -220,10 +228,22 @@ class _Join:
         text = isinstance(d.get("prompt"), str)
         self.counts["feature_rows"] += not text
         vector = {} if text else {"features": d["features"], "feature_spec": d.get("feature_spec")}
-        return {"request_id": rid, "prompt": d["prompt"] if text else None, "output_schema": d.get("output_schema"),
-                "latency_sla_ms": d.get("latency_sla_ms"), "task": None, "model": d["model"], "quality": quality,
-                "correct": correct, "cost_usd": float(cost), "latency_ms": latency, "timestamp": d.get("time"),
-                "chosen": True, "propensity": float(d.get("propensity") or 1.0), **vector}
+        return {
+            "request_id": rid,
+            "prompt": d["prompt"] if text else None,
+            "output_schema": d.get("output_schema"),
+            "latency_sla_ms": d.get("latency_sla_ms"),
+            "task": None,
+            "model": d["model"],
+            "quality": quality,
+            "correct": correct,
+            "cost_usd": float(cost),
+            "latency_ms": latency,
+            "timestamp": d.get("time"),
+            "chosen": True,
+            "propensity": float(d.get("propensity") or 1.0),
+            **vector,
+        }
 
 
 def join_outcomes(config: OutcomesConfig, out: str | Path) -> dict[str, Any]:
@@ -252,15 +272,35 @@ def join_outcomes(config: OutcomesConfig, out: str | Path) -> dict[str, Any]:
         for line in join.apart:
             fh.write(json.dumps(line, default=str) + "\n")
     matched_ids = {rid for rid in feedback if rid in decisions}
-    report = {"schema_version": 1, "rows": len(rows), "decisions": len(decisions),
-              "decision_lines": join.counts["decision_lines"], "feedback_lines": join.counts["feedback_lines"],
-              "auto_feedback": join.counts["auto_feedback"], "matched_requests": len(matched_ids),
-              "unmatched_decisions": len(decisions) - len(matched_ids),
-              "unmatched_feedback": join.counts["unknown_request_id"],
-              **{k: join.counts[k] for k in ("duplicate", "conflicting", "late", "superseded", "duplicate_decision_id",
-                                             "unreadable_decision", "unreadable_feedback")},
-              "excluded": dict(join.excluded), "cost_from": dict(join.cost_from), "feedback_sources": dict(join.sources),
-              "explored_rows": join.counts["explored_rows"], "feature_rows": join.counts["feature_rows"],
-              "out": str(out), "apart": str(apart)}
+    report = {
+        "schema_version": 1,
+        "rows": len(rows),
+        "decisions": len(decisions),
+        "decision_lines": join.counts["decision_lines"],
+        "feedback_lines": join.counts["feedback_lines"],
+        "auto_feedback": join.counts["auto_feedback"],
+        "matched_requests": len(matched_ids),
+        "unmatched_decisions": len(decisions) - len(matched_ids),
+        "unmatched_feedback": join.counts["unknown_request_id"],
+        **{
+            k: join.counts[k]
+            for k in (
+                "duplicate",
+                "conflicting",
+                "late",
+                "superseded",
+                "duplicate_decision_id",
+                "unreadable_decision",
+                "unreadable_feedback",
+            )
+        },
+        "excluded": dict(join.excluded),
+        "cost_from": dict(join.cost_from),
+        "feedback_sources": dict(join.sources),
+        "explored_rows": join.counts["explored_rows"],
+        "feature_rows": join.counts["feature_rows"],
+        "out": str(out),
+        "apart": str(apart),
+    }
     out.with_name(out.name + ".report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report

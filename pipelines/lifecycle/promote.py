@@ -81,8 +81,7 @@ class GateResult:
         return asdict(self)
 
 
-def _paired(correct_a: np.ndarray, cost_a: np.ndarray, correct_b: np.ndarray, cost_b: np.ndarray,
-            config: GateConfig) -> dict[str, float]:
+def _paired(correct_a: np.ndarray, cost_a: np.ndarray, correct_b: np.ndarray, cost_b: np.ndarray, config: GateConfig) -> dict[str, float]:
     """Accuracy difference (a - b) and cost-per-correct ratio (a / b), with bootstrap intervals."""
     rng = np.random.default_rng(config.seed)
     n = len(correct_a)
@@ -112,8 +111,14 @@ def _outcomes(picks: np.ndarray, data: Any) -> tuple[np.ndarray, np.ndarray]:
     return data.correct[rows, picks].astype(float), data.cost[rows, picks].astype(float)
 
 
-def gate(champion: Any | None, challenger: Any, data: Any, catalogue: Any, config: GateConfig | None = None,
-         flip_rates: dict[str, float | None] | None = None) -> GateResult:
+def gate(
+    champion: Any | None,
+    challenger: Any,
+    data: Any,
+    catalogue: Any,
+    config: GateConfig | None = None,
+    flip_rates: dict[str, float | None] | None = None,
+) -> GateResult:
     """Decide whether ``challenger`` (a fitted LearnedRouter) may replace ``champion`` (one, or
     None), judged on ``data`` (a RoutingData of held-out requests: benchmarked or logged; other partial ones are
     left out). ``flip_rates``: the two routers' flip rates measured elsewhere (``{"challenger": x,
@@ -123,13 +128,17 @@ def gate(champion: Any | None, challenger: Any, data: Any, catalogue: Any, confi
     config = config if config is not None else GateConfig()
     observed = data.subset(np.flatnonzero(data.mask.all(axis=1) | data.logged_only))
     if observed.n_requests < 20:
-        raise ConfigError(f"The gate needs held-out requests with every candidate's outcome or a logged choice with its "
-                          f"propensity; {observed.n_requests} have them (at least 20 needed). Pass more evaluation data.")
+        raise ConfigError(
+            f"The gate needs held-out requests with every candidate's outcome or a logged choice with its "
+            f"propensity; {observed.n_requests} have them (at least 20 needed). Pass more evaluation data."
+        )
     for label, router in (("challenger", challenger), ("champion", champion)):
         if router is not None and tuple(router.candidates_) != tuple(observed.candidates):
-            raise ConfigError(f"The {label} routes between {list(router.candidates_)} but the evaluation data has "
-                              f"{list(observed.candidates)}; the gate compares routers over the same candidates. Retrain it, "
-                              "or evaluate on data for its candidates.")
+            raise ConfigError(
+                f"The {label} routes between {list(router.candidates_)} but the evaluation data has "
+                f"{list(observed.candidates)}; the gate compares routers over the same candidates. Retrain it, "
+                "or evaluate on data for its candidates."
+            )
     logged = observed.logged_only
     data, q = observed, None
     if logged.any():  # doubly-robust pseudo-outcomes; the outcome model: both routers' estimates averaged
@@ -141,80 +150,109 @@ def gate(champion: Any | None, challenger: Any, data: Any, catalogue: Any, confi
         picks["champion"] = champion.decide(data.requests)
     new_correct, new_cost = _outcomes(picks["challenger"], data)
     tree_correct, tree_cost = _outcomes(picks["heuristic"], data)
-    figures: dict[str, Any] = {"requests": data.n_requests, "logged_requests": int(logged.sum()),
-                               "estimator": "observed" if not logged.any() else ("dr" if logged.all() else "observed + dr"),
-                               "config": asdict(config),
-                               "challenger": {"accuracy": float(new_correct.mean()),
-                                              "cost_per_correct": _cpc(new_cost, new_correct)},
-                               "heuristic": {"accuracy": float(tree_correct.mean()),
-                                             "cost_per_correct": _cpc(tree_cost, tree_correct)}}
+    figures: dict[str, Any] = {
+        "requests": data.n_requests,
+        "logged_requests": int(logged.sum()),
+        "estimator": "observed" if not logged.any() else ("dr" if logged.all() else "observed + dr"),
+        "config": asdict(config),
+        "challenger": {"accuracy": float(new_correct.mean()), "cost_per_correct": _cpc(new_cost, new_correct)},
+        "heuristic": {"accuracy": float(tree_correct.mean()), "cost_per_correct": _cpc(tree_cost, tree_correct)},
+    }
     reasons: list[str] = []
     vs_tree = _paired(new_correct, new_cost, tree_correct, tree_cost, config)
     figures["vs_heuristic"] = vs_tree
     beats_tree = vs_tree["accuracy_diff_low"] > 0 or (
-        vs_tree["accuracy_diff_low"] >= -config.quality_tolerance and vs_tree["cost_per_correct_ratio_high"] < 1.0)
+        vs_tree["accuracy_diff_low"] >= -config.quality_tolerance and vs_tree["cost_per_correct_ratio_high"] < 1.0
+    )
     if not beats_tree:
-        reasons.append(f"does not beat the heuristic: accuracy {vs_tree['accuracy_diff']:+.4f} "
-                       f"[{vs_tree['accuracy_diff_low']:+.4f}, {vs_tree['accuracy_diff_high']:+.4f}], cost per correct "
-                       f"x{vs_tree['cost_per_correct_ratio']:.3f} [x{vs_tree['cost_per_correct_ratio_low']:.3f}, "
-                       f"x{vs_tree['cost_per_correct_ratio_high']:.3f}]")
+        reasons.append(
+            f"does not beat the heuristic: accuracy {vs_tree['accuracy_diff']:+.4f} "
+            f"[{vs_tree['accuracy_diff_low']:+.4f}, {vs_tree['accuracy_diff_high']:+.4f}], cost per correct "
+            f"x{vs_tree['cost_per_correct_ratio']:.3f} [x{vs_tree['cost_per_correct_ratio_low']:.3f}, "
+            f"x{vs_tree['cost_per_correct_ratio_high']:.3f}]"
+        )
     if q is not None:
         from tierroute.pipelines.evaluation.offpolicy import policy_estimates
 
         at = np.flatnonzero(logged)
         a, p = observed.logged[at], observed.propensity[at]
-        figures["off_policy"] = {"requests": len(at), **policy_estimates(
-            observed.correct[at, a], observed.cost[at, a], a, p, {k: v[at] for k, v in picks.items()}, q[0][at], q[1][at])}
+        figures["off_policy"] = {
+            "requests": len(at),
+            **policy_estimates(
+                observed.correct[at, a], observed.cost[at, a], a, p, {k: v[at] for k, v in picks.items()}, q[0][at], q[1][at]
+            ),
+        }
     if champion is not None:
         old_correct, old_cost = _outcomes(picks["champion"], data)
         figures["champion"] = {"accuracy": float(old_correct.mean()), "cost_per_correct": _cpc(old_cost, old_correct)}
         vs_old = _paired(new_correct, new_cost, old_correct, old_cost, config)
         figures["vs_champion"] = vs_old
         if vs_old["accuracy_diff_low"] < -config.quality_tolerance:
-            reasons.append(f"less accurate than the champion beyond the tolerance: {vs_old['accuracy_diff']:+.4f} "
-                           f"[{vs_old['accuracy_diff_low']:+.4f}, {vs_old['accuracy_diff_high']:+.4f}] vs "
-                           f"-{config.quality_tolerance}")
+            reasons.append(
+                f"less accurate than the champion beyond the tolerance: {vs_old['accuracy_diff']:+.4f} "
+                f"[{vs_old['accuracy_diff_low']:+.4f}, {vs_old['accuracy_diff_high']:+.4f}] vs "
+                f"-{config.quality_tolerance}"
+            )
         if vs_old["cost_per_correct_ratio_high"] > 1 + config.cost_tolerance:
-            reasons.append(f"costlier per correct answer than the champion beyond the tolerance: "
-                           f"x{vs_old['cost_per_correct_ratio']:.3f} [x{vs_old['cost_per_correct_ratio_low']:.3f}, "
-                           f"x{vs_old['cost_per_correct_ratio_high']:.3f}] vs x{1 + config.cost_tolerance:.3f}")
+            reasons.append(
+                f"costlier per correct answer than the champion beyond the tolerance: "
+                f"x{vs_old['cost_per_correct_ratio']:.3f} [x{vs_old['cost_per_correct_ratio_low']:.3f}, "
+                f"x{vs_old['cost_per_correct_ratio_high']:.3f}] vs x{1 + config.cost_tolerance:.3f}"
+            )
     notes: list[str] = []
     if champion is not None and config.flip_tolerance is not None:
         figures["stability"] = _stability(champion, challenger, data, config, flip_rates)
         new, old, tol = figures["stability"]["challenger"], figures["stability"]["champion"], config.flip_tolerance
         if old is None:
-            notes.append("stability check skipped: the champion has no flip-rate figure (a model from before decision "
-                         f"stability was measured); the challenger's flip rate is {'n/a' if new is None else f'{new:.3f}'}")
+            notes.append(
+                "stability check skipped: the champion has no flip-rate figure (a model from before decision "
+                f"stability was measured); the challenger's flip rate is {'n/a' if new is None else f'{new:.3f}'}"
+            )
         elif new is None:
             notes.append(f"stability check skipped: the challenger has no flip-rate figure; the champion's is {old:.3f}")
         elif new - old > tol:
-            reasons.append(f"less stable than the champion beyond the tolerance: flip rate under meaning-preserving prompt "
-                           f"perturbations {new:.3f} vs the champion's {old:.3f} ({new - old:+.3f}, at most +{tol:.3f} "
-                           "allowed)")
+            reasons.append(
+                f"less stable than the champion beyond the tolerance: flip rate under meaning-preserving prompt "
+                f"perturbations {new:.3f} vs the champion's {old:.3f} ({new - old:+.3f}, at most +{tol:.3f} "
+                "allowed)"
+            )
     promote = not reasons
     if promote:
-        reasons.append("not worse than the champion within the tolerances, and beats the heuristic"
-                       if champion is not None else "no champion yet, and beats the heuristic")
+        reasons.append(
+            "not worse than the champion within the tolerances, and beats the heuristic"
+            if champion is not None
+            else "no champion yet, and beats the heuristic"
+        )
     return GateResult(promote, reasons + notes, figures)
 
 
-def _stability(champion: Any, challenger: Any, data: Any, config: GateConfig,
-               given: dict[str, float | None] | None) -> dict[str, Any]:
+def _stability(champion: Any, challenger: Any, data: Any, config: GateConfig, given: dict[str, float | None] | None) -> dict[str, Any]:
     """Both routers' flip rates: ``given``, or measured on the same perturbed copies of (a seeded
     sample of) the gate's requests."""
     if given is not None:
-        return {"challenger": given.get("challenger"), "champion": given.get("champion"), "source": "given",
-                "tolerance": config.flip_tolerance}
+        return {
+            "challenger": given.get("challenger"),
+            "champion": given.get("champion"),
+            "source": "given",
+            "tolerance": config.flip_tolerance,
+        }
     from tierroute.pipelines.evaluation.stability import StabilityConfig, flip_summary, perturbed_variants, sample_rows
 
     stability = StabilityConfig(max_requests=config.stability_requests, seed=config.seed)
     requests = [data.requests[i] for i in sample_rows(data.n_requests, stability)]
     variants = perturbed_variants(requests, stability)
-    rates = {label: flip_summary(router.decide, requests, stability, label=label, variants=variants)
-             for label, router in (("challenger", challenger), ("champion", champion))}
-    return {"challenger": rates["challenger"]["flip_rate"], "champion": rates["champion"]["flip_rate"], "source": "measured",
-            "requests": len(requests), "tolerance": config.flip_tolerance,
-            "per_perturbation": {label: {k: v["flip_rate"] for k, v in r["per_perturbation"].items()} for label, r in rates.items()}}
+    rates = {
+        label: flip_summary(router.decide, requests, stability, label=label, variants=variants)
+        for label, router in (("challenger", challenger), ("champion", champion))
+    }
+    return {
+        "challenger": rates["challenger"]["flip_rate"],
+        "champion": rates["champion"]["flip_rate"],
+        "source": "measured",
+        "requests": len(requests),
+        "tolerance": config.flip_tolerance,
+        "per_perturbation": {label: {k: v["flip_rate"] for k, v in r["per_perturbation"].items()} for label, r in rates.items()},
+    }
 
 
 def _cpc(cost: np.ndarray, correct: np.ndarray) -> float | None:
@@ -245,8 +283,14 @@ def alias_version(client: Any, name: str, alias: str) -> Any | None:
         raise
 
 
-def promote_version(tracking_uri: str, version: str, data_paths: tuple[str, ...], config: GateConfig | None = None,
-                    name: str = "tierroute", out_dir: str | None = None) -> GateResult:
+def promote_version(
+    tracking_uri: str,
+    version: str,
+    data_paths: tuple[str, ...],
+    config: GateConfig | None = None,
+    name: str = "tierroute",
+    out_dir: str | None = None,
+) -> GateResult:
     """Gate registered ``version`` of ``name`` against the current champion on the outcome files
     ``data_paths`` (held-out requests); move the alias when it passes. The decision is tagged on the
     version either way and written, with its figures, to ``gate.json`` in the run folder."""
@@ -259,8 +303,10 @@ def promote_version(tracking_uri: str, version: str, data_paths: tuple[str, ...]
     try:
         candidate = client.get_model_version(name, str(version))
     except Exception:  # noqa: BLE001
-        raise ConfigError(f"Registered model {name!r} has no version {version!r} at {tracking_uri}. List them with "
-                          "the MLflow UI or pass a version `tierroute train` registered.") from None
+        raise ConfigError(
+            f"Registered model {name!r} has no version {version!r} at {tracking_uri}. List them with "
+            "the MLflow UI or pass a version `tierroute train` registered."
+        ) from None
     challenger = load_router_from(candidate.run_id, tracking_uri)
     current = alias_version(client, name, CHAMPION)
     if current is not None and str(current.version) == str(candidate.version):
@@ -270,9 +316,11 @@ def promote_version(tracking_uri: str, version: str, data_paths: tuple[str, ...]
     ingested = run_ingest(IngestConfig(paths=tuple(data_paths), out_dir=str(folder / "ingest")), catalogue=challenger.catalogue_)
     data = RoutingData.from_frame(ingested.to_pandas(), challenger.candidates_)
     result = gate(champion, challenger, data, challenger.catalogue_, config)
-    result.figures |= {"challenger_version": str(candidate.version),
-                       "champion_version": None if current is None else str(current.version),
-                       "out_dir": str(folder)}
+    result.figures |= {
+        "challenger_version": str(candidate.version),
+        "champion_version": None if current is None else str(current.version),
+        "out_dir": str(folder),
+    }
     client.set_model_version_tag(name, candidate.version, "gate.promote", str(result.promote).lower())
     client.set_model_version_tag(name, candidate.version, "gate.reasons", json.dumps(result.reasons)[:5000])
     if result.promote:
@@ -288,11 +336,15 @@ def rollback(tracking_uri: str, name: str = "tierroute") -> dict[str, Any]:
     client = registry_client(tracking_uri)
     previous, current = alias_version(client, name, PREVIOUS), alias_version(client, name, CHAMPION)
     if previous is None:
-        raise ConfigError(f"Registered model {name!r} has no {PREVIOUS!r} alias at {tracking_uri}: nothing to roll back to. "
-                          "A rollback needs an earlier promotion.")
+        raise ConfigError(
+            f"Registered model {name!r} has no {PREVIOUS!r} alias at {tracking_uri}: nothing to roll back to. "
+            "A rollback needs an earlier promotion."
+        )
     if previous.tags.get("gate.rolled_back") == "true":
-        raise ConfigError(f"{PREVIOUS!r} of {name!r} is version {previous.version}, which a rollback already demoted; rolling "
-                          "back again would undo that rollback. Promote it through the gate if it should serve again.")
+        raise ConfigError(
+            f"{PREVIOUS!r} of {name!r} is version {previous.version}, which a rollback already demoted; rolling "
+            "back again would undo that rollback. Promote it through the gate if it should serve again."
+        )
     client.set_registered_model_alias(name, CHAMPION, previous.version)
     if current is not None:
         client.set_registered_model_alias(name, PREVIOUS, current.version)

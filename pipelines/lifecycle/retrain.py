@@ -75,8 +75,10 @@ class RetrainConfig:
         if self.previous is not None:
             object.__setattr__(self, "previous", tuple(map(str, self.previous)))
         if not self.logs and not self.decisions:
-            raise ConfigError("The 'logs' parameter of RetrainConfig needs at least one outcome log. Pass --logs FILE..., "
-                              "or --decisions FILE... --feedback FILE... to join served traffic with its feedback.")
+            raise ConfigError(
+                "The 'logs' parameter of RetrainConfig needs at least one outcome log. Pass --logs FILE..., "
+                "or --decisions FILE... --feedback FILE... to join served traffic with its feedback."
+            )
         if self.window_days is not None:
             check_number(self.window_days, "window_days", "RetrainConfig", 0.0)
         check_number(self.holdout_fraction, "holdout_fraction", "RetrainConfig", 0.05, 0.9)
@@ -96,9 +98,17 @@ class RetrainResult:
     join: dict[str, Any] | None = None  # the outcomes join report, when decisions + feedback were given
 
     def summary(self) -> dict[str, Any]:
-        return {"schema_version": 1, "version": self.version, "run_id": self.run_id, "promoted": self.gate.promote,
-                "reasons": self.gate.reasons, "gate": self.gate.figures, "rows": self.rows, "out_dir": str(self.out_dir),
-                **({"join": self.join} if self.join is not None else {})}
+        return {
+            "schema_version": 1,
+            "version": self.version,
+            "run_id": self.run_id,
+            "promoted": self.gate.promote,
+            "reasons": self.gate.reasons,
+            "gate": self.gate.figures,
+            "rows": self.rows,
+            "out_dir": str(self.out_dir),
+            **({"join": self.join} if self.join is not None else {}),
+        }
 
 
 def _records(frame: Any) -> Iterator[dict[str, Any]]:
@@ -185,8 +195,10 @@ def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainRe
     client = registry_client(config.tracking_uri)
     current = alias_version(client, "tierroute", CHAMPION)
     if current is None:
-        raise ConfigError(f"There is no champion at {config.tracking_uri} to retrain from. Train a router "
-                          "(`tierroute train`) and promote it (`tierroute promote --version N --data ...`) first.")
+        raise ConfigError(
+            f"There is no champion at {config.tracking_uri} to retrain from. Train a router "
+            "(`tierroute train`) and promote it (`tierroute promote --version N --data ...`) first."
+        )
     champion = load_router_from(current.run_id, config.tracking_uri)
     out = prepare_out_dir(config.out_dir, "retrain")
     logs, join = config.logs, None
@@ -194,17 +206,17 @@ def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainRe
         from tierroute.pipelines.lifecycle.outcomes import OutcomesConfig, join_outcomes
 
         stage(progress, f"joining {len(config.decisions)} decision log(s) with {len(config.feedback)} feedback log(s)")
-        join = join_outcomes(OutcomesConfig(decisions=config.decisions, feedback=config.feedback),
-                             out / "data" / "outcomes.jsonl")
+        join = join_outcomes(OutcomesConfig(decisions=config.decisions, feedback=config.feedback), out / "data" / "outcomes.jsonl")
         if not join["rows"]:
-            raise ConfigError(f"Joining the decision logs with the feedback gave no outcome rows ({join['decisions']} "
-                              f"decisions, {join['feedback_lines']} feedback lines, excluded {join['excluded']}); see "
-                              f"{join['apart']}. Log prompts (serve --log-prompts) or feature vectors (serve "
-                              "--log-features) and post feedback for served request ids.")
+            raise ConfigError(
+                f"Joining the decision logs with the feedback gave no outcome rows ({join['decisions']} "
+                f"decisions, {join['feedback_lines']} feedback lines, excluded {join['excluded']}); see "
+                f"{join['apart']}. Log prompts (serve --log-prompts) or feature vectors (serve "
+                "--log-features) and post feedback for served request ids."
+            )
         logs = (*logs, join["out"])
     stage(progress, f"ingesting {len(logs)} new log(s)")
-    new = run_ingest(IngestConfig(paths=logs, out_dir=str(out / "ingest-new")), catalogue=champion.catalogue_,
-                     engine=engine).to_pandas()
+    new = run_ingest(IngestConfig(paths=logs, out_dir=str(out / "ingest-new")), catalogue=champion.catalogue_, engine=engine).to_pandas()
     previous = config.previous
     if previous is None:
         logged = client.get_run(current.run_id).data.params.get("config.data", "[]")
@@ -212,8 +224,9 @@ def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainRe
     old = None
     if previous:
         stage(progress, f"ingesting {len(previous)} previous training file(s)")
-        old = run_ingest(IngestConfig(paths=previous, out_dir=str(out / "ingest-previous")), catalogue=champion.catalogue_,
-                         engine=engine).to_pandas()
+        old = run_ingest(
+            IngestConfig(paths=previous, out_dir=str(out / "ingest-previous")), catalogue=champion.catalogue_, engine=engine
+        ).to_pandas()
         if config.window_days is not None:
             cutoff = datetime.now(timezone.utc) - timedelta(days=config.window_days)
             stamps = [datetime.fromisoformat(t) if isinstance(t, str) and t else None for t in old["timestamp"]]
@@ -231,21 +244,41 @@ def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainRe
         weights = (1.0, config.previous_weight)
     holdout_path = out / "data" / "holdout.jsonl"
     _write(_records(new[new["request_id"].isin(held)]), holdout_path)
-    rows = {"new": int(len(new)), "previous": int(0 if old is None else len(old)), "train": n_new + n_old,
-            "held_out_requests": len(held), "logged_new_requests": int(_logged_requests(new)), "feature_rows": feature_rows}
+    rows = {
+        "new": int(len(new)),
+        "previous": int(0 if old is None else len(old)),
+        "train": n_new + n_old,
+        "held_out_requests": len(held),
+        "logged_new_requests": int(_logged_requests(new)),
+        "feature_rows": feature_rows,
+    }
     del new, old  # the challenger's training reads the files; a million-row log is not kept twice
     gc.collect()
     learned = champion.config
     static_dims = champion.encoder.dims if learned.encoder in ("static", "tuned") and champion.encoder is not None else 64
     catalogue = champion.catalogue_.source if Path(str(champion.catalogue_.source)).is_file() else champion.catalogue_.name
     stage(progress, f"training the challenger with the champion's settings (version {current.version})")
-    trained = run_train(TrainConfig(
-        data=tuple(data_paths), data_weights=weights, eval_data=(str(holdout_path),), catalogue=catalogue, encoder=learned.encoder,
-        kind=learned.router.kind,  # the champion's family, pinned: a champion selected with auto is not re-selected
-        learned=LearnedConfig.carried_over(learned),  # all of them: signals, objective and the IPS clip too
-        engine=config.engine, scheduler=config.scheduler, static_dims=static_dims, seed=config.seed,
-        tracking_uri=config.tracking_uri, out_dir=str(out / "train"), cache_dir=config.cache_dir), progress=progress,
-        engine=engine, encoder=champion.encoder if feature_rows else None)  # logged vectors: the champion's spec
+    trained = run_train(
+        TrainConfig(
+            data=tuple(data_paths),
+            data_weights=weights,
+            eval_data=(str(holdout_path),),
+            catalogue=catalogue,
+            encoder=learned.encoder,
+            kind=learned.router.kind,  # the champion's family, pinned: a champion selected with auto is not re-selected
+            learned=LearnedConfig.carried_over(learned),  # all of them: signals, objective and the IPS clip too
+            engine=config.engine,
+            scheduler=config.scheduler,
+            static_dims=static_dims,
+            seed=config.seed,
+            tracking_uri=config.tracking_uri,
+            out_dir=str(out / "train"),
+            cache_dir=config.cache_dir,
+        ),
+        progress=progress,
+        engine=engine,
+        encoder=champion.encoder if feature_rows else None,
+    )  # logged vectors: the champion's spec
     versions = client.search_model_versions(f"name='tierroute' and run_id='{trained.run_id}'")
     if not versions:
         raise ConfigError(f"The challenger run {trained.run_id} registered no version of 'tierroute'; check the MLflow store.")

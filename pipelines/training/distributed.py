@@ -55,8 +55,10 @@ class DaskConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.scheduler, str) or not self.scheduler:
-            raise ConfigError(f"The 'scheduler' parameter of DaskConfig must be an address like tcp://host:8786 or "
-                              f"'local'. Got {self.scheduler!r} instead.")
+            raise ConfigError(
+                f"The 'scheduler' parameter of DaskConfig must be an address like tcp://host:8786 or "
+                f"'local'. Got {self.scheduler!r} instead."
+            )
         check_int(self.n_workers, "n_workers", "DaskConfig", 1)
         check_int(self.threads_per_worker, "threads_per_worker", "DaskConfig", 1)
         check_int(self.chunk_requests, "chunk_requests", "DaskConfig", 100)
@@ -132,16 +134,19 @@ class DaskEngine:
             raise ConfigError("--engine dask needs dask.distributed: pip install 'tierroute[dist]'.") from exc
         c = self.config
         if c.scheduler == "local":
-            self._cluster = LocalCluster(n_workers=c.n_workers, threads_per_worker=c.threads_per_worker,
-                                         processes=True, dashboard_address=":0")
+            self._cluster = LocalCluster(
+                n_workers=c.n_workers, threads_per_worker=c.threads_per_worker, processes=True, dashboard_address=":0"
+            )
             self.client = Client(self._cluster)
         else:
             try:
                 self.client = Client(c.scheduler, timeout=f"{c.connect_timeout_s}s")
             except (OSError, TimeoutError) as exc:
-                raise ConfigError(f"Could not reach the Dask scheduler at {c.scheduler!r} ({type(exc).__name__}: {exc}). "
-                                  "Start one (`dask scheduler`, then `dask worker ADDRESS` on each machine) or pass "
-                                  "--scheduler local.") from exc
+                raise ConfigError(
+                    f"Could not reach the Dask scheduler at {c.scheduler!r} ({type(exc).__name__}: {exc}). "
+                    "Start one (`dask scheduler`, then `dask worker ADDRESS` on each machine) or pass "
+                    "--scheduler local."
+                ) from exc
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -168,12 +173,12 @@ class DaskEngine:
         return client.gather(futures)
 
     # -- the three distributed steps -------------------------------------------------------------
-    def normalise_files(self, plan: Sequence[tuple[Any, str, int]], adapters: dict[str, Any],
-                        correct_threshold: float) -> list[list[tuple[str, Any, Any]]]:
+    def normalise_files(
+        self, plan: Sequence[tuple[Any, str, int]], adapters: dict[str, Any], correct_threshold: float
+    ) -> list[list[tuple[str, Any, Any]]]:
         """Each planned file's rows, normalised on a worker (see :func:`_normalise_file`)."""
         client = self._require()
-        futures = [client.submit(_normalise_file, adapters.get(fmt), path, fmt, correct_threshold, pure=False)
-                   for path, fmt, _ in plan]
+        futures = [client.submit(_normalise_file, adapters.get(fmt), path, fmt, correct_threshold, pure=False) for path, fmt, _ in plan]
         return client.gather(futures)
 
     def features(self, router: Any, requests: Sequence[Any]) -> np.ndarray:
@@ -185,9 +190,18 @@ class DaskEngine:
         parts = self.map_ordered(_features_chunk, chunks, light)
         return np.vstack(parts).astype(np.float32)
 
-    def fit_booster(self, params: Any, Xtr: np.ndarray, ytr: np.ndarray, wtr: np.ndarray | None,
-                    Xva: np.ndarray | None, yva: np.ndarray | None, wva: np.ndarray | None, rounds: int,
-                    categorical: list[int]) -> Any:
+    def fit_booster(
+        self,
+        params: Any,
+        Xtr: np.ndarray,
+        ytr: np.ndarray,
+        wtr: np.ndarray | None,
+        Xva: np.ndarray | None,
+        yva: np.ndarray | None,
+        wva: np.ndarray | None,
+        rounds: int,
+        categorical: list[int],
+    ) -> Any:
         """One LightGBM booster trained by ``lightgbm.dask`` (the LGBMRouter trainer hook). With a
         validation set, the kept iteration follows early stopping's rule on the validation loss."""
         import dask.array as da
@@ -197,11 +211,20 @@ class DaskEngine:
         parts = max(1, min(self.n_workers, len(ytr) // 1000 or 1))
         chunk = -(-len(ytr) // parts)
         model = DaskLGBMClassifier(
-            client=client, objective="binary", n_estimators=rounds, learning_rate=params.learning_rate,
-            num_leaves=params.num_leaves, min_child_samples=params.min_child_samples,
-            colsample_bytree=params.feature_fraction, subsample=params.bagging_fraction,
-            subsample_freq=1 if params.bagging_fraction < 1 else 0, reg_lambda=params.lambda_l2,
-            random_state=params.seed, deterministic=True, verbosity=-1)
+            client=client,
+            objective="binary",
+            n_estimators=rounds,
+            learning_rate=params.learning_rate,
+            num_leaves=params.num_leaves,
+            min_child_samples=params.min_child_samples,
+            colsample_bytree=params.feature_fraction,
+            subsample=params.bagging_fraction,
+            subsample_freq=1 if params.bagging_fraction < 1 else 0,
+            reg_lambda=params.lambda_l2,
+            random_state=params.seed,
+            deterministic=True,
+            verbosity=-1,
+        )
         X = da.from_array(np.asarray(Xtr, dtype=np.float32), chunks=(chunk, Xtr.shape[1]))
         y = da.from_array(np.asarray(ytr, dtype=np.float64), chunks=chunk)
         w = None if wtr is None else da.from_array(np.asarray(wtr, dtype=np.float64), chunks=chunk)

@@ -35,92 +35,25 @@ import numpy as np
 
 from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError, TierrouteError
-from tierroute.models.families import FAMILY_KINDS, SCORER_KINDS, family_params
 from tierroute.models.learned import LearnedConfig, LearnedRouter
 from tierroute.models.router import ROUTER_KINDS, RouterParams
+from tierroute.pipelines.training.pool import POOL, FamilySpec, bundleable, default_pool, family_config, kind_supported
 
-__all__ = ["POOL", "EncoderSet", "FamilyResult", "FamilySpec", "SelectConfig", "Selection", "auto_budget_min", "bundleable",
-           "default_pool", "family_config", "kind_supported", "select_family", "selection_markdown"]
-
-_ENCODER_RANK = {"none": 0, "static": 1, "tuned": 1, "minilm": 2}  # tuned: a static table (features/tuned.py)
-_KIND_FIT_RANK = {"lowrank": 0, "per_candidate": 1, "pooled": 2, "knn": 3}  # cheapest to cross-fit first
-_KIND_SERVE_RANK = {"lowrank": 0, "pooled": 1, "per_candidate": 1, "knn": 2}  # one dot product < trees < neighbours
-
-
-@dataclass(frozen=True)
-class FamilySpec:
-    """A router ``kind``, an ``encoder`` ("none", "static", "tuned", "minilm") and the static (or tuned) table's width ``dims``."""
-
-    kind: str
-    encoder: str = "none"
-    dims: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.encoder not in _ENCODER_RANK:
-            raise ConfigError(f"FamilySpec encoder must be one of {tuple(_ENCODER_RANK)}; got {self.encoder!r}.")
-        if (self.encoder in ("static", "tuned")) != (self.dims is not None):
-            raise ConfigError(f"FamilySpec needs dims for the static encoder only; got {self.encoder!r} with dims={self.dims}.")
-
-    name = property(lambda self: f"{self.kind}/{self.encoder}" + (f"-{self.dims}" if self.dims else ""))
-
-    @property
-    def width(self) -> int:  # embedding columns beside the request signals
-        return self.dims if self.dims is not None else {"none": 0, "minilm": 384}[self.encoder]
-
-    def serve_rank(self) -> tuple[int, int, int]:
-        """Deterministic serving-cost order: the encoder dominates (none < static table gather, by width < MiniLM)."""
-        return _ENCODER_RANK[self.encoder], self.width, _KIND_SERVE_RANK.get(self.kind, 3)
-
-    def fit_rank(self) -> tuple[int, int, int]:  # cheapest to cross-fit first
-        return _ENCODER_RANK[self.encoder], self.width, _KIND_FIT_RANK.get(self.kind, 4)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "encoder": self.encoder, "dims": self.dims}
-
-
-# the pool: adding a family is one line
-POOL: tuple[FamilySpec, ...] = (
-    FamilySpec("pooled", "none"), FamilySpec("per_candidate", "none"),
-    FamilySpec("pooled", "static", 64), FamilySpec("per_candidate", "static", 64),
-    FamilySpec("pooled", "static", 256), FamilySpec("per_candidate", "static", 256),
-    FamilySpec("pooled", "minilm"), FamilySpec("per_candidate", "minilm"),
-    FamilySpec("knn", "static", 256), FamilySpec("knn", "minilm"),
-    FamilySpec("lowrank", "static", 256), FamilySpec("lowrank", "minilm"),
-)
-
-
-def kind_supported(kind: str) -> bool:
-    """True when :class:`LearnedRouter` can fit ``kind`` (any of the families' kinds)."""
-    return kind in ROUTER_KINDS or kind in FAMILY_KINDS
-
-
-def default_pool(kind: str = "auto", encoder: str = "auto", static_dims: int | None = None) -> tuple[FamilySpec, ...]:
-    """:data:`POOL` less unsupported kinds, for the pinned ``kind`` / ``encoder`` ("auto": all), at one static width if given."""
-    pool = []
-    for spec in POOL:
-        if not kind_supported(spec.kind) or kind not in ("auto", spec.kind) or encoder not in ("auto", spec.encoder):
-            continue
-        if spec.encoder == "static" and static_dims is not None:
-            spec = dataclasses.replace(spec, dims=static_dims)
-        if spec not in pool:
-            pool.append(spec)
-    if not pool and encoder != "auto":  # an encoder outside the auto pool (tuned): the pinned kind, else every kind of the pool
-        kinds = [kind] if kind != "auto" else list(dict.fromkeys(s.kind for s in POOL if kind_supported(s.kind)))
-        pool = [FamilySpec(k, encoder, (static_dims or 64) if encoder in ("static", "tuned") else None) for k in kinds]
-    return tuple(pool)
-
-
-def family_config(base: LearnedConfig, spec: FamilySpec) -> LearnedConfig:
-    """``base`` with ``spec``'s encoder and kind (another family's params keep folds, calibration, seed)."""
-    return dataclasses.replace(base, encoder=spec.encoder, router=family_params(spec.kind, base.router))
-
-
-def bundleable(encoder: Any, kind: str) -> bool:
-    """Servable from a bundle: the encoder's ``bundleable`` flag, else it saves itself (static,
-    MiniLM-ONNX; not the torch MiniLM); a LightGBM (ONNX) or numpy-scored kind."""
-    flag = getattr(encoder, "bundleable", None)
-    encoder_ok = bool(flag() if callable(flag) else flag) if flag is not None else (encoder is None or hasattr(encoder, "save"))
-    return encoder_ok and (kind in ROUTER_KINDS or kind in SCORER_KINDS)
+__all__ = [
+    "POOL",
+    "EncoderSet",
+    "FamilyResult",
+    "FamilySpec",
+    "SelectConfig",
+    "Selection",
+    "auto_budget_min",
+    "bundleable",
+    "default_pool",
+    "family_config",
+    "kind_supported",
+    "select_family",
+    "selection_markdown",
+]
 
 
 @dataclass(frozen=True)
@@ -142,7 +75,7 @@ class SelectConfig:
     require_bundleable: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("budget_min", "epsilon", "tie_cap", "timing_seconds")[self.budget_min is None:]:
+        for name in ("budget_min", "epsilon", "tie_cap", "timing_seconds")[self.budget_min is None :]:
             check_number(getattr(self, name), name, "SelectConfig", 0.0)
         for name, low in (("n_boot", 10), ("full_cells", 100), ("fast_folds", 2), ("timing_requests", 1)):
             check_int(getattr(self, name), name, "SelectConfig", low)
@@ -168,10 +101,19 @@ class FamilyResult:
     boot: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {**self.family.to_dict(), "status": self.status, "oof_aiq": self.aiq, "oof_aiq_low": self.aiq_low,
-               "oof_aiq_high": self.aiq_high, "fit_seconds": self.fit_seconds,
-               "refit_seconds_projected": self.refit_seconds, "encoder_seconds": self.encoder_seconds,
-               "serve_us": self.serve_us, "bundleable": self.bundleable, "chosen": self.chosen}
+        out = {
+            **self.family.to_dict(),
+            "status": self.status,
+            "oof_aiq": self.aiq,
+            "oof_aiq_low": self.aiq_low,
+            "oof_aiq_high": self.aiq_high,
+            "fit_seconds": self.fit_seconds,
+            "refit_seconds_projected": self.refit_seconds,
+            "encoder_seconds": self.encoder_seconds,
+            "serve_us": self.serve_us,
+            "bundleable": self.bundleable,
+            "chosen": self.chosen,
+        }
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -199,16 +141,31 @@ class Selection:
         c = self.config
         tie = f"gap <= {c.epsilon}, or <= {c.tie_cap} with a paired bootstrap 95% interval including 0; to the cheaper to serve"
         serve = "median us per decision: one training request's features (embedding included) + predict_proba, one at a time"
-        return {"chosen": self.chosen.name, "mode": self.mode, "requests": len(self.request_ids), "seconds": round(self.seconds, 3),
-                "budget_min": round(self.budget_min, 2), "tie_rule": tie, "serve_us": serve, "rows": [r.to_dict() for r in self.table]}
+        return {
+            "chosen": self.chosen.name,
+            "mode": self.mode,
+            "requests": len(self.request_ids),
+            "seconds": round(self.seconds, 3),
+            "budget_min": round(self.budget_min, 2),
+            "tie_rule": tie,
+            "serve_us": serve,
+            "rows": [r.to_dict() for r in self.table],
+        }
 
 
 def selection_markdown(selection: dict[str, Any]) -> list[str]:
     """report.md lines for a :meth:`Selection.to_dict`."""
-    lines = ["## Family selection (out of fold, training requests only)", "",
-             (f"Chosen: **{selection['chosen']}**; {selection['mode']}; {selection['seconds']:.0f} s of a "
-             f"{selection['budget_min']:g} min budget. Ties: {selection['tie_rule']}. Serve: {selection['serve_us']}."), "",
-             "| family | status | OOF AIQ [95% CI] | fit s | serve us/decision |", "|---|---|---|---|---|"]
+    lines = [
+        "## Family selection (out of fold, training requests only)",
+        "",
+        (
+            f"Chosen: **{selection['chosen']}**; {selection['mode']}; {selection['seconds']:.0f} s of a "
+            f"{selection['budget_min']:g} min budget. Ties: {selection['tie_rule']}. Serve: {selection['serve_us']}."
+        ),
+        "",
+        "| family | status | OOF AIQ [95% CI] | fit s | serve us/decision |",
+        "|---|---|---|---|---|",
+    ]
     for r in selection["rows"]:
         aiq = "" if r["oof_aiq"] is None else f"{r['oof_aiq']:.4f} [{r['oof_aiq_low']:.4f}, {r['oof_aiq_high']:.4f}]"
         encoder = f" (+{r['encoder_seconds']:.0f} encoder)" * (r["encoder_seconds"] >= 1)
@@ -242,11 +199,19 @@ def _plan(train: Any, base: LearnedConfig, config: SelectConfig) -> tuple[Any, L
     p = base.router
     faster: dict[str, Any] = {"n_folds": min(p.n_folds, config.fast_folds)}
     if isinstance(p, RouterParams):  # LightGBM's (another family's params carry only folds, calibration, seed over)
-        faster |= {"n_estimators": min(p.n_estimators, config.fast_estimators),
-                   "learning_rate": max(p.learning_rate, config.fast_learning_rate)}
-    return data, dataclasses.replace(base, router=dataclasses.replace(p, **faster)), (
-        f"a stratified subsample of {data.n_requests:,} of {n:,} training requests, "
-        + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in faster.items()) + " (the chosen family is then refit on all of them)")
+        faster |= {
+            "n_estimators": min(p.n_estimators, config.fast_estimators),
+            "learning_rate": max(p.learning_rate, config.fast_learning_rate),
+        }
+    return (
+        data,
+        dataclasses.replace(base, router=dataclasses.replace(p, **faster)),
+        (
+            f"a stratified subsample of {data.n_requests:,} of {n:,} training requests, "
+            + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in faster.items())
+            + " (the chosen family is then refit on all of them)"
+        ),
+    )
 
 
 class EncoderSet:
@@ -259,6 +224,7 @@ class EncoderSet:
 
     def get(self, spec: FamilySpec) -> tuple[Any, float]:
         from tierroute.pipelines.encoders import make_encoder
+
         key = (spec.encoder, spec.dims)
         if key in self.built:
             return self.built[key], 0.0
@@ -322,12 +288,21 @@ def _refit_scale(train: Any, data: Any, base: LearnedConfig, fit_base: LearnedCo
     return scale * (q.learning_rate / p.learning_rate if kind in ROUTER_KINDS and hasattr(q, "learning_rate") else 1.0) ** 0.5
 
 
-def select_family(train: Any, catalogue: Any, config: SelectConfig | None = None, cache_dir: str | Path = "runs/cache",
-                  progress: Any = None, *, base: LearnedConfig | None = None, engine: Any = None) -> Selection:
+def select_family(
+    train: Any,
+    catalogue: Any,
+    config: SelectConfig | None = None,
+    cache_dir: str | Path = "runs/cache",
+    progress: Any = None,
+    *,
+    base: LearnedConfig | None = None,
+    engine: Any = None,
+) -> Selection:
     """Choose a family for ``train`` (training requests only). ``base``: the final training's
     LearnedConfig (the pool sets encoder and kind); ``engine``: a Dask engine for the fits."""
     from tierroute.features.embeddings import EmbeddingCache
     from tierroute.progress import stage
+
     config, base = config or SelectConfig(), base or LearnedConfig()
     clock = time.perf_counter()
     budget_min = config.budget_min if config.budget_min is not None else auto_budget_min(train.n_requests, len(train.candidates))
@@ -357,8 +332,9 @@ def select_family(train: Any, catalogue: Any, config: SelectConfig | None = None
             row.bundleable = bundleable(encoder, spec.kind)
             if config.require_bundleable and not row.bundleable:
                 row.status = "not bundleable"
-            elif spec.encoder == "minilm" and not _embed_within(encoder, [r.prompt for r in data.requests], cache,
-                                                                 deadline if ran else float("inf")):
+            elif spec.encoder == "minilm" and not _embed_within(
+                encoder, [r.prompt for r in data.requests], cache, deadline if ran else float("inf")
+            ):
                 row.status = "skipped (budget)"
             else:
                 start = time.perf_counter()
@@ -378,8 +354,17 @@ def select_family(train: Any, catalogue: Any, config: SelectConfig | None = None
         leader_refit = (max(fitted, key=lambda r: r.aiq).refit_seconds or 0.0) if fitted else 0.0  # type: ignore[arg-type, return-value]
     chosen = _choose(table, config, deadline - time.perf_counter())
     chosen.chosen = True
-    return Selection(table, chosen.family, mode, tuple(data.request_ids), time.perf_counter() - clock, config, budget_min,
-                     router=chosen.router if data is train else None, encoders=dict(encoders.built))
+    return Selection(
+        table,
+        chosen.family,
+        mode,
+        tuple(data.request_ids),
+        time.perf_counter() - clock,
+        config,
+        budget_min,
+        router=chosen.router if data is train else None,
+        encoders=dict(encoders.built),
+    )
 
 
 def _choose(table: list[FamilyResult], config: SelectConfig, left: float = float("inf")) -> FamilyResult:
@@ -388,8 +373,10 @@ def _choose(table: list[FamilyResult], config: SelectConfig, left: float = float
     eligible = [r for r in table if r.status == "ok" and r.aiq is not None]
     if not eligible:
         reasons = "; ".join(f"{r.family.name}: {r.status}" for r in table)
-        raise ConfigError(f"No router family could be fitted and bundled on this data ({reasons}). Pin --kind and --encoder, "
-                          "or raise --select-budget-min.")
+        raise ConfigError(
+            f"No router family could be fitted and bundled on this data ({reasons}). Pin --kind and --encoder, "
+            "or raise --select-budget-min."
+        )
     best = max(eligible, key=lambda r: (r.aiq, [-x for x in r.family.serve_rank()]))
 
     def ties(r: FamilyResult) -> bool:

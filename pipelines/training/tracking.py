@@ -25,8 +25,16 @@ from typing import Any
 from tierroute.tracking_uri import DEFAULT_TRACKING_URI, registry_uri_for
 
 __all__ = [
-    "DEFAULT_TRACKING_URI", "REGISTERED_MODEL", "registry_uri_for", "log_training_run", "save_router", "load_router", "RouterPyfunc",
-    "load_router_from", "quiet_mlflow", "load_mlflow",
+    "DEFAULT_TRACKING_URI",
+    "REGISTERED_MODEL",
+    "registry_uri_for",
+    "log_training_run",
+    "save_router",
+    "load_router",
+    "RouterPyfunc",
+    "load_router_from",
+    "quiet_mlflow",
+    "load_mlflow",
 ]
 
 REGISTERED_MODEL = "tierroute"
@@ -129,8 +137,11 @@ def save_router(router: Any, folder: str | Path) -> Path:
     finally:
         router.cache = cache
     manifest = {
-        "kind": "tierroute.learned_router", "version": 1, "candidates": list(router.candidates_),
-        "policy": router.policy_.to_dict(), "config": router.config.to_dict(),
+        "kind": "tierroute.learned_router",
+        "version": 1,
+        "candidates": list(router.candidates_),
+        "policy": router.policy_.to_dict(),
+        "config": router.config.to_dict(),
         "feature_spec": router.feature_spec_.to_dict(),
     }
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -161,16 +172,19 @@ def load_router_from(model: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> An
             "Pass the folder `tierroute train` printed, or its run id."
         )
     if not tracking_uri:
-        raise ConfigError(f"--model {model!r} is an MLflow run id, but --tracking-uri '' turns MLflow off. Drop the "
-                          "option (default store) or pass the store's URI, or pass the run's folder instead.")
+        raise ConfigError(
+            f"--model {model!r} is an MLflow run id, but --tracking-uri '' turns MLflow off. Drop the "
+            "option (default store) or pass the store's URI, or pass the run's folder instead."
+        )
     mlflow = load_mlflow()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri_for(tracking_uri))  # a registry URI set earlier in the process must not win
     try:
         local = mlflow.artifacts.download_artifacts(run_id=model, artifact_path="router")
     except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for an unknown run
-        raise ConfigError(f"MLflow run {model!r} has no router artifact at {tracking_uri} ({type(exc).__name__}). "
-                          "Check the run id and --tracking-uri.") from None
+        raise ConfigError(
+            f"MLflow run {model!r} has no router artifact at {tracking_uri} ({type(exc).__name__}). Check the run id and --tracking-uri."
+        ) from None
     return load_router(local)
 
 
@@ -219,15 +233,29 @@ def _log_selection(mlflow: Any, selection: Mapping[str, Any]) -> None:
         with mlflow.start_run(run_name=f"family {row['name']}", nested=True):
             mlflow.log_params({k: str(row[k]) for k in ("name", "kind", "encoder", "dims", "status", "bundleable")})
             mlflow.set_tags({"tierroute.selection": "family", "chosen": str(bool(row["chosen"])).lower()})
-            values = {"oof_aiq": row["oof_aiq"], "oof_aiq_low": row["oof_aiq_low"], "oof_aiq_high": row["oof_aiq_high"],
-                      "fit_seconds": row["fit_seconds"], "serve_us": row["serve_us"], "chosen": float(bool(row["chosen"]))}
+            values = {
+                "oof_aiq": row["oof_aiq"],
+                "oof_aiq_low": row["oof_aiq_low"],
+                "oof_aiq_high": row["oof_aiq_high"],
+                "fit_seconds": row["fit_seconds"],
+                "serve_us": row["serve_us"],
+                "chosen": float(bool(row["chosen"])),
+            }
             mlflow.log_metrics({k: float(v) for k, v in values.items() if isinstance(v, (int, float))})
 
 
-def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Mapping[str, Any],
-                     report: Mapping[str, Any], artifacts: list[Path], router_dir: Path,
-                     importance: Mapping[str, float], register: bool = True, bundle_dir: Path | None = None,
-                     selection: Mapping[str, Any] | None = None) -> str:
+def log_training_run(
+    tracking_uri: str,
+    config: Mapping[str, Any],
+    data_info: Mapping[str, Any],
+    report: Mapping[str, Any],
+    artifacts: list[Path],
+    router_dir: Path,
+    importance: Mapping[str, float],
+    register: bool = True,
+    bundle_dir: Path | None = None,
+    selection: Mapping[str, Any] | None = None,
+) -> str:
     """Log one training run and register its model; returns the run id. With ``bundle_dir`` the
     logged model carries the RouterBundle, so ``models:/tierroute@<alias>`` resolves to a bundle.
     With ``selection`` (a :meth:`tierroute.pipelines.training.selection.Selection.to_dict`) each family of
@@ -248,8 +276,11 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
         params: dict[str, Any] = {}
         _flatten("", {"config": config, "data": data_info}, params)
         mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
-        metrics = {k: report[k] for k in ("aiq", "accuracy", "cost_per_query", "cost_per_correct", "ece", "apgr", "cpt50", "cpt80")
-                   if isinstance(report.get(k), (int, float))}
+        metrics = {
+            k: report[k]
+            for k in ("aiq", "accuracy", "cost_per_query", "cost_per_correct", "ece", "apgr", "cpt50", "cpt80")
+            if isinstance(report.get(k), (int, float))
+        }
         for key in ("heuristic", "oracle", "random", "best_single", "cheapest"):
             b = report["baselines"][key]
             if b.get("accuracy") is None:  # the oracle of logged-only data is unknown
@@ -270,8 +301,13 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
         from mlflow.types import ColSpec, Schema
 
         signature = ModelSignature(
-            inputs=Schema([ColSpec("string", "prompt"), ColSpec("string", "output_schema", required=False),
-                           ColSpec("double", "latency_sla_ms", required=False)]),
+            inputs=Schema(
+                [
+                    ColSpec("string", "prompt"),
+                    ColSpec("string", "output_schema", required=False),
+                    ColSpec("double", "latency_sla_ms", required=False),
+                ]
+            ),
             outputs=Schema([ColSpec("string")]),
         )
         pyfunc_class = type("TierrouteRouter", (RouterPyfunc, _pyfunc_base()), {"__module__": __name__})
@@ -280,9 +316,11 @@ def log_training_run(tracking_uri: str, config: Mapping[str, Any], data_info: Ma
             # deprecations inside MLflow); the explicit signature documents the input instead.
             warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=pyfunc_class(),
+                name="model",
+                python_model=pyfunc_class(),
                 artifacts={"router": str(router_dir), **({"bundle": str(bundle_dir)} if bundle_dir else {})},
-                pip_requirements=["tierroute"], signature=signature,
+                pip_requirements=["tierroute"],
+                signature=signature,
             )
         if register:
             with _notices_off():

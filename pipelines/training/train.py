@@ -85,14 +85,15 @@ class TrainConfig:
         object.__setattr__(self, "data_weights", tuple(self.data_weights))
         if self.data_weights:
             if len(self.data_weights) != len(self.data):
-                raise ConfigError(f"TrainConfig got {len(self.data_weights)} data_weights for {len(self.data)} data paths; "
-                                  "give one weight per path, or none.")
+                raise ConfigError(
+                    f"TrainConfig got {len(self.data_weights)} data_weights for {len(self.data)} data paths; "
+                    "give one weight per path, or none."
+                )
             for w in self.data_weights:
                 check_number(w, "data_weights", "TrainConfig", 1e-6)
         object.__setattr__(self, "eval_data", tuple(map(str, self.eval_data)))
         if self.encoder not in ENCODER_CHOICES:
-            raise ConfigError(f"The 'encoder' parameter of TrainConfig must be one of {ENCODER_CHOICES}. "
-                              f"Got {self.encoder!r} instead.")
+            raise ConfigError(f"The 'encoder' parameter of TrainConfig must be one of {ENCODER_CHOICES}. Got {self.encoder!r} instead.")
         from tierroute.pipelines.training.selection import POOL, kind_supported
 
         if self.kind != "auto" and not kind_supported(self.kind):
@@ -133,11 +134,20 @@ class TrainResult:
         baselines = {k: {s: r["baselines"][k].get(s) for s in shape} for k in ("heuristic", "random", "oracle")}
         baselines["singles"] = {s["name"]: {x: s.get(x) for x in shape} for s in r["baselines"]["singles"]}
         return {
-            "schema_version": 1, "run_id": self.run_id, "out_dir": str(self.out_dir),
+            "schema_version": 1,
+            "run_id": self.run_id,
+            "out_dir": str(self.out_dir),
             "bundle": str(self.out_dir / "bundle"),
-            "aiq": r["aiq"], "accuracy": r["accuracy"], "cost_per_query": r["cost_per_query"],
-            "cost_per_correct": r["cost_per_correct"], "policy": r["learned"]["policy"], "ece": r["ece"],
-            "requests": r["requests"], "baselines": baselines, "family": r.get("family"), "objectives": r.get("objectives", []),
+            "aiq": r["aiq"],
+            "accuracy": r["accuracy"],
+            "cost_per_query": r["cost_per_query"],
+            "cost_per_correct": r["cost_per_correct"],
+            "policy": r["learned"]["policy"],
+            "ece": r["ece"],
+            "requests": r["requests"],
+            "baselines": baselines,
+            "family": r.get("family"),
+            "objectives": r.get("objectives", []),
         }
 
 
@@ -180,8 +190,7 @@ def _split(tasks: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarr
     return np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None, engine: Any = None,
-              encoder: Any = None) -> TrainResult:
+def run_train(config: TrainConfig, progress: Callable[[str], None] | None = None, engine: Any = None, encoder: Any = None) -> TrainResult:
     """Run the job; returns the run id (None when tracking is off), folder, report and router.
     ``progress``: a :class:`tierroute.progress.Progress` (stage lines and bars) or any callable
     taking a message (stage lines only); None is silent. ``config.engine == "dask"`` connects to
@@ -218,8 +227,16 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
         say(f"generating the built-in synthetic workload ({config.synthetic_requests:,} requests)")
         paths = (str(write_jsonl(SyntheticConfig(config.synthetic_requests, config.seed), out / "data" / "synthetic.jsonl")),)
     say("ingesting outcomes")
-    ingested = run_ingest(IngestConfig(paths=paths, format=config.format, out_dir=str(out / "ingest"),
-                                       max_bad_fraction=config.max_bad_fraction, catalogue=config.catalogue), engine=engine)
+    ingested = run_ingest(
+        IngestConfig(
+            paths=paths,
+            format=config.format,
+            out_dir=str(out / "ingest"),
+            max_bad_fraction=config.max_bad_fraction,
+            catalogue=config.catalogue,
+        ),
+        engine=engine,
+    )
     frame = ingested.to_pandas()
     models = sorted(frame["model"].unique().tolist())
     catalogue = pick_catalogue(config.catalogue, models)
@@ -227,8 +244,15 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
     data = RoutingData.from_frame(frame, models, np.asarray(config.data_weights)[ingested.row_origins()] if weighted else None)
     del frame  # RoutingData holds what training needs (one prompt per request, not one per outcome row)
     if config.eval_data:
-        evaluated = run_ingest(IngestConfig(paths=config.eval_data, format=config.format, out_dir=str(out / "ingest-eval"),
-                                            max_bad_fraction=config.max_bad_fraction, catalogue=config.catalogue))
+        evaluated = run_ingest(
+            IngestConfig(
+                paths=config.eval_data,
+                format=config.format,
+                out_dir=str(out / "ingest-eval"),
+                max_bad_fraction=config.max_bad_fraction,
+                catalogue=config.catalogue,
+            )
+        )
         train, test = data.trainable(), RoutingData.from_frame(evaluated.to_pandas(), models)
     else:
         train_idx, test_idx = _split(data.tasks, config.test_fraction, config.seed)
@@ -247,27 +271,35 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
             f"{feature_only} training request(s) are feature-only (logged vectors, no prompt text); they can only train "
             "the router family whose FeatureSpec they were logged under, so the family cannot be chosen with 'auto'. "
             "Retrain from the champion that logged them (tierroute retrain --decisions ... --feedback ...), or pin "
-            "--kind and --encoder to that bundle's.")
+            "--kind and --encoder to that bundle's."
+        )
     if "auto" in (config.kind, config.encoder):  # chosen on the training requests only; the test split never enters
         pool = default_pool(config.kind, config.encoder, config.static_dims)
         budget = auto_budget_min(train.n_requests, len(models)) if config.select_budget_min is None else config.select_budget_min
-        say(f"choosing the router family by out-of-fold AIQ on the {train.n_requests:,} training requests "
-            f"({len(pool)} families, budget {budget:.1f} min)")
-        selection = select_family(train, catalogue, SelectConfig(budget_min=budget, seed=config.seed, pool=pool),
-                                  cache_dir, progress, base=base, engine=engine)
+        say(
+            f"choosing the router family by out-of-fold AIQ on the {train.n_requests:,} training requests "
+            f"({len(pool)} families, budget {budget:.1f} min)"
+        )
+        selection = select_family(
+            train, catalogue, SelectConfig(budget_min=budget, seed=config.seed, pool=pool), cache_dir, progress, base=base, engine=engine
+        )
         spec, encoder, router = selection.chosen, selection.encoder, selection.router
     else:
         spec = FamilySpec(config.kind, config.encoder, (config.static_dims or 64) if config.encoder in ("static", "tuned") else None)
         say(f"building features ({config.encoder} encoder) for {train.n_requests:,} training requests")
-        encoder = fixed_encoder if fixed_encoder is not None else make_encoder(
-            config.encoder, [r.prompt for r in train.requests], cache_dir, progress, spec.dims or 64, train.correct)
+        encoder = (
+            fixed_encoder
+            if fixed_encoder is not None
+            else make_encoder(config.encoder, [r.prompt for r in train.requests], cache_dir, progress, spec.dims or 64, train.correct)
+        )
     learned = family_config(base, spec)
     if router is None:  # pinned, or selected on a subsample: fit the family on every training request
         say(f"embedding prompts and fitting {spec.name} with {config.learned.router.n_folds}-fold calibration")
         router = LearnedRouter(learned, encoder, EmbeddingCache(cache_dir / "embeddings")).fit(train, catalogue, progress, engine)
     say(f"evaluating on {test.n_requests:,} held-out requests")
-    report = evaluate(router, test, catalogue, seed=config.seed,
-                      stability=StabilityConfig(max_requests=config.stability_requests, seed=config.seed))
+    report = evaluate(
+        router, test, catalogue, seed=config.seed, stability=StabilityConfig(max_requests=config.stability_requests, seed=config.seed)
+    )
     report["family"] = {**spec.to_dict(), "selected": selection is not None}
     if selection is not None:
         report["selection"] = selection.to_dict()
@@ -279,19 +311,38 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
     router_dir = save_router(router, out / "model")
     say("exporting the serving bundle (ONNX)")
     headline = {k: report.get(k) for k in ("aiq", "accuracy", "cost_per_query", "cost_per_correct", "ece", "requests")}
-    bundle_dir = export_bundle(router, out / "bundle", metrics=headline, reference=training_reference(router, train),
-                               training={"inputs": ingested.inputs, "rows": ingested.rows_kept})
+    bundle_dir = export_bundle(
+        router,
+        out / "bundle",
+        metrics=headline,
+        reference=training_reference(router, train),
+        training={"inputs": ingested.inputs, "rows": ingested.rows_kept},
+    )
     write_conformance(bundle_dir)  # derived data beside the manifest: any runtime checks itself against it
     importance = dict(zip(router.feature_spec_.names, map(float, router.model_.feature_importance())))
     run_id = None
     if config.tracking_uri:
         say(f"logging to MLflow ({config.tracking_uri})")
         data_info = {
-            "inputs": ingested.inputs, "rows": ingested.rows_kept, "quarantined": ingested.rows_quarantined,
-            "train_requests": train.n_requests, "test_requests": test.n_requests, "candidates": list(models),
+            "inputs": ingested.inputs,
+            "rows": ingested.rows_kept,
+            "quarantined": ingested.rows_quarantined,
+            "train_requests": train.n_requests,
+            "test_requests": test.n_requests,
+            "candidates": list(models),
             "catalogue": catalogue.name,
         }
-        run_id = log_training_run(config.tracking_uri, config.to_dict(), data_info, report, artifacts, router_dir,
-                                  importance, register=config.register, bundle_dir=bundle_dir, selection=report.get("selection"))
+        run_id = log_training_run(
+            config.tracking_uri,
+            config.to_dict(),
+            data_info,
+            report,
+            artifacts,
+            router_dir,
+            importance,
+            register=config.register,
+            bundle_dir=bundle_dir,
+            selection=report.get("selection"),
+        )
     (out / "train.json").write_text(json.dumps({"config": config.to_dict(), "run_id": run_id}, indent=2) + "\n", encoding="utf-8")
     return TrainResult(run_id, out, report, router)

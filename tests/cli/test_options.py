@@ -27,8 +27,11 @@ def test_unset_means_the_environment_then_the_project_store(monkeypatch: pytest.
 
 def test_empty_means_no_mlflow_and_commands_that_need_a_store_say_so() -> None:
     assert tracking_store(_args("--tracking-uri", "")) == ""
-    with pytest.raises(ConfigError, match=r"--tracking-uri '' turns MLflow off, but rollback needs an MLflow store\. "
-                                          r"Drop the option to use the default store"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--tracking-uri '' turns MLflow off, but rollback needs an MLflow store\. "
+        r"Drop the option to use the default store",
+    ):
         tracking_store(_args("--tracking-uri", ""), "rollback")
 
 
@@ -37,8 +40,7 @@ def test_every_command_documents_the_same_meaning() -> None:
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    helps = {name: next((a.help for a in sub._actions if "--tracking-uri" in a.option_strings), None)
-             for name, sub in commands.items()}
+    helps = {name: next((a.help for a in sub._actions if "--tracking-uri" in a.option_strings), None) for name, sub in commands.items()}
     with_option = {name: h for name, h in helps.items() if h is not None}
     assert set(with_option) >= {"train", "evaluate", "export", "route", "serve", "promote", "rollback", "retrain"}
     assert all("'' = no MLflow" in h for h in with_option.values())

@@ -87,7 +87,12 @@ def test_encoder_registry_round_trips_a_static_encoder(tmp_path: Path) -> None:
     encoder = StaticEncoder(np.array([1, 5, 9], dtype=np.int64), np.eye(3, 4, dtype=np.float32))
     encoder.save(tmp_path)
     info = encoder_manifest(encoder)
-    assert info == {"kind": "static", "id": encoder.id, "dims": 4, "tokenizer": "bpe:o200k_base",
-                    "files": ["static_ids.npy", "static_table.npy", "static.json"]}  # what bundles always recorded
+    assert info == {
+        "kind": "static",
+        "id": encoder.id,
+        "dims": 4,
+        "tokenizer": "bpe:o200k_base",
+        "files": ["static_ids.npy", "static_table.npy", "static.json"],
+    }  # what bundles always recorded
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(info["files"])
     assert load_encoder(tmp_path, json.loads(json.dumps(info))).id == encoder.id

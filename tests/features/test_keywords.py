@@ -8,19 +8,20 @@ import numpy as np
 import pytest
 
 from tierroute.errors import ConfigError
-from tierroute.features.keywords import (
-    REASONING_KEYWORDS,
-    KeywordMatcher,
-    keyword_slug,
-    reasoning_depth,
-    reasoning_depth_array,
-)
+from tierroute.features.keywords import REASONING_KEYWORDS, KeywordMatcher, keyword_slug, reasoning_depth, reasoning_depth_array
 
 
 def test_article_keyword_list_in_order():
     assert REASONING_KEYWORDS == (
-        "analyze", "compare", "synthesize", "debug", "explain why",
-        "step by step", "chain of thought", "evaluate", "critique",
+        "analyze",
+        "compare",
+        "synthesize",
+        "debug",
+        "explain why",
+        "step by step",
+        "chain of thought",
+        "evaluate",
+        "critique",
     )
 
 
@@ -34,10 +35,24 @@ def test_keyword_slug(keyword, slug):
 
 def test_feature_names():
     assert KeywordMatcher().feature_names == (
-        "kw_analyze", "kw_compare", "kw_synthesize", "kw_debug", "kw_explain_why",
-        "kw_step_by_step", "kw_chain_of_thought", "kw_evaluate", "kw_critique",
-        "kwb_analyze", "kwb_compare", "kwb_synthesize", "kwb_debug", "kwb_explain_why",
-        "kwb_step_by_step", "kwb_chain_of_thought", "kwb_evaluate", "kwb_critique",
+        "kw_analyze",
+        "kw_compare",
+        "kw_synthesize",
+        "kw_debug",
+        "kw_explain_why",
+        "kw_step_by_step",
+        "kw_chain_of_thought",
+        "kw_evaluate",
+        "kw_critique",
+        "kwb_analyze",
+        "kwb_compare",
+        "kwb_synthesize",
+        "kwb_debug",
+        "kwb_explain_why",
+        "kwb_step_by_step",
+        "kwb_chain_of_thought",
+        "kwb_evaluate",
+        "kwb_critique",
     )
     assert KeywordMatcher(("Foo Bar", "baz")).feature_names == ("kw_foo_bar", "kw_baz", "kwb_foo_bar", "kwb_baz")
 
@@ -94,8 +109,11 @@ def test_custom_keywords():
         (None, r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of strings\. Got None instead\.$"),
         ({"a": 1}, r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of strings\. Got \{'a': 1\} instead\.$"),
         (("a", ""), r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank strings\. Got '' among them\.$"),
-        (("a", "  "), r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank strings\. "
-                      r"Got '  ' among them\.$"),
+        (
+            ("a", "  "),
+            r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank strings\. "
+            r"Got '  ' among them\.$",
+        ),
         (("a", 1), r"^The 'keywords' parameter of KeywordMatcher must be a non-empty list of non-blank strings\. Got 1 among them\.$"),
         (("a", "A"), r"^The 'keywords' parameter of KeywordMatcher has duplicates: \('a', 'A'\)\.$"),
     ],
@@ -108,9 +126,18 @@ def test_invalid_keyword_lists(keywords, message):
 @pytest.mark.parametrize(
     ("hits", "tokens", "depth"),
     [
-        (0, 0, 1), (1, 0, 2), (2, 0, 3), (3, 0, 3), (9, 0, 3),
-        (0, 1000, 1), (0, 1001, 2), (0, 3000, 2), (0, 3001, 3),
-        (2, 1001, 4), (2, 3001, 5), (9, 10**6, 5),
+        (0, 0, 1),
+        (1, 0, 2),
+        (2, 0, 3),
+        (3, 0, 3),
+        (9, 0, 3),
+        (0, 1000, 1),
+        (0, 1001, 2),
+        (0, 3000, 2),
+        (0, 3001, 3),
+        (2, 1001, 4),
+        (2, 3001, 5),
+        (9, 10**6, 5),
     ],
 )
 def test_reasoning_depth_article_values(hits, tokens, depth):

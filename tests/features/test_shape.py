@@ -9,8 +9,15 @@ from tierroute.features.shape import SHAPE_FEATURE_NAMES, PromptShape, prompt_sh
 
 def test_feature_names_match_fields():
     assert SHAPE_FEATURE_NAMES == (
-        "shape_chars", "shape_lines", "shape_code_blocks", "shape_has_code", "shape_questions",
-        "shape_list_items", "shape_urls", "shape_digit_frac", "shape_non_ascii_frac",
+        "shape_chars",
+        "shape_lines",
+        "shape_code_blocks",
+        "shape_has_code",
+        "shape_questions",
+        "shape_list_items",
+        "shape_urls",
+        "shape_digit_frac",
+        "shape_non_ascii_frac",
     )
     assert [f"shape_{name}" for name in PromptShape.__slots__] == list(SHAPE_FEATURE_NAMES)
 
@@ -23,8 +30,9 @@ def test_empty_prompt():
 
 def test_plain_text():
     s = prompt_shape("Pull the order id")
-    assert s == PromptShape(chars=17, lines=1, code_blocks=0, has_code=0, questions=0, list_items=0, urls=0,
-                            digit_frac=0.0, non_ascii_frac=0.0)
+    assert s == PromptShape(
+        chars=17, lines=1, code_blocks=0, has_code=0, questions=0, list_items=0, urls=0, digit_frac=0.0, non_ascii_frac=0.0
+    )
 
 
 def test_markdown_lists():
@@ -114,9 +122,14 @@ def _reference_shape(prompt: str) -> tuple[float, ...]:
     n = len(prompt)
     fences = len(mod._FENCE.findall(prompt))
     return (
-        n, prompt.count("\n") + 1 if n else 0, (fences + 1) // 2, 1 if fences or mod._CODE_LINE.search(prompt) else 0,
-        sum(prompt.count(m) for m in mod._QUESTION_MARKS), len(mod._LIST_ITEM.findall(prompt)),
-        len(mod._URL.findall(prompt)), len(re.findall(r"\d", prompt)) / n if n else 0.0,
+        n,
+        prompt.count("\n") + 1 if n else 0,
+        (fences + 1) // 2,
+        1 if fences or mod._CODE_LINE.search(prompt) else 0,
+        sum(prompt.count(m) for m in mod._QUESTION_MARKS),
+        len(mod._LIST_ITEM.findall(prompt)),
+        len(mod._URL.findall(prompt)),
+        len(re.findall(r"\d", prompt)) / n if n else 0.0,
         (n - len(prompt.encode("ascii", "ignore"))) / n if n else 0.0,
     )
 
@@ -126,8 +139,27 @@ def test_fast_paths_equal_the_regex_definition_on_random_prompts() -> None:
 
     from tierroute.features.shape import prompt_shape
 
-    pieces = ["a", "7", "?", "？", "٣", "é", "\n", "    x", "\tcode", "x;", "{", "```", "~~~", "http://a.b/c", "- item",
-              "1. one", " ", "why", "https://x"]
+    pieces = [
+        "a",
+        "7",
+        "?",
+        "？",
+        "٣",
+        "é",
+        "\n",
+        "    x",
+        "\tcode",
+        "x;",
+        "{",
+        "```",
+        "~~~",
+        "http://a.b/c",
+        "- item",
+        "1. one",
+        " ",
+        "why",
+        "https://x",
+    ]
     rng = random.Random(0)
     for _ in range(400):
         prompt = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))

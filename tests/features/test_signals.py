@@ -29,11 +29,9 @@ def test_feature_names_layout(ex):
     assert names[0] == "n_tokens"
     assert names[1:10] == tuple(f"kw_{kw.replace(' ', '_')}" for kw in REASONING_KEYWORDS)
     assert names[10:19] == tuple(f"kwb_{kw.replace(' ', '_')}" for kw in REASONING_KEYWORDS)
-    assert names[19:26] == (
-        "kw_total", "kw_word_total", "kw_occurrences", "depth_score", "sla_ms", "sla_missing", "latency_sensitive",
-    )
-    assert names[26:26 + len(SCHEMA_FEATURE_NAMES)] == SCHEMA_FEATURE_NAMES
-    assert names[-len(SHAPE_FEATURE_NAMES):] == SHAPE_FEATURE_NAMES
+    assert names[19:26] == ("kw_total", "kw_word_total", "kw_occurrences", "depth_score", "sla_ms", "sla_missing", "latency_sensitive")
+    assert names[26 : 26 + len(SCHEMA_FEATURE_NAMES)] == SCHEMA_FEATURE_NAMES
+    assert names[-len(SHAPE_FEATURE_NAMES) :] == SHAPE_FEATURE_NAMES
     assert len(names) == 26 + len(SCHEMA_FEATURE_NAMES) + len(SHAPE_FEATURE_NAMES)
 
 

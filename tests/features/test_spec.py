@@ -143,8 +143,7 @@ def test_check_compatible_names_mismatch():
 
 def test_check_compatible_names_order():
     message = (
-        "Feature spec mismatch on 'names' (same names, other order). Retrain, or serve with the "
-        "configuration the model was trained with."
+        "Feature spec mismatch on 'names' (same names, other order). Retrain, or serve with the configuration the model was trained with."
     )
     with pytest.raises(FeatureError, match=f"^{re.escape(message)}$"):
         make().check_compatible(make(names=("c", "b", "a")))
@@ -175,8 +174,7 @@ def test_check_compatible_equal_specs_pass():
 )
 def test_from_dict_on_garbage(data, got):
     message = (
-        f"A FeatureSpec must be an object with a 'names' list; got {got}. "
-        "The model file is damaged or from another tool: re-export it."
+        f"A FeatureSpec must be an object with a 'names' list; got {got}. The model file is damaged or from another tool: re-export it."
     )
     with pytest.raises(FeatureError, match=f"^{re.escape(message)}$"):
         FeatureSpec.from_dict(data)

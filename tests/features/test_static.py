@@ -33,7 +33,7 @@ def test_the_vector_is_the_normalised_mean_of_known_token_rows() -> None:
     enc = _encoder()
     out = enc.encode(["hello world", " foo", "", "zzz qqq", "hello zzz"])
     assert out.dtype == np.float32 and out.shape == (5, 3)
-    np.testing.assert_allclose(out[0], [2 ** -0.5, 2 ** -0.5, 0], rtol=1e-6)
+    np.testing.assert_allclose(out[0], [2**-0.5, 2**-0.5, 0], rtol=1e-6)
     np.testing.assert_allclose(out[1], [0, 0, 1])
     np.testing.assert_array_equal(out[2], 0)  # empty text
     np.testing.assert_array_equal(out[3], 0)  # no known token
@@ -54,9 +54,10 @@ def test_long_prompts_are_embedded_from_their_head_and_tail_tokens() -> None:
     enc = _encoder(head_tokens=2, tail_tokens=1)
     middle = " world" * 50
     # head: "hello" (known) and " hello" (unknown); tail: " foo"; the 50 " world" are cut out
-    np.testing.assert_allclose(enc.encode_one("hello hello" + middle + " foo"), np.array([1, 0, 2]) / 5 ** 0.5, rtol=1e-6)
-    assert (StaticEncoder.vocabulary(["hello hello" + middle + " foo"], head_tokens=2, tail_tokens=1)
-            == sorted({HELLO, _ids(" hello")[0], FOO}))
+    np.testing.assert_allclose(enc.encode_one("hello hello" + middle + " foo"), np.array([1, 0, 2]) / 5**0.5, rtol=1e-6)
+    assert StaticEncoder.vocabulary(["hello hello" + middle + " foo"], head_tokens=2, tail_tokens=1) == sorted(
+        {HELLO, _ids(" hello")[0], FOO}
+    )
     no_tail = _encoder(head_tokens=1, tail_tokens=0)
     np.testing.assert_allclose(no_tail.encode_one("hello" + middle), [1, 0, 0])
 
@@ -84,8 +85,11 @@ def test_refuses_mismatched_or_corrupt_parts(tmp_path: Path) -> None:
     ids, table = np.array([1, 5, 9]), np.ones((3, 2), dtype=np.float32)
     with pytest.raises(FeatureError, match=r"^A static embedding table must be a 2-D float32 array; got shape \(3, 2\) dtype float64"):
         StaticEncoder(ids, table.astype(np.float64))
-    with pytest.raises(FeatureError, match=r"^The static encoder's token ids must be a 1-D integer array with one id per table row "
-                                           r"\(3\); got shape \(2,\)"):
+    with pytest.raises(
+        FeatureError,
+        match=r"^The static encoder's token ids must be a 1-D integer array with one id per table row "
+        r"\(3\); got shape \(2,\)",
+    ):
         StaticEncoder(ids[:2], table)
     with pytest.raises(FeatureError, match=r"^The static encoder's token ids must be distinct, ascending and >= 0"):
         StaticEncoder(np.array([5, 1, 9]), table)
@@ -131,8 +135,9 @@ def test_distill_needs_enough_tokens() -> None:
 def test_single_and_batch_paths_give_identical_vectors() -> None:
     rng = np.random.default_rng(0)
     vocab = StaticEncoder.vocabulary(PROMPTS)
-    enc = StaticEncoder(np.asarray(vocab, dtype=np.int64), rng.normal(size=(len(vocab), 16)).astype(np.float32),
-                        head_tokens=5, tail_tokens=3)
+    enc = StaticEncoder(
+        np.asarray(vocab, dtype=np.int64), rng.normal(size=(len(vocab), 16)).astype(np.float32), head_tokens=5, tail_tokens=3
+    )
     texts = [*PROMPTS, "", "zzzz qqqq", " ".join(PROMPTS) * 3]
     many = enc.encode_many_ids([enc.ids(t) for t in texts])
     for text, row in zip(texts, many):

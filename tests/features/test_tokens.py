@@ -101,10 +101,7 @@ def test_count_until(o200k):
     assert o200k.count_until(JAPANESE, 10) == 2
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 8, 2), ("x" * 9, 3), (JAPANESE, 2)],
-)
+@pytest.mark.parametrize(("text", "expected"), [("", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 8, 2), ("x" * 9, 3), (JAPANESE, 2)])
 def test_approx_counter_is_ceil_len_over_4(text, expected):
     counter = ApproxTokenCounter()
     assert counter.count(text) == expected == math.ceil(len(text) / 4)

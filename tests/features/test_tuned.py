@@ -135,9 +135,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     patch.setattr(embeddings, "distill_static", fake_distill)
     try:
         tiny = RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=10)
-        return run_train(TrainConfig(encoder="tuned", kind="pooled", static_dims=8, synthetic_requests=240,
-                                     learned=LearnedConfig(router=tiny), tracking_uri="", out_dir=str(tmp / "run"),
-                                     cache_dir=str(tmp / "cache")))
+        return run_train(
+            TrainConfig(
+                encoder="tuned",
+                kind="pooled",
+                static_dims=8,
+                synthetic_requests=240,
+                learned=LearnedConfig(router=tiny),
+                tracking_uri="",
+                out_dir=str(tmp / "run"),
+                cache_dir=str(tmp / "cache"),
+            )
+        )
     finally:
         patch.undo()
 
@@ -169,8 +178,9 @@ def test_a_tuned_bundle_serves_where_torch_cannot_be_imported(trained) -> None: 
         "d = router.route({'prompt': 'Summarise this article about tidal power in three bullet points.'})\n"
         "print(json.dumps({'source': d.source, 'reason': d.reason, 'encoder': router.bundle.encoder.id}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["source"] == "learned", out["reason"]

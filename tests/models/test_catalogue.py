@@ -17,14 +17,7 @@ from typing import Any
 import pytest
 
 from tierroute.errors import CatalogueError
-from tierroute.models.catalogue import (
-    BUILTIN_CATALOGUES,
-    Candidate,
-    Catalogue,
-    builtin_catalogue,
-    find_builtin_for,
-    load_catalogue,
-)
+from tierroute.models.catalogue import BUILTIN_CATALOGUES, Candidate, Catalogue, builtin_catalogue, find_builtin_for, load_catalogue
 
 ROUTERBENCH_MODELS = {
     "WizardLM/WizardLM-13B-V1.2",
@@ -49,8 +42,16 @@ GOOD: dict[str, Any] = {
     "candidates": [
         {"model": "a", "tier": "tier1", "input_per_1k": 0.002, "output_per_1k": 0.002},
         {"model": "b", "tier": "tier1", "input_per_1k": 0.001, "output_per_1k": 0.002},
-        {"model": "c", "tier": "tier3", "input_per_1k": 0.01, "output_per_1k": 0.03, "p95_latency_ms": 900,
-         "default": True, "base_url": "http://localhost:8000/v1", "api_key_env": "C_KEY"},
+        {
+            "model": "c",
+            "tier": "tier3",
+            "input_per_1k": 0.01,
+            "output_per_1k": 0.03,
+            "p95_latency_ms": 900,
+            "default": True,
+            "base_url": "http://localhost:8000/v1",
+            "api_key_env": "C_KEY",
+        },
     ],
 }
 
@@ -104,19 +105,14 @@ def test_routerbench_has_exactly_the_data_models_by_price_tier() -> None:
     gpt4 = cat.candidate("gpt-4-1106-preview")
     assert (gpt4.input_per_1k, gpt4.output_per_1k) == (0.01, 0.03)
     assert gpt4.cost(533, 0) == pytest.approx(0.00533)  # an ARC row: 533 prompt tokens cost $0.00533
-    assert [cat.default_model(t) for t in TIERS] == [
-        "mistralai/mixtral-8x7b-chat", "gpt-3.5-turbo-1106", "gpt-4-1106-preview"
-    ]
+    assert [cat.default_model(t) for t in TIERS] == ["mistralai/mixtral-8x7b-chat", "gpt-3.5-turbo-1106", "gpt-4-1106-preview"]
     tier1 = [c.model for c in cat.models_in_tier("tier1")]
     assert tier1[0] == "mistralai/mistral-7b-chat" and tier1[-1] == "meta/llama-2-70b-chat"
 
 
 def test_routellm_pair_leaves_tier2_empty() -> None:
     cat = builtin_catalogue("routellm")
-    assert {c.model: c.tier for c in cat.candidates} == {
-        "gpt-4-1106-preview": "tier3",
-        "mistralai/Mixtral-8x7B-Instruct-v0.1": "tier1",
-    }
+    assert {c.model: c.tier for c in cat.candidates} == {"gpt-4-1106-preview": "tier3", "mistralai/Mixtral-8x7B-Instruct-v0.1": "tier1"}
     assert cat.models_in_tier("tier2") == ()
     with pytest.raises(CatalogueError, match=r"tier 'tier2' of catalogue 'routellm' has no candidates; add a"):
         cat.default_model("tier2")
@@ -214,12 +210,14 @@ def test_programmatic_catalogue_is_validated_too() -> None:
 def _without(key: str, index: int | None = None):
     def change(d: dict[str, Any]) -> None:
         del (d if index is None else d["candidates"][index])[key]
+
     return change
 
 
 def _with(key: str, value: Any, index: int | None = None):
     def change(d: dict[str, Any]) -> None:
         (d if index is None else d["candidates"][index])[key] = value
+
     return change
 
 
@@ -239,26 +237,38 @@ CASES = [
     (_with("colour", "red"), r"top-level keys are schema_version, .*; got unknown key 'colour'\. Check its spelling"),
     (_without("model", 1), r"candidates\[1\]: 'model' must be a non-empty string; got nothing \(the key is missing\)"),
     (_without("tier", 1), r"candidates\[1\] \(model 'b'\): 'tier' must be a non-empty string; got nothing"),
-    (_without("input_per_1k", 1),
-     r"candidates\[1\] \(model 'b'\): 'input_per_1k' must be a finite number >= 0 \(USD per 1k input tokens\); "
-     r"got nothing \(the key is missing\)\. Set input_per_1k = <number>\."),
+    (
+        _without("input_per_1k", 1),
+        r"candidates\[1\] \(model 'b'\): 'input_per_1k' must be a finite number >= 0 \(USD per 1k input tokens\); "
+        r"got nothing \(the key is missing\)\. Set input_per_1k = <number>\.",
+    ),
     (_without("output_per_1k", 0), r"candidates\[0\] \(model 'a'\): 'output_per_1k' must be .*USD per 1k output"),
     (_with("input_per_1k", -0.001, 0), r"'input_per_1k' must be a finite number >= 0 .*; got -0\.001 \(float\)"),
     (_with("output_per_1k", "0.002", 0), r"'output_per_1k' must be a finite number >= 0 .*; got '0\.002' \(str\)"),
     (_with("input_per_1k", True, 0), r"'input_per_1k' must be a finite number >= 0 .*; got True \(bool\)"),
     (_with("p95_latency_ms", -5, 0), r"'p95_latency_ms' must be a finite number >= 0 \(milliseconds\); got -5 \(int\)"),
     (_with("p95_latency_ms", "fast", 0), r"'p95_latency_ms' must be .*; got 'fast' \(str\)"),
-    (_with("tier", "tier9", 1),
-     r"candidates\[1\] \(model 'b'\): tier must be one of 'tiers' \(tier1, tier2, tier3\); got 'tier9'\. Fix it"),
-    (_with("model", "a", 1), r"candidates\[1\] \(model 'a'\): model ids must be unique; got a second entry for it "
-                             r"\(the first is candidates\[0\]\)\. Remove or rename"),
-    (lambda d: [c.update(default=True) for c in d["candidates"][:2]],
-     r"candidates\[1\] \(model 'b'\): at most one default = true per tier; got a second default for 'tier1' "
-     r"\(the first is candidates\[0\] 'a'\)\. Keep default = true on one"),
+    (
+        _with("tier", "tier9", 1),
+        r"candidates\[1\] \(model 'b'\): tier must be one of 'tiers' \(tier1, tier2, tier3\); got 'tier9'\. Fix it",
+    ),
+    (
+        _with("model", "a", 1),
+        r"candidates\[1\] \(model 'a'\): model ids must be unique; got a second entry for it "
+        r"\(the first is candidates\[0\]\)\. Remove or rename",
+    ),
+    (
+        lambda d: [c.update(default=True) for c in d["candidates"][:2]],
+        r"candidates\[1\] \(model 'b'\): at most one default = true per tier; got a second default for 'tier1' "
+        r"\(the first is candidates\[0\] 'a'\)\. Keep default = true on one",
+    ),
     (_with("default", "yes", 0), r"candidates\[0\] \(model 'a'\): 'default' must be true or false; got 'yes' \(str\)"),
     (_with("base_url", "", 0), r"'base_url' must be a non-empty string when given; got '' \(str\)"),
-    (_with("input_per_1K", 0.1, 0), r"candidates\[0\] \(model 'a'\): candidate keys are model, .*; "
-                                    r"got unknown key 'input_per_1K'\. Check its spelling"),
+    (
+        _with("input_per_1K", 0.1, 0),
+        r"candidates\[0\] \(model 'a'\): candidate keys are model, .*; "
+        r"got unknown key 'input_per_1K'\. Check its spelling",
+    ),
 ]
 
 

@@ -26,8 +26,9 @@ from tierroute.models.contributions import (  # noqa: E402
 )
 
 
-def booster(n: int = 1500, d: int = 10, leaves: int = 15, rounds: int = 120, seed: int = 0,
-            categorical: bool = True) -> tuple[object, np.ndarray]:
+def booster(
+    n: int = 1500, d: int = 10, leaves: int = 15, rounds: int = 120, seed: int = 0, categorical: bool = True
+) -> tuple[object, np.ndarray]:
     """A binary booster on rows whose last column is a candidate index (0..2; categorical unless
     told) and whose column 4 is often NaN (a missing SLA)."""
     rng = np.random.default_rng(seed)
@@ -36,8 +37,16 @@ def booster(n: int = 1500, d: int = 10, leaves: int = 15, rounds: int = 120, see
     X[rng.random(n) < 0.2, 4] = np.nan
     logit = X[:, 0] - 0.5 * np.nan_to_num(X[:, 4], nan=1.0) + (X[:, -1] == 1) + 0.5 * X[:, 1] * X[:, 2]
     y = (logit + rng.standard_normal(n) > 0.3).astype(int)
-    params = {"objective": "binary", "num_leaves": leaves, "min_data_in_leaf": 5, "learning_rate": 0.1, "verbosity": -1,
-              "seed": seed, "deterministic": True, "num_threads": 1}
+    params = {
+        "objective": "binary",
+        "num_leaves": leaves,
+        "min_data_in_leaf": 5,
+        "learning_rate": 0.1,
+        "verbosity": -1,
+        "seed": seed,
+        "deterministic": True,
+        "num_threads": 1,
+    }
     return lgb.train(params, lgb.Dataset(X, y, categorical_feature=[d - 1] if categorical else "auto"), rounds), X
 
 
@@ -126,8 +135,7 @@ def test_saabas_agrees_with_treeshap_on_the_synthetic_workload() -> None:
     frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
     data = RoutingData.from_frame(frame)
     params = RouterParams(n_estimators=150, n_folds=2, early_stopping_rounds=20, n_threads=1)
-    router = LearnedRouter(LearnedConfig(encoder="none", router=params)).fit(data.subset(np.arange(300)),
-                                                                              builtin_catalogue("article"))
+    router = LearnedRouter(LearnedConfig(encoder="none", router=params)).fit(data.subset(np.arange(300)), builtin_catalogue("article"))
     figures = saabas_agreement(router, list(data.subset(np.arange(300, 400)).requests))
     print("\nSaabas vs TreeSHAP (synthetic workload, pooled): " + json.dumps(figures))
     assert figures["max_sum_error"] < 1e-5 and figures["max_bias_error"] < 1e-9

@@ -41,8 +41,12 @@ class _MeanFamily:
 
     def fit(self, train: np.ndarray, valid: np.ndarray | None, budget: int | None) -> tuple[np.ndarray, int | None]:
         self.calls.append((train, valid, budget))
-        coef = np.array([[np.nanmean(np.where(self.mask[train, j], self.Y[train, j], np.nan)),
-                          np.cov(self.x[train], self.Y[train, j])[0, 1]] for j in range(M)])
+        coef = np.array(
+            [
+                [np.nanmean(np.where(self.mask[train, j], self.Y[train, j], np.nan)), np.cov(self.x[train], self.Y[train, j])[0, 1]]
+                for j in range(M)
+            ]
+        )
         return coef, len(train) % 7 + 1
 
     def raw(self, coef: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -65,8 +69,18 @@ def test_each_fold_fits_on_the_other_folds_and_the_final_on_all(validation: bool
     mask = np.ones_like(Y, bool)
     family = _MeanFamily(x, Y, mask)
     steps: list[int] = []
-    result = crossfit(family.fit, family.raw, Y, mask, strata, n_folds=3, seed=5, calibration="isotonic",
-                      validation=validation, step=lambda n=1: steps.append(n))
+    result = crossfit(
+        family.fit,
+        family.raw,
+        Y,
+        mask,
+        strata,
+        n_folds=3,
+        seed=5,
+        calibration="isotonic",
+        validation=validation,
+        step=lambda n=1: steps.append(n),
+    )
     assert steps == [1] * 4
     folds = stratified_folds(strata, 3, 5)
     np.testing.assert_array_equal(result.folds, folds)
@@ -109,8 +123,7 @@ def test_calibration_is_cross_fitted_and_the_served_map_uses_every_oof_score() -
     result = crossfit(family.fit, family.raw, Y, mask, strata, n_folds=3, seed=0, calibration="isotonic")
     for j in range(M):
         served = Calibrator("isotonic").fit(result.oof_raw[:, j], Y[:, j])
-        np.testing.assert_array_equal(served.transform(result.oof_raw[:, j]),
-                                      result.calibrators[j].transform(result.oof_raw[:, j]))
+        np.testing.assert_array_equal(served.transform(result.oof_raw[:, j]), result.calibrators[j].transform(result.oof_raw[:, j]))
         for k in range(3):
             held, rest = result.folds == k, result.folds != k
             cal = Calibrator("isotonic").fit(result.oof_raw[rest, j], Y[rest, j])
@@ -123,13 +136,11 @@ def test_unknown_outcomes_and_weights_reach_the_calibrators() -> None:
     mask = rng.random(Y.shape) > 0.3
     W = np.where(mask, rng.uniform(0.5, 2.0, Y.shape), np.nan)
     family = _MeanFamily(x, np.where(mask, Y, 0.0), mask)
-    result = crossfit(family.fit, family.raw, np.where(mask, Y, 0.0), mask, strata, n_folds=3, seed=0,
-                      calibration="sigmoid", weight=W)
+    result = crossfit(family.fit, family.raw, np.where(mask, Y, 0.0), mask, strata, n_folds=3, seed=0, calibration="sigmoid", weight=W)
     for j in range(M):
         known = mask[:, j]
         cal = Calibrator("sigmoid").fit(result.oof_raw[known, j], Y[known, j], W[known, j])
-        np.testing.assert_allclose(result.calibrators[j].transform(result.oof_raw[:, j]),
-                                   cal.transform(result.oof_raw[:, j]))
+        np.testing.assert_allclose(result.calibrators[j].transform(result.oof_raw[:, j]), cal.transform(result.oof_raw[:, j]))
     assert np.isfinite(result.oof_proba).all()
 
 
@@ -158,8 +169,7 @@ def test_the_old_private_calibrator_name_still_unpickles() -> None:
     np.testing.assert_array_equal(again.transform(np.linspace(0, 1, 7)), cal.transform(np.linspace(0, 1, 7)))
     # a pickle that names tierroute.models.router._Calibrator (as earlier releases wrote) loads
     # (protocol 0 names the class as plain text lines: "ctierroute.models.crossfit\nCalibrator\n")
-    legacy = pickle.dumps(cal, protocol=0).replace(b"ctierroute.models.crossfit\nCalibrator\n",
-                                                   b"ctierroute.models.router\n_Calibrator\n")
+    legacy = pickle.dumps(cal, protocol=0).replace(b"ctierroute.models.crossfit\nCalibrator\n", b"ctierroute.models.router\n_Calibrator\n")
     assert b"tierroute.models.router\n_Calibrator" in legacy
     assert isinstance(pickle.loads(legacy), Calibrator)
 

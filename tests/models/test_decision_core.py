@@ -15,8 +15,7 @@ NAMES = ("n_tokens", "kw_analyze", "emb_0")
 
 def core(curve: KnobCurve | None = None) -> DecisionCore:
     cal = [Calibration("isotonic", np.array([0.0, 1.0]), np.array([0.1, 0.9])), Calibration("none")]
-    return DecisionCore.build(("cheap", "dear"), NAMES, cal, [0.001, 0.01], [1e-6, 1e-5], [100.0, 900.0],
-                              Policy("lambda", 10.0), curve)
+    return DecisionCore.build(("cheap", "dear"), NAMES, cal, [0.001, 0.01], [1e-6, 1e-5], [100.0, 900.0], Policy("lambda", 10.0), curve)
 
 
 def test_the_token_count_is_read_by_name() -> None:
@@ -52,8 +51,10 @@ def test_sla_feasibility() -> None:
 
 
 def test_calibration_set_equals_each_map_alone() -> None:
-    maps = [Calibration("isotonic", np.array([0.2, 0.5, 0.9]), np.array([0.0, 0.4, 1.0])),
-            Calibration("isotonic", np.array([0.0, 1.0]), np.array([0.3, 0.6]))]
+    maps = [
+        Calibration("isotonic", np.array([0.2, 0.5, 0.9]), np.array([0.0, 0.4, 1.0])),
+        Calibration("isotonic", np.array([0.0, 1.0]), np.array([0.3, 0.6])),
+    ]
     scores = np.random.default_rng(0).uniform(-0.2, 1.2, (50, 2))
     together = CalibrationSet(maps).apply(scores)
     np.testing.assert_allclose(together, np.column_stack([m.apply(scores[:, j]) for j, m in enumerate(maps)]), atol=1e-15)

@@ -29,8 +29,12 @@ NO_DEADLINE = RouterConfig(deadline_ms=None)  # parity must not depend on how bu
 
 
 def tiny(kind: str = "pooled", calibration: str = "isotonic", seed: int = 0, encoder: str = "none") -> LearnedConfig:
-    return LearnedConfig(encoder=encoder, router=RouterParams(kind=kind, calibration=calibration, n_estimators=30, n_folds=2,
-                                                              early_stopping_rounds=10, n_threads=1, seed=seed))
+    return LearnedConfig(
+        encoder=encoder,
+        router=RouterParams(
+            kind=kind, calibration=calibration, n_estimators=30, n_folds=2, early_stopping_rounds=10, n_threads=1, seed=seed
+        ),
+    )
 
 
 def sha256(path: Path) -> str:
@@ -114,9 +118,15 @@ def test_manifest_fields(fit, tmp_path: Path) -> None:  # noqa: ANN001
     assert m["signals"] == router.config.signals.to_dict()
     assert m["encoder"] is None
     n_request = len(router.feature_spec_.names)
-    assert m["model"] == {"kind": "pooled", "files": ["model.onnx"], "input": "input", "output": "probabilities",
-                          "n_request_features": n_request, "trees": "trees.npy",
-                          "candidate_features": np.asarray(router.candidate_features_, dtype=float).tolist()}
+    assert m["model"] == {
+        "kind": "pooled",
+        "files": ["model.onnx"],
+        "input": "input",
+        "output": "probabilities",
+        "n_request_features": n_request,
+        "trees": "trees.npy",
+        "candidate_features": np.asarray(router.candidate_features_, dtype=float).tolist(),
+    }
     assert len(m["calibration"]) == len(router.candidates_) and all(c["method"] == "isotonic" for c in m["calibration"])
     assert m["cost_model"] == {"intercept": router.cost_model_.intercept.tolist(), "slope": router.cost_model_.slope.tolist()}
     assert m["policy"] == router.policy_.to_dict()
@@ -170,8 +180,11 @@ def test_refuses_a_non_empty_folder_and_leaves_it_alone(fit, tmp_path: Path) -> 
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("mine", encoding="utf-8")
-    with pytest.raises(OutputDirError, match=r"^The bundle folder '.*taken' already exists and is not empty; a bundle is "
-                                             r"never written over existing files\. Pass a new --out folder"):
+    with pytest.raises(
+        OutputDirError,
+        match=r"^The bundle folder '.*taken' already exists and is not empty; a bundle is "
+        r"never written over existing files\. Pass a new --out folder",
+    ):
         export_bundle(fit(), out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text(encoding="utf-8") == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no temporary folder left beside it
@@ -209,8 +222,11 @@ class FakeEncoder:
 def test_refuses_a_router_it_cannot_serve(fit, tmp_path: Path) -> None:  # noqa: ANN001
     with_fake = copy.copy(fit())
     with_fake.encoder = FakeEncoder()
-    with pytest.raises(ConfigError, match=r"^Bundles serve the static or the MiniLM-ONNX encoder \(or none\); this router was "
-                                          r"trained with 'fake:2'\. Retrain with --encoder static or --encoder minilm\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^Bundles serve the static or the MiniLM-ONNX encoder \(or none\); this router was "
+        r"trained with 'fake:2'\. Retrain with --encoder static or --encoder minilm\.$",
+    ):
         export_bundle(with_fake, tmp_path / "out")
     with pytest.raises(ConfigError, match=r"^Only a fitted LearnedRouter can be exported; call fit first"):
         export_bundle(LearnedRouter(tiny()), tmp_path / "out")
@@ -251,8 +267,13 @@ def test_static_encoder_export_and_parity(data, static_encoder: StaticEncoder, t
     assert set(manifest["files"]) == {"model.onnx", "trees.npy", *encoder_files}
     for name, digest in manifest["files"].items():
         assert sha256(out / name) == digest
-    assert manifest["encoder"] == {"kind": "static", "id": static_encoder.id, "dims": 8, "tokenizer": "bpe:o200k_base",
-                                   "files": encoder_files}
+    assert manifest["encoder"] == {
+        "kind": "static",
+        "id": static_encoder.id,
+        "dims": 8,
+        "tokenizer": "bpe:o200k_base",
+        "files": encoder_files,
+    }
     assert manifest["feature_spec"]["embedding"] == static_encoder.id and manifest["feature_spec"]["embedding_dims"] == 8
     bundle = load_bundle(out)
     assert bundle.encoder.id == static_encoder.id and bundle.n_features == len(router.feature_spec_.names)
@@ -285,5 +306,4 @@ def test_parity_on_routerbench_test_split(shared_data: Path, tmp_path: Path) -> 
     assert len(train.candidates) == 11 and test.n_requests > 900
     router = LearnedRouter(tiny()).fit(train, builtin_catalogue("routerbench"))
     diff = assert_parity(router, export_bundle(router, tmp_path / "bundle"), test.requests)
-    print(f"\nRouterBench test split: {test.n_requests} requests x {len(train.candidates)} candidates, "
-          f"max |ONNX - LightGBM| = {diff:.3g}")
+    print(f"\nRouterBench test split: {test.n_requests} requests x {len(train.candidates)} candidates, max |ONNX - LightGBM| = {diff:.3g}")

@@ -11,25 +11,22 @@ import pytest
 
 from tierroute.errors import ConfigError
 from tierroute.models.crossfit import stratified_folds
-from tierroute.models.families import (
-    FAMILY_KINDS,
-    SCORER_KINDS,
-    Estimator,
-    estimator_arrays,
-    family_params,
-    load_scorer,
-    make_estimator,
-)
+from tierroute.models.families import FAMILY_KINDS, SCORER_KINDS, Estimator, estimator_arrays, family_params, load_scorer, make_estimator
 from tierroute.models.knn import KNNParams, KNNRouter
 from tierroute.models.lowrank import LowRankParams, LowRankRouter
 from tierroute.models.router import LGBMRouter, RouterParams
 
 N = 200
 CAND = np.array([[0.0], [1.0]])
-SMALL = RouterParams(n_estimators=20, learning_rate=0.1, num_leaves=4, min_child_samples=10, early_stopping_rounds=5,
-                     n_folds=2, n_threads=1, seed=3)
-KW: dict[str, dict[str, object]] = {"pooled": {}, "per_candidate": {}, "knn": {"k": 8, "embedding_start": 1},
-                                    "lowrank": {"rank": 2, "max_epochs": 20, "learning_rate": 0.05, "batch_size": 64}}
+SMALL = RouterParams(
+    n_estimators=20, learning_rate=0.1, num_leaves=4, min_child_samples=10, early_stopping_rounds=5, n_folds=2, n_threads=1, seed=3
+)
+KW: dict[str, dict[str, object]] = {
+    "pooled": {},
+    "per_candidate": {},
+    "knn": {"k": 8, "embedding_start": 1},
+    "lowrank": {"rank": 2, "max_epochs": 20, "learning_rate": 0.05, "batch_size": 64},
+}
 
 
 @lru_cache(maxsize=None)
@@ -55,10 +52,15 @@ def _fitted(kind: str) -> Estimator:
     return _fit(kind)
 
 
-@pytest.mark.parametrize(("kind", "cls", "params_cls"), [("pooled", LGBMRouter, RouterParams),
-                                                         ("per_candidate", LGBMRouter, RouterParams),
-                                                         ("knn", KNNRouter, KNNParams),
-                                                         ("lowrank", LowRankRouter, LowRankParams)])
+@pytest.mark.parametrize(
+    ("kind", "cls", "params_cls"),
+    [
+        ("pooled", LGBMRouter, RouterParams),
+        ("per_candidate", LGBMRouter, RouterParams),
+        ("knn", KNNRouter, KNNParams),
+        ("lowrank", LowRankRouter, LowRankParams),
+    ],
+)
 def test_make_estimator_builds_each_family_with_the_shared_fold_settings(kind: str, cls: type, params_cls: type) -> None:
     est = make_estimator(kind, SMALL)
     assert type(est) is cls
@@ -78,7 +80,8 @@ def test_overrides_and_own_params() -> None:
     assert make_estimator("knn", SMALL).embedding_start is None  # type: ignore[attr-defined]
     assert make_estimator("lowrank", SMALL, rank=4).params == LowRankParams(rank=4, n_folds=2, seed=3)
     assert family_params("knn", LowRankParams(n_folds=7, calibration="sigmoid", seed=1)) == KNNParams(
-        n_folds=7, calibration="sigmoid", seed=1)
+        n_folds=7, calibration="sigmoid", seed=1
+    )
 
 
 def test_registry_errors() -> None:
@@ -89,11 +92,11 @@ def test_registry_errors() -> None:
         make_estimator("knn", SMALL, rank=3)
     with pytest.raises(ConfigError, match=re.escape("family_params got ['embedding_start'] for kind 'lowrank'")):
         make_estimator("lowrank", SMALL, embedding_start=3)
-    with pytest.raises(ConfigError, match=re.escape("The 'k' parameter of KNNParams must be an int in the range [1, inf). "
-                                                    "Got 0 instead.")):
+    with pytest.raises(ConfigError, match=re.escape("The 'k' parameter of KNNParams must be an int in the range [1, inf). Got 0 instead.")):
         make_estimator("knn", SMALL, k=0)
-    with pytest.raises(ConfigError, match=re.escape("The 'kind' parameter of load_scorer must be one of ('knn', 'lowrank'). "
-                                                    "Got 'pooled' instead.")):
+    with pytest.raises(
+        ConfigError, match=re.escape("The 'kind' parameter of load_scorer must be one of ('knn', 'lowrank'). Got 'pooled' instead.")
+    ):
         load_scorer("pooled", {}, {})
     with pytest.raises(ConfigError, match=re.escape("estimator_arrays got a str")):
         estimator_arrays("knn")

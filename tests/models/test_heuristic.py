@@ -21,14 +21,7 @@ from tierroute.errors import ConfigError
 from tierroute.features.keywords import REASONING_KEYWORDS, reasoning_depth
 from tierroute.features.signals import SignalConfig
 from tierroute.features.tokens import BpeTokenCounter
-from tierroute.models.heuristic import (
-    NODES,
-    TIERS,
-    HeuristicBatch,
-    HeuristicDecision,
-    HeuristicParams,
-    HeuristicTree,
-)
+from tierroute.models.heuristic import NODES, TIERS, HeuristicBatch, HeuristicDecision, HeuristicParams, HeuristicTree
 from tierroute.request import Request
 
 TOKEN_GRID = (0, 499, 500, 1000, 1001, 3000, 3001)
@@ -167,8 +160,7 @@ def test_rule2_depth_boundary_3_4(tree):
 
 
 @pytest.mark.parametrize(
-    ("sla", "sensitive"),
-    [(0, True), (150, True), (199, True), (199.999, True), (200, False), (200.0, False), (5000, False), (None, False)],
+    ("sla", "sensitive"), [(0, True), (150, True), (199, True), (199.999, True), (200, False), (200.0, False), (5000, False), (None, False)]
 )
 def test_sla_boundary(tree, sla, sensitive):
     d = tree.route(Request("Classify this.", latency_sla_ms=sla))
@@ -180,10 +172,22 @@ def test_sla_boundary(tree, sla, sensitive):
 @pytest.mark.parametrize(
     ("tokens", "hits", "depth"),
     [
-        (0, 0, 1), (1000, 0, 1), (1001, 0, 2), (3000, 0, 2), (3001, 0, 3),
-        (1000, 1, 2), (1001, 1, 3), (3000, 1, 3), (3001, 1, 4),
-        (1000, 2, 3), (1001, 2, 4), (3000, 2, 4), (3001, 2, 5),
-        (3001, 3, 5), (3001, 9, 5), (10, 9, 3),
+        (0, 0, 1),
+        (1000, 0, 1),
+        (1001, 0, 2),
+        (3000, 0, 2),
+        (3001, 0, 3),
+        (1000, 1, 2),
+        (1001, 1, 3),
+        (3000, 1, 3),
+        (3001, 1, 4),
+        (1000, 2, 3),
+        (1001, 2, 4),
+        (3000, 2, 4),
+        (3001, 2, 5),
+        (3001, 3, 5),
+        (3001, 9, 5),
+        (10, 9, 3),
     ],
 )
 def test_reasoning_depth_token_boundaries(tokens, hits, depth):
@@ -216,10 +220,7 @@ def test_real_prompts_at_exact_token_counts(tree, n, structured, tier, depth):
     assert d.tier == tier
 
 
-@pytest.mark.parametrize(
-    ("n", "depth", "tier"),
-    [(1000, 3, "tier2"), (1001, 4, "tier3"), (3000, 4, "tier3"), (3001, 5, "tier3")],
-)
+@pytest.mark.parametrize(("n", "depth", "tier"), [(1000, 3, "tier2"), (1001, 4, "tier3"), (3000, 4, "tier3"), (3001, 5, "tier3")])
 def test_real_prompts_with_two_keywords_cross_depth_thresholds(tree, n, depth, tier):
     prompt = prompt_with_tokens(n, "Analyze and compare:")
     d = tree.route(Request(prompt))
@@ -251,9 +252,7 @@ KEYWORD_HEADS = ("Note:", "Please analyze:", "Analyze and compare:", "Analyze, c
 
 def real_requests() -> list[Request]:
     out = []
-    for n, head, schema, sla in itertools.product(
-        (499, 500, 1000, 1001, 3000, 3001), KEYWORD_HEADS, (None, SCHEMA), (None, 150, 199, 200)
-    ):
+    for n, head, schema, sla in itertools.product((499, 500, 1000, 1001, 3000, 3001), KEYWORD_HEADS, (None, SCHEMA), (None, 150, 199, 200)):
         out.append(Request(prompt_with_tokens(n, head), output_schema=schema, latency_sla_ms=sla))
     return out
 
@@ -299,14 +298,14 @@ def test_route_never_looks_inside_schema(tree):
 @pytest.mark.parametrize(
     ("prompt", "depth"),
     [
-        ("The results were evaluated.", 2),          # substring: "evaluated" counts for "evaluate"
-        ("Please re-analyze this.", 2),              # "re-analyze" for "analyze"
-        ("ANALYZE this", 2),                         # case-insensitive
-        ("Explain Why it failed", 2),                # multi-word keyword, any case
-        ("analyze analyze analyze analyze", 2),      # presence, not occurrences
+        ("The results were evaluated.", 2),  # substring: "evaluated" counts for "evaluate"
+        ("Please re-analyze this.", 2),  # "re-analyze" for "analyze"
+        ("ANALYZE this", 2),  # case-insensitive
+        ("Explain Why it failed", 2),  # multi-word keyword, any case
+        ("analyze analyze analyze analyze", 2),  # presence, not occurrences
         ("Analyze and compare.", 3),
         ("Analyze, compare, debug, critique, evaluate it step by step.", 3),  # +2 cap
-        ("explainwhy stepbystep", 1),                # multi-word keywords need their spaces
+        ("explainwhy stepbystep", 1),  # multi-word keywords need their spaces
         ("Summarize this.", 1),
     ],
 )
@@ -365,7 +364,7 @@ def test_custom_tree_params_change_decisions():
     tree = HeuristicTree(HeuristicParams(token_limit=100, tier1_max_depth=1, tier2_max_depth=2))
     assert tree.decide(99, True, 1, False).tier == "tier1"
     assert tree.decide(100, True, 1, False).tier == "tier2"
-    assert tree.decide(10, True, 2, False).tier == "tier2"   # depth 2 > tier1_max_depth 1
+    assert tree.decide(10, True, 2, False).tier == "tier2"  # depth 2 > tier1_max_depth 1
     assert tree.decide(10, False, 3, False).tier == "tier3"  # depth 3 > tier2_max_depth 2
     b = tree.decide_batch([99, 100, 10, 10], [True, True, True, False], [1, 1, 2, 3], [False] * 4)
     assert b.tiers == ["tier1", "tier2", "tier2", "tier3"]
@@ -376,8 +375,7 @@ def test_custom_tree_params_change_decisions():
 
 def test_custom_signal_config_changes_decisions():
     cfg = SignalConfig(
-        keywords=("foo",), latency_sensitive_ms=50, long_prompt_tokens=10, very_long_prompt_tokens=20,
-        keyword_cap=1, max_depth=3,
+        keywords=("foo",), latency_sensitive_ms=50, long_prompt_tokens=10, very_long_prompt_tokens=20, keyword_cap=1, max_depth=3
     )
     tree = HeuristicTree(signals=cfg)
     # the article's keywords no longer count; "foo" does
@@ -405,14 +403,26 @@ def test_custom_signal_config_in_route_batch_matches_route():
     ("kwargs", "message"),
     [
         ({"token_limit": 0}, r"The 'token_limit' parameter of HeuristicParams must be an int in the range \[1, inf\)\. Got 0 instead\."),
-        ({"token_limit": True}, r"The 'token_limit' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
-                                r"Got True instead\."),
-        ({"token_limit": 500.0}, r"The 'token_limit' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
-                                 r"Got 500\.0 instead\."),
-        ({"tier1_max_depth": 0}, r"The 'tier1_max_depth' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
-                                 r"Got 0 instead\."),
-        ({"tier2_max_depth": "3"}, r"The 'tier2_max_depth' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
-                                   r"Got '3' instead\."),
+        (
+            {"token_limit": True},
+            r"The 'token_limit' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
+            r"Got True instead\.",
+        ),
+        (
+            {"token_limit": 500.0},
+            r"The 'token_limit' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
+            r"Got 500\.0 instead\.",
+        ),
+        (
+            {"tier1_max_depth": 0},
+            r"The 'tier1_max_depth' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
+            r"Got 0 instead\.",
+        ),
+        (
+            {"tier2_max_depth": "3"},
+            r"The 'tier2_max_depth' parameter of HeuristicParams must be an int in the range \[1, inf\)\. "
+            r"Got '3' instead\.",
+        ),
     ],
 )
 def test_invalid_heuristic_params(kwargs, message):
@@ -424,15 +434,27 @@ def test_invalid_heuristic_params(kwargs, message):
     ("kwargs", "message"),
     [
         ({"keyword_cap": -1}, r"The 'keyword_cap' parameter of SignalConfig must be an int in the range \[0, inf\)\. Got -1 instead\."),
-        ({"long_prompt_tokens": -1}, r"The 'long_prompt_tokens' parameter of SignalConfig "
-                                     r"must be an int in the range \[0, inf\)\. Got -1 instead\."),
-        ({"very_long_prompt_tokens": 999}, r"The 'very_long_prompt_tokens' parameter of SignalConfig "
-                                           r"must be an int in the range \[1000, inf\)\. Got 999 instead\."),
+        (
+            {"long_prompt_tokens": -1},
+            r"The 'long_prompt_tokens' parameter of SignalConfig "
+            r"must be an int in the range \[0, inf\)\. Got -1 instead\.",
+        ),
+        (
+            {"very_long_prompt_tokens": 999},
+            r"The 'very_long_prompt_tokens' parameter of SignalConfig "
+            r"must be an int in the range \[1000, inf\)\. Got 999 instead\.",
+        ),
         ({"max_depth": 0}, r"The 'max_depth' parameter of SignalConfig must be an int in the range \[1, inf\)\. Got 0 instead\."),
-        ({"latency_sensitive_ms": -1}, r"The 'latency_sensitive_ms' parameter of SignalConfig "
-                                       r"must be a finite number in the range \[0, inf\)\. Got -1 instead\."),
-        ({"latency_sensitive_ms": float("nan")}, r"The 'latency_sensitive_ms' parameter of SignalConfig "
-                                                 r"must be a finite number in the range \[0, inf\)\. Got nan instead\."),
+        (
+            {"latency_sensitive_ms": -1},
+            r"The 'latency_sensitive_ms' parameter of SignalConfig "
+            r"must be a finite number in the range \[0, inf\)\. Got -1 instead\.",
+        ),
+        (
+            {"latency_sensitive_ms": float("nan")},
+            r"The 'latency_sensitive_ms' parameter of SignalConfig "
+            r"must be a finite number in the range \[0, inf\)\. Got nan instead\.",
+        ),
     ],
 )
 def test_invalid_signal_config(kwargs, message):
@@ -470,9 +492,7 @@ def test_reason_names_rule_and_failing_condition(tree, signals, reason):
 
 def test_reason_uses_custom_thresholds():
     tree = HeuristicTree(HeuristicParams(token_limit=100, tier1_max_depth=1, tier2_max_depth=2))
-    assert tree.decide(100, True, 1, False).reason == (
-        "rule2: not rule1 (100 tokens >= 100); depth 1 <= 2, not latency-sensitive"
-    )
+    assert tree.decide(100, True, 1, False).reason == ("rule2: not rule1 (100 tokens >= 100); depth 1 <= 2, not latency-sensitive")
     assert tree.decide(5, True, 3, False).reason == "rule3: not rule1 (depth 3 > 1); not rule2 (depth 3 > 2)"
 
 

@@ -37,8 +37,7 @@ def _fit(params: KNNParams | None = None, start: int | None = START, **kw: objec
     X, Y, strata = _data()
     mask = kw.pop("mask", np.ones_like(Y, bool))
     Y = kw.pop("Y", Y)
-    return KNNRouter(params or KNNParams(k=10, n_folds=3), embedding_start=start).fit(
-        X, Y, mask, CAND, strata, **kw)  # type: ignore[arg-type]
+    return KNNRouter(params or KNNParams(k=10, n_folds=3), embedding_start=start).fit(X, Y, mask, CAND, strata, **kw)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=None)
@@ -46,8 +45,9 @@ def _fitted(start: int | None = START) -> KNNRouter:
     return _fit(start=start)
 
 
-def _brute(router_params: KNNParams, X: np.ndarray, Y: np.ndarray, W: np.ndarray, train: np.ndarray,
-           query: np.ndarray, start: int) -> np.ndarray:
+def _brute(
+    router_params: KNNParams, X: np.ndarray, Y: np.ndarray, W: np.ndarray, train: np.ndarray, query: np.ndarray, start: int
+) -> np.ndarray:
     """The module docstring's formula, one loop at a time."""
     E = X[train, start:].astype(np.float64)
     center = E.mean(axis=0)
@@ -89,8 +89,7 @@ def test_scores_follow_the_formula() -> None:
     params = KNNParams(k=7, prior=2.0, n_folds=3, calibration="none")
     router = _fit(params)
     W = np.ones_like(Y)
-    np.testing.assert_allclose(router.predict_raw(X[:15]), _brute(params, X, Y, W, np.arange(N), np.arange(15), START),
-                               atol=1e-6)
+    np.testing.assert_allclose(router.predict_raw(X[:15]), _brute(params, X, Y, W, np.arange(N), np.arange(15), START), atol=1e-6)
     folds = stratified_folds(strata, 3, params.seed)
     held = np.flatnonzero(folds == 1)[:10]
     rest = np.flatnonzero(folds != 1)
@@ -119,7 +118,7 @@ def test_a_rows_own_outcome_never_feeds_its_oof_score() -> None:
         flipped[i] = 1 - flipped[i]
         other = _fit(Y=flipped)
         np.testing.assert_array_equal(other.oof_raw_[i], base.oof_raw_[i])
-        assert not np.array_equal(other.predict_raw(X[i:i + 1]), base.predict_raw(X[i:i + 1]))
+        assert not np.array_equal(other.predict_raw(X[i : i + 1]), base.predict_raw(X[i : i + 1]))
 
 
 @pytest.mark.parametrize("same_fold", [True, False])
@@ -136,7 +135,8 @@ def test_a_planted_duplicate_is_seen_only_from_another_fold(same_fold: bool) -> 
     Y[:, 1][np.arange(N) != i] *= 0  # candidate 1 is wrong everywhere else...
     Y[twin, 1] = 1.0  # ...but on the twin
     router = KNNRouter(KNNParams(k=1, prior=1.0, n_folds=3, calibration="none"), embedding_start=START).fit(
-        X, Y, np.ones_like(Y, bool), CAND, strata)
+        X, Y, np.ones_like(Y, bool), CAND, strata
+    )
     prior = Y[folds != folds[i], 1].mean()
     if same_fold:
         assert router.oof_raw_[i, 1] < 0.05  # its nearest other-fold neighbour is wrong
@@ -183,8 +183,7 @@ def test_weights() -> None:
     params = KNNParams(k=7, prior=2.0, n_folds=3, calibration="none")
     W = np.where(Y > 0, 3.0, 1.0)
     heavy = _fit(params, sample_weight=W)
-    np.testing.assert_allclose(heavy.predict_raw(X[:10]), _brute(params, X, Y, W, np.arange(N), np.arange(10), START),
-                               atol=1e-6)
+    np.testing.assert_allclose(heavy.predict_raw(X[:10]), _brute(params, X, Y, W, np.arange(N), np.arange(10), START), atol=1e-6)
     assert heavy.oof_proba_[:, 1].mean() > plain.oof_proba_[:, 1].mean() + 0.1
 
 
@@ -200,13 +199,12 @@ def test_scorer_from_plain_arrays_matches_predict_raw(start: int | None, tmp_pat
     for name, value in arrays.items():
         np.save(tmp_path / f"{name}.npy", value)
     (tmp_path / "params.json").write_text(json.dumps(params))
-    loaded = KNNScorer({name: np.load(tmp_path / f"{name}.npy") for name in KNN_ARRAYS},
-                       json.loads((tmp_path / "params.json").read_text()))
+    loaded = KNNScorer({name: np.load(tmp_path / f"{name}.npy") for name in KNN_ARRAYS}, json.loads((tmp_path / "params.json").read_text()))
     expected = router.predict_raw(X)
     got = loaded(X.astype(np.float32))
     assert got.dtype == np.float64 and got.shape == (N, 2)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
-    one_by_one = np.vstack([loaded(X[i:i + 1]) for i in range(0, N, 17)])
+    one_by_one = np.vstack([loaded(X[i : i + 1]) for i in range(0, N, 17)])
     np.testing.assert_allclose(one_by_one, expected[::17], rtol=0, atol=1e-6)
     assert arrays["keys"].dtype == np.float32
 
@@ -245,8 +243,10 @@ def test_steps_and_trainer_ignored() -> None:
         ({"prior": -1.0}, "The 'prior' parameter of KNNParams must be a finite number in the range [0, inf). Got -1.0 instead."),
         ({"kind": "pooled"}, "The 'kind' parameter of KNNParams must be one of ('knn',). Got 'pooled' instead."),
         ({"n_folds": 1}, "The 'n_folds' parameter of KNNParams must be an int in the range [2, inf). Got 1 instead."),
-        ({"calibration": "platt"},
-         "The 'calibration' parameter of KNNParams must be one of ('isotonic', 'sigmoid', 'none'). Got 'platt' instead."),
+        (
+            {"calibration": "platt"},
+            "The 'calibration' parameter of KNNParams must be one of ('isotonic', 'sigmoid', 'none'). Got 'platt' instead.",
+        ),
         ({"seed": -2}, "The 'seed' parameter of KNNParams must be an int in the range [0, inf). Got -2 instead."),
     ],
 )
@@ -265,8 +265,9 @@ def test_fit_and_predict_errors() -> None:
         KNNRouter().fit(X[:-1], Y, np.ones_like(Y, bool), CAND)
     with pytest.raises(ConfigError, match=re.escape("KNNRouter has embedding_start=8 but X has 8 columns")):
         KNNRouter(embedding_start=8).fit(X, Y, np.ones_like(Y, bool), CAND)
-    with pytest.raises(ConfigError, match=re.escape("The 'embedding_start' parameter of KNNRouter must be an int in the "
-                                                    "range [0, inf). Got -1 instead.")):
+    with pytest.raises(
+        ConfigError, match=re.escape("The 'embedding_start' parameter of KNNRouter must be an int in the range [0, inf). Got -1 instead.")
+    ):
         KNNRouter(embedding_start=-1)
     with pytest.raises(ConfigError, match=re.escape("KNNRouter.fit got sample_weight of shape (240,)")):
         KNNRouter().fit(X, Y, np.ones_like(Y, bool), CAND, sample_weight=np.ones(N))
@@ -303,7 +304,8 @@ def test_repeated_prompts_pool_into_one_neighbour() -> None:
     mask[:N, 0] = True
     mask[N:, 1] = True
     twice = KNNRouter(KNNParams(k=10, n_folds=3), embedding_start=START).fit(
-        X2, np.where(mask, Y2, np.nan), mask, CAND, np.concatenate([strata, strata]))
+        X2, np.where(mask, Y2, np.nan), mask, CAND, np.concatenate([strata, strata])
+    )
     once = _fitted()
     arrays = knn_arrays(twice)[0]
     assert len(arrays["keys"]) == N

@@ -12,15 +12,7 @@ import numpy as np
 import pytest
 
 from tierroute.errors import ConfigError
-from tierroute.models.lowrank import (
-    LOWRANK_ARRAYS,
-    LowRankParams,
-    LowRankRouter,
-    LowRankScorer,
-    _gradients,
-    _sigmoid,
-    lowrank_arrays,
-)
+from tierroute.models.lowrank import LOWRANK_ARRAYS, LowRankParams, LowRankRouter, LowRankScorer, _gradients, _sigmoid, lowrank_arrays
 
 N = 240
 CAND = np.array([[0.0], [1.0]])
@@ -39,8 +31,7 @@ def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _params(**kw: object) -> LowRankParams:
-    base: dict[str, object] = {"rank": 3, "max_epochs": 60, "batch_size": 64, "learning_rate": 0.03, "patience": 5,
-                               "n_folds": 2}
+    base: dict[str, object] = {"rank": 3, "max_epochs": 60, "batch_size": 64, "learning_rate": 0.03, "patience": 5, "n_folds": 2}
     base.update(kw)
     return LowRankParams(**base)  # type: ignore[arg-type]
 
@@ -85,7 +76,7 @@ def test_gradients_match_finite_differences() -> None:
     def loss(W: np.ndarray, V: np.ndarray, b: np.ndarray) -> float:
         p = _sigmoid((Z @ W.T) @ V.T + b)
         nll = -(w * (y * np.log(p) + (1 - y) * np.log(1 - p))).sum() / w.sum()
-        return float(nll + l2 / 2 * ((W ** 2).sum() + (V ** 2).sum()))
+        return float(nll + l2 / 2 * ((W**2).sum() + (V**2).sum()))
 
     grads = _gradients(Z, y, w, W, V, b, l2)
     params = [W, V, b]
@@ -152,8 +143,9 @@ def test_scorer_from_plain_arrays_matches_predict_raw(tmp_path: Path) -> None:
     for name, value in arrays.items():
         np.save(tmp_path / f"{name}.npy", value)
     (tmp_path / "params.json").write_text(json.dumps(params))
-    loaded = LowRankScorer({name: np.load(tmp_path / f"{name}.npy") for name in LOWRANK_ARRAYS},
-                           json.loads((tmp_path / "params.json").read_text()))
+    loaded = LowRankScorer(
+        {name: np.load(tmp_path / f"{name}.npy") for name in LOWRANK_ARRAYS}, json.loads((tmp_path / "params.json").read_text())
+    )
     got = loaded(X.astype(np.float32))
     assert got.dtype == np.float64 and got.shape == (N, 2)
     np.testing.assert_allclose(got, router.predict_raw(X), rtol=0, atol=1e-6)
@@ -182,8 +174,10 @@ def test_steps_and_trainer_ignored() -> None:
         ({"rank": 0}, "The 'rank' parameter of LowRankParams must be an int in the range [1, inf). Got 0 instead."),
         ({"max_epochs": 0}, "The 'max_epochs' parameter of LowRankParams must be an int in the range [1, inf). Got 0 instead."),
         ({"batch_size": 1.5}, "The 'batch_size' parameter of LowRankParams must be an int in the range [1, inf). Got 1.5 instead."),
-        ({"learning_rate": 0.0},
-         "The 'learning_rate' parameter of LowRankParams must be a finite number in the range [1e-06, 1]. Got 0.0 instead."),
+        (
+            {"learning_rate": 0.0},
+            "The 'learning_rate' parameter of LowRankParams must be a finite number in the range [1e-06, 1]. Got 0.0 instead.",
+        ),
         ({"l2": -1.0}, "The 'l2' parameter of LowRankParams must be a finite number in the range [0, inf). Got -1.0 instead."),
         ({"patience": 0}, "The 'patience' parameter of LowRankParams must be an int in the range [1, inf). Got 0 instead."),
         ({"kind": "knn"}, "The 'kind' parameter of LowRankParams must be one of ('lowrank',). Got 'knn' instead."),

@@ -16,14 +16,17 @@ def curve(best: float = 0.90, heuristic: float = 0.80, default: str = "match-bes
     return KnobCurve(tuple(CurvePoint(*p) for p in POINTS), best, heuristic, target, default, 0.25)
 
 
-@pytest.mark.parametrize(("objective", "knob", "reached"), [
-    ("match-best", 1.0, True),
-    ("match-heuristic", 3.0, True),
-    ("max-accuracy", 0.5, True),          # the cheapest of the two most accurate points
-    ("budget=0.3", 2.0, True),
-    ("budget=0.25", 3.0, True),
-    ("budget=0.05", 5.0, False),          # nothing that cheap: the cheapest point, said so
-])
+@pytest.mark.parametrize(
+    ("objective", "knob", "reached"),
+    [
+        ("match-best", 1.0, True),
+        ("match-heuristic", 3.0, True),
+        ("max-accuracy", 0.5, True),  # the cheapest of the two most accurate points
+        ("budget=0.3", 2.0, True),
+        ("budget=0.25", 3.0, True),
+        ("budget=0.05", 5.0, False),  # nothing that cheap: the cheapest point, said so
+    ],
+)
 def test_each_objective_lands_where_it_says(objective: str, knob: float, reached: bool) -> None:
     point = curve().pick(objective)
     assert (point.knob, point.reached) == (knob, reached)
@@ -33,8 +36,7 @@ def test_each_objective_lands_where_it_says(objective: str, knob: float, reached
 def test_an_unreachable_target_takes_the_most_accurate_point_and_says_so() -> None:
     point = curve(best=0.95).pick("match-best")
     assert (point.knob, point.reached) == (0.5, False)
-    assert point.note == ("the best single candidate's accuracy (0.9500) is not reached out of fold; took the most "
-                          "accurate point (0.9200)")
+    assert point.note == ("the best single candidate's accuracy (0.9500) is not reached out of fold; took the most accurate point (0.9200)")
 
 
 def test_match_best_never_falls_below_the_trees_accuracy() -> None:
@@ -61,8 +63,11 @@ def test_the_curve_round_trips_and_refuses_damage() -> None:
 
 @pytest.mark.parametrize("bad", ["cheap", "budget=", "budget=-1", "budget=nan", 3, None])
 def test_objectives_are_checked(bad: object) -> None:
-    with pytest.raises(ConfigError, match=r"^The objective must be one of \('match-best', 'match-heuristic', "
-                                          r"'max-accuracy'\) or 'budget=USD_PER_QUERY'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The objective must be one of \('match-best', 'match-heuristic', "
+        r"'max-accuracy'\) or 'budget=USD_PER_QUERY'",
+    ):
         check_objective(bad)
 
 

@@ -127,8 +127,7 @@ SHARE_C = np.tile([3.0, 1.0, 2.0], (3, 1))
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
-    [(-1.0, [0, 0, 0]), (0.0, [0, 0, 2]), (0.1, [0, 1, 2]), (0.31, [1, 1, 2]), (0.5, [1, 1, 2])],
+    ("value", "expected"), [(-1.0, [0, 0, 0]), (0.0, [0, 0, 2]), (0.1, [0, 1, 2]), (0.31, [1, 1, 2]), (0.5, [1, 1, 2])]
 )
 def test_share_gain_threshold(value: float, expected: list[int]) -> None:
     np.testing.assert_array_equal(choose(Policy("share", value), SHARE_P, SHARE_C), expected)
@@ -181,14 +180,7 @@ def _mean_cost(picks: np.ndarray, cost: np.ndarray) -> float:
     return float(cost[np.arange(len(picks)), picks].mean())
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "threshold",
-        "lambda",
-        "share",
-    ],
-)
+@pytest.mark.parametrize("kind", ["threshold", "lambda", "share"])
 def test_sweep_starts_at_the_cheapest_end(kind: str) -> None:
     proba, cost = _monotone()
     points = sweep(kind, proba, cost, n_points=11)
@@ -282,8 +274,9 @@ def test_share_frontier_is_fixed_by_the_policy_not_the_batch() -> None:
     assert choose(Policy("share", -1.0, frontier=1), proba, cost).tolist() == [1, 1]
 
 
-@pytest.mark.parametrize("kind,values", [("threshold", (0.0, 0.5, 0.7, 1.0)), ("lambda", (0.0, 0.5, 10.0)),
-                                         ("share", (-1.0, 0.0, 0.1, 0.5))])
+@pytest.mark.parametrize(
+    "kind,values", [("threshold", (0.0, 0.5, 0.7, 1.0)), ("lambda", (0.0, 0.5, 10.0)), ("share", (-1.0, 0.0, 0.1, 0.5))]
+)
 def test_choose_row_equals_choose_on_every_row(kind: str, values: tuple[float, ...]) -> None:
     from tierroute.models.policy import choose_row
 
@@ -293,15 +286,18 @@ def test_choose_row_equals_choose_on_every_row(kind: str, values: tuple[float, .
         cost = rng.choice([0.1, 1.0, 2.0], size=(300, m))
         feasible = rng.random((300, m)) < 0.6  # some rows with nothing feasible
         for value in values:
-            for frontier in ((None, 0, m - 1) if kind == "share" else (None,)):
+            for frontier in (None, 0, m - 1) if kind == "share" else (None,):
                 policy = Policy(kind, value, frontier)
                 for fz in (None, feasible):
                     expected = choose(policy, proba, cost, fz) if kind != "share" or frontier is not None else None
                     for i in range(len(proba)):
                         row_f = None if fz is None else fz[i].tolist()
                         got = choose_row(policy, proba[i].tolist(), cost[i].tolist(), row_f)
-                        want = expected[i] if expected is not None else choose(policy, proba[i:i + 1], cost[i:i + 1],
-                                                                                 None if fz is None else fz[i:i + 1])[0]
+                        want = (
+                            expected[i]
+                            if expected is not None
+                            else choose(policy, proba[i : i + 1], cost[i : i + 1], None if fz is None else fz[i : i + 1])[0]
+                        )
                         assert got == want, (kind, value, frontier, i)
 
 

@@ -187,23 +187,17 @@ def test_fit_shape_mismatch() -> None:
         ({"kind": "x"}, "The 'kind' parameter of RouterParams must be one of ('pooled', 'per_candidate'). Got 'x' instead."),
         (
             {"calibration": "platt"},
-            "The 'calibration' parameter of RouterParams must be one of ('isotonic', 'sigmoid', 'none'). "
-            "Got 'platt' instead.",
+            "The 'calibration' parameter of RouterParams must be one of ('isotonic', 'sigmoid', 'none'). Got 'platt' instead.",
         ),
         ({"n_folds": 1}, "The 'n_folds' parameter of RouterParams must be an int in the range [2, inf). Got 1 instead."),
-        (
-            {"n_estimators": 2.0},
-            "The 'n_estimators' parameter of RouterParams must be an int in the range [1, inf). Got 2.0 instead.",
-        ),
+        ({"n_estimators": 2.0}, "The 'n_estimators' parameter of RouterParams must be an int in the range [1, inf). Got 2.0 instead."),
         (
             {"learning_rate": 0.0},
-            "The 'learning_rate' parameter of RouterParams must be a finite number in the range [1e-06, 1]. "
-            "Got 0.0 instead.",
+            "The 'learning_rate' parameter of RouterParams must be a finite number in the range [1e-06, 1]. Got 0.0 instead.",
         ),
         (
             {"feature_fraction": 1.5},
-            "The 'feature_fraction' parameter of RouterParams must be a finite number in the range [0, 1]. "
-            "Got 1.5 instead.",
+            "The 'feature_fraction' parameter of RouterParams must be a finite number in the range [0, 1]. Got 1.5 instead.",
         ),
         ({"seed": -1}, "The 'seed' parameter of RouterParams must be an int in the range [0, inf). Got -1 instead."),
         ({"n_threads": True}, "The 'n_threads' parameter of RouterParams must be an int in the range [1, inf). Got True instead."),
@@ -319,8 +313,10 @@ def test_bad_sample_weights_are_refused(bad: str) -> None:
     W = np.ones((N, 3)) if bad == "shape" else np.ones_like(Y)
     if bad != "shape":
         W[5, 1] = {"nan": np.nan, "inf": np.inf, "negative": -0.5}[bad]
-    message = (f"LGBMRouter.fit got sample_weight of shape {W.shape}; expected finite weights >= 0 of shape (300, 2) "
-               "(one per request and candidate).")
+    message = (
+        f"LGBMRouter.fit got sample_weight of shape {W.shape}; expected finite weights >= 0 of shape (300, 2) "
+        "(one per request and candidate)."
+    )
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         LGBMRouter(_params()).fit(X, Y, np.ones_like(Y, bool), CAND, strata, sample_weight=W)
     with pytest.raises(ConfigError, match=r"^LGBMRouter\.fit got sample_weight of shape \(300,\)"):

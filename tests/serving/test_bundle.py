@@ -127,8 +127,12 @@ def test_folder_without_manifest(tmp_path: Path) -> None:
 
 def test_manifest_not_json(bundle: Path) -> None:
     (bundle / "manifest.json").write_text('{"kind": "tierroute.router_bundle",', encoding="utf-8")
-    refused(bundle, "bundle_unreadable", r"The manifest\.json of {p} cannot be read \(Expecting .*\)\. "
-                                         r"The bundle is damaged: re-export it\.$")
+    refused(
+        bundle,
+        "bundle_unreadable",
+        r"The manifest\.json of {p} cannot be read \(Expecting .*\)\. "
+        r"The bundle is damaged: re-export it\.$",
+    )
 
 
 def test_manifest_not_utf8(bundle: Path) -> None:
@@ -138,8 +142,12 @@ def test_manifest_not_utf8(bundle: Path) -> None:
 
 def test_wrong_kind(bundle: Path) -> None:
     edit_manifest(bundle, lambda m: m.update(kind="tierroute.learned_router"))
-    refused(bundle, "bundle_unreadable", r"{p}/manifest\.json has kind 'tierroute\.learned_router' \(str\); expected "
-                                         r"'tierroute\.router_bundle'\. Pass the folder `tierroute export` wrote\.$")
+    refused(
+        bundle,
+        "bundle_unreadable",
+        r"{p}/manifest\.json has kind 'tierroute\.learned_router' \(str\); expected "
+        r"'tierroute\.router_bundle'\. Pass the folder `tierroute export` wrote\.$",
+    )
 
 
 def test_manifest_that_is_not_an_object(bundle: Path) -> None:
@@ -150,8 +158,12 @@ def test_manifest_that_is_not_an_object(bundle: Path) -> None:
 @pytest.mark.parametrize("version", [2, 0, "1", None])
 def test_unknown_schema_version(bundle: Path, version: object) -> None:
     edit_manifest(bundle, lambda m: m.update(schema_version=version))
-    refused(bundle, "unknown_schema_version", rf"Bundle {{p}} has schema version {re.escape(repr(version))} "
-                                              rf"\({type(version).__name__}\); this tierroute serves version 1\. Re-export it")
+    refused(
+        bundle,
+        "unknown_schema_version",
+        rf"Bundle {{p}} has schema version {re.escape(repr(version))} "
+        rf"\({type(version).__name__}\); this tierroute serves version 1\. Re-export it",
+    )
 
 
 # -- the files ------------------------------------------------------------------------------------
@@ -162,15 +174,23 @@ def test_a_byte_flipped_in_the_model(bundle: Path) -> None:
     data[len(data) // 2] ^= 0x01
     (bundle / "model.onnx").write_bytes(bytes(data))
     expected = manifest_of(bundle)["files"]["model.onnx"]
-    refused(bundle, "checksum_mismatch", rf"'model\.onnx' in bundle {{p}} has sha256 [0-9a-f]{{12}}\.\.\., the manifest "
-                                         rf"expects {expected[:12]}\.\.\.: the file changed after export\. Re-export the bundle\.$")
+    refused(
+        bundle,
+        "checksum_mismatch",
+        rf"'model\.onnx' in bundle {{p}} has sha256 [0-9a-f]{{12}}\.\.\., the manifest "
+        rf"expects {expected[:12]}\.\.\.: the file changed after export\. Re-export the bundle\.$",
+    )
 
 
 @pytest.mark.parametrize("name", ["model.onnx", "static_ids.npy", "static_table.npy", "static.json"])
 def test_a_listed_file_deleted(bundle: Path, name: str) -> None:
     (bundle / name).unlink()
-    refused(bundle, "checksum_mismatch", rf"Bundle {{p}} lists {re.escape(repr(name))} but it is missing\. Copy the whole "
-                                         r"bundle folder, or re-export it\.$")
+    refused(
+        bundle,
+        "checksum_mismatch",
+        rf"Bundle {{p}} lists {re.escape(repr(name))} but it is missing\. Copy the whole "
+        r"bundle folder, or re-export it\.$",
+    )
 
 
 def test_a_listed_name_outside_the_folder(bundle: Path, tmp_path: Path) -> None:
@@ -192,13 +212,19 @@ def test_checksums_can_be_skipped(bundle: Path) -> None:
     assert load_bundle(bundle, verify=False).kind == "pooled"
 
 
-@pytest.mark.parametrize("key,value", [("policy", {"kind": "lambda", "value": 99.0, "frontier": None}),
-                                       ("cost_model", {"intercept": [0, 0, 0], "slope": [0, 0, 0]})])
+@pytest.mark.parametrize(
+    "key,value",
+    [("policy", {"kind": "lambda", "value": 99.0, "frontier": None}), ("cost_model", {"intercept": [0, 0, 0], "slope": [0, 0, 0]})],
+)
 def test_a_hand_edited_manifest_is_caught_by_its_digest(bundle: Path, key: str, value: object) -> None:
     before = manifest_of(bundle)["bundle_id"]
     edit_manifest(bundle, lambda m: m.update({key: value}), restamp=False)
-    refused(bundle, "checksum_mismatch", rf"The manifest\.json of bundle {{p}} changed after export: its content digest is "
-                                         rf"[0-9a-f]{{16}}, its bundle_id says '{before}' \(str\)\. Re-export the bundle")
+    refused(
+        bundle,
+        "checksum_mismatch",
+        rf"The manifest\.json of bundle {{p}} changed after export: its content digest is "
+        rf"[0-9a-f]{{16}}, its bundle_id says '{before}' \(str\)\. Re-export the bundle",
+    )
 
 
 def test_provenance_fields_may_change_without_changing_the_bundle(bundle: Path) -> None:
@@ -208,8 +234,12 @@ def test_provenance_fields_may_change_without_changing_the_bundle(bundle: Path) 
 
 def test_no_files_listed(bundle: Path) -> None:
     edit_manifest(bundle, lambda m: m.pop("files"), rehash=False)
-    refused(bundle, "bundle_invalid", r"The manifest of bundle {p} has 'files' = None \(NoneType\); expected it from "
-                                      r"`tierroute export`\.")
+    refused(
+        bundle,
+        "bundle_invalid",
+        r"The manifest of bundle {p} has 'files' = None \(NoneType\); expected it from "
+        r"`tierroute export`\.",
+    )
 
 
 # -- what the manifest says -----------------------------------------------------------------------
@@ -217,8 +247,12 @@ def test_no_files_listed(bundle: Path) -> None:
 
 def test_signals_config_edited(bundle: Path) -> None:
     edit_manifest(bundle, lambda m: m["signals"].update(long_prompt_tokens=1500))
-    refused(bundle, "feature_spec_mismatch", r"Bundle {p} cannot be served: Feature spec mismatch on 'signals': the model was trained with "
-                                             r".*'long_prompt_tokens': 1000.*, this runtime builds .*'long_prompt_tokens': 1500")
+    refused(
+        bundle,
+        "feature_spec_mismatch",
+        r"Bundle {p} cannot be served: Feature spec mismatch on 'signals': the model was trained with "
+        r".*'long_prompt_tokens': 1000.*, this runtime builds .*'long_prompt_tokens': 1500",
+    )
 
 
 def test_encoder_table_of_another_model(bundle: Path) -> None:
@@ -226,8 +260,12 @@ def test_encoder_table_of_another_model(bundle: Path) -> None:
     table = np.load(bundle / "static_table.npy")
     np.save(bundle / "static_table.npy", np.ascontiguousarray(table[:, ::-1]))
     edit_manifest(bundle, lambda m: None)
-    refused(bundle, "feature_spec_mismatch", r"Bundle {p} cannot be served: Feature spec mismatch on 'embedding': the model was "
-                                             r"trained with 'tiny:4:")
+    refused(
+        bundle,
+        "feature_spec_mismatch",
+        r"Bundle {p} cannot be served: Feature spec mismatch on 'embedding': the model was "
+        r"trained with 'tiny:4:",
+    )
 
 
 def test_unknown_signal_field(bundle: Path) -> None:
@@ -247,35 +285,67 @@ def test_a_model_of_the_wrong_width(bundle: Path, exported: dict[str, Path]) -> 
     edit_manifest(bundle, lambda m: None)
     b = load_bundle(exported["pooled"])
     d = len(b.extractor.feature_names)
-    refused(bundle, "feature_spec_mismatch", rf"'model\.onnx' in bundle {{p}} takes input shape \[None, {d}\]; the FeatureSpec "
-                                             rf"builds {d + 4 + 1 + 3} columns\. Re-export the bundle\.$")
+    refused(
+        bundle,
+        "feature_spec_mismatch",
+        rf"'model\.onnx' in bundle {{p}} takes input shape \[None, {d}\]; the FeatureSpec "
+        rf"builds {d + 4 + 1 + 3} columns\. Re-export the bundle\.$",
+    )
 
 
 def test_calibration_list_of_the_wrong_length(bundle: Path) -> None:
     edit_manifest(bundle, lambda m: m["calibration"].pop())
-    refused(bundle, "bundle_invalid", r"Bundle {p} does not fit together: 3 candidates, model kind 'pooled' with 1 file\(s\), "
-                                      r"candidate features of shape \(3, 3\), 2 calibrations, policy frontier None\. Re-export it\.$")
+    refused(
+        bundle,
+        "bundle_invalid",
+        r"Bundle {p} does not fit together: 3 candidates, model kind 'pooled' with 1 file\(s\), "
+        r"candidate features of shape \(3, 3\), 2 calibrations, policy frontier None\. Re-export it\.$",
+    )
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda m: m["model"].update(kind="forest"), r"Bundle {p} does not fit together: 3 candidates, model kind 'forest'"),
-    (lambda m: m["cost_model"]["slope"].pop(), r"Bundle {p} does not fit together: 3 candidates"),
-    (lambda m: m["model"]["candidate_features"].pop(), r"Bundle {p} does not fit together: 3 candidates, model kind 'pooled' with "
-                                                       r"1 file\(s\), candidate features of shape \(2, 3\)"),
-    (lambda m: m["calibration"].__setitem__(0, {"method": "platt"}),
-     r"bundle {p_raw} calibration\[0\]: expected a calibration with method isotonic \(x, y\), sigmoid \(a, b\) or none; got "
-     r"\{'method': 'platt'\} \(dict\)\. Re-export the bundle\.$"),
-    (lambda m: m["calibration"].__setitem__(1, {"method": "isotonic", "x": [0.1, 0.2], "y": [0.5]}),
-     r"bundle {p_raw} calibration\[1\]: isotonic knots must be two equal-length finite lists; got x \[0\.1, 0\.2\] \(list\), "
-     r"y \[0\.5\] \(list\)\. Re-export the bundle\.$"),
-    (lambda m: m["calibration"].__setitem__(2, {"method": "sigmoid", "a": "1", "b": 0}),
-     r"bundle {p_raw} calibration\[2\]: expected a calibration with method isotonic"),
-    (lambda m: m["catalogue"].update(candidates=[c for c in m["catalogue"]["candidates"] if c["model"] != "gpt-4o"]),
-     r"Bundle {p}: candidates \['gpt-4o'\] are not in its catalogue\. Re-export it\.$"),
-    (lambda m: m["policy"].update(kind="greedy"), r"Bundle {p} cannot be served: The 'kind' parameter of Policy must be one of "),
-    (lambda m: m.pop("cost_model"), r"The manifest of bundle {p} has 'cost_model' = None \(NoneType\)"),
-], ids=["model-kind", "cost-length", "candidate-rows", "calibration-method", "isotonic-knots", "sigmoid-params",
-        "catalogue", "policy", "no-cost-model"])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda m: m["model"].update(kind="forest"), r"Bundle {p} does not fit together: 3 candidates, model kind 'forest'"),
+        (lambda m: m["cost_model"]["slope"].pop(), r"Bundle {p} does not fit together: 3 candidates"),
+        (
+            lambda m: m["model"]["candidate_features"].pop(),
+            r"Bundle {p} does not fit together: 3 candidates, model kind 'pooled' with "
+            r"1 file\(s\), candidate features of shape \(2, 3\)",
+        ),
+        (
+            lambda m: m["calibration"].__setitem__(0, {"method": "platt"}),
+            r"bundle {p_raw} calibration\[0\]: expected a calibration with method isotonic \(x, y\), sigmoid \(a, b\) or none; got "
+            r"\{'method': 'platt'\} \(dict\)\. Re-export the bundle\.$",
+        ),
+        (
+            lambda m: m["calibration"].__setitem__(1, {"method": "isotonic", "x": [0.1, 0.2], "y": [0.5]}),
+            r"bundle {p_raw} calibration\[1\]: isotonic knots must be two equal-length finite lists; got x \[0\.1, 0\.2\] \(list\), "
+            r"y \[0\.5\] \(list\)\. Re-export the bundle\.$",
+        ),
+        (
+            lambda m: m["calibration"].__setitem__(2, {"method": "sigmoid", "a": "1", "b": 0}),
+            r"bundle {p_raw} calibration\[2\]: expected a calibration with method isotonic",
+        ),
+        (
+            lambda m: m["catalogue"].update(candidates=[c for c in m["catalogue"]["candidates"] if c["model"] != "gpt-4o"]),
+            r"Bundle {p}: candidates \['gpt-4o'\] are not in its catalogue\. Re-export it\.$",
+        ),
+        (lambda m: m["policy"].update(kind="greedy"), r"Bundle {p} cannot be served: The 'kind' parameter of Policy must be one of "),
+        (lambda m: m.pop("cost_model"), r"The manifest of bundle {p} has 'cost_model' = None \(NoneType\)"),
+    ],
+    ids=[
+        "model-kind",
+        "cost-length",
+        "candidate-rows",
+        "calibration-method",
+        "isotonic-knots",
+        "sigmoid-params",
+        "catalogue",
+        "policy",
+        "no-cost-model",
+    ],
+)
 def test_inconsistent_manifest_is_bundle_invalid(bundle: Path, change: Callable[[dict[str, Any]], None], message: str) -> None:
     edit_manifest(bundle, change)
     message = message.replace("{p_raw}", re.escape(str(bundle)))
@@ -297,8 +367,11 @@ def test_calibration_maps() -> None:
     assert np.isfinite(shifted.apply(np.array([0.0, 1.0]))).all()  # the ends are clipped, never inf
     none = Calibration.from_dict({"method": "none"}, "t")
     np.testing.assert_array_equal(none.apply(scores), scores)
-    with pytest.raises(BundleError, match=r"^where: expected a calibration with method isotonic \(x, y\), sigmoid \(a, b\) or none; "
-                                          r"got None \(NoneType\)\.") as info:
+    with pytest.raises(
+        BundleError,
+        match=r"^where: expected a calibration with method isotonic \(x, y\), sigmoid \(a, b\) or none; "
+        r"got None \(NoneType\)\.",
+    ) as info:
         Calibration.from_dict(None, "where")
     assert info.value.code == "bundle_invalid"
     with pytest.raises(BundleError, match=r"^where: isotonic knots must be two equal-length finite lists"):
@@ -311,8 +384,12 @@ def test_a_model_file_outside_the_checksums_is_refused(bundle: Path, name: str) 
 
     _shutil.copy(bundle / "model.onnx", bundle / "unlisted.onnx")
     edit_manifest(bundle, lambda m: m["model"].update(files=[name]))
-    refused(bundle, "bundle_invalid", r"Bundle {p} names " + re.escape(repr(name)) + r" as a model or encoder file; expected a "
-                                      r"plain file name inside the bundle that manifest 'files' lists")
+    refused(
+        bundle,
+        "bundle_invalid",
+        r"Bundle {p} names " + re.escape(repr(name)) + r" as a model or encoder file; expected a "
+        r"plain file name inside the bundle that manifest 'files' lists",
+    )
 
 
 def test_malformed_fields_behind_a_valid_digest_fall_back_instead_of_crashing(bundle: Path) -> None:

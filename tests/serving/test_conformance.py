@@ -14,13 +14,7 @@ import pytest
 
 from tierroute.cli import main
 from tierroute.errors import ConfigError
-from tierroute.serving.conformance import (
-    CONFORMANCE_FILE,
-    check_conformance,
-    compare_record,
-    read_conformance,
-    write_conformance,
-)
+from tierroute.serving.conformance import CONFORMANCE_FILE, check_conformance, compare_record, read_conformance, write_conformance
 from tierroute.serving.conformance_requests import MALFORMED_REQUESTS, conformance_requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,11 +43,12 @@ def make_bundles(root: Path) -> dict[str, Path]:
     ids = np.asarray(StaticEncoder.vocabulary([r.prompt for r in data.requests]), dtype=np.int64)
     encoder = StaticEncoder(ids, np.random.default_rng(1).standard_normal((len(ids), 8)).astype(np.float32), name="tiny")
     out = {}
-    for name, kind, enc, policy, calibration in (("pooled", "pooled", encoder, "lambda", "isotonic"),
-                                                 ("per_candidate", "per_candidate", None, "threshold", "sigmoid"),
-                                                 ("share", "pooled", None, "share", "isotonic")):
-        params = RouterParams(kind=kind, n_estimators=20, n_folds=2, early_stopping_rounds=10, n_threads=1,
-                              calibration=calibration)
+    for name, kind, enc, policy, calibration in (
+        ("pooled", "pooled", encoder, "lambda", "isotonic"),
+        ("per_candidate", "per_candidate", None, "threshold", "sigmoid"),
+        ("share", "pooled", None, "share", "isotonic"),
+    ):
+        params = RouterParams(kind=kind, n_estimators=20, n_folds=2, early_stopping_rounds=10, n_threads=1, calibration=calibration)
         config = LearnedConfig(encoder="static" if enc is not None else "none", router=params, policy=policy)
         router = LearnedRouter(config, encoder=enc).fit(data, builtin_catalogue("article"))
         out[name] = export_bundle(router, root / name)
@@ -79,7 +74,7 @@ def test_the_requests_cover_the_edges() -> None:
     prompts = [r.get("prompt") for r in requests]
     assert "" in prompts and any(p and "\u3002" in p for p in prompts) and any(p and "\U0001f389" in p for p in prompts)
     assert any("messages" in r for r in requests) and any("objective" in r for r in requests)
-    assert requests[-len(MALFORMED_REQUESTS):][0]["id"] == "bad0"
+    assert requests[-len(MALFORMED_REQUESTS) :][0]["id"] == "bad0"
 
 
 @pytest.mark.parametrize("kind", ["pooled", "per_candidate", "share", "lowrank", "knn"])
@@ -93,8 +88,7 @@ def test_vectors_are_written_and_the_python_runtime_passes_them(bundles: dict[st
     assert max(r["tokens"] for r in learned) > 3000 and min(r["tokens"] for r in learned) == 0
     assert len([r for r in records if "error" in r]) == len(MALFORMED_REQUESTS)
     first = learned[0]
-    assert set(first) == {"i", "request", "tokens", "signals", "features", "raw", "probabilities", "expected_cost", "feasible",
-                          "decision"}
+    assert set(first) == {"i", "request", "tokens", "signals", "features", "raw", "probabilities", "expected_cost", "feasible", "decision"}
     assert len(first["features"]) == len(manifest["feature_spec"]["names"])
     report = check_conformance(bundles[kind])
     assert report.ok, report.summary()
@@ -113,8 +107,11 @@ def test_a_corrupted_vector_is_detected_and_reported(bundles: dict[str, Path], t
     path.write_text("\n".join(lines), encoding="utf-8")
     report = check_conformance(bundle)
     assert not report.ok
-    assert [(m["i"], m["field"]) for m in report.mismatches] == [(record["i"], "tokens"), (record["i"], "features"),
-                                                                 (record["i"], "decision.probabilities")]
+    assert [(m["i"], m["field"]) for m in report.mismatches] == [
+        (record["i"], "tokens"),
+        (record["i"], "features"),
+        (record["i"], "decision.probabilities"),
+    ]
     assert report.summary().startswith(f"conformance: 3 mismatch(es) in {report.records} records of {path}")
     assert f"  record {record['i']}: tokens: expected {record['tokens']}, got {record['tokens'] - 1}" in report.summary()
     assert main(["conformance", str(bundle)]) == 5
@@ -125,7 +122,8 @@ def test_a_corrupted_vector_is_detected_and_reported(bundles: dict[str, Path], t
 
 def test_compare_record_reports_an_error_the_runtime_did_not_raise() -> None:
     assert compare_record({"i": 3, "error": "Malformed output_schema: ..."}, {"i": 3, "decision": {"tier": "tier1"}}) == [
-        {"i": 3, "field": "error", "expected": "Malformed output_schema: ...", "got": {"tier": "tier1"}}]
+        {"i": 3, "field": "error", "expected": "Malformed output_schema: ...", "got": {"tier": "tier1"}}
+    ]
     assert compare_record({"i": 3, "error": "a"}, {"i": 3, "error": "b"}) == []  # the wording is each runtime's own
 
 
@@ -176,8 +174,7 @@ def test_tierroute_export_writes_the_vectors(tmp_path: Path, capsys: Any) -> Non
     frame = pd.DataFrame(list(generate(SyntheticConfig(120, seed=3))))
     frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
     params = RouterParams(kind="per_candidate", n_estimators=10, n_folds=2, early_stopping_rounds=5, n_threads=1)
-    router = LearnedRouter(LearnedConfig(encoder="none", router=params)).fit(RoutingData.from_frame(frame),
-                                                                              builtin_catalogue("article"))
+    router = LearnedRouter(LearnedConfig(encoder="none", router=params)).fit(RoutingData.from_frame(frame), builtin_catalogue("article"))
     model = save_router(router, tmp_path / "model")
     assert main(["export", str(model), "--out", str(tmp_path / "bundle")]) == 0
     capsys.readouterr()

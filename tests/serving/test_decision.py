@@ -68,9 +68,21 @@ def test_to_dict(policy):
     d = policy.route(TIER_REQUESTS["tier1"])
     out = d.to_dict()
     assert list(out) == [
-        "schema_version", "tier", "model", "source", "reason", "node",
-        "probabilities", "expected_cost_usd", "elapsed_ms", "signals", "fallback", "bundle_id",
-        "propensity", "explored", "objective",
+        "schema_version",
+        "tier",
+        "model",
+        "source",
+        "reason",
+        "node",
+        "probabilities",
+        "expected_cost_usd",
+        "elapsed_ms",
+        "signals",
+        "fallback",
+        "bundle_id",
+        "propensity",
+        "explored",
+        "objective",
     ]
     assert out["fallback"] is None and out["bundle_id"] is None  # the heuristic was asked for: no fallback
     assert out["schema_version"] == DECISION_SCHEMA_VERSION == 1
@@ -124,10 +136,7 @@ def test_custom_tree():
     assert policy.route(TIER_REQUESTS["tier1"]).tier == "tier2"
 
 
-@pytest.mark.parametrize(
-    "bad",
-    ["just text", {}, {"prompt": 5}, {"prompt": "x", "latency_sla_ms": -1}, {"prompt": "x", "bogus": 1}],
-)
+@pytest.mark.parametrize("bad", ["just text", {}, {"prompt": 5}, {"prompt": "x", "latency_sla_ms": -1}, {"prompt": "x", "bogus": 1}])
 def test_malformed_request_raises_request_error(policy, bad):
     with pytest.raises(RequestError):
         policy.route(bad)

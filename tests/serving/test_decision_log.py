@@ -159,11 +159,12 @@ def test_the_route_command_appends_to_a_decision_log(bundle: Path, tmp_path: Pat
     requests.write_text(json.dumps({**REQUEST, "id": "x"}) + "\n" + json.dumps({"prompt": "hi"}) + "\n", encoding="utf-8")
     log = tmp_path / "route.jsonl"
     assert main(["route", "--bundle", str(bundle), "--input", str(requests), "--decision-log", str(log)], out=io.StringIO()) == 0
-    assert [json.loads(line)["request_id"] for line in log.read_text(encoding="utf-8").splitlines()] [:1] == ["x"]
+    assert [json.loads(line)["request_id"] for line in log.read_text(encoding="utf-8").splitlines()][:1] == ["x"]
     assert re.fullmatch(r"[0-9a-f]{32}", json.loads(log.read_text(encoding="utf-8").splitlines()[1])["request_id"])
     assert main(["route", "--prompt", "hi", "--decision-log", str(log)], out=io.StringIO()) == 1
     assert capsys.readouterr().err.strip() == (
-        "error: --decision-log needs --bundle (the heuristic policy alone logs nothing to learn from).")
+        "error: --decision-log needs --bundle (the heuristic policy alone logs nothing to learn from)."
+    )
 
 
 def test_a_closed_log_drops_lines_but_never_fails_a_decision(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -179,6 +180,7 @@ def test_a_closed_log_drops_lines_but_never_fails_a_decision(tmp_path: Path, cap
 
 
 # -- issue 13: torn tails and exact drop counts --------------------------------------------------
+
 
 def test_a_torn_last_line_is_moved_aside_so_the_next_decision_starts_a_line(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
@@ -205,8 +207,9 @@ def test_a_whole_last_line_without_its_newline_is_kept(tmp_path: Path) -> None:
     assert not (tmp_path / "d.jsonl.torn").exists()
 
 
-def test_dropped_counts_exactly_the_lines_that_did_not_reach_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_dropped_counts_exactly_the_lines_that_did_not_reach_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     import errno
     import os
 
@@ -244,8 +247,11 @@ def test_a_fifo_is_refused_as_a_decision_log(tmp_path: Path) -> None:
     import os
 
     os.mkfifo(tmp_path / "pipe.jsonl")
-    with pytest.raises(ConfigError, match=r"^Cannot open the decision log .*pipe\.jsonl' for appending \(No such device "
-                                          r"or address\)\. Pass a writable file path\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^Cannot open the decision log .*pipe\.jsonl' for appending \(No such device "
+        r"or address\)\. Pass a writable file path\.$",
+    ):
         DecisionLog(tmp_path / "pipe.jsonl")  # no reader: refused at once, never blocking
 
 
@@ -264,8 +270,7 @@ def test_privacy_mode_logs_the_feature_vector_and_its_spec_instead_of_text(bundl
 
     request = parse_request({"prompt": "Pull the order id from: #88231", "output_schema": {"order_id": "string"}})
     b = router.bundle
-    expected = feature_matrix([b.extractor.signals(request).as_vector()],
-                              None if b.encoder is None else b.encoder.encode([request.prompt]))
+    expected = feature_matrix([b.extractor.signals(request).as_vector()], None if b.encoder is None else b.encoder.encode([request.prompt]))
     logged = np.array([np.nan if v is None else v for v in row["features"]], dtype=np.float32)
     assert np.allclose(logged, expected[0], equal_nan=True) and None in row["features"]  # no SLA: null, not NaN
     assert len(row["features"]) == len(b.manifest["feature_spec"]["names"])

@@ -56,12 +56,16 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     lgbm = {"n_estimators": 30, "n_folds": 2, "early_stopping_rounds": 10, "n_threads": 1}
     ids = np.asarray(StaticEncoder.vocabulary([r.prompt for r in train.requests]), dtype=np.int64)
     static = StaticEncoder(ids, np.random.default_rng(0).standard_normal((len(ids), 8)).astype(np.float32), name="tiny")
-    configs = {"pooled": (LearnedConfig(encoder="none", router=RouterParams(**lgbm)), None),
-               "per_candidate": (LearnedConfig(encoder="static", router=RouterParams(kind="per_candidate", **lgbm)), static),
-               "knn": (LearnedConfig(encoder="none", router=KNNParams(k=10, n_folds=2)), None),
-               "lowrank": (LearnedConfig(encoder="none", router=LowRankParams(rank=4, max_epochs=20, n_folds=2)), None)}
-    return {name: export_bundle(LearnedRouter(config, encoder=encoder).fit(train, builtin_catalogue("article")), root / name)
-            for name, (config, encoder) in configs.items()}
+    configs = {
+        "pooled": (LearnedConfig(encoder="none", router=RouterParams(**lgbm)), None),
+        "per_candidate": (LearnedConfig(encoder="static", router=RouterParams(kind="per_candidate", **lgbm)), static),
+        "knn": (LearnedConfig(encoder="none", router=KNNParams(k=10, n_folds=2)), None),
+        "lowrank": (LearnedConfig(encoder="none", router=LowRankParams(rank=4, max_epochs=20, n_folds=2)), None),
+    }
+    return {
+        name: export_bundle(LearnedRouter(config, encoder=encoder).fit(train, builtin_catalogue("article")), root / name)
+        for name, (config, encoder) in configs.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +122,7 @@ def test_the_embedding_reads_as_one_prompt_content_group(bundles: dict[str, Path
     router = Router.load(bundles["per_candidate"], NO_DEADLINE, strict=True)
     (groups, _), why_not = router.explainer.get()
     assert why_not is None and CONTENT_GROUP in groups and not any(g.startswith("emb_") for g in groups)
-    seen = {c["feature"] for r in REQUESTS for e in router.route(r, explain=True).explanation["candidates"]
-            for c in e["contributions"]}
+    seen = {c["feature"] for r in REQUESTS for e in router.route(r, explain=True).explanation["candidates"] for c in e["contributions"]}
     assert CONTENT_GROUP in seen  # random 8-dim vectors: the trees split on them
 
 
@@ -149,8 +152,10 @@ def test_a_bundle_from_before_the_tree_table_says_re_export(tmp_path: Path) -> N
 
 
 def test_fallback_decisions_carry_only_the_tree_path(bundles: dict[str, Path]) -> None:
-    for router, code in ((Router.load(None), "no_bundle"),
-                         (Router.load(bundles["pooled"], RouterConfig(deadline_ms=None, max_prompt_chars=10)), "prompt_too_large")):
+    for router, code in (
+        (Router.load(None), "no_bundle"),
+        (Router.load(bundles["pooled"], RouterConfig(deadline_ms=None, max_prompt_chars=10)), "prompt_too_large"),
+    ):
         decision = router.route(REQUESTS[1], explain=True)
         e = decision.explanation
         assert decision.source == "heuristic" and decision.fallback == code

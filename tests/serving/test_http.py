@@ -47,8 +47,7 @@ def _fit_and_export(seed: int, out: Path) -> Path:
     from tierroute.pipelines.data.dataset import RoutingData
     from tierroute.pipelines.data.synthetic import SyntheticConfig, generate
 
-    tiny = LearnedConfig(encoder="none", router=RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10,
-                                                             n_threads=1))
+    tiny = LearnedConfig(encoder="none", router=RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10, n_threads=1))
     frame = pd.DataFrame(list(generate(SyntheticConfig(300, seed=seed))))
     frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
     data = RoutingData.from_frame(frame)
@@ -109,6 +108,7 @@ def _error(response: httpx.Response, status: int) -> dict:
 
 # -- POST /v1/route ------------------------------------------------------------------------------
 
+
 def test_route_returns_a_learned_decision_and_echoes_the_id(router_a: Router) -> None:
     client = _client(router_a)
     response = client.post("/v1/route", json={"id": "req-7", "prompt": "Summarize this ticket.", "latency_sla_ms": 5000})
@@ -142,10 +142,12 @@ def test_the_objective_field_picks_the_operating_point_per_call(router_a: Router
     default = client.post("/v1/route", json={"prompt": prompts[0]}).json()
     assert default["objective"] == "match-best"  # the bundle's own
     bad = _error(client.post("/v1/route", json={"prompt": "x", "objective": "cheapest"}), 422)
-    assert bad["message"].startswith("The request's objective must be one of ('match-best', 'match-heuristic', "
-                                     "'max-accuracy') or 'budget=USD_PER_QUERY'")
-    mixed = client.post("/v1/route/batch", json={"requests": [{"prompt": "a", "objective": "max-accuracy"},
-                                                              {"prompt": "b", "objective": "match-best"}]})
+    assert bad["message"].startswith(
+        "The request's objective must be one of ('match-best', 'match-heuristic', 'max-accuracy') or 'budget=USD_PER_QUERY'"
+    )
+    mixed = client.post(
+        "/v1/route/batch", json={"requests": [{"prompt": "a", "objective": "max-accuracy"}, {"prompt": "b", "objective": "match-best"}]}
+    )
     assert _error(mixed, 422)["message"].startswith("The requests name different objectives ['match-best', 'max-accuracy']")
     rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     assert [r["objective"] for r in rows] == ["max-accuracy"] * 6 + ["budget=0.0001"] * 6 + ["match-best"]
@@ -153,8 +155,9 @@ def test_the_objective_field_picks_the_operating_point_per_call(router_a: Router
 
 def test_route_without_an_id_gives_null_and_messages_work(router_a: Router) -> None:
     client = _client(router_a)
-    response = client.post("/v1/route", json={"messages": [{"role": "system", "content": "Be brief."},
-                                                           {"role": "user", "content": "Summarize this ticket."}]})
+    response = client.post(
+        "/v1/route", json={"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Summarize this ticket."}]}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["id"] is None
@@ -164,14 +167,17 @@ def test_route_without_an_id_gives_null_and_messages_work(router_a: Router) -> N
     assert body["probabilities"] == pytest.approx(expected.probabilities)
 
 
-@pytest.mark.parametrize(("payload", "start"), [
-    ({"id": "x1"}, "The request has no 'prompt' (and no 'messages'). Send the text you would send to the model."),
-    ({"id": "x1", "prompt": 42}, "'prompt' must be a string; got "),
-    ({"id": "x1", "prompt": "hi", "latency_sla_ms": -5}, "'latency_sla_ms' must be >= 0; got -5."),
-    ({"id": "x1", "prompt": "hi", "latency_sla_ms": "fast"}, "'latency_sla_ms' must be a finite number of milliseconds or null"),
-    ({"id": "x1", "messages": []}, "'messages' must be a non-empty list of {'role', 'content'} objects"),
-    ({"id": "x1", "prompt": "hi", "temperature": 0}, "Unknown request field(s) ['temperature']"),
-])
+@pytest.mark.parametrize(
+    ("payload", "start"),
+    [
+        ({"id": "x1"}, "The request has no 'prompt' (and no 'messages'). Send the text you would send to the model."),
+        ({"id": "x1", "prompt": 42}, "'prompt' must be a string; got "),
+        ({"id": "x1", "prompt": "hi", "latency_sla_ms": -5}, "'latency_sla_ms' must be >= 0; got -5."),
+        ({"id": "x1", "prompt": "hi", "latency_sla_ms": "fast"}, "'latency_sla_ms' must be a finite number of milliseconds or null"),
+        ({"id": "x1", "messages": []}, "'messages' must be a non-empty list of {'role', 'content'} objects"),
+        ({"id": "x1", "prompt": "hi", "temperature": 0}, "Unknown request field(s) ['temperature']"),
+    ],
+)
 def test_malformed_requests_are_422_with_the_request_error_wording(router_a: Router, payload: dict, start: str) -> None:
     response = _client(router_a).post("/v1/route", json=payload)
     error = _error(response, 422)
@@ -198,8 +204,9 @@ def test_a_body_over_the_cap_is_413_by_its_content_length(router_a: Router) -> N
     client = _client(router_a, max_body_bytes=1000)
     body = json.dumps({"prompt": "x" * 2000}).encode()
     error = _error(client.post("/v1/route", content=body, headers={"content-type": "application/json"}), 413)
-    assert error["message"] == (f"The body is {len(body):,} bytes; this service accepts at most 1,000. "
-                                "Send a shorter prompt or raise --max-body.")
+    assert error["message"] == (
+        f"The body is {len(body):,} bytes; this service accepts at most 1,000. Send a shorter prompt or raise --max-body."
+    )
     # at the cap exactly it is accepted
     fits = json.dumps({"prompt": "x" * (1000 - len('{"prompt": ""}'))}).encode()
     assert len(fits) == 1000
@@ -225,8 +232,13 @@ def test_bearer_token_is_required_everywhere_but_healthz(router_a: Router) -> No
     client = _client(router_a, token=TOKEN)
     request = {"prompt": "Summarize this ticket."}
     wording = "Missing or wrong bearer token. Send 'Authorization: Bearer <token>'."
-    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {TOKEN}"},
-                    {"authorization": TOKEN}, {"authorization": f"Bearer {TOKEN}x"}):
+    for headers in (
+        {},
+        {"authorization": "Bearer wrong"},
+        {"authorization": f"Basic {TOKEN}"},
+        {"authorization": TOKEN},
+        {"authorization": f"Bearer {TOKEN}x"},
+    ):
         assert _error(client.post("/v1/route", json=request, headers=headers), 401)["message"] == wording
         assert _error(client.post("/v1/route/batch", json={"requests": [request]}, headers=headers), 401)
         assert _error(client.get("/readyz", headers=headers), 401)
@@ -256,6 +268,7 @@ def test_service_config_rejects_an_empty_token() -> None:
 
 
 # -- POST /v1/route/batch ------------------------------------------------------------------------
+
 
 def test_batch_returns_decisions_in_order_with_ids(router_a: Router, tree_router: Router) -> None:
     items = [{"id": f"r{i}", **r} for i, r in enumerate(TIER_REQUESTS)] + [{"prompt": "no id here"}]
@@ -312,6 +325,7 @@ def test_a_big_batch_is_decided_on_the_threadpool(router_a: Router) -> None:
 
 # -- GET /readyz ---------------------------------------------------------------------------------
 
+
 def test_readyz_with_a_bundle(bundles: dict[str, Path]) -> None:
     client = _client(bundle=str(bundles["a"]))
     for query in ("", "?learned=1", "?learned=true"):
@@ -354,6 +368,7 @@ def test_without_a_bundle_the_configured_catalogue_serves_the_tree(tmp_path: Pat
 
 # -- GET /metrics --------------------------------------------------------------------------------
 
+
 def test_metrics_count_decisions_fallbacks_latency_and_errors(router_a: Router, tree_router: Router) -> None:
     client = _client(router_a)
     before = _metrics(client)
@@ -379,8 +394,7 @@ def test_metrics_count_decisions_fallbacks_latency_and_errors(router_a: Router, 
     assert values[("tierroute_client_errors_total", (("status", "422"),))] == 2
     assert values[("tierroute_client_errors_total", (("status", "400"),))] == 1
     assert sum(v for (name, _), v in values.items() if name == "tierroute_fallbacks_total") == 0
-    buckets = [v for (name, labels), v in values.items() if name == "tierroute_decision_seconds_bucket"
-               and dict(labels)["le"] == "+Inf"]
+    buckets = [v for (name, labels), v in values.items() if name == "tierroute_decision_seconds_bucket" and dict(labels)["le"] == "+Inf"]
     assert buckets == [6]
 
     # a fallback decision counts its reason
@@ -390,8 +404,7 @@ def test_metrics_count_decisions_fallbacks_latency_and_errors(router_a: Router, 
     assert decision["source"] == "heuristic" and decision["fallback"] == "prompt_too_large"
     values = _metrics(fallback)
     assert values[("tierroute_fallbacks_total", (("reason", "prompt_too_large"),))] == 1
-    assert values[("tierroute_decisions_total", (("model", decision["model"]), ("source", "heuristic"),
-                                                  ("tier", decision["tier"])))] == 1
+    assert values[("tierroute_decisions_total", (("model", decision["model"]), ("source", "heuristic"), ("tier", decision["tier"])))] == 1
 
 
 def test_each_app_has_its_own_metrics(router_a: Router) -> None:
@@ -402,6 +415,7 @@ def test_each_app_has_its_own_metrics(router_a: Router) -> None:
 
 
 # -- POST /admin/reload --------------------------------------------------------------------------
+
 
 def test_reload_switches_the_bundle(bundles: dict[str, Path]) -> None:
     client = _client(bundle=str(bundles["a"]), authed=True)
@@ -494,8 +508,9 @@ def test_in_flight_requests_finish_on_the_router_they_started_with(bundles: dict
 def test_without_a_token_only_the_configured_bundle_may_be_reloaded(bundles: dict[str, Path]) -> None:
     client = _client(bundle=str(bundles["a"]))
     error = _error(client.post("/admin/reload", json={"bundle": str(bundles["b"])}), 403)
-    assert error["message"].startswith("Without a bearer token (--token-env) /admin/reload only reloads the configured bundle; "
-                                       f"got another one ({str(bundles['b'])!r}).")
+    assert error["message"].startswith(
+        f"Without a bearer token (--token-env) /admin/reload only reloads the configured bundle; got another one ({str(bundles['b'])!r})."
+    )
     assert client.app.state.holder.current.bundle_id == _bundle_id(bundles["a"])
     assert client.post("/admin/reload").status_code == 200
     assert client.post("/admin/reload", json={"bundle": str(bundles["a"])}).status_code == 200
@@ -550,6 +565,7 @@ def test_nothing_is_logged_above_info(router_a: Router, caplog: pytest.LogCaptur
 
 # -- the real server: `tierroute serve` on loopback ----------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -564,10 +580,31 @@ def test_tierroute_serve_answers_on_loopback(bundles: dict[str, Path], tmp_path:
     log = tmp_path / "serve.log"
     with open(log, "wb") as sink:
         process = subprocess.Popen(
-            [*command, "serve", "--bundle", str(bundles["a"]), "--host", "127.0.0.1", "--port", str(port),
-             "--token-env", "TIERROUTE_TEST_TOKEN", "--max-body", "1000", "--deadline-ms", "10000",
-             "--request-timeout", "1", "--max-connections", "64"],
-            stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+            [
+                *command,
+                "serve",
+                "--bundle",
+                str(bundles["a"]),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--token-env",
+                "TIERROUTE_TEST_TOKEN",
+                "--max-body",
+                "1000",
+                "--deadline-ms",
+                "10000",
+                "--request-timeout",
+                "1",
+                "--max-connections",
+                "64",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -606,7 +643,7 @@ def test_tierroute_serve_answers_on_loopback(bundles: dict[str, Path], tmp_path:
             metrics = client.get("/metrics", headers=auth).text
             assert 'tierroute_client_errors_total{status="413"} 1.0' in metrics
             assert 'tierroute_client_errors_total{status="401"} 1.0' in metrics
-            assert "tierroute_client_errors_total{status=\"408\"} 1.0" in metrics
+            assert 'tierroute_client_errors_total{status="408"} 1.0' in metrics
             assert 'tierroute_client_errors_total{status="404"} 1.0' in metrics
     finally:
         process.terminate()
@@ -618,14 +655,14 @@ def test_tierroute_serve_answers_on_loopback(bundles: dict[str, Path], tmp_path:
     assert f"serving bundle {_bundle_id(bundles['a'])} on http://127.0.0.1:{port}" in log.read_text()
 
 
-def test_serve_with_an_unset_token_variable_is_one_error_line(monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_with_an_unset_token_variable_is_one_error_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("TIERROUTE_UNSET_TOKEN_VAR", raising=False)
     assert main(["serve", "--token-env", "TIERROUTE_UNSET_TOKEN_VAR", "--port", "1"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == ("error: --token-env TIERROUTE_UNSET_TOKEN_VAR: that environment variable is not set or "
-                            "empty. Export it first.\n")
+    assert captured.err == (
+        "error: --token-env TIERROUTE_UNSET_TOKEN_VAR: that environment variable is not set or empty. Export it first.\n"
+    )
     monkeypatch.setenv("TIERROUTE_UNSET_TOKEN_VAR", "")
     assert main(["serve", "--token-env", "TIERROUTE_UNSET_TOKEN_VAR"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
@@ -633,20 +670,25 @@ def test_serve_with_an_unset_token_variable_is_one_error_line(monkeypatch: pytes
 
 # -- issue 13: no 500s for hostile bodies, every error JSON and counted ---------------------------
 
+
 def _deep(depth: int, inner: str = "1") -> str:
     return '{"a": ' * depth + inner + "}" * depth
 
 
-@pytest.mark.parametrize("body", [
-    '{"prompt": "hi", "x": ' + "[" * 10_000 + "]" * 10_000 + "}",
-    '{"prompt": "hi", "metadata": ' + _deep(10_000) + "}",
-    '{"prompt": "hi", "output_schema": ' + _deep(3_000, '"string"') + "}",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"prompt": "hi", "x": ' + "[" * 10_000 + "]" * 10_000 + "}",
+        '{"prompt": "hi", "metadata": ' + _deep(10_000) + "}",
+        '{"prompt": "hi", "output_schema": ' + _deep(3_000, '"string"') + "}",
+    ],
+)
 def test_json_nested_too_deep_is_400_not_500(tree_router: Router, body: str) -> None:
     client = _client(tree_router)
     error = _error(client.post("/v1/route", content=body.encode()), 400)
-    assert error["message"] == ("The body nests arrays/objects more than 128 levels deep; this service accepts at most "
-                                "128 (--max-json-depth). Flatten the request.")
+    assert error["message"] == (
+        "The body nests arrays/objects more than 128 levels deep; this service accepts at most 128 (--max-json-depth). Flatten the request."
+    )
     assert _error(client.post("/v1/route/batch", content=b'{"requests": [' + body.encode() + b"]}"), 400)
     values = _metrics(client)
     assert values[("tierroute_client_errors_total", (("status", "400"),))] == 2
@@ -658,24 +700,30 @@ def test_an_integer_over_4300_digits_is_400(tree_router: Router, field: str) -> 
     client = _client(tree_router)
     body = '{"prompt": "hi", "' + field + '": ' + "7" * 5000 + "}"
     error = _error(client.post("/v1/route", content=body.encode()), 400)
-    assert error["message"] == ("The body holds a number written with 5,000 characters (77777777777777777777...); at "
-                                "most 100 are accepted. Send it as a string if it is an identifier, or round it.")
+    assert error["message"] == (
+        "The body holds a number written with 5,000 characters (77777777777777777777...); at "
+        "most 100 are accepted. Send it as a string if it is an identifier, or round it."
+    )
     assert _metrics(client)[("tierroute_client_errors_total", (("status", "400"),))] == 1
 
 
-@pytest.mark.parametrize(("body", "status", "start"), [
-    (b'{"prompt": "hi", "latency_sla_ms": NaN}', 400, "The body holds the token NaN, which is not JSON"),
-    (b'{"prompt": "hi", "latency_sla_ms": "NaN"}', 422, "'latency_sla_ms' must be a finite number of milliseconds"),
-    (b'{"prompt": "hi", "latency_sla_ms": 3.5e38}', 422, "'latency_sla_ms' must be at most 1e+12 ms (about 31 years)"),
-    (b'{"prompt": "hi", "latency_sla_ms": 1e999}', 400, "The body holds the number 1e999, beyond the range"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "start"),
+    [
+        (b'{"prompt": "hi", "latency_sla_ms": NaN}', 400, "The body holds the token NaN, which is not JSON"),
+        (b'{"prompt": "hi", "latency_sla_ms": "NaN"}', 422, "'latency_sla_ms' must be a finite number of milliseconds"),
+        (b'{"prompt": "hi", "latency_sla_ms": 3.5e38}', 422, "'latency_sla_ms' must be at most 1e+12 ms (about 31 years)"),
+        (b'{"prompt": "hi", "latency_sla_ms": 1e999}', 400, "The body holds the number 1e999, beyond the range"),
+    ],
+)
 def test_slas_that_are_not_budgets_are_refused(tree_router: Router, body: bytes, status: int, start: str) -> None:
     error = _error(_client(tree_router).post("/v1/route", content=body), status)
     assert error["message"].startswith(start), error["message"]
 
 
-def test_a_lone_surrogate_in_the_id_is_422_before_anything_is_decided(tree_router: Router, tmp_path: Path,
-                                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_a_lone_surrogate_in_the_id_is_422_before_anything_is_decided(
+    tree_router: Router, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from tierroute.serving.decision_log import DecisionLog
 
     caplog.set_level(logging.INFO, logger="tierroute.serving")
@@ -683,8 +731,9 @@ def test_a_lone_surrogate_in_the_id_is_422_before_anything_is_decided(tree_route
     client = _client(Router.load(None, decision_log=log))
     body = b'{"id": "abc\\ud800", "prompt": "Summarize this ticket."}'
     error = _error(client.post("/v1/route", content=body), 422)
-    assert error["message"].startswith("'id' holds a lone surrogate (half of a UTF-16 pair) at id, which cannot be sent "
-                                       "back as UTF-8 text;")
+    assert error["message"].startswith(
+        "'id' holds a lone surrogate (half of a UTF-16 pair) at id, which cannot be sent back as UTF-8 text;"
+    )
     assert error["id"] is None  # not echoed: it cannot be
     batch = b'{"requests": [{"prompt": "fine"}, ' + body + b"]}"
     assert _error(client.post("/v1/route/batch", content=batch), 422)["message"].startswith("request [1]: 'id' holds")
@@ -701,8 +750,10 @@ def test_a_lone_surrogate_in_the_id_is_422_before_anything_is_decided(tree_route
 def test_unknown_paths_and_methods_are_json_errors_and_counted(tree_router: Router) -> None:
     client = _client(tree_router)
     error = _error(client.get("/v2/route"), 404)
-    assert error["message"] == ("No endpoint at /v2/route; this service has POST /v1/route, POST /v1/route/batch, "
-                                "GET /healthz, GET /readyz, GET /metrics, POST /admin/reload.")
+    assert error["message"] == (
+        "No endpoint at /v2/route; this service has POST /v1/route, POST /v1/route/batch, "
+        "GET /healthz, GET /readyz, GET /metrics, POST /admin/reload."
+    )
     assert error["type"] == "not_found_error"
     response = client.get("/v1/route")
     error = _error(response, 405)
@@ -735,8 +786,7 @@ def test_a_reload_while_another_runs_is_409(bundles: dict[str, Path]) -> None:
         error = _error(client.post("/admin/reload"), 409)
     finally:
         holder._lock.release()
-    assert error["message"] == (f"Another reload is running; retry when it has finished. Still serving bundle "
-                                f"{_bundle_id(bundles['a'])}.")
+    assert error["message"] == (f"Another reload is running; retry when it has finished. Still serving bundle {_bundle_id(bundles['a'])}.")
     assert client.post("/admin/reload").status_code == 200
 
 
@@ -764,16 +814,22 @@ def test_a_manifest_nested_100k_deep_is_refused(bundles: dict[str, Path], tmp_pa
     assert _error(client.post("/admin/reload", json={"bundle": str(target)}), 422)["fallback"] == "bundle_unreadable"
 
 
-@pytest.mark.parametrize(("flag", "value", "name"), [("--request-timeout", "0", "request_timeout_s"),
-                                                     ("--keep-alive", "-1", "keep_alive_s"),
-                                                     ("--max-connections", "0", "max_connections"),
-                                                     ("--max-json-depth", "1", "max_json_depth")])
+@pytest.mark.parametrize(
+    ("flag", "value", "name"),
+    [
+        ("--request-timeout", "0", "request_timeout_s"),
+        ("--keep-alive", "-1", "keep_alive_s"),
+        ("--max-connections", "0", "max_connections"),
+        ("--max-json-depth", "1", "max_json_depth"),
+    ],
+)
 def test_serve_checks_its_limits(capsys: pytest.CaptureFixture[str], flag: str, value: str, name: str) -> None:
     assert main(["serve", flag, value, "--port", "1"]) == 1
     assert capsys.readouterr().err.startswith(f"error: The '{name}' parameter of ServiceConfig must be ")
 
 
 # -- issue 13: connection limits, on a real loopback server ----------------------------------------
+
 
 class _Loopback:
     """create_app(...) under uvicorn with the service's limits (tierroute.serving.server), in a thread."""
@@ -817,8 +873,9 @@ class _Loopback:
         from prometheus_client.parser import text_string_to_metric_families
 
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=30).text
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples
+        }
 
 
 def _read_until_closed(sock: socket.socket) -> bytes:
@@ -840,15 +897,15 @@ def test_partial_requests_are_timed_out_and_the_server_keeps_answering() -> None
     with _Loopback(request_timeout_s=0.5) as served:
         silent = [served.connect() for _ in range(10)]
         heads = [served.connect(b"POST /v1/route HTTP/1.1\r\nhost: x\r\ncontent-type: app") for _ in range(10)]
-        bodies = [served.connect(b"POST /v1/route HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"prompt\": ")
-                  for _ in range(10)]
+        bodies = [served.connect(b'POST /v1/route HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{"prompt": ') for _ in range(10)]
         assert httpx.get(f"http://127.0.0.1:{served.port}/healthz", timeout=30).json() == {"status": "ok"}
         assert all(_read_until_closed(s) == b"" for s in silent)  # closed without a word: nothing was asked
         for sock in heads + bodies:
             raw = _read_until_closed(sock)
             assert raw.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), raw
-            assert _json_body(raw)["error"]["message"] == ("The request did not arrive whole within 0.5 s "
-                                                           "(--request-timeout); send the headers and body without pausing.")
+            assert _json_body(raw)["error"]["message"] == (
+                "The request did not arrive whole within 0.5 s (--request-timeout); send the headers and body without pausing."
+            )
         values = served.values()
         assert values[("tierroute_connections_refused_total", (("reason", "request_timeout"),))] == 30
         assert values[("tierroute_client_errors_total", (("status", "408"),))] == 30
@@ -870,8 +927,9 @@ def test_connections_over_the_cap_get_a_json_503() -> None:
         raw = _read_until_closed(over)
         assert raw.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and b"retry-after: 1" in raw.lower()
         error = _json_body(raw)["error"]
-        assert error["message"] == ("The service has 4 connections open, its limit (--max-connections); retry in a "
-                                    "moment, or raise the limit.")
+        assert error["message"] == (
+            "The service has 4 connections open, its limit (--max-connections); retry in a moment, or raise the limit."
+        )
         # far over the cap (4 + 16): answered at once, without waiting for a request
         more = [served.connect() for _ in range(20)]
         raw = _read_until_closed(more[-1])
@@ -890,8 +948,7 @@ def test_connections_over_the_cap_get_a_json_503() -> None:
         assert values[("tierroute_connections_refused_total", (("reason", "over_capacity"),))] >= 2
 
 
-@pytest.mark.parametrize("request_bytes", [b"NOT HTTP AT ALL\r\n\r\n",
-                                           b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"y" * 4096])
+@pytest.mark.parametrize("request_bytes", [b"NOT HTTP AT ALL\r\n\r\n", b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"y" * 4096])
 def test_malformed_http_gets_a_json_400(request_bytes: bytes) -> None:
     with _Loopback(max_header_bytes=2048) as served:  # a head still incomplete past 2,048 bytes is refused
         raw = _read_until_closed(served.connect(request_bytes))
@@ -915,12 +972,18 @@ def test_the_connection_cap_is_fitted_to_the_open_file_limit(monkeypatch: pytest
     monkeypatch.setattr(resource, "getrlimit", lambda kind: (limits["soft"], limits["hard"]))
     monkeypatch.setattr(resource, "setrlimit", setrlimit)
     assert fit_file_limit(500, 1024) == (500, None)  # 500 + 62 + 128 fit in 1,024
-    with pytest.raises(ConfigError, match=r"^--max-connections 2,000 needs about 2,378 open files; this process may open "
-                                          r"1,024 \(ulimit -n, hard limit 1024\)\. Raise the limit, or pass "
-                                          r"--max-connections 796 or less\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^--max-connections 2,000 needs about 2,378 open files; this process may open "
+        r"1,024 \(ulimit -n, hard limit 1024\)\. Raise the limit, or pass "
+        r"--max-connections 796 or less\.$",
+    ):
         fit_file_limit(2000, 1024)
-    assert fit_file_limit(None, 1024) == (796, "warning: the open-file limit (1,024, ulimit -n) fits 796 connections, "
-                                               "fewer than the default 1,024; serving with --max-connections 796. "
-                                               "Raise ulimit -n for more.")
+    assert fit_file_limit(None, 1024) == (
+        796,
+        "warning: the open-file limit (1,024, ulimit -n) fits 796 connections, "
+        "fewer than the default 1,024; serving with --max-connections 796. "
+        "Raise ulimit -n for more.",
+    )
     limits["hard"] = 65536  # the soft limit is raised as far as needed when the hard one allows
     assert fit_file_limit(None, 1024) == (1024, None) and limits["soft"] == 1024 + 128 + 128

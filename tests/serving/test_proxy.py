@@ -24,6 +24,7 @@ pytest.importorskip("starlette")
 from tierroute.errors import ConfigError  # noqa: E402
 from tierroute.models.catalogue import Candidate, Catalogue, load_catalogue  # noqa: E402
 from tierroute.serving.http import ServiceConfig, create_app  # noqa: E402
+from tierroute.serving.loopback import LoopbackServer  # noqa: E402
 from tierroute.serving.proxy import DECISION_HEADER, REQUEST_ID_HEADER, ProxyConfig, upgrade_chain  # noqa: E402
 
 KEY_ENV = "TIERROUTE_STUB_API_KEY"
@@ -32,11 +33,17 @@ KEY = "sk-stub-key"
 # machine a healthy stub once took over 0.5 s to answer, and the proxy moved up instead of passing a 401 on
 TIMEOUT_S = 2.0
 SLOW_S = 5.0
-JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "order", "schema": {
-    "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
+JSON_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "order",
+        "schema": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+    },
+}
 
 
 # -- stub upstreams ------------------------------------------------------------------------------
+
 
 class _Stub(ThreadingHTTPServer):
     daemon_threads = True
@@ -54,15 +61,24 @@ class _Stub(ThreadingHTTPServer):
 
 
 def _completion(model: str) -> dict[str, Any]:
-    return {"id": "chatcmpl-stub", "object": "chat.completion", "created": 1700000000, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hello from {model}"},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hello from {model}"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    }
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
-    data = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    data = {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     return f"data: {json.dumps(data)}\n\n".encode()
 
 
@@ -96,16 +112,16 @@ class _StubHandler(BaseHTTPRequestHandler):
 
     def _post(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"null")
-        self.server.calls.append({"path": self.path, "model": body.get("model"), "body": body,
-                                  "authorization": self.headers.get("authorization")})
+        self.server.calls.append(
+            {"path": self.path, "model": body.get("model"), "body": body, "authorization": self.headers.get("authorization")}
+        )
         if self.path != "/v1/chat/completions":
             return self._send_json(404, {"error": {"message": f"no route {self.path}"}})
         kind = self.server.kind
         if kind == "500":
             return self._send_json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
         if kind == "429":
-            return self._send_json(429, {"error": {"message": "slow down", "type": "rate_limit_error"}},
-                                   {"retry-after": "7"})
+            return self._send_json(429, {"error": {"message": "slow down", "type": "rate_limit_error"}}, {"retry-after": "7"})
         if kind == "garbage":  # a 200 whose body is not JSON (a broken gateway, a truncated reply)
             return self._send_raw(200, b'{"id": "chatcmpl-stub", "choices": [', "application/json")
         if kind == "slow":
@@ -114,8 +130,9 @@ class _StubHandler(BaseHTTPRequestHandler):
         if self.headers.get("authorization") != f"Bearer {KEY}":
             return self._send_json(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
         if body.get("max_tokens") == -1:
-            return self._send_json(400, {"error": {"message": "max_tokens must be positive",
-                                                   "type": "invalid_request_error", "param": "max_tokens"}})
+            return self._send_json(
+                400, {"error": {"message": "max_tokens must be positive", "type": "invalid_request_error", "param": "max_tokens"}}
+            )
         if not body.get("stream"):
             return self._send_json(200, _completion(body["model"]))
         model = body["model"]
@@ -169,10 +186,17 @@ def _catalogue_toml(stubs: dict[str, _Stub]) -> str:
         ("t3-ok", "tier3", 0.15, 0.6, False, stubs["ok"].base_url, KEY_ENV),
         ("t3-nourl", "tier3", 0.2, 0.8, False, None, None),
     ]
-    lines = ['schema_version = 1', 'name = "stubs"', 'tiers = ["tier1", "tier2", "tier3"]']
+    lines = ["schema_version = 1", 'name = "stubs"', 'tiers = ["tier1", "tier2", "tier3"]']
     for model, tier, inp, out, default, url, key in rows:
-        lines += ["", "[[candidates]]", f'model = "{model}"', f'tier = "{tier}"', f"input_per_1k = {inp}",
-                  f"output_per_1k = {out}", f"default = {'true' if default else 'false'}"]
+        lines += [
+            "",
+            "[[candidates]]",
+            f'model = "{model}"',
+            f'tier = "{tier}"',
+            f"input_per_1k = {inp}",
+            f"output_per_1k = {out}",
+            f"default = {'true' if default else 'false'}",
+        ]
         lines += [f'base_url = "{url}"'] if url else []
         lines += [f'api_key_env = "{key}"'] if key else []
     return "\n".join(lines) + "\n"
@@ -187,36 +211,23 @@ def catalogue_path(stubs: dict[str, _Stub], tmp_path_factory: pytest.TempPathFac
 
 # -- the proxy under uvicorn ---------------------------------------------------------------------
 
-class _Served:
-    """An app under uvicorn on a loopback port, in a thread."""
+
+class _Served(LoopbackServer):
+    """An app under uvicorn on a loopback port, in a thread, with an openai client at hand."""
 
     def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.app = app
-        config = uvicorn.Config(app, log_level="warning", access_log=False, ws="none", lifespan="on",
-                                timeout_graceful_shutdown=2)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            assert self.thread.is_alive(), "uvicorn exited before starting"
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
+        super().__init__(app, start_timeout_s=15, ws="none", timeout_graceful_shutdown=2)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.url}/v1"
 
     def client(self, api_key: str = "x") -> Any:
         return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=0, timeout=15)
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
+        super().stop()
         assert not self.thread.is_alive()
 
 
@@ -240,8 +251,9 @@ def proxy(catalogue_path: Path) -> Iterator[_Served]:
     """The proxy routing with the heuristic tree over the stubs' catalogue."""
     with pytest.MonkeyPatch.context() as env:  # the keys are read once, when the app is built
         env.setenv(KEY_ENV, KEY)
-        served = _Served(create_app(ServiceConfig(catalogue=str(catalogue_path)),
-                                    proxy=ProxyConfig(catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)))
+        served = _Served(
+            create_app(ServiceConfig(catalogue=str(catalogue_path)), proxy=ProxyConfig(catalogue=str(catalogue_path), timeout_s=TIMEOUT_S))
+        )
     yield served
     served.stop()
 
@@ -266,9 +278,9 @@ EXTRACT = [{"role": "user", "content": "Pull the order id."}]  # tier1 with a re
 
 # -- routed calls --------------------------------------------------------------------------------
 
+
 def test_a_routed_call_returns_the_upstreams_completion(client: Any, stubs: dict[str, _Stub]) -> None:
-    raw = client.chat.completions.with_raw_response.create(model="tierroute", messages=EXTRACT,
-                                                           response_format=JSON_SCHEMA)
+    raw = client.chat.completions.with_raw_response.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA)
     assert raw.status_code == 200
     completion = raw.parse()
     assert completion.choices[0].message.content == "hello from t1-ok"
@@ -276,9 +288,18 @@ def test_a_routed_call_returns_the_upstreams_completion(client: Any, stubs: dict
     decision = _decision(raw)
     request_id = raw.headers[REQUEST_ID_HEADER]  # generated: the caller sent none
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
-    assert decision == {"model": "t1-ok", "tier": "tier1", "source": "heuristic", "fallback": "no_bundle",
-                        "bundle_id": None, "objective": None, "request_id": request_id, "served_by": "t1-ok",
-                        "attempts": 1, "upstream_failures": []}
+    assert decision == {
+        "model": "t1-ok",
+        "tier": "tier1",
+        "source": "heuristic",
+        "fallback": "no_bundle",
+        "bundle_id": None,
+        "objective": None,
+        "request_id": request_id,
+        "served_by": "t1-ok",
+        "attempts": 1,
+        "upstream_failures": [],
+    }
     assert raw.headers[DECISION_HEADER] == json.dumps(decision, separators=(",", ":"))  # compact JSON
     [call] = stubs["ok"].calls
     assert call["path"] == "/v1/chat/completions"
@@ -305,8 +326,10 @@ def test_a_500_moves_to_the_next_candidate_up(client: Any, stubs: dict[str, _Stu
 def test_a_429_and_a_timeout_move_up_too(client: Any, stubs: dict[str, _Stub]) -> None:
     started = time.monotonic()
     raw = client.chat.completions.with_raw_response.create(
-        model="tierroute", messages=[{"role": "user", "content": "Step by step, analyze and compare."}],
-        extra_headers={"x-tierroute-latency-sla-ms": "150"})
+        model="tierroute",
+        messages=[{"role": "user", "content": "Step by step, analyze and compare."}],
+        extra_headers={"x-tierroute-latency-sla-ms": "150"},
+    )
     elapsed = time.monotonic() - started
     assert raw.parse().choices[0].message.content == "hello from t3-ok"
     decision = _decision(raw)
@@ -317,8 +340,7 @@ def test_a_429_and_a_timeout_move_up_too(client: Any, stubs: dict[str, _Stub]) -
 
 
 def test_when_every_upstream_fails_the_answer_is_502(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub]) -> None:
-    served = serve(ServiceConfig(catalogue=str(catalogue_path)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S,
-                   max_attempts=2)
+    served = serve(ServiceConfig(catalogue=str(catalogue_path)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S, max_attempts=2)
     with served.client() as c, pytest.raises(openai.APIStatusError) as caught:
         c.chat.completions.create(model="tierroute", messages=PLAIN)
     assert caught.value.status_code == 502
@@ -335,14 +357,16 @@ def test_an_upstream_400_is_returned_as_is_without_moving_up(client: Any, stubs:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA, max_tokens=-1)
     assert caught.value.status_code == 400
-    assert caught.value.response.json() == {"error": {"message": "max_tokens must be positive",
-                                                      "type": "invalid_request_error", "param": "max_tokens"}}
+    assert caught.value.response.json() == {
+        "error": {"message": "max_tokens must be positive", "type": "invalid_request_error", "param": "max_tokens"}
+    }
     assert json.loads(caught.value.response.headers[DECISION_HEADER])["served_by"] == "t1-ok"
     assert _models_called(stubs) == ["t1-ok"]
 
 
-def test_an_upstream_401_is_returned_as_is(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_upstream_401_is_returned_as_is(
+    serve: Any, catalogue_path: Path, stubs: dict[str, _Stub], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-wrong")  # set, but not the key the upstream wants
     served = serve(ServiceConfig(catalogue=str(catalogue_path)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)
     monkeypatch.setenv(KEY_ENV, KEY)  # read at start: changing it later changes nothing
@@ -354,8 +378,7 @@ def test_an_upstream_401_is_returned_as_is(serve: Any, catalogue_path: Path, stu
 
 
 def test_streaming_through_the_proxy(client: Any, stubs: dict[str, _Stub]) -> None:
-    stream = client.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA,
-                                            stream=True)
+    stream = client.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA, stream=True)
     with stream:
         decision = json.loads(stream.response.headers[DECISION_HEADER])
         assert stream.response.headers["content-type"].startswith("text/event-stream")
@@ -377,8 +400,7 @@ def test_streaming_after_a_failure_moves_up(client: Any, stubs: dict[str, _Stub]
 
 def test_a_compressed_upstream_stream_reaches_the_caller_readable(client: Any, stubs: dict[str, _Stub]) -> None:
     stubs["ok"].gzip_streams = True  # e.g. an upstream behind a compressing gateway
-    stream = client.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA,
-                                            stream=True)
+    stream = client.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA, stream=True)
     with stream:
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == "streamed from t1-ok"
@@ -386,11 +408,11 @@ def test_a_compressed_upstream_stream_reaches_the_caller_readable(client: Any, s
 
 # -- naming a model ------------------------------------------------------------------------------
 
+
 def test_naming_a_catalogue_model_forwards_to_it(client: Any, stubs: dict[str, _Stub]) -> None:
     raw = client.chat.completions.with_raw_response.create(model="t3-ok", messages=PLAIN)
     assert raw.parse().choices[0].message.content == "hello from t3-ok"
-    assert _decision(raw) == {"model": "t3-ok", "source": "caller", "served_by": "t3-ok", "attempts": 1,
-                              "upstream_failures": []}
+    assert _decision(raw) == {"model": "t3-ok", "source": "caller", "served_by": "t3-ok", "attempts": 1, "upstream_failures": []}
     assert _models_called(stubs) == ["t3-ok"]
 
 
@@ -407,7 +429,8 @@ def test_a_named_model_without_a_base_url_is_502(client: Any, stubs: dict[str, _
         client.chat.completions.create(model="t3-nourl", messages=PLAIN)
     assert caught.value.status_code == 502
     assert caught.value.response.json()["error"]["message"].startswith(
-        "No candidate from 't3-nourl' up has a base_url in catalogue 'stubs'")
+        "No candidate from 't3-nourl' up has a base_url in catalogue 'stubs'"
+    )
     assert _models_called(stubs) == []
 
 
@@ -421,12 +444,13 @@ def test_an_unknown_model_is_404(client: Any, stubs: dict[str, _Stub]) -> None:
 
 # -- malformed calls -----------------------------------------------------------------------------
 
+
 def test_a_bad_sla_header_is_422(client: Any, stubs: dict[str, _Stub]) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as caught:
-        client.chat.completions.create(model="tierroute", messages=PLAIN,
-                                       extra_headers={"x-tierroute-latency-sla-ms": "soon"})
+        client.chat.completions.create(model="tierroute", messages=PLAIN, extra_headers={"x-tierroute-latency-sla-ms": "soon"})
     assert caught.value.response.json()["error"]["message"] == (
-        "The x-tierroute-latency-sla-ms header must be a number of milliseconds; got 'soon'.")
+        "The x-tierroute-latency-sla-ms header must be a number of milliseconds; got 'soon'."
+    )
     assert _models_called(stubs) == []
 
 
@@ -435,16 +459,14 @@ def test_a_body_without_messages_is_422(proxy: _Served, stubs: dict[str, _Stub])
         response = httpx.post(f"{proxy.base_url}/chat/completions", json=payload, timeout=10)
         assert response.status_code == 422
         assert response.json()["error"]["message"] == "Expected a chat-completions object with a 'messages' list."
-    response = httpx.post(f"{proxy.base_url}/chat/completions", json={"model": "tierroute", "messages": [{"x": 1}]},
-                          timeout=10)
+    response = httpx.post(f"{proxy.base_url}/chat/completions", json={"model": "tierroute", "messages": [{"x": 1}]}, timeout=10)
     assert response.status_code == 422
     assert response.json()["error"]["message"].startswith("messages[0] must be an object with 'role' and 'content'")
     assert _models_called(stubs) == []
 
 
 def test_the_proxy_needs_the_service_token(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub]) -> None:
-    served = serve(ServiceConfig(catalogue=str(catalogue_path), token="proxy-token"), catalogue=str(catalogue_path),
-                   timeout_s=TIMEOUT_S)
+    served = serve(ServiceConfig(catalogue=str(catalogue_path), token="proxy-token"), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)
     with served.client(api_key="wrong") as c, pytest.raises(openai.AuthenticationError):
         c.chat.completions.create(model="t1-ok", messages=PLAIN)
     assert _models_called(stubs) == []
@@ -463,16 +485,22 @@ def test_the_proxy_keeps_the_routing_endpoints(proxy: _Served) -> None:
 
 # -- configuration and the chain -----------------------------------------------------------------
 
+
 def _cat(*rows: tuple[str, str, float, str | None]) -> Catalogue:
-    return Catalogue("chain", ("small", "mid", "big"),
-                     tuple(Candidate(m, t, p, p, base_url=url) for m, t, p, url in rows))
+    return Catalogue("chain", ("small", "mid", "big"), tuple(Candidate(m, t, p, p, base_url=url) for m, t, p, url in rows))
 
 
 def test_upgrade_chain_goes_dearer_in_the_tier_then_up_the_tiers() -> None:
     u = "http://upstream/v1"
-    cat = _cat(("s-cheap", "small", 0.001, u), ("s-dear", "small", 0.003, u), ("m-dear", "mid", 0.05, u),
-               ("m-cheap", "mid", 0.01, u), ("b-one", "big", 0.1, u), ("b-nourl", "big", 0.2, None),
-               ("b-two", "big", 0.3, u))
+    cat = _cat(
+        ("s-cheap", "small", 0.001, u),
+        ("s-dear", "small", 0.003, u),
+        ("m-dear", "mid", 0.05, u),
+        ("m-cheap", "mid", 0.01, u),
+        ("b-one", "big", 0.1, u),
+        ("b-nourl", "big", 0.2, None),
+        ("b-two", "big", 0.3, u),
+    )
     assert upgrade_chain(cat, "s-cheap") == ["s-cheap", "s-dear", "m-cheap", "m-dear", "b-one", "b-two"]
     assert upgrade_chain(cat, "s-dear") == ["s-dear", "m-cheap", "m-dear", "b-one", "b-two"]
     assert upgrade_chain(cat, "m-dear") == ["m-dear", "b-one", "b-two"]  # never down to m-cheap
@@ -496,15 +524,15 @@ def test_the_stub_catalogue_chains(catalogue_path: Path) -> None:
 
 
 def test_a_catalogue_without_base_urls_is_refused_when_building_the_app() -> None:
-    with pytest.raises(ConfigError, match=r"^Catalogue 'article' gives no candidate a base_url, so the proxy has "
-                                          r"nowhere to send calls\."):
+    with pytest.raises(
+        ConfigError,
+        match=r"^Catalogue 'article' gives no candidate a base_url, so the proxy has "
+        r"nowhere to send calls\.",
+    ):
         create_app(ServiceConfig(), proxy=ProxyConfig(catalogue="article"))
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"timeout_s": 0}, "timeout_s"),
-    ({"max_attempts": 0}, "max_attempts"),
-])
+@pytest.mark.parametrize(("kwargs", "match"), [({"timeout_s": 0}, "timeout_s"), ({"max_attempts": 0}, "max_attempts")])
 def test_proxy_config_checks_its_numbers(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         ProxyConfig(catalogue="article", **kwargs)
@@ -512,12 +540,12 @@ def test_proxy_config_checks_its_numbers(kwargs: dict[str, Any], match: str) -> 
 
 # -- issue 13: an honest proxy ---------------------------------------------------------------------
 
+
 def _metric_values(base: str) -> dict[tuple[str, tuple], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def _total(values: dict[tuple[str, tuple], float], name: str) -> float:
@@ -526,12 +554,32 @@ def _total(values: dict[tuple[str, tuple], float], name: str) -> float:
 
 def _garbage_catalogue(stubs: dict[str, _Stub], path: Path) -> Path:
     """g-bad (tier1, answers 200 with a body that is not JSON) -> g-ok (tier2)."""
-    path.write_text("\n".join([
-        'schema_version = 1', 'name = "garbage"', 'tiers = ["tier1", "tier2"]',
-        "[[candidates]]", 'model = "g-bad"', 'tier = "tier1"', "input_per_1k = 0.001", "output_per_1k = 0.002",
-        "default = true", f'base_url = "{stubs["garbage"].base_url}"',
-        "[[candidates]]", 'model = "g-ok"', 'tier = "tier2"', "input_per_1k = 0.01", "output_per_1k = 0.02",
-        "default = true", f'base_url = "{stubs["ok"].base_url}"', f'api_key_env = "{KEY_ENV}"']) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(
+            [
+                "schema_version = 1",
+                'name = "garbage"',
+                'tiers = ["tier1", "tier2"]',
+                "[[candidates]]",
+                'model = "g-bad"',
+                'tier = "tier1"',
+                "input_per_1k = 0.001",
+                "output_per_1k = 0.002",
+                "default = true",
+                f'base_url = "{stubs["garbage"].base_url}"',
+                "[[candidates]]",
+                'model = "g-ok"',
+                'tier = "tier2"',
+                "input_per_1k = 0.01",
+                "output_per_1k = 0.02",
+                "default = true",
+                f'base_url = "{stubs["ok"].base_url}"',
+                f'api_key_env = "{KEY_ENV}"',
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -551,7 +599,12 @@ def test_a_malformed_200_is_an_upstream_failure_that_moves_up(serve: Any, stubs:
     assert error["attempts"][0]["status"] == 200
     assert error["attempts"][0]["error"].startswith('a 200 whose body is not a JSON object: {"id": "chatcmpl-stub"')
     assert json.loads(caught.value.response.headers[DECISION_HEADER]) == {
-        "model": "g-bad", "source": "caller", "served_by": None, "attempts": 1, "upstream_failures": ["g-bad"]}
+        "model": "g-bad",
+        "source": "caller",
+        "served_by": None,
+        "attempts": 1,
+        "upstream_failures": ["g-bad"],
+    }
     values = _metric_values(f"http://127.0.0.1:{served.port}")
     assert values[("tierroute_upstream_failures_total", (("model", "g-bad"), ("reason", "malformed_body")))] == 2
     assert values[("tierroute_server_errors_total", (("status", "502"),))] == 1
@@ -564,14 +617,18 @@ def test_a_named_model_s_429_comes_back_as_is_with_the_decision(client: Any, stu
     response = caught.value.response
     assert response.status_code == 429 and response.json()["error"]["message"] == "slow down"
     assert response.headers["retry-after"] == "7"  # the caller's client can back off
-    assert json.loads(response.headers[DECISION_HEADER]) == {"model": "t3-429", "source": "caller", "served_by": "t3-429",
-                                                             "attempts": 1, "upstream_failures": []}
+    assert json.loads(response.headers[DECISION_HEADER]) == {
+        "model": "t3-429",
+        "source": "caller",
+        "served_by": "t3-429",
+        "attempts": 1,
+        "upstream_failures": [],
+    }
     assert _models_called(stubs) == ["t3-429"]
 
 
 def test_every_502_carries_the_decision_header(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub]) -> None:
-    served = serve(ServiceConfig(catalogue=str(catalogue_path)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S,
-                   max_attempts=2)
+    served = serve(ServiceConfig(catalogue=str(catalogue_path)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S, max_attempts=2)
     with served.client() as c, pytest.raises(openai.APIStatusError) as caught:
         c.chat.completions.create(model="tierroute", messages=PLAIN)
     header = json.loads(caught.value.response.headers[DECISION_HEADER])
@@ -579,8 +636,7 @@ def test_every_502_carries_the_decision_header(serve: Any, catalogue_path: Path,
     assert header["upstream_failures"] == ["t2-500", "t2-dead"] and header["attempts"] == 2
 
 
-def test_upstream_failures_are_counted_as_such_not_as_client_errors(serve: Any, catalogue_path: Path,
-                                                                    stubs: dict[str, _Stub]) -> None:
+def test_upstream_failures_are_counted_as_such_not_as_client_errors(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub]) -> None:
     served = serve(ServiceConfig(catalogue=str(catalogue_path)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)
     with served.client() as c:
         assert c.chat.completions.create(model="tierroute", messages=PLAIN).choices[0].message.content == "hello from t2-ok"
@@ -590,15 +646,16 @@ def test_upstream_failures_are_counted_as_such_not_as_client_errors(serve: Any, 
     assert _total(values, "tierroute_client_errors_total") == 0 and _total(values, "tierroute_server_errors_total") == 0
 
 
-def test_routed_calls_are_decisions_counted_logged_and_written(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub],
-                                                               tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_routed_calls_are_decisions_counted_logged_and_written(
+    serve: Any, catalogue_path: Path, stubs: dict[str, _Stub], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("INFO", logger="tierroute.serving")
     log = tmp_path / "decisions.jsonl"
-    served = serve(ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)), catalogue=str(catalogue_path),
-                   timeout_s=TIMEOUT_S)
+    served = serve(ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)
     with served.client() as c:
-        raw = c.chat.completions.with_raw_response.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA,
-                                                          extra_headers={"x-tierroute-objective": "max-accuracy"})
+        raw = c.chat.completions.with_raw_response.create(
+            model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA, extra_headers={"x-tierroute-objective": "max-accuracy"}
+        )
         c.chat.completions.create(model="t3-ok", messages=PLAIN)  # named: no decision made, none logged
     assert json.loads(raw.headers["x-tierroute-decision"])["objective"] == "max-accuracy"
     rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
@@ -613,16 +670,24 @@ def test_readyz_names_the_proxy_s_catalogue(serve: Any, catalogue_path: Path, st
     served = serve(ServiceConfig(), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S, max_attempts=4)
     ready = httpx.get(f"http://127.0.0.1:{served.port}/readyz", timeout=10).json()
     assert ready["catalogue"] == "article"  # what the router decides over
-    assert ready["proxy"] == {"catalogue": "stubs", "alias": "tierroute", "max_attempts": 4, "timeout_s": TIMEOUT_S,
-                              "upstreams": ["t1-ok", "t2-500", "t2-dead", "t2-ok", "t3-429", "t3-slow", "t3-ok"]}
+    assert ready["proxy"] == {
+        "catalogue": "stubs",
+        "alias": "tierroute",
+        "max_attempts": 4,
+        "timeout_s": TIMEOUT_S,
+        "upstreams": ["t1-ok", "t2-500", "t2-dead", "t2-ok", "t3-429", "t3-slow", "t3-ok"],
+    }
 
 
-def test_an_unset_api_key_variable_is_refused_at_start(catalogue_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unset_api_key_variable_is_refused_at_start(
+    catalogue_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv(KEY_ENV)
-    expected = (f"The API key variable(s) named by api_key_env in catalogue 'stubs' are not set: {KEY_ENV} (for t1-ok, "
-                "t2-ok, t3-ok). Export them (export NAME=...) before starting the proxy, or remove api_key_env from "
-                "endpoints that need no key.")
+    expected = (
+        f"The API key variable(s) named by api_key_env in catalogue 'stubs' are not set: {KEY_ENV} (for t1-ok, "
+        "t2-ok, t3-ok). Export them (export NAME=...) before starting the proxy, or remove api_key_env from "
+        "endpoints that need no key."
+    )
     with pytest.raises(ConfigError, match="^" + re.escape(expected) + "$"):
         create_app(ServiceConfig(), proxy=ProxyConfig(catalogue=str(catalogue_path)))
     from tierroute.cli import main
@@ -635,8 +700,9 @@ def test_the_attempt_limit_is_a_serve_flag(catalogue_path: Path, capsys: pytest.
     from tierroute.cli import main
 
     assert main(["serve", "--proxy", str(catalogue_path), "--max-attempts", "0", "--port", "1"]) == 1
-    assert capsys.readouterr().err.startswith("error: The 'max_attempts' parameter of ProxyConfig must be an int in the "
-                                              "range [1, inf). Got 0 instead.")
+    assert capsys.readouterr().err.startswith(
+        "error: The 'max_attempts' parameter of ProxyConfig must be an int in the range [1, inf). Got 0 instead."
+    )
 
 
 @pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity"])
@@ -645,18 +711,23 @@ def test_a_non_finite_sla_header_is_422(client: Any, stubs: dict[str, _Stub], va
         client.chat.completions.create(model="tierroute", messages=PLAIN, extra_headers={"x-tierroute-latency-sla-ms": value})
     assert caught.value.response.json()["error"]["message"] == (
         f"The x-tierroute-latency-sla-ms header must be a finite number of milliseconds; got {value!r}. Leave the "
-        "header out when there is no latency budget.")
+        "header out when there is no latency budget."
+    )
     assert _models_called(stubs) == []
 
 
-def test_the_proxy_logs_what_the_upstream_call_became(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub],
-                                                      tmp_path: Path) -> None:
+def test_the_proxy_logs_what_the_upstream_call_became(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub], tmp_path: Path) -> None:
     log = tmp_path / "decisions.jsonl"
-    served = serve(ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)), catalogue=str(catalogue_path),
-                   timeout_s=TIMEOUT_S, schema_check=lambda text, schema: 1.0 if text.startswith("{") else 0.0)
+    served = serve(
+        ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)),
+        catalogue=str(catalogue_path),
+        timeout_s=TIMEOUT_S,
+        schema_check=lambda text, schema: 1.0 if text.startswith("{") else 0.0,
+    )
     with served.client() as c:
-        moved = c.chat.completions.with_raw_response.create(model="tierroute", messages=PLAIN,
-                                                            extra_headers={REQUEST_ID_HEADER: "caller-42"})
+        moved = c.chat.completions.with_raw_response.create(
+            model="tierroute", messages=PLAIN, extra_headers={REQUEST_ID_HEADER: "caller-42"}
+        )
         checked = c.chat.completions.with_raw_response.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA)
         stream = c.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA, stream=True)
         assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "streamed from t1-ok"
@@ -673,11 +744,16 @@ def test_the_proxy_logs_what_the_upstream_call_became(serve: Any, catalogue_path
     assert third["auto_feedback"][0]["quality"] == 0.0  # the streamed text was read: not JSON
 
 
-def test_a_routed_call_that_every_upstream_failed_is_logged_too(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub],
-                                                                tmp_path: Path) -> None:
+def test_a_routed_call_that_every_upstream_failed_is_logged_too(
+    serve: Any, catalogue_path: Path, stubs: dict[str, _Stub], tmp_path: Path
+) -> None:
     log = tmp_path / "decisions.jsonl"
-    served = serve(ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)), catalogue=str(catalogue_path),
-                   timeout_s=TIMEOUT_S, max_attempts=2)
+    served = serve(
+        ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)),
+        catalogue=str(catalogue_path),
+        timeout_s=TIMEOUT_S,
+        max_attempts=2,
+    )
     with served.client() as c, pytest.raises(openai.APIStatusError):
         c.chat.completions.create(model="tierroute", messages=PLAIN)
     [row] = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]

@@ -67,8 +67,13 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ids = np.asarray(StaticEncoder.vocabulary([r.prompt for r in train.requests]), dtype=np.int64)
     encoder = StaticEncoder(ids, np.random.default_rng(0).standard_normal((len(ids), 8)).astype(np.float32), name="tiny")
     static = LearnedRouter(LearnedConfig(encoder="static", router=params), encoder=encoder).fit(train, builtin_catalogue("article"))
-    return {"router": plain, "bundle": export_bundle(plain, root / "plain"), "static_router": static,
-            "static": export_bundle(static, root / "static"), "test": list(test.requests)}
+    return {
+        "router": plain,
+        "bundle": export_bundle(plain, root / "plain"),
+        "static_router": static,
+        "static": export_bundle(static, root / "static"),
+        "test": list(test.requests),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +92,9 @@ def with_bundle(router: Router, config: RouterConfig = NO_DEADLINE, **changes: A
     return Router(dataclasses.replace(router.bundle, **changes), config)
 
 
-def assert_fallback(decision: Decision, code: str, request: Any, policy: HeuristicPolicy, bundle_id: str | None,
-                    detail: str | None = None) -> None:
+def assert_fallback(
+    decision: Decision, code: str, request: Any, policy: HeuristicPolicy, bundle_id: str | None, detail: str | None = None
+) -> None:
     """A heuristic decision for ``code``: the reason starts with the code (and its detail), and the
     tier and model are HeuristicPolicy's for the same request."""
     assert code in FALLBACK_REASONS
@@ -210,22 +216,21 @@ def test_tokenizer_error(router: Router, policy: HeuristicPolicy, monkeypatch: p
 def test_embedding_error(router: Router, policy: HeuristicPolicy) -> None:
     failing = with_bundle(router, encoder=FailingEncoder())
     for request in REQUESTS[:3]:
-        assert_fallback(failing.route(request), "embedding_error", request, policy, router.bundle_id,
-                        "RuntimeError: embedding exploded")
+        assert_fallback(failing.route(request), "embedding_error", request, policy, router.bundle_id, "RuntimeError: embedding exploded")
 
 
 def test_onnx_error(router: Router, policy: HeuristicPolicy) -> None:
     failing = with_bundle(router, sessions=(FakeSession(None),))
     for request in REQUESTS[:3]:
-        assert_fallback(failing.route(request), "onnx_error", request, policy, router.bundle_id,
-                        "RuntimeError: [ONNXRuntimeError]")
+        assert_fallback(failing.route(request), "onnx_error", request, policy, router.bundle_id, "RuntimeError: [ONNXRuntimeError]")
 
 
 def test_non_finite_output(router: Router, policy: HeuristicPolicy) -> None:
     nan = with_bundle(router, sessions=(FakeSession(float("nan")),))
     for request in REQUESTS[:3]:
-        assert_fallback(nan.route(request), "non_finite_output", request, policy, router.bundle_id,
-                        "the model returned a non-finite probability")
+        assert_fallback(
+            nan.route(request), "non_finite_output", request, policy, router.bundle_id, "the model returned a non-finite probability"
+        )
     # a finite constant is served: the fake is wired like the real session
     assert with_bundle(router, sessions=(FakeSession(0.5),)).route(REQUESTS[0]).source == "learned"
 
@@ -234,8 +239,14 @@ def test_prompt_too_large(router: Router, policy: HeuristicPolicy) -> None:
     capped = with_bundle(router, RouterConfig(max_prompt_chars=40, deadline_ms=None))
     assert capped.route({"prompt": "x" * 40}).source == "learned"
     request = {"prompt": "Summarize this ticket for me, briefly please."}
-    assert_fallback(capped.route(request), "prompt_too_large", request, policy, router.bundle_id,
-                    "a prompt of 45 characters exceeds max_prompt_chars=40")
+    assert_fallback(
+        capped.route(request),
+        "prompt_too_large",
+        request,
+        policy,
+        router.bundle_id,
+        "a prompt of 45 characters exceeds max_prompt_chars=40",
+    )
 
 
 def test_deadline_exceeded(router: Router, policy: HeuristicPolicy) -> None:
@@ -255,8 +266,9 @@ def test_low_confidence(router: Router, policy: HeuristicPolicy) -> None:
         d = confident.route(request)
         if p < 1.0:
             hits += 1
-            assert_fallback(d, "low_confidence", request, policy, router.bundle_id,
-                            f"P(correct)={p:.3f} for {learned.model} < min_confidence=1.0")
+            assert_fallback(
+                d, "low_confidence", request, policy, router.bundle_id, f"P(correct)={p:.3f} for {learned.model} < min_confidence=1.0"
+            )
         else:  # an isotonic map can reach exactly 1
             assert d == dataclasses.replace(learned, elapsed_ms=d.elapsed_ms)
     assert hits >= 3
@@ -280,8 +292,11 @@ def test_internal_error(router: Router, policy: HeuristicPolicy, monkeypatch: py
 @pytest.mark.parametrize("which", ["none", "bundle", "static"])
 def test_a_lone_surrogate_never_raises(which: str, fitted: dict[str, Any]) -> None:
     router = Router.load(None if which == "none" else fitted[which], NO_DEADLINE)
-    for request in ({"prompt": "\ud800 hi"}, {"messages": [{"role": "user", "content": "why \udfff?"}]},
-                    {"prompt": "\ud800 " * 3000, "output_schema": {"a": "string"}, "latency_sla_ms": 10}):
+    for request in (
+        {"prompt": "\ud800 hi"},
+        {"messages": [{"role": "user", "content": "why \udfff?"}]},
+        {"prompt": "\ud800 " * 3000, "output_schema": {"a": "string"}, "latency_sla_ms": 10},
+    ):
         d = router.route(request)
         assert isinstance(d, Decision) and d.tier in ("tier1", "tier2", "tier3") and d.model
         assert d.source in ("learned", "heuristic")
@@ -300,23 +315,38 @@ MALFORMED = [
     (Request(prompt=5), r"'prompt' must be a string; got 5 \(int\)\."),  # type: ignore[arg-type]
     ({"prompt": "hi", "latency_sla_ms": -1}, r"'latency_sla_ms' must be >= 0; got -1\. Send the p95 latency budget in milliseconds\.$"),
     (Request("hi", latency_sla_ms=-0.5), r"'latency_sla_ms' must be >= 0; got -0\.5\."),
-    ({"prompt": "hi", "latency_sla_ms": "fast"}, r"'latency_sla_ms' must be a finite number of milliseconds or null; got 'fast' \(str\)\. "
-                                                 r"Send e\.g\. 150, or leave it out when there is no latency budget\.$"),
+    (
+        {"prompt": "hi", "latency_sla_ms": "fast"},
+        r"'latency_sla_ms' must be a finite number of milliseconds or null; got 'fast' \(str\)\. "
+        r"Send e\.g\. 150, or leave it out when there is no latency budget\.$",
+    ),
     ({"prompt": "hi", "latency_sla_ms": True}, r"'latency_sla_ms' must be a finite number of milliseconds or null; got True \(bool\)\."),
-    ({"prompt": "hi", "latency_sla_ms": float("inf")}, r"'latency_sla_ms' must be a finite number of milliseconds or null; "
-                                                       r"got inf \(float\)\."),
+    (
+        {"prompt": "hi", "latency_sla_ms": float("inf")},
+        r"'latency_sla_ms' must be a finite number of milliseconds or null; "
+        r"got inf \(float\)\.",
+    ),
     ("hi", r"A request must be an object with 'prompt' \(or 'messages'\); got 'hi' \(str\)\. Send \{\"prompt\": "),
     (None, r"A request must be an object with 'prompt' \(or 'messages'\); got None \(NoneType\)\."),
-    ({"prompt": "hi", "temperature": 0}, r"Unknown request field\(s\) \['temperature'\]; expected prompt or messages, output_schema, "
-                                         r"latency_sla_ms \(and optional id, task, metadata, objective\)\. Check the spelling\.$"),
+    (
+        {"prompt": "hi", "temperature": 0},
+        r"Unknown request field\(s\) \['temperature'\]; expected prompt or messages, output_schema, "
+        r"latency_sla_ms \(and optional id, task, metadata, objective\)\. Check the spelling\.$",
+    ),
     ({"messages": []}, r"'messages' must be a non-empty list of \{'role', 'content'\} objects; got \[\] \(list\)\."),
     ({"messages": "hi"}, r"'messages' must be a non-empty list of \{'role', 'content'\} objects; got 'hi' \(str\)\."),
-    ({"messages": [{"role": "user"}]}, r"messages\[0\] must be an object with 'role' and 'content'; got \{'role': 'user'\} \(dict\)\. "
-                                       r"Fix that message or send 'prompt' instead\.$"),
+    (
+        {"messages": [{"role": "user"}]},
+        r"messages\[0\] must be an object with 'role' and 'content'; got \{'role': 'user'\} \(dict\)\. "
+        r"Fix that message or send 'prompt' instead\.$",
+    ),
     ({"messages": [{"role": "user", "content": 3}]}, r"messages\[0\]\.content must be a string or a list of text parts; got 3 \(int\)\.$"),
-    ({"prompt": "hi", "output_schema": "{bad"}, r"'output_schema' is a string that is not JSON \(Expecting property name enclosed in "
-                                                r"double quotes at char 1\): '\{bad' \(str\)\. "
-                                                r"Send the schema as a JSON object or list\.$"),
+    (
+        {"prompt": "hi", "output_schema": "{bad"},
+        r"'output_schema' is a string that is not JSON \(Expecting property name enclosed in "
+        r"double quotes at char 1\): '\{bad' \(str\)\. "
+        r"Send the schema as a JSON object or list\.$",
+    ),
 ]
 
 
@@ -339,11 +369,23 @@ def test_dicts_requests_and_messages_decide_alike(router: Router) -> None:
     schema = {"order_id": "string", "status": "open | closed"}
     as_request = router.route(Request("Pull the order id and status.", schema, 300))
     assert key(router.route({"prompt": "Pull the order id and status.", "output_schema": schema, "latency_sla_ms": 300})) == key(as_request)
-    assert key(router.route({"prompt": "Pull the order id and status.", "output_schema": json.dumps(schema),
-                             "latency_sla_ms": 300, "id": "r1", "task": "extract", "metadata": {"team": "x"}})) == key(as_request)
-    messages = [{"role": "system", "content": "Be brief."},
-                {"role": "user", "content": [{"type": "text", "text": "Summarize this ticket."}, {"type": "image_url", "image_url": {}}]},
-                {"role": "assistant", "content": None}]
+    assert key(
+        router.route(
+            {
+                "prompt": "Pull the order id and status.",
+                "output_schema": json.dumps(schema),
+                "latency_sla_ms": 300,
+                "id": "r1",
+                "task": "extract",
+                "metadata": {"team": "x"},
+            }
+        )
+    ) == key(as_request)
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Summarize this ticket."}, {"type": "image_url", "image_url": {}}]},
+        {"role": "assistant", "content": None},
+    ]
     flat = router.route(Request("system: Be brief.\nuser: Summarize this ticket.\nassistant: "))
     assert key(router.route({"messages": messages})) == key(flat)
     assert flat.source == "learned"
@@ -357,8 +399,12 @@ def test_a_batch_decides_as_one_by_one(router: Router, fitted: dict[str, Any]) -
     assert len(batch) == len(requests)
     for request, together in zip(requests, batch):
         alone = router.route(request)
-        assert ((together.source, together.model, together.tier, together.fallback)
-                == (alone.source, alone.model, alone.tier, alone.fallback))
+        assert (together.source, together.model, together.tier, together.fallback) == (
+            alone.source,
+            alone.model,
+            alone.tier,
+            alone.fallback,
+        )
         assert together.probabilities == pytest.approx(alone.probabilities, abs=1e-6)
         assert together.expected_cost_usd == pytest.approx(alone.expected_cost_usd)
     assert {d.source for d in batch} == {"learned"}
@@ -392,21 +438,41 @@ def test_the_trees_answer_is_heuristic_policys(name: str) -> None:
 
 
 def test_router_config_is_checked() -> None:
-    with pytest.raises(ConfigError, match=r"^The 'intra_op_threads' parameter of RouterConfig "
-                                          r"must be an int in the range \[1, inf\)\. Got 0 instead\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'intra_op_threads' parameter of RouterConfig "
+        r"must be an int in the range \[1, inf\)\. Got 0 instead\.$",
+    ):
         RouterConfig(intra_op_threads=0)
-    with pytest.raises(ConfigError, match=r"^The 'min_confidence' parameter of RouterConfig "
-                                          r"must be a finite number in the range \[0, 1\]\. Got 1\.5 instead\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'min_confidence' parameter of RouterConfig "
+        r"must be a finite number in the range \[0, 1\]\. Got 1\.5 instead\.$",
+    ):
         RouterConfig(min_confidence=1.5)
-    with pytest.raises(ConfigError, match=r"^The 'deadline_ms' parameter of RouterConfig "
-                                          r"must be a finite number in the range \[0, inf\)\. Got -1 instead\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'deadline_ms' parameter of RouterConfig "
+        r"must be a finite number in the range \[0, inf\)\. Got -1 instead\.$",
+    ):
         RouterConfig(deadline_ms=-1)
-    assert RouterConfig().to_dict() == {"intra_op_threads": 1, "max_prompt_chars": 200_000, "deadline_ms": 50.0,
-                                        "min_confidence": None, "expected_output_tokens": 256, "verify_checksums": True,
-                                        "epsilon": 0.0, "seed": None, "objective": None}
-    with pytest.raises(ConfigError, match=r"^The 'objective' parameter of RouterConfig must be one of \('match-best', "
-                                          r"'match-heuristic', 'max-accuracy'\) or 'budget=USD_PER_QUERY' \(a number >= 0, "
-                                          r"e\.g\. budget=0\.002\)\. Got 'cheap' \(str\) instead\.$"):
+    assert RouterConfig().to_dict() == {
+        "intra_op_threads": 1,
+        "max_prompt_chars": 200_000,
+        "deadline_ms": 50.0,
+        "min_confidence": None,
+        "expected_output_tokens": 256,
+        "verify_checksums": True,
+        "epsilon": 0.0,
+        "seed": None,
+        "objective": None,
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'objective' parameter of RouterConfig must be one of \('match-best', "
+        r"'match-heuristic', 'max-accuracy'\) or 'budget=USD_PER_QUERY' \(a number >= 0, "
+        r"e\.g\. budget=0\.002\)\. Got 'cheap' \(str\) instead\.$",
+    ):
         RouterConfig(objective="cheap")
 
 
@@ -444,8 +510,13 @@ def test_serving_imports_nothing_heavy(fitted: dict[str, Any], tmp_path: Path) -
         print(json.dumps({"heavy": heavy, "sources": [d["source"] for d in out]}))
         """
     )
-    done = subprocess.run([sys.executable, "-c", script, str(fitted["bundle"]), str(fitted["static"])],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(fitted["bundle"]), str(fitted["static"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"heavy": [], "sources": ["learned", "learned"]}
@@ -462,9 +533,14 @@ def test_a_registered_bundle_loads_by_alias(tmp_path: Path, monkeypatch: pytest.
     from tierroute.pipelines.training.train import TrainConfig, run_train
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    config = TrainConfig(synthetic_requests=160, encoder="none", out_dir=str(tmp_path / "run"), tracking_uri=uri,
-                         cache_dir=str(tmp_path / "cache"),
-                         learned=LearnedConfig(router=RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10, n_threads=1)))
+    config = TrainConfig(
+        synthetic_requests=160,
+        encoder="none",
+        out_dir=str(tmp_path / "run"),
+        tracking_uri=uri,
+        cache_dir=str(tmp_path / "cache"),
+        learned=LearnedConfig(router=RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10, n_threads=1)),
+    )
     result = run_train(config)
     import mlflow
 
@@ -487,9 +563,11 @@ def test_a_registered_bundle_loads_by_alias(tmp_path: Path, monkeypatch: pytest.
     assert [(d.source, d.model, dict(d.probabilities)) for d in by_alias.route_batch(REQUESTS)] == expected
     assert {s for s, _, _ in expected} == {"learned"}
     # the download runs in a child process: mlflow never enters the serving process
-    code = ("import sys; from tierroute.serving.router import Router, RouterConfig; "
-            f"r = Router.load('models:/tierroute@champion', RouterConfig(deadline_ms=None), strict=True, tracking_uri={uri!r}); "
-            "print(r.learned, 'mlflow' in sys.modules)")
+    code = (
+        "import sys; from tierroute.serving.router import Router, RouterConfig; "
+        f"r = Router.load('models:/tierroute@champion', RouterConfig(deadline_ms=None), strict=True, tracking_uri={uri!r}); "
+        "print(r.learned, 'mlflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert out.split() == ["True", "False"]
     # a store that does not exist is refused, and none is created in the working folder
@@ -514,9 +592,16 @@ def test_a_registered_bundle_loads_by_alias(tmp_path: Path, monkeypatch: pytest.
     assert str(missing.unavailable).startswith("MLflow could not resolve 'models:/tierroute@nobody' (")
 
     model = mlflow.pyfunc.load_model("models:/tierroute@champion")
-    frame = pd.DataFrame([{"prompt": r["prompt"],
-                           "output_schema": None if r.get("output_schema") is None else json.dumps(r["output_schema"]),
-                           "latency_sla_ms": float(r.get("latency_sla_ms") or "nan")} for r in REQUESTS])
+    frame = pd.DataFrame(
+        [
+            {
+                "prompt": r["prompt"],
+                "output_schema": None if r.get("output_schema") is None else json.dumps(r["output_schema"]),
+                "latency_sla_ms": float(r.get("latency_sla_ms") or "nan"),
+            }
+            for r in REQUESTS
+        ]
+    )
     assert list(model.predict(frame)) == [m for _, m, _ in expected]
 
 

@@ -36,8 +36,9 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tierroute",
-                                     description="Route each LLM request to the cheapest tier likely to answer it correctly.")
+    parser = argparse.ArgumentParser(
+        prog="tierroute", description="Route each LLM request to the cheapest tier likely to answer it correctly."
+    )
     parser.add_argument("--version", action="version", version=f"tierroute {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -21,14 +21,20 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="outcome files or folders of them")
     p.add_argument("--format", default="auto", choices=FORMATS, help="input format (default: detect per file)")
     p.add_argument("--out", default=None, metavar="DIR", help="new folder for the run's outputs (default: runs/<job>-<time>)")
-    p.add_argument("--max-bad", type=float, default=0.05, metavar="FRACTION",
-                   help="fail when more than this share of rows is quarantined (default 0.05)")
-    p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
-                   help="read canonical FIELD from COLUMN (generic files; repeatable)")
-    p.add_argument("--correct-threshold", type=float, default=0.5, metavar="Q",
-                   help="correct = quality >= Q when a row has no 'correct' (default 0.5)")
-    p.add_argument("--keep-contaminated", action="store_true",
-                   help="keep prompts listed in contaminated_prompts.jsonl (RouteLLM data)")
+    p.add_argument(
+        "--max-bad",
+        type=float,
+        default=0.05,
+        metavar="FRACTION",
+        help="fail when more than this share of rows is quarantined (default 0.05)",
+    )
+    p.add_argument(
+        "--map", action="append", default=[], metavar="FIELD=COLUMN", help="read canonical FIELD from COLUMN (generic files; repeatable)"
+    )
+    p.add_argument(
+        "--correct-threshold", type=float, default=0.5, metavar="Q", help="correct = quality >= Q when a row has no 'correct' (default 0.5)"
+    )
+    p.add_argument("--keep-contaminated", action="store_true", help="keep prompts listed in contaminated_prompts.jsonl (RouteLLM data)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
@@ -39,10 +45,15 @@ def add_data_commands(sub: Any) -> None:
 
     audit = sub.add_parser("audit", help="the article's checklist over outcome logs")
     _add_ingest_options(audit)
-    audit.add_argument("--catalogue", default=None, metavar="FILE",
-                       help="model -> tier TOML or built-in name (default: the built-in that lists every model)")
-    audit.add_argument("--gap-points", type=float, default=5.0, metavar="POINTS",
-                       help="quality gap under which the cheaper tier is enough (default 5)")
+    audit.add_argument(
+        "--catalogue",
+        default=None,
+        metavar="FILE",
+        help="model -> tier TOML or built-in name (default: the built-in that lists every model)",
+    )
+    audit.add_argument(
+        "--gap-points", type=float, default=5.0, metavar="POINTS", help="quality gap under which the cheaper tier is enough (default 5)"
+    )
 
 
 def _mapping(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -59,8 +70,12 @@ def _ingest_config(args: argparse.Namespace, out: str | None) -> Any:
     from tierroute.pipelines.data.ingest import IngestConfig
 
     return IngestConfig(
-        paths=tuple(args.paths), format=args.format, out_dir=out, max_bad_fraction=args.max_bad,
-        correct_threshold=args.correct_threshold, mapping=_mapping(args.map),
+        paths=tuple(args.paths),
+        format=args.format,
+        out_dir=out,
+        max_bad_fraction=args.max_bad,
+        correct_threshold=args.correct_threshold,
+        mapping=_mapping(args.map),
         catalogue=args.catalogue if args.command == "ingest" else None,
         exclude_contaminated=not args.keep_contaminated,
     )
@@ -75,8 +90,11 @@ def _cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         print(json.dumps(summary, indent=2), file=out)
         return 0
-    print(f"read {summary['rows_read']:,} rows; kept {summary['rows_kept']:,} outcomes for {summary['requests']:,} "
-          f"requests x {len(summary['models'])} models", file=out)
+    print(
+        f"read {summary['rows_read']:,} rows; kept {summary['rows_kept']:,} outcomes for {summary['requests']:,} "
+        f"requests x {len(summary['models'])} models",
+        file=out,
+    )
     print(f"quarantined {summary['rows_quarantined']:,} rows -> {summary['quarantine_file']}", file=out)
     for reason, count in summary["quarantine_by_reason"].items():
         print(f"  {reason:<26} {count:>8,}", file=out)

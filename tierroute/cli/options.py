@@ -12,21 +12,34 @@ from tierroute.errors import ConfigError
 from tierroute.pipelines.training.distributed import ENGINES
 from tierroute.tracking_uri import DEFAULT_TRACKING_URI
 
-__all__ = ["add_engine_options", "add_tracking_option", "quiet_datasets", "quiet_mlflow", "progress_for", "tracking_store"]
+__all__ = ["add_engine_options", "add_tracking_option", "quiet_datasets", "quiet_mlflow", "progress_for", "tracking_store", "bundle_store"]
+
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     """``--engine`` / ``--scheduler`` (train, retrain)."""
-    p.add_argument("--engine", default="local", choices=ENGINES,
-                   help="where ingestion, features and LightGBM run (dask: on the cluster at --scheduler)")
-    p.add_argument("--scheduler", default="local", metavar="ADDRESS",
-                   help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 ('local': a LocalCluster here; default)")
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=ENGINES,
+        help="where ingestion, features and LightGBM run (dask: on the cluster at --scheduler)",
+    )
+    p.add_argument(
+        "--scheduler",
+        default="local",
+        metavar="ADDRESS",
+        help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 ('local': a LocalCluster here; default)",
+    )
 
 
 def add_tracking_option(p: argparse.ArgumentParser, purpose: str) -> None:
     """``--tracking-uri``, with one meaning everywhere: unset = $MLFLOW_TRACKING_URI or the project's
     store, ``''`` = no MLflow at all (commands that cannot work without a store say so)."""
-    p.add_argument("--tracking-uri", default=None, metavar="URI",
-                   help=f"MLflow store {purpose} (default: $MLFLOW_TRACKING_URI, else {DEFAULT_TRACKING_URI}; '' = no MLflow)")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help=f"MLflow store {purpose} (default: $MLFLOW_TRACKING_URI, else {DEFAULT_TRACKING_URI}; '' = no MLflow)",
+    )
 
 
 def tracking_store(args: argparse.Namespace, needed_for: str | None = None) -> str:
@@ -38,9 +51,19 @@ def tracking_store(args: argparse.Namespace, needed_for: str | None = None) -> s
     if given is None:
         return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if given == "" and needed_for:
-        raise ConfigError(f"--tracking-uri '' turns MLflow off, but {needed_for} needs an MLflow store. Drop the option "
-                          f"to use the default store ({DEFAULT_TRACKING_URI}) or pass the store's URI.")
+        raise ConfigError(
+            f"--tracking-uri '' turns MLflow off, but {needed_for} needs an MLflow store. Drop the option "
+            f"to use the default store ({DEFAULT_TRACKING_URI}) or pass the store's URI."
+        )
     return str(given)
+
+
+def bundle_store(args: argparse.Namespace) -> str | None:
+    """The MLflow store of a ``models:/`` bundle (an error when ``--tracking-uri ''`` turned MLflow
+    off); None for a bundle folder, which needs no store."""
+    if args.bundle is None or not str(args.bundle).startswith("models:/"):
+        return None
+    return tracking_store(args, f"the bundle {args.bundle!r}")
 
 
 def quiet_datasets() -> None:

@@ -124,14 +124,14 @@ def score_code(response: str, tests: str, limits: CodeLimits | None = None) -> S
     program = f"{extract_code(response)}\n\n# --- reference tests ---\n{_STATE}['tests'] = True\n{tests}\n"
     with tempfile.TemporaryDirectory(prefix="tierroute-code-") as folder:
         Path(folder, "solution.py").write_text(program, encoding="utf-8")
-        launcher = _LAUNCHER.format(memory=limits.memory_mb * 1024 * 1024, cpu=math.ceil(limits.timeout_s) + 1,
-                                    state=_STATE)
+        launcher = _LAUNCHER.format(memory=limits.memory_mb * 1024 * 1024, cpu=math.ceil(limits.timeout_s) + 1, state=_STATE)
         Path(folder, "launch.py").write_text(launcher, encoding="utf-8")
         argv = [sys.executable, "-I", "-B", "launch.py"]
         sentinel = secrets.token_hex(16)
         with open(Path(folder, "stderr.txt"), "wb") as err:  # a file, capped by RLIMIT_FSIZE (a pipe is not)
-            child = subprocess.Popen(argv, cwd=folder, env={}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=err, start_new_session=os.name == "posix")
+            child = subprocess.Popen(
+                argv, cwd=folder, env={}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, start_new_session=os.name == "posix"
+            )
             try:
                 _hand_over(child, sentinel)
                 child.wait(timeout=limits.timeout_s)
@@ -144,8 +144,11 @@ def score_code(response: str, tests: str, limits: CodeLimits | None = None) -> S
         if child.returncode == 0:
             if _read_small(Path(folder, "done.txt")) == sentinel.encode():
                 return Score(1.0, "tests passed")
-            return Score(0.0, "the process exited 0 before the reference tests ran to their end (os._exit() or a "
-                              "killed interpreter?); only a run that finishes the tests passes")
+            return Score(
+                0.0,
+                "the process exited 0 before the reference tests ran to their end (os._exit() or a "
+                "killed interpreter?); only a run that finishes the tests passes",
+            )
         with open(Path(folder, "stderr.txt"), "rb") as fh:
             fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
             tail = _tail(fh.read())

@@ -68,6 +68,7 @@ def _candidates(text: str) -> list[str]:
 
 # -- schema forms -> JSON Schema ----------------------------------------------------------------------
 
+
 def _compact(value: Any) -> Any:
     if isinstance(value, str):
         options = [part.strip() for part in value.split("|")]
@@ -111,13 +112,20 @@ def to_json_schema(output_schema: Any) -> Any:
             return {"type": ["object", "array"]}
         inner = output_schema.get("json_schema", output_schema)
         return inner.get("schema") or {"type": ["object", "array"]}
-    tools = output_schema if isinstance(output_schema, list) else (
-        [output_schema] if output_schema.get("type") == "function" else
-        [t for k in ("tools", "functions") for t in output_schema.get(k, [])])
+    tools = (
+        output_schema
+        if isinstance(output_schema, list)
+        else (
+            [output_schema]
+            if output_schema.get("type") == "function"
+            else [t for k in ("tools", "functions") for t in output_schema.get(k, [])]
+        )
+    )
     return _tool_parameters(tools)
 
 
 # -- the validator ----------------------------------------------------------------------------------
+
 
 def _is_type(value: Any, kind: str) -> bool:
     if kind == "integer":
@@ -221,7 +229,7 @@ def _check_object(value: dict[str, Any], schema: Mapping[str, Any], root: Any, p
 def _check_array(value: list[Any], schema: Mapping[str, Any], root: Any, path: str, errors: list[str], depth: int) -> None:
     if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", math.inf):
         errors.append(f"{path}: {len(value)} items is outside the allowed range")
-    if schema.get("uniqueItems") is True and any(_same(a, b) for i, a in enumerate(value) for b in value[i + 1:]):
+    if schema.get("uniqueItems") is True and any(_same(a, b) for i, a in enumerate(value) for b in value[i + 1 :]):
         errors.append(f"{path}: items must be unique")
     prefix = schema.get("prefixItems") or (schema["items"] if isinstance(schema.get("items"), list) else [])
     items = schema.get("items") if isinstance(schema.get("items"), (Mapping, bool)) else True
@@ -250,6 +258,7 @@ def validate_json(value: Any, schema: Any) -> list[str]:
 
 
 # -- field-level F1 ----------------------------------------------------------------------------------
+
 
 def _leaves(value: Any, path: str, out: Counter[tuple[str, str]]) -> None:
     if isinstance(value, dict):

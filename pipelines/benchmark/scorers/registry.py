@@ -35,8 +35,9 @@ def scorer_specs() -> Mapping[str, ScorerSpec]:
             if spec.name in found:
                 raise RuntimeError(f"Two scorer modules declare the scorer {spec.name!r}; rename one.")
             if spec.runs not in SCORER_RUNS or (spec.runs == "offline") != (spec.score is not None):
-                raise RuntimeError(f"The scorer {spec.name!r} must run in one of {SCORER_RUNS} and have a score function "
-                                   "exactly when it runs offline.")
+                raise RuntimeError(
+                    f"The scorer {spec.name!r} must run in one of {SCORER_RUNS} and have a score function exactly when it runs offline."
+                )
             found[spec.name] = spec
     return MappingProxyType(dict(sorted(found.items(), key=lambda item: (item[1].rank, item[0]))))
 
@@ -69,6 +70,7 @@ def score_text(scorer: str, response: str, reference: Any, output_schema: Any = 
     spec = _spec(scorer)
     if spec.score is None:
         offline = [name for name, s in scorer_specs().items() if s.score is not None]
-        raise ValueError(f"score_text handles {', '.join(offline)}; got {scorer!r}, which runs as a {spec.runs} "
-                         "through the benchmark runner")
+        raise ValueError(
+            f"score_text handles {', '.join(offline)}; got {scorer!r}, which runs as a {spec.runs} through the benchmark runner"
+        )
     return spec.score(response, reference, output_schema)

@@ -44,8 +44,8 @@ __all__ = ["SCORER_SPECS", "NUMERIC_REL_TOL", "Score", "normalize_answer", "extr
 NUMERIC_REL_TOL = 1e-4
 
 
-
 # -- exact and f1 ----------------------------------------------------------------------------------
+
 
 def _answers(reference: Any) -> list[str]:
     return [str(r) for r in reference] if isinstance(reference, (list, tuple)) else [str(reference)]
@@ -88,8 +88,7 @@ def extract_choice(text: str) -> str | None:
     "B." or "**B**:"; else the last "(B)", "**B**" or "option B". Inside a sentence a bare letter must
     be upper case (so the article "a" is not read as choice A), and "I" followed by a lower-case word or
     an apostrophe ("Answer: I think ...") is the pronoun."""
-    found = [m.group(1) for m in _ANSWER_IS.finditer(text)
-             if not (m.group(1) == "I" and _PRONOUN_I.match(text, m.end(1)))]
+    found = [m.group(1) for m in _ANSWER_IS.finditer(text) if not (m.group(1) == "I" and _PRONOUN_I.match(text, m.end(1)))]
     found = [f for f in found if f.isupper() or re.search(rf"[(\[]\s*{f}\s*[)\]]", text)]
     if found:
         return found[-1].upper()
@@ -116,7 +115,7 @@ def _score_choice(response: str, reference: Any) -> Score:
 def _choice_reference(reference: Any) -> str:
     text = reference.strip().strip("()[]*. ").upper() if isinstance(reference, str) else ""
     if len(text) != 1 or not "A" <= text <= "Z":
-        raise ValueError("a 'choice' reference must be one letter A-Z such as \"B\" or \"(B)\"")
+        raise ValueError('a \'choice\' reference must be one letter A-Z such as "B" or "(B)"')
     return text
 
 
@@ -172,6 +171,7 @@ def _score_numeric(response: str, reference: float, rel_tol: float = NUMERIC_REL
 
 # -- the specs the registry collects ----------------------------------------------------------------
 
+
 def _non_empty(scorer: str, reference: Any) -> None:
     if reference is None or (isinstance(reference, str) and not reference.strip() and scorer != "exact"):
         raise ValueError(f"the {scorer!r} scorer needs a non-empty 'reference'")
@@ -201,7 +201,6 @@ def _check_numeric(reference: Any, output_schema: Any = None) -> float:
 SCORER_SPECS = (
     ScorerSpec("exact", 1.0, _check_answers("exact"), lambda response, ref, schema: _score_exact(response, ref), rank=0),
     ScorerSpec("choice", 1.0, _check_choice, lambda response, ref, schema: _score_choice(response, _choice_reference(ref)), rank=1),
-    ScorerSpec("numeric", 1.0, _check_numeric, lambda response, ref, schema: _score_numeric(response, _numeric_reference(ref)),
-               rank=2),
+    ScorerSpec("numeric", 1.0, _check_numeric, lambda response, ref, schema: _score_numeric(response, _numeric_reference(ref)), rank=2),
     ScorerSpec("f1", 0.5, _check_answers("f1"), lambda response, ref, schema: _score_f1(response, ref), rank=3),
 )

@@ -15,11 +15,7 @@ from tierroute.pipelines.data.adapters.routerbench import RouterBenchAdapter
 __all__ = ["Adapter", "RawRow", "ADAPTERS", "FORMATS", "OUTCOME_SUFFIXES", "detect_format"]
 
 #: name -> adapter class, in sniffing order (most specific first).
-ADAPTERS: dict[str, type] = {
-    "routerbench": RouterBenchAdapter,
-    "routellm": RouteLLMAdapter,
-    "outcomes": OutcomesAdapter,
-}
+ADAPTERS: dict[str, type] = {"routerbench": RouterBenchAdapter, "routellm": RouteLLMAdapter, "outcomes": OutcomesAdapter}
 FORMATS: tuple[str, ...] = ("auto", *ADAPTERS)
 
 

@@ -109,7 +109,7 @@ def iter_csv(path: Path) -> Iterator[CsvRow]:
             raise DataFormatError(
                 f"{path.name}: cannot split line {start} into cells reliably ({exc}): a quoted cell that starts "
                 "there is never closed, or text follows its closing quote, so every later line would be misread. "
-                f"Fix the quoting at line {start} (a quote inside a quoted cell is written twice: \"\"), then ingest "
+                f'Fix the quoting at line {start} (a quote inside a quoted cell is written twice: ""), then ingest '
                 "the file again."
             ) from None
 
@@ -119,19 +119,27 @@ def _row(line: int, names: list[str], cells: list[str]) -> CsvRow:
     if bad is not None:
         row: dict[str, Any] = {name: escape_text(c) for name, c in zip(names, cells)}
         if len(cells) > len(names):
-            row["_extra_cells"] = [escape_text(c) for c in cells[len(names):]]
+            row["_extra_cells"] = [escape_text(c) for c in cells[len(names) :]]
         column = names[bad] if bad < len(names) else f"extra cell {bad - len(names) + 1}"
-        return CsvRow(line, row, "bad_encoding",
-                      f"line {line} is not UTF-8 text (column {column!r}); the row is kept here with \\xNN "
-                      "escapes for the bytes. Re-save the file as UTF-8.")
+        return CsvRow(
+            line,
+            row,
+            "bad_encoding",
+            f"line {line} is not UTF-8 text (column {column!r}); the row is kept here with \\xNN "
+            "escapes for the bytes. Re-save the file as UTF-8.",
+        )
     row = dict(zip(names, cells))
-    for name in names[len(cells):]:  # a short row: the missing cells are absent (as csv.DictReader does)
+    for name in names[len(cells) :]:  # a short row: the missing cells are absent (as csv.DictReader does)
         row[name] = None
-    extra = cells[len(names):]
+    extra = cells[len(names) :]
     if any(c.strip() for c in extra):
         row["_extra_cells"] = extra
-        return CsvRow(line, row, "unparseable_row",
-                      f"line {line} has {len(cells)} cells but the header names {len(names)} columns; the extra "
-                      f"cells cannot be placed. Quote cells that hold commas (\"a, b\"), or add the missing "
-                      "column names to the header.")
+        return CsvRow(
+            line,
+            row,
+            "unparseable_row",
+            f"line {line} has {len(cells)} cells but the header names {len(names)} columns; the extra "
+            f'cells cannot be placed. Quote cells that hold commas ("a, b"), or add the missing '
+            "column names to the header.",
+        )
     return CsvRow(line, row)

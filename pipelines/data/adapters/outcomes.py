@@ -36,9 +36,14 @@ def parse_json_line(data: bytes, where: str) -> tuple[Any, str | None, str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raw = data[:_RAW_LIMIT].decode("utf-8", "backslashreplace")
-        return {"raw": raw}, "bad_encoding", (
-            f"{where} is not UTF-8 text ({exc.reason}: byte 0x{data[exc.start]:02x} at byte {exc.start}); the line is "
-            "kept here with \\xNN escapes for the bytes. Re-save the file as UTF-8.")
+        return (
+            {"raw": raw},
+            "bad_encoding",
+            (
+                f"{where} is not UTF-8 text ({exc.reason}: byte 0x{data[exc.start]:02x} at byte {exc.start}); the line is "
+                "kept here with \\xNN escapes for the bytes. Re-save the file as UTF-8."
+            ),
+        )
     try:
         return safejson.loads(text, where=where), None, ""
     except safejson.UnsafeJSONError as exc:
@@ -115,8 +120,9 @@ class OutcomesAdapter:
             if isinstance(item, dict):
                 yield RawRow(self._rename(item), f"{path.name}:item {i}")
             else:
-                yield RawRow({"raw": item}, f"{path.name}:item {i}", "unparseable_row",
-                             f"an array item must be an object; got {type(item).__name__}")
+                yield RawRow(
+                    {"raw": item}, f"{path.name}:item {i}", "unparseable_row", f"an array item must be an object; got {type(item).__name__}"
+                )
 
     def _jsonl(self, path: Path) -> Iterator[RawRow]:
         if path.suffix == ".json" and _starts_with_array(path):

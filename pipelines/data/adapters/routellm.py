@@ -71,9 +71,7 @@ class RouteLLMAdapter:
         if path.suffix != ".csv":
             return False
         header = read_csv_header(path)
-        return bool(header) and header[0] == "prompt" and bool(self._models(header)) and not any(
-            "|total_cost" in c for c in header
-        )
+        return bool(header) and header[0] == "prompt" and bool(self._models(header)) and not any("|total_cost" in c for c in header)
 
     def _task(self, path: Path) -> str:
         stem = path.stem

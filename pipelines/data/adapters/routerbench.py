@@ -87,8 +87,7 @@ class RouterBenchAdapter:
         for i, row in enumerate(frame.to_dict(orient="records")):
             yield from self._melt(row, models, f"{path.name}:row {i}")
 
-    def _melt(self, row: Mapping[str, Any], models: list[str], where: str, issue: str | None = None,
-              detail: str = "") -> Iterator[RawRow]:
+    def _melt(self, row: Mapping[str, Any], models: list[str], where: str, issue: str | None = None, detail: str = "") -> Iterator[RawRow]:
         """One long row per model; a source line the CSV reader flagged (``issue``) is quarantined
         once per model it would have given, so the counts stay per prompt x model."""
         prompt = routerbench_prompt_text(row.get("prompt"))

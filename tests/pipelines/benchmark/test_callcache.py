@@ -41,7 +41,12 @@ def test_a_stored_call_survives_reopening(tmp_path: Path) -> None:
         got = cache.get("k")
         assert got is not None and len(cache) == 1
         assert (got.body, got.input_tokens, got.output_tokens, got.latency_ms, got.created) == (
-            body, 5, 1, 12.5, "2026-11-28T10:00:00+00:00")
+            body,
+            5,
+            1,
+            12.5,
+            "2026-11-28T10:00:00+00:00",
+        )
     db = sqlite3.connect(path)
     try:
         assert db.execute("SELECT model, base_url FROM calls").fetchone() == ("m", URL)  # the trailing / dropped
@@ -64,8 +69,11 @@ def test_another_version_or_a_foreign_file_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = '0' WHERE name = 'version'")
     db.close()
-    with pytest.raises(ConfigError, match=rf"The call cache '.*old\.sqlite' is version 0; this tierroute reads version "
-                                          rf"{CACHE_VERSION}\. Pass --cache a new file \(the old one is left as it is\)\."):
+    with pytest.raises(
+        ConfigError,
+        match=rf"The call cache '.*old\.sqlite' is version 0; this tierroute reads version "
+        rf"{CACHE_VERSION}\. Pass --cache a new file \(the old one is left as it is\)\.",
+    ):
         CallCache(path)
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not a database" * 100)
@@ -82,8 +90,11 @@ def test_someone_elses_sqlite_database_is_refused_untouched(tmp_path: Path) -> N
     db.commit()
     db.close()
     before = path.read_bytes()
-    with pytest.raises(ConfigError, match=r"'.*mine\.db' is an sqlite database but not a tierroute call cache \(its tables: "
-                                          r"notes\)\. Pass --cache a new file path; this one is left as it is\."):
+    with pytest.raises(
+        ConfigError,
+        match=r"'.*mine\.db' is an sqlite database but not a tierroute call cache \(its tables: "
+        r"notes\)\. Pass --cache a new file path; this one is left as it is\.",
+    ):
         CallCache(path)
     assert path.read_bytes() == before
 

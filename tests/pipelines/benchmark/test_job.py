@@ -29,25 +29,40 @@ from tierroute.pipelines.data.records import OUTCOME_FIELDS  # noqa: E402
 
 KEY_ENV, KEY = "TIERROUTE_BENCH_KEY", "sk-bench"
 TIMEOUT_S = 1.5  # generous: a healthy stub on a loaded 2-core machine can take a few hundred ms; the slow one waits 3 s
-PRICES = {"ok-model": (1.0, 2.0), "slow-model": (0.5, 0.5), "flaky-model": (0.2, 0.4), "broken-model": (0.1, 0.1),
-          "judge": (3.0, 3.0)}
+PRICES = {"ok-model": (1.0, 2.0), "slow-model": (0.5, 0.5), "flaky-model": (0.2, 0.4), "broken-model": (0.1, 0.1), "judge": (3.0, 3.0)}
 
 # prompt id -> (prompt line fields, the healthy answer)
 PROMPTS: dict[str, tuple[dict[str, Any], str]] = {
     "exact": ({"prompt": "Capital of France?", "reference": "Paris", "scorer": "exact", "task": "qa"}, "Paris."),
     "wrong": ({"prompt": "Capital of Germany?", "reference": "Berlin", "scorer": "exact", "task": "qa"}, "Paris"),
     "choice": ({"prompt": "2+2? (A) 3 (B) 4", "reference": "(B)", "scorer": "choice"}, "The answer is (B)."),
-    "numeric": ({"prompt": "What is 17*3?", "reference": 51, "scorer": "numeric", "latency_sla_ms": 800},
-                "17*3 = 51. Answer: 51"),
-    "f1": ({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Status of A-1?"}],
-            "reference": "order A-1 shipped", "scorer": "f1", "task": "extract"}, "The order A-1 has shipped"),
-    "json": ({"prompt": "Extract the order as JSON.", "reference": {"order_id": "A-1", "status": "shipped"},
-              "scorer": "json", "output_schema": {"order_id": "string", "status": "shipped | lost"}},
-             '```json\n{"order_id": "A-1", "status": "shipped"}\n```'),
-    "code": ({"prompt": "Write add(a, b).", "reference": "assert add(2, 3) == 5", "scorer": "code"},
-             "```python\ndef add(a, b):\n    return a + b\n```"),
-    "judge": ({"prompt": "Explain recursion in one line.", "reference": "a function calling itself", "scorer": "judge"},
-              "A function that calls itself."),
+    "numeric": ({"prompt": "What is 17*3?", "reference": 51, "scorer": "numeric", "latency_sla_ms": 800}, "17*3 = 51. Answer: 51"),
+    "f1": (
+        {
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Status of A-1?"}],
+            "reference": "order A-1 shipped",
+            "scorer": "f1",
+            "task": "extract",
+        },
+        "The order A-1 has shipped",
+    ),
+    "json": (
+        {
+            "prompt": "Extract the order as JSON.",
+            "reference": {"order_id": "A-1", "status": "shipped"},
+            "scorer": "json",
+            "output_schema": {"order_id": "string", "status": "shipped | lost"},
+        },
+        '```json\n{"order_id": "A-1", "status": "shipped"}\n```',
+    ),
+    "code": (
+        {"prompt": "Write add(a, b).", "reference": "assert add(2, 3) == 5", "scorer": "code"},
+        "```python\ndef add(a, b):\n    return a + b\n```",
+    ),
+    "judge": (
+        {"prompt": "Explain recursion in one line.", "reference": "a function calling itself", "scorer": "judge"},
+        "A function that calls itself.",
+    ),
     "slow": ({"prompt": "Say SLOW please.", "reference": "slow", "scorer": "exact"}, "slow"),
     "nousage": ({"prompt": "Say hello nousage.", "reference": "hello", "scorer": "exact"}, "hello"),
     "nochoices": ({"prompt": "Say bye nochoices.", "reference": "bye", "scorer": "exact"}, "bye"),
@@ -104,15 +119,20 @@ class StubHandler(BaseHTTPRequestHandler):
         messages, model = body["messages"], body["model"]
         content = messages[-1]["content"]
         with self.server.lock:
-            self.server.calls.append({"model": model, "content": content, "path": self.path, "body": body,
-                                      "authorization": self.headers.get("authorization")})
+            self.server.calls.append(
+                {"model": model, "content": content, "path": self.path, "body": body, "authorization": self.headers.get("authorization")}
+            )
             self.server.seen[content] += 1
             nth = self.server.seen[content]
         answer = "Score: 8" if model == "judge" else ANSWERS.get(content, "I do not know")
         n_in, n_out = usage_of(messages, answer)
-        completion = {"id": "cmpl", "object": "chat.completion", "model": model,
-                      "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-                      "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}}
+        completion = {
+            "id": "cmpl",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
+        }
         kind = self.server.kind
         if kind == "slow" and "SLOW" in content:
             self.server.release.wait(3.0)
@@ -145,10 +165,17 @@ def _fresh(stubs: dict[str, Stub]) -> None:
 
 def write_catalogue(path: Path, stubs: dict[str, Stub]) -> Path:
     servers = {"ok-model": "ok", "slow-model": "slow", "flaky-model": "flaky", "broken-model": "broken", "judge": "ok"}
-    lines = ['schema_version = 1', 'name = "stubs"', 'tiers = ["tier1", "tier2"]']
+    lines = ["schema_version = 1", 'name = "stubs"', 'tiers = ["tier1", "tier2"]']
     for model, (inp, out) in PRICES.items():
-        lines += ["", "[[candidates]]", f'model = "{model}"', f'tier = "{"tier2" if model == "judge" else "tier1"}"',
-                  f"input_per_1k = {inp}", f"output_per_1k = {out}", f'base_url = "{stubs[servers[model]].base_url}"']
+        lines += [
+            "",
+            "[[candidates]]",
+            f'model = "{model}"',
+            f'tier = "{"tier2" if model == "judge" else "tier1"}"',
+            f"input_per_1k = {inp}",
+            f"output_per_1k = {out}",
+            f'base_url = "{stubs[servers[model]].base_url}"',
+        ]
         lines += [f'api_key_env = "{KEY_ENV}"'] if model == "ok-model" else []
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -168,9 +195,19 @@ def config(tmp_path: Path, stubs: dict[str, Stub], out: str = "out.jsonl", **kw:
     if not prompts.exists():
         write_prompts(prompts)
     settings: dict[str, Any] = {
-        "catalogue": str(catalogue), "models": ("ok-model", "slow-model", "flaky-model", "broken-model"), "judge_model": "judge",
-        "allow_code_execution": True, "timeout_s": TIMEOUT_S, "max_retries": 2, "backoff_base_s": 0.01,
-        "backoff_cap_s": 0.05, "concurrency": 2, "cache": str(tmp_path / "cache.sqlite"), "max_tokens": 64, **kw}
+        "catalogue": str(catalogue),
+        "models": ("ok-model", "slow-model", "flaky-model", "broken-model"),
+        "judge_model": "judge",
+        "allow_code_execution": True,
+        "timeout_s": TIMEOUT_S,
+        "max_retries": 2,
+        "backoff_base_s": 0.01,
+        "backoff_cap_s": 0.05,
+        "concurrency": 2,
+        "cache": str(tmp_path / "cache.sqlite"),
+        "max_tokens": 64,
+        **kw,
+    }
     return BenchmarkConfig(prompts=str(prompts), out=str(tmp_path / out), **settings)
 
 
@@ -208,8 +245,18 @@ def test_full_run_then_rerun_from_the_cache(tmp_path: Path, stubs: dict[str, Stu
     # the healthy model: every scorer, costs = usage x prices exactly, the key sent
     ok = {pid: by[(pid, "ok-model")] for pid in PROMPTS}
     assert {pid: r["correct"] for pid, r in ok.items()} == {
-        "exact": True, "wrong": False, "choice": True, "numeric": True, "f1": True, "json": True, "code": True,
-        "judge": True, "slow": True, "nousage": True, "nochoices": True}
+        "exact": True,
+        "wrong": False,
+        "choice": True,
+        "numeric": True,
+        "f1": True,
+        "json": True,
+        "code": True,
+        "judge": True,
+        "slow": True,
+        "nousage": True,
+        "nochoices": True,
+    }
     assert ok["judge"]["quality"] == 0.8 and ok["judge"]["judge_model"] == "judge" and ok["judge"]["threshold"] == 0.7
     assert ok["f1"]["quality"] == pytest.approx(6 / 7) and ok["f1"]["threshold"] == 0.5
     for pid, (fields, answer) in PROMPTS.items():
@@ -334,8 +381,10 @@ def _dead_base_url() -> str:
 
 
 def _one_model_catalogue(path: Path, url: str) -> Path:
-    path.write_text(f'schema_version = 1\nname = "one"\ntiers = ["t"]\n[[candidates]]\nmodel = "m"\ntier = "t"\n'
-                    f'input_per_1k = 1\noutput_per_1k = 1\nbase_url = "{url}"\n')
+    path.write_text(
+        f'schema_version = 1\nname = "one"\ntiers = ["t"]\n[[candidates]]\nmodel = "m"\ntier = "t"\n'
+        f'input_per_1k = 1\noutput_per_1k = 1\nbase_url = "{url}"\n'
+    )
     return path
 
 
@@ -350,11 +399,15 @@ def test_a_dead_endpoint_gives_outcomes_not_a_crash(tmp_path: Path, stubs: dict[
 
 # -- refused before any call ---------------------------------------------------------------------
 
+
 def test_a_base_url_that_is_not_http_is_refused(tmp_path: Path, stubs: dict[str, Stub]) -> None:
     catalogue = _one_model_catalogue(tmp_path / "ftp.toml", "ftp://example/v1")
     write_prompts(tmp_path / "prompts.jsonl", ["exact"])
-    with pytest.raises(ConfigError, match=r"base_url must start with http:// or https://; got m \('ftp://example/v1'\) in "
-                                          r"catalogue 'one'\. Write the endpoint's full URL"):
+    with pytest.raises(
+        ConfigError,
+        match=r"base_url must start with http:// or https://; got m \('ftp://example/v1'\) in "
+        r"catalogue 'one'\. Write the endpoint's full URL",
+    ):
         run_benchmark(config(tmp_path, stubs, catalogue=str(catalogue), models=(), judge_model=None))
 
 
@@ -364,22 +417,31 @@ def _no_calls(stubs: dict[str, Stub]) -> bool:
 
 def test_an_existing_out_file_is_refused_before_any_call(tmp_path: Path, stubs: dict[str, Stub]) -> None:
     (tmp_path / "out.jsonl").write_text("mine\n")
-    with pytest.raises(OutputDirError, match=r"Output file '.*out\.jsonl' already exists; tierroute never writes over "
-                                             r"existing files\. Pass a new --out path: the call cache holds"):
+    with pytest.raises(
+        OutputDirError,
+        match=r"Output file '.*out\.jsonl' already exists; tierroute never writes over "
+        r"existing files\. Pass a new --out path: the call cache holds",
+    ):
         run_benchmark(config(tmp_path, stubs), env=ENV)
     assert (tmp_path / "out.jsonl").read_text() == "mine\n" and _no_calls(stubs)
 
 
 def test_code_prompts_need_allow_code_execution(tmp_path: Path, stubs: dict[str, Stub]) -> None:
-    with pytest.raises(ConfigError, match=r"1 prompt\(s\) of '.*prompts\.jsonl' use the 'code' scorer \(first: 'code'\), "
-                                          r"which runs model-written code on this machine\. Pass --allow-code-execution"):
+    with pytest.raises(
+        ConfigError,
+        match=r"1 prompt\(s\) of '.*prompts\.jsonl' use the 'code' scorer \(first: 'code'\), "
+        r"which runs model-written code on this machine\. Pass --allow-code-execution",
+    ):
         run_benchmark(config(tmp_path, stubs, allow_code_execution=False), env=ENV)
     assert _no_calls(stubs) and not (tmp_path / "out.jsonl").exists()
 
 
 def test_judge_prompts_need_a_judge(tmp_path: Path, stubs: dict[str, Stub]) -> None:
-    with pytest.raises(ConfigError, match=r"use the 'judge' scorer \(first: 'judge'\) but no judge model was given\. "
-                                          r"Pass --judge MODEL"):
+    with pytest.raises(
+        ConfigError,
+        match=r"use the 'judge' scorer \(first: 'judge'\) but no judge model was given\. "
+        r"Pass --judge MODEL",
+    ):
         run_benchmark(config(tmp_path, stubs, judge_model=None), env=ENV)
     with pytest.raises(CatalogueError, match="unknown model 'nobody'"):
         run_benchmark(config(tmp_path, stubs, judge_model="nobody"), env=ENV)
@@ -387,18 +449,27 @@ def test_judge_prompts_need_a_judge(tmp_path: Path, stubs: dict[str, Stub]) -> N
 
 
 def test_missing_keys_and_base_urls_are_refused(tmp_path: Path, stubs: dict[str, Stub]) -> None:
-    with pytest.raises(ConfigError, match=rf"The API key variable\(s\) named by api_key_env are not set: {KEY_ENV} "
-                                          r"\(for ok-model\)\. Export them"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"The API key variable\(s\) named by api_key_env are not set: {KEY_ENV} "
+        r"\(for ok-model\)\. Export them",
+    ):
         run_benchmark(config(tmp_path, stubs), env={})
-    with pytest.raises(ConfigError, match=r"Candidate\(s\) claude-3-haiku, llama-3-70b-q4, .* of catalogue 'article' "
-                                          r"have no base_url, so the benchmark cannot call them\."):
+    with pytest.raises(
+        ConfigError,
+        match=r"Candidate\(s\) claude-3-haiku, llama-3-70b-q4, .* of catalogue 'article' "
+        r"have no base_url, so the benchmark cannot call them\.",
+    ):
         run_benchmark(config(tmp_path, stubs, catalogue="article", models=(), judge_model=None), env=ENV)
     assert _no_calls(stubs)
 
 
 def test_bad_prompt_lines_are_listed_and_refused(tmp_path: Path, stubs: dict[str, Stub]) -> None:
-    lines = [json.dumps({"id": "a", "prompt": "hi", "reference": "x", "scorer": "exact"}), "{oops",
-             json.dumps({"id": "b", "prompt": "hi", "refrence": "x", "scorer": "exact"})]
+    lines = [
+        json.dumps({"id": "a", "prompt": "hi", "reference": "x", "scorer": "exact"}),
+        "{oops",
+        json.dumps({"id": "b", "prompt": "hi", "refrence": "x", "scorer": "exact"}),
+    ]
     (tmp_path / "prompts.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataValidationError, match=r"2 bad line\(s\) in prompts file .* \(at most 0 allowed\): line 2: not JSON"):
         run_benchmark(config(tmp_path, stubs, models=("ok-model",)), env=ENV)
@@ -409,11 +480,17 @@ def test_bad_prompt_lines_are_listed_and_refused(tmp_path: Path, stubs: dict[str
 
 
 def test_config_errors_are_worded_like_every_parameter_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"The 'concurrency' parameter of BenchmarkConfig must be an int in the range "
-                                          r"\[1, 1024\]\. Got 0 instead\."):
+    with pytest.raises(
+        ConfigError,
+        match=r"The 'concurrency' parameter of BenchmarkConfig must be an int in the range "
+        r"\[1, 1024\]\. Got 0 instead\.",
+    ):
         BenchmarkConfig("p", "c", "o", concurrency=0)
-    with pytest.raises(ConfigError, match=r"The 'budget_usd' parameter of BenchmarkConfig must be a finite number in the "
-                                          r"range \[0, inf\)\. Got -1 instead\."):
+    with pytest.raises(
+        ConfigError,
+        match=r"The 'budget_usd' parameter of BenchmarkConfig must be a finite number in the "
+        r"range \[0, inf\)\. Got -1 instead\.",
+    ):
         BenchmarkConfig("p", "c", "o", budget_usd=-1)
     with pytest.raises(ConfigError, match="names an unknown scorer 'bleu'; the scorers are exact, choice"):
         BenchmarkConfig("p", "c", "o", thresholds={"bleu": 0.5})
@@ -423,6 +500,7 @@ def test_config_errors_are_worded_like_every_parameter_error(tmp_path: Path) -> 
 
 
 # -- the HTTP layer's pieces -------------------------------------------------------------------------
+
 
 def test_retry_delay_honours_retry_after_up_to_the_cap() -> None:
     policy = RetryPolicy(timeout_s=1, max_retries=3, backoff_base_s=1.0, backoff_cap_s=10.0)
@@ -441,8 +519,10 @@ def test_retry_delay_honours_retry_after_up_to_the_cap() -> None:
 
 
 def test_parse_completion_reads_text_tool_calls_and_usage() -> None:
-    body = {"choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    body = {
+        "choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+    }
     assert parse_completion(body) == ("ab", 3, 1)
     tool = {"choices": [{"message": {"content": None, "tool_calls": [{"function": {"arguments": '{"x": 1}'}}]}}]}
     assert parse_completion(tool) == ('{"x": 1}', None, None)
@@ -461,6 +541,7 @@ def test_catalogue_fixture_is_valid(tmp_path: Path, stubs: dict[str, Stub]) -> N
 
 # -- pinned fixes --------------------------------------------------------------------------------------
 
+
 def test_parse_completion_never_raises_on_odd_tool_calls() -> None:
     from tierroute.pipelines.benchmark.client import CompletionError
 
@@ -478,8 +559,7 @@ def test_an_int_temperature_shares_the_cache_with_a_float_one(tmp_path: Path, st
     assert len(stubs["ok"].calls) == 1 and again.summary["cache_hits"] == 1
 
 
-def test_the_cache_is_read_and_written_off_the_event_loop(tmp_path: Path, stubs: dict[str, Stub],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_is_read_and_written_off_the_event_loop(tmp_path: Path, stubs: dict[str, Stub], monkeypatch: pytest.MonkeyPatch) -> None:
     from tierroute.pipelines.benchmark.callcache import CallCache
 
     on_loop: list[str] = []
@@ -505,8 +585,9 @@ def test_retry_after_ms_is_read_when_retry_after_is_absent() -> None:
 
 def test_out_may_not_be_the_cache_or_the_prompts(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^The 'out' parameter of BenchmarkConfig names the same file as the cache \("):
-        BenchmarkConfig(prompts=str(tmp_path / "p.jsonl"), catalogue="c.toml", out=str(tmp_path / "c.sqlite"),
-                        cache=str(tmp_path / "c.sqlite"))
+        BenchmarkConfig(
+            prompts=str(tmp_path / "p.jsonl"), catalogue="c.toml", out=str(tmp_path / "c.sqlite"), cache=str(tmp_path / "c.sqlite")
+        )
     with pytest.raises(ConfigError, match=r"^The 'out' parameter of BenchmarkConfig names the same file as the prompts \("):
         BenchmarkConfig(prompts=str(tmp_path / "p.jsonl"), catalogue="c.toml", out=str(tmp_path / "p.jsonl"))
 
@@ -518,8 +599,10 @@ class FakeResponse:
     def __init__(self, model: str, messages: list[dict[str, Any]]) -> None:
         answer = "Score: 8" if "Candidate answer" in messages[-1]["content"] else f"answer from {model}"
         self.status_code, self.headers, self.text = 200, {}, ""
-        self._body = {"choices": [{"message": {"role": "assistant", "content": answer}}],
-                      "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
+        self._body = {
+            "choices": [{"message": {"role": "assistant", "content": answer}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3},
+        }
 
     def json(self) -> dict[str, Any]:
         return self._body
@@ -569,10 +652,17 @@ class FakeUpstreams:
 
 
 def fake_catalogue(path: Path, models: dict[str, tuple[float, float]]) -> Path:
-    lines = ['schema_version = 1', 'name = "fakes"', 'tiers = ["tier1"]']
+    lines = ["schema_version = 1", 'name = "fakes"', 'tiers = ["tier1"]']
     for model, (inp, out) in models.items():
-        lines += ["", "[[candidates]]", f'model = "{model}"', 'tier = "tier1"', f"input_per_1k = {inp}",
-                  f"output_per_1k = {out}", 'base_url = "http://fake.invalid/v1"']
+        lines += [
+            "",
+            "[[candidates]]",
+            f'model = "{model}"',
+            'tier = "tier1"',
+            f"input_per_1k = {inp}",
+            f"output_per_1k = {out}",
+            'base_url = "http://fake.invalid/v1"',
+        ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -587,9 +677,18 @@ def test_calls_in_flight_never_carry_the_spend_past_the_cap(tmp_path: Path, monk
     per_attempt = max(worst_case("slow-model", pid) for pid in ids)
     cap = 2.5 * min(worst_case("slow-model", pid) for pid in ids)
     catalogue = fake_catalogue(tmp_path / "f.toml", {"slow-model": PRICES["slow-model"]})
-    cfg = BenchmarkConfig(prompts=str(tmp_path / "prompts.jsonl"), catalogue=str(catalogue), out=str(tmp_path / "out.jsonl"),
-                          cache=str(tmp_path / "cache.sqlite"), concurrency=4, max_retries=2, backoff_base_s=0.0,
-                          backoff_cap_s=0.0, max_tokens=64, budget_usd=cap)
+    cfg = BenchmarkConfig(
+        prompts=str(tmp_path / "prompts.jsonl"),
+        catalogue=str(catalogue),
+        out=str(tmp_path / "out.jsonl"),
+        cache=str(tmp_path / "cache.sqlite"),
+        concurrency=4,
+        max_retries=2,
+        backoff_base_s=0.0,
+        backoff_cap_s=0.0,
+        max_tokens=64,
+        budget_usd=cap,
+    )
     result = run_benchmark(cfg, env={})
     s = result.summary
     # every attempt sent may be billed (each timed out): together they stay within the cap
@@ -607,12 +706,22 @@ def test_a_judge_that_is_also_a_candidate_keeps_to_its_concurrency(tmp_path: Pat
 
     fake = FakeUpstreams(hold=frozenset({"judge"}))
     monkeypatch.setattr(httpx, "AsyncClient", fake)
-    (tmp_path / "prompts.jsonl").write_text("".join(
-        json.dumps({"id": f"j{i}", "prompt": f"Explain topic {i}.", "scorer": "judge"}) + "\n" for i in range(3)), encoding="utf-8")
+    (tmp_path / "prompts.jsonl").write_text(
+        "".join(json.dumps({"id": f"j{i}", "prompt": f"Explain topic {i}.", "scorer": "judge"}) + "\n" for i in range(3)), encoding="utf-8"
+    )
     catalogue = fake_catalogue(tmp_path / "f.toml", {"judge": (1.0, 1.0), "other": (0.1, 0.1)})
-    cfg = BenchmarkConfig(prompts=str(tmp_path / "prompts.jsonl"), catalogue=str(catalogue), out=str(tmp_path / "out.jsonl"),
-                          cache=str(tmp_path / "cache.sqlite"), models=("judge", "other"), judge_model="judge",
-                          concurrency=3, model_concurrency={"judge": 1}, max_retries=0, max_tokens=16)
+    cfg = BenchmarkConfig(
+        prompts=str(tmp_path / "prompts.jsonl"),
+        catalogue=str(catalogue),
+        out=str(tmp_path / "out.jsonl"),
+        cache=str(tmp_path / "cache.sqlite"),
+        models=("judge", "other"),
+        judge_model="judge",
+        concurrency=3,
+        model_concurrency={"judge": 1},
+        max_retries=0,
+        max_tokens=16,
+    )
     result = run_benchmark(cfg, env={})
     assert result.summary["outcomes"] == 6 and all(r["judge_model"] == "judge" for r in result.rows)
     assert fake.attempts["judge"] == 3 + 6  # its own answers, then a grade for each of the six

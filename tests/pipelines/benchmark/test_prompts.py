@@ -23,9 +23,20 @@ GOOD = {"id": "q1", "prompt": "What is 2+2?", "reference": 4, "scorer": "numeric
 
 def test_a_good_file_is_read_into_frozen_items(tmp_path: Path) -> None:
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Order status?"}]
-    rows = [GOOD, "", {"id": 7, "messages": messages, "reference": {"status": "shipped"}, "scorer": "json",
-                       "output_schema": {"status": "shipped | lost"}, "latency_sla_ms": 500, "task": "extract",
-                       "metadata": {"source": "tickets"}}]
+    rows = [
+        GOOD,
+        "",
+        {
+            "id": 7,
+            "messages": messages,
+            "reference": {"status": "shipped"},
+            "scorer": "json",
+            "output_schema": {"status": "shipped | lost"},
+            "latency_sla_ms": 500,
+            "task": "extract",
+            "metadata": {"source": "tickets"},
+        },
+    ]
     got = load_prompts(write(tmp_path / "p.jsonl", rows))
     assert got.issues == () and [i.id for i in got.items] == ["q1", "7"] and got.scorers == {"numeric", "json"}
     first, second = got.items
@@ -37,27 +48,39 @@ def test_a_good_file_is_read_into_frozen_items(tmp_path: Path) -> None:
         first.id = "other"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("row,problem", [
-    ("{not json", 'not JSON (Expecting property name enclosed in double quotes at char 1); got \'{not json\' (str)'),
-    ([1, 2], "each line must be a JSON object; got [1, 2] (list)"),
-    ({**GOOD, "refrence": 4}, "unknown field 'refrence' (the fields are id, prompt, messages, reference, scorer, "
-                              "output_schema, latency_sla_ms, task, metadata); got 'refrence'"),
-    ({k: v for k, v in GOOD.items() if k != "id"}, "'id' must be a non-empty string or an integer; got no 'id'"),
-    ({**GOOD, "id": True}, "'id' must be a non-empty string or an integer; got True (bool)"),
-    ({**GOOD, "messages": [{"role": "user", "content": "x"}]},
-     "a line needs exactly one of 'prompt' (text) or 'messages' (chat messages); got both"),
-    ({**GOOD, "prompt": "  "}, "'prompt' must be non-empty text; got '  ' (str)"),
-    ({"id": "x", "messages": [], "reference": 1, "scorer": "numeric"},
-     "'messages' must be a non-empty list of {'role', 'content'} objects; got [] (list)"),
-    ({**GOOD, "scorer": "bleu"}, "'scorer' must be one of exact, choice, numeric, f1, json, code, judge; got 'bleu' (str)"),
-    ({k: v for k, v in GOOD.items() if k != "scorer"},
-     "'scorer' must be one of exact, choice, numeric, f1, json, code, judge; got no 'scorer'"),
-    ({**GOOD, "reference": "many"}, "a 'numeric' reference must be a finite number such as 42 or \"1,234.5\"; got 'many' (str)"),
-    ({**GOOD, "scorer": "exact", "reference": None}, "the 'exact' scorer needs a non-empty 'reference'; got None (NoneType)"),
-    ({**GOOD, "latency_sla_ms": -5}, "'latency_sla_ms' must be a number of milliseconds >= 0 (or absent); got -5 (int)"),
-    ({**GOOD, "output_schema": []}, "Malformed output_schema: the list is empty; got [] (list)"),
-    ({**GOOD, "task": 3}, "'task' must be a string (or absent); got 3 (int)"),
-])
+@pytest.mark.parametrize(
+    "row,problem",
+    [
+        ("{not json", "not JSON (Expecting property name enclosed in double quotes at char 1); got '{not json' (str)"),
+        ([1, 2], "each line must be a JSON object; got [1, 2] (list)"),
+        (
+            {**GOOD, "refrence": 4},
+            "unknown field 'refrence' (the fields are id, prompt, messages, reference, scorer, "
+            "output_schema, latency_sla_ms, task, metadata); got 'refrence'",
+        ),
+        ({k: v for k, v in GOOD.items() if k != "id"}, "'id' must be a non-empty string or an integer; got no 'id'"),
+        ({**GOOD, "id": True}, "'id' must be a non-empty string or an integer; got True (bool)"),
+        (
+            {**GOOD, "messages": [{"role": "user", "content": "x"}]},
+            "a line needs exactly one of 'prompt' (text) or 'messages' (chat messages); got both",
+        ),
+        ({**GOOD, "prompt": "  "}, "'prompt' must be non-empty text; got '  ' (str)"),
+        (
+            {"id": "x", "messages": [], "reference": 1, "scorer": "numeric"},
+            "'messages' must be a non-empty list of {'role', 'content'} objects; got [] (list)",
+        ),
+        ({**GOOD, "scorer": "bleu"}, "'scorer' must be one of exact, choice, numeric, f1, json, code, judge; got 'bleu' (str)"),
+        (
+            {k: v for k, v in GOOD.items() if k != "scorer"},
+            "'scorer' must be one of exact, choice, numeric, f1, json, code, judge; got no 'scorer'",
+        ),
+        ({**GOOD, "reference": "many"}, "a 'numeric' reference must be a finite number such as 42 or \"1,234.5\"; got 'many' (str)"),
+        ({**GOOD, "scorer": "exact", "reference": None}, "the 'exact' scorer needs a non-empty 'reference'; got None (NoneType)"),
+        ({**GOOD, "latency_sla_ms": -5}, "'latency_sla_ms' must be a number of milliseconds >= 0 (or absent); got -5 (int)"),
+        ({**GOOD, "output_schema": []}, "Malformed output_schema: the list is empty; got [] (list)"),
+        ({**GOOD, "task": 3}, "'task' must be a string (or absent); got 3 (int)"),
+    ],
+)
 def test_each_bad_line_says_what_arrived_and_what_was_expected(tmp_path: Path, row: Any, problem: str) -> None:
     got = load_prompts(write(tmp_path / "p.jsonl", [GOOD, row]), max_bad=1)
     assert [str(i) for i in got.issues] == [f"line 2: {problem}"] and len(got.items) == 1
@@ -71,9 +94,13 @@ def test_duplicate_ids_are_bad_lines(tmp_path: Path) -> None:
 def test_bad_lines_refuse_the_file_unless_tolerated(tmp_path: Path) -> None:
     rows = [GOOD, *({**GOOD, "id": f"b{i}", "scorer": "?"} for i in range(6))]
     path = write(tmp_path / "p.jsonl", rows)
-    with pytest.raises(DataValidationError, match=(
+    with pytest.raises(
+        DataValidationError,
+        match=(
             r"^6 bad line\(s\) in prompts file '.*p\.jsonl' \(at most 0 allowed\): line 2: 'scorer' must be one of .*; "
-            r"line 6: .*; \.\.\.\. Fix those lines, or pass --max-bad-prompts N to skip them\.$")):
+            r"line 6: .*; \.\.\.\. Fix those lines, or pass --max-bad-prompts N to skip them\.$"
+        ),
+    ):
         load_prompts(path)
     assert len(load_prompts(path, max_bad=6).issues) == 6
 
@@ -88,10 +115,12 @@ def test_a_file_without_any_usable_prompt_is_refused(tmp_path: Path) -> None:
 
 
 def test_references_are_normalised_for_their_scorer(tmp_path: Path) -> None:
-    rows = [{"id": "c", "prompt": "p", "reference": "(b)", "scorer": "choice"},
-            {"id": "j", "prompt": "p", "reference": '{"a": 1}', "scorer": "json"},
-            {"id": "g", "prompt": "p", "scorer": "judge"},
-            {"id": "s", "prompt": "p", "scorer": "json", "output_schema": ["yes", "no"]}]
+    rows = [
+        {"id": "c", "prompt": "p", "reference": "(b)", "scorer": "choice"},
+        {"id": "j", "prompt": "p", "reference": '{"a": 1}', "scorer": "json"},
+        {"id": "g", "prompt": "p", "scorer": "judge"},
+        {"id": "s", "prompt": "p", "scorer": "json", "output_schema": ["yes", "no"]},
+    ]
     items = {i.id: i for i in load_prompts(write(tmp_path / "p.jsonl", rows)).items}
     assert (items["c"].reference, items["j"].reference, items["g"].reference, items["s"].reference) == ("B", {"a": 1}, None, None)
 

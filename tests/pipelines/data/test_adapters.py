@@ -22,9 +22,17 @@ from tierroute.pipelines.data.adapters.routerbench import RouterBenchAdapter, ro
 from tierroute.pipelines.data.records import OUTCOME_FIELDS, OutcomeValidator, RowIssue
 
 ROUTERBENCH_MODELS = [
-    "WizardLM/WizardLM-13B-V1.2", "claude-instant-v1", "claude-v1", "claude-v2", "gpt-3.5-turbo-1106",
-    "gpt-4-1106-preview", "meta/code-llama-instruct-34b-chat", "meta/llama-2-70b-chat",
-    "mistralai/mistral-7b-chat", "mistralai/mixtral-8x7b-chat", "zero-one-ai/Yi-34B-Chat",
+    "WizardLM/WizardLM-13B-V1.2",
+    "claude-instant-v1",
+    "claude-v1",
+    "claude-v2",
+    "gpt-3.5-turbo-1106",
+    "gpt-4-1106-preview",
+    "meta/code-llama-instruct-34b-chat",
+    "meta/llama-2-70b-chat",
+    "mistralai/mistral-7b-chat",
+    "mistralai/mixtral-8x7b-chat",
+    "zero-one-ai/Yi-34B-Chat",
 ]
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 GPT4 = "gpt-4-1106-preview"
@@ -80,7 +88,7 @@ def test_routerbench_csv_melts_to_long_rows(mbpp_slice: tuple[Path, list[dict[st
     assert len(rows) == N_ROWS * 11
     records = validated(rows)
     for i, src in enumerate(source):
-        mine = records[i * 11:(i + 1) * 11]
+        mine = records[i * 11 : (i + 1) * 11]
         assert [r["model"] for r in mine] == ROUTERBENCH_MODELS
         assert {r["request_id"] for r in mine} == {src["sample_id"]}
         assert {r["task"] for r in mine} == {"mbpp"}
@@ -141,8 +149,21 @@ def test_routerbench_prompt_unwrapping_and_empty_scores(tmp_path: Path) -> None:
     path = tmp_path / "rb.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["", "sample_id", "prompt", "eval_name", "m1", "m2", "m1|total_cost", "m2|total_cost", "m1|model_response",
-                    "m2|model_response", "oracle_model_to_route_to"])
+        w.writerow(
+            [
+                "",
+                "sample_id",
+                "prompt",
+                "eval_name",
+                "m1",
+                "m2",
+                "m1|total_cost",
+                "m2|total_cost",
+                "m1|model_response",
+                "m2|model_response",
+                "oracle_model_to_route_to",
+            ]
+        )
         w.writerow(["0", "t.1", "['line one', 'line two']", "toy", "1.0", "", "0.5", "0.25", "['a']", "['b']", "m1"])
         w.writerow(["1", "t.2", "plain text", "toy", "nan", "0.0", "0.1", "x", "['a']", "['b']", "m1"])
     rows = list(RouterBenchAdapter().rows(path))
@@ -184,7 +205,7 @@ def test_routellm_mmlu_rows_are_priced_from_the_catalogue(mmlu_slice: tuple[Path
     records = validated(rows)
     catalogue, counter = builtin_catalogue("routellm"), BpeTokenCounter()
     for i, src in enumerate(source):
-        pair = records[2 * i:2 * i + 2]
+        pair = records[2 * i : 2 * i + 2]
         assert [r["model"] for r in pair] == [MIXTRAL, GPT4]
         assert {r["task"] for r in pair} == {"mmlu"}
         assert pair[0]["request_id"] == pair[1]["request_id"]
@@ -213,7 +234,7 @@ def test_routellm_gsm8k_costs_count_the_response_tokens(
     assert {r["task"] for r in gsm} == {"gsm8k"}
     assert all(r["request_id"].startswith("gsm8k:") for r in gsm)
     for i, src in enumerate(source):
-        for r in gsm[2 * i:2 * i + 2]:
+        for r in gsm[2 * i : 2 * i + 2]:
             response = src[r["model"] + "_response"]
             assert response.strip()
             expected = catalogue.candidate(r["model"]).cost(counter.count(src["prompt"]), counter.count(response))
@@ -276,8 +297,14 @@ def test_routellm_bad_correctness_cell_is_wrong_type(tmp_path: Path) -> None:
 # --- generic outcomes ---------------------------------------------------------------------------
 
 GENERIC = [
-    {"request_id": "a", "prompt": "Classify: refund please", "model": "claude-3-haiku", "quality": 1.0, "cost_usd": 0.003,
-     "task": "triage"},
+    {
+        "request_id": "a",
+        "prompt": "Classify: refund please",
+        "model": "claude-3-haiku",
+        "quality": 1.0,
+        "cost_usd": 0.003,
+        "task": "triage",
+    },
     {"request_id": "a", "prompt": "Classify: refund please", "model": "gpt-4o", "quality": 1.0, "cost_usd": 0.12, "task": "triage"},
     {"request_id": "b", "prompt": "Summarise the thread.", "model": "claude-3-haiku", "quality": 0.4, "cost_usd": 0.002, "task": "summary"},
 ]
@@ -347,13 +374,7 @@ def test_outcomes_unknown_mapping_field_is_a_format_error() -> None:
 def test_outcomes_unparseable_lines(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     path.write_text(
-        json.dumps(GENERIC[0]) + "\n"
-        "{not json\n"
-        "\n"
-        "[1, 2, 3]\n"
-        '"just a string"\n'
-        + json.dumps(GENERIC[2]) + "\n",
-        encoding="utf-8",
+        json.dumps(GENERIC[0]) + '\n{not json\n\n[1, 2, 3]\n"just a string"\n' + json.dumps(GENERIC[2]) + "\n", encoding="utf-8"
     )
     rows = list(OutcomesAdapter().rows(path))
     assert [r.where for r in rows] == ["log.jsonl:1", "log.jsonl:2", "log.jsonl:4", "log.jsonl:5", "log.jsonl:6"]
@@ -395,19 +416,22 @@ def test_csv_bad_bytes_and_extra_cells_are_flagged_per_row(tmp_path: Path) -> No
     rows = list(iter_csv(path))
     assert [(r.line, r.issue) for r in rows] == [(2, None), (3, "bad_encoding"), (4, "unparseable_row"), (5, None), (6, None)]
     assert rows[1].row == {"a": "3", "b": "\\xff\\xfe"}  # the bytes kept as escapes, storable as UTF-8
-    assert rows[1].detail == ("line 3 is not UTF-8 text (column 'b'); the row is kept here with \\xNN escapes for the "
-                              "bytes. Re-save the file as UTF-8.")
+    assert rows[1].detail == (
+        "line 3 is not UTF-8 text (column 'b'); the row is kept here with \\xNN escapes for the bytes. Re-save the file as UTF-8."
+    )
     assert rows[2].row == {"a": "5", "b": "6", "_extra_cells": ["7"]}  # nothing dropped without a note
-    assert rows[2].detail == ("line 4 has 3 cells but the header names 2 columns; the extra cells cannot be placed. "
-                              'Quote cells that hold commas ("a, b"), or add the missing column names to the header.')
+    assert rows[2].detail == (
+        "line 4 has 3 cells but the header names 2 columns; the extra cells cannot be placed. "
+        'Quote cells that hold commas ("a, b"), or add the missing column names to the header.'
+    )
     assert rows[3].row == {"a": "8", "b": "9"}  # empty trailing cells hold nothing to lose
     assert rows[4].row == {"a": "10", "b": None}
 
 
-@pytest.mark.parametrize(("content", "line", "why"), [
-    (b'a,b\n1,2\n3,"open\n4,5\n6,7\n', 3, "unexpected end of data"),
-    (b'a,b\n1,2\n3,"x"y\n4,5\n', 3, "',' expected after '\"'"),
-])
+@pytest.mark.parametrize(
+    ("content", "line", "why"),
+    [(b'a,b\n1,2\n3,"open\n4,5\n6,7\n', 3, "unexpected end of data"), (b'a,b\n1,2\n3,"x"y\n4,5\n', 3, "',' expected after '\"'")],
+)
 def test_csv_quoting_that_cannot_be_split_is_refused_with_its_line(tmp_path: Path, content: bytes, line: int, why: str) -> None:
     path = tmp_path / "q.csv"
     path.write_bytes(content)
@@ -416,7 +440,8 @@ def test_csv_quoting_that_cannot_be_split_is_refused_with_its_line(tmp_path: Pat
     assert str(err.value) == (
         f"q.csv: cannot split line {line} into cells reliably ({why}): a quoted cell that starts there is never closed, "
         "or text follows its closing quote, so every later line would be misread. Fix the quoting at line "
-        f'{line} (a quote inside a quoted cell is written twice: ""), then ingest the file again.')
+        f'{line} (a quote inside a quoted cell is written twice: ""), then ingest the file again.'
+    )
 
 
 def test_csv_header_survives_a_bad_byte_further_down(tmp_path: Path) -> None:
@@ -429,44 +454,74 @@ def test_csv_header_survives_a_bad_byte_further_down(tmp_path: Path) -> None:
 def test_jsonl_hostile_lines_are_quarantined_one_by_one(tmp_path: Path) -> None:
     good = json.dumps(GENERIC[0])
     path = tmp_path / "h.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + good.encode() + b"\n"          # a BOM before a valid first row
-                     + b'{"request_id": "x\xff"}\n'                    # not UTF-8
-                     + b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}\n"   # 5,000 deep
-                     + b'{"a": ' + b"9" * 5000 + b"}\n"                 # a 5,000-digit number
-                     + b'{"quality": NaN, "a": 1}\n'                    # Python's json writes NaN: still read
-                     + json.dumps(GENERIC[1]).encode() + b"\n")
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + good.encode()
+        + b"\n"  # a BOM before a valid first row
+        + b'{"request_id": "x\xff"}\n'  # not UTF-8
+        + b'{"a": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}\n"  # 5,000 deep
+        + b'{"a": '
+        + b"9" * 5000
+        + b"}\n"  # a 5,000-digit number
+        + b'{"quality": NaN, "a": 1}\n'  # Python's json writes NaN: still read
+        + json.dumps(GENERIC[1]).encode()
+        + b"\n"
+    )
     rows = list(OutcomesAdapter().rows(path))
     assert [(r.where, r.issue) for r in rows] == [
-        ("h.jsonl:1", None), ("h.jsonl:2", "bad_encoding"), ("h.jsonl:3", "unparseable_row"),
-        ("h.jsonl:4", "unparseable_row"), ("h.jsonl:5", None), ("h.jsonl:6", None)]
+        ("h.jsonl:1", None),
+        ("h.jsonl:2", "bad_encoding"),
+        ("h.jsonl:3", "unparseable_row"),
+        ("h.jsonl:4", "unparseable_row"),
+        ("h.jsonl:5", None),
+        ("h.jsonl:6", None),
+    ]
     assert rows[0].fields == GENERIC[0]
     assert rows[1].fields == {"raw": '{"request_id": "x\\xff"}\n'}
-    assert rows[1].detail == ("line 2 is not UTF-8 text (invalid start byte: byte 0xff at byte 17); the line is kept "
-                              "here with \\xNN escapes for the bytes. Re-save the file as UTF-8.")
-    assert rows[2].detail == ("line 3 nests arrays/objects more than 64 levels deep; at most 64 are accepted. Flatten "
-                              "it (or raise max_depth if it is legitimate).")
-    assert rows[3].detail.startswith("line 4 holds a number written with 5,000 characters (99999999999999999999...); "
-                                     "at most 100 are accepted.")
+    assert rows[1].detail == (
+        "line 2 is not UTF-8 text (invalid start byte: byte 0xff at byte 17); the line is kept "
+        "here with \\xNN escapes for the bytes. Re-save the file as UTF-8."
+    )
+    assert rows[2].detail == (
+        "line 3 nests arrays/objects more than 64 levels deep; at most 64 are accepted. Flatten "
+        "it (or raise max_depth if it is legitimate)."
+    )
+    assert rows[3].detail.startswith(
+        "line 4 holds a number written with 5,000 characters (99999999999999999999...); at most 100 are accepted."
+    )
     assert rows[4].fields["a"] == 1 and rows[4].fields["quality"] != rows[4].fields["quality"]  # NaN
 
 
 def test_a_json_array_that_cannot_be_read_is_one_format_error(tmp_path: Path) -> None:
     path = tmp_path / "deep.json"
     path.write_text("[" * 200 + "]" * 200, encoding="utf-8")
-    with pytest.raises(DataFormatError, match=r"^deep\.json starts like a JSON array but cannot be read: deep\.json "
-                       r"nests arrays/objects more than 64 levels deep; .* Fix the file, or write one JSON object per "
-                       r"line \(JSONL\), where a bad line is quarantined instead of refusing the file\.$"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"^deep\.json starts like a JSON array but cannot be read: deep\.json "
+        r"nests arrays/objects more than 64 levels deep; .* Fix the file, or write one JSON object per "
+        r"line \(JSONL\), where a bad line is quarantined instead of refusing the file\.$",
+    ):
         list(OutcomesAdapter().rows(path))
 
 
 def test_routerbench_and_routellm_quarantine_a_flagged_line_once_per_model(tmp_path: Path) -> None:
     rb = tmp_path / "rb.csv"
-    rb.write_bytes(b"sample_id,prompt,eval_name,m1,m1|total_cost,m2,m2|total_cost\n"
-                   b"s1,['p'],t,1,0.1,0,0.2\ns2,['q\xff'],t,1,0.1,0,0.2\ns3,['r'],t,1,0.1,0,0.2,oops\n")
+    rb.write_bytes(
+        b"sample_id,prompt,eval_name,m1,m1|total_cost,m2,m2|total_cost\n"
+        b"s1,['p'],t,1,0.1,0,0.2\ns2,['q\xff'],t,1,0.1,0,0.2\ns3,['r'],t,1,0.1,0,0.2,oops\n"
+    )
     rows = list(RouterBenchAdapter().rows(rb))
     assert [(r.where, r.issue) for r in rows] == [
-        ("rb.csv:2 [m1]", None), ("rb.csv:2 [m2]", None), ("rb.csv:3 [m1]", "bad_encoding"),
-        ("rb.csv:3 [m2]", "bad_encoding"), ("rb.csv:4 [m1]", "unparseable_row"), ("rb.csv:4 [m2]", "unparseable_row")]
+        ("rb.csv:2 [m1]", None),
+        ("rb.csv:2 [m2]", None),
+        ("rb.csv:3 [m1]", "bad_encoding"),
+        ("rb.csv:3 [m2]", "bad_encoding"),
+        ("rb.csv:4 [m1]", "unparseable_row"),
+        ("rb.csv:4 [m2]", "unparseable_row"),
+    ]
     assert rows[4].fields["_extra_cells"] == ["oops"]
     mmlu = tmp_path / "mmlu_x.csv"
     mmlu.write_bytes(f"prompt,{GPT4},{MIXTRAL}\nQ1,True,False\nQ2,True,False,extra\n".encode())

@@ -80,10 +80,7 @@ def test_candidate_order_argument() -> None:
 
 
 def test_unknown_candidate() -> None:
-    message = (
-        "No outcomes for candidate(s) ['x', 'zzz'] in this data (it has ['a', 'b', 'c']). "
-        "Check the catalogue or the data."
-    )
+    message = "No outcomes for candidate(s) ['x', 'zzz'] in this data (it has ['a', 'b', 'c']). Check the catalogue or the data."
     with pytest.raises(DataValidationError, match=re.escape(message)):
         RoutingData.from_frame(_frame(), candidates=["a", "zzz", "x"])
 
@@ -194,8 +191,7 @@ def test_row_weights_become_request_weights_the_largest_of_a_request_s_rows() ->
     data = RoutingData.from_frame(_log_frame(), row_weights=weights)
     np.testing.assert_array_equal(data.weight, [2.0, 3.0, 0.25, 1.0, 4.0])
     # rows of candidates left out do not count: r1 without b is 1.0
-    np.testing.assert_array_equal(RoutingData.from_frame(_log_frame(), ["a", "c"], row_weights=weights).weight,
-                                  [1.0, 0.25, 1.0, 4.0])
+    np.testing.assert_array_equal(RoutingData.from_frame(_log_frame(), ["a", "c"], row_weights=weights).weight, [1.0, 0.25, 1.0, 4.0])
 
 
 def test_subset_carries_logged_propensity_and_weight() -> None:
@@ -215,9 +211,14 @@ def test_subset_carries_logged_propensity_and_weight() -> None:
 def test_training_weights_inverse_propensity_clipped_times_request_weight() -> None:
     data = RoutingData.from_frame(_log_frame()).trainable()  # r1 benchmarked, r2 logged b p=.25, r3 logged a p=.02
     w = data.training_weights(20.0)
-    np.testing.assert_allclose(w, [[1.0, 1.0, 1.0],
-                                   [0.0, 4.0, 0.0],  # 1 / 0.25 on the known cell, 0 where unknown
-                                   [20.0, 0.0, 0.0]])  # 1 / 0.02 = 50, clipped at 20
+    np.testing.assert_allclose(
+        w,
+        [
+            [1.0, 1.0, 1.0],
+            [0.0, 4.0, 0.0],  # 1 / 0.25 on the known cell, 0 where unknown
+            [20.0, 0.0, 0.0],
+        ],
+    )  # 1 / 0.02 = 50, clipped at 20
     np.testing.assert_allclose(data.training_weights(3.0)[1:], [[0.0, 3.0, 0.0], [3.0, 0.0, 0.0]])
     weighted = RoutingData.from_frame(_log_frame(), row_weights=[0.5, 0.5, 0.5, 2.0, 0.1, 1, 1]).trainable()
     np.testing.assert_allclose(weighted.training_weights(20.0), [[0.5, 0.5, 0.5], [0.0, 8.0, 0.0], [2.0, 0.0, 0.0]])
@@ -284,8 +285,9 @@ def test_pseudo_outcomes_average_to_a_target_policy_s_true_value() -> None:
     correct[rows, logged] = (rng.random(n) < truth[rows, logged]).astype(float)
     cost[rows, logged] = price[rows, logged] * rng.uniform(0.5, 1.5, n)
     ids = tuple(f"q{i}" for i in range(n))
-    data = RoutingData(ids, tuple(Request(i) for i in ids), np.full(n, "t"), ("a", "b", "c"), correct, correct.copy(),
-                       cost, None, logged, propensity)
+    data = RoutingData(
+        ids, tuple(Request(i) for i in ids), np.full(n, "t"), ("a", "b", "c"), correct, correct.copy(), cost, None, logged, propensity
+    )
     assert data.logged_only.all()
     target = np.where(x > 0.5, 2, 1)  # never the logger's greedy choice
     q_correct = np.clip(truth + 0.25, 0, 1)  # biased outcome model
@@ -301,9 +303,18 @@ def test_pseudo_outcomes_average_to_a_target_policy_s_true_value() -> None:
 
 
 def test_a_hand_built_zero_propensity_is_refused() -> None:
-    data = RoutingData(("r1", "r2"), (Request("a"), Request("b")), np.array(["t", "t"]), ("m1", "m2"),
-                       np.array([[1.0, NAN], [NAN, 0.0]]), np.array([[1.0, NAN], [NAN, 0.0]]),
-                       np.array([[0.1, NAN], [NAN, 0.2]]), None, np.array([0, 1]), np.array([0.5, 0.0]))
+    data = RoutingData(
+        ("r1", "r2"),
+        (Request("a"), Request("b")),
+        np.array(["t", "t"]),
+        ("m1", "m2"),
+        np.array([[1.0, NAN], [NAN, 0.0]]),
+        np.array([[1.0, NAN], [NAN, 0.0]]),
+        np.array([[0.1, NAN], [NAN, 0.2]]),
+        None,
+        np.array([0, 1]),
+        np.array([0.5, 0.0]),
+    )
     message = r"^Request 'r2' has a logged propensity of 0\.0; propensities must be in \(0, 1\]\. Log the serving"
     with pytest.raises(DataValidationError, match=message):
         data.training_weights()

@@ -15,14 +15,7 @@ from typing import Any
 import pytest
 
 from tierroute.errors import ConfigError, DataFormatError, DataValidationError, OutputDirError
-from tierroute.pipelines.data.ingest import (
-    EXCLUSION_REASONS,
-    INGEST_MANIFEST,
-    IngestConfig,
-    IngestResult,
-    outcome_features,
-    run_ingest,
-)
+from tierroute.pipelines.data.ingest import EXCLUSION_REASONS, INGEST_MANIFEST, IngestConfig, IngestResult, outcome_features, run_ingest
 from tierroute.pipelines.data.records import FEATURE_FIELDS, OUTCOME_FIELDS
 
 MODELS = ("claude-3-haiku", "gpt-4o")
@@ -32,10 +25,16 @@ def good_rows(n_requests: int, task: str = "triage", prefix: str = "r") -> list[
     rows = []
     for i in range(n_requests):
         for j, model in enumerate(MODELS):
-            rows.append({
-                "request_id": f"{prefix}{i}", "prompt": f"Classify ticket number {i}.", "model": model,
-                "quality": (i + j) % 2, "cost_usd": 0.003 if j == 0 else 0.12, "task": task,
-            })
+            rows.append(
+                {
+                    "request_id": f"{prefix}{i}",
+                    "prompt": f"Classify ticket number {i}.",
+                    "model": model,
+                    "quality": (i + j) % 2,
+                    "cost_usd": 0.003 if j == 0 else 0.12,
+                    "task": task,
+                }
+            )
     return rows
 
 
@@ -44,8 +43,10 @@ BAD_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("wrong_type", {"request_id": "x2", "prompt": "p", "model": "m", "quality": "abc", "cost_usd": 0}),
     ("quality_nan", {"request_id": "x3", "prompt": "p", "model": "m", "quality": "nan", "cost_usd": 0}),
     ("negative_cost", {"request_id": "x4", "prompt": "p", "model": "m", "quality": 1, "cost_usd": -1}),
-    ("duplicate_request_model", {"request_id": "r0", "prompt": "Classify ticket number 0.", "model": "gpt-4o", "quality": 1,
-                                 "cost_usd": 0.1}),
+    (
+        "duplicate_request_model",
+        {"request_id": "r0", "prompt": "Classify ticket number 0.", "model": "gpt-4o", "quality": 1, "cost_usd": 0.1},
+    ),
     ("conflicting_request_id", {"request_id": "r1", "prompt": "A different prompt.", "model": "m2", "quality": 1, "cost_usd": 0.1}),
 ]
 
@@ -106,15 +107,23 @@ def test_run_writes_outcomes_quarantine_and_manifest(tmp_path: Path) -> None:
     )
     assert by_reason["conflicting_request_id"]["detail"].startswith("request_id 'r1' was first used for a different prompt at log.jsonl:3")
     assert by_reason["unparseable_row"] == {
-        "where": "log.jsonl:47", "reason": "unparseable_row",
-        "detail": "not JSON: Expecting property name enclosed in double quotes at char 1", "row": {"raw": "{oops\n"},
+        "where": "log.jsonl:47",
+        "reason": "unparseable_row",
+        "detail": "not JSON: Expecting property name enclosed in double quotes at char 1",
+        "row": {"raw": "{oops\n"},
     }
 
     manifest = json.loads((out / INGEST_MANIFEST).read_text(encoding="utf-8"))
     assert manifest["kind"] == "tierroute.ingest" and manifest["version"] == 1
     assert manifest["config"] == {
-        "paths": [str(src)], "format": "auto", "out_dir": "out", "max_bad_fraction": 0.5, "correct_threshold": 0.5,
-        "mapping": {}, "catalogue": None, "exclude_contaminated": True,
+        "paths": [str(src)],
+        "format": "auto",
+        "out_dir": "out",
+        "max_bad_fraction": 0.5,
+        "correct_threshold": 0.5,
+        "mapping": {},
+        "catalogue": None,
+        "exclude_contaminated": True,
     }
     assert manifest["rows_read"] == 47 and manifest["rows_kept"] == 40 and manifest["rows_quarantined"] == 7
     assert manifest["quarantine_by_reason"] == dict(sorted(result.reasons.items()))
@@ -122,10 +131,9 @@ def test_run_writes_outcomes_quarantine_and_manifest(tmp_path: Path) -> None:
     assert manifest["requests"] == 20 and manifest["models"] == sorted(MODELS)
     assert manifest["tasks"] == {"triage": 20}
     assert manifest["formats"] == {"outcomes": 1}
-    assert manifest["inputs"] == [{
-        "path": str(src), "format": "outcomes", "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
-        "rows": 47, "quarantined": 7,
-    }]
+    assert manifest["inputs"] == [
+        {"path": str(src), "format": "outcomes", "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "rows": 47, "quarantined": 7}
+    ]
     assert manifest == {"kind": "tierroute.ingest", "version": 1, "config": manifest["config"], **result.summary()}
 
 
@@ -327,18 +335,30 @@ def test_forced_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"format": "xml"}, "The 'format' parameter of IngestConfig must be one of auto, routerbench, routellm, outcomes. "
-                            "Got 'xml' instead."),
-        ({"max_bad_fraction": 2}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. "
-                                  "Got 2 instead."),
-        ({"max_bad_fraction": -0.1}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. "
-                                     "Got -0.1 instead."),
-        ({"max_bad_fraction": math.nan}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. "
-                                         "Got nan instead."),
-        ({"max_bad_fraction": "0.1"}, "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. "
-                                      "Got '0.1' instead."),
-        ({"correct_threshold": 1.5}, "The 'correct_threshold' parameter of IngestConfig must be a finite number in the range [0, 1]. "
-                                     "Got 1.5 instead."),
+        (
+            {"format": "xml"},
+            "The 'format' parameter of IngestConfig must be one of auto, routerbench, routellm, outcomes. Got 'xml' instead.",
+        ),
+        (
+            {"max_bad_fraction": 2},
+            "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. Got 2 instead.",
+        ),
+        (
+            {"max_bad_fraction": -0.1},
+            "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. Got -0.1 instead.",
+        ),
+        (
+            {"max_bad_fraction": math.nan},
+            "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. Got nan instead.",
+        ),
+        (
+            {"max_bad_fraction": "0.1"},
+            "The 'max_bad_fraction' parameter of IngestConfig must be a finite number in the range [0, 1]. Got '0.1' instead.",
+        ),
+        (
+            {"correct_threshold": 1.5},
+            "The 'correct_threshold' parameter of IngestConfig must be a finite number in the range [0, 1]. Got 1.5 instead.",
+        ),
         ({"paths": ()}, "IngestConfig needs at least one path to an outcome file or folder."),
     ],
 )
@@ -434,10 +454,7 @@ def test_real_routellm_gsm8k_folder(shared_data: Path) -> None:
     assert Counter(result.to_pandas()["model"]) == Counter({m: 1307 for m in summary["models"]})
 
 
-@pytest.mark.parametrize("name,content,fmt", [
-    ("broken.pkl", b"garbage", "routerbench"),
-    ("broken.parquet", b"junk\n", "outcomes"),
-])
+@pytest.mark.parametrize("name,content,fmt", [("broken.pkl", b"garbage", "routerbench"), ("broken.parquet", b"junk\n", "outcomes")])
 def test_a_file_that_breaks_mid_read_is_one_clear_error(tmp_path: Path, name: str, content: bytes, fmt: str) -> None:
     path = tmp_path / name
     path.write_bytes(content)
@@ -565,21 +582,27 @@ def test_prompts_are_stored_with_64_bit_offsets() -> None:
 
 
 def _line(request_id: str, **change: Any) -> bytes:
-    row = {"request_id": request_id, "prompt": f"Classify ticket {request_id}.", "model": "gpt-4o", "quality": 1,
-           "cost_usd": 0.12, "task": "triage"}
+    row = {
+        "request_id": request_id,
+        "prompt": f"Classify ticket {request_id}.",
+        "model": "gpt-4o",
+        "quality": 1,
+        "cost_usd": 0.12,
+        "task": "triage",
+    }
     return json.dumps({**row, **change}).encode()
 
 
 def test_a_jsonl_mixing_every_bad_line_kind_loses_no_line(tmp_path: Path) -> None:
     lines = [
-        b"\xef\xbb\xbf" + _line("bom"),                                          # a BOM before a valid first row
+        b"\xef\xbb\xbf" + _line("bom"),  # a BOM before a valid first row
         _line("g1"),
-        _line("sur").replace(b"Classify", b"\\ud800Classify"),                   # a lone surrogate in the prompt
-        _line("q400").replace(b'"quality": 1', b'"quality": ' + b"9" * 400),    # a 400-digit quality
+        _line("sur").replace(b"Classify", b"\\ud800Classify"),  # a lone surrogate in the prompt
+        _line("q400").replace(b'"quality": 1', b'"quality": ' + b"9" * 400),  # a 400-digit quality
         _line("c400").replace(b'"cost_usd": 0.12', b'"cost_usd": ' + b"9" * 400),
         # NaN (which Python's json writes) is still read, so this 400-digit cost reaches the validator
         _line("nan400").replace(b'"cost_usd": 0.12', b'"latency_ms": NaN, "cost_usd": ' + b"9" * 400),
-        _line("utf8").replace(b"Classify", b"Cl\xffassify"),                     # not UTF-8
+        _line("utf8").replace(b"Classify", b"Cl\xffassify"),  # not UTF-8
         _line("d5000").replace(b'"task"', b'"x": ' + b"9" * 5000 + b', "task"'),  # a 5,000-digit number
         _line("deep").replace(b'"task"', b'"x": ' + b"[" * 5000 + b"]" * 5000 + b', "task"'),  # 5,000 deep
         _line("g2"),
@@ -599,8 +622,9 @@ def test_a_jsonl_mixing_every_bad_line_kind_loses_no_line(tmp_path: Path) -> Non
     assert by_where["hostile.jsonl:3"]["detail"].startswith("prompt holds a lone surrogate (U+D800) at character 0")
     assert by_where["hostile.jsonl:3"]["row"]["prompt"] == "\\ud800Classify ticket sur."
     assert by_where["hostile.jsonl:4"]["detail"].startswith("line 4 holds a number written with 400 characters")
-    assert by_where["hostile.jsonl:6"]["detail"] == ("cost_usd must be a finite number; got an integer of 400 digits "
-                                                     "(int), beyond a float's range (about 1.8e308)")
+    assert by_where["hostile.jsonl:6"]["detail"] == (
+        "cost_usd must be a finite number; got an integer of 400 digits (int), beyond a float's range (about 1.8e308)"
+    )
     assert by_where["hostile.jsonl:7"]["reason"] == "bad_encoding" and "Cl\\xffassify" in by_where["hostile.jsonl:7"]["row"]["raw"]
     assert by_where["hostile.jsonl:9"]["detail"].startswith("line 9 nests arrays/objects more than 64 levels deep")
     assert result.inputs[0]["rows"] == physical and result.inputs[0]["quarantined"] == 7
@@ -611,12 +635,13 @@ def test_a_csv_with_bad_bytes_and_extra_cells_loses_no_row(tmp_path: Path) -> No
     src.write_bytes(
         b"request_id,prompt,model,quality,cost_usd\n"
         b"a,Classify ticket a.,gpt-4o,1,0.12\n"
-        b"b,Cl\xffassify,gpt-4o,1,0.12\n"                      # not UTF-8
-        b"c,Classify, please,gpt-4o,1,0.12\n"                  # an unquoted comma: one cell too many
+        b"b,Cl\xffassify,gpt-4o,1,0.12\n"  # not UTF-8
+        b"c,Classify, please,gpt-4o,1,0.12\n"  # an unquoted comma: one cell too many
         b"d,Classify ticket d.,gpt-4o," + b"9" * 400 + b",0.12\n"
         b"e,Classify ticket e.,gpt-4o,1," + b"9" * 400 + b"\n"
-        b'f,"Classify\nticket f.",gpt-4o,1,0.12\n'              # a quoted cell over two lines: one row
-        b"g,Classify ticket g.,gpt-4o,1,0.12\n")
+        b'f,"Classify\nticket f.",gpt-4o,1,0.12\n'  # a quoted cell over two lines: one row
+        b"g,Classify ticket g.,gpt-4o,1,0.12\n"
+    )
     result = ingest(src, max_bad_fraction=0.9)
     assert result.rows_read == 7 == result.rows_kept + result.rows_quarantined
     assert sorted(result.to_pandas()["request_id"]) == ["a", "f", "g"]
@@ -629,10 +654,14 @@ def test_a_csv_with_bad_bytes_and_extra_cells_loses_no_row(tmp_path: Path) -> No
 
 def test_a_csv_that_cannot_be_split_is_refused_whole_and_leaves_out_reusable(tmp_path: Path) -> None:
     src = tmp_path / "open.csv"
-    src.write_text("request_id,prompt,model,quality,cost_usd\n1,p,m,1,0\n2,\"never closed,m,1,0\n3,p,m,1,0\n"
-                   "4,p,m,1,0\n5,p,m,1,0\n", encoding="utf-8")
-    with pytest.raises(DataFormatError, match=r"^open\.csv: cannot split line 3 into cells reliably \(unexpected end "
-                       r"of data\): a quoted cell that starts there is never closed"):
+    src.write_text(
+        'request_id,prompt,model,quality,cost_usd\n1,p,m,1,0\n2,"never closed,m,1,0\n3,p,m,1,0\n4,p,m,1,0\n5,p,m,1,0\n', encoding="utf-8"
+    )
+    with pytest.raises(
+        DataFormatError,
+        match=r"^open\.csv: cannot split line 3 into cells reliably \(unexpected end "
+        r"of data\): a quoted cell that starts there is never closed",
+    ):
         ingest(src)
     assert not (tmp_path / "out").exists()  # nothing half-read stays behind
     assert ingest(write_jsonl(tmp_path / "log.jsonl", good_rows(2))).rows_kept == 4
@@ -645,11 +674,29 @@ def test_feature_only_rows_ingest_beside_text_rows_and_bad_ones_are_quarantined(
     from tierroute.pipelines.data.dataset import RoutingData
 
     spec = "ab" * 32
-    rows = [{"request_id": "t1", "prompt": "Classify this.", "model": "m1", "cost_usd": 0.1, "correct": True},
-            {"request_id": "f1", "model": "m1", "cost_usd": 0.1, "correct": False, "chosen": True, "propensity": 0.5,
-             "features": [3, None, 1.5], "feature_spec": spec},
-            {"request_id": "f2", "model": "m1", "cost_usd": 0.1, "correct": True, "chosen": True, "propensity": 0.5,
-             "features": [3, "x"], "feature_spec": spec}]
+    rows = [
+        {"request_id": "t1", "prompt": "Classify this.", "model": "m1", "cost_usd": 0.1, "correct": True},
+        {
+            "request_id": "f1",
+            "model": "m1",
+            "cost_usd": 0.1,
+            "correct": False,
+            "chosen": True,
+            "propensity": 0.5,
+            "features": [3, None, 1.5],
+            "feature_spec": spec,
+        },
+        {
+            "request_id": "f2",
+            "model": "m1",
+            "cost_usd": 0.1,
+            "correct": True,
+            "chosen": True,
+            "propensity": 0.5,
+            "features": [3, "x"],
+            "feature_spec": spec,
+        },
+    ]
     path = tmp_path / "mixed.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     result = run_ingest(IngestConfig(paths=(str(path),), out_dir=str(tmp_path / "out"), max_bad_fraction=0.5))

@@ -20,13 +20,7 @@ from tierroute.pipelines.data.records import (
     quarantine_line,
 )
 
-BASE: dict[str, Any] = {
-    "request_id": "r1",
-    "prompt": "Classify this ticket.",
-    "model": "claude-3-haiku",
-    "cost_usd": 0.003,
-    "quality": 0.8,
-}
+BASE: dict[str, Any] = {"request_id": "r1", "prompt": "Classify this ticket.", "model": "claude-3-haiku", "cost_usd": 0.003, "quality": 0.8}
 
 #: Reason codes a source adapter (not the validator) assigns.
 ADAPTER_REASONS = {"unparseable_row", "contaminated"}
@@ -107,8 +101,18 @@ def test_correct_is_derived_from_quality_with_the_threshold(quality: float, thre
 
 @pytest.mark.parametrize(
     ("value", "quality", "correct"),
-    [(True, 1.0, True), (False, 0.0, False), ("True", 1.0, True), ("false", 0.0, False), (1, 1.0, True),
-     (0.0, 0.0, False), ("1", 1.0, True), ("0.0", 0.0, False), ("yes", 1.0, True), ("n", 0.0, False)],
+    [
+        (True, 1.0, True),
+        (False, 0.0, False),
+        ("True", 1.0, True),
+        ("false", 0.0, False),
+        (1, 1.0, True),
+        (0.0, 0.0, False),
+        ("1", 1.0, True),
+        ("0.0", 0.0, False),
+        ("yes", 1.0, True),
+        ("n", 0.0, False),
+    ],
 )
 def test_quality_is_derived_from_correct(value: object, quality: float, correct: bool) -> None:
     raw = {k: v for k, v in BASE.items() if k != "quality"}
@@ -164,8 +168,11 @@ def test_timestamp_iso_or_epoch_becomes_utc_iso(stamp: object, expected: str) ->
 
 @pytest.mark.parametrize(
     ("stamp", "expected"),
-    [("1700000000", "2023-11-14T22:13:20+00:00"), (" 1700000000.5 ", "2023-11-14T22:13:20.500000+00:00"),
-     ("0", "1970-01-01T00:00:00+00:00")],
+    [
+        ("1700000000", "2023-11-14T22:13:20+00:00"),
+        (" 1700000000.5 ", "2023-11-14T22:13:20.500000+00:00"),
+        ("0", "1970-01-01T00:00:00+00:00"),
+    ],
 )
 def test_epoch_seconds_as_text_are_accepted(stamp: str, expected: str) -> None:
     """Every CSV cell arrives as text, so epoch seconds must be read from strings too."""
@@ -201,9 +208,19 @@ def test_prompt_hash_is_stable_and_short() -> None:
 def test_every_validator_reason_code_is_covered_below() -> None:
     """This file tests each reason the validator emits; the others come from adapters."""
     covered = {
-        "missing_field", "wrong_type", "quality_nan", "quality_out_of_range", "negative_cost",
-        "negative_latency", "propensity_out_of_range", "bad_schema", "bad_timestamp",
-        "conflicting_request_id", "duplicate_request_model", "bad_encoding", "bad_features",
+        "missing_field",
+        "wrong_type",
+        "quality_nan",
+        "quality_out_of_range",
+        "negative_cost",
+        "negative_latency",
+        "propensity_out_of_range",
+        "bad_schema",
+        "bad_timestamp",
+        "conflicting_request_id",
+        "duplicate_request_model",
+        "bad_encoding",
+        "bad_features",
     }
     assert covered | ADAPTER_REASONS == set(QUARANTINE_REASONS)
 
@@ -251,8 +268,11 @@ def test_missing_quality_and_correct(blank: object) -> None:
         ({"model": 7}, r"^model must be a string; got 7 \(int\)$"),
         ({"prompt": {"text": "hi"}}, r"^prompt must be text or chat messages; got \{'text': 'hi'\} \(dict\)$"),
         ({"prompt": [1, 2]}, r"^messages\[0\] must be an object with 'role' and 'content'; got 1 \(int\)"),
-        ({"prompt": None, "messages": "hello"}, r"^'messages' must be a non-empty list of \{'role', 'content'\} objects; "
-                                                r"got 'hello' \(str\)"),
+        (
+            {"prompt": None, "messages": "hello"},
+            r"^'messages' must be a non-empty list of \{'role', 'content'\} objects; "
+            r"got 'hello' \(str\)",
+        ),
         ({"latency_ms": "slow"}, r"^latency_ms must be a number; got 'slow' \(str\)$"),
         ({"propensity": "half"}, r"^propensity must be a number; got 'half' \(str\)$"),
     ],
@@ -324,8 +344,13 @@ def test_bad_schema(schema: object, pattern: str) -> None:
 
 @pytest.mark.parametrize(
     ("stamp", "shown"),
-    [("yesterday", "'yesterday' (str)"), ("2024-13-45", "'2024-13-45' (str)"), (True, "True (bool)"),
-     ([2024], "[2024] (list)"), (1e20, "1e+20 (float)")],
+    [
+        ("yesterday", "'yesterday' (str)"),
+        ("2024-13-45", "'2024-13-45' (str)"),
+        (True, "True (bool)"),
+        ([2024], "[2024] (list)"),
+        (1e20, "1e+20 (float)"),
+    ],
 )
 def test_bad_timestamp(stamp: object, shown: str) -> None:
     issue({**BASE, "timestamp": stamp}, "bad_timestamp", rf"^timestamp must be ISO 8601 or epoch seconds; got {re.escape(shown)}$")
@@ -339,9 +364,7 @@ def test_conflicting_request_id_names_the_first_use() -> None:
     result = validator.validate({**BASE, "model": "gpt-4o-mini", "prompt": "Another prompt."}, "b.jsonl:7")
     assert isinstance(result, RowIssue)
     assert result.reason == "conflicting_request_id"
-    assert result.detail == (
-        "request_id 'r1' was first used for a different prompt at a.jsonl:1; give one of them another id"
-    )
+    assert result.detail == ("request_id 'r1' was first used for a different prompt at a.jsonl:1; give one of them another id")
     # the conflicting row is not remembered: the first prompt still owns the id
     assert isinstance(validator.validate({**BASE, "model": "gpt-4o-mini"}, "a.jsonl:3"), dict)
 
@@ -386,16 +409,22 @@ def test_prompt_hash_takes_any_str_and_keeps_the_hashes_of_text() -> None:
     assert len(prompt_hash("p\ud800")) == 16 and prompt_hash("p\ud800") != prompt_hash("p\udc00")
 
 
-@pytest.mark.parametrize(("field", "value", "shown"), [
-    ("prompt", "p\ud800", "U+D800) at character 1"),
-    ("request_id", "id-\udcff", "U+DCFF) at character 3"),
-    ("model", "\udc80gpt", "U+DC80) at character 0"),
-    ("task", "t\ud83d", "U+D83D) at character 1"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "shown"),
+    [
+        ("prompt", "p\ud800", "U+D800) at character 1"),
+        ("request_id", "id-\udcff", "U+DCFF) at character 3"),
+        ("model", "\udc80gpt", "U+DC80) at character 0"),
+        ("task", "t\ud83d", "U+D83D) at character 1"),
+    ],
+)
 def test_a_lone_surrogate_in_text_is_bad_encoding(field: str, value: str, shown: str) -> None:
-    result = issue({**BASE, field: value}, "bad_encoding",
-                   rf"^{field} holds a lone surrogate \({re.escape(shown)}, half of a UTF-16 pair that is not text; "
-                   "fix the writer")
+    result = issue(
+        {**BASE, field: value},
+        "bad_encoding",
+        rf"^{field} holds a lone surrogate \({re.escape(shown)}, half of a UTF-16 pair that is not text; "
+        "fix the writer",
+    )
     assert isinstance(result, RowIssue)
 
 
@@ -403,26 +432,42 @@ def test_a_surrogate_pair_is_text() -> None:
     assert check({**BASE, "prompt": "smile \U0001f642"})["prompt"] == "smile \U0001f642"  # type: ignore[index]
 
 
-@pytest.mark.parametrize(("field", "reason"), [
-    ("quality", "quality_out_of_range"), ("cost_usd", "wrong_type"), ("latency_ms", "negative_latency"),
-    ("propensity", "propensity_out_of_range"),
-])
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [
+        ("quality", "quality_out_of_range"),
+        ("cost_usd", "wrong_type"),
+        ("latency_ms", "negative_latency"),
+        ("propensity", "propensity_out_of_range"),
+    ],
+)
 def test_an_integer_beyond_float_range_is_quarantined_not_an_overflow(field: str, reason: str) -> None:
     huge = int("9" * 400)
-    issue({**BASE, field: huge}, reason,
-          rf"^{field} must be a finite number; got an integer of 400 digits \(int\), beyond a float's range "
-          r"\(about 1\.8e308\)$")
+    issue(
+        {**BASE, field: huge},
+        reason,
+        rf"^{field} must be a finite number; got an integer of 400 digits \(int\), beyond a float's range "
+        r"\(about 1\.8e308\)$",
+    )
 
 
 def test_an_integer_too_long_to_print_is_still_described() -> None:
-    issue({**BASE, "correct": 10 ** 5000}, "wrong_type", r"^correct must be true/false \(or 1/0\); got an integer of "
-          r"5,001 digits \(int\)$")
-    issue({**BASE, "request_id": 10 ** 100}, "wrong_type", r"^request_id must be an int of at most 77 digits \(or a "
-          r"string\); got 1000")
+    issue(
+        {**BASE, "correct": 10**5000},
+        "wrong_type",
+        r"^correct must be true/false \(or 1/0\); got an integer of "
+        r"5,001 digits \(int\)$",
+    )
+    issue(
+        {**BASE, "request_id": 10**100},
+        "wrong_type",
+        r"^request_id must be an int of at most 77 digits \(or a "
+        r"string\); got 1000",
+    )
 
 
 def test_the_quarantine_line_is_always_writable_utf8_json() -> None:
-    row = {"prompt": "p\ud800", "raw": "x\udcff", "big": 10 ** 5000, "nan": math.nan, "obj": object, "k\udc80": 1}
+    row = {"prompt": "p\ud800", "raw": "x\udcff", "big": 10**5000, "nan": math.nan, "obj": object, "k\udc80": 1}
     line = quarantine_line("f.csv:3", "bad_encoding", "detail \ud800", row)
     line.encode("utf-8")  # no UnicodeEncodeError
     back = json.loads(line)
@@ -433,8 +478,13 @@ def test_the_quarantine_line_is_always_writable_utf8_json() -> None:
 
 # --- feature-only rows (privacy mode) -------------------------------------------------------------
 
-FEATURE_ROW: dict[str, Any] = {**{k: v for k, v in BASE.items() if k != "prompt"}, "chosen": True, "propensity": 0.5,
-                               "features": [12, None, 0.5], "feature_spec": "ab" * 32}
+FEATURE_ROW: dict[str, Any] = {
+    **{k: v for k, v in BASE.items() if k != "prompt"},
+    "chosen": True,
+    "propensity": 0.5,
+    "features": [12, None, 0.5],
+    "feature_spec": "ab" * 32,
+}
 
 
 def test_a_feature_only_row_keeps_its_vector_and_spec_instead_of_a_prompt() -> None:
@@ -456,19 +506,31 @@ def test_feature_only_rows_conflict_and_duplicate_by_their_vector() -> None:
     assert isinstance(other, RowIssue) and other.reason == "conflicting_request_id"
 
 
-@pytest.mark.parametrize(("change", "reason", "detail"), [
-    ({"features": [1, True]}, "bad_features", r"^features\[1\] must be a finite number or null; got True \(bool\)$"),
-    ({"features": [1, float("inf")]}, "bad_features", r"^features\[1\] must be a finite number or null; got inf"),
-    ({"features": [1, 10**400]}, "bad_features", r"^features\[1\] must be a finite number or null; got "),
-    ({"features": []}, "bad_features", r"^features must be a non-empty list of at most 4096 numbers and nulls; got "),
-    ({"features": "[1,"}, "bad_features", r"^features must be a JSON list of numbers and nulls; got '\[1,' \(str\)$"),
-    ({"features": {"a": 1}}, "bad_features", r"^features must be a non-empty list"),
-    ({"feature_spec": "abc"}, "bad_features",
-     r"^feature_spec must be a FeatureSpec fingerprint \(64 hex digits: the bundle's feature_spec_fingerprint\); got 'abc'"),
-    ({"feature_spec": None}, "missing_field",
-     r"^a feature-only row needs both 'features' and 'feature_spec'; it has 'features' but no 'feature_spec'$"),
-    ({"features": None}, "missing_field",
-     r"^a feature-only row needs both 'features' and 'feature_spec'; it has 'feature_spec' but no 'features'$"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason", "detail"),
+    [
+        ({"features": [1, True]}, "bad_features", r"^features\[1\] must be a finite number or null; got True \(bool\)$"),
+        ({"features": [1, float("inf")]}, "bad_features", r"^features\[1\] must be a finite number or null; got inf"),
+        ({"features": [1, 10**400]}, "bad_features", r"^features\[1\] must be a finite number or null; got "),
+        ({"features": []}, "bad_features", r"^features must be a non-empty list of at most 4096 numbers and nulls; got "),
+        ({"features": "[1,"}, "bad_features", r"^features must be a JSON list of numbers and nulls; got '\[1,' \(str\)$"),
+        ({"features": {"a": 1}}, "bad_features", r"^features must be a non-empty list"),
+        (
+            {"feature_spec": "abc"},
+            "bad_features",
+            r"^feature_spec must be a FeatureSpec fingerprint \(64 hex digits: the bundle's feature_spec_fingerprint\); got 'abc'",
+        ),
+        (
+            {"feature_spec": None},
+            "missing_field",
+            r"^a feature-only row needs both 'features' and 'feature_spec'; it has 'features' but no 'feature_spec'$",
+        ),
+        (
+            {"features": None},
+            "missing_field",
+            r"^a feature-only row needs both 'features' and 'feature_spec'; it has 'feature_spec' but no 'features'$",
+        ),
+    ],
+)
 def test_bad_feature_fields_are_quarantined(change: dict[str, Any], reason: str, detail: str) -> None:
     issue({**FEATURE_ROW, **change}, reason, detail)

@@ -34,6 +34,7 @@ ARTICLE = REPO_ROOT.parent / "shared" / "seed" / "routing-article.txt"
 
 # -- the world against the article -----------------------------------------------------------------
 
+
 def test_the_odds_table_encodes_what_the_article_states() -> None:
     extract = TASKS["extract"].accuracy
     assert (extract[0], extract[2]) == (0.91, 0.94)  # "F1 = 0.91" (quantized Llama) vs "F1 = 0.94" (GPT-4o)
@@ -43,8 +44,11 @@ def test_the_odds_table_encodes_what_the_article_states() -> None:
     for task in TASKS.values():
         by_tier[task.article_tier].add(task.name)
     # the article's "5 Task Classes" section, three per tier
-    assert by_tier == {"tier1": {"classify", "extract", "tool_call"}, "tier2": {"summarize", "convert", "translate"},
-                       "tier3": {"reason", "code", "synthesize"}}
+    assert by_tier == {
+        "tier1": {"classify", "extract", "tool_call"},
+        "tier2": {"summarize", "convert", "translate"},
+        "tier3": {"reason", "code", "synthesize"},
+    }
     for task in TASKS.values():
         t1, t2, t3 = (100 * p for p in task.accuracy)  # points
         assert t1 <= t2 <= t3, task.name
@@ -102,8 +106,7 @@ def test_the_generated_outcomes_follow_the_table(world: list[dict[str, object]])
 def test_each_class_costs_what_the_article_says_on_its_tier(world: list[dict[str, object]]) -> None:
     """The article's per-request costs: tier1 "~$0.003/request", tier2 "~$0.01–0.03/request",
     tier3 "~$0.10–0.15/request"; extraction "~$0.003/request" vs GPT-4o "~$0.12/request" (40x)."""
-    cost = {name: np.mean([[r["cost_usd"] for r in g] for g in requests], axis=0)
-            for name, requests in _by_task(world).items()}
+    cost = {name: np.mean([[r["cost_usd"] for r in g] for g in requests], axis=0) for name, requests in _by_task(world).items()}
     for name, task in TASKS.items():
         if task.article_tier == "tier1":
             assert cost[name][0] <= 0.004, name
@@ -127,8 +130,7 @@ def test_harder_requests_look_harder_and_fail_more(world: list[dict[str, object]
         short, long = (np.mean([[r["correct"] for r in g] for g in part], axis=0) for part in (ordered[:half], ordered[half:]))
         assert (long < short).all(), (name, short, long)
     # the article's "pull the order ID" is among the requests, one-line and with a one-field schema
-    assert any(str(r["prompt"]).startswith("Pull the order ID: #") and r["output_schema"] == {"order_id": "string"}
-               for r in world)
+    assert any(str(r["prompt"]).startswith("Pull the order ID: #") and r["output_schema"] == {"order_id": "string"} for r in world)
 
 
 def test_every_article_quote_in_the_docs_is_verbatim() -> None:
@@ -170,8 +172,9 @@ def test_one_chosen_row_per_request_with_its_propensity(epsilon: float) -> None:
             assert row["model"] != _tree_pick(row)
         # the outcome is the benchmarked workload's, for that model
         twin = by_key[(row["request_id"], row["model"])]
-        assert {k: v for k, v in row.items() if k not in ("chosen", "propensity")} == \
-               {k: v for k, v in twin.items() if k not in ("chosen", "propensity")}
+        assert {k: v for k, v in row.items() if k not in ("chosen", "propensity")} == {
+            k: v for k, v in twin.items() if k not in ("chosen", "propensity")
+        }
     json.dumps(rows)  # JSON-able as written to a log
     explored = sum(r["propensity"] < explore_p + 1e-9 for r in rows)
     # about epsilon * 2/3 of the requests leave the tree's pick (3 standard errors)
@@ -198,6 +201,9 @@ def test_reproducible_by_seed() -> None:
 
 @pytest.mark.parametrize("epsilon", [-0.1, 1.5, float("nan")])
 def test_epsilon_out_of_range(epsilon: float) -> None:
-    with pytest.raises(ConfigError, match=r"^The 'epsilon' parameter of production_log must be a finite number "
-                                          r"in the range \[0(\.0)?, 1(\.0)?\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'epsilon' parameter of production_log must be a finite number "
+        r"in the range \[0(\.0)?, 1(\.0)?\]",
+    ):
         list(production_log(SyntheticConfig(10), epsilon=epsilon))

@@ -23,17 +23,26 @@ MODELS = {"claude-3-haiku": ("tier1", 0.003), "gpt-4o-mini": ("tier2", 0.01), "g
 #: task -> (prompt template, schema, sla, per-model quality of each request)
 TASKS: dict[str, tuple[str, Any, float | None, dict[str, list[float]]]] = {
     # tier1 3 points behind tier3 -> route to tier1
-    "extract": ("Extract the order id from: order {i} shipped.", {"order_id": "string"}, None, {
-        "claude-3-haiku": [1, 1, 1, 1, 1, 0.4], "gpt-4o-mini": [1, 1, 1, 1, 1, 0.46], "gpt-4o": [1, 1, 1, 1, 1, 0.58],
-    }),
+    "extract": (
+        "Extract the order id from: order {i} shipped.",
+        {"order_id": "string"},
+        None,
+        {"claude-3-haiku": [1, 1, 1, 1, 1, 0.4], "gpt-4o-mini": [1, 1, 1, 1, 1, 0.46], "gpt-4o": [1, 1, 1, 1, 1, 0.58]},
+    ),
     # tier1 20 and tier2 15 points behind -> keep tier3
-    "reason": ("Step by step, analyze and compare plan {i} with the others, then justify which is better.", None, 150.0, {
-        "claude-3-haiku": [1, 1, 0.8, 0], "gpt-4o-mini": [1, 1, 1, 0], "gpt-4o": [1, 1, 1, 0.6],
-    }),
+    "reason": (
+        "Step by step, analyze and compare plan {i} with the others, then justify which is better.",
+        None,
+        150.0,
+        {"claude-3-haiku": [1, 1, 0.8, 0], "gpt-4o-mini": [1, 1, 1, 0], "gpt-4o": [1, 1, 1, 0.6]},
+    ),
     # tier1 20 points behind, tier2 2 points behind -> route to tier2
-    "summary": ("Summarise thread {i} in two sentences.", None, None, {
-        "claude-3-haiku": [0.6, 0.6], "gpt-4o-mini": [0.78, 0.78], "gpt-4o": [0.8, 0.8],
-    }),
+    "summary": (
+        "Summarise thread {i} in two sentences.",
+        None,
+        None,
+        {"claude-3-haiku": [0.6, 0.6], "gpt-4o-mini": [0.78, 0.78], "gpt-4o": [0.8, 0.8]},
+    ),
 }
 QUALITY = {"extract": (0.9, 0.91, 0.93), "reason": (0.7, 0.75, 0.9), "summary": (0.6, 0.78, 0.8)}
 HEADERS = (
@@ -49,8 +58,14 @@ def synthetic_rows() -> list[dict[str, Any]]:
     for task, (template, schema, sla, qualities) in TASKS.items():
         for model, values in qualities.items():
             for i, quality in enumerate(values):
-                row = {"request_id": f"{task}-{i}", "prompt": template.format(i=i), "model": model, "task": task,
-                       "quality": quality, "cost_usd": MODELS[model][1]}
+                row = {
+                    "request_id": f"{task}-{i}",
+                    "prompt": template.format(i=i),
+                    "model": model,
+                    "task": task,
+                    "quality": quality,
+                    "cost_usd": MODELS[model][1],
+                }
                 if schema is not None:
                     row["output_schema"] = schema
                 if sla is not None:
@@ -168,8 +183,9 @@ def test_files_written(report: dict[str, Any], tmp_path: Path) -> None:
     assert json.loads((out / "audit.json").read_text(encoding="utf-8")) == report
     markdown = (out / "audit.md").read_text(encoding="utf-8")
     assert markdown == render_audit(report, markdown=True)
-    assert markdown.startswith("# tierroute audit\n\n12 requests, 36 outcomes, 3 models, catalogue 'article'; "
-                               "1 rows quarantined (unparseable_row 1)")
+    assert markdown.startswith(
+        "# tierroute audit\n\n12 requests, 36 outcomes, 3 models, catalogue 'article'; 1 rows quarantined (unparseable_row 1)"
+    )
     for header in HEADERS:
         assert f"## {header}\n" in markdown
     assert "| task | requests | share | median tokens |\n|---|---|---|---|\n| extract | 6 | 50.0% |" in markdown
@@ -214,8 +230,7 @@ def test_model_missing_from_the_named_catalogue(tmp_path: Path) -> None:
     with pytest.raises(CatalogueError) as err:
         audit(log, catalogue="article")
     assert str(err.value) == (
-        "Catalogue 'article' has no tier for model(s) ['mystery']. Add them to the TOML (model, tier, prices) "
-        "or pass another --catalogue."
+        "Catalogue 'article' has no tier for model(s) ['mystery']. Add them to the TOML (model, tier, prices) or pass another --catalogue."
     )
 
 
@@ -227,8 +242,11 @@ def test_a_catalogue_file(tmp_path: Path) -> None:
         '[[candidates]]\nmodel = "b"\ntier = "big"\ninput_per_1k = 0.01\noutput_per_1k = 0.03\n',
         encoding="utf-8",
     )
-    rows = [{"request_id": f"r{i}", "prompt": f"Question {i}?", "model": m, "quality": q, "cost_usd": c}
-            for i in range(4) for m, q, c in (("s", 0.5, 0.001), ("b", 1.0, 0.01))]
+    rows = [
+        {"request_id": f"r{i}", "prompt": f"Question {i}?", "model": m, "quality": q, "cost_usd": c}
+        for i in range(4)
+        for m, q, c in (("s", 0.5, 0.001), ("b", 1.0, 0.01))
+    ]
     report = audit(write_log(tmp_path / "log.jsonl", rows), catalogue=str(toml))
     assert report["catalogue"] == "mine"
     (task,) = report["tasks"]

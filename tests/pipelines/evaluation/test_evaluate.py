@@ -53,8 +53,14 @@ def test_the_tree_maps_onto_the_candidates_present(fitted) -> None:  # noqa: ANN
     catalogue = builtin_catalogue("article")
     # gpt-4o-mini (tier2's default) has no outcomes: tier2 decisions go to the nearest tier above
     keep = [j for j, m in enumerate(test.candidates) if m != "gpt-4o-mini"]
-    reduced = dataclasses.replace(test, candidates=tuple(test.candidates[j] for j in keep), correct=test.correct[:, keep],
-                                  quality=test.quality[:, keep], cost=test.cost[:, keep], latency=test.latency[:, keep])
+    reduced = dataclasses.replace(
+        test,
+        candidates=tuple(test.candidates[j] for j in keep),
+        correct=test.correct[:, keep],
+        quality=test.quality[:, keep],
+        cost=test.cost[:, keep],
+        latency=test.latency[:, keep],
+    )
     from tierroute.models.heuristic import tier_candidate as _tier_model
 
     assert _tier_model(catalogue, "tier2", reduced.candidates) == "gpt-4o"
@@ -66,9 +72,12 @@ def test_evaluation_without_complete_requests_is_refused(fitted) -> None:  # noq
     correct = test.correct.copy()
     correct[:, 0] = np.nan
     broken = dataclasses.replace(test, correct=correct)
-    with pytest.raises(DataValidationError, match=r"^No request in the evaluation data has an outcome for every candidate, "
-                                                  r"nor a logged choice with its propensity "
-                                                  r"\(100 requests; no outcomes at all for \['claude-3-haiku'\]\)"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"^No request in the evaluation data has an outcome for every candidate, "
+        r"nor a logged choice with its propensity "
+        r"\(100 requests; no outcomes at all for \['claude-3-haiku'\]\)",
+    ):
         evaluate(router, broken, builtin_catalogue("article"))
 
 
@@ -94,8 +103,10 @@ def test_per_task_figures_add_up(fitted) -> None:  # noqa: ANN001
 def test_equal_accuracy_rows_are_real_swept_points(fitted) -> None:  # noqa: ANN001
     router, _, test = fitted
     report = evaluate(router, test, builtin_catalogue("article"))
-    for key, target in (("at_heuristic_accuracy", report["baselines"]["heuristic"]["accuracy"]),
-                        ("at_best_single_accuracy", report["baselines"]["best_single"]["accuracy"])):
+    for key, target in (
+        ("at_heuristic_accuracy", report["baselines"]["heuristic"]["accuracy"]),
+        ("at_best_single_accuracy", report["baselines"]["best_single"]["accuracy"]),
+    ):
         at = report[key]["curve_point"]
         reaching = [c for c in report["curve"] if c["accuracy"] >= target]
         if not reaching:
@@ -111,8 +122,7 @@ def test_equal_accuracy_rows_are_real_swept_points(fitted) -> None:  # noqa: ANN
 def test_cheapest_reaching_picks_the_cheapest_point_at_or_above_the_accuracy() -> None:
     from tierroute.pipelines.evaluation.evaluate import _cheapest_reaching
 
-    curve = [{"accuracy": 0.5, "cost_per_query": 1.0}, {"accuracy": 0.8, "cost_per_query": 4.0},
-             {"accuracy": 0.9, "cost_per_query": 3.0}]
+    curve = [{"accuracy": 0.5, "cost_per_query": 1.0}, {"accuracy": 0.8, "cost_per_query": 4.0}, {"accuracy": 0.9, "cost_per_query": 3.0}]
     assert _cheapest_reaching(curve, 0.8) == {"accuracy": 0.9, "cost_per_query": 3.0, "cost_per_correct": 3.0 / 0.9}
     assert _cheapest_reaching(curve, 0.95) is None
 
@@ -147,8 +157,13 @@ def test_logged_requests_are_judged_by_doubly_robust_estimates(fitted, logged_te
     assert off["learned"]["cost_per_query"]["ips"]["n"] == 100
     assert all(off[m]["accuracy"]["snips"]["estimator"] == "snips" for m in ("learned", "heuristic", *test.candidates))
     oracle = report["baselines"]["oracle"]
-    assert oracle == {"name": "oracle", "accuracy": None, "cost_per_query": None, "cost_per_correct": None,
-                      "note": "benchmarked requests only (0): a logged request's oracle is unknown"}
+    assert oracle == {
+        "name": "oracle",
+        "accuracy": None,
+        "cost_per_query": None,
+        "cost_per_correct": None,
+        "note": "benchmarked requests only (0): a logged request's oracle is unknown",
+    }
     # the same requests benchmarked: the learned accuracy is within the DR estimate's interval
     observed = evaluate(router, test, catalogue)
     assert observed["estimator"] == "observed" and "off_policy" not in observed and observed["logged_requests"] == 0

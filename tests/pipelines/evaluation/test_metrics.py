@@ -66,10 +66,7 @@ def test_upper_hull_empty() -> None:
 HULL = [(1.0, 0.4), (3.0, 0.8)]
 
 
-@pytest.mark.parametrize(
-    ("cost", "expected"),
-    [(0.0, 0.4), (-5.0, 0.4), (1.0, 0.4), (2.0, 0.6), (3.0, 0.8), (10.0, 0.8)],
-)
+@pytest.mark.parametrize(("cost", "expected"), [(0.0, 0.4), (-5.0, 0.4), (1.0, 0.4), (2.0, 0.6), (3.0, 0.8), (10.0, 0.8)])
 def test_quality_at_cost_interpolates_and_is_flat_beyond_the_ends(cost: float, expected: float) -> None:
     assert quality_at_cost(HULL, cost) == pytest.approx(expected)
 
@@ -161,10 +158,7 @@ def test_apgr_does_not_depend_on_the_order_of_points_at_equal_share() -> None:
     assert a == pytest.approx(b)
 
 
-@pytest.mark.parametrize(
-    ("target", "expected"),
-    [(0.0, 0.0), (0.4, 0.25), (0.8, 0.5), (0.9, 0.75), (1.0, 1.0)],
-)
+@pytest.mark.parametrize(("target", "expected"), [(0.0, 0.0), (0.4, 0.25), (0.8, 0.5), (0.9, 0.75), (1.0, 1.0)])
 def test_cpt_interpolates_the_share(target: float, expected: float) -> None:
     # curve (0, 0) - (0.5, 0.8) - (1, 1)
     assert cpt(np.array([0.5]), np.array([0.8]), 0.0, 1.0, target) == pytest.approx(expected)

@@ -24,8 +24,7 @@ def _simulate(seed: int = 0) -> dict[str, np.ndarray]:
     reward = (rng.random(N) < truth[np.arange(N), logged]).astype(float)
     target = np.where(x > 0.5, 2, 1)
     value = float(truth[np.arange(N), target].mean())  # the target's true value on these contexts
-    return {"x": x, "truth": truth, "logged": logged, "propensity": propensity, "reward": reward, "target": target,
-            "value": value}
+    return {"x": x, "truth": truth, "logged": logged, "propensity": propensity, "reward": reward, "target": target, "value": value}
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +35,10 @@ def logs() -> dict[str, np.ndarray]:
 def test_ips_and_snips_recover_the_target_value(logs: dict[str, np.ndarray]) -> None:
     naive = logs["reward"].mean()  # the logger's own value: far from the target's
     assert abs(naive - logs["value"]) > 0.05
-    for estimate in (ips(logs["reward"], logs["logged"], logs["propensity"], logs["target"]),
-                     snips(logs["reward"], logs["logged"], logs["propensity"], logs["target"])):
+    for estimate in (
+        ips(logs["reward"], logs["logged"], logs["propensity"], logs["target"]),
+        snips(logs["reward"], logs["logged"], logs["propensity"], logs["target"]),
+    ):
         assert estimate.ci_low <= logs["value"] <= estimate.ci_high, estimate
         assert abs(estimate.value - logs["value"]) < 0.03
         assert estimate.n == N and 0 < estimate.matched < N
@@ -60,12 +61,15 @@ def test_the_logging_policy_itself_is_recovered(logs: dict[str, np.ndarray]) -> 
     assert abs(est.value - logs["truth"][:, 0].mean()) < 0.02
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"propensity": [0.5, 0.0]}, r"^Propensities must be in \(0, 1\]; logged request 1 has 0\.0 \(1 such\)\. Log the serving "),
-    ({"propensity": [0.5, 1.5]}, r"^Propensities must be in \(0, 1\]; logged request 1 has 1\.5"),
-    ({"reward": [1.0, float("nan")]}, r"^Rewards must be finite; logged request 1 has nan\. Quarantine that row first\.$"),
-    ({"reward": [1.0]}, r"^Off-policy estimates need four equal-length non-empty 1-D arrays; got rewards \(1,\), logged \(2,\)"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"propensity": [0.5, 0.0]}, r"^Propensities must be in \(0, 1\]; logged request 1 has 0\.0 \(1 such\)\. Log the serving "),
+        ({"propensity": [0.5, 1.5]}, r"^Propensities must be in \(0, 1\]; logged request 1 has 1\.5"),
+        ({"reward": [1.0, float("nan")]}, r"^Rewards must be finite; logged request 1 has nan\. Quarantine that row first\.$"),
+        ({"reward": [1.0]}, r"^Off-policy estimates need four equal-length non-empty 1-D arrays; got rewards \(1,\), logged \(2,\)"),
+    ],
+)
 def test_bad_inputs_are_refused(change: dict[str, list[float]], message: str) -> None:
     base = {"reward": [1.0, 0.0], "logged": [0, 1], "propensity": [0.5, 0.5], "target": [0, 1]}
     base.update(change)
@@ -76,8 +80,11 @@ def test_bad_inputs_are_refused(change: dict[str, list[float]], message: str) ->
 def test_dr_checks_its_outcome_model_and_snips_needs_overlap() -> None:
     with pytest.raises(DataValidationError, match=r"^q_hat must be a finite \(n, m\) array with n = 2 logged requests; got shape \(3, 2\)"):
         doubly_robust([1, 0], [0, 1], [0.5, 0.5], [0, 1], np.zeros((3, 2)))
-    with pytest.raises(DataValidationError, match=r"^With q_hat, 'target' actions must be column indices in \[0, 2\); "
-                                                  r"got values from 0 to 5"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"^With q_hat, 'target' actions must be column indices in \[0, 2\); "
+        r"got values from 0 to 5",
+    ):
         doubly_robust([1, 0], [0, 1], [0.5, 0.5], [0, 5], np.zeros((2, 2)))
     with pytest.raises(DataValidationError, match=r"^The target policy never agrees with the logged choices, so SNIPS"):
         snips([1, 0], [0, 0], [0.5, 0.5], [1, 1])
@@ -109,8 +116,15 @@ def test_policy_estimates_gives_every_estimator_for_every_policy(logs: dict[str,
 def test_policy_estimates_leave_snips_out_with_the_reason_when_a_policy_never_agrees() -> None:
     from tierroute.pipelines.evaluation.offpolicy import policy_estimates
 
-    out = policy_estimates(np.array([1.0, 0.0]), np.array([0.1, 0.2]), np.array([0, 0]), np.array([0.5, 0.5]),
-                           {"never": np.array([1, 1]), "always": np.array([0, 0])}, np.full((2, 2), 0.5), np.full((2, 2), 0.3))
+    out = policy_estimates(
+        np.array([1.0, 0.0]),
+        np.array([0.1, 0.2]),
+        np.array([0, 0]),
+        np.array([0.5, 0.5]),
+        {"never": np.array([1, 1]), "always": np.array([0, 0])},
+        np.full((2, 2), 0.5),
+        np.full((2, 2), 0.3),
+    )
     for metric in ("accuracy", "cost_per_query"):
         snip = out["never"][metric]["snips"]
         assert snip["value"] is None and snip["estimator"] == "snips"
@@ -122,5 +136,12 @@ def test_policy_estimates_leave_snips_out_with_the_reason_when_a_policy_never_ag
     assert out["always"]["accuracy"]["ips"]["value"] == pytest.approx(1.0)  # (1 / 0.5 + 0) / 2
     assert out["always"]["cost_per_query"]["dr"]["value"] == pytest.approx(0.3 + ((0.1 - 0.3) + (0.2 - 0.3)) / 0.5 / 2)
     with pytest.raises(DataValidationError, match=r"^Rewards must be finite"):
-        policy_estimates(np.array([np.nan, 0.0]), np.array([0.1, 0.2]), np.array([0, 0]), np.array([0.5, 0.5]),
-                         {"x": np.array([0, 0])}, np.full((2, 2), 0.5), np.full((2, 2), 0.3))
+        policy_estimates(
+            np.array([np.nan, 0.0]),
+            np.array([0.1, 0.2]),
+            np.array([0, 0]),
+            np.array([0.5, 0.5]),
+            {"x": np.array([0, 0])},
+            np.full((2, 2), 0.5),
+            np.full((2, 2), 0.3),
+        )

@@ -33,7 +33,7 @@ from tierroute.request import Request
 
 CATALOGUE = builtin_catalogue("article")
 CHAT = "system: You are a terse assistant.\nuser: Which queue handles refunds for invoices?\nassistant: Billing.\nuser: And pairing errors?"
-CODE = "Explain what this function returns.\n```\ndef Total(items):\n    return sum(items)\n```\n{\"Key\": \"Value\"}"
+CODE = 'Explain what this function returns.\n```\ndef Total(items):\n    return sum(items)\n```\n{"Key": "Value"}'
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +147,12 @@ def test_flip_rates_and_deltas_are_counted_against_the_outcome_table(data: Routi
     assert prefix["applicable"] == data.n_requests and prefix["flip_rate"] == pytest.approx(flips.mean())
     assert prefix["accuracy_delta"] == pytest.approx(np.mean(data.correct[rows, new] - data.correct[rows, base]))
     assert prefix["cost_per_query_delta"] == pytest.approx(np.mean(data.cost[rows, new] - data.cost[rows, base]))
-    assert out["per_perturbation"]["system_order"] == {"applicable": 0, "flip_rate": None, "accuracy_delta": None,
-                                                       "cost_per_query_delta": None}
+    assert out["per_perturbation"]["system_order"] == {
+        "applicable": 0,
+        "flip_rate": None,
+        "accuracy_delta": None,
+        "cost_per_query_delta": None,
+    }
     assert out["flip_rate"] == pytest.approx(flips.mean()) and out["any_flip_rate"] == pytest.approx(flips.mean())
     assert sum(t["requests"] for t in out["per_task"].values()) == data.n_requests
     stable = flip_summary(ByPrompt(stable=True).decide, data.requests, StabilityConfig(), correct=data.correct, cost=data.cost)
@@ -160,8 +164,9 @@ def test_decision_stability_samples_and_judges_the_tree_too(data: RoutingData) -
     assert out is not None and out["requests"] == 50 and out["of_requests"] == data.n_requests
     assert 0 < out["learned"]["flip_rate"] <= 1 and 0 <= out["heuristic"]["flip_rate"] <= 1
     assert set(out["learned"]["per_perturbation"]) == set(PERTURBATIONS)
-    assert list(sample_rows(data.n_requests, StabilityConfig(max_requests=50, seed=2))) == \
-        list(sample_rows(data.n_requests, StabilityConfig(max_requests=50, seed=2)))
+    assert list(sample_rows(data.n_requests, StabilityConfig(max_requests=50, seed=2))) == list(
+        sample_rows(data.n_requests, StabilityConfig(max_requests=50, seed=2))
+    )
     assert decision_stability(ByPrompt(), data, CATALOGUE, StabilityConfig(max_requests=0)) is None
     metrics = stability_metrics(out)
     assert metrics["stability.flip_rate"] == out["learned"]["flip_rate"]
@@ -190,14 +195,20 @@ def test_a_router_answering_the_wrong_number_of_requests_is_refused(data: Routin
         def decide(self, requests: Any) -> np.ndarray:
             return np.zeros(3, dtype=int)
 
-    with pytest.raises(ConfigError, match=r"^The learned router returned decisions of shape \(3,\) for 20 requests; expected "
-                                          r"one candidate index per request\. Check its decide\(\)\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The learned router returned decisions of shape \(3,\) for 20 requests; expected "
+        r"one candidate index per request\. Check its decide\(\)\.$",
+    ):
         decision_stability(Short(), data, CATALOGUE, StabilityConfig(max_requests=20))
 
 
 def test_config_refusals() -> None:
-    with pytest.raises(ConfigError, match=r"^The 'perturbations' parameter of StabilityConfig must name some of \["
-                                          r"'whitespace', .*\]\. Got \['emoji'\] instead \(unknown: \['emoji'\]\)\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'perturbations' parameter of StabilityConfig must name some of \["
+        r"'whitespace', .*\]\. Got \['emoji'\] instead \(unknown: \['emoji'\]\)\.$",
+    ):
         StabilityConfig(perturbations=("emoji",))
     with pytest.raises(ConfigError, match=r"^The 'max_requests' parameter of StabilityConfig must be an int"):
         StabilityConfig(max_requests=-1)

@@ -19,8 +19,16 @@ NAMES = ("n_tokens", "depth_score", "sla_ms", "schema_present", "latency_sensiti
 
 def _reference(seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    X = np.column_stack([rng.integers(10, 400, 2000), rng.integers(1, 4, 2000), np.where(rng.random(2000) < 0.3, np.nan, 500.0),
-                         rng.random(2000) < 0.4, np.zeros(2000), rng.random(2000)])
+    X = np.column_stack(
+        [
+            rng.integers(10, 400, 2000),
+            rng.integers(1, 4, 2000),
+            np.where(rng.random(2000) < 0.3, np.nan, 500.0),
+            rng.random(2000) < 0.4,
+            np.zeros(2000),
+            rng.random(2000),
+        ]
+    )
     proba = np.column_stack([rng.beta(2, 3, 2000), rng.beta(5, 2, 2000)])
     tiers = np.where(proba[:, 0] > 0.4, "tier1", "tier3")
     return reference_stats(X, NAMES, proba, ("small", "big"), tiers, rng.normal(size=(2000, 4)) + 1.0)
@@ -28,10 +36,17 @@ def _reference(seed: int = 0) -> dict:
 
 def _rows(n: int, seed: int, tokens: tuple[int, int] = (10, 400), tier1: float = 0.5) -> list[dict]:
     rng = np.random.default_rng(seed)
-    return [{"model": "m", "tier": "tier1" if rng.random() < tier1 else "tier3", "latency_sla_ms": None if rng.random() < 0.3 else 500.0,
-             "has_schema": bool(rng.random() < 0.4), "probabilities": {"small": rng.beta(2, 3), "big": rng.beta(5, 2)},
-             "signals": {"token_count": int(rng.integers(*tokens)), "depth": int(rng.integers(1, 4)), "latency_sensitive": False}}
-            for _ in range(n)]
+    return [
+        {
+            "model": "m",
+            "tier": "tier1" if rng.random() < tier1 else "tier3",
+            "latency_sla_ms": None if rng.random() < 0.3 else 500.0,
+            "has_schema": bool(rng.random() < 0.4),
+            "probabilities": {"small": rng.beta(2, 3), "big": rng.beta(5, 2)},
+            "signals": {"token_count": int(rng.integers(*tokens)), "depth": int(rng.integers(1, 4)), "latency_sensitive": False},
+        }
+        for _ in range(n)
+    ]
 
 
 def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift() -> None:
@@ -103,15 +118,18 @@ def test_the_drift_command_on_a_trained_bundle(tmp_path: Path) -> None:
     frame = pd.DataFrame(list(generate(SyntheticConfig(300, seed=4))))
     frame["output_schema"] = [None if s is None else json.dumps(s) for s in frame["output_schema"]]
     data = RoutingData.from_frame(frame)
-    router = LearnedRouter(LearnedConfig(encoder="none", router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5,
-                                                                             n_threads=1))).fit(data, builtin_catalogue("article"))
+    router = LearnedRouter(
+        LearnedConfig(encoder="none", router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1))
+    ).fit(data, builtin_catalogue("article"))
     bundle = export_bundle(router, tmp_path / "bundle", reference=training_reference(router, data))
     with DecisionLog(tmp_path / "log.jsonl") as log:
         served = Router.load(bundle, RouterConfig(deadline_ms=None), strict=True, decision_log=log)
         served.route_batch([{"prompt": "Step by step, analyze and compare. " * 400} for _ in range(60)])
     out = io.StringIO()
-    code = main(["drift", "--bundle", str(bundle), "--log", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "d"),
-                 "--fail-on-drift", "--json"], out=out)
+    code = main(
+        ["drift", "--bundle", str(bundle), "--log", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "d"), "--fail-on-drift", "--json"],
+        out=out,
+    )
     report = json.loads(out.getvalue())
     assert code == 4 and "signals.n_tokens: shift" in report["flagged"]
     assert json.loads((tmp_path / "d" / "drift.json").read_text(encoding="utf-8"))["flagged"] == report["flagged"]

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +28,7 @@ from tierroute.models.catalogue import builtin_catalogue  # noqa: E402
 from tierroute.pipelines.data.synthetic import SyntheticConfig, generate, write_jsonl  # noqa: E402
 from tierroute.serving.http import ServiceConfig, create_app  # noqa: E402
 from tierroute.serving.judge import JudgeConfig  # noqa: E402
+from tierroute.serving.loopback import LoopbackServer  # noqa: E402
 from tierroute.serving.proxy import DECISION_HEADER, REQUEST_ID_HEADER, ProxyConfig  # noqa: E402
 from tierroute.serving.router import RouterConfig  # noqa: E402
 
@@ -66,33 +65,20 @@ class _Handler(BaseHTTPRequestHandler):
         if str(body["messages"][0].get("content", "")).startswith("You grade"):  # the sampled judge's call
             text = "Score: 0.9"
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4
-        reply = {"id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
-                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 40, "total_tokens": prompt_tokens + 40}}
+        reply = {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 1,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 40, "total_tokens": prompt_tokens + 40},
+        }
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-
-class _Proxy:
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            assert self.thread.is_alive(), "uvicorn exited before starting"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
 
 @pytest.fixture
@@ -103,12 +89,20 @@ def upstream(serving: Any) -> Iterator[_Upstream]:
 
 def _catalogue(path: Path, base_url: str) -> Path:
     article = builtin_catalogue("article")
-    lines = ['schema_version = 1', 'name = "loop"', 'tiers = ["tier1", "tier2", "tier3"]']
+    lines = ["schema_version = 1", 'name = "loop"', 'tiers = ["tier1", "tier2", "tier3"]']
     for model in MODELS:
         c = article.candidate(model)
-        lines += ["", "[[candidates]]", f'model = "{model}"', f'tier = "{c.tier}"', f"input_per_1k = {c.input_per_1k}",
-                  f"output_per_1k = {c.output_per_1k}", f"p95_latency_ms = {c.p95_latency_ms}", "default = true",
-                  f'base_url = "{base_url}"']
+        lines += [
+            "",
+            "[[candidates]]",
+            f'model = "{model}"',
+            f'tier = "{c.tier}"',
+            f"input_per_1k = {c.input_per_1k}",
+            f"output_per_1k = {c.output_per_1k}",
+            f"p95_latency_ms = {c.p95_latency_ms}",
+            "default = true",
+            f'base_url = "{base_url}"',
+        ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -122,8 +116,16 @@ def _champion(tmp: Path, uri: str) -> Path:
 
     first = write_jsonl(SyntheticConfig(200, seed=11), tmp / "week0.jsonl")
     tiny = RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1)
-    run_train(TrainConfig(data=(str(first),), encoder="none", kind="pooled", out_dir=str(tmp / "run1"), tracking_uri=uri,
-                          learned=LearnedConfig(router=tiny)))
+    run_train(
+        TrainConfig(
+            data=(str(first),),
+            encoder="none",
+            kind="pooled",
+            out_dir=str(tmp / "run1"),
+            tracking_uri=uri,
+            learned=LearnedConfig(router=tiny),
+        )
+    )
     mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("tierroute", "champion", "1")
     return tmp / "run1" / "bundle"
 
@@ -133,28 +135,34 @@ def test_served_traffic_and_feedback_become_a_gated_challenger_through_the_cli(u
     bundle = _champion(tmp_path, uri)
     catalogue = _catalogue(tmp_path / "loop.toml", upstream.base_url)
     decisions, feedback = tmp_path / "decisions.jsonl", tmp_path / "feedback.jsonl"
-    service = ServiceConfig(bundle=str(bundle), router=RouterConfig(deadline_ms=None, epsilon=0.3, seed=3),
-                            decision_log=str(decisions), log_prompts=True, feedback_log=str(feedback))
+    service = ServiceConfig(
+        bundle=str(bundle),
+        router=RouterConfig(deadline_ms=None, epsilon=0.3, seed=3),
+        decision_log=str(decisions),
+        log_prompts=True,
+        feedback_log=str(feedback),
+    )
     judge = JudgeConfig("gpt-4o", sample=0.5, budget_usd=JUDGE_BUDGET, seed=5)
     app = create_app(service, proxy=ProxyConfig(catalogue=str(catalogue), schema_check=schema_quality, judge=judge))
     rows = list(generate(SyntheticConfig(N, seed=12)))  # the week's traffic and what each model would get right
     truth = {(r["prompt"], r["model"]): r["correct"] for r in rows}
-    proxy = _Proxy(app)
+    proxy = LoopbackServer(app)
     try:
         judged = []
         with openai.OpenAI(base_url=f"http://127.0.0.1:{proxy.port}/v1", api_key="unused", max_retries=0, timeout=30) as client:
             for row in rows[::3]:  # generate() yields each request's three models in a row
                 extra = {"response_format": {"type": "json_object"}} if row["output_schema"] is not None else {}
                 raw = client.chat.completions.with_raw_response.create(
-                    model="tierroute", messages=[{"role": "user", "content": row["prompt"]}], **extra)
+                    model="tierroute", messages=[{"role": "user", "content": row["prompt"]}], **extra
+                )
                 decision = json.loads(raw.headers[DECISION_HEADER])
                 assert raw.headers[REQUEST_ID_HEADER] == decision["request_id"] and decision["source"] == "learned"
-                judged.append({"request_id": decision["request_id"],
-                               "correct": truth[(row["prompt"], decision["served_by"])]})
+                judged.append({"request_id": decision["request_id"], "correct": truth[(row["prompt"], decision["served_by"])]})
         with httpx.Client(base_url=f"http://127.0.0.1:{proxy.port}", timeout=30) as http:
             answer = http.post("/v1/feedback", json={"items": judged})
             assert answer.status_code == 200 and answer.json()["accepted"] == N
-            assert http.post("/v1/feedback", json={"request_id": "never-served", "correct": True}).status_code == 200
+            stray = http.post("/v1/feedback", json={"request_id": "never-served", "correct": True})
+            assert stray.status_code == 422 and stray.json()["error"]["refused"][0]["reason"] == "unknown_id"
     finally:
         proxy.stop()
     logged = [json.loads(line) for line in decisions.read_text(encoding="utf-8").splitlines()]
@@ -163,23 +171,51 @@ def test_served_traffic_and_feedback_become_a_gated_challenger_through_the_cli(u
     assert all(r["cost_usd"] > 0 and r["latency_ms"] > 0 and r["prompt"].startswith("user: ") for r in logged)
     assert any(r["explored"] for r in logged) and all(0 < r["propensity"] <= 1 for r in logged)
     with_schema = [r for r in logged if r["has_schema"]]
-    assert with_schema and all(r["auto_feedback"][0] == {"source": "schema", "quality": 1.0, "correct": True}
-                               for r in with_schema)
+    assert with_schema and all(r["auto_feedback"][0] == {"source": "schema", "quality": 1.0, "correct": True} for r in with_schema)
     judged = [a for r in logged for a in r.get("auto_feedback", []) if a["source"] == "judge"]
     assert judged and all((a["quality"], a["correct"], a["judge"]) == (0.9, True, "gpt-4o") for a in judged)
     costs = [a["judge_cost_usd"] for a in judged]
     assert len(judged) < N / 2 - 10 and sum(costs) <= JUDGE_BUDGET + max(costs)  # the spend cap stopped it
 
     out = io.StringIO()
-    assert main(["outcomes", "--decisions", str(decisions), "--feedback", str(feedback), "--out",
-                 str(tmp_path / "outcomes.jsonl"), "--json"], out=out) == 0
+    refused = f"{feedback}.refused.jsonl"  # the refused item is kept there; the join sorts it as unknown too
+    assert (
+        main(
+            [
+                "outcomes",
+                "--decisions",
+                str(decisions),
+                "--feedback",
+                str(feedback),
+                refused,
+                "--out",
+                str(tmp_path / "outcomes.jsonl"),
+                "--json",
+            ],
+            out=out,
+        )
+        == 0
+    )
     report = json.loads(out.getvalue())
     assert report["rows"] == N and report["unmatched_feedback"] == 1 and report["superseded"] == len(with_schema) + len(judged)
     assert report["cost_from"] == {"usage": N} and report["feedback_sources"] == {"human": N}
 
     out = io.StringIO()
-    code = main(["retrain", "--decisions", str(decisions), "--feedback", str(feedback), "--tracking-uri", uri,
-                 "--out", str(tmp_path / "retrain"), "--json"], out=out)
+    code = main(
+        [
+            "retrain",
+            "--decisions",
+            str(decisions),
+            "--feedback",
+            str(feedback),
+            "--tracking-uri",
+            uri,
+            "--out",
+            str(tmp_path / "retrain"),
+            "--json",
+        ],
+        out=out,
+    )
     summary = json.loads(out.getvalue())
     assert code == (0 if summary["promoted"] else 3) and summary["version"] == "2" and summary["reasons"]
     assert summary["join"]["rows"] == N and summary["rows"]["logged_new_requests"] == N

@@ -85,8 +85,11 @@ def test_an_equal_challenger_passes_and_the_tolerance_matters(data: RoutingData)
 
 
 def test_gate_refusals(data: RoutingData) -> None:
-    with pytest.raises(ConfigError, match=r"^The gate needs held-out requests with every candidate's outcome "
-                                          r"or a logged choice with its propensity; 10 have them"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The gate needs held-out requests with every candidate's outcome "
+        r"or a logged choice with its propensity; 10 have them",
+    ):
         small = data.subset(np.arange(10))
         gate(None, Fixed(small, np.zeros(10, dtype=int)), small, CATALOGUE)
     other = Fixed(data, _oracle(data))
@@ -95,8 +98,11 @@ def test_gate_refusals(data: RoutingData) -> None:
         gate(None, other, data, CATALOGUE)
     with pytest.raises(ConfigError, match=r"^The 'quality_tolerance' parameter of GateConfig must be"):
         GateConfig(quality_tolerance=-1)
-    with pytest.raises(ConfigError, match=r"^The 'flip_tolerance' parameter of GateConfig must be a finite number in the "
-                                          r"range \[0, 1\]\. Got 2 instead\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'flip_tolerance' parameter of GateConfig must be a finite number in the "
+        r"range \[0, 1\]\. Got 2 instead\.$",
+    ):
         GateConfig(flip_tolerance=2)
 
 
@@ -128,8 +134,11 @@ def test_a_challenger_that_flips_more_than_the_champion_is_refused(data: Routing
     assert stability["champion"] == 0.0 and stability["challenger"] == pytest.approx(0.25, abs=0.02)
     assert stability["source"] == "measured" and stability["requests"] == data.n_requests
     [reason] = [r for r in result.reasons if r.startswith("less stable")]
-    assert re.fullmatch(r"less stable than the champion beyond the tolerance: flip rate under meaning-preserving prompt "
-                        r"perturbations 0\.2\d\d vs the champion's 0\.000 \(\+0\.2\d\d, at most \+0\.050 allowed\)", reason)
+    assert re.fullmatch(
+        r"less stable than the champion beyond the tolerance: flip rate under meaning-preserving prompt "
+        r"perturbations 0\.2\d\d vs the champion's 0\.000 \(\+0\.2\d\d, at most \+0\.050 allowed\)",
+        reason,
+    )
 
 
 def test_a_flip_rate_within_the_tolerance_passes(data: RoutingData) -> None:
@@ -145,12 +154,13 @@ def test_a_flip_rate_within_the_tolerance_passes(data: RoutingData) -> None:
 
 def test_a_champion_without_a_flip_rate_skips_the_check_and_says_so(data: RoutingData) -> None:
     picks = _oracle(data)
-    result = gate(Fixed(data, picks), Fixed(data, picks.copy()), data, CATALOGUE,
-                  flip_rates={"challenger": 0.3, "champion": None})
+    result = gate(Fixed(data, picks), Fixed(data, picks.copy()), data, CATALOGUE, flip_rates={"challenger": 0.3, "champion": None})
     assert result.promote
-    assert result.reasons == ["not worse than the champion within the tolerances, and beats the heuristic",
-                              "stability check skipped: the champion has no flip-rate figure (a model from before decision "
-                              "stability was measured); the challenger's flip rate is 0.300"]
+    assert result.reasons == [
+        "not worse than the champion within the tolerances, and beats the heuristic",
+        "stability check skipped: the champion has no flip-rate figure (a model from before decision "
+        "stability was measured); the challenger's flip rate is 0.300",
+    ]
     assert result.figures["stability"] == {"challenger": 0.3, "champion": None, "source": "given", "tolerance": 0.05}
     refused = gate(Fixed(data, picks), Fixed(data, picks.copy()), data, CATALOGUE, flip_rates={"challenger": 0.3, "champion": 0.1})
     assert not refused.promote and refused.reasons[0].startswith("less stable than the champion beyond the tolerance: ")
@@ -170,10 +180,16 @@ def registry(tmp_path: Path) -> dict[str, Any]:
     from tierroute.pipelines.training.train import TrainConfig, run_train
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    result = run_train(TrainConfig(synthetic_requests=200, encoder="none", out_dir=str(tmp_path / "run"), tracking_uri=uri,
-                                   cache_dir=str(tmp_path / "cache"),
-                                   learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5,
-                                                                             n_threads=1))))
+    result = run_train(
+        TrainConfig(
+            synthetic_requests=200,
+            encoder="none",
+            out_dir=str(tmp_path / "run"),
+            tracking_uri=uri,
+            cache_dir=str(tmp_path / "cache"),
+            learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1)),
+        )
+    )
     mlflow.set_tracking_uri(uri)
     mlflow.register_model(f"runs:/{result.run_id}/model", "tierroute")
     held_out = write_jsonl(SyntheticConfig(120, seed=99), tmp_path / "held_out.jsonl")
@@ -187,8 +203,9 @@ def _versions(uri: str) -> dict[str, str]:
     return {alias: str(version) for alias, version in client.get_registered_model("tierroute").aliases.items()}
 
 
-def test_promote_then_refuse_then_rollback(registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_promote_then_refuse_then_rollback(
+    registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import mlflow
 
     import tierroute.pipelines.lifecycle.promote as promote_module
@@ -196,9 +213,13 @@ def test_promote_then_refuse_then_rollback(registry: dict[str, Any], monkeypatch
 
     uri, data = registry["uri"], registry["data"]
     args = ["--data", data, "--tracking-uri", uri]
-    verdicts = iter([GateResult(True, ["no champion yet, and beats the heuristic"]),
-                     GateResult(True, ["not worse than the champion within the tolerances, and beats the heuristic"]),
-                     GateResult(False, ["less accurate than the champion beyond the tolerance: -0.1"])])
+    verdicts = iter(
+        [
+            GateResult(True, ["no champion yet, and beats the heuristic"]),
+            GateResult(True, ["not worse than the champion within the tolerances, and beats the heuristic"]),
+            GateResult(False, ["less accurate than the champion beyond the tolerance: -0.1"]),
+        ]
+    )
     seen: list[Any] = []
 
     def fake_gate(champion: Any, challenger: Any, data_: Any, catalogue: Any, config: Any) -> GateResult:
@@ -231,14 +252,14 @@ def test_promote_then_refuse_then_rollback(registry: dict[str, Any], monkeypatch
     assert capsys.readouterr().err.strip().endswith("Version 1 of 'tierroute' is already the champion; nothing to promote.")
 
 
-def test_rollback_without_a_previous_champion_is_one_error_line(registry: dict[str, Any],
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_rollback_without_a_previous_champion_is_one_error_line(registry: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     from tierroute.cli import main
 
     assert main(["rollback", "--tracking-uri", registry["uri"]], out=io.StringIO()) == 1
     assert capsys.readouterr().err.strip() == (
         f"error: Registered model 'tierroute' has no 'previous_champion' alias at {registry['uri']}: nothing to roll back "
-        "to. A rollback needs an earlier promotion.")
+        "to. A rollback needs an earlier promotion."
+    )
 
 
 def test_a_registry_failure_is_not_read_as_no_champion() -> None:
@@ -290,8 +311,9 @@ def logged() -> RoutingData:
     return RoutingData.from_frame(_frame(list(production_log(SyntheticConfig(600, seed=11), epsilon=0.3, seed=3))))
 
 
-def test_the_gate_judges_logged_requests_by_doubly_robust_estimates(routers: dict[str, Any], logged: RoutingData,
-                                                                    data: RoutingData) -> None:
+def test_the_gate_judges_logged_requests_by_doubly_robust_estimates(
+    routers: dict[str, Any], logged: RoutingData, data: RoutingData
+) -> None:
     challenger = routers["challenger"]
     assert logged.logged_only.all() and logged.request_ids == data.request_ids
     result = gate(None, challenger, logged, CATALOGUE)
@@ -315,8 +337,7 @@ def test_the_gate_judges_logged_requests_by_doubly_robust_estimates(routers: dic
     assert f["heuristic"]["accuracy"] == pytest.approx(observed["heuristic"]["accuracy"], abs=0.04)
 
 
-def test_the_gate_on_logged_requests_with_a_champion_averages_both_outcome_models(routers: dict[str, Any],
-                                                                                   logged: RoutingData) -> None:
+def test_the_gate_on_logged_requests_with_a_champion_averages_both_outcome_models(routers: dict[str, Any], logged: RoutingData) -> None:
     challenger, champion = routers["challenger"], routers["champion"]
     f = gate(champion, challenger, logged, CATALOGUE).figures
     off = f["off_policy"]
@@ -340,6 +361,9 @@ def test_the_gate_on_a_mix_of_benchmarked_and_logged_requests(routers: dict[str,
     assert f["off_policy"]["requests"] == 30
     # partial requests that are not logged choices are left out, and too few usable ones refused
     partial = dataclasses.replace(logged, logged=np.full(600, -1))
-    with pytest.raises(ConfigError, match=r"^The gate needs held-out requests with every candidate's outcome or a logged "
-                                          r"choice with its propensity; 0 have them"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The gate needs held-out requests with every candidate's outcome or a logged "
+        r"choice with its propensity; 0 have them",
+    ):
         gate(None, routers["challenger"], partial, CATALOGUE)

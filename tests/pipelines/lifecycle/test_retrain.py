@@ -27,8 +27,15 @@ def champion(tmp_path: Path) -> dict[str, Any]:
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     first = write_jsonl(SyntheticConfig(160, seed=1), tmp_path / "week1.jsonl")
-    run_train(TrainConfig(data=(str(first),), encoder="none", out_dir=str(tmp_path / "run1"), tracking_uri=uri,
-                          learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1))))
+    run_train(
+        TrainConfig(
+            data=(str(first),),
+            encoder="none",
+            out_dir=str(tmp_path / "run1"),
+            tracking_uri=uri,
+            learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1)),
+        )
+    )
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.set_registered_model_alias("tierroute", "champion", "1")
     new = write_jsonl(SyntheticConfig(120, seed=2), tmp_path / "week2.jsonl")
@@ -43,8 +50,11 @@ def test_retrain_trains_with_the_champion_s_settings_and_gates_on_held_out_new_r
     # the previous data defaults to the champion's own training file (still on disk)
     assert result.rows["previous"] > 0 and 25 <= result.rows["held_out_requests"] <= 35
     held = {json.loads(line)["request_id"] for line in (tmp / "r1" / "data" / "holdout.jsonl").read_text().splitlines()}
-    trained = {json.loads(line)["request_id"] for name in ("train-new.jsonl", "train-previous.jsonl")
-               for line in (tmp / "r1" / "data" / name).read_text().splitlines()}
+    trained = {
+        json.loads(line)["request_id"]
+        for name in ("train-new.jsonl", "train-previous.jsonl")
+        for line in (tmp / "r1" / "data" / name).read_text().splitlines()
+    }
     assert held and not held & trained  # held-out requests are never trained on
     summary = json.loads((tmp / "r1" / "retrain.json").read_text(encoding="utf-8"))
     assert summary["version"] == "2" and summary["promoted"] == result.gate.promote
@@ -54,8 +64,7 @@ def test_retrain_trains_with_the_champion_s_settings_and_gates_on_held_out_new_r
     from tierroute.cli import main
 
     out = io.StringIO()
-    code = main(["retrain", "--logs", str(champion["new"]), "--tracking-uri", champion["uri"], "--out", str(tmp / "r2"), "--json"],
-                out=out)
+    code = main(["retrain", "--logs", str(champion["new"]), "--tracking-uri", champion["uri"], "--out", str(tmp / "r2"), "--json"], out=out)
     again = json.loads(out.getvalue())
     assert code == (0 if again["promoted"] else 3) and again["version"] == "3"
     second = json.loads((tmp / "r2" / "train" / "bundle" / "manifest.json").read_text(encoding="utf-8"))
@@ -64,11 +73,13 @@ def test_retrain_trains_with_the_champion_s_settings_and_gates_on_held_out_new_r
 
 def test_only_new_logs_and_a_window(champion: dict[str, Any]) -> None:
     tmp = champion["tmp"]
-    result = run_retrain(RetrainConfig(logs=(str(champion["new"]),), previous=(), tracking_uri=champion["uri"],
-                                       out_dir=str(tmp / "only-new")))
+    result = run_retrain(
+        RetrainConfig(logs=(str(champion["new"]),), previous=(), tracking_uri=champion["uri"], out_dir=str(tmp / "only-new"))
+    )
     assert result.rows["previous"] == 0 and result.rows["train"] == result.rows["new"] - 3 * result.rows["held_out_requests"]
-    windowed = run_retrain(RetrainConfig(logs=(str(champion["new"]),), window_days=1, tracking_uri=champion["uri"],
-                                         out_dir=str(tmp / "window")))
+    windowed = run_retrain(
+        RetrainConfig(logs=(str(champion["new"]),), window_days=1, tracking_uri=champion["uri"], out_dir=str(tmp / "window"))
+    )
     assert windowed.rows["previous"] == 0  # the synthetic rows are stamped 2026-01-01: outside a one-day window
 
 
@@ -95,11 +106,9 @@ def test_retrain_on_production_logs_with_a_previous_weight(champion: dict[str, A
 
     tmp, uri = champion["tmp"], champion["uri"]
     logs = tmp / "week2-log.jsonl"
-    logs.write_text("".join(json.dumps(r) + "\n" for r in production_log(SyntheticConfig(200, seed=2), epsilon=0.3)),
-                    encoding="utf-8")
+    logs.write_text("".join(json.dumps(r) + "\n" for r in production_log(SyntheticConfig(200, seed=2), epsilon=0.3)), encoding="utf-8")
     out = io.StringIO()
-    code = main(["retrain", "--logs", str(logs), "--previous-weight", "0.5", "--tracking-uri", uri, "--out", str(tmp / "r")],
-                out=out)
+    code = main(["retrain", "--logs", str(logs), "--previous-weight", "0.5", "--tracking-uri", uri, "--out", str(tmp / "r")], out=out)
     summary = json.loads((tmp / "r" / "retrain.json").read_text(encoding="utf-8"))
     assert code == (0 if summary["promoted"] else 3)
     rows, figures = summary["rows"], summary["gate"]
@@ -126,8 +135,11 @@ def test_retrain_on_production_logs_with_a_previous_weight(champion: dict[str, A
 
 
 def test_previous_weight_is_checked() -> None:
-    with pytest.raises(ConfigError, match=r"^The 'previous_weight' parameter of RetrainConfig "
-                                          r"must be a finite number in the range \[1e-06, inf\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'previous_weight' parameter of RetrainConfig "
+        r"must be a finite number in the range \[1e-06, inf\)",
+    ):
         RetrainConfig(logs=("x.jsonl",), previous_weight=0.0)
     assert RetrainConfig(logs=("x.jsonl",)).previous_weight == 1.0
 
@@ -147,11 +159,11 @@ def _serve_privately(champion: dict[str, Any], n: int, spec: str | None = None) 
     firsts = list({r["request_id"]: r for r in rows}.values())
     decisions, feedback = tmp / "private-decisions.jsonl", tmp / "private-feedback.jsonl"
     with DecisionLog(decisions, log_features=True) as log, FeedbackLog(feedback) as judged:
-        router = Router.load(tmp / "run1" / "bundle", RouterConfig(deadline_ms=None, epsilon=0.3, seed=0), strict=True,
-                             decision_log=log)
+        router = Router.load(tmp / "run1" / "bundle", RouterConfig(deadline_ms=None, epsilon=0.3, seed=0), strict=True, decision_log=log)
         for r in firsts:
-            chosen = router.route({"prompt": r["prompt"], "output_schema": r["output_schema"],
-                                   "latency_sla_ms": r["latency_sla_ms"], "id": r["request_id"]}).model
+            chosen = router.route(
+                {"prompt": r["prompt"], "output_schema": r["output_schema"], "latency_sla_ms": r["latency_sla_ms"], "id": r["request_id"]}
+            ).model
             judged.record(request_id=r["request_id"], correct=outcome[(r["request_id"], chosen)])
     if spec is not None:
         lines = [json.loads(line) for line in decisions.read_text(encoding="utf-8").splitlines()]
@@ -169,17 +181,38 @@ def test_retrain_on_feature_only_logs_trains_without_any_prompt_text(champion: d
     decisions, feedback = _serve_privately(champion, 100)
     assert all("prompt" not in json.loads(line) for line in decisions.read_text(encoding="utf-8").splitlines())
     out = io.StringIO()
-    assert main(["outcomes", "--decisions", str(decisions), "--feedback", str(feedback), "--out", str(tmp / "o.jsonl"),
-                 "--json"], out=out) == 0
+    assert (
+        main(["outcomes", "--decisions", str(decisions), "--feedback", str(feedback), "--out", str(tmp / "o.jsonl"), "--json"], out=out)
+        == 0
+    )
     report = json.loads(out.getvalue())
     assert report["rows"] == report["feature_rows"] == 100 and report["excluded"] == {}
     joined = [json.loads(line) for line in (tmp / "o.jsonl").read_text(encoding="utf-8").splitlines()]
     manifest = json.loads((tmp / "run1" / "bundle" / "manifest.json").read_text(encoding="utf-8"))
     fingerprint = manifest["feature_spec_fingerprint"]
-    assert all(r["prompt"] is None and r["feature_spec"] == fingerprint and r["chosen"] is True and 0 < r["propensity"] <= 1
-               and len(r["features"]) == len(manifest["feature_spec"]["names"]) for r in joined)
-    code = main(["retrain", "--decisions", str(decisions), "--feedback", str(feedback), "--tracking-uri", uri,
-                 "--out", str(tmp / "private"), "--json"], out=(printed := io.StringIO()))
+    assert all(
+        r["prompt"] is None
+        and r["feature_spec"] == fingerprint
+        and r["chosen"] is True
+        and 0 < r["propensity"] <= 1
+        and len(r["features"]) == len(manifest["feature_spec"]["names"])
+        for r in joined
+    )
+    code = main(
+        [
+            "retrain",
+            "--decisions",
+            str(decisions),
+            "--feedback",
+            str(feedback),
+            "--tracking-uri",
+            uri,
+            "--out",
+            str(tmp / "private"),
+            "--json",
+        ],
+        out=(printed := io.StringIO()),
+    )
     summary = json.loads(printed.getvalue())
     assert code == (0 if summary["promoted"] else 3) and summary["version"] == "2"
     assert summary["rows"]["feature_rows"] == 100 == summary["rows"]["new"] and summary["rows"]["previous"] > 0
@@ -195,11 +228,19 @@ def test_retrain_refuses_feature_vectors_logged_under_another_spec(champion: dic
 
     decisions, feedback = _serve_privately(champion, 12, spec="0" * 64)
     manifest = json.loads((champion["tmp"] / "run1" / "bundle" / "manifest.json").read_text(encoding="utf-8"))
-    expected = (f"12 feature-only request(s) were logged under FeatureSpec {'0' * 64}, but the champion reads FeatureSpec "
-                f"{manifest['feature_spec_fingerprint']}: the logged vectors do not mean the features it reads, so it "
-                "cannot use them. Retrain from prompt-bearing logs (serve --log-prompts), or train on vectors logged "
-                "while serving this same bundle (serve --log-features with the champion).")
+    expected = (
+        f"12 feature-only request(s) were logged under FeatureSpec {'0' * 64}, but the champion reads FeatureSpec "
+        f"{manifest['feature_spec_fingerprint']}: the logged vectors do not mean the features it reads, so it "
+        "cannot use them. Retrain from prompt-bearing logs (serve --log-prompts), or train on vectors logged "
+        "while serving this same bundle (serve --log-features with the champion)."
+    )
     with pytest.raises(FeatureError) as refused:
-        run_retrain(RetrainConfig(decisions=(str(decisions),), feedback=(str(feedback),), tracking_uri=champion["uri"],
-                                  out_dir=str(champion["tmp"] / "refused")))
+        run_retrain(
+            RetrainConfig(
+                decisions=(str(decisions),),
+                feedback=(str(feedback),),
+                tracking_uri=champion["uri"],
+                out_dir=str(champion["tmp"] / "refused"),
+            )
+        )
     assert str(refused.value) == expected

@@ -44,8 +44,9 @@ def test_ingestion_on_the_cluster_matches_local(engine: DaskEngine, tmp_path: Pa
     b = _write(tmp_path / "b.jsonl", b_rows + [dict(rows[70], cost_usd=-1.0)])
     local = run_ingest(IngestConfig(paths=(str(a), str(b)), out_dir=str(tmp_path / "local")))
     dask = run_ingest(IngestConfig(paths=(str(a), str(b)), out_dir=str(tmp_path / "dask")), engine=engine)
-    assert local.reasons == dask.reasons == {"missing_field": 1, "duplicate_request_model": 1,
-                                             "conflicting_request_id": 1, "negative_cost": 1}
+    assert (
+        local.reasons == dask.reasons == {"missing_field": 1, "duplicate_request_model": 1, "conflicting_request_id": 1, "negative_cost": 1}
+    )
     assert local.to_pandas().equals(dask.to_pandas()) and len(dask.dataset) == 120
     assert (tmp_path / "local" / "quarantine.jsonl").read_text() == (tmp_path / "dask" / "quarantine.jsonl").read_text()
     assert local.inputs == dask.inputs
@@ -60,8 +61,9 @@ def test_features_on_the_cluster_are_the_local_features(engine: DaskEngine) -> N
     ids = np.arange(0, 3000, 3, dtype=np.int64)
     encoder = StaticEncoder(ids, rng.normal(size=(len(ids), 8)).astype(np.float32), name="tiny")
     router = LearnedRouter(encoder=encoder)
-    requests = [Request(f"Extract the order id from message {i}: order #{i * 7} shipped.", None, 500.0 if i % 2 else None)
-                for i in range(250)]
+    requests = [
+        Request(f"Extract the order id from message {i}: order #{i * 7} shipped.", None, 500.0 if i % 2 else None) for i in range(250)
+    ]
     small = DaskEngine(DaskConfig("local", chunk_requests=100))
     small.client = engine.client  # same cluster, chunks of 100 requests
     np.testing.assert_array_equal(small.features(router, requests), router.features(requests))
@@ -131,10 +133,18 @@ def test_train_runs_on_a_dask_engine_end_to_end(tmp_path: Path, monkeypatch: pyt
         return real(self)
 
     monkeypatch.setattr(distributed.DaskEngine, "__enter__", spy)
-    result = run_train(TrainConfig(synthetic_requests=300, encoder="none", engine="dask", scheduler="local", tracking_uri="",
-                                   out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
-                                   learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5,
-                                                                             n_threads=1))))
+    result = run_train(
+        TrainConfig(
+            synthetic_requests=300,
+            encoder="none",
+            engine="dask",
+            scheduler="local",
+            tracking_uri="",
+            out_dir=str(tmp_path / "run"),
+            cache_dir=str(tmp_path / "cache"),
+            learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1)),
+        )
+    )
     assert [c.scheduler for c in opened] == ["local"]
     assert (tmp_path / "run" / "bundle" / "manifest.json").is_file() and 0 < result.report["accuracy"] <= 1
 
@@ -182,9 +192,15 @@ def test_retrain_uses_one_engine_for_the_whole_job(engine: DaskEngine, tmp_path:
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = write_jsonl(SyntheticConfig(160, seed=1), tmp_path / "week1.jsonl")
-    run_train(TrainConfig(data=(str(first),), encoder="none", out_dir=str(tmp_path / "run1"), tracking_uri=uri,
-                          learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5,
-                                                                             n_threads=1))))
+    run_train(
+        TrainConfig(
+            data=(str(first),),
+            encoder="none",
+            out_dir=str(tmp_path / "run1"),
+            tracking_uri=uri,
+            learned=LearnedConfig(router=RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=5, n_threads=1)),
+        )
+    )
     mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("tierroute", "champion", "1")
     new = write_jsonl(SyntheticConfig(120, seed=2), tmp_path / "week2.jsonl")
     opened: list[str] = []
@@ -206,8 +222,9 @@ def test_retrain_uses_one_engine_for_the_whole_job(engine: DaskEngine, tmp_path:
     import tierroute.pipelines.training.train as train_module
 
     monkeypatch.setattr(train_module, "run_ingest", spy)
-    result = run_retrain(RetrainConfig(logs=(str(new),), tracking_uri=uri, out_dir=str(tmp_path / "r"), engine="dask",
-                                       scheduler="tcp://10.0.0.5:8786"))
+    result = run_retrain(
+        RetrainConfig(logs=(str(new),), tracking_uri=uri, out_dir=str(tmp_path / "r"), engine="dask", scheduler="tcp://10.0.0.5:8786")
+    )
     assert opened == ["tcp://10.0.0.5:8786"] and result.version == "2"
     # new logs, previous data, the challenger's training data on the cluster; the held-out file here
     assert engines_seen[:3] == [engine, engine, engine] and engines_seen[3] is None

@@ -47,8 +47,9 @@ def selected(workload):
 
     tmp, data = workload
     train, held_out = data.subset(np.arange(150)), data.subset(np.arange(150, data.n_requests))
-    selection = select_family(train, builtin_catalogue("article"), SelectConfig(pool=NONE_POOL, n_boot=50), tmp / "cache",
-                              base=LearnedConfig(router=TINY))
+    selection = select_family(
+        train, builtin_catalogue("article"), SelectConfig(pool=NONE_POOL, n_boot=50), tmp / "cache", base=LearnedConfig(router=TINY)
+    )
     return train, held_out, selection
 
 
@@ -110,8 +111,13 @@ def test_the_budget_skips_families_that_would_overrun_it(workload) -> None:
     from tierroute.models.catalogue import builtin_catalogue
 
     tmp, data = workload
-    selection = select_family(data, builtin_catalogue("article"), SelectConfig(pool=NONE_POOL, budget_min=0.0, n_boot=20),
-                              tmp / "cache", base=LearnedConfig(router=TINY))
+    selection = select_family(
+        data,
+        builtin_catalogue("article"),
+        SelectConfig(pool=NONE_POOL, budget_min=0.0, n_boot=20),
+        tmp / "cache",
+        base=LearnedConfig(router=TINY),
+    )
     statuses = [r.status for r in selection.table]
     assert statuses[0] == "ok" and statuses[1:] == ["skipped (budget)"]  # the first always runs
     assert selection.chosen == selection.table[0].family
@@ -146,9 +152,13 @@ def _tiny_train(tmp_path: Path, **kwargs: object):
     from tierroute.pipelines.training.train import TrainConfig, run_train
 
     defaults: dict[str, object] = {"tracking_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"}
-    config = TrainConfig(synthetic_requests=200, learned=LearnedConfig(router=TINY), out_dir=str(tmp_path / "run"),
-                         cache_dir=str(tmp_path / "cache"),
-                         **{**defaults, **kwargs})  # type: ignore[arg-type]
+    config = TrainConfig(
+        synthetic_requests=200,
+        learned=LearnedConfig(router=TINY),
+        out_dir=str(tmp_path / "run"),
+        cache_dir=str(tmp_path / "cache"),
+        **{**defaults, **kwargs},
+    )  # type: ignore[arg-type]
     return run_train(config)
 
 
@@ -171,8 +181,9 @@ def test_train_with_auto_reports_the_table_and_logs_a_nested_run_per_family(tmp_
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     parent = mlflow.get_run(result.run_id)
     assert parent.data.params["selection.chosen"] == chosen.name
-    children = mlflow.search_runs(experiment_ids=[parent.info.experiment_id], output_format="list",
-                                  filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
+    children = mlflow.search_runs(
+        experiment_ids=[parent.info.experiment_id], output_format="list", filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
     assert sorted(c.data.params["name"] for c in children) == sorted(r["name"] for r in rows)
     assert [c.data.tags["chosen"] for c in children].count("true") == 1
     assert all("oof_aiq" in c.data.metrics for c in children if c.data.params["status"] == "ok")

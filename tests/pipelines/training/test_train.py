@@ -20,9 +20,13 @@ TINY = RouterParams(n_estimators=30, n_folds=2, early_stopping_rounds=10)
 
 def tiny_config(tmp_path: Path, **kwargs: object) -> TrainConfig:
     defaults: dict[str, object] = {
-        "synthetic_requests": 240, "encoder": "none", "kind": "pooled", "learned": LearnedConfig(router=TINY),
+        "synthetic_requests": 240,
+        "encoder": "none",
+        "kind": "pooled",
+        "learned": LearnedConfig(router=TINY),
         "out_dir": str(tmp_path / "run"),
-        "tracking_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", "cache_dir": str(tmp_path / "cache"),
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+        "cache_dir": str(tmp_path / "cache"),
     }
     return TrainConfig(**{**defaults, **kwargs})  # type: ignore[arg-type]
 
@@ -36,9 +40,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 def test_train_writes_report_model_and_mlflow_run(trained) -> None:  # noqa: ANN001
     tmp, result = trained
     out = result.out_dir
-    for name in ("evaluation/metrics.json", "evaluation/report.md", "evaluation/cost_quality.png", "evaluation/calibration.png",
-                 "evaluation/tier_mix.png", "model/router.pkl",
-                 "model/manifest.json", "ingest/quarantine.jsonl", "data/synthetic.jsonl", "train.json"):
+    for name in (
+        "evaluation/metrics.json",
+        "evaluation/report.md",
+        "evaluation/cost_quality.png",
+        "evaluation/calibration.png",
+        "evaluation/tier_mix.png",
+        "model/router.pkl",
+        "model/manifest.json",
+        "ingest/quarantine.jsonl",
+        "data/synthetic.jsonl",
+        "train.json",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert 0 < metrics["aiq"] <= 1 and metrics["requests"] == result.report["requests"]
@@ -106,11 +119,17 @@ def test_training_on_files_with_eval_data_and_static_encoder(tmp_path: Path) -> 
 
 
 def test_config_and_catalogue_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^The 'encoder' parameter of TrainConfig must be one of "
-                                          r"\('auto', 'static', 'minilm', 'tuned', 'none'\)\. Got 'bert' instead\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'encoder' parameter of TrainConfig must be one of "
+        r"\('auto', 'static', 'minilm', 'tuned', 'none'\)\. Got 'bert' instead\.$",
+    ):
         TrainConfig(encoder="bert")
-    with pytest.raises(ConfigError, match=r"^The 'test_fraction' parameter of TrainConfig must be a finite number "
-                                          r"in the range \[0\.05, 0\.95\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'test_fraction' parameter of TrainConfig must be a finite number "
+        r"in the range \[0\.05, 0\.95\]",
+    ):
         TrainConfig(test_fraction=1.0)
     rows = [{"request_id": f"r{i}", "prompt": "p", "model": "mystery-model", "quality": 1, "cost_usd": 0.1} for i in range(3)]
     log = tmp_path / "log.jsonl"
@@ -155,8 +174,9 @@ def logged_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(LGBMRouter, "fit", spy)
-        result = run_train(tiny_config(tmp, data=(str(train),), eval_data=(str(held),), learned=LearnedConfig(router=LOG_ROUTER),
-                                       tracking_uri=""))
+        result = run_train(
+            tiny_config(tmp, data=(str(train),), eval_data=(str(held),), learned=LearnedConfig(router=LOG_ROUTER), tracking_uri="")
+        )
     return {"tmp": tmp, "train": train, "held": held, "result": result, "weights": weights}
 
 
@@ -174,8 +194,10 @@ def test_training_on_a_production_log_uses_the_logged_requests_with_inverse_prop
     propensities = sorted(r["propensity"] for r in rows)
     assert sorted((1 / weight[weight > 0]).round(9).tolist()) == pytest.approx(propensities)
     # the accuracy target (the best single candidate's) is a DR estimate: near the benchmarked truth
-    truth = max(np.mean([r["correct"] for r in generate(SyntheticConfig(600, seed=21)) if r["model"] == m])
-                for m in ("claude-3-haiku", "gpt-4o-mini", "gpt-4o"))
+    truth = max(
+        np.mean([r["correct"] for r in generate(SyntheticConfig(600, seed=21)) if r["model"] == m])
+        for m in ("claude-3-haiku", "gpt-4o-mini", "gpt-4o")
+    )
     assert result.router.target_accuracy_ == pytest.approx(truth, abs=0.05)
 
 
@@ -226,8 +248,11 @@ def test_logged_training_weights_are_clipped_at_max_ips_weight(monkeypatch: pyte
     with pytest.raises(ConfigError, match="stop here"):
         LearnedRouter(LearnedConfig(encoder="none", router=LOG_ROUTER, max_ips_weight=4.0)).fit(data, builtin_catalogue("article"))
     assert sorted(np.unique(seen[0][seen[0] > 0]).tolist()) == [1.25, 4.0]  # 1 / 0.1 = 10, clipped at 4
-    with pytest.raises(ConfigError, match=r"^The 'max_ips_weight' parameter of LearnedConfig must be a finite "
-                                          r"number in the range \[1(\.0)?, inf\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'max_ips_weight' parameter of LearnedConfig must be a finite "
+        r"number in the range \[1(\.0)?, inf\)",
+    ):
         LearnedConfig(max_ips_weight=0.99)
 
 
@@ -286,14 +311,16 @@ def test_the_same_requests_benchmarked_are_observed_and_agree_with_the_dr_estima
     from tierroute.pipelines.data.synthetic import production_log
 
     assert dr["ci_high"] - dr["ci_low"] < 0.4
-    draws = [evaluate(router, RoutingData.from_frame(_frame(list(production_log(SyntheticConfig(200, seed=22), epsilon=0.3,
-                                                                                 seed=s)))), catalogue)
-             for s in range(1, 9)]
+    draws = [
+        evaluate(
+            router, RoutingData.from_frame(_frame(list(production_log(SyntheticConfig(200, seed=22), epsilon=0.3, seed=s)))), catalogue
+        )
+        for s in range(1, 9)
+    ]
     estimates = [d["off_policy"]["learned"]["accuracy"]["dr"]["value"] for d in draws]
     assert abs(np.mean(estimates) - report["accuracy"]) < 0.03, estimates
     assert off["heuristic"]["accuracy"]["dr"]["value"] == pytest.approx(report["baselines"]["heuristic"]["accuracy"], abs=0.05)
-    assert off["heuristic"]["cost_per_query"]["dr"]["value"] == pytest.approx(report["baselines"]["heuristic"]["cost_per_query"],
-                                                                            rel=0.15)
+    assert off["heuristic"]["cost_per_query"]["dr"]["value"] == pytest.approx(report["baselines"]["heuristic"]["cost_per_query"], rel=0.15)
     # a mix: benchmarked requests observed, logged ones by DR, the oracle on the benchmarked ones
     logged_rows = [json.loads(line) for line in logged_run["held"].read_text().splitlines()]
     mixed_rows = list(generate(SyntheticConfig(50, seed=23))) + logged_rows[:80]
@@ -311,8 +338,21 @@ def test_evaluate_cli_on_a_logged_set_leaves_the_oracle_out(logged_run) -> None:
     from tierroute.cli import main
 
     out = io.StringIO()
-    assert main(["evaluate", "--model", str(logged_run["result"].out_dir), "--data", str(logged_run["held"]),
-                 "--out", str(logged_run["tmp"] / "cli-eval")], out=out) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(logged_run["result"].out_dir),
+                "--data",
+                str(logged_run["held"]),
+                "--out",
+                str(logged_run["tmp"] / "cli-eval"),
+            ],
+            out=out,
+        )
+        == 0
+    )
     text = out.getvalue()
     assert "oracle" not in text and text.splitlines()[1].startswith("learned")
     assert "heuristic" in text and "requests 200" in text
@@ -335,8 +375,14 @@ def test_data_weights_reach_the_training_data(tmp_path: Path, monkeypatch: pytes
         raise Stop
 
     monkeypatch.setattr(LearnedRouter, "fit", spy)
-    config = tiny_config(tmp_path, data=(str(first), str(second)), eval_data=(str(second),), data_weights=(1.0, 0.5),
-                         tracking_uri="", learned=LearnedConfig(router=TINY, max_ips_weight=4.0))
+    config = tiny_config(
+        tmp_path,
+        data=(str(first), str(second)),
+        eval_data=(str(second),),
+        data_weights=(1.0, 0.5),
+        tracking_uri="",
+        learned=LearnedConfig(router=TINY, max_ips_weight=4.0),
+    )
     with pytest.raises(Stop):
         run_train(config)
     data, max_ips_weight = seen
@@ -348,19 +394,33 @@ def test_data_weights_reach_the_training_data(tmp_path: Path, monkeypatch: pytes
     assert config.to_dict()["data_weights"] == [1.0, 0.5]
     # equal weights are no weights
     with pytest.raises(Stop):
-        run_train(tiny_config(tmp_path, data=(str(first), str(second)), eval_data=(str(second),), data_weights=(2.0, 2.0),
-                              tracking_uri="", out_dir=str(tmp_path / "run2")))
+        run_train(
+            tiny_config(
+                tmp_path,
+                data=(str(first), str(second)),
+                eval_data=(str(second),),
+                data_weights=(2.0, 2.0),
+                tracking_uri="",
+                out_dir=str(tmp_path / "run2"),
+            )
+        )
     assert seen[2].weight is None
 
 
 def test_data_weights_and_max_ips_weight_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"^TrainConfig got 1 data_weights for 2 data paths; give one weight per path, or none\.$"):
         TrainConfig(data=("a.jsonl", "b.jsonl"), data_weights=(1.0,))
-    with pytest.raises(ConfigError, match=r"^The 'data_weights' parameter of TrainConfig must be a finite number "
-                                          r"in the range \[1e-06, inf\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'data_weights' parameter of TrainConfig must be a finite number "
+        r"in the range \[1e-06, inf\)",
+    ):
         TrainConfig(data=("a.jsonl", "b.jsonl"), data_weights=(1.0, 0.0))
-    with pytest.raises(ConfigError, match=r"^The 'max_ips_weight' parameter of LearnedConfig must be a finite "
-                                          r"number in the range \[1(\.0)?, inf\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^The 'max_ips_weight' parameter of LearnedConfig must be a finite "
+        r"number in the range \[1(\.0)?, inf\)",
+    ):
         TrainConfig(learned=LearnedConfig(max_ips_weight=0.5))
     assert TrainConfig(data=("a.jsonl",), data_weights=[2.0]).data_weights == (2.0,)  # a list becomes a tuple
     assert TrainConfig().learned.max_ips_weight == 20.0 and TrainConfig().data_weights == ()
@@ -384,10 +444,16 @@ def test_feature_only_rows_train_a_pinned_family_and_are_refused_with_auto(tmp_p
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     result = run_train(tiny_config(tmp_path, data=(str(path),), tracking_uri="", stability_requests=0))
     assert result.report["requests"] > 0 and result.router.feature_spec_.fingerprint() == spec
-    with pytest.raises(ConfigError, match=r"^\d+ training request\(s\) are feature-only \(logged vectors, no prompt text\); "
-                                          r"they can only train the router family whose FeatureSpec they were logged under"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^\d+ training request\(s\) are feature-only \(logged vectors, no prompt text\); "
+        r"they can only train the router family whose FeatureSpec they were logged under",
+    ):
         run_train(tiny_config(tmp_path, data=(str(path),), tracking_uri="", encoder="auto", out_dir=str(tmp_path / "auto")))
     other = LearnedConfig(router=TINY, signals=SignalConfig(long_prompt_tokens=999))
-    with pytest.raises(FeatureError, match=rf"feature-only request\(s\) were logged under FeatureSpec {spec}, but this router "
-                                           r"reads FeatureSpec [0-9a-f]{64}: "):
+    with pytest.raises(
+        FeatureError,
+        match=rf"feature-only request\(s\) were logged under FeatureSpec {spec}, but this router "
+        r"reads FeatureSpec [0-9a-f]{64}: ",
+    ):
         run_train(tiny_config(tmp_path, data=(str(path),), tracking_uri="", learned=other, out_dir=str(tmp_path / "other")))
