@@ -1,5 +1,5 @@
-"""Cross-fitting shared by every router family: K folds over requests (stratified by task), raw
-scores out of fold, per-candidate calibration, cross-fitted calibrated probabilities, final refit.
+"""Cross-fitting shared by every P(correct) estimator family: K folds over requests (stratified
+by task), raw scores out of fold, per-candidate calibration, cross-fitted calibrated probabilities, final refit.
 
 A family says how to fit its models on some training rows and how to score requests with them;
 :func:`crossfit` does the rest, the same way for all of them:
@@ -13,7 +13,7 @@ A family says how to fit its models on some training rows and how to score reque
 4. the final models are refit on every request, with the median of the folds' budgets (boosting
    rounds, epochs) when the family reports one.
 
-:class:`CrossFitRouter` wraps this in the estimator contract every family keeps (``fit`` returns
+:class:`CrossFitEstimator` wraps this in the estimator contract every family keeps (``fit`` returns
 self; ``predict_raw``, ``predict_proba``, ``feature_importance``; learned attributes end in ``_``).
 """
 
@@ -36,10 +36,11 @@ __all__ = [
     "RawFn",
     "CrossFit",
     "crossfit",
-    "CrossFitRouter",
+    "CrossFitEstimator",
     "INNER_FOLDS",
     "check_crossfit_params",
     "column_moments",
+    "CrossFitRouter",  # old name, kept so pickles from earlier releases load
 ]
 
 CALIBRATIONS = ("isotonic", "sigmoid", "none")
@@ -189,7 +190,7 @@ def crossfit(
     return CrossFit(folds, oof, budgets, budget, calibrators, oof_proba, models)
 
 
-class CrossFitRouter:
+class CrossFitEstimator:
     """The estimator contract every family keeps, on :func:`crossfit`. A family sets ``params``
     (with ``n_folds``, ``calibration`` and ``seed``) and implements :meth:`_fit_models` (anything
     learned from data, a standardisation included, is learned there from the training rows, so
@@ -285,7 +286,7 @@ class CrossFitRouter:
             return np.zeros((0, self.n_features_in_), dtype=np.float32)
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ConfigError(f"X has shape {X.shape}; this router was fitted on {self.n_features_in_} features.")
+            raise ConfigError(f"X has shape {X.shape}; this estimator was fitted on {self.n_features_in_} features.")
         return X
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
@@ -301,3 +302,7 @@ class CrossFitRouter:
         """(n_features_in_,) importance per request feature; zeros for a family that has none."""
         self._check_fitted()
         return np.zeros(self.n_features_in_)
+
+
+# old name, kept so pickles from earlier releases load
+CrossFitRouter = CrossFitEstimator

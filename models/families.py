@@ -1,4 +1,4 @@
-"""Router families by name: build any family's estimator, and get the plain arrays a numpy-only
+"""P(correct) estimator families by name: build any family's estimator, and get the plain arrays a numpy-only
 family serves from.
 
     estimator = make_estimator("knn", RouterParams(n_folds=5, seed=0), k=32, embedding_start=47)
@@ -20,9 +20,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from tierroute.errors import ConfigError
-from tierroute.models.knn import KNNParams, KNNRouter, KNNScorer, knn_arrays
-from tierroute.models.lowrank import LowRankParams, LowRankRouter, LowRankScorer, lowrank_arrays
-from tierroute.models.router import ROUTER_KINDS, LGBMRouter, RouterParams
+from tierroute.models.knn import KNNEstimator, KNNParams, KNNScorer, knn_arrays
+from tierroute.models.lowrank import LowRankEstimator, LowRankParams, LowRankScorer, lowrank_arrays
+from tierroute.models.router import ROUTER_KINDS, LGBMEstimator, RouterParams
 
 __all__ = [
     "FAMILY_KINDS",
@@ -105,20 +105,20 @@ def make_estimator(kind: str, params: FamilyParams | None = None, **kw: Any) -> 
     ctor = {name: kw.pop(name) for name in _CONSTRUCTOR.get(kind, ()) if name in kw}
     chosen = family_params(kind, params, **kw)
     if kind in ROUTER_KINDS:
-        return LGBMRouter(chosen)  # type: ignore[arg-type]
+        return LGBMEstimator(chosen)  # type: ignore[arg-type]
     if kind == "knn":
-        return KNNRouter(chosen, **ctor)  # type: ignore[arg-type]
-    return LowRankRouter(chosen)  # type: ignore[arg-type]
+        return KNNEstimator(chosen, **ctor)  # type: ignore[arg-type]
+    return LowRankEstimator(chosen)  # type: ignore[arg-type]
 
 
 def estimator_arrays(estimator: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
     """A fitted numpy-served estimator's (arrays, JSON-able params) for :func:`load_scorer`;
     None for the LightGBM kinds (exported as ONNX)."""
-    if isinstance(estimator, KNNRouter):
+    if isinstance(estimator, KNNEstimator):
         return knn_arrays(estimator)
-    if isinstance(estimator, LowRankRouter):
+    if isinstance(estimator, LowRankEstimator):
         return lowrank_arrays(estimator)
-    if isinstance(estimator, LGBMRouter):
+    if isinstance(estimator, LGBMEstimator):
         return None
     raise ConfigError(f"estimator_arrays got a {type(estimator).__name__}; expected an estimator of one of {FAMILY_KINDS}.")
 

@@ -1,4 +1,4 @@
-"""kNN outcome router: P(candidate j is right | request) from the outcomes of the most similar
+"""kNN outcome estimator: P(candidate j is right | request) from the outcomes of the most similar
 training prompts.
 
 For a request, the ``k`` training prompts nearest by cosine similarity are found once; candidate
@@ -22,7 +22,7 @@ tied 128 on both. bench/families.py measures both.
 Identical training prompts are one neighbour carrying their summed weights and hits (a prompt
 logged several times pools its outcomes). Out of fold by construction: a fold's requests are
 scored against the other folds' prompts (:mod:`tierroute.models.crossfit`). Serving needs numpy only: :func:`knn_arrays` gives the plain
-arrays and :class:`KNNScorer` scores with them (the fitted router scores with the same class).
+arrays and :class:`KNNScorer` scores with them (the fitted estimator scores with the same class).
 """
 
 from __future__ import annotations
@@ -35,9 +35,16 @@ import numpy as np
 
 from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError
-from tierroute.models.crossfit import CrossFitRouter, check_crossfit_params, column_moments
+from tierroute.models.crossfit import CrossFitEstimator, check_crossfit_params, column_moments
 
-__all__ = ["KNNParams", "KNNRouter", "KNNScorer", "knn_arrays", "KNN_ARRAYS"]
+__all__ = [
+    "KNNParams",
+    "KNNEstimator",
+    "KNNScorer",
+    "knn_arrays",
+    "KNN_ARRAYS",
+    "KNNRouter",  # old name, kept so pickles from earlier releases load
+]
 
 KNN_ARRAYS = ("center", "scale", "keys", "weight", "hits", "prior")
 _BLOCK = 256  # query rows scored at once (bounds the (rows, n_train) similarity block)
@@ -45,7 +52,7 @@ _BLOCK = 256  # query rows scored at once (bounds the (rows, n_train) similarity
 
 @dataclass(frozen=True)
 class KNNParams:
-    """Hyper-parameters of a :class:`KNNRouter`. ``k`` neighbours; ``prior`` the weight of the
+    """Hyper-parameters of a :class:`KNNEstimator`. ``k`` neighbours; ``prior`` the weight of the
     pseudo-neighbour carrying the candidate's mean (in similarity units: 1 = one identical
     prompt)."""
 
@@ -185,10 +192,10 @@ def _fit_scorer(
     return KNNScorer(arrays, {"k": params.k, "prior": params.prior, "embedding_start": embedding_start, "n_features": X.shape[1]})
 
 
-class KNNRouter(CrossFitRouter):
+class KNNEstimator(CrossFitEstimator):
     """P(correct) per candidate from the nearest training prompts' outcomes (see the module
     docstring). ``embedding_start``: the first embedding column of X (None: all columns,
-    standardised). Same contract as :class:`tierroute.models.router.LGBMRouter`;
+    standardised). Same contract as :class:`tierroute.models.router.LGBMEstimator`;
     ``feature_importance()`` is all zeros (a neighbour vote weighs no feature by itself)."""
 
     uses_validation = False
@@ -196,7 +203,7 @@ class KNNRouter(CrossFitRouter):
     def __init__(self, params: KNNParams | None = None, embedding_start: int | None = None) -> None:
         self.params = params if params is not None else KNNParams()
         if embedding_start is not None:
-            check_int(embedding_start, "embedding_start", "KNNRouter", 0)
+            check_int(embedding_start, "embedding_start", "KNNEstimator", 0)
         self.embedding_start = embedding_start
 
     def fit(
@@ -209,12 +216,12 @@ class KNNRouter(CrossFitRouter):
         step: Callable[..., None] | None = None,
         sample_weight: np.ndarray | None = None,
         trainer: Callable[..., Any] | None = None,
-    ) -> KNNRouter:
-        """As :meth:`tierroute.models.router.LGBMRouter.fit`; ``trainer`` is ignored (nothing to boost)."""
+    ) -> KNNEstimator:
+        """As :meth:`tierroute.models.router.LGBMEstimator.fit`; ``trainer`` is ignored (nothing to boost)."""
         X = np.asarray(X, dtype=np.float32)
         if self.embedding_start is not None and X.ndim == 2 and self.embedding_start >= X.shape[1]:
             raise ConfigError(
-                f"KNNRouter has embedding_start={self.embedding_start} but X has {X.shape[1]} columns; "
+                f"KNNEstimator has embedding_start={self.embedding_start} but X has {X.shape[1]} columns; "
                 "pass the first embedding column (or None to use every column)."
             )
         self._crossfit(X, Y, mask, candidate_features, strata, step, sample_weight)
@@ -237,9 +244,13 @@ class KNNRouter(CrossFitRouter):
         return models(X)
 
 
-def knn_arrays(router: KNNRouter) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """A fitted router's final scorer as plain arrays (float32 keys, weights and hits) and JSON-able
-    params: ``KNNScorer(*knn_arrays(router))(X)`` equals ``router.predict_raw(X)``."""
-    router._check_fitted()
-    scorer: KNNScorer = router.models_
+def knn_arrays(estimator: KNNEstimator) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A fitted estimator's final scorer as plain arrays (float32 keys, weights and hits) and
+    JSON-able params: ``KNNScorer(*knn_arrays(estimator))(X)`` equals ``estimator.predict_raw(X)``."""
+    estimator._check_fitted()
+    scorer: KNNScorer = estimator.models_
     return dict(scorer.arrays), dict(scorer.params)
+
+
+# old name, kept so pickles from earlier releases load
+KNNRouter = KNNEstimator

@@ -1,5 +1,6 @@
-"""The learned router as one object: features (signals + embedding), the LightGBM estimate of
-P(correct) per candidate, an expected-cost model, and the decision policy with its knob.
+"""The learned router (the trained routing policy) as one object: features (signals +
+embedding), an estimate of P(correct) per candidate (a LightGBM or other estimator family), an
+expected-cost model, and the decision policy with its knob.
 
     router = LearnedRouter(config).fit(train_data, catalogue)
     router.decide(requests)            # candidate index per request
@@ -163,7 +164,12 @@ def request_features(
 
 
 class LearnedRouter:
-    """Features -> calibrated P(correct) per candidate -> policy -> choice."""
+    """The trained routing policy: features -> a P(correct) estimator (one of
+    :mod:`tierroute.models.families`, e.g. :class:`tierroute.models.router.LGBMEstimator`) ->
+    calibrated P(correct) per candidate -> expected cost -> decision policy -> choice.
+
+    Not the serving runtime: a fitted LearnedRouter is exported as a RouterBundle, which
+    :class:`tierroute.serving.router.Router` loads and serves."""
 
     def __init__(self, config: LearnedConfig | None = None, encoder: Encoder | None = None, cache: EmbeddingCache | None = None) -> None:
         self.config = config if config is not None else LearnedConfig()

@@ -1,4 +1,4 @@
-"""Low-rank router: RouteLLM's matrix factorisation for N candidates, in numpy.
+"""Low-rank P(correct) estimator: RouteLLM's matrix factorisation for N candidates, in numpy.
 
     score(request, j) = sigmoid(v_j . (W x) + b_j)
 
@@ -26,9 +26,16 @@ import numpy as np
 
 from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError
-from tierroute.models.crossfit import CrossFitRouter, check_crossfit_params, column_moments
+from tierroute.models.crossfit import CrossFitEstimator, check_crossfit_params, column_moments
 
-__all__ = ["LowRankParams", "LowRankRouter", "LowRankScorer", "lowrank_arrays", "LOWRANK_ARRAYS"]
+__all__ = [
+    "LowRankParams",
+    "LowRankEstimator",
+    "LowRankScorer",
+    "lowrank_arrays",
+    "LOWRANK_ARRAYS",
+    "LowRankRouter",  # old name, kept so pickles from earlier releases load
+]
 
 LOWRANK_ARRAYS = ("center", "scale", "W", "V", "b")
 _CLIP = 5.0
@@ -36,7 +43,7 @@ _CLIP = 5.0
 
 @dataclass(frozen=True)
 class LowRankParams:
-    """Hyper-parameters of a :class:`LowRankRouter`."""
+    """Hyper-parameters of a :class:`LowRankEstimator`."""
 
     kind: str = "lowrank"
     rank: int = 16
@@ -188,9 +195,9 @@ def _train(
     return (kept if stop else params), best_epoch
 
 
-class LowRankRouter(CrossFitRouter):
+class LowRankEstimator(CrossFitEstimator):
     """P(correct) per candidate from a learned low-rank bilinear model of request x candidate
-    (see the module docstring). Same contract as :class:`tierroute.models.router.LGBMRouter`;
+    (see the module docstring). Same contract as :class:`tierroute.models.router.LGBMEstimator`;
     ``feature_importance()`` is each feature's norm in the projection ``W`` (after
     standardisation: comparable across features); ``best_epochs_`` and ``n_epochs_`` are the
     folds' early-stopping points and the final model's epochs."""
@@ -208,8 +215,8 @@ class LowRankRouter(CrossFitRouter):
         step: Callable[..., None] | None = None,
         sample_weight: np.ndarray | None = None,
         trainer: Callable[..., Any] | None = None,
-    ) -> LowRankRouter:
-        """As :meth:`tierroute.models.router.LGBMRouter.fit`; ``trainer`` is ignored (no booster)."""
+    ) -> LowRankEstimator:
+        """As :meth:`tierroute.models.router.LGBMEstimator.fit`; ``trainer`` is ignored (no booster)."""
         result = self._crossfit(X, Y, mask, candidate_features, strata, step, sample_weight)
         self.best_epochs_ = result.budgets
         self.n_epochs_ = result.budget
@@ -252,9 +259,13 @@ class LowRankRouter(CrossFitRouter):
         return np.linalg.norm(self.models_.W, axis=0)  # type: ignore[no-any-return]
 
 
-def lowrank_arrays(router: LowRankRouter) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """A fitted router's final model as plain float64 arrays and JSON-able params:
-    ``LowRankScorer(*lowrank_arrays(router))(X)`` equals ``router.predict_raw(X)``."""
-    router._check_fitted()
-    scorer: LowRankScorer = router.models_
+def lowrank_arrays(estimator: LowRankEstimator) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A fitted estimator's final model as plain float64 arrays and JSON-able params:
+    ``LowRankScorer(*lowrank_arrays(estimator))(X)`` equals ``estimator.predict_raw(X)``."""
+    estimator._check_fitted()
+    scorer: LowRankScorer = estimator.models_
     return dict(scorer.arrays), dict(scorer.params)
+
+
+# old name, kept so pickles from earlier releases load
+LowRankRouter = LowRankEstimator

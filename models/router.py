@@ -1,4 +1,5 @@
-"""LightGBM routers: estimate P(candidate answers correctly | request) for N candidates.
+"""LightGBM P(correct) estimators: estimate P(candidate answers correctly | request) for N
+candidates (the estimator inside the learned router, :class:`tierroute.models.learned.LearnedRouter`).
 
 Two shapes, same contract (``fit`` returns self, learned attributes end in ``_``):
 
@@ -11,7 +12,7 @@ held-out requests, so every training request gets an out-of-fold probability. Th
 scores (isotonic or Platt per candidate) and let the decision policy's knob be picked honestly on
 training data, never on the test set. The final model is refit on all requests with the fold
 models' median best iteration. The folds and calibration are :mod:`tierroute.models.crossfit`'s,
-shared with the other router families (:mod:`tierroute.models.families`).
+shared with the other estimator families (:mod:`tierroute.models.families`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ import numpy as np
 
 from tierroute._params import check_fraction, check_int, check_number
 from tierroute.errors import ConfigError
-from tierroute.models.crossfit import CALIBRATIONS, Calibrator, CrossFitRouter, stratified_folds
+from tierroute.models.crossfit import CALIBRATIONS, Calibrator, CrossFitEstimator, stratified_folds
 
-__all__ = ["RouterParams", "LGBMRouter", "ROUTER_KINDS", "CALIBRATIONS", "stratified_folds"]
+__all__ = [
+    "RouterParams",
+    "LGBMEstimator",
+    "ROUTER_KINDS",
+    "CALIBRATIONS",
+    "stratified_folds",
+    "LGBMRouter",  # old name, kept so pickles from earlier releases load
+]
 
 ROUTER_KINDS = ("pooled", "per_candidate")
 # routers pickled by earlier releases name their calibrators tierroute.models.router._Calibrator
@@ -35,7 +43,7 @@ _Calibrator = Calibrator
 
 @dataclass(frozen=True)
 class RouterParams:
-    """Hyper-parameters of an :class:`LGBMRouter` (logged whole with every run)."""
+    """Hyper-parameters of an :class:`LGBMEstimator` (logged whole with every run)."""
 
     kind: str = "pooled"
     n_estimators: int = 600
@@ -89,11 +97,11 @@ class RouterParams:
         }
 
 
-class LGBMRouter(CrossFitRouter):
-    """P(correct) for every (request, candidate).
+class LGBMEstimator(CrossFitEstimator):
+    """P(correct) for every (request, candidate), by LightGBM (formerly ``LGBMRouter``).
 
-    >>> router = LGBMRouter(RouterParams(n_estimators=20, n_folds=2))   # doctest: +SKIP
-    >>> router.fit(X, Y, mask, candidate_features, strata).predict_proba(X).shape   # doctest: +SKIP
+    >>> estimator = LGBMEstimator(RouterParams(n_estimators=20, n_folds=2))   # doctest: +SKIP
+    >>> estimator.fit(X, Y, mask, candidate_features, strata).predict_proba(X).shape   # doctest: +SKIP
     (n_requests, n_candidates)
     """
 
@@ -207,7 +215,7 @@ class LGBMRouter(CrossFitRouter):
         step: Callable[..., None] | None = None,
         sample_weight: np.ndarray | None = None,
         trainer: Callable[..., Any] | None = None,
-    ) -> LGBMRouter:
+    ) -> LGBMEstimator:
         """``X`` (n, d) request features; ``Y`` (n, m) 0/1 correctness; ``mask`` (n, m) True where the
         outcome is known; ``candidate_features`` (m, k); ``strata`` (n,) task labels for the folds.
         ``step()`` is called after each of the ``n_folds + 1`` fits (a progress bar's).
@@ -230,7 +238,7 @@ class LGBMRouter(CrossFitRouter):
         strata: np.ndarray | None,
         step: Callable[..., None] | None,
         sample_weight: np.ndarray | None,
-    ) -> LGBMRouter:
+    ) -> LGBMEstimator:
         result = self._crossfit(X, Y, mask, candidate_features, strata, step, sample_weight)
         self.best_iterations_ = result.budgets
         self.n_estimators_ = result.budget
@@ -241,3 +249,7 @@ class LGBMRouter(CrossFitRouter):
         self._check_fitted()
         gains = [mdl.feature_importance(importance_type="gain")[: self.n_features_in_] for mdl in self.models_]
         return cast(np.ndarray, np.sum(gains, axis=0))
+
+
+# old name, kept so pickles from earlier releases load (router.pkl, MLflow pyfunc models)
+LGBMRouter = LGBMEstimator

@@ -202,7 +202,7 @@ class DaskEngine:
         rounds: int,
         categorical: list[int],
     ) -> Any:
-        """One LightGBM booster trained by ``lightgbm.dask`` (the LGBMRouter trainer hook). With a
+        """One LightGBM booster trained by ``lightgbm.dask`` (the LGBMEstimator trainer hook). With a
         validation set, the kept iteration follows early stopping's rule on the validation loss."""
         import dask.array as da
         from lightgbm.dask import DaskLGBMClassifier

@@ -12,9 +12,9 @@ import pytest
 from tierroute.errors import ConfigError
 from tierroute.models.crossfit import stratified_folds
 from tierroute.models.families import FAMILY_KINDS, SCORER_KINDS, Estimator, estimator_arrays, family_params, load_scorer, make_estimator
-from tierroute.models.knn import KNNParams, KNNRouter
-from tierroute.models.lowrank import LowRankParams, LowRankRouter
-from tierroute.models.router import LGBMRouter, RouterParams
+from tierroute.models.knn import KNNEstimator, KNNParams
+from tierroute.models.lowrank import LowRankEstimator, LowRankParams
+from tierroute.models.router import LGBMEstimator, RouterParams
 
 N = 200
 CAND = np.array([[0.0], [1.0]])
@@ -55,10 +55,10 @@ def _fitted(kind: str) -> Estimator:
 @pytest.mark.parametrize(
     ("kind", "cls", "params_cls"),
     [
-        ("pooled", LGBMRouter, RouterParams),
-        ("per_candidate", LGBMRouter, RouterParams),
-        ("knn", KNNRouter, KNNParams),
-        ("lowrank", LowRankRouter, LowRankParams),
+        ("pooled", LGBMEstimator, RouterParams),
+        ("per_candidate", LGBMEstimator, RouterParams),
+        ("knn", KNNEstimator, KNNParams),
+        ("lowrank", LowRankEstimator, LowRankParams),
     ],
 )
 def test_make_estimator_builds_each_family_with_the_shared_fold_settings(kind: str, cls: type, params_cls: type) -> None:
@@ -143,3 +143,13 @@ def test_arrays_and_scorers(kind: str) -> None:
     arrays, params = got
     scorer = load_scorer(kind, arrays, params)
     np.testing.assert_allclose(scorer(X.astype(np.float32)), est.predict_raw(X), rtol=0, atol=1e-6)
+
+
+def test_the_old_router_names_still_name_the_estimators() -> None:
+    # router.pkl files and MLflow pyfunc models from earlier releases pickle the old names
+    from tierroute.models import crossfit, knn, lowrank, router
+
+    assert router.LGBMRouter is router.LGBMEstimator and "LGBMRouter" in router.__all__
+    assert knn.KNNRouter is knn.KNNEstimator and "KNNRouter" in knn.__all__
+    assert lowrank.LowRankRouter is lowrank.LowRankEstimator and "LowRankRouter" in lowrank.__all__
+    assert crossfit.CrossFitRouter is crossfit.CrossFitEstimator and "CrossFitRouter" in crossfit.__all__

@@ -1,4 +1,4 @@
-"""KNNRouter on small synthetic data: requests in two clusters; candidate 0 is right in cluster A
+"""KNNEstimator on small synthetic data: requests in two clusters; candidate 0 is right in cluster A
 only, candidate 1 about 70% of the time anywhere. Columns 0-1 are 'signals', 2.. the 'embedding'."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from tierroute.errors import ConfigError
 from tierroute.models.crossfit import stratified_folds
-from tierroute.models.knn import KNN_ARRAYS, KNNParams, KNNRouter, KNNScorer, knn_arrays
+from tierroute.models.knn import KNN_ARRAYS, KNNEstimator, KNNParams, KNNScorer, knn_arrays
 
 N, START, DIMS = 240, 2, 6
 CAND = np.array([[0.0], [1.0]])
@@ -33,15 +33,15 @@ def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, Y, strata
 
 
-def _fit(params: KNNParams | None = None, start: int | None = START, **kw: object) -> KNNRouter:
+def _fit(params: KNNParams | None = None, start: int | None = START, **kw: object) -> KNNEstimator:
     X, Y, strata = _data()
     mask = kw.pop("mask", np.ones_like(Y, bool))
     Y = kw.pop("Y", Y)
-    return KNNRouter(params or KNNParams(k=10, n_folds=3), embedding_start=start).fit(X, Y, mask, CAND, strata, **kw)  # type: ignore[arg-type]
+    return KNNEstimator(params or KNNParams(k=10, n_folds=3), embedding_start=start).fit(X, Y, mask, CAND, strata, **kw)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=None)
-def _fitted(start: int | None = START) -> KNNRouter:
+def _fitted(start: int | None = START) -> KNNEstimator:
     return _fit(start=start)
 
 
@@ -134,7 +134,7 @@ def test_a_planted_duplicate_is_seen_only_from_another_fold(same_fold: bool) -> 
     Y[[i, twin], 1] = 1.0
     Y[:, 1][np.arange(N) != i] *= 0  # candidate 1 is wrong everywhere else...
     Y[twin, 1] = 1.0  # ...but on the twin
-    router = KNNRouter(KNNParams(k=1, prior=1.0, n_folds=3, calibration="none"), embedding_start=START).fit(
+    router = KNNEstimator(KNNParams(k=1, prior=1.0, n_folds=3, calibration="none"), embedding_start=START).fit(
         X, Y, np.ones_like(Y, bool), CAND, strata
     )
     prior = Y[folds != folds[i], 1].mean()
@@ -257,21 +257,22 @@ def test_params_validation(kwargs: dict[str, object], message: str) -> None:
 
 def test_fit_and_predict_errors() -> None:
     X, Y, _ = _data()
-    with pytest.raises(ConfigError, match=re.escape("This KNNRouter is not fitted yet. Call 'fit' with training data first.")):
-        KNNRouter().predict_proba(X)
-    with pytest.raises(ConfigError, match=re.escape("This KNNRouter is not fitted yet.")):
-        knn_arrays(KNNRouter())
-    with pytest.raises(ConfigError, match=re.escape("KNNRouter.fit got X (239, 8), Y (240, 2)")):
-        KNNRouter().fit(X[:-1], Y, np.ones_like(Y, bool), CAND)
-    with pytest.raises(ConfigError, match=re.escape("KNNRouter has embedding_start=8 but X has 8 columns")):
-        KNNRouter(embedding_start=8).fit(X, Y, np.ones_like(Y, bool), CAND)
+    with pytest.raises(ConfigError, match=re.escape("This KNNEstimator is not fitted yet. Call 'fit' with training data first.")):
+        KNNEstimator().predict_proba(X)
+    with pytest.raises(ConfigError, match=re.escape("This KNNEstimator is not fitted yet.")):
+        knn_arrays(KNNEstimator())
+    with pytest.raises(ConfigError, match=re.escape("KNNEstimator.fit got X (239, 8), Y (240, 2)")):
+        KNNEstimator().fit(X[:-1], Y, np.ones_like(Y, bool), CAND)
+    with pytest.raises(ConfigError, match=re.escape("KNNEstimator has embedding_start=8 but X has 8 columns")):
+        KNNEstimator(embedding_start=8).fit(X, Y, np.ones_like(Y, bool), CAND)
     with pytest.raises(
-        ConfigError, match=re.escape("The 'embedding_start' parameter of KNNRouter must be an int in the range [0, inf). Got -1 instead.")
+        ConfigError,
+        match=re.escape("The 'embedding_start' parameter of KNNEstimator must be an int in the range [0, inf). Got -1 instead."),
     ):
-        KNNRouter(embedding_start=-1)
-    with pytest.raises(ConfigError, match=re.escape("KNNRouter.fit got sample_weight of shape (240,)")):
-        KNNRouter().fit(X, Y, np.ones_like(Y, bool), CAND, sample_weight=np.ones(N))
-    with pytest.raises(ConfigError, match=re.escape("X has shape (3, 4); this router was fitted on 8 features.")):
+        KNNEstimator(embedding_start=-1)
+    with pytest.raises(ConfigError, match=re.escape("KNNEstimator.fit got sample_weight of shape (240,)")):
+        KNNEstimator().fit(X, Y, np.ones_like(Y, bool), CAND, sample_weight=np.ones(N))
+    with pytest.raises(ConfigError, match=re.escape("X has shape (3, 4); this estimator was fitted on 8 features.")):
         _fitted().predict_raw(np.zeros((3, 4)))
 
 
@@ -282,7 +283,7 @@ def test_missing_features_sit_at_the_training_mean(start: int | None) -> None:
     X = X.copy()
     X[::3, 0] = np.nan  # a signal column
     X[::5, START + 5] = np.nan  # an embedding column
-    router = KNNRouter(KNNParams(k=10, n_folds=3), embedding_start=start).fit(X, Y, np.ones_like(Y, bool), CAND, strata)
+    router = KNNEstimator(KNNParams(k=10, n_folds=3), embedding_start=start).fit(X, Y, np.ones_like(Y, bool), CAND, strata)
     assert np.isfinite(router.oof_raw_).all() and np.isfinite(router.predict_raw(X)).all()
     a = X[:, START] > 0
     assert router.oof_proba_[a, 0].mean() - router.oof_proba_[~a, 0].mean() > 0.5
@@ -303,7 +304,7 @@ def test_repeated_prompts_pool_into_one_neighbour() -> None:
     mask = np.zeros_like(Y2, bool)
     mask[:N, 0] = True
     mask[N:, 1] = True
-    twice = KNNRouter(KNNParams(k=10, n_folds=3), embedding_start=START).fit(
+    twice = KNNEstimator(KNNParams(k=10, n_folds=3), embedding_start=START).fit(
         X2, np.where(mask, Y2, np.nan), mask, CAND, np.concatenate([strata, strata])
     )
     once = _fitted()

@@ -1,4 +1,4 @@
-"""LowRankRouter on small synthetic data: candidate 0 is right mostly when x0 > 0, candidate 1 is
+"""LowRankEstimator on small synthetic data: candidate 0 is right mostly when x0 > 0, candidate 1 is
 right 80% of the time whatever the request; x2 is a heavy-tailed count."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tierroute.errors import ConfigError
-from tierroute.models.lowrank import LOWRANK_ARRAYS, LowRankParams, LowRankRouter, LowRankScorer, _gradients, _sigmoid, lowrank_arrays
+from tierroute.models.lowrank import LOWRANK_ARRAYS, LowRankEstimator, LowRankParams, LowRankScorer, _gradients, _sigmoid, lowrank_arrays
 
 N = 240
 CAND = np.array([[0.0], [1.0]])
@@ -36,15 +36,15 @@ def _params(**kw: object) -> LowRankParams:
     return LowRankParams(**base)  # type: ignore[arg-type]
 
 
-def _fit(params: LowRankParams | None = None, **kw: object) -> LowRankRouter:
+def _fit(params: LowRankParams | None = None, **kw: object) -> LowRankEstimator:
     X, Y, strata = _data()
     mask = kw.pop("mask", np.ones_like(Y, bool))
     Y = kw.pop("Y", Y)
-    return LowRankRouter(params or _params()).fit(X, Y, mask, CAND, strata, **kw)  # type: ignore[arg-type]
+    return LowRankEstimator(params or _params()).fit(X, Y, mask, CAND, strata, **kw)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=None)
-def _fitted() -> LowRankRouter:
+def _fitted() -> LowRankEstimator:
     return _fit()
 
 
@@ -191,12 +191,12 @@ def test_params_validation(kwargs: dict[str, object], message: str) -> None:
 
 def test_not_fitted_and_shape_errors() -> None:
     X, Y, _ = _data()
-    with pytest.raises(ConfigError, match=re.escape("This LowRankRouter is not fitted yet. Call 'fit' with training data first.")):
-        LowRankRouter().predict_raw(X)
-    with pytest.raises(ConfigError, match=re.escape("This LowRankRouter is not fitted yet.")):
-        LowRankRouter().feature_importance()
-    with pytest.raises(ConfigError, match=re.escape("LowRankRouter.fit got X (240, 4), Y (240, 2), mask (240, 3)")):
-        LowRankRouter().fit(X, Y, np.ones((N, 3), bool), CAND)
+    with pytest.raises(ConfigError, match=re.escape("This LowRankEstimator is not fitted yet. Call 'fit' with training data first.")):
+        LowRankEstimator().predict_raw(X)
+    with pytest.raises(ConfigError, match=re.escape("This LowRankEstimator is not fitted yet.")):
+        LowRankEstimator().feature_importance()
+    with pytest.raises(ConfigError, match=re.escape("LowRankEstimator.fit got X (240, 4), Y (240, 2), mask (240, 3)")):
+        LowRankEstimator().fit(X, Y, np.ones((N, 3), bool), CAND)
 
 
 def test_missing_features_sit_at_the_training_mean() -> None:
@@ -205,7 +205,7 @@ def test_missing_features_sit_at_the_training_mean() -> None:
     X, Y, strata = _data()
     X = X.copy()
     X[::4, 3] = np.nan
-    router = LowRankRouter(_params()).fit(X, Y, np.ones_like(Y, bool), CAND, strata)
+    router = LowRankEstimator(_params()).fit(X, Y, np.ones_like(Y, bool), CAND, strata)
     raw = router.predict_raw(X)
     assert np.isfinite(router.oof_raw_).all() and np.isfinite(raw).all()
     pos = X[:, 0] > 0

@@ -1,4 +1,4 @@
-"""LGBMRouter on tiny synthetic data: candidate 0 is right mostly when x0 > 0, candidate 1 is right
+"""LGBMEstimator on tiny synthetic data: candidate 0 is right mostly when x0 > 0, candidate 1 is right
 80% of the time whatever the request."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tierroute.errors import ConfigError
-from tierroute.models.router import CALIBRATIONS, ROUTER_KINDS, LGBMRouter, RouterParams, stratified_folds
+from tierroute.models.router import CALIBRATIONS, ROUTER_KINDS, LGBMEstimator, RouterParams, stratified_folds
 
 N = 300
 CAND = np.array([[0.0], [1.0]])
@@ -43,9 +43,9 @@ def _params(**overrides: object) -> RouterParams:
 
 
 @lru_cache(maxsize=None)
-def _fitted(kind: str, calibration: str = "isotonic") -> LGBMRouter:
+def _fitted(kind: str, calibration: str = "isotonic") -> LGBMEstimator:
     X, Y, strata = _data()
-    return LGBMRouter(_params(kind=kind, calibration=calibration)).fit(X, Y, np.ones_like(Y, bool), CAND, strata)
+    return LGBMEstimator(_params(kind=kind, calibration=calibration)).fit(X, Y, np.ones_like(Y, bool), CAND, strata)
 
 
 # -- fitting and predicting -------------------------------------------------------------------
@@ -103,7 +103,7 @@ def test_missing_outcomes(kind: str) -> None:
     rng = np.random.default_rng(3)
     mask = rng.random(Y.shape) > 0.3
     Ymissing = np.where(mask, Y, np.nan)
-    router = LGBMRouter(_params(kind=kind)).fit(X, Ymissing, mask, CAND, strata)
+    router = LGBMEstimator(_params(kind=kind)).fit(X, Ymissing, mask, CAND, strata)
     proba = router.predict_proba(X)
     assert proba.shape == (N, 2)
     assert not np.isnan(router.oof_proba_[mask]).any()
@@ -116,7 +116,7 @@ def test_no_strata_and_a_candidate_with_one_class() -> None:
     X, Y, _ = _data()
     Y = Y.copy()
     Y[:, 1] = 1.0  # always right: nothing to early-stop or calibrate on
-    router = LGBMRouter(_params(kind="per_candidate")).fit(X, Y, np.ones_like(Y, bool), CAND)
+    router = LGBMEstimator(_params(kind="per_candidate")).fit(X, Y, np.ones_like(Y, bool), CAND)
     proba = router.predict_proba(X)
     assert proba.shape == (N, 2)
     assert (proba[:, 1] > 0.9).all()
@@ -126,8 +126,8 @@ def test_no_strata_and_a_candidate_with_one_class() -> None:
 def test_same_seed_same_predictions(kind: str) -> None:
     X, Y, strata = _data()
     mask = np.ones_like(Y, bool)
-    a = LGBMRouter(_params(kind=kind, seed=4)).fit(X, Y, mask, CAND, strata)
-    b = LGBMRouter(_params(kind=kind, seed=4)).fit(X, Y, mask, CAND, strata)
+    a = LGBMEstimator(_params(kind=kind, seed=4)).fit(X, Y, mask, CAND, strata)
+    b = LGBMEstimator(_params(kind=kind, seed=4)).fit(X, Y, mask, CAND, strata)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     np.testing.assert_array_equal(a.oof_proba_, b.oof_proba_)
 
@@ -141,25 +141,25 @@ def test_feature_importance(kind: str) -> None:
 
 
 def test_default_params_are_used() -> None:
-    assert LGBMRouter().params == RouterParams()
+    assert LGBMEstimator().params == RouterParams()
 
 
 # -- errors -----------------------------------------------------------------------------------
 
 
-NOT_FITTED = "This LGBMRouter is not fitted yet. Call 'fit' with training data first."
+NOT_FITTED = "This LGBMEstimator is not fitted yet. Call 'fit' with training data first."
 
 
 @pytest.mark.parametrize("method", ["predict_proba", "predict_raw", "feature_importance"])
 def test_not_fitted(method: str) -> None:
     args = () if method == "feature_importance" else (np.zeros((1, 3)),)
     with pytest.raises(ConfigError, match=re.escape(NOT_FITTED)):
-        getattr(LGBMRouter(), method)(*args)
+        getattr(LGBMEstimator(), method)(*args)
 
 
 @pytest.mark.parametrize("shape", [(4, 2), (4, 5), (3,)])
 def test_wrong_width(shape: tuple[int, ...]) -> None:
-    message = f"X has shape {shape}; this router was fitted on 3 features."
+    message = f"X has shape {shape}; this estimator was fitted on 3 features."
     with pytest.raises(ConfigError, match=re.escape(message)):
         _fitted("pooled").predict_proba(np.zeros(shape))
 
@@ -167,15 +167,15 @@ def test_wrong_width(shape: tuple[int, ...]) -> None:
 def test_fit_shape_mismatch() -> None:
     X, Y, _ = _data()
     message = (
-        "LGBMRouter.fit got X (299, 3), Y (300, 2), mask (300, 2), candidate_features (2, 1); "
+        "LGBMEstimator.fit got X (299, 3), Y (300, 2), mask (300, 2), candidate_features (2, 1); "
         "expected X (n, d), Y and mask (n, m), candidate_features (m, k)."
     )
     with pytest.raises(ConfigError, match=re.escape(message)):
-        LGBMRouter(_params()).fit(X[:-1], Y, np.ones_like(Y, bool), CAND)
+        LGBMEstimator(_params()).fit(X[:-1], Y, np.ones_like(Y, bool), CAND)
     with pytest.raises(ConfigError, match=r"mask \(300, 3\)"):
-        LGBMRouter(_params()).fit(X, Y, np.ones((N, 3), bool), CAND)
+        LGBMEstimator(_params()).fit(X, Y, np.ones((N, 3), bool), CAND)
     with pytest.raises(ConfigError, match=r"candidate_features \(3, 1\)"):
-        LGBMRouter(_params()).fit(X, Y, np.ones_like(Y, bool), np.zeros((3, 1)))
+        LGBMEstimator(_params()).fit(X, Y, np.ones_like(Y, bool), np.zeros((3, 1)))
 
 
 # -- RouterParams -----------------------------------------------------------------------------
@@ -235,14 +235,14 @@ def test_per_candidate_with_a_sparsely_observed_candidate() -> None:
     mask = np.ones_like(Y, bool)
     mask[:, 1] = False
     mask[known, 1] = True
-    router = LGBMRouter(_params(kind="per_candidate", min_child_samples=2)).fit(X, np.where(mask, Y, np.nan), mask, CAND)
+    router = LGBMEstimator(_params(kind="per_candidate", min_child_samples=2)).fit(X, np.where(mask, Y, np.nan), mask, CAND)
     assert router.predict_proba(X).shape == (N, 2)
 
 
 def test_fit_reports_one_step_per_fold_and_one_for_the_final_model() -> None:
     X, Y, strata = _data()
     steps: list[int] = []
-    LGBMRouter(_params(n_folds=3)).fit(X, Y, np.ones_like(Y, bool), CAND, strata, step=lambda n=1: steps.append(n))
+    LGBMEstimator(_params(n_folds=3)).fit(X, Y, np.ones_like(Y, bool), CAND, strata, step=lambda n=1: steps.append(n))
     assert steps == [1, 1, 1, 1]
 
 
@@ -254,10 +254,10 @@ def test_unit_sample_weights_are_the_unweighted_fit(kind: str) -> None:
     X, Y, strata = _data()
     mask = np.ones_like(Y, bool)
     plain = _fitted(kind)
-    ones = LGBMRouter(_params(kind=kind)).fit(X, Y, mask, CAND, strata, sample_weight=np.ones_like(Y))
+    ones = LGBMEstimator(_params(kind=kind)).fit(X, Y, mask, CAND, strata, sample_weight=np.ones_like(Y))
     np.testing.assert_array_equal(ones.predict_proba(X), plain.predict_proba(X))
     np.testing.assert_array_equal(ones.oof_proba_, plain.oof_proba_)
-    none = LGBMRouter(_params(kind=kind)).fit(X, Y, mask, CAND, strata, sample_weight=None)
+    none = LGBMEstimator(_params(kind=kind)).fit(X, Y, mask, CAND, strata, sample_weight=None)
     np.testing.assert_array_equal(none.predict_proba(X), plain.predict_proba(X))
 
 
@@ -270,8 +270,8 @@ def test_sample_weights_reach_the_trees_and_the_calibration(kind: str, calibrati
     # weighted base rate about 0.94, which the (weighted) calibration must follow
     W = np.ones_like(Y)
     W[:, 1] = np.where(Y[:, 1] > 0, 4.0, 1.0)
-    plain = LGBMRouter(_params(kind=kind, calibration=calibration)).fit(X, Y, mask, CAND, strata)
-    heavy = LGBMRouter(_params(kind=kind, calibration=calibration)).fit(X, Y, mask, CAND, strata, sample_weight=W)
+    plain = LGBMEstimator(_params(kind=kind, calibration=calibration)).fit(X, Y, mask, CAND, strata)
+    heavy = LGBMEstimator(_params(kind=kind, calibration=calibration)).fit(X, Y, mask, CAND, strata, sample_weight=W)
     target = float(np.average(Y[:, 1], weights=W[:, 1]))
     assert target > 0.92
     assert abs(plain.oof_proba_[:, 1].mean() - Y[:, 1].mean()) < 0.05
@@ -289,7 +289,7 @@ def test_zero_weights_change_the_fit() -> None:
     mask = np.ones_like(Y, bool)
     W = np.ones_like(Y)
     W[X[:, 0] > 0, 0] = 0.0  # candidate 0's outcomes where it is good count for nothing
-    router = LGBMRouter(_params(kind="per_candidate")).fit(X, Y, mask, CAND, strata, sample_weight=W)
+    router = LGBMEstimator(_params(kind="per_candidate")).fit(X, Y, mask, CAND, strata, sample_weight=W)
     plain = _fitted("per_candidate")
     assert not np.array_equal(router.predict_proba(X), plain.predict_proba(X))
     # what is left of candidate 0 is its 20% side: it no longer looks good anywhere
@@ -302,8 +302,8 @@ def test_weights_of_unknown_outcomes_are_ignored() -> None:
     mask = rng.random(Y.shape) > 0.3
     Ymissing = np.where(mask, Y, np.nan)
     W = np.where(mask, 1.0, np.nan)  # NaN (or anything) where no outcome is known
-    a = LGBMRouter(_params()).fit(X, Ymissing, mask, CAND, strata, sample_weight=W)
-    b = LGBMRouter(_params()).fit(X, Ymissing, mask, CAND, strata)
+    a = LGBMEstimator(_params()).fit(X, Ymissing, mask, CAND, strata, sample_weight=W)
+    b = LGBMEstimator(_params()).fit(X, Ymissing, mask, CAND, strata)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
 
 
@@ -314,10 +314,10 @@ def test_bad_sample_weights_are_refused(bad: str) -> None:
     if bad != "shape":
         W[5, 1] = {"nan": np.nan, "inf": np.inf, "negative": -0.5}[bad]
     message = (
-        f"LGBMRouter.fit got sample_weight of shape {W.shape}; expected finite weights >= 0 of shape (300, 2) "
+        f"LGBMEstimator.fit got sample_weight of shape {W.shape}; expected finite weights >= 0 of shape (300, 2) "
         "(one per request and candidate)."
     )
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
-        LGBMRouter(_params()).fit(X, Y, np.ones_like(Y, bool), CAND, strata, sample_weight=W)
-    with pytest.raises(ConfigError, match=r"^LGBMRouter\.fit got sample_weight of shape \(300,\)"):
-        LGBMRouter(_params()).fit(X, Y, np.ones_like(Y, bool), CAND, strata, sample_weight=np.ones(N))
+        LGBMEstimator(_params()).fit(X, Y, np.ones_like(Y, bool), CAND, strata, sample_weight=W)
+    with pytest.raises(ConfigError, match=r"^LGBMEstimator\.fit got sample_weight of shape \(300,\)"):
+        LGBMEstimator(_params()).fit(X, Y, np.ones_like(Y, bool), CAND, strata, sample_weight=np.ones(N))

@@ -159,21 +159,21 @@ def _frame(rows: list[dict[str, object]]):  # noqa: ANN202
 @pytest.fixture(scope="module")
 def logged_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """Trained on a production log (epsilon 0.3), evaluated on a logged held-out set."""
-    from tierroute.models.router import LGBMRouter
+    from tierroute.models.router import LGBMEstimator
     from tierroute.pipelines.data.synthetic import production_log
 
     tmp = tmp_path_factory.mktemp("logged")
     train = write_log(production_log(SyntheticConfig(600, seed=21), epsilon=0.3), tmp / "train-log.jsonl")
     held = write_log(production_log(SyntheticConfig(200, seed=22), epsilon=0.3, seed=1), tmp / "held-log.jsonl")
     weights: list[object] = []
-    original = LGBMRouter.fit
+    original = LGBMEstimator.fit
 
     def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         weights.append(kwargs.get("sample_weight"))
         return original(self, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(LGBMRouter, "fit", spy)
+        patch.setattr(LGBMEstimator, "fit", spy)
         result = run_train(
             tiny_config(tmp, data=(str(train),), eval_data=(str(held),), learned=LearnedConfig(router=LOG_ROUTER), tracking_uri="")
         )
@@ -233,7 +233,7 @@ def test_the_target_and_the_knob_are_chosen_on_doubly_robust_pseudo_outcomes() -
 def test_logged_training_weights_are_clipped_at_max_ips_weight(monkeypatch: pytest.MonkeyPatch) -> None:
     from tierroute.models.catalogue import builtin_catalogue
     from tierroute.models.learned import LearnedConfig, LearnedRouter
-    from tierroute.models.router import LGBMRouter
+    from tierroute.models.router import LGBMEstimator
     from tierroute.pipelines.data.dataset import RoutingData
     from tierroute.pipelines.data.synthetic import production_log
 
@@ -243,7 +243,7 @@ def test_logged_training_weights_are_clipped_at_max_ips_weight(monkeypatch: pyte
         seen.append(kwargs.get("sample_weight"))
         raise ConfigError("stop here")
 
-    monkeypatch.setattr(LGBMRouter, "fit", spy)
+    monkeypatch.setattr(LGBMEstimator, "fit", spy)
     data = RoutingData.from_frame(_frame(list(production_log(SyntheticConfig(60, seed=3), epsilon=0.3))))
     with pytest.raises(ConfigError, match="stop here"):
         LearnedRouter(LearnedConfig(encoder="none", router=LOG_ROUTER, max_ips_weight=4.0)).fit(data, builtin_catalogue("article"))
