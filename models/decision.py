@@ -60,7 +60,14 @@ def feature_matrix(signals: Any, embedding: np.ndarray | None) -> np.ndarray:
     scalar = np.asarray(signals, dtype=np.float32)
     if embedding is None:
         return scalar
-    return np.hstack([scalar, np.asarray(embedding, dtype=np.float32)])
+    embedded = np.asarray(embedding, dtype=np.float32)
+    if scalar.ndim != 2 or embedded.ndim != 2:
+        return np.hstack([scalar, embedded])
+    k = scalar.shape[1]
+    X = np.empty((scalar.shape[0], k + embedded.shape[1]), dtype=np.float32)  # one allocation: the hot path
+    X[:, :k] = scalar
+    X[:, k:] = embedded
+    return X
 
 
 def expected_cost(intercept: np.ndarray, slope: np.ndarray, tokens: np.ndarray) -> np.ndarray:

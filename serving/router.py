@@ -34,7 +34,7 @@ from tierroute.models.objective import OBJECTIVES, check_objective
 from tierroute.models.policy import Policy
 from tierroute.request import Request, parse_request
 from tierroute.serving.bundle import Bundle, BundleError, load_bundle
-from tierroute.serving.decision import Decision
+from tierroute.serving.decision import Decision, stamp_request_ids
 from tierroute.serving.decision_log import DecisionLog, Explorer, request_id_for
 from tierroute.serving.explain import ExplainerSlot, attach_contributions, with_tree_path
 from tierroute.serving.learned_path import raw_scores, request_matrix
@@ -168,7 +168,7 @@ class Router:
         ``log=False`` leaves the logging to the caller (the proxy logs after the upstream answered)."""
         policy, named = self._policy_for(_batch_objective(requests, objective))
         parsed, decisions = self._route_batch(requests, policy, named, explain)
-        decisions = [d.named(request_id_for(item)) for item, d in zip(requests, decisions)]
+        decisions = stamp_request_ids(decisions, [request_id_for(item) for item in requests])  # fresh: none handed out yet
         if explain:
             decisions = [with_tree_path(d, self.tree, self.tier_models) for d in decisions]
         if self.decision_log is not None and log:  # with log_features, each line adds the feature vector (privacy mode)
