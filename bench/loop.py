@@ -175,24 +175,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def catalogue_toml(path: Path, base_url: str) -> Path:
-    from tierroute.models.catalogue import builtin_catalogue
+    from dataclasses import replace
+
+    from tierroute.models.catalogue import Catalogue, builtin_catalogue
 
     article = builtin_catalogue("article")
-    lines = ["schema_version = 1", 'name = "loop"', 'tiers = ["tier1", "tier2", "tier3"]']
-    for model in MODELS:
-        c = article.candidate(model)
-        lines += [
-            "",
-            "[[candidates]]",
-            f'model = "{model}"',
-            f'tier = "{c.tier}"',
-            f"input_per_1k = {c.input_per_1k}",
-            f"output_per_1k = {c.output_per_1k}",
-            f"p95_latency_ms = {c.p95_latency_ms}",
-            "default = true",
-            f'base_url = "{base_url}"',
-        ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    candidates = tuple(replace(article.candidate(model), default=True, base_url=base_url) for model in MODELS)
+    path.write_text(Catalogue("loop", article.tiers, candidates).to_toml(), encoding="utf-8")
     return path
 
 

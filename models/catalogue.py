@@ -22,6 +22,7 @@ and the variable holding its key). The builtin files in ``tierroute/catalogues/`
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tomllib
@@ -263,6 +264,26 @@ class Catalogue:
         head = {"schema_version": SCHEMA_VERSION, "name": self.name, "description": self.description}
         tail = {"source": self.source, "tiers": list(self.tiers), "candidates": [asdict(c) for c in self.candidates]}
         return head | tail
+
+    def to_toml(self) -> str:
+        """The catalogue as a TOML file :func:`load_catalogue` reads back (unset optional fields are
+        left out), e.g. a builtin with ``base_url``s added for a proxy."""
+        lines = [f"schema_version = {SCHEMA_VERSION}", f"name = {_toml_value(self.name)}"]
+        lines += [f"description = {_toml_value(self.description)}"] if self.description else []
+        lines.append(f"tiers = {_toml_value(list(self.tiers))}")
+        for c in self.candidates:
+            values = {f: getattr(c, f) for f in _FIELDS}
+            lines += ["", "[[candidates]]", *(f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None)]
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML value for a catalogue field: JSON's string escapes and number forms are TOML's too."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    return json.dumps(value)
 
 
 def _parse_toml(text: str, source: str) -> Catalogue:

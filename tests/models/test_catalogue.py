@@ -342,3 +342,19 @@ def test_serving_model_falls_back_to_the_nearest_tier_above() -> None:
     assert cat.serving_model("tier3") == "gpt-4-1106-preview"
     with pytest.raises(CatalogueError, match=r"unknown tier 'tier9'"):
         cat.serving_model("tier9")
+
+
+@pytest.mark.parametrize("name", ["article", "routerbench", "routellm"])
+def test_to_toml_reads_back_as_the_same_catalogue(name: str, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tierroute.models.catalogue import Catalogue, builtin_catalogue, load_catalogue
+
+    builtin = builtin_catalogue(name)
+    first = replace(builtin.candidates[0], base_url='http://127.0.0.1:9/v1 "quoted"', api_key_env="KEY")
+    changed = Catalogue(builtin.name, builtin.tiers, (first, *builtin.candidates[1:]), description="a \\ and \u00e9")
+    path = tmp_path / "out.toml"
+    path.write_text(changed.to_toml(), encoding="utf-8")
+    again = load_catalogue(path)
+    assert again.candidates == changed.candidates and again.tiers == changed.tiers
+    assert (again.name, again.description) == (changed.name, changed.description)

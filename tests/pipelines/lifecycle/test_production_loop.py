@@ -10,6 +10,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ pytest.importorskip("lightgbm")
 
 from tierroute.cli import main  # noqa: E402
 from tierroute.cli.serving import schema_quality  # noqa: E402
-from tierroute.models.catalogue import builtin_catalogue  # noqa: E402
+from tierroute.models.catalogue import Catalogue, builtin_catalogue  # noqa: E402
 from tierroute.pipelines.data.synthetic import SyntheticConfig, generate, write_jsonl  # noqa: E402
 from tierroute.serving.http import ServiceConfig, create_app  # noqa: E402
 from tierroute.serving.judge import JudgeConfig  # noqa: E402
@@ -89,21 +90,8 @@ def upstream(serving: Any) -> Iterator[_Upstream]:
 
 def _catalogue(path: Path, base_url: str) -> Path:
     article = builtin_catalogue("article")
-    lines = ["schema_version = 1", 'name = "loop"', 'tiers = ["tier1", "tier2", "tier3"]']
-    for model in MODELS:
-        c = article.candidate(model)
-        lines += [
-            "",
-            "[[candidates]]",
-            f'model = "{model}"',
-            f'tier = "{c.tier}"',
-            f"input_per_1k = {c.input_per_1k}",
-            f"output_per_1k = {c.output_per_1k}",
-            f"p95_latency_ms = {c.p95_latency_ms}",
-            "default = true",
-            f'base_url = "{base_url}"',
-        ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    candidates = tuple(replace(article.candidate(model), default=True, base_url=base_url) for model in MODELS)
+    path.write_text(Catalogue("loop", article.tiers, candidates).to_toml(), encoding="utf-8")
     return path
 
 
