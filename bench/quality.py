@@ -149,8 +149,9 @@ def ingest(paths: Sequence[Path]) -> Any:
     from tierroute.pipelines.data.ingest import IngestConfig, run_ingest
 
     datasets.disable_progress_bars()
-    out = Path(tempfile.mkdtemp(prefix="tierroute-bench-")) / "ingest"
-    return RoutingData.from_frame(run_ingest(IngestConfig(paths=tuple(map(str, paths)), out_dir=str(out))).to_pandas())
+    with tempfile.TemporaryDirectory(prefix="tierroute-bench-") as tmp:  # the frame is read into memory before it goes
+        frame = run_ingest(IngestConfig(paths=tuple(map(str, paths)), out_dir=str(Path(tmp) / "ingest"))).to_pandas()
+    return RoutingData.from_frame(frame)
 
 
 def _quick(data: Any, n: int, seed: int = 0) -> np.ndarray:

@@ -103,12 +103,13 @@ class KeywordMatcher:
 
     def hits(self, prompt: str) -> KeywordHits:
         lower = prompt.lower()
-        present = tuple(1 if kw in lower else 0 for kw in self.keywords)
-        occurrences = sum(lower.count(kw) for kw, p in zip(self.keywords, present) if p)
-        word_present = tuple(1 if p and pattern.search(lower) else 0 for pattern, p in zip(self._word_patterns, present))
-        return KeywordHits(
-            present=present, total=sum(present), word_total=sum(word_present), occurrences=occurrences, word_present=word_present
-        )
+        present = tuple([1 if kw in lower else 0 for kw in self.keywords])
+        total = sum(present)
+        if not total:  # the common case: no keyword, nothing else to scan
+            return KeywordHits(present=present, total=0, word_total=0, occurrences=0, word_present=present)
+        occurrences = sum([lower.count(kw) for kw, p in zip(self.keywords, present) if p])
+        word_present = tuple([1 if p and pattern.search(lower) else 0 for pattern, p in zip(self._word_patterns, present)])
+        return KeywordHits(present=present, total=total, word_total=sum(word_present), occurrences=occurrences, word_present=word_present)
 
 
 def reasoning_depth(

@@ -35,7 +35,7 @@ from tierroute.models.policy import Policy
 from tierroute.request import Request, parse_request
 from tierroute.serving.bundle import Bundle, BundleError, load_bundle
 from tierroute.serving.decision import Decision, stamp_request_ids
-from tierroute.serving.decision_log import DecisionLog, Explorer, request_id_for
+from tierroute.serving.decision_log import DecisionLog, Explorer, RequestIds, request_id_for
 from tierroute.serving.explain import ExplainerSlot, attach_contributions, with_tree_path
 from tierroute.serving.learned_path import raw_scores, request_matrix
 from tierroute.serving.router_config import FALLBACK_REASONS, PER_REQUEST, Fallback, RouterConfig, tree_signals, tree_tier_models
@@ -73,6 +73,7 @@ class Router:
             if bundle is not None and self.config.epsilon > 0
             else None
         )
+        self._request_ids = RequestIds()  # generated request ids, drawn from the OS in batches
         self.tree.extractor.counter.count("")  # load the BPE table now, not inside the first decision
 
     # -- loading --------------------------------------------------------------------------------
@@ -168,7 +169,9 @@ class Router:
         ``log=False`` leaves the logging to the caller (the proxy logs after the upstream answered)."""
         policy, named = self._policy_for(_batch_objective(requests, objective))
         parsed, decisions = self._route_batch(requests, policy, named, explain)
-        decisions = stamp_request_ids(decisions, [request_id_for(item) for item in requests])  # fresh: none handed out yet
+        decisions = stamp_request_ids(
+            decisions, [request_id_for(item, self._request_ids) for item in requests]
+        )  # fresh: none handed out yet
         if explain:
             decisions = [with_tree_path(d, self.tree, self.tier_models) for d in decisions]
         if self.decision_log is not None and log:  # with log_features, each line adds the feature vector (privacy mode)
@@ -354,7 +357,11 @@ class Router:
 
 def _batch_objective(requests: Sequence[Request | Mapping[str, Any]], given: str | None) -> str | None:
     """The objective named by the call or by the request objects' ``objective`` field (one value)."""
-    named = {item.get("objective") for item in requests if isinstance(item, Mapping) and item.get("objective") is not None}
+    named = {
+        item.get("objective")
+        for item in requests
+        if (type(item) is dict or isinstance(item, Mapping)) and item.get("objective") is not None  # exact type first: cheap
+    }
     if given is not None:
         named.add(given)
     if len(named) > 1:

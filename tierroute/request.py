@@ -10,6 +10,7 @@ from typing import Any
 from tierroute.errors import FeatureError, RequestError, describe
 from tierroute.safejson import UnsafeJSONError, check_depth, find_surrogate
 from tierroute.safejson import loads as safe_loads
+from tierroute.schema import summarize_schema
 
 __all__ = ["Request", "DEFAULT_MAX_PROMPT_CHARS", "MAX_SCHEMA_DEPTH", "MAX_LATENCY_SLA_MS", "parse_request", "messages_to_prompt"]
 
@@ -112,8 +113,6 @@ def _check_schema(schema: object) -> tuple[object, Any]:
     """(the schema as an object, its summary), or (None, None) when there is none (null, "",
     "null", {"type": "text"}). Checked here once so that every consumer (the tree, the features,
     the logs) agrees on it."""
-    from tierroute.schema import summarize_schema
-
     if isinstance(schema, str):
         text = schema.strip()
         if not text:
@@ -144,7 +143,7 @@ def parse_request(data: object, *, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CH
     ``latency_sla_ms``), or pass a Request through after checking it. Raises RequestError."""
     if isinstance(data, Request):
         fields: Mapping[str, Any] = {"prompt": data.prompt, "output_schema": data.output_schema, "latency_sla_ms": data.latency_sla_ms}
-    elif isinstance(data, Mapping):
+    elif type(data) is dict or isinstance(data, Mapping):  # the exact type first: the ABC check costs a call
         fields = data
     else:
         raise RequestError(

@@ -151,23 +151,33 @@ def loads(
 
 def check_depth(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, where: str = "The value") -> None:
     """Refuse (UnsafeJSONError, reason ``depth``) a built value nesting lists/tuples/dicts deeper
-    than ``max_depth``; iterative, so a self-referencing or 100,000-deep value is refused too."""
+    than ``max_depth``; iterative, so a self-referencing or 100,000-deep value is refused too.
+    Depth first, pushing containers only (every request with a schema pays for this walk)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, depth = stack.pop()
-        if isinstance(node, Mapping):
+        node, depth = pop()
+        kind = type(node)
+        if kind is dict or (kind not in _PLAIN_LEAVES and isinstance(node, Mapping)):
             children: Any = node.values()
-        elif isinstance(node, (list, tuple)):
+        elif kind is list or kind is tuple or (kind not in _PLAIN_LEAVES and isinstance(node, (list, tuple))):
             children = node
         else:
             continue
-        if depth + 1 > max_depth:
+        if depth >= max_depth:
             raise UnsafeJSONError(
                 "depth",
                 f"{where} nests arrays/objects more than {max_depth} levels deep; at "
                 f"most {max_depth} are accepted. Flatten it (or check it for a self-reference).",
             )
-        stack.extend((child, depth + 1) for child in children)
+        depth += 1
+        for child in children:
+            if type(child) not in _PLAIN_LEAVES:
+                push((child, depth))
+
+
+#: the value types check_depth never descends into, tested by exact type first (cheap)
+_PLAIN_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 def _has_surrogate(text: str) -> bool:

@@ -4,7 +4,9 @@ schema (its kind and counts), the feature names it becomes, and :data:`NO_SCHEMA
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from tierroute.errors import FeatureError, describe
 
@@ -57,9 +59,22 @@ class SchemaSummary:
 
     def as_vector(self) -> tuple[float, ...]:
         """The summary as floats, one per name in ``SCHEMA_FEATURE_NAMES``."""
-        one_hot = tuple(float(self.kind == kind) for kind in SCHEMA_KINDS[1:])
-        counts = (self.n_fields, self.n_required, self.n_enum_fields, self.n_enum_values, self.depth)
-        return (float(self.present), *one_hot, *(float(c) for c in counts), float(self.n_tools))
+        return (
+            float(self.present),
+            *_ONE_HOT[self.kind],
+            float(self.n_fields),
+            float(self.n_required),
+            float(self.n_enum_fields),
+            float(self.n_enum_values),
+            float(self.depth),
+            float(self.n_tools),
+        )
+
+
+#: each kind's one-hot columns (``schema_kind_*``; "none" has none set), built once
+_ONE_HOT: Mapping[str, tuple[float, ...]] = MappingProxyType(
+    {kind: tuple(float(kind == other) for other in SCHEMA_KINDS[1:]) for kind in SCHEMA_KINDS}
+)
 
 
 NO_SCHEMA = SchemaSummary(False, "none", 0, 0, 0, 0, 0, 0)

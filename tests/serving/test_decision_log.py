@@ -4,6 +4,7 @@ decision, appended, thread-safe, prompts hashed unless allowed)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections import Counter
@@ -15,7 +16,7 @@ pytest.importorskip("lightgbm")
 
 from tierroute.errors import ConfigError  # noqa: E402
 from tierroute.serving import Router, RouterConfig  # noqa: E402
-from tierroute.serving.decision_log import DecisionLog, Explorer  # noqa: E402
+from tierroute.serving.decision_log import DecisionLog, Explorer, RequestIds, request_id_for  # noqa: E402
 
 REQUEST = {"prompt": "Pull the order id from: order #88231 shipped late.", "output_schema": {"order_id": "string"}}
 
@@ -277,3 +278,47 @@ def test_privacy_mode_logs_the_feature_vector_and_its_spec_instead_of_text(bundl
     with DecisionLog(tmp_path / "plain.jsonl") as plain:  # off by default
         Router.load(bundle, RouterConfig(deadline_ms=None), strict=True, decision_log=plain).route({"prompt": "hi"})
     assert "features" not in json.loads((tmp_path / "plain.jsonl").read_text(encoding="utf-8"))
+
+
+def test_generated_request_ids_are_distinct_hex_across_pool_refills_and_threads() -> None:
+    ids = RequestIds()
+    drawn: list[str] = []
+    lock = threading.Lock()
+
+    def draw() -> None:
+        mine = [ids.new() for _ in range(300)]  # more than one pool of 256 per thread
+        with lock:
+            drawn.extend(mine)
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(drawn) == 1200 and len(set(drawn)) == 1200
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in drawn)
+
+
+def test_a_caller_id_is_kept_and_a_missing_or_unusable_one_is_generated_from_the_pool() -> None:
+    ids = RequestIds()
+    assert request_id_for({"prompt": "x", "id": "req-7"}, ids) == "req-7"
+    assert request_id_for({"prompt": "x", "id": 42}, ids) == 42
+    for item in ({"prompt": "x"}, {"prompt": "x", "id": "  "}, {"prompt": "x", "id": True}, {"prompt": "x", "id": "y" * 257}):
+        assert re.fullmatch(r"[0-9a-f]{32}", str(request_id_for(item, ids)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_repeats_the_parents_pending_ids() -> None:
+    ids = RequestIds()
+    ids.new()  # the pool is drawn: 255 ids are pending in it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its next id and leave at once
+        os.write(write, ids.new().encode())
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert status == 0 and re.fullmatch(r"[0-9a-f]{32}", child)
+    assert child != ids.new()  # without the fork hook both would hand out the same pending id

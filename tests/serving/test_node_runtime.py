@@ -50,7 +50,7 @@ def test_node_runtime_passes_conformance_and_falls_back(tmp_path: Path) -> None:
 
 
 def run_node_tests(node: str, root: Path, *files: str) -> None:
-    env = {**os.environ, "TIERROUTE_NODE_BUNDLES": str(root)}
+    env = {**os.environ, "TIERROUTE_NODE_BUNDLES": str(root), "TIERROUTE_NODE_SCRATCH": str(root / "node-scratch")}
     done = subprocess.run([node, "--test", *files], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=540)
     summary = [line for line in done.stdout.splitlines() if line.startswith(("# pass", "# fail", "# skipped", "not ok"))]
     assert done.returncode == 0, f"node --test failed ({summary}):\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"

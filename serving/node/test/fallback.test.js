@@ -8,7 +8,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Router, RequestError, BundleError, FALLBACK_REASONS } = require('../lib');
-const { ROOT, SKIP, copyBundle, manifestOf, writeManifest } = require('./helpers');
+const { ROOT, SKIP, copyBundle, scratchDir, manifestOf, writeManifest } = require('./helpers');
 
 const REQUEST = { prompt: 'Pull the order id.', output_schema: { order_id: 'string' } };
 
@@ -36,7 +36,7 @@ test('no bundle: the tree decides', async () => {
 });
 
 test('a file, a folder without a manifest, a bad manifest, another kind: bundle_unreadable', { skip: SKIP }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tierroute-node-'));
+  const dir = scratchDir();
   await assertFallback(dir, 'bundle_unreadable', {}, /has no manifest.json/);
   fs.writeFileSync(path.join(dir, 'file'), 'x');
   await assertFallback(path.join(dir, 'file'), 'bundle_unreadable', {}, /not a folder/);
