@@ -9,8 +9,8 @@ installed there with ``pip install --no-deps --target``; nothing else changes) o
 Without --bundle, a bundle is trained first on the built-in synthetic workload (static encoder);
 both versions load that same bundle, so only the code differs.
 
-Each round runs one baseline process, then one process of this checkout (alternating, so both
-see the machine's drift alike). A process times, for ~30, ~400 and ~2,000-token prompts with and
+Each round runs one baseline process and one process of this checkout, the baseline first in
+even rounds and second in odd ones, so both see the machine's drift alike. A process times, for ~30, ~400 and ~2,000-token prompts with and
 without an output schema, ``reps`` batches of calls of the Router and of the tree
 (HeuristicPolicy.route) interleaved, and keeps each one's fastest batch mean (the least disturbed
 by other load). Printed: per prompt, the best over rounds of each version's learned and tree
@@ -162,7 +162,12 @@ def main() -> int:
         print(f"baseline {label} vs this checkout; bundle {bundle}; {args.rounds} rounds x {args.reps} batches per prompt")
         rounds = []
         for i in range(args.rounds):
-            rounds.append((run_worker(bundle, args.reps, str(site)), run_worker(bundle, args.reps, None)))
+            if i % 2 == 0:  # the order alternates too: no version always runs first
+                base = run_worker(bundle, args.reps, str(site))
+                rounds.append((base, run_worker(bundle, args.reps, None)))
+            else:
+                now = run_worker(bundle, args.reps, None)
+                rounds.append((run_worker(bundle, args.reps, str(site)), now))
             print(f"  round {i + 1}/{args.rounds} done", flush=True)
         print("\n== route(), one thread: fastest batch mean per call (us), baseline vs now")
         report(rounds)

@@ -57,15 +57,15 @@ def token_column(feature_names: Sequence[str]) -> int:
 
 def feature_matrix(signals: Any, embedding: np.ndarray | None) -> np.ndarray:
     """(n, d) float32 request features: the signal columns, then the embedding's (FeatureSpec order)."""
-    scalar = np.asarray(signals, dtype=np.float32)
     if embedding is None:
-        return scalar
+        return np.asarray(signals, dtype=np.float32)
     embedded = np.asarray(embedding, dtype=np.float32)
-    if scalar.ndim != 2 or embedded.ndim != 2:
-        return np.hstack([scalar, embedded])
-    k = scalar.shape[1]
-    X = np.empty((scalar.shape[0], k + embedded.shape[1]), dtype=np.float32)  # one allocation: the hot path
-    X[:, :k] = scalar
+    n = len(signals)
+    if not n or embedded.ndim != 2 or len(embedded) != n:  # not the serving shape: let numpy say what does not fit
+        return np.hstack([np.asarray(signals, dtype=np.float32), embedded])
+    k = len(signals[0])
+    X = np.empty((n, k + embedded.shape[1]), dtype=np.float32)  # one allocation, rows converted in place: the hot path
+    X[:, :k] = signals
     X[:, k:] = embedded
     return X
 

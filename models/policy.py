@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any, cast
 
 import numpy as np
@@ -45,6 +46,11 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @cached_property
+    def label(self) -> str:
+        """``"<kind> policy (knob <value>)"``: how decisions name it (formatted once per policy)."""
+        return f"{self.kind} policy (knob {self.value:.6g})"
 
 
 def choose_row(policy: Policy, proba: list[float], cost: list[float], feasible: list[bool] | None = None) -> int:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tierroute.errors import ConfigError, RequestError
+from tierroute.errors import ConfigError, RequestError, describe
 from tierroute.models.catalogue import Catalogue, builtin_catalogue
 from tierroute.models.heuristic import HeuristicTree
 from tierroute.models.objective import OBJECTIVES, check_objective
@@ -296,7 +296,7 @@ class Router:
                 f"P(correct)={p:.3f} for {b.candidates[j]} < min_confidence={self.config.min_confidence}",
                 objective,
             )
-        why = f"{policy.kind} policy (knob {policy.value:.6g}): P(correct)={p:.3f}, expected cost {costs[j]:.6g}"
+        why = f"{policy.label}: P(correct)={p:.3f}, expected cost {costs[j]:.6g}"
         if objective is not None:
             why = f"{why}; objective {objective}"
         k, propensity, explored = (j, 1.0, False) if self.explorer is None else self.explorer.draw(j, feasible)
@@ -356,17 +356,25 @@ class Router:
 
 
 def _batch_objective(requests: Sequence[Request | Mapping[str, Any]], given: str | None) -> str | None:
-    """The objective named by the call or by the request objects' ``objective`` field (one value)."""
-    named = {
-        item.get("objective")
-        for item in requests
-        if (type(item) is dict or isinstance(item, Mapping)) and item.get("objective") is not None  # exact type first: cheap
-    }
-    if given is not None:
-        named.add(given)
+    """The objective named by the call or by the request objects' ``objective`` field (one value);
+    RequestError when they name several, or a value that is not a string."""
+    named: set[str] = set() if given is None else {_objective_text(given, " (the call's)")}
+    for i, item in enumerate(requests):
+        value = item.get("objective") if type(item) is dict or isinstance(item, Mapping) else None  # exact type first: cheap
+        if value is not None:
+            named.add(_objective_text(value, "" if len(requests) == 1 else f" (request [{i}])"))
     if len(named) > 1:
         raise RequestError(
-            f"The requests name different objectives {sorted(map(str, named))}; one call serves one "
+            f"The requests name different objectives {sorted(named)}; one call serves one "
             "objective. Send one 'objective' for the whole batch, or separate calls."
         )
     return named.pop() if named else None
+
+
+def _objective_text(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise RequestError(
+            f"'objective' must be a string{where}: one of {OBJECTIVES} or 'budget=USD_PER_QUERY'; got "
+            f'{describe(value)}. Send e.g. "objective": "match-best".'
+        )
+    return value

@@ -153,6 +153,18 @@ def test_the_objective_field_picks_the_operating_point_per_call(router_a: Router
     assert [r["objective"] for r in rows] == ["max-accuracy"] * 6 + ["budget=0.0001"] * 6 + ["match-best"]
 
 
+@pytest.mark.parametrize("objective", [["max-accuracy"], {"budget": 0.1}, 5])
+def test_an_objective_that_is_not_a_string_is_a_422_naming_what_arrived(router_a: Router, objective: object) -> None:
+    client = _client(router_a)
+    single = _error(client.post("/v1/route", json={"prompt": "x", "objective": objective}), 422)
+    assert single["message"].startswith("'objective' must be a string: one of ('match-best', 'match-heuristic', 'max-accuracy')")
+    assert f"got {objective!r}" in single["message"]
+    item = _error(client.post("/v1/route/batch", json={"requests": [{"prompt": "a"}, {"prompt": "b", "objective": objective}]}), 422)
+    assert item["message"].startswith("'objective' must be a string (request [1])")
+    whole = _error(client.post("/v1/route/batch", json={"objective": objective, "requests": [{"prompt": "a"}]}), 422)
+    assert whole["message"].startswith("'objective' must be a string (the call's)")
+
+
 def test_route_without_an_id_gives_null_and_messages_work(router_a: Router) -> None:
     client = _client(router_a)
     response = client.post(

@@ -646,6 +646,17 @@ def test_a_bad_or_unservable_objective_is_a_request_error(router: Router, fitted
         Router.load(old, RouterConfig(objective="max-accuracy"), strict=True)
 
 
+def test_an_objective_that_is_not_a_string_is_a_request_error_in_a_call_or_a_batch(router: Router) -> None:
+    # a list or dict once escaped as TypeError (unhashable) from the batch's objective check
+    for value in (["max-accuracy"], {"a": 1}, 0.5, True):
+        with pytest.raises(RequestError, match=r"^'objective' must be a string: one of \('match-best'"):
+            router.route({**REQUESTS[0], "objective": value})
+        with pytest.raises(RequestError, match=r"^'objective' must be a string \(request \[1\]\)"):
+            router.route_batch([REQUESTS[0], {**REQUESTS[1], "objective": value}])
+        with pytest.raises(RequestError, match=r"^'objective' must be a string \(the call's\)"):
+            router.route(REQUESTS[0], objective=value)  # type: ignore[arg-type]
+
+
 # -- numpy-served families -------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["knn", "lowrank"])
 def test_numpy_families_export_and_serve_as_trained(kind: str, tmp_path: Path) -> None:
