@@ -1,7 +1,8 @@
 """Routing quality on the real shared data, per dataset and per held-out task: does the family that
 `tierroute train` selects (on training data only) hold across datasets and on tasks it never saw?
 
-    python bench/quality.py [--data ../shared/data] [--only routerbench|routellm|mt_bench]
+    python bench/quality.py [--data ../shared/data] [--only routerbench|routellm|mt_bench|d|e...]
+                            [--outcomes PATH [PATH ...]]... [--catalogue NAME_OR_TOML]
                             [--protocol all|split|loto] [--families pooled/none,per_candidate/static-64,...]
                             [--budget-min MIN] [--cache runs/cache] [--quick]
 
@@ -14,6 +15,12 @@ Datasets (every one under --data):
     Split: a seeded 50/50 split per task.
 (c) MT-Bench (RouteLLM's judgements): checked, and skipped with the reason printed (too few
     questions, judge scores rather than outcomes).
+(d), (e), ...: any other entry under --data, and each --outcomes group: outcome files or folders in
+    any format `tierroute ingest` reads (canonical JSONL/CSV/Parquet with request_id, prompt, model,
+    quality or correct, cost_usd, task), priced and tiered by --catalogue, else a built-in listing
+    every model, else the data's own costs (as `tierroute train` does). Split: a seeded 50/50 split
+    per task; LOTO over its tasks (none with one task). A dataset that cannot be read is reported
+    as skipped, with the reason, and the others still run.
 
 Protocols: "split" as above, with `tierroute train`'s defaults (5 folds); "LOTO" (leave one task
 out): for each task, train on the other tasks' requests and test on every request of that one (a
@@ -137,21 +144,60 @@ class Dataset:
     key: str
     title: str
     data: Any  # RoutingData, tasks = the LOTO task labels
-    catalogue: str
+    catalogue: Any  # the Catalogue that prices and tiers it
     split: tuple[np.ndarray, np.ndarray]  # the "split" protocol's train / test indices
     note: str
 
 
 def ingest(paths: Sequence[Path]) -> Any:
+    from tierroute.pipelines.data.dataset import RoutingData
+
+    return RoutingData.from_frame(ingest_frame(paths))
+
+
+def ingest_frame(paths: Sequence[Path]) -> Any:
+    """The canonical outcome frame of ``paths`` (any format `tierroute ingest` reads)."""
     import datasets
 
-    from tierroute.pipelines.data.dataset import RoutingData
     from tierroute.pipelines.data.ingest import IngestConfig, run_ingest
 
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="tierroute-bench-") as tmp:  # the frame is read into memory before it goes
-        frame = run_ingest(IngestConfig(paths=tuple(map(str, paths)), out_dir=str(Path(tmp) / "ingest"))).to_pandas()
-    return RoutingData.from_frame(frame)
+        return run_ingest(IngestConfig(paths=tuple(map(str, paths)), out_dir=str(Path(tmp) / "ingest"))).to_pandas()
+
+
+def half_per_task(tasks: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices: a seeded half of each task's requests to train on, the rest to test."""
+    rng = np.random.default_rng(seed)
+    train_idx = []
+    for task in np.unique(tasks):
+        idx = np.flatnonzero(tasks == task)
+        train_idx.append(rng.permutation(idx)[: len(idx) // 2])
+    train = np.sort(np.concatenate(train_idx))
+    return train, np.setdiff1d(np.arange(len(tasks)), train)
+
+
+def load_outcomes(key: str, paths: Sequence[Path], catalogue: str | None, quick: bool) -> Dataset:
+    """Any outcome data (files or folders `tierroute ingest` reads): the requests every model
+    answered, priced and tiered by --catalogue, a built-in, or the data's own costs (as `tierroute
+    train` does); split = a seeded 50/50 per task; LOTO over its ``task`` column."""
+    from tierroute.pipelines.data.catalogues import pick_catalogue
+    from tierroute.pipelines.data.dataset import RoutingData
+
+    frame = ingest_frame(paths)
+    chosen, derived = pick_catalogue(catalogue, frame)
+    data = RoutingData.from_frame(frame)
+    both = data.complete()
+    if quick:
+        both = both.subset(_quick(both, 1200))
+    dropped = data.n_requests - both.n_requests
+    note = (
+        f"{len(both.candidates)} models, cost = the data's cost_usd; catalogue {chosen.name}"
+        + (" (tiers and prices read off the data's costs)" if derived else "")
+        + "; split = seeded 50/50 per task"
+        + (f"; {dropped:,} requests without an outcome for every model left out" if dropped else "")
+    )
+    return Dataset(key, f"({key}) outcomes {', '.join(p.name for p in paths)}", both, chosen, half_per_task(both.tasks), note)
 
 
 def _quick(data: Any, n: int, seed: int = 0) -> np.ndarray:
@@ -162,6 +208,8 @@ def _quick(data: Any, n: int, seed: int = 0) -> np.ndarray:
 
 
 def load_routerbench(root: Path, quick: bool) -> Dataset:
+    from tierroute.models.catalogue import builtin_catalogue
+
     rb = root / "routerbench" / "routerbench_zs"
     names = ("arc_challenge", "mbpp", "winograde")
     train = ingest([rb / f"{f}_train.csv" for f in names]).complete()
@@ -174,7 +222,7 @@ def load_routerbench(root: Path, quick: bool) -> Dataset:
         "routerbench",
         "(a) RouterBench",
         both,
-        "routerbench",
+        builtin_catalogue("routerbench"),
         split,
         "11 models, cost = the data's USD per call; split = the shared *_train / *_test files",
     )
@@ -184,6 +232,7 @@ def load_routellm(root: Path, quick: bool) -> Dataset:
     import pandas as pd
 
     from tierroute.hashing import prompt_hash
+    from tierroute.models.catalogue import builtin_catalogue
 
     rl = root / "routellm"
     both = ingest([rl / "mmlu" / "responses", rl / "gsm8k"]).complete()
@@ -202,19 +251,12 @@ def load_routellm(root: Path, quick: bool) -> Dataset:
     both = dataclasses.replace(both, cost=np.broadcast_to(unit, both.cost.shape).copy(), tasks=np.array(groups))
     if quick:
         both = both.subset(_quick(both, 1200))
-    rng = np.random.default_rng(0)
-    train_idx = []
-    for task in np.unique(both.tasks):
-        idx = np.flatnonzero(both.tasks == task)
-        train_idx.append(rng.permutation(idx)[: len(idx) // 2])
-    train_idx = np.sort(np.concatenate(train_idx))
-    split = (train_idx, np.setdiff1d(np.arange(both.n_requests), train_idx))
     return Dataset(
         "routellm",
         "(b) RouteLLM MMLU+GSM8K",
         both,
-        "routellm",
-        split,
+        builtin_catalogue("routellm"),
+        half_per_task(both.tasks),
         "GPT-4-1106 vs Mixtral-8x7B, cost units GPT-4 1.0 / Mixtral 0.06; tasks: gsm8k + MMLU's 57 subjects in "
         "the MMLU paper's 4 groups; split = seeded 50/50 per task",
     )
@@ -235,6 +277,18 @@ def mt_bench_reason(root: Path) -> str:
         f"Leave-one-category-out folds would test ~{len(questions) // 8} questions each (one question moves accuracy by "
         f"~{8 / len(questions):.2f}), far too few to tell families apart by 0.01 AIQ."
     )
+
+
+def other_datasets(root: Path) -> list[list[Path]]:
+    """Every entry under ``root`` besides routerbench/ and routellm/ (and its notes): a dataset each."""
+    if not root.is_dir():
+        return []
+    known = {"routerbench", "routellm"}
+    return [
+        [p]
+        for p in sorted(root.iterdir())
+        if p.name not in known and not p.name.startswith(".") and p.suffix.lower() not in (".md", ".txt")
+    ]
 
 
 def _concat(a: Any, b: Any) -> Any:
@@ -268,7 +322,6 @@ def _ratio(at: dict[str, Any]) -> str:
 
 def run_split(ds: Dataset, label: str, train: Any, test: Any, args: argparse.Namespace, n_folds: int = 5) -> dict[str, Any]:
     from tierroute.features.embeddings import EmbeddingCache
-    from tierroute.models.catalogue import builtin_catalogue
     from tierroute.models.learned import LearnedConfig, LearnedRouter
     from tierroute.models.router import RouterParams
     from tierroute.pipelines.evaluation.evaluate import evaluate
@@ -276,7 +329,7 @@ def run_split(ds: Dataset, label: str, train: Any, test: Any, args: argparse.Nam
     from tierroute.pipelines.training.selection import EncoderSet, SelectConfig, family_config, select_family
 
     clock = time.perf_counter()
-    catalogue = builtin_catalogue(ds.catalogue)
+    catalogue = ds.catalogue
     cache_dir = Path(args.cache)
     base = LearnedConfig(router=RouterParams(n_estimators=100, n_folds=3) if args.quick else RouterParams(n_folds=n_folds))
     config = SelectConfig(pool=args.pool, budget_min=args.budget_min, n_boot=50 if args.quick else 200)
@@ -424,7 +477,16 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("TIERROUTE_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
-    parser.add_argument("--only", choices=["routerbench", "routellm", "mt_bench"], default=None)
+    parser.add_argument("--only", default=None, metavar="KEY", help="one dataset: routerbench, routellm, mt_bench or an outcomes key")
+    parser.add_argument(
+        "--outcomes",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="one more dataset: outcome files or folders (any format `tierroute ingest` reads); repeat for several",
+    )
+    parser.add_argument("--catalogue", default=None, help="prices and tiers for --outcomes data (default: a built-in, else its costs)")
     parser.add_argument("--protocol", choices=["all", "split", "loto"], default="all")
     parser.add_argument(
         "--families",
@@ -455,8 +517,12 @@ def main() -> int:
         pool = tuple(s for s in pool if s.name in wanted)
     args.pool = tuple(sorted(pool, key=FamilySpec.fit_rank))
     data = Path(args.data)
-    if not (data / "routerbench").is_dir():
-        print(f"error: {data} has no routerbench/ folder; pass --data or set TIERROUTE_SHARED_DATA", file=sys.stderr)
+    extra = [[Path(p) for p in group] for group in args.outcomes] + other_datasets(data)
+    if not (data / "routerbench").is_dir() and not extra:
+        print(
+            f"error: {data} has no routerbench/ folder and no --outcomes were given; pass --data or set TIERROUTE_SHARED_DATA",
+            file=sys.stderr,
+        )
         return 2
     clock = time.perf_counter()
     budget = "train's default (scaled with the data)" if args.budget_min is None else f"{args.budget_min:g} min"
@@ -466,26 +532,42 @@ def main() -> int:
         + ("; QUICK: subsampled data, 100 trees, 3 folds (a smoke run, not figures)" if args.quick else "")
     )
     results = []
-    loaders = {"routerbench": load_routerbench, "routellm": load_routellm}
+    loaders: dict[str, Any] = {}
+    if (data / "routerbench").is_dir():
+        loaders["routerbench"] = lambda: load_routerbench(data, args.quick)
+    if (data / "routellm").is_dir():
+        loaders["routellm"] = lambda: load_routellm(data, args.quick)
+    for i, paths in enumerate(extra):  # (d), (e), ...: (c) is MT-Bench's line
+        key = chr(ord("d") + i)
+        loaders[key] = lambda key=key, paths=paths: load_outcomes(key, paths, args.catalogue, args.quick)
+    if args.only not in (None, "mt_bench", *loaders):
+        print(f"error: --only {args.only!r}: the datasets here are {[*loaders, 'mt_bench']}", file=sys.stderr)
+        return 2
     for key, load in loaders.items():
         if args.only not in (None, key):
             continue
-        ds = load(data, args.quick)
+        try:
+            ds = load()
+        except Exception as exc:  # noqa: BLE001 - one unreadable dataset is reported, the others still run
+            print(f"\n#### ({key}) skipped: {type(exc).__name__}: {exc}")
+            continue
         tasks = np.unique(ds.data.tasks)
+        if len(tasks) < 2 and args.protocol in ("all", "loto"):
+            print(f"\n#### {ds.title}: one task only ({tasks[0] if len(tasks) else 'none'}): no leave-one-task-out folds")
         print(
             f"\n#### {ds.title}: {ds.data.n_requests:,} requests; {ds.note}; tasks for leave-one-task-out: "
             + ", ".join(f"{t} ({int((ds.data.tasks == t).sum()):,})" for t in tasks)
         )
         if args.protocol in ("all", "split"):
             results.append(run_split(ds, "split", ds.data.subset(ds.split[0]), ds.data.subset(ds.split[1]), args))
-        if args.protocol in ("all", "loto"):
+        if args.protocol in ("all", "loto") and len(tasks) > 1:
             for task in tasks:
                 held = ds.data.tasks == task
                 train = ds.data.subset(~held)
                 if train.n_requests > args.loto_max_train:
                     train = train.subset(_quick(train, args.loto_max_train))
                 results.append(run_split(ds, f"LOTO {task}", train, ds.data.subset(held), args, args.loto_folds))
-    if args.only in (None, "mt_bench"):
+    if args.only in (None, "mt_bench") and (data / "routellm" / "mt_bench").is_dir():
         print(f"\n#### (c) {mt_bench_reason(data)}")
     print(f"\n== summary ({time.perf_counter() - clock:.0f} s in all)")
     print(f"   {'dataset':<26} {'fold':<28} {'selected':<24} {'AIQ':>7} {'best in pool':<24} {'AIQ':>7} {'gap':>7} {'zero':>7}")

@@ -34,7 +34,16 @@ from typing import Any
 
 from tierroute.errors import CatalogueError, describe
 
-__all__ = ["SCHEMA_VERSION", "BUILTIN_CATALOGUES", "Candidate", "Catalogue", "load_catalogue", "builtin_catalogue", "find_builtin_for"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "BUILTIN_CATALOGUES",
+    "Candidate",
+    "Catalogue",
+    "load_catalogue",
+    "builtin_catalogue",
+    "find_builtin_for",
+    "catalogue_from_costs",
+]
 
 SCHEMA_VERSION = 1
 BUILTIN_CATALOGUES: tuple[str, ...] = ("article", "routerbench", "routellm")
@@ -326,3 +335,41 @@ def find_builtin_for(models: Iterable[str]) -> Catalogue | None:
     wanted = list(models)
     found = (c for c in map(builtin_catalogue, BUILTIN_CATALOGUES) if c.covers(wanted))
     return next(found, None) if wanted else None
+
+
+def catalogue_from_costs(
+    cost_per_call: Mapping[str, float],
+    accuracy: Mapping[str, float],
+    prompt_tokens: float,
+    output_tokens: int = 256,
+    name: str = "from-data",
+) -> Catalogue:
+    """A catalogue for models no built-in lists, read off their outcomes: tiers by mean cost per
+    call (the cheapest third tier1, the middle tier2, the dearest tier3; of two models, tier1 and
+    tier3), each tier's default its most accurate model, and one price per 1k tokens (input and
+    output alike) that gives each model's mean cost for a call with the mean prompt
+    (``prompt_tokens``) and ``output_tokens``.
+
+    >>> cat = catalogue_from_costs({"small": 0.001, "big": 0.02}, {"small": 0.7, "big": 0.9}, 244.0)
+    >>> cat.tier_of("small"), cat.tier_of("big"), round(cat.candidate("big").cost(244, 256), 6)
+    ('tier1', 'tier3', 0.02)
+    """
+    models = list(cost_per_call)
+    bad = {m: c for m, c in cost_per_call.items() if not (isinstance(c, (int, float)) and math.isfinite(c) and c >= 0)}
+    if not models or bad or not (math.isfinite(prompt_tokens) and prompt_tokens >= 0) or output_tokens < 0:
+        raise CatalogueError(
+            f"A catalogue read off the data needs a finite cost >= 0 per call for each model and token counts >= 0; got "
+            f"costs {describe(dict(cost_per_call))}, prompt tokens {prompt_tokens!r}, output tokens {output_tokens!r}. "
+            "Give every outcome row its cost_usd, or pass --catalogue FILE."
+        )
+    order = sorted(models, key=lambda m: (cost_per_call[m], accuracy.get(m, 0.0), m))
+    tiers = ("tier1", "tier2", "tier3")
+    rank = {m: (0 if i == 0 else 2) if len(order) == 2 else min(2, 3 * i // len(order)) for i, m in enumerate(order)}
+    best = {t: max((m for m in order if rank[m] == k), key=lambda m: accuracy.get(m, 0.0), default=None) for k, t in enumerate(tiers)}
+    per_1k = {m: 1000.0 * cost_per_call[m] / (prompt_tokens + output_tokens) if prompt_tokens + output_tokens else 0.0 for m in order}
+    candidates = tuple(Candidate(m, tiers[rank[m]], per_1k[m], per_1k[m], default=best[tiers[rank[m]]] == m) for m in order)
+    description = (
+        f"read off the outcomes: tiers by mean cost per call, prices that give each model's mean cost for a "
+        f"{prompt_tokens:.0f}-token prompt and {output_tokens} output tokens; no latency data"
+    )
+    return Catalogue(name, tiers, candidates, description)

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tierroute._params import check_number
-from tierroute.errors import CatalogueError
-from tierroute.models.catalogue import BUILTIN_CATALOGUES, Catalogue, find_builtin_for, load_catalogue
+from tierroute.models.catalogue import Catalogue, load_catalogue
 from tierroute.models.heuristic import TIERS, HeuristicTree
+from tierroute.pipelines.data.catalogues import pick_catalogue
 from tierroute.pipelines.data.ingest import IngestConfig, run_ingest
 from tierroute.pipelines.outputs import prepare_out_dir
 from tierroute.request import Request
@@ -45,27 +45,6 @@ class AuditConfig:
         d = asdict(self)
         d["ingest"] = self.ingest.to_dict()
         return d
-
-
-def _pick_catalogue(name: str | None, models: list[str]) -> Catalogue:
-    if name:
-        catalogue = load_catalogue(name)
-    else:
-        found = find_builtin_for(models)
-        if found is None:
-            raise CatalogueError(
-                f"No built-in catalogue lists every model in the data ({', '.join(models[:6])}"
-                f"{', ...' if len(models) > 6 else ''}). Pass --catalogue FILE (a TOML mapping each model "
-                f"to a tier) or one of the built-ins: {', '.join(BUILTIN_CATALOGUES)}."
-            )
-        catalogue = found
-    missing = catalogue.missing(models)
-    if missing:
-        raise CatalogueError(
-            f"Catalogue {catalogue.name!r} has no tier for model(s) {missing}. Add them to the TOML "
-            "(model, tier, prices) or pass another --catalogue."
-        )
-    return catalogue
 
 
 def _tier_rows(frame: Any, catalogue: Catalogue) -> list[dict[str, Any]]:
@@ -147,7 +126,9 @@ def run_audit(config: AuditConfig, progress: Callable[[str], None] | None = None
     result = run_ingest(ingest_cfg, progress=progress)
     frame = result.to_pandas()
     models = sorted(frame["model"].unique().tolist())
-    catalogue = _pick_catalogue(config.catalogue, models)
+    catalogue, derived = pick_catalogue(config.catalogue, frame, out_dir)
+    if derived and progress:
+        progress(derived)
 
     requests = frame.drop_duplicates("request_id")[["request_id", "prompt", "output_schema", "latency_sla_ms", "task"]]
     requests = requests.assign(task=requests["task"].fillna("(none)"))

@@ -45,6 +45,7 @@ import numpy as np
 
 from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError
+from tierroute.models.catalogue import BUILTIN_CATALOGUES, builtin_catalogue
 from tierroute.pipelines.lifecycle.promote import GateConfig, GateResult
 from tierroute.pipelines.training.tracking import DEFAULT_TRACKING_URI
 
@@ -256,7 +257,7 @@ def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainRe
     gc.collect()
     learned = champion.config
     static_dims = champion.encoder.dims if learned.encoder in ("static", "tuned") and champion.encoder is not None else 64
-    catalogue = champion.catalogue_.source if Path(str(champion.catalogue_.source)).is_file() else champion.catalogue_.name
+    catalogue = _champion_catalogue(champion.catalogue_, out)
     stage(progress, f"training the challenger with the champion's settings (version {current.version})")
     trained = run_train(
         TrainConfig(
@@ -288,3 +289,16 @@ def _run_retrain(config: RetrainConfig, progress: Any, engine: Any) -> RetrainRe
     result = RetrainResult(version, str(trained.run_id), gate, out, rows, join)
     (out / "retrain.json").write_text(json.dumps(result.summary(), indent=2, default=str) + "\n", encoding="utf-8")
     return result
+
+
+def _champion_catalogue(catalogue: Any, out: Path) -> str:
+    """What the challenger's training loads as the champion's catalogue: a built-in by name, its
+    file when it is still there, else (a file moved away, one read off the data) the champion's
+    own copy, written into this retrain's folder."""
+    if catalogue.name in BUILTIN_CATALOGUES and catalogue == builtin_catalogue(catalogue.name):
+        return str(catalogue.name)
+    if Path(str(catalogue.source)).is_file():
+        return str(catalogue.source)
+    path = out / "champion-catalogue.toml"
+    path.write_text(catalogue.to_toml(), encoding="utf-8")
+    return str(path)

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from tierroute._params import check_fraction, check_int, check_number
-from tierroute.errors import CatalogueError, ConfigError
+from tierroute.errors import ConfigError
 from tierroute.features.embeddings import ENCODERS, EmbeddingCache
 from tierroute.features.logged import is_logged
-from tierroute.models.catalogue import BUILTIN_CATALOGUES, Catalogue, find_builtin_for, load_catalogue
 from tierroute.models.families import FAMILY_KINDS
 from tierroute.models.learned import LearnedConfig, LearnedRouter
+from tierroute.pipelines.data.catalogues import pick_catalogue
 from tierroute.pipelines.data.ingest import IngestConfig, run_ingest
 from tierroute.pipelines.encoders import make_encoder
 from tierroute.pipelines.outputs import prepare_out_dir
@@ -151,20 +151,6 @@ class TrainResult:
         }
 
 
-def pick_catalogue(name: str | None, models: list[str]) -> Catalogue:
-    """The named catalogue, or the first built-in listing every model; each model must be in it."""
-    catalogue = load_catalogue(name) if name else find_builtin_for(models)
-    if catalogue is None:
-        raise CatalogueError(
-            f"No built-in catalogue lists every model in the data ({', '.join(models[:6])}). Pass --catalogue "
-            f"FILE (a TOML mapping each model to a tier and prices) or one of {', '.join(BUILTIN_CATALOGUES)}."
-        )
-    missing = catalogue.missing(models)
-    if missing:
-        raise CatalogueError(f"Catalogue {catalogue.name!r} has no entry for model(s) {missing}. Add them or pass another --catalogue.")
-    return catalogue
-
-
 def training_reference(router: Any, train: Any) -> dict[str, Any]:
     """The training distributions a drift report compares logs with (see pipelines/lifecycle/drift.py): the
     signals, the served model's P(correct) and tier mix on the training requests (what serving the
@@ -239,7 +225,9 @@ def _run_train(config: TrainConfig, progress: Callable[[str], None] | None, engi
     )
     frame = ingested.to_pandas()
     models = sorted(frame["model"].unique().tolist())
-    catalogue = pick_catalogue(config.catalogue, models)
+    catalogue, derived = pick_catalogue(config.catalogue, frame, out)
+    if derived:
+        say(derived)
     weighted = config.data_weights and len(set(config.data_weights)) > 1
     data = RoutingData.from_frame(frame, models, np.asarray(config.data_weights)[ingested.row_origins()] if weighted else None)
     del frame  # RoutingData holds what training needs (one prompt per request, not one per outcome row)

@@ -358,3 +358,18 @@ def test_to_toml_reads_back_as_the_same_catalogue(name: str, tmp_path: Path) -> 
     again = load_catalogue(path)
     assert again.candidates == changed.candidates and again.tiers == changed.tiers
     assert (again.name, again.description) == (changed.name, changed.description)
+
+
+def test_a_catalogue_read_off_costs_tiers_by_cost_and_defaults_to_the_most_accurate() -> None:
+    from tierroute.models.catalogue import catalogue_from_costs
+
+    costs = {"a": 0.001, "b": 0.002, "c": 0.003, "d": 0.010, "e": 0.011, "f": 0.050}
+    accuracy = {"a": 0.5, "b": 0.6, "c": 0.55, "d": 0.7, "e": 0.65, "f": 0.9}
+    cat = catalogue_from_costs(costs, accuracy, 300.0, 100)
+    assert [cat.tier_of(m) for m in "abcdef"] == ["tier1", "tier1", "tier2", "tier2", "tier3", "tier3"]
+    assert [cat.default_model(t) for t in cat.tiers] == ["b", "d", "f"]  # each tier's most accurate
+    assert all(abs(cat.candidate(m).cost(300, 100) - c) < 1e-12 for m, c in costs.items())  # the mean call's cost
+    pair = catalogue_from_costs({"weak": 0.06, "strong": 1.0}, {"weak": 0.67, "strong": 0.81}, 50.0)
+    assert (pair.tier_of("weak"), pair.tier_of("strong")) == ("tier1", "tier3")
+    with pytest.raises(CatalogueError, match=r"^A catalogue read off the data needs a finite cost >= 0 per call for each model"):
+        catalogue_from_costs({"a": float("nan")}, {}, 10.0)

@@ -49,7 +49,7 @@ def add_data_commands(sub: Any) -> None:
         "--catalogue",
         default=None,
         metavar="FILE",
-        help="model -> tier TOML or built-in name (default: the built-in that lists every model)",
+        help="model -> tier TOML or built-in name (default: the built-in that lists every model, else one read off the data's costs)",
     )
     audit.add_argument(
         "--gap-points", type=float, default=5.0, metavar="POINTS", help="quality gap under which the cheaper tier is enough (default 5)"

@@ -24,7 +24,12 @@ def add_training_commands(sub: Any) -> None:
     train = sub.add_parser("train", help="fit the learned router and judge it against the baselines (MLflow-tracked)")
     train.add_argument("--data", nargs="+", default=[], metavar="PATH", help="outcome files/folders (default: built-in synthetic workload)")
     train.add_argument("--format", default="auto", choices=FORMATS)
-    train.add_argument("--catalogue", default=None, metavar="FILE", help="candidate catalogue (default: the built-in listing every model)")
+    train.add_argument(
+        "--catalogue",
+        default=None,
+        metavar="FILE",
+        help="candidate catalogue (default: the built-in listing every model, else one read off the data's costs)",
+    )
     train.add_argument(
         "--encoder",
         default="auto",

@@ -212,16 +212,19 @@ def test_audit_config_validation() -> None:
     assert d["ingest"]["mapping"] == {"quality": "f1"} and d["gap_points"] == 5.0
 
 
-def test_unknown_model_without_catalogue(tmp_path: Path) -> None:
-    rows = [{"request_id": f"r{i}", "prompt": "p", "model": f"my-model-{i}", "quality": 1, "cost_usd": 0.0} for i in range(7)]
+def test_unknown_models_are_tiered_by_the_data_s_own_costs(tmp_path: Path) -> None:
+    rows = [
+        {"request_id": f"r{j}", "prompt": "p", "model": f"my-model-{i}", "quality": 1, "cost_usd": 0.001 * (i + 1)}
+        for i in range(6)
+        for j in range(3)
+    ]
     log = write_log(tmp_path / "log.jsonl", rows)
-    with pytest.raises(CatalogueError) as err:
-        audit(log)
-    assert str(err.value) == (
-        "No built-in catalogue lists every model in the data (my-model-0, my-model-1, my-model-2, my-model-3, my-model-4, "
-        "my-model-5, ...). Pass --catalogue FILE (a TOML mapping each model to a tier) or one of the built-ins: "
-        "article, routerbench, routellm."
-    )
+    said: list[str] = []
+    report = run_audit(AuditConfig(ingest=IngestConfig(paths=(str(log),)), out_dir=str(tmp_path / "audit")), progress=said.append)
+    assert report["catalogue"] == "from-data"
+    assert any(line.startswith("no built-in catalogue lists these models: tiers and prices read off the data's costs") for line in said)
+    tiers = (tmp_path / "audit" / "catalogue.toml").read_text(encoding="utf-8")
+    assert 'model = "my-model-0"\ntier = "tier1"' in tiers and 'model = "my-model-5"\ntier = "tier3"' in tiers
 
 
 def test_model_missing_from_the_named_catalogue(tmp_path: Path) -> None:

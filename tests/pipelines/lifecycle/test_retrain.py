@@ -244,3 +244,25 @@ def test_retrain_refuses_feature_vectors_logged_under_another_spec(champion: dic
             )
         )
     assert str(refused.value) == expected
+
+
+def test_the_challenger_loads_the_champion_s_own_catalogue_when_its_file_is_gone(tmp_path: Path) -> None:
+    from tierroute.models.catalogue import builtin_catalogue, catalogue_from_costs, load_catalogue
+    from tierroute.pipelines.lifecycle.retrain import _champion_catalogue
+
+    assert _champion_catalogue(builtin_catalogue("article"), tmp_path) == "article"  # a built-in: by name
+    read_off = catalogue_from_costs({"open-a": 0.001, "open-b": 0.01}, {"open-a": 0.6, "open-b": 0.8}, 200.0)
+    kept = tmp_path / "run" / "catalogue.toml"
+    kept.parent.mkdir()
+    kept.write_text(read_off.to_toml(), encoding="utf-8")
+    assert _champion_catalogue(load_catalogue(kept), tmp_path) == str(kept)  # its file, while it is there
+    kept.unlink()
+    copy = _champion_catalogue(_moved(read_off), tmp_path)
+    assert copy == str(tmp_path / "champion-catalogue.toml")
+    assert load_catalogue(copy).candidates == read_off.candidates
+
+
+def _moved(catalogue):  # noqa: ANN001, ANN201 - a catalogue whose source file no longer exists
+    import dataclasses
+
+    return dataclasses.replace(catalogue, source="/gone/catalogue.toml")

@@ -131,11 +131,37 @@ def test_config_and_catalogue_errors(tmp_path: Path) -> None:
         r"in the range \[0\.05, 0\.95\]",
     ):
         TrainConfig(test_fraction=1.0)
-    rows = [{"request_id": f"r{i}", "prompt": "p", "model": "mystery-model", "quality": 1, "cost_usd": 0.1} for i in range(3)]
+    rows = [{"request_id": f"r{i}", "prompt": "p", "model": "gpt-4o", "quality": 1, "cost_usd": 0.1} for i in range(3)]
     log = tmp_path / "log.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    with pytest.raises(CatalogueError, match=r"^No built-in catalogue lists every model in the data \(mystery-model\)"):
-        run_train(tiny_config(tmp_path, data=(str(log),), tracking_uri=""))
+    with pytest.raises(CatalogueError, match=r"^Catalogue 'routellm' has no tier for model\(s\) \['gpt-4o'\]\. Add them to the TOML"):
+        run_train(tiny_config(tmp_path, data=(str(log),), tracking_uri="", catalogue="routellm"))
+
+
+def test_models_no_builtin_lists_get_a_catalogue_read_off_the_data(tmp_path: Path) -> None:
+    """A user's own model names: tiers by mean cost per call, each tier's default its most accurate
+    model, written beside the run so a retrain or a proxy can load it."""
+    renamed = {"claude-3-haiku": "open-small", "gpt-4o-mini": "open-mid", "gpt-4o": "open-large"}
+    rows = [json.loads(line) for line in write_jsonl(SyntheticConfig(240, seed=3), tmp_path / "s.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["model"] = renamed.get(row["model"], row["model"])
+    log = tmp_path / "mine.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    said: list[str] = []
+    result = run_train(tiny_config(tmp_path, data=(str(log),), tracking_uri=""), progress=said.append)
+    written = result.out_dir / "catalogue.toml"
+    from tierroute.models.catalogue import load_catalogue
+
+    catalogue = load_catalogue(written)
+    assert result.router.catalogue_ == catalogue and catalogue.name == "from-data"
+    models = sorted(set(renamed.values()) | {r["model"] for r in rows})
+    mean_cost = {m: np.mean([r["cost_usd"] for r in rows if r["model"] == m]) for m in models}
+    by_cost = sorted(models, key=mean_cost.__getitem__)
+    assert [catalogue.tier_of(m) for m in by_cost] == ["tier1", "tier2", "tier3"]  # the three, cheapest first
+    note = next(line for line in said if line.startswith("no built-in catalogue lists these models"))
+    assert f"written to {written}" in note and "tier1: " + by_cost[0] in note
+    manifest = json.loads((result.out_dir / "bundle" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["catalogue"]["name"] == "from-data"  # the bundle serves with it
 
 
 # -- production logs (the chosen model's outcome and its propensity) -------------------------------
