@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +164,7 @@ class _Endpoints:
     def __init__(self, config: ServiceConfig, holder: RouterHolder, metrics: ServiceMetrics) -> None:
         self.config, self.holder, self.metrics = config, holder, metrics
         self.proxied = False
-        self.proxy_described: dict[str, Any] | None = None
+        self.proxy_describe: Callable[[], dict[str, Any]] | None = None
         self.proxy_lifespan: Any = None
         self.feedback: Any = None
         self.feedback_ids: Any = None  # FeedbackIds: the ids feedback may name (serving/feedback_ids.py)
@@ -240,7 +240,8 @@ class _Endpoints:
     async def readyz(self, request: HttpRequest) -> Response:
         if not authorised(request, self.config.token):
             return self._unauthorised()
-        described = self.holder.current.describe() | ({"proxy": self.proxy_described} if self.proxied else {})
+        proxy = {"proxy": self.proxy_describe()} if self.proxy_describe is not None else {}
+        described = self.holder.current.describe() | proxy
         want_learned = request.query_params.get("learned") in ("1", "true")
         status = 503 if want_learned and not described["learned"] else 200
         return json_response({"status": "ready" if status == 200 else "not ready", **described}, status)
@@ -333,7 +334,7 @@ class _Endpoints:
         if proxy is not None:
             from tierroute.serving.proxy import proxy_routes
 
-            routes, self.proxy_lifespan, self.proxy_described = proxy_routes(proxy, self.holder, self.config, self.metrics, self.decided)
+            routes, self.proxy_lifespan, self.proxy_describe = proxy_routes(proxy, self.holder, self.config, self.metrics, self.decided)
             self.proxied = True
         if self.config.feedback_log:
             from tierroute.serving.feedback import FeedbackLog

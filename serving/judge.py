@@ -1,8 +1,9 @@
 """The proxy's sampled LLM judge (opt-in: ``tierroute serve --proxy ... --judge MODEL
 --judge-sample 0.02 --judge-budget 5``): an automatic outcome signal for requests nobody grades.
 
-A seeded ``sample`` share of the routed calls that got a 200 answer (not streamed) is sent, after
-the caller has its answer, to the catalogue candidate ``model`` with a grading prompt; the first
+A seeded ``sample`` share of the routed calls that got a 200 answer is sent, after the caller has
+its answer (a streamed one: the text of its deltas, once the whole stream went out; a stream cut
+short is not graded), to the catalogue candidate ``model`` with a grading prompt; the first
 number in [0, 1] of its reply is the quality. The result joins the call's decision-log line as
 ``auto_feedback`` with ``source: "judge"`` (read by ``tierroute outcomes`` like posted feedback, a
 person's grade outranking it). Spending is capped: a call is made only while the judge's spend so

@@ -24,18 +24,18 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tierroute._params import check_int, check_number
 from tierroute.errors import ConfigError, RequestError
-from tierroute.models.catalogue import Catalogue, load_catalogue
+from tierroute.models.catalogue import load_catalogue
 from tierroute.safejson import UnsafeJSONError
 from tierroute.safejson import loads as safe_loads
 from tierroute.serving.judge import Judge, JudgeConfig
 from tierroute.serving.proxy_log import ServedCall, body_answer
+from tierroute.serving.upstreams import upgrade_chain, upstream_keys
 
 if TYPE_CHECKING:  # httpx and starlette are the serve extra's; imported when the proxy is made
     import httpx
@@ -76,41 +76,6 @@ class ProxyConfig:
         check_int(self.max_attempts, "max_attempts", "ProxyConfig", 1)
 
 
-def upstream_keys(catalogue: Catalogue, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """{model: API key} for the candidates the proxy can call, read once from ``env`` (default: the
-    process environment). ConfigError naming every ``api_key_env`` that is unset or empty."""
-    env = os.environ if env is None else env
-    keys: dict[str, str] = {}
-    unset: dict[str, list[str]] = {}
-    for cand in catalogue.candidates:
-        if cand.base_url and cand.api_key_env:
-            if env.get(cand.api_key_env):
-                keys[cand.model] = env[cand.api_key_env]
-            else:
-                unset.setdefault(cand.api_key_env, []).append(cand.model)
-    if unset:
-        listing = "; ".join(f"{name} (for {', '.join(models)})" for name, models in unset.items())
-        raise ConfigError(
-            f"The API key variable(s) named by api_key_env in catalogue {catalogue.name!r} are not set: "
-            f"{listing}. Export them (export NAME=...) before starting the proxy, or remove api_key_env "
-            "from endpoints that need no key."
-        )
-    return keys
-
-
-def upgrade_chain(catalogue: Catalogue, first: str) -> list[str]:
-    """``first``, then every candidate above it: same tier and dearer, then higher tiers, each
-    cheapest first; only candidates with a ``base_url`` (where the proxy can send a call)."""
-
-    def rank(model: str) -> tuple[int, float, str]:
-        c = catalogue.candidate(model)
-        return catalogue.tier_rank(c.tier), c.input_per_1k + c.output_per_1k, c.model
-
-    start = rank(first)
-    above = sorted((c.model for c in catalogue.candidates if rank(c.model) > start), key=rank)
-    return [m for m in (first, *above) if catalogue.candidate(m).base_url]
-
-
 def _request_fields(payload: dict[str, Any], sla_header: str | None) -> dict[str, Any]:
     """The routing request hidden in a chat-completions body."""
     fields: dict[str, Any] = {"messages": payload.get("messages")}
@@ -135,14 +100,15 @@ def _request_fields(payload: dict[str, Any], sla_header: str | None) -> dict[str
 
 def proxy_routes(
     config: ProxyConfig, holder: Any, service: Any, metrics: Any, decided: Callable[[Any, Any], None]
-) -> tuple[list[Any], Any, dict[str, Any]]:
+) -> tuple[list[Any], Any, Callable[[], dict[str, Any]]]:
     """The proxy's routes, the lifespan that owns its HTTP client, and what /readyz says about it
-    (for :func:`create_app`; ``decided(payload, decision)`` counts and logs each routed decision)."""
+    (a callable: the judge's spend changes; for :func:`create_app`; ``decided(payload, decision)``
+    counts and logs each routed decision)."""
     import httpx  # noqa: F401  (the serve extra's: missing, the service fails at start, not on a call)
     from starlette.routing import Route
 
     proxy = _Proxy(config, holder, service, metrics, decided)
-    return [Route("/v1/chat/completions", proxy.chat_completions, methods=["POST"])], proxy.lifespan, proxy.described
+    return [Route("/v1/chat/completions", proxy.chat_completions, methods=["POST"])], proxy.lifespan, proxy.describe
 
 
 class _Call:
@@ -197,6 +163,10 @@ class _Proxy:
             "timeout_s": config.timeout_s,
             "upstreams": [c.model for c in catalogue.candidates if c.base_url],
         }
+
+    def describe(self) -> dict[str, Any]:
+        """What /readyz says about the proxy: its settings and, with a judge, its running spend."""
+        return self.described | ({"judge": self.judge.describe()} if self.judge is not None else {})
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
@@ -303,10 +273,16 @@ class _Proxy:
             self.failed(call, model, str(status), detail, status)
             return None
         if call.payload.get("stream") and status == 200:
+            from starlette.background import BackgroundTask
             from starlette.responses import StreamingResponse
 
+            judged = call.served is not None and self.judge is not None and self.judge.sampled()
             return StreamingResponse(
-                self.relay(call, upstream, model), status_code=status, media_type=media, headers={**relayed, **call.decision_header(model)}
+                self.relay(call, upstream, model, judged),
+                status_code=status,
+                media_type=media,
+                headers={**relayed, **call.decision_header(model)},
+                background=BackgroundTask(self.graded_stream, call, model) if judged else None,
             )
         try:
             content = await upstream.aread()
@@ -322,8 +298,10 @@ class _Proxy:
             return None
         return self.answer(call, model, status, media, {**relayed, **call.decision_header(model)}, content)
 
-    async def relay(self, call: _Call, resp: httpx.Response, model: str) -> AsyncIterator[bytes]:
-        """A streamed answer, chunk by chunk (tapped for the decision log), then the call finished."""
+    async def relay(self, call: _Call, resp: httpx.Response, model: str, judged: bool = False) -> AsyncIterator[bytes]:
+        """A streamed answer, chunk by chunk (tapped for the decision log), then the call finished;
+        when ``judged``, a complete stream (it reached a finish_reason or ``[DONE]``) is finished by
+        :meth:`graded_stream` after the judge read it, and a stream cut short here, ungraded."""
         try:
             async for chunk in resp.aiter_bytes():  # decoded: content-encoding is not relayed
                 if call.served is not None:
@@ -331,7 +309,17 @@ class _Proxy:
                 yield chunk
         finally:
             await resp.aclose()
-            call.finish(model, 200)
+            if not (judged and call.served is not None and call.served.stream_complete):
+                call.finish(model, 200)
+
+    async def graded_stream(self, call: _Call, model: str) -> None:
+        """After a sampled stream went out: a complete one's text to the judge, then the call
+        finished (a no-op when :meth:`relay` finished it first). Runs after the response, however
+        it ended: the caller may close the connection as soon as it read the last event."""
+        assert call.served is not None and self.judge is not None
+        if call.served.stream_complete:
+            call.served.judged = await self.judge.grade(self.client(), dict(call.served.fields), call.served.streamed_text())
+        call.finish(model, 200)
 
     def answer(self, call: _Call, model: str, status: int, media: str, headers: dict[str, str], content: bytes) -> Response:
         """The upstream's whole answer, as is; graded by the judge after it is sent when sampled."""

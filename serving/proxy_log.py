@@ -76,8 +76,13 @@ class ServedCall:
         self._text: list[str] = []
         self._usage: dict[str, int] | None = None
         self._pending = b""
+        self.stream_complete = False  # the tapped stream reached its end: a finish_reason or [DONE]
         self._done = False
         self.judged: dict[str, Any] | None = None  # the sampled judge's auto_feedback entry, if graded
+
+    def streamed_text(self) -> str | None:
+        """The text deltas tapped from a streamed answer so far, joined (None: none)."""
+        return "".join(self._text) if self._text else None
 
     def tap(self, chunk: bytes) -> None:
         """Read one chunk of a streamed (SSE) answer: its text deltas and any usage."""
@@ -85,6 +90,8 @@ class ServedCall:
         *lines, self._pending = self._pending.split(b"\n")
         for line in lines:
             data = line.strip()
+            if data == b"data: [DONE]":
+                self.stream_complete = True
             if not data.startswith(b"data:") or data == b"data: [DONE]":
                 continue
             try:
@@ -95,6 +102,8 @@ class ServedCall:
                 continue
             self._usage = _usage(event) or self._usage
             for choice in event.get("choices") or []:
+                if isinstance(choice, Mapping) and choice.get("finish_reason"):
+                    self.stream_complete = True
                 delta = choice.get("delta") if isinstance(choice, Mapping) else None
                 if isinstance(delta, Mapping) and isinstance(delta.get("content"), str):
                     self._text.append(delta["content"])

@@ -134,6 +134,9 @@ class _StubHandler(BaseHTTPRequestHandler):
                 400, {"error": {"message": "max_tokens must be positive", "type": "invalid_request_error", "param": "max_tokens"}}
             )
         if not body.get("stream"):
+            asked = str((body.get("messages") or [{}])[-1].get("content", ""))
+            if asked.startswith("You grade an AI assistant's answer"):  # the proxy's judge: a score
+                return self._send_json(200, {**_completion(body["model"]), "choices": [{"message": {"content": "0.75"}}]})
             return self._send_json(200, _completion(body["model"]))
         model = body["model"]
         events = [_chunk(model, {"role": "assistant", "content": ""})]
@@ -758,3 +761,35 @@ def test_a_routed_call_that_every_upstream_failed_is_logged_too(
         c.chat.completions.create(model="tierroute", messages=PLAIN)
     [row] = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     assert (row["model"], row["served_model"], row["attempts"], row["cost_usd"]) == ("t2-500", None, 2, None)
+
+
+def test_a_sampled_streamed_call_is_judged_on_its_text_and_readyz_shows_the_spend(
+    serve: Any, catalogue_path: Path, stubs: dict[str, _Stub], tmp_path: Path
+) -> None:
+    from tierroute.serving.judge import JudgeConfig
+
+    log = tmp_path / "decisions.jsonl"
+    served = serve(
+        ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)),
+        catalogue=str(catalogue_path),
+        timeout_s=TIMEOUT_S,
+        judge=JudgeConfig("t3-ok", sample=1.0, budget_usd=1.0, seed=1),
+    )
+    with served.client() as c:
+        stream = c.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA, stream=True)
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "streamed from t1-ok"
+        c.chat.completions.create(model="tierroute", messages=PLAIN)  # not streamed: judged as before
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(log.read_text(encoding="utf-8").splitlines()) < 2:
+        time.sleep(0.05)  # each line is written once its judge answered, after the caller had the answer
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    [streamed], [whole] = [r for r in rows if r["has_schema"]], [r for r in rows if not r["has_schema"]]  # either may finish first
+    judged = {"source": "judge", "quality": 0.75, "correct": True, "judge": "t3-ok"}
+    assert {k: streamed["auto_feedback"][-1][k] for k in judged} == judged and streamed["served_model"] == "t1-ok"
+    assert {k: whole["auto_feedback"][-1][k] for k in judged} == judged
+    asked = [call["body"]["messages"][0]["content"] for call in stubs["ok"].calls if call["model"] == "t3-ok"]
+    assert len(asked) == 2 and any(a.endswith("Answer:\nstreamed from t1-ok") for a in asked)  # the stream's own text was graded
+    ready = httpx.get(f"http://127.0.0.1:{served.port}/readyz", timeout=10).json()
+    spent = ready["proxy"]["judge"]
+    assert (spent["model"], spent["graded"], spent["failed"], spent["over_budget"]) == ("t3-ok", 2, 0, 0)
+    assert spent["spent_usd"] == pytest.approx(2 * (5 * 0.15 + 3 * 0.6) / 1000)  # the stub's usage at t3-ok's prices
