@@ -22,6 +22,7 @@ sha256 prefix instead.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -222,12 +223,15 @@ class _Endpoints:
         ids = [item.get("id") if isinstance(item, dict) else None for item in items]
         router = self.holder.current
         try:
+            decide = functools.partial(
+                router.route_batch, items, payload.get("objective"), explain=explain_flag(request.query_params.get("explain"))
+            )
             if len(items) > 32:  # a big batch would hold the event loop: decide it on a worker thread
                 from starlette.concurrency import run_in_threadpool
 
-                decisions = await run_in_threadpool(router.route_batch, items, payload.get("objective"))
+                decisions = await run_in_threadpool(decide)
             else:
-                decisions = router.route_batch(items, payload.get("objective"))
+                decisions = decide()
         except RequestError as exc:
             return _error(422, str(exc), metrics)
         for item, decision in zip(items, decisions):

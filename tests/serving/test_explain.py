@@ -187,6 +187,10 @@ def test_http_route_explains_with_the_query_flag(pooled: Router) -> None:
     assert explained["explanation"]["candidates"][0]["model"] == explained["model"] and explained["explanation"]["tree"]
     bad = client.post("/v1/route?explain=maybe", json=REQUESTS[0])
     assert bad.status_code == 422 and "explain=1" in bad.text
+    batch = client.post("/v1/route/batch?explain=1", json={"requests": REQUESTS[:3]}).json()["decisions"]
+    assert [d["explanation"] == pooled.route(r, explain=True).explanation for d, r in zip(batch, REQUESTS[:3])] == [True] * 3
+    assert "explanation" not in client.post("/v1/route/batch", json={"requests": REQUESTS[:1]}).json()["decisions"][0]
+    assert client.post("/v1/route/batch?explain=maybe", json={"requests": REQUESTS[:1]}).status_code == 422
 
 
 def test_cli_route_explain(bundles: dict[str, Path]) -> None:
