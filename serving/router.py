@@ -358,6 +358,8 @@ class Router:
 def _batch_objective(requests: Sequence[Request | Mapping[str, Any]], given: str | None) -> str | None:
     """The objective named by the call or by the request objects' ``objective`` field (one value);
     RequestError when they name several, or a value that is not a string."""
+    if given is None and len(requests) == 1 and type(requests[0]) is dict and requests[0].get("objective") is None:
+        return None  # route()'s usual case, without the loop
     named: set[str] = set() if given is None else {_objective_text(given, " (the call's)")}
     for i, item in enumerate(requests):
         value = item.get("objective") if type(item) is dict or isinstance(item, Mapping) else None  # exact type first: cheap
