@@ -33,6 +33,7 @@ from tierroute.pipelines.benchmark.prompts import PromptItem, PromptSet, load_pr
 from tierroute.pipelines.benchmark.report import Answer, Failure, Scored, make_row, summarize
 from tierroute.progress import bar
 from tierroute.request import messages_to_prompt
+from tierroute.serving.upstreams import read_api_keys
 
 __all__ = ["Plan", "prepare", "execute", "plan_pairs"]
 
@@ -126,22 +127,11 @@ def prepare(config: Any, env: Mapping[str, str]) -> Plan:
             f"base_url must start with http:// or https://; got {', '.join(bad_url)} in catalogue "
             f'{catalogue.name!r}. Write the endpoint\'s full URL, e.g. "https://api.example.com/v1".'
         )
-    headers: dict[str, dict[str, str]] = {}
-    unset: dict[str, list[str]] = {}
-    for cand in callees:
-        headers[cand.model] = {"content-type": "application/json"}
-        if cand.api_key_env:
-            key = env.get(cand.api_key_env)
-            if key:
-                headers[cand.model]["authorization"] = f"Bearer {key}"
-            else:
-                unset.setdefault(cand.api_key_env, []).append(cand.model)
-    if unset:
-        listing = "; ".join(f"{var} (for {', '.join(models)})" for var, models in unset.items())
-        raise ConfigError(
-            f"The API key variable(s) named by api_key_env are not set: {listing}. Export them "
-            "(export NAME=...), or remove api_key_env from endpoints that need no key."
-        )
+    keys = read_api_keys(callees, env)
+    headers = {
+        c.model: {"content-type": "application/json"} | ({"authorization": f"Bearer {keys[c.model]}"} if c.model in keys else {})
+        for c in callees
+    }
     pairs = plan_pairs([i.id for i in items], names, config.sample_fraction, config.seed)
     return Plan(config, catalogue, prompts, tuple(candidates), judge, headers, tuple(pairs), config.threshold_map())
 

@@ -5,6 +5,7 @@ my.jsonl`` works for models no built-in knows, as long as each row carries its `
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,10 @@ def _read_off(frame: Any, models: list[str]) -> Catalogue:
     tokens = float(np.mean([counter.count(p) for p in prompts])) if len(prompts) else 0.0
     return catalogue_from_costs(
         {m: float(costs.get_group(m).mean()) for m in models},
-        {m: float(correct.get(m, 0.0)) if correct.get(m) == correct.get(m) else 0.0 for m in models},
+        {m: _or_zero(correct.get(m, math.nan)) for m in models},  # no graded outcome: accuracy 0
         tokens,
     )
+
+
+def _or_zero(value: float) -> float:
+    return 0.0 if math.isnan(float(value)) else float(value)

@@ -249,6 +249,13 @@ def serve() -> Iterator[Any]:
         served.stop()
 
 
+def _logged(serve: Any, catalogue_path: Path, log: Path, **proxy: Any) -> _Served:
+    """A proxy over the stubs' catalogue that writes its decision log to ``log``."""
+    return serve(
+        ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S, **proxy
+    )
+
+
 @pytest.fixture(scope="module")
 def proxy(catalogue_path: Path) -> Iterator[_Served]:
     """The proxy routing with the heuristic tree over the stubs' catalogue."""
@@ -654,7 +661,7 @@ def test_routed_calls_are_decisions_counted_logged_and_written(
 ) -> None:
     caplog.set_level("INFO", logger="tierroute.serving")
     log = tmp_path / "decisions.jsonl"
-    served = serve(ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)), catalogue=str(catalogue_path), timeout_s=TIMEOUT_S)
+    served = _logged(serve, catalogue_path, log)
     with served.client() as c:
         raw = c.chat.completions.with_raw_response.create(
             model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA, extra_headers={"x-tierroute-objective": "max-accuracy"}
@@ -721,12 +728,7 @@ def test_a_non_finite_sla_header_is_422(client: Any, stubs: dict[str, _Stub], va
 
 def test_the_proxy_logs_what_the_upstream_call_became(serve: Any, catalogue_path: Path, stubs: dict[str, _Stub], tmp_path: Path) -> None:
     log = tmp_path / "decisions.jsonl"
-    served = serve(
-        ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)),
-        catalogue=str(catalogue_path),
-        timeout_s=TIMEOUT_S,
-        schema_check=lambda text, schema: 1.0 if text.startswith("{") else 0.0,
-    )
+    served = _logged(serve, catalogue_path, log, schema_check=lambda text, schema: 1.0 if text.startswith("{") else 0.0)
     with served.client() as c:
         moved = c.chat.completions.with_raw_response.create(
             model="tierroute", messages=PLAIN, extra_headers={REQUEST_ID_HEADER: "caller-42"}
@@ -751,12 +753,7 @@ def test_a_routed_call_that_every_upstream_failed_is_logged_too(
     serve: Any, catalogue_path: Path, stubs: dict[str, _Stub], tmp_path: Path
 ) -> None:
     log = tmp_path / "decisions.jsonl"
-    served = serve(
-        ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)),
-        catalogue=str(catalogue_path),
-        timeout_s=TIMEOUT_S,
-        max_attempts=2,
-    )
+    served = _logged(serve, catalogue_path, log, max_attempts=2)
     with served.client() as c, pytest.raises(openai.APIStatusError):
         c.chat.completions.create(model="tierroute", messages=PLAIN)
     [row] = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
@@ -769,12 +766,7 @@ def test_a_sampled_streamed_call_is_judged_on_its_text_and_readyz_shows_the_spen
     from tierroute.serving.judge import JudgeConfig
 
     log = tmp_path / "decisions.jsonl"
-    served = serve(
-        ServiceConfig(catalogue=str(catalogue_path), decision_log=str(log)),
-        catalogue=str(catalogue_path),
-        timeout_s=TIMEOUT_S,
-        judge=JudgeConfig("t3-ok", sample=1.0, budget_usd=1.0, seed=1),
-    )
+    served = _logged(serve, catalogue_path, log, judge=JudgeConfig("t3-ok", sample=1.0, budget_usd=1.0, seed=1))
     with served.client() as c:
         stream = c.chat.completions.create(model="tierroute", messages=EXTRACT, response_format=JSON_SCHEMA, stream=True)
         assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "streamed from t1-ok"
