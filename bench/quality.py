@@ -400,6 +400,12 @@ def run_split(ds: Dataset, label: str, train: Any, test: Any, args: argparse.Nam
         f"{best['report']['aiq']:.4f} (gap {gap:.4f}: {'within 0.01' if gap <= 0.01 else 'NOT within 0.01'}); "
         f"vs zero router {chosen['report']['aiq'] - zero:+.4f} ({'>= zero' if chosen['report']['aiq'] >= zero else 'BELOW zero'})"
     )
+    point = chosen["report"]["learned"]
+    print(
+        f"selected family's operating point (train's default objective): {100 * point['accuracy']:.2f}% at "
+        f"{point['cost_per_query']:.6g}/query; tree {100 * tree['accuracy']:.2f}% at {tree['cost_per_query']:.6g}/query "
+        f"({'at or above' if point['accuracy'] >= tree['accuracy'] else 'BELOW'} the tree's accuracy)"
+    )
     if label == "split" and args.detail:
         print(table(chosen["report"]))
     return {
@@ -410,6 +416,10 @@ def run_split(ds: Dataset, label: str, train: Any, test: Any, args: argparse.Nam
         "best": best["family"],
         "best_aiq": best["report"]["aiq"],
         "zero_aiq": zero,
+        "point_accuracy": chosen["report"]["learned"]["accuracy"],
+        "point_cost": chosen["report"]["learned"]["cost_per_query"],
+        "tree_accuracy": tree["accuracy"],
+        "tree_cost": tree["cost_per_query"],
         "report": chosen["report"],
         "seconds": time.perf_counter() - clock,
     }
@@ -464,6 +474,11 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
             f"LOTO: selected AIQ >= zero router's on every fold ({len(loto)}): {say(not below)}"
             + (f" (below on: {', '.join(below)})" if below else "")
         )
+    under = [f"{r['dataset']} {r['fold']}" for r in results if r["point_accuracy"] < r["tree_accuracy"]]
+    lines.append(
+        f"the selected family's operating point at or above the tree's test accuracy on every dataset and fold ({len(results)}): "
+        f"{say(not under)}" + (f" (below on: {', '.join(under)})" if under else "")
+    )
     far = [f"{r['dataset']} {r['fold']}" for r in results if r["best_aiq"] - r["selected_aiq"] > 0.01]
     lines.append(
         f"selected within 0.01 test AIQ of the best family in its pool on every dataset and fold ({len(results)}): "
@@ -570,12 +585,16 @@ def main() -> int:
     if args.only in (None, "mt_bench") and (data / "routellm" / "mt_bench").is_dir():
         print(f"\n#### (c) {mt_bench_reason(data)}")
     print(f"\n== summary ({time.perf_counter() - clock:.0f} s in all)")
-    print(f"   {'dataset':<26} {'fold':<28} {'selected':<24} {'AIQ':>7} {'best in pool':<24} {'AIQ':>7} {'gap':>7} {'zero':>7}")
+    print(
+        f"   {'dataset':<26} {'fold':<28} {'selected':<24} {'AIQ':>7} {'best in pool':<24} {'AIQ':>7} {'gap':>7} {'zero':>7}"
+        f" {'point acc':>9} {'tree acc':>8} {'point cost':>10} {'tree cost':>10}"
+    )
     for r in results:
         gap = r["best_aiq"] - r["selected_aiq"]
         print(
             f"   {r['dataset']:<26} {r['fold']:<28} {r['selected']:<24} {r['selected_aiq']:>7.4f} {r['best']:<24} "
-            f"{r['best_aiq']:>7.4f} {gap:>7.4f} {r['zero_aiq']:>7.4f}"
+            f"{r['best_aiq']:>7.4f} {gap:>7.4f} {r['zero_aiq']:>7.4f} {100 * r['point_accuracy']:>8.2f}% "
+            f"{100 * r['tree_accuracy']:>7.2f}% {r['point_cost']:>10.4g} {r['tree_cost']:>10.4g}"
         )
     for line in targets(results):
         print(line)

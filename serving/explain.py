@@ -326,8 +326,9 @@ def attach_contributions(
     return out
 
 
-def explain_flag(value: str | None) -> bool:
-    """``?explain=`` as a bool (absent: False); RequestError naming the accepted values otherwise."""
+def explain_flag(value: str | None, header: str | None = None) -> bool:
+    """``?explain=`` (or the ``header`` named) as a bool (absent: False); RequestError naming the
+    accepted values otherwise."""
     if value is None:
         return False
     if value.lower() in ("1", "true", "yes", "on", ""):
@@ -336,6 +337,8 @@ def explain_flag(value: str | None) -> bool:
         return False
     from tierroute.errors import RequestError
 
+    if header is not None:
+        raise RequestError(f"The {header} header must be a flag: 1 (or true) for an explanation, 0 or none without; got {value!r}.")
     raise RequestError(f"explain={value!r} is not a flag; pass explain=1 (or true) for an explanation, explain=0 or nothing without.")
 
 

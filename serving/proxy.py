@@ -16,7 +16,8 @@ Routed calls are decisions like any other: counted in /metrics, written to the d
 the server's log line. Upstream failures are counted in ``tierroute_upstream_failures_total``
 (never as client errors). The request's latency SLA may be sent as the
 ``x-tierroute-latency-sla-ms`` header; its output schema is read from ``response_format``
-(OpenAI's json_schema / json_object) or ``tools``.
+(OpenAI's json_schema / json_object) or ``tools``. ``x-tierroute-objective`` names the operating
+point for the call; ``x-tierroute-explain: 1`` adds the decision's explanation to its header.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tierroute.errors import ConfigError, RequestError
 from tierroute.models.catalogue import load_catalogue
 from tierroute.safejson import UnsafeJSONError
 from tierroute.safejson import loads as safe_loads
+from tierroute.serving.explain import explain_flag
 from tierroute.serving.judge import Judge, JudgeConfig
 from tierroute.serving.proxy_log import ServedCall, body_answer
 from tierroute.serving.upstreams import upgrade_chain, upstream_keys
@@ -50,6 +52,8 @@ SLA_HEADER = "x-tierroute-latency-sla-ms"
 OBJECTIVE_HEADER = "x-tierroute-objective"
 #: the decision's id for feedback: sent by the caller (optional) or generated, always answered
 REQUEST_ID_HEADER = "x-tierroute-request-id"
+#: ``1`` (or true): the decision header carries the decision's explanation (as ``?explain=1`` on /v1/route)
+EXPLAIN_HEADER = "x-tierroute-explain"
 _RELAYED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
 
 
@@ -229,7 +233,8 @@ class _Proxy:
             if request.headers.get(REQUEST_ID_HEADER):
                 fields["id"] = request.headers[REQUEST_ID_HEADER]
             router = self.holder.current
-            decision = router.route(fields, objective=request.headers.get(OBJECTIVE_HEADER), log=False)
+            explain = explain_flag(request.headers.get(EXPLAIN_HEADER), EXPLAIN_HEADER)
+            decision = router.route(fields, objective=request.headers.get(OBJECTIVE_HEADER), log=False, explain=explain)
         except RequestError as exc:
             return error_response(422, str(exc), self.metrics)
         self.decided(fields, decision)
@@ -247,6 +252,8 @@ class _Proxy:
             "objective": decision.objective,
             "request_id": decision.request_id,
         }
+        if explain:
+            info["explanation"] = decision.explanation
         return _Call(payload, True, chain, info, served)
 
     async def attempt(self, call: _Call, model: str) -> Response | None:

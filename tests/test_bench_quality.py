@@ -52,3 +52,27 @@ def test_every_other_entry_under_the_data_folder_is_a_dataset(quality, tmp_path:
     (tmp_path / "more.jsonl").write_text("", encoding="utf-8")
     assert quality.other_datasets(tmp_path) == [[tmp_path / "mine"], [tmp_path / "more.jsonl"]]
     assert quality.other_datasets(tmp_path / "absent") == []
+
+
+def _fold(fold: str, point: float, tree: float) -> dict:
+    return {
+        "dataset": "(d) mine",
+        "fold": fold,
+        "selected": "pooled/none",
+        "selected_aiq": 0.80,
+        "best": "pooled/none",
+        "best_aiq": 0.80,
+        "zero_aiq": 0.79,
+        "point_accuracy": point,
+        "tree_accuracy": tree,
+    }
+
+
+def test_the_targets_name_every_fold_whose_operating_point_falls_below_the_tree(quality) -> None:  # noqa: ANN001
+    lines = quality.targets([_fold("LOTO a", 0.71, 0.70), _fold("LOTO b", 0.69, 0.70)])
+    assert (
+        "the selected family's operating point at or above the tree's test accuracy on every dataset and fold (2): "
+        "NOT REACHED (below on: (d) mine LOTO b)"
+    ) in lines
+    lines = quality.targets([_fold("LOTO a", 0.70, 0.70)])
+    assert "the selected family's operating point at or above the tree's test accuracy on every dataset and fold (1): REACHED" in lines

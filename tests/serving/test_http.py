@@ -680,6 +680,14 @@ def test_serve_with_an_unset_token_variable_is_one_error_line(monkeypatch: pytes
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.parametrize("option", [["--schema-feedback"], ["--judge", "gpt-4o"]])
+def test_serve_refuses_proxy_only_options_without_the_proxy(option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", *option, "--port", "1"]) == 1
+    assert capsys.readouterr().err == (
+        "error: --schema-feedback and --judge need --proxy (only the proxy sees the answers). Pass --proxy CATALOGUE.toml.\n"
+    )
+
+
 # -- issue 13: no 500s for hostile bodies, every error JSON and counted ---------------------------
 
 

@@ -785,3 +785,18 @@ def test_a_sampled_streamed_call_is_judged_on_its_text_and_readyz_shows_the_spen
     spent = ready["proxy"]["judge"]
     assert (spent["model"], spent["graded"], spent["failed"], spent["over_budget"]) == ("t3-ok", 2, 0, 0)
     assert spent["spent_usd"] == pytest.approx(2 * (5 * 0.15 + 3 * 0.6) / 1000)  # the stub's usage at t3-ok's prices
+
+
+def test_the_explain_header_puts_the_decision_s_explanation_in_its_header(client: Any, stubs: dict[str, _Stub]) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="tierroute", messages=PLAIN, extra_headers={"x-tierroute-explain": "1"})
+    explained = json.loads(raw.headers[DECISION_HEADER])
+    assert explained["model"] == "t2-500" and explained["served_by"] == "t2-ok"
+    tree = explained["explanation"]["tree"]  # the tree decided: its path to the tier it chose
+    assert tree["path"][0]["node"] == "rule1" and explained["tier"] == "tier2"
+    plain = client.chat.completions.with_raw_response.create(model="tierroute", messages=PLAIN)
+    assert "explanation" not in json.loads(plain.headers[DECISION_HEADER])
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.chat.completions.create(model="tierroute", messages=PLAIN, extra_headers={"x-tierroute-explain": "maybe"})
+    assert caught.value.response.json()["error"]["message"] == (
+        "The x-tierroute-explain header must be a flag: 1 (or true) for an explanation, 0 or none without; got 'maybe'."
+    )

@@ -19,6 +19,15 @@ DEFAULT_MAX_CONNECTIONS = 1024
 
 def add_serve_command(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the HTTP routing service (or the OpenAI-compatible proxy)")
+    _add_service_options(serve)
+    _add_router_options(serve)
+    _add_log_options(serve)
+    _add_proxy_options(serve)
+    _add_connection_limits(serve.add_argument_group("connection limits"))
+    add_tracking_option(serve, "a models:/ bundle is read from")
+
+
+def _add_service_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--bundle",
         default=None,
@@ -38,6 +47,9 @@ def add_serve_command(sub: Any) -> None:
     )
     serve.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES", help="largest request body (default 1 MiB)")
     serve.add_argument("--max-batch", type=int, default=1000, metavar="N", help="most requests per batch call (default 1000)")
+
+
+def _add_router_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--deadline-ms",
         type=float,
@@ -53,6 +65,25 @@ def add_serve_command(sub: Any) -> None:
         help="below this P(correct) for the chosen model, the tree decides (default off)",
     )
     serve.add_argument("--threads", type=int, default=1, metavar="N", help="onnxruntime intra-op threads (default 1)")
+    serve.add_argument(
+        "--explore",
+        type=float,
+        default=0.0,
+        metavar="EPSILON",
+        help="send this share of learned decisions to a uniformly drawn candidate (default 0)",
+    )
+    serve.add_argument("--explore-seed", type=int, default=None, metavar="N", help="seed of the exploration draws")
+    serve.add_argument(
+        "--objective",
+        default=None,
+        metavar="OBJECTIVE",
+        help="operating point on the bundle's knob curve: match-best, match-heuristic, max-accuracy or "
+        "budget=USD_PER_QUERY (default: the bundle's; a request's 'objective' field or the proxy's "
+        "x-tierroute-objective header overrides it)",
+    )
+
+
+def _add_log_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--log-prompts", action="store_true", help="log prompt text (default: a sha256 prefix only)")
     serve.add_argument(
         "--decision-log",
@@ -87,6 +118,9 @@ def add_serve_command(sub: Any) -> None:
         metavar="N",
         help="feedback may name the ids of the last N decisions (default 200,000)",
     )
+
+
+def _add_proxy_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--schema-feedback",
         action="store_true",
@@ -106,14 +140,6 @@ def add_serve_command(sub: Any) -> None:
         metavar="USD",
         help="proxy: the most the judge may spend while the service runs (default 1 USD)",
     )
-    serve.add_argument(
-        "--explore",
-        type=float,
-        default=0.0,
-        metavar="EPSILON",
-        help="send this share of learned decisions to a uniformly drawn candidate (default 0)",
-    )
-    serve.add_argument("--explore-seed", type=int, default=None, metavar="N", help="seed of the exploration draws")
     serve.add_argument("--upstream-timeout", type=float, default=60.0, metavar="S", help="proxy: seconds per upstream call")
     serve.add_argument(
         "--max-attempts",
@@ -122,7 +148,9 @@ def add_serve_command(sub: Any) -> None:
         metavar="N",
         help="proxy: candidates tried per call (the chosen one, then up) before answering 502 (default 3)",
     )
-    limits = serve.add_argument_group("connection limits")
+
+
+def _add_connection_limits(limits: Any) -> None:
     limits.add_argument(
         "--request-timeout",
         type=float,
@@ -151,28 +179,17 @@ def add_serve_command(sub: Any) -> None:
         "--max-json-depth", type=int, default=128, metavar="N", help="bodies nesting arrays/objects deeper get 400 (default 128)"
     )
     limits.add_argument("--backlog", type=int, default=2048, metavar="N", help="listen queue length (default 2048)")
-    add_tracking_option(serve, "a models:/ bundle is read from")
-    serve.add_argument(
-        "--objective",
-        default=None,
-        metavar="OBJECTIVE",
-        help="operating point on the bundle's knob curve: match-best, match-heuristic, max-accuracy or "
-        "budget=USD_PER_QUERY (default: the bundle's; a request's 'objective' field or the proxy's "
-        "x-tierroute-objective header overrides it)",
-    )
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     import logging
     import os
 
-    from tierroute.serving.router import RouterConfig
-
     try:
         import uvicorn  # noqa: F401 - checked here, used by serving.server
 
-        from tierroute.serving.http import ServiceConfig, create_app
-        from tierroute.serving.server import fit_file_limit, serve
+        from tierroute.serving.http import create_app
+        from tierroute.serving.server import serve
     except ImportError:
         raise ConfigError(
             "serve needs the serving extras (starlette, uvicorn, httpx, prometheus-client). Install them: "
@@ -183,21 +200,49 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         token = os.environ.get(args.token_env)
         if not token:
             raise ConfigError(f"--token-env {args.token_env}: that environment variable is not set or empty. Export it first.")
-    proxy = None
-    if args.proxy:
-        from tierroute.serving.judge import JudgeConfig
-        from tierroute.serving.proxy import ProxyConfig
-
-        judge = JudgeConfig(args.judge, args.judge_sample, args.judge_budget) if args.judge else None
-        proxy = ProxyConfig(
-            catalogue=args.proxy,
-            timeout_s=args.upstream_timeout,
-            max_attempts=args.max_attempts,
-            schema_check=schema_quality if args.schema_feedback else None,
-            judge=judge,
+    proxy = _proxy_config(args)
+    config, warning = _service_config(args, token)
+    app = create_app(config, proxy=proxy)
+    router = app.state.holder.current
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if warning:
+        print(warning, file=sys.stderr)
+    if router.learned:
+        print(f"serving bundle {router.bundle_id} on http://{args.host}:{args.port}", file=sys.stderr)
+    else:
+        print(
+            f"warning: {router.unavailable} Serving the heuristic tree on http://{args.host}:{args.port} "
+            f"(fallback {router.unavailable.code}).",
+            file=sys.stderr,
         )
-    elif args.schema_feedback or args.judge:
-        raise ConfigError("--schema-feedback and --judge need --proxy (only the proxy sees the answers). Pass --proxy CATALOGUE.toml.")
+    serve(app, args.host, args.port)
+    return 0
+
+
+def _proxy_config(args: argparse.Namespace) -> Any:
+    """The proxy's settings (None without --proxy); ConfigError for proxy-only options without it."""
+    if not args.proxy:
+        if args.schema_feedback or args.judge:
+            raise ConfigError("--schema-feedback and --judge need --proxy (only the proxy sees the answers). Pass --proxy CATALOGUE.toml.")
+        return None
+    from tierroute.serving.judge import JudgeConfig
+    from tierroute.serving.proxy import ProxyConfig
+
+    return ProxyConfig(
+        catalogue=args.proxy,
+        timeout_s=args.upstream_timeout,
+        max_attempts=args.max_attempts,
+        schema_check=schema_quality if args.schema_feedback else None,
+        judge=JudgeConfig(args.judge, args.judge_sample, args.judge_budget) if args.judge else None,
+    )
+
+
+def _service_config(args: argparse.Namespace, token: str | None) -> tuple[Any, str | None]:
+    """(the ServiceConfig of these options, a warning when the open-file limit lowered --max-connections)."""
+    from tierroute.serving.http import ServiceConfig
+    from tierroute.serving.router import RouterConfig
+    from tierroute.serving.server import fit_file_limit
+
     router_config = RouterConfig(
         intra_op_threads=args.threads,
         deadline_ms=args.deadline_ms,
@@ -233,21 +278,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         feedback_id_capacity=args.feedback_id_capacity,
         **limits,
     )
-    app = create_app(config, proxy=proxy)
-    router = app.state.holder.current
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if warning:
-        print(warning, file=sys.stderr)
-    if router.learned:
-        print(f"serving bundle {router.bundle_id} on http://{args.host}:{args.port}", file=sys.stderr)
-    else:
-        print(
-            f"warning: {router.unavailable} Serving the heuristic tree on http://{args.host}:{args.port} "
-            f"(fallback {router.unavailable.code}).",
-            file=sys.stderr,
-        )
-    serve(app, args.host, args.port)
-    return 0
+    return config, warning
 
 
 def schema_quality(text: str, output_schema: Any) -> float:
