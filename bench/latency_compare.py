@@ -2,10 +2,13 @@
 
     python bench/latency_compare.py --baseline-commit 607ad05 [--bundle DIR] [--rounds 4] [--reps 15]
     python bench/latency_compare.py --baseline-path SITE [--bundle DIR] ...
+    python bench/latency_compare.py --baseline-commit A --current-commit B ...   (two other versions)
 
 The baseline is a git commit of this repository (checked out into a temporary worktree and
 installed there with ``pip install --no-deps --target``; nothing else changes) or a folder where
 ``import tierroute`` finds another version (``--baseline-path``, put first on PYTHONPATH).
+``--current-commit`` puts another commit, installed the same way, in this checkout's place (e.g. to
+time one step of a history on its own).
 Without --bundle, a bundle is trained first on the built-in synthetic workload (static encoder);
 both versions load that same bundle, so only the code differs.
 
@@ -106,7 +109,7 @@ def train_with(pythonpath: str, out: Path) -> Path:
     return out / "bundle"
 
 
-def run_worker(bundle: Path, reps: int, pythonpath: str | None) -> dict[str, list[float]]:
+def run_worker(bundle: Path, reps: int, pythonpath: str | None, role: str) -> dict[str, list[float]]:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     env.pop("PYTHONPATH", None)
     if pythonpath is not None:
@@ -119,7 +122,7 @@ def run_worker(bundle: Path, reps: int, pythonpath: str | None) -> dict[str, lis
         check=False,
     )
     if done.returncode != 0:
-        raise SystemExit(f"a {'baseline' if pythonpath else 'current'} worker failed:\n{done.stderr[-2000:]}")
+        raise SystemExit(f"a {role} worker failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -144,6 +147,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-commit", default=None, help="a commit of this repository to compare against")
     parser.add_argument("--baseline-path", default=None, help="a folder where `import tierroute` finds the baseline")
+    parser.add_argument("--current-commit", default=None, help="time this commit in place of this checkout")
     parser.add_argument("--bundle", default=None, help="a bundle both versions load (default: train one on synthetic data)")
     parser.add_argument("--rounds", type=int, default=4, help="baseline/current process pairs (default 4)")
     parser.add_argument("--reps", type=int, default=15, help="timed batches per prompt and process (default 15)")
@@ -156,18 +160,22 @@ def main() -> int:
         parser.error("give one of --baseline-commit or --baseline-path")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="tierroute-latency-compare-") as tmp:
-        site = install_commit(args.baseline_commit, Path(tmp)) if args.baseline_commit else Path(args.baseline_path)
+        site = install_commit(args.baseline_commit, Path(tmp) / "baseline") if args.baseline_commit else Path(args.baseline_path)
+        current = str(install_commit(args.current_commit, Path(tmp) / "current")) if args.current_commit else None
         bundle = Path(args.bundle) if args.bundle else train_with(str(site), Path(tmp) / "train")
         label = args.baseline_commit or str(site)
-        print(f"baseline {label} vs this checkout; bundle {bundle}; {args.rounds} rounds x {args.reps} batches per prompt")
+        print(
+            f"baseline {label} vs {args.current_commit or 'this checkout'}; bundle {bundle}; "
+            f"{args.rounds} rounds x {args.reps} batches per prompt"
+        )
         rounds = []
         for i in range(args.rounds):
             if i % 2 == 0:  # the order alternates too: no version always runs first
-                base = run_worker(bundle, args.reps, str(site))
-                rounds.append((base, run_worker(bundle, args.reps, None)))
+                base = run_worker(bundle, args.reps, str(site), "baseline")
+                rounds.append((base, run_worker(bundle, args.reps, current, "current")))
             else:
-                now = run_worker(bundle, args.reps, None)
-                rounds.append((run_worker(bundle, args.reps, str(site)), now))
+                now = run_worker(bundle, args.reps, current, "current")
+                rounds.append((run_worker(bundle, args.reps, str(site), "baseline"), now))
             print(f"  round {i + 1}/{args.rounds} done", flush=True)
         print("\n== route(), one thread: fastest batch mean per call (us), baseline vs now")
         report(rounds)

@@ -241,6 +241,7 @@ class LearnedRouter:
             self.config.objective,
             best_single_accuracy=best_single,
             heuristic_cost_per_query=spent,
+            tree_picks=tree,
         )
         self.objective_point_ = self.knob_curve_.pick(self.config.objective)
         frontier = int(np.argmax(np.nanmean(oof, axis=0))) if self.config.policy == "share" else None

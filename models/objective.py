@@ -13,6 +13,15 @@ When an objective cannot be reached out of fold, the point says so (``reached`` 
 and the nearest reachable point is taken; no objective but a budget ever takes a point below the
 tree's accuracy when the curve has one at or above it.
 
+A point that *just* reaches a goal out of fold falls short of it on new requests about half the
+time (its accuracy is an estimate, and the cheapest of the points clearing a bar is the one most
+likely to be overestimated). So each point also carries the standard errors of its per-request
+difference from the best single candidate (``se_best``) and from the tree (``se_tree``), and the
+match objectives count a point as reaching a goal only when its accuracy less ``margin_z``
+(:data:`MARGIN_Z`) of those errors does. Where the router agrees with the reference the
+difference is 0: the margin charges only for the requests it sends elsewhere, and the reference's
+own point needs none. Curves from before this (no errors, ``margin_z`` 0) pick as they always did.
+
     curve.pick("match-best").knob          # -> Policy(kind, knob)
 """
 
@@ -21,17 +30,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from tierroute.errors import ConfigError, describe
 
-__all__ = ["OBJECTIVES", "DEFAULT_OBJECTIVE", "check_objective", "OOFSweep", "CurvePoint", "ObjectivePoint", "KnobCurve"]
+__all__ = ["OBJECTIVES", "DEFAULT_OBJECTIVE", "MARGIN_Z", "check_objective", "OOFSweep", "CurvePoint", "ObjectivePoint", "KnobCurve"]
 
 #: the named objectives; ``budget=USD`` is the fourth kind
 OBJECTIVES = ("match-best", "match-heuristic", "max-accuracy")
 DEFAULT_OBJECTIVE = "match-best"
+#: standard errors a point's accuracy must clear a match objective's goal by (one-sided, about 95%)
+MARGIN_Z = 1.645
 
 
 def check_objective(objective: object, owner: str = "objective") -> str:
@@ -84,6 +95,20 @@ class OOFSweep:
         spent = np.average(np.nan_to_num(self.cost[rows], nan=0.0), axis=0, weights=w)
         return list(zip(spent.tolist(), acc.tolist()))
 
+    def paired_se(self, reference: np.ndarray) -> np.ndarray:
+        """(K,) the standard error of each knob value's mean per-request difference from
+        ``reference`` ((n,) a candidate index per request), weighted as the sweep is."""
+        n = self.correct.shape[0]
+        if n < 2:
+            return np.zeros(len(self.values))
+        rows = np.arange(n)
+        correct = np.nan_to_num(self.correct, nan=0.0)
+        diff = correct[rows[None, :], self.picks] - correct[rows, reference][None, :]
+        w = np.ones(n) if self.weight is None else np.asarray(self.weight, dtype=np.float64)
+        w = w / w.sum()
+        centred = diff - (diff @ w)[:, None]
+        return cast(np.ndarray, np.sqrt(((centred**2) @ w) * float(w @ w)))
+
     def aiq(self, rows: np.ndarray | None = None) -> float:
         """AIQ of the swept curve over the single candidates' cost range, on ``rows``."""
         from tierroute.models.hull import aiq
@@ -94,12 +119,18 @@ class OOFSweep:
 
 @dataclass(frozen=True)
 class CurvePoint:
+    """One knob value out of fold: its accuracy and cost per query, and the standard errors of its
+    per-request difference from the best single candidate and from the tree (0 when unknown)."""
+
     knob: float
     accuracy: float
     cost_per_query: float
+    se_best: float = 0.0
+    se_tree: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
-        return {"knob": self.knob, "accuracy": self.accuracy, "cost_per_query": self.cost_per_query}
+        errors = {"se_best": self.se_best, "se_tree": self.se_tree} if self.se_best or self.se_tree else {}
+        return {"knob": self.knob, "accuracy": self.accuracy, "cost_per_query": self.cost_per_query, **errors}
 
 
 @dataclass(frozen=True)
@@ -134,11 +165,14 @@ class KnobCurve:
     target: float = 1.0
     default: str = DEFAULT_OBJECTIVE
     heuristic_cost_per_query: float | None = None
+    margin_z: float = 0.0  # standard errors a point must clear a match goal by (0: curves from before errors)
 
     def __post_init__(self) -> None:
         if not self.points:
             raise ConfigError("A KnobCurve needs at least one point; sweep the knob on at least one request.")
         check_objective(self.default, "default objective of the KnobCurve")
+        if not (math.isfinite(self.margin_z) and self.margin_z >= 0):
+            raise ConfigError(f"The margin_z of a KnobCurve must be a number >= 0; got {self.margin_z!r}.")
 
     @classmethod
     def from_sweep(
@@ -149,10 +183,23 @@ class KnobCurve:
         default: str = DEFAULT_OBJECTIVE,
         best_single_accuracy: float | None = None,
         heuristic_cost_per_query: float | None = None,
+        tree_picks: np.ndarray | None = None,
+        margin_z: float = MARGIN_Z,
     ) -> KnobCurve:
-        """The curve of ``sweep``; the best single's accuracy is read off the sweep unless given."""
-        pts = tuple(CurvePoint(float(v), float(a), float(c)) for v, (c, a) in zip(sweep.values, sweep.points()))
-        best = max(a for _, a in sweep.singles()) if best_single_accuracy is None else best_single_accuracy
+        """The curve of ``sweep``; the best single's accuracy is read off the sweep unless given.
+        With ``tree_picks`` ((n,) the tree's candidate per request), each point carries its paired
+        standard errors and the match objectives keep ``margin_z`` of them to spare."""
+        singles = [a for _, a in sweep.singles()]
+        best = max(singles) if best_single_accuracy is None else best_single_accuracy
+        n, K = sweep.correct.shape[0], len(sweep.values)
+        se_best = se_tree = np.zeros(K)
+        if tree_picks is not None:
+            se_best = sweep.paired_se(np.full(n, int(np.argmax(singles))))
+            se_tree = sweep.paired_se(np.asarray(tree_picks))
+        pts = tuple(
+            CurvePoint(float(v), float(a), float(c), float(sb), float(st))
+            for v, (c, a), sb, st in zip(sweep.values, sweep.points(), se_best, se_tree)
+        )
         return cls(
             pts,
             float(best),
@@ -160,6 +207,7 @@ class KnobCurve:
             float(target),
             default,
             None if heuristic_cost_per_query is None else float(heuristic_cost_per_query),
+            float(margin_z) if tree_picks is not None else 0.0,
         )
 
     def report_objectives(self) -> tuple[str, ...]:
@@ -196,22 +244,46 @@ class KnobCurve:
             )
         if objective == "max-accuracy":
             return _point(objective, most, True, "the most accurate point")
+        return self._match(objective)
+
+    def _match(self, objective: str) -> ObjectivePoint:
+        """match-best / match-heuristic: the cheapest point whose accuracy, less ``margin_z``
+        standard errors, reaches the goal, and (when some point does so) the tree's accuracy."""
+        z, tree = self.margin_z, self.heuristic_accuracy
         if objective == "match-best":
             goal, label = self.target * self.best_single_accuracy, "the best single candidate's accuracy"
             if self.target != 1.0:
                 label = f"{self.target:g} x {label}"
+
+            def sure(p: CurvePoint) -> float:
+                return p.accuracy - z * p.se_best
         else:
-            goal, label = self.heuristic_accuracy, "the tree's accuracy"
-        floor = max(goal, self.heuristic_accuracy) if any(p.accuracy >= self.heuristic_accuracy for p in pts) else goal
-        reaching = [p for p in pts if p.accuracy >= goal - 1e-12]
+            goal, label = tree, "the tree's accuracy"
+
+            def sure(p: CurvePoint) -> float:
+                return p.accuracy - z * p.se_tree
+
+        def cheapest(points: Sequence[CurvePoint]) -> CurvePoint:
+            return min(points, key=lambda p: (p.cost_per_query, -p.accuracy))
+
+        spare = f", by {z:g} standard errors" if z else ""
+        reaching = [p for p in self.points if sure(p) >= goal - 1e-12]
+        above_tree = [p for p in self.points if p.accuracy - z * p.se_tree >= tree - 1e-12]
         if reaching:
-            chosen = min(reaching, key=lambda p: (p.cost_per_query, -p.accuracy))
-            if chosen.accuracy < floor - 1e-12:  # cheaper than the tree's accuracy allows: the floor wins
-                chosen = min((p for p in pts if p.accuracy >= floor - 1e-12), key=lambda p: (p.cost_per_query, -p.accuracy))
-            return _point(objective, chosen, True, f"the cheapest point reaching {label} ({goal:.4f}) out of fold")
-        return _point(
-            objective, most, False, f"{label} ({goal:.4f}) is not reached out of fold; took the most accurate point ({most.accuracy:.4f})"
+            chosen = cheapest(reaching)
+            if above_tree and chosen not in above_tree:  # cheaper than the tree's accuracy allows: the floor wins
+                chosen = cheapest([p for p in reaching if p in above_tree] or above_tree)
+            return _point(objective, chosen, True, f"the cheapest point reaching {label} ({goal:.4f}) out of fold{spare}")
+        if not z:
+            most = max(self.points, key=lambda p: (p.accuracy, -p.cost_per_query))
+            note = f"{label} ({goal:.4f}) is not reached out of fold; took the most accurate point ({most.accuracy:.4f})"
+            return _point(objective, most, False, note)
+        surest = max(self.points, key=lambda p: (sure(p), -p.cost_per_query))
+        note = (
+            f"{label} ({goal:.4f}) is not reached out of fold{spare}; took the point whose accuracy less "
+            f"{z:g} standard errors is highest ({surest.accuracy:.4f}; {sure(surest):.4f} after the margin)"
         )
+        return _point(objective, surest, False, note)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -221,6 +293,7 @@ class KnobCurve:
             "target": self.target,
             "default": self.default,
             "heuristic_cost_per_query": self.heuristic_cost_per_query,
+            **({"margin_z": self.margin_z} if self.margin_z else {}),
         }
 
     @classmethod
@@ -229,7 +302,16 @@ class KnobCurve:
         try:
             if not isinstance(raw, Mapping) or not isinstance(raw.get("points"), Sequence):
                 raise TypeError("expected an object with a 'points' list")
-            pts = tuple(CurvePoint(float(p["knob"]), float(p["accuracy"]), float(p["cost_per_query"])) for p in raw["points"])
+            pts = tuple(
+                CurvePoint(
+                    float(p["knob"]),
+                    float(p["accuracy"]),
+                    float(p["cost_per_query"]),
+                    float(p.get("se_best", 0.0)),
+                    float(p.get("se_tree", 0.0)),
+                )
+                for p in raw["points"]
+            )
             spent = raw.get("heuristic_cost_per_query")
             return cls(
                 pts,
@@ -238,8 +320,9 @@ class KnobCurve:
                 float(raw.get("target", 1.0)),
                 str(raw.get("default", DEFAULT_OBJECTIVE)),
                 None if spent is None else float(spent),
+                float(raw.get("margin_z", 0.0)),
             )
-        except (TypeError, KeyError, ValueError) as exc:
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise ConfigError(f"The {where} is damaged ({exc}); got {describe(raw)}. Re-export the bundle.") from None
 
 

@@ -383,5 +383,7 @@ def _choose(table: list[FamilyResult], config: SelectConfig, left: float = float
         gap = best.aiq - r.aiq  # type: ignore[operator]
         return gap <= config.epsilon or (gap <= config.tie_cap and float(np.quantile(best.boot - r.boot, 0.025)) <= 0.0)  # type: ignore[operator]
 
-    tied = [r for r in eligible if r is best or (ties(r) and (r.refit_seconds or 0.0) <= left)]
+    # a refit must fit in what is left; one already fitted on every request (refit 0) always does,
+    # even once the budget is spent: else the choice would hang on the machine's load
+    tied = [r for r in eligible if r is best or (ties(r) and (r.refit_seconds or 0.0) <= max(left, 0.0))]
     return min(tied, key=lambda r: (r.family.serve_rank(), -(r.aiq or 0.0)))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tierroute.errors import ConfigError
-from tierroute.models.objective import CurvePoint, KnobCurve, OOFSweep, check_objective
+from tierroute.models.objective import MARGIN_Z, CurvePoint, KnobCurve, OOFSweep, check_objective
 
 # knob -> (accuracy, cost/query): cheapest end first; the tree sits at 0.80 accuracy, the best single at 0.90
 POINTS = ((5.0, 0.70, 0.10), (3.0, 0.80, 0.20), (2.0, 0.85, 0.30), (1.0, 0.90, 0.50), (0.5, 0.92, 0.90), (0.0, 0.92, 1.00))
@@ -82,3 +82,50 @@ def test_the_sweep_measures_points_on_judged_outcomes_with_weights() -> None:
     np.testing.assert_allclose(weighted.points()[1], (5.5, 0.75))
     assert 0.0 < sweep.aiq() <= 1.0
     np.testing.assert_allclose(sweep.points(np.array([0, 1])), [(1.0, 0.5), (5.5, 1.0), (10.0, 1.0)])
+
+
+def _sweep() -> tuple[OOFSweep, np.ndarray]:
+    """400 requests, two candidates (1 costs 10x) both right on 90% of them. On the first half they
+    are wrong on different requests (20 each); on the second, candidate 0 is right on only 80%.
+    Knob 2: everything to 0; knob 1: the first half to 0 (as accurate as candidate 1 out of fold,
+    but by swapping 40 outcomes); knob 0: everything to 1. The tree sends everything to 0."""
+    i = np.arange(400)
+    first = i < 200
+    correct = np.column_stack([np.where(first, i % 10 != 2, i % 5 != 0), i % 10 != 1]).astype(float)
+    cost = np.column_stack([np.full(400, 1.0), np.full(400, 10.0)])
+    picks = np.array([np.zeros(400), np.where(first, 0, 1), np.ones(400)], dtype=np.int32)
+    return OOFSweep(np.array([2.0, 1.0, 0.0]), picks, correct, cost), np.zeros(400, dtype=np.int64)
+
+
+def test_each_point_carries_the_paired_errors_of_the_requests_it_routes_elsewhere() -> None:
+    sweep, tree = _sweep()
+    se = sweep.paired_se(np.ones(400, dtype=np.int64))
+    assert se[2] == 0.0  # the best single's own point: no difference, no error
+    diff = sweep.correct[np.arange(400), sweep.picks[1]] - sweep.correct[:, 1]  # +1 on 20 requests, -1 on 20
+    assert se[1] == pytest.approx(np.std(diff) / np.sqrt(400)) and se[1] > 0
+    assert sweep.paired_se(tree)[0] == 0.0
+    weighted = OOFSweep(sweep.values, sweep.picks, sweep.correct, sweep.cost, np.full(400, 3.0))
+    np.testing.assert_allclose(weighted.paired_se(tree), sweep.paired_se(tree))  # a constant weight changes nothing
+
+
+def test_a_point_that_only_just_reaches_the_best_single_is_passed_over_for_a_sure_one() -> None:
+    sweep, tree = _sweep()
+    plain = KnobCurve.from_sweep(sweep, 0.85, tree_picks=None)
+    assert plain.margin_z == 0.0 and plain.pick("match-best").knob == 1.0  # before errors: the swapping point
+    curve_ = KnobCurve.from_sweep(sweep, 0.85, tree_picks=tree)
+    assert curve_.margin_z == MARGIN_Z
+    point = curve_.pick("match-best")
+    assert (point.knob, point.reached) == (0.0, True)  # the best single's own point clears it with nothing to spare
+    assert point.note == "the cheapest point reaching the best single candidate's accuracy (0.9000) out of fold, by 1.645 standard errors"
+    assert KnobCurve.from_dict(curve_.to_dict()) == curve_
+    assert "margin_z" not in plain.to_dict() and "se_best" not in plain.to_dict()["points"][0]  # what older runtimes read
+
+
+def test_when_nothing_is_sure_enough_the_surest_point_is_taken_and_said() -> None:
+    sweep, tree = _sweep()
+    curve_ = KnobCurve.from_sweep(sweep, 0.85, tree_picks=tree, best_single_accuracy=0.95)
+    point = curve_.pick("match-best")
+    assert (point.knob, point.reached) == (0.0, False)
+    assert point.note.startswith("the best single candidate's accuracy (0.9500) is not reached out of fold, by 1.645 standard errors; ")
+    with pytest.raises(ConfigError, match=r"^The margin_z of a KnobCurve must be a number >= 0; got -1.0\.$"):
+        KnobCurve(curve_.points, 0.9, 0.85, margin_z=-1.0)

@@ -84,3 +84,38 @@ def test_node_runtime_serves_a_minilm_bundle(tmp_path: Path) -> None:
     bundle = export_bundle(router, tmp_path / "bundles" / "minilm")
     write_conformance(bundle, n=40)
     run_node_tests(node, tmp_path / "bundles", "test/minilm.test.js")
+
+
+def test_node_picks_the_same_points_on_curves_with_paired_errors(tmp_path: Path) -> None:
+    """KnobCurve.pick in both runtimes, on random curves with and without margins (se_best, se_tree,
+    margin_z): the same knob and the same 'reached' for every objective."""
+    node = node_or_skip()
+    import numpy as np
+
+    from tierroute.models.objective import CurvePoint, KnobCurve
+
+    rng = np.random.default_rng(3)
+    objectives = ["match-best", "match-heuristic", "max-accuracy", "budget=0.4"]
+    cases = []
+    for i in range(60):
+        k = int(rng.integers(2, 9))
+        accuracy, cost = np.sort(rng.uniform(0.6, 0.95, k)), np.sort(rng.uniform(0.05, 1.0, k))
+        points = tuple(
+            CurvePoint(float(9 - j), float(a), float(c), float(rng.uniform(0, 0.02)), float(rng.uniform(0, 0.02)))
+            for j, (a, c) in enumerate(zip(accuracy, cost))
+        )
+        curve = KnobCurve(points, float(rng.uniform(0.7, 0.95)), float(rng.uniform(0.6, 0.9)), margin_z=[0.0, 1.645, 3.0][i % 3])
+        picks = [curve.pick(o) for o in objectives]
+        cases.append({"curve": curve.to_dict(), "expected": [[p.knob, p.reached] for p in picks]})
+    (tmp_path / "curves.json").write_text(json.dumps(cases), encoding="utf-8")
+    script = (
+        "const { KnobCurve } = require('./lib/decision');"
+        f"const cases = require({json.dumps(str(tmp_path / 'curves.json'))});"
+        f"const objectives = {json.dumps(objectives)};"
+        "console.log(JSON.stringify(cases.map((c) => objectives.map((o) => {"
+        "const p = new KnobCurve(c.curve, 'curve').pick(o); return [p.knob, p.reached]; }))));"
+    )
+    done = subprocess.run([node, "-e", script], cwd=NODE_DIR, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == [c["expected"] for c in cases]
+    assert any(c["curve"].get("margin_z") for c in cases) and any(not c["curve"].get("margin_z") for c in cases)

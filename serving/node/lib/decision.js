@@ -97,12 +97,17 @@ class KnobCurve {
   constructor(raw, where) {
     const bad = () => new BundleError('bundle_invalid', `The ${where} is damaged; got ${JSON.stringify(raw).slice(0, 80)}. Re-export the bundle.`);
     if (!raw || typeof raw !== 'object' || !Array.isArray(raw.points) || !raw.points.length) throw bad();
-    this.points = raw.points.map((p) => ({ knob: Number(p.knob), accuracy: Number(p.accuracy), cost: Number(p.cost_per_query) }));
+    this.points = raw.points.map((p) => ({
+      knob: Number(p.knob), accuracy: Number(p.accuracy), cost: Number(p.cost_per_query),
+      seBest: p.se_best === undefined ? 0 : Number(p.se_best), seTree: p.se_tree === undefined ? 0 : Number(p.se_tree),
+    }));
     this.best = Number(raw.best_single_accuracy);
     this.heuristic = Number(raw.heuristic_accuracy);
     this.target = raw.target === undefined ? 1.0 : Number(raw.target);
     this.default = raw.default === undefined ? 'match-best' : String(raw.default);
-    if ([this.best, this.heuristic, this.target].some(Number.isNaN) || this.points.some((p) => Number.isNaN(p.knob + p.accuracy + p.cost))) throw bad();
+    this.z = raw.margin_z === undefined ? 0 : Number(raw.margin_z);
+    if ([this.best, this.heuristic, this.target].some(Number.isNaN) || !(this.z >= 0) || !Number.isFinite(this.z)) throw bad();
+    if (this.points.some((p) => Number.isNaN(p.knob + p.accuracy + p.cost + p.seBest + p.seTree))) throw bad();
     try { checkObjective(this.default, 'default objective of the KnobCurve'); } catch (_) { throw bad(); }
   }
 
@@ -118,15 +123,23 @@ class KnobCurve {
       return { objective: obj, knob: minBy(pts, (p) => [p.cost, -p.accuracy]).knob, reached: false };
     }
     if (obj === 'max-accuracy') return { objective: obj, knob: most.knob, reached: true };
+    // models/objective.py KnobCurve._match: a point reaches a goal when its accuracy less z paired standard errors does
+    const z = this.z;
     const goal = obj === 'match-best' ? this.target * this.best : this.heuristic;
-    const floor = pts.some((p) => p.accuracy >= this.heuristic) ? Math.max(goal, this.heuristic) : goal;
-    const reaching = pts.filter((p) => p.accuracy >= goal - 1e-12);
+    const sure = obj === 'match-best' ? (p) => p.accuracy - z * p.seBest : (p) => p.accuracy - z * p.seTree;
+    const cheapest = (items) => minBy(items, (p) => [p.cost, -p.accuracy]);
+    const reaching = pts.filter((p) => sure(p) >= goal - 1e-12);
+    const aboveTree = pts.filter((p) => p.accuracy - z * p.seTree >= this.heuristic - 1e-12);
     if (reaching.length) {
-      let chosen = minBy(reaching, (p) => [p.cost, -p.accuracy]);
-      if (chosen.accuracy < floor - 1e-12) chosen = minBy(pts.filter((p) => p.accuracy >= floor - 1e-12), (p) => [p.cost, -p.accuracy]);
+      let chosen = cheapest(reaching);
+      if (aboveTree.length && !aboveTree.includes(chosen)) {
+        const both = reaching.filter((p) => aboveTree.includes(p));
+        chosen = cheapest(both.length ? both : aboveTree);
+      }
       return { objective: obj, knob: chosen.knob, reached: true };
     }
-    return { objective: obj, knob: most.knob, reached: false, note: `not reached out of fold (best ${fmtF4(most.accuracy)})` };
+    const fallback = z ? maxBy(pts, (p) => [sure(p), -p.cost]) : most;
+    return { objective: obj, knob: fallback.knob, reached: false, note: `not reached out of fold (best ${fmtF4(fallback.accuracy)})` };
   }
 }
 

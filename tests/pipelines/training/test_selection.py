@@ -100,6 +100,8 @@ def test_ties_go_to_the_cheaper_family_to_serve() -> None:
     slow.refit_seconds = 120.0
     assert _choose([_row(dear, 0.800, 0.001), slow], config, left=60.0).family == dear
     assert _choose([_row(dear, 0.800, 0.001), slow], config, left=600.0).family == cheap
+    # one needing no refit (fitted on every request already) stays eligible once the budget is spent
+    assert _choose([_row(dear, 0.800, 0.001), _row(cheap, 0.797, 0.001)], config, left=-30.0).family == cheap
     # a family that is not bundleable (or did not fit) is never chosen
     skipped = FamilyResult(cheap, "not bundleable", 0.9)
     assert _choose([skipped, _row(dear, 0.7, 0.01)], config).family == dear
