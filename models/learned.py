@@ -224,7 +224,8 @@ class LearnedRouter:
         oof = self.model_.oof_proba_
         judged = data.with_estimates(np.nan_to_num(oof, nan=0.5), expected_cost)
         weight = data.weight
-        best_single = float(np.nanmax([_weighted_mean(judged.correct[:, j], weight) for j in range(len(self.candidates_))]))
+        singles = [_weighted_mean(judged.correct[:, j], weight) for j in range(len(self.candidates_))]
+        best_single = float(np.nanmax(singles))
         self.target_accuracy_ = self.config.target * best_single
         swept = sweep(self.config.policy, oof, expected_cost, self.feasible(data.requests))
         self.oof_sweep_ = OOFSweep(
@@ -242,6 +243,7 @@ class LearnedRouter:
             best_single_accuracy=best_single,
             heuristic_cost_per_query=spent,
             tree_picks=tree,
+            best_index=int(np.nanargmax(singles)),
         )
         self.objective_point_ = self.knob_curve_.pick(self.config.objective)
         frontier = int(np.argmax(np.nanmean(oof, axis=0))) if self.config.policy == "share" else None

@@ -99,15 +99,15 @@ class OOFSweep:
         """(K,) the standard error of each knob value's mean per-request difference from
         ``reference`` ((n,) a candidate index per request), weighted as the sweep is."""
         n = self.correct.shape[0]
-        if n < 2:
+        w = np.ones(n) if self.weight is None else np.asarray(self.weight, dtype=np.float64)
+        if n < 2 or not w.sum() > 0:
             return np.zeros(len(self.values))
         rows = np.arange(n)
         correct = np.nan_to_num(self.correct, nan=0.0)
         diff = correct[rows[None, :], self.picks] - correct[rows, reference][None, :]
-        w = np.ones(n) if self.weight is None else np.asarray(self.weight, dtype=np.float64)
         w = w / w.sum()
-        centred = diff - (diff @ w)[:, None]
-        return cast(np.ndarray, np.sqrt(((centred**2) @ w) * float(w @ w)))
+        centred = diff - (diff @ w)[:, None]  # the SE of a weighted mean: sqrt(sum w_i^2 (d_i - mean)^2)
+        return cast(np.ndarray, np.sqrt((centred**2) @ (w**2)))
 
     def aiq(self, rows: np.ndarray | None = None) -> float:
         """AIQ of the swept curve over the single candidates' cost range, on ``rows``."""
@@ -127,6 +127,12 @@ class CurvePoint:
     cost_per_query: float
     se_best: float = 0.0
     se_tree: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("se_best", "se_tree"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"A knob curve point's {name} must be a finite number >= 0; got {value!r}.")
 
     def to_dict(self) -> dict[str, float]:
         errors = {"se_best": self.se_best, "se_tree": self.se_tree} if self.se_best or self.se_tree else {}
@@ -185,16 +191,18 @@ class KnobCurve:
         heuristic_cost_per_query: float | None = None,
         tree_picks: np.ndarray | None = None,
         margin_z: float = MARGIN_Z,
+        best_index: int | None = None,
     ) -> KnobCurve:
-        """The curve of ``sweep``; the best single's accuracy is read off the sweep unless given.
-        With ``tree_picks`` ((n,) the tree's candidate per request), each point carries its paired
-        standard errors and the match objectives keep ``margin_z`` of them to spare."""
+        """The curve of ``sweep``; the best single's accuracy (and, for its errors, its index) is
+        read off the sweep unless given. With ``tree_picks`` ((n,) the tree's candidate per
+        request), each point carries its paired standard errors and the match objectives keep
+        ``margin_z`` of them to spare; without, there are none and ``margin_z`` is 0."""
         singles = [a for _, a in sweep.singles()]
         best = max(singles) if best_single_accuracy is None else best_single_accuracy
         n, K = sweep.correct.shape[0], len(sweep.values)
         se_best = se_tree = np.zeros(K)
         if tree_picks is not None:
-            se_best = sweep.paired_se(np.full(n, int(np.argmax(singles))))
+            se_best = sweep.paired_se(np.full(n, int(np.argmax(singles)) if best_index is None else best_index))
             se_tree = sweep.paired_se(np.asarray(tree_picks))
         pts = tuple(
             CurvePoint(float(v), float(a), float(c), float(sb), float(st))
@@ -224,18 +232,12 @@ class KnobCurve:
         """The operating point for ``objective`` (default: the curve's own default)."""
         objective = check_objective(self.default if objective is None else objective)
         pts = self.points
-        most = max(pts, key=lambda p: (p.accuracy, -p.cost_per_query))
         if objective.startswith("budget="):
             budget = float(objective.removeprefix("budget="))
             within = [p for p in pts if p.cost_per_query <= budget]
             if within:
-                return _point(
-                    objective,
-                    max(within, key=lambda p: (p.accuracy, -p.cost_per_query)),
-                    True,
-                    f"the most accurate point within {budget:g}/query",
-                )
-            cheapest = min(pts, key=lambda p: (p.cost_per_query, -p.accuracy))
+                return _point(objective, _most_accurate(within), True, f"the most accurate point within {budget:g}/query")
+            cheapest = _cheapest(pts)
             return _point(
                 objective,
                 cheapest,
@@ -243,47 +245,42 @@ class KnobCurve:
                 f"no point costs {budget:g}/query or less out of fold; took the cheapest ({cheapest.cost_per_query:.6g}/query)",
             )
         if objective == "max-accuracy":
-            return _point(objective, most, True, "the most accurate point")
+            return _point(objective, _most_accurate(pts), True, "the most accurate point")
         return self._match(objective)
 
     def _match(self, objective: str) -> ObjectivePoint:
         """match-best / match-heuristic: the cheapest point whose accuracy, less ``margin_z``
-        standard errors, reaches the goal, and (when some point does so) the tree's accuracy."""
-        z, tree = self.margin_z, self.heuristic_accuracy
+        standard errors, reaches the goal, among the points :meth:`_floor` allows; when none does,
+        the most accurate point it allows."""
+        z, pts = self.margin_z, self.points
         if objective == "match-best":
             goal, label = self.target * self.best_single_accuracy, "the best single candidate's accuracy"
             if self.target != 1.0:
                 label = f"{self.target:g} x {label}"
-
-            def sure(p: CurvePoint) -> float:
-                return p.accuracy - z * p.se_best
+            sure = [p.accuracy - z * p.se_best for p in pts]
         else:
-            goal, label = tree, "the tree's accuracy"
-
-            def sure(p: CurvePoint) -> float:
-                return p.accuracy - z * p.se_tree
-
-        def cheapest(points: Sequence[CurvePoint]) -> CurvePoint:
-            return min(points, key=lambda p: (p.cost_per_query, -p.accuracy))
-
-        spare = f", by {z:g} standard errors" if z else ""
-        reaching = [p for p in self.points if sure(p) >= goal - 1e-12]
-        above_tree = [p for p in self.points if p.accuracy - z * p.se_tree >= tree - 1e-12]
+            goal, label = self.heuristic_accuracy, "the tree's accuracy"
+            sure = [p.accuracy - z * p.se_tree for p in pts]
+        allowed = self._floor()
+        reaching = [k for k in allowed if sure[k] >= goal - 1e-12]
         if reaching:
-            chosen = cheapest(reaching)
-            if above_tree and chosen not in above_tree:  # cheaper than the tree's accuracy allows: the floor wins
-                chosen = cheapest([p for p in reaching if p in above_tree] or above_tree)
+            spare = f", by {z:g} standard errors" if z else ""
+            chosen = _cheapest([pts[k] for k in reaching])
             return _point(objective, chosen, True, f"the cheapest point reaching {label} ({goal:.4f}) out of fold{spare}")
-        if not z:
-            most = max(self.points, key=lambda p: (p.accuracy, -p.cost_per_query))
-            note = f"{label} ({goal:.4f}) is not reached out of fold; took the most accurate point ({most.accuracy:.4f})"
-            return _point(objective, most, False, note)
-        surest = max(self.points, key=lambda p: (sure(p), -p.cost_per_query))
-        note = (
-            f"{label} ({goal:.4f}) is not reached out of fold{spare}; took the point whose accuracy less "
-            f"{z:g} standard errors is highest ({surest.accuracy:.4f}; {sure(surest):.4f} after the margin)"
-        )
-        return _point(objective, surest, False, note)
+        most = _most_accurate([pts[k] for k in allowed])
+        spare = f" (by {z:g} standard errors)" if z else ""
+        note = f"{label} ({goal:.4f}) is not reached out of fold{spare}; took the most accurate point ({most.accuracy:.4f})"
+        return _point(objective, most, False, note)
+
+    def _floor(self) -> list[int]:
+        """The points a match objective may take: those whose accuracy, less ``margin_z`` standard
+        errors of their difference from the tree, holds the tree's accuracy, when some point's does;
+        else those whose accuracy does, when some point's does; else all."""
+        tree, z = self.heuristic_accuracy, self.margin_z
+        for held in ([p.accuracy - z * p.se_tree for p in self.points], [p.accuracy for p in self.points]):
+            if any(a >= tree for a in held):
+                return [k for k, a in enumerate(held) if a >= tree - 1e-12]
+        return list(range(len(self.points)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -322,8 +319,16 @@ class KnobCurve:
                 None if spent is None else float(spent),
                 float(raw.get("margin_z", 0.0)),
             )
-        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        except (TypeError, KeyError, ValueError, AttributeError, ConfigError) as exc:
             raise ConfigError(f"The {where} is damaged ({exc}); got {describe(raw)}. Re-export the bundle.") from None
+
+
+def _cheapest(points: Sequence[CurvePoint]) -> CurvePoint:
+    return min(points, key=lambda p: (p.cost_per_query, -p.accuracy))
+
+
+def _most_accurate(points: Sequence[CurvePoint]) -> CurvePoint:
+    return max(points, key=lambda p: (p.accuracy, -p.cost_per_query))
 
 
 def _point(objective: str, p: CurvePoint, reached: bool, note: str) -> ObjectivePoint:

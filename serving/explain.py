@@ -338,7 +338,9 @@ def explain_flag(value: str | None, header: str | None = None) -> bool:
     from tierroute.errors import RequestError
 
     if header is not None:
-        raise RequestError(f"The {header} header must be a flag: 1 (or true) for an explanation, 0 or none without; got {value!r}.")
+        raise RequestError(
+            f"The {header} header must be a flag: 1 (or true) for an explanation, 0 (or false) or no header without; got {value!r}."
+        )
     raise RequestError(f"explain={value!r} is not a flag; pass explain=1 (or true) for an explanation, explain=0 or nothing without.")
 
 

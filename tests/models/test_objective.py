@@ -121,11 +121,42 @@ def test_a_point_that_only_just_reaches_the_best_single_is_passed_over_for_a_sur
     assert "margin_z" not in plain.to_dict() and "se_best" not in plain.to_dict()["points"][0]  # what older runtimes read
 
 
-def test_when_nothing_is_sure_enough_the_surest_point_is_taken_and_said() -> None:
+def test_when_nothing_reaches_with_its_margin_the_most_accurate_point_is_taken_and_said() -> None:
     sweep, tree = _sweep()
-    curve_ = KnobCurve.from_sweep(sweep, 0.85, tree_picks=tree, best_single_accuracy=0.95)
+    curve_ = KnobCurve.from_sweep(sweep, 0.85, tree_picks=tree, best_single_accuracy=0.95, best_index=1)
     point = curve_.pick("match-best")
-    assert (point.knob, point.reached) == (0.0, False)
-    assert point.note.startswith("the best single candidate's accuracy (0.9500) is not reached out of fold, by 1.645 standard errors; ")
+    assert (point.knob, point.reached) == (1.0, False)  # 0.90 either way: the cheaper
+    assert point.note == (
+        "the best single candidate's accuracy (0.9500) is not reached out of fold (by 1.645 standard errors); "
+        "took the most accurate point (0.9000)"
+    )
     with pytest.raises(ConfigError, match=r"^The margin_z of a KnobCurve must be a number >= 0; got -1.0\.$"):
         KnobCurve(curve_.points, 0.9, 0.85, margin_z=-1.0)
+    with pytest.raises(ConfigError, match=r"^A knob curve point's se_tree must be a finite number >= 0; got nan\.$"):
+        CurvePoint(1.0, 0.9, 0.1, 0.0, float("nan"))
+    damaged = {**curve_.to_dict(), "margin_z": -2}
+    with pytest.raises(ConfigError, match=r"^The knob curve is damaged \(The margin_z of a KnobCurve must be .*Re-export the bundle\.$"):
+        KnobCurve.from_dict(damaged)
+
+
+def test_the_trees_accuracy_stays_the_floor_with_margins() -> None:
+    # no point holds the tree's 0.885 with its errors to spare: the floor falls back to the measured accuracies
+    points = (CurvePoint(2.0, 0.884, 0.1, 0.0, 0.0005), CurvePoint(1.0, 0.886, 0.2, 0.0, 0.02))
+    assert KnobCurve(points, 0.80, 0.885, margin_z=MARGIN_Z).pick("match-heuristic").knob == 1.0
+    # the goal (the best single's 0.80) is reached surely below the tree; a point at or above the tree wins
+    points = (CurvePoint(2.0, 0.82, 0.1, 0.001, 0.001), CurvePoint(1.0, 0.86, 0.2, 0.03, 0.03))
+    point = KnobCurve(points, 0.80, 0.85, margin_z=MARGIN_Z).pick("match-best")
+    assert (point.knob, point.reached) == (1.0, True)  # 0.86 - 1.645 x 0.03 reaches 0.80 too; 0.82 is below the tree
+    # a point that holds the tree's accuracy with its errors to spare rules out the ones that only measure above it
+    points = (CurvePoint(3.0, 0.90, 0.1, 0.0, 0.05), CurvePoint(2.0, 0.89, 0.3, 0.0, 0.0))
+    assert KnobCurve(points, 0.80, 0.85, margin_z=MARGIN_Z).pick("match-best").knob == 2.0
+
+
+def test_weights_count_in_the_paired_error() -> None:
+    sweep, tree = _sweep()
+    half = np.where(np.arange(400) % 2 == 0, 1.0, 0.0)  # zero weight on every other request
+    weighted = OOFSweep(sweep.values, sweep.picks, sweep.correct, sweep.cost, half)
+    rows = np.arange(0, 400, 2)
+    alone = OOFSweep(sweep.values, sweep.picks[:, rows], sweep.correct[rows], sweep.cost[rows])
+    np.testing.assert_allclose(weighted.paired_se(tree), alone.paired_se(tree[rows]))
+    assert (OOFSweep(sweep.values, sweep.picks, sweep.correct, sweep.cost, np.zeros(400)).paired_se(tree) == 0).all()

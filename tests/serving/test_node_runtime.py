@@ -97,14 +97,16 @@ def test_node_picks_the_same_points_on_curves_with_paired_errors(tmp_path: Path)
     rng = np.random.default_rng(3)
     objectives = ["match-best", "match-heuristic", "max-accuracy", "budget=0.4"]
     cases = []
-    for i in range(60):
+    for i in range(120):  # values on a coarse grid (ties), in no order; a third of the curves without errors
         k = int(rng.integers(2, 9))
-        accuracy, cost = np.sort(rng.uniform(0.6, 0.95, k)), np.sort(rng.uniform(0.05, 1.0, k))
+        accuracy, cost = np.round(rng.uniform(0.6, 0.95, k), 2), np.round(rng.uniform(0.05, 1.0, k), 1)
+        errors = np.round(rng.uniform(0, 0.03, (k, 2)), 3) if i % 3 else np.zeros((k, 2))
         points = tuple(
-            CurvePoint(float(9 - j), float(a), float(c), float(rng.uniform(0, 0.02)), float(rng.uniform(0, 0.02)))
-            for j, (a, c) in enumerate(zip(accuracy, cost))
+            CurvePoint(float(9 - j), float(a), float(c), float(e[0]), float(e[1]))
+            for j, (a, c, e) in enumerate(zip(accuracy, cost, errors))
         )
-        curve = KnobCurve(points, float(rng.uniform(0.7, 0.95)), float(rng.uniform(0.6, 0.9)), margin_z=[0.0, 1.645, 3.0][i % 3])
+        best, tree = float(np.round(rng.uniform(0.7, 0.95), 2)), float(np.round(rng.uniform(0.6, 0.9), 2))
+        curve = KnobCurve(points, best, tree, margin_z=[0.0, 1.645, 3.0][i % 3])
         picks = [curve.pick(o) for o in objectives]
         cases.append({"curve": curve.to_dict(), "expected": [[p.knob, p.reached] for p in picks]})
     (tmp_path / "curves.json").write_text(json.dumps(cases), encoding="utf-8")

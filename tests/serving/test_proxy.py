@@ -798,5 +798,5 @@ def test_the_explain_header_puts_the_decision_s_explanation_in_its_header(client
     with pytest.raises(openai.UnprocessableEntityError) as caught:
         client.chat.completions.create(model="tierroute", messages=PLAIN, extra_headers={"x-tierroute-explain": "maybe"})
     assert caught.value.response.json()["error"]["message"] == (
-        "The x-tierroute-explain header must be a flag: 1 (or true) for an explanation, 0 or none without; got 'maybe'."
+        "The x-tierroute-explain header must be a flag: 1 (or true) for an explanation, 0 (or false) or no header without; got 'maybe'."
     )

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tierroute.cli.options import add_tracking_option, bundle_store
 from tierroute.errors import ConfigError
+
+if TYPE_CHECKING:  # the serve extra's modules load when the command runs
+    from tierroute.serving.http import ServiceConfig
+    from tierroute.serving.proxy import ProxyConfig
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "add_serve_command", "cmd_serve", "schema_quality"]
 
@@ -219,7 +223,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _proxy_config(args: argparse.Namespace) -> Any:
+def _proxy_config(args: argparse.Namespace) -> ProxyConfig | None:
     """The proxy's settings (None without --proxy); ConfigError for proxy-only options without it."""
     if not args.proxy:
         if args.schema_feedback or args.judge:
@@ -237,7 +241,7 @@ def _proxy_config(args: argparse.Namespace) -> Any:
     )
 
 
-def _service_config(args: argparse.Namespace, token: str | None) -> tuple[Any, str | None]:
+def _service_config(args: argparse.Namespace, token: str | None) -> tuple[ServiceConfig, str | None]:
     """(the ServiceConfig of these options, a warning when the open-file limit lowered --max-connections)."""
     from tierroute.serving.http import ServiceConfig
     from tierroute.serving.router import RouterConfig

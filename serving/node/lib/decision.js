@@ -92,6 +92,9 @@ const maxBy = (items, key) => items.reduce((best, p) => (best === null || cmp(ke
 const minBy = (items, key) => items.reduce((best, p) => (best === null || cmp(key(p), key(best)) < 0 ? p : best), null);
 function cmp(a, b) { for (let i = 0; i < a.length; i++) { if (a[i] < b[i]) return -1; if (a[i] > b[i]) return 1; } return 0; }
 
+/** An optional number of the curve (0 when absent; NaN, refused, when not a number). */
+const optionalNumber = (v) => (v === undefined ? 0 : typeof v === 'number' ? v : NaN);
+
 /** models/objective.py KnobCurve (from the manifest's ``objective.curve``). */
 class KnobCurve {
   constructor(raw, where) {
@@ -99,15 +102,16 @@ class KnobCurve {
     if (!raw || typeof raw !== 'object' || !Array.isArray(raw.points) || !raw.points.length) throw bad();
     this.points = raw.points.map((p) => ({
       knob: Number(p.knob), accuracy: Number(p.accuracy), cost: Number(p.cost_per_query),
-      seBest: p.se_best === undefined ? 0 : Number(p.se_best), seTree: p.se_tree === undefined ? 0 : Number(p.se_tree),
+      seBest: optionalNumber(p.se_best), seTree: optionalNumber(p.se_tree),
     }));
     this.best = Number(raw.best_single_accuracy);
     this.heuristic = Number(raw.heuristic_accuracy);
     this.target = raw.target === undefined ? 1.0 : Number(raw.target);
     this.default = raw.default === undefined ? 'match-best' : String(raw.default);
-    this.z = raw.margin_z === undefined ? 0 : Number(raw.margin_z);
+    this.z = optionalNumber(raw.margin_z);
     if ([this.best, this.heuristic, this.target].some(Number.isNaN) || !(this.z >= 0) || !Number.isFinite(this.z)) throw bad();
-    if (this.points.some((p) => Number.isNaN(p.knob + p.accuracy + p.cost + p.seBest + p.seTree))) throw bad();
+    if (this.points.some((p) => Number.isNaN(p.knob + p.accuracy + p.cost) || !(p.seBest >= 0 && p.seTree >= 0)
+      || !Number.isFinite(p.seBest + p.seTree))) throw bad();
     try { checkObjective(this.default, 'default objective of the KnobCurve'); } catch (_) { throw bad(); }
   }
 
@@ -123,22 +127,19 @@ class KnobCurve {
       return { objective: obj, knob: minBy(pts, (p) => [p.cost, -p.accuracy]).knob, reached: false };
     }
     if (obj === 'max-accuracy') return { objective: obj, knob: most.knob, reached: true };
-    // models/objective.py KnobCurve._match: a point reaches a goal when its accuracy less z paired standard errors does
+    // models/objective.py KnobCurve._match and _floor: a point reaches a goal when its accuracy less z
+    // paired standard errors does; the points below the tree's accuracy are out when some point holds it
+    // (with z standard errors to spare, else as measured)
     const z = this.z;
     const goal = obj === 'match-best' ? this.target * this.best : this.heuristic;
-    const sure = obj === 'match-best' ? (p) => p.accuracy - z * p.seBest : (p) => p.accuracy - z * p.seTree;
-    const cheapest = (items) => minBy(items, (p) => [p.cost, -p.accuracy]);
-    const reaching = pts.filter((p) => sure(p) >= goal - 1e-12);
-    const aboveTree = pts.filter((p) => p.accuracy - z * p.seTree >= this.heuristic - 1e-12);
-    if (reaching.length) {
-      let chosen = cheapest(reaching);
-      if (aboveTree.length && !aboveTree.includes(chosen)) {
-        const both = reaching.filter((p) => aboveTree.includes(p));
-        chosen = cheapest(both.length ? both : aboveTree);
-      }
-      return { objective: obj, knob: chosen.knob, reached: true };
+    const sure = pts.map((p) => p.accuracy - z * (obj === 'match-best' ? p.seBest : p.seTree));
+    let allowed = pts.map((_, k) => k);
+    for (const held of [pts.map((p) => p.accuracy - z * p.seTree), pts.map((p) => p.accuracy)]) {
+      if (held.some((a) => a >= this.heuristic)) { allowed = allowed.filter((k) => held[k] >= this.heuristic - 1e-12); break; }
     }
-    const fallback = z ? maxBy(pts, (p) => [sure(p), -p.cost]) : most;
+    const reaching = allowed.filter((k) => sure[k] >= goal - 1e-12);
+    if (reaching.length) return { objective: obj, knob: minBy(reaching.map((k) => pts[k]), (p) => [p.cost, -p.accuracy]).knob, reached: true };
+    const fallback = maxBy(allowed.map((k) => pts[k]), (p) => [p.accuracy, -p.cost]);
     return { objective: obj, knob: fallback.knob, reached: false, note: `not reached out of fold (best ${fmtF4(fallback.accuracy)})` };
   }
 }
