@@ -268,9 +268,9 @@ class DecisionCore:
 
     def policy_for(self, objective: str | None) -> Policy:
         point = self.point(objective)
-        if point is None:
+        if point is None or self.curve is None:
             return self.policy
-        return Policy(self.policy.kind, point.knob, self.policy.frontier)
+        return self.curve.policy(point, self.policy)
 
     def choose(self, proba: np.ndarray, cost: np.ndarray, feasible: np.ndarray | None, policy: Policy | None = None) -> np.ndarray:
         return choose(policy or self.policy, proba, cost, feasible)

@@ -38,7 +38,7 @@ import numpy as np
 
 from tierroute.errors import ConfigError, OutputDirError
 from tierroute.hashing import sha256_file
-from tierroute.models.bundle_format import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION, manifest_digest
+from tierroute.models.bundle_format import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION, manifest_digest, schema_version_for
 from tierroute.models.decision import Calibration
 
 __all__ = ["BUNDLE_SCHEMA_VERSION", "BUNDLE_KIND", "export_bundle", "booster_to_onnx", "calibration_table", "sha256_file", "training_hash"]
@@ -219,7 +219,7 @@ def _write_files(router: Any, work: Path, metrics: Mapping[str, Any] | None, tra
     spec = router.feature_spec_
     return {
         "kind": BUNDLE_KIND,
-        "schema_version": BUNDLE_SCHEMA_VERSION,
+        "schema_version": schema_version_for(router.policy_.to_dict(), _objective(router).get("objective", {}).get("curve")),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "feature_spec": spec.to_dict(),
         "feature_spec_fingerprint": spec.fingerprint(),

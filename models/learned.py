@@ -26,7 +26,7 @@ from tierroute.models.decision import Calibration, DecisionCore, feature_matrix,
 from tierroute.models.families import FAMILY_KINDS, FamilyParams, make_estimator
 from tierroute.models.heuristic import HeuristicTree, tree_picks
 from tierroute.models.objective import DEFAULT_OBJECTIVE, KnobCurve, OOFSweep, check_objective
-from tierroute.models.policy import POLICY_KINDS, Policy, sweep
+from tierroute.models.policy import POLICY_KINDS, Policy, always, choose, sweep
 from tierroute.models.router import RouterParams
 from tierroute.request import Request
 
@@ -227,14 +227,19 @@ class LearnedRouter:
         singles = [_weighted_mean(judged.correct[:, j], weight) for j in range(len(self.candidates_))]
         best_single = float(np.nanmax(singles))
         self.target_accuracy_ = self.config.target * best_single
-        swept = sweep(self.config.policy, oof, expected_cost, self.feasible(data.requests))
+        feasible = self.feasible(data.requests)
+        swept = sweep(self.config.policy, oof, expected_cost, feasible)
+        frontier = int(np.argmax(np.nanmean(oof, axis=0))) if self.config.policy == "share" else None
         self.oof_sweep_ = OOFSweep(
-            np.array([v for v, _ in swept]), np.array([p for _, p in swept], dtype=np.int32), judged.correct, judged.cost, weight
+            np.array([v for v, _ in swept]),
+            np.array([p for _, p in swept], dtype=np.int32),
+            judged.correct,
+            judged.cost,
+            weight,
+            np.asarray(data.tasks),
         )
         tree = tree_picks(data.requests, self.catalogue_, self.candidates_, HeuristicTree(signals=self.config.signals))
-        rows = np.arange(len(tree))
-        heuristic = _weighted_mean(np.nan_to_num(judged.correct[rows, tree], nan=0.0), weight)
-        spent = _weighted_mean(np.nan_to_num(judged.cost[rows, tree], nan=0.0), weight)
+        spent, heuristic = self.oof_sweep_.points(picks=tree[None, :])[0]  # measured as the curve's points are
         self.knob_curve_ = KnobCurve.from_sweep(
             self.oof_sweep_,
             heuristic,
@@ -244,10 +249,11 @@ class LearnedRouter:
             heuristic_cost_per_query=spent,
             tree_picks=tree,
             best_index=int(np.nanargmax(singles)),
+            policy=Policy(self.config.policy, 0.0, frontier),
+            anchor_picks=choose(always(self.oof_sweep_.best_single()), oof, expected_cost, feasible),
         )
         self.objective_point_ = self.knob_curve_.pick(self.config.objective)
-        frontier = int(np.argmax(np.nanmean(oof, axis=0))) if self.config.policy == "share" else None
-        self.policy_ = Policy(self.config.policy, self.objective_point_.knob, frontier)
+        self.policy_ = self.knob_curve_.policy(self.objective_point_)
 
     @property
     def core_(self) -> DecisionCore:

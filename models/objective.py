@@ -20,9 +20,18 @@ difference from the best single candidate (``se_best``) and from the tree (``se_
 match objectives count a point as reaching a goal only when its accuracy less ``margin_z``
 (:data:`MARGIN_Z`) of those errors does. Where the router agrees with the reference the
 difference is 0: the margin charges only for the requests it sends elsewhere, and the reference's
-own point needs none. Curves from before this (no errors, ``margin_z`` 0) pick as they always did.
+own point needs none. When the training requests come from several tasks, an error is the larger of
+the per-request one and the task-clustered one (:meth:`OOFSweep.paired_se`): gains made on one task
+alone are less sure on new traffic. Curves from before this (no errors, ``margin_z`` 0) pick as
+they always did.
 
-    curve.pick("match-best").knob          # -> Policy(kind, knob)
+The tree's floor has a last guard, the curve's *anchor*: every request to the best single candidate
+(``share`` at 100%, :func:`tierroute.models.policy.always`). When no point of the curve holds the
+tree's accuracy with its margin to spare but the anchor does, the match objectives take the anchor:
+a router that cannot show it beats the tree sends everything where the tree's accuracy is surest.
+``max-accuracy`` and budgets count the anchor as one more point.
+
+    curve.policy(curve.pick("match-best"))  # -> Policy(kind, knob), or every request to the anchor
 """
 
 from __future__ import annotations
@@ -30,11 +39,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from tierroute.errors import ConfigError, describe
+from tierroute.models.oof import OOFSweep
+from tierroute.models.policy import POLICY_KINDS, Policy, always
 
 __all__ = ["OBJECTIVES", "DEFAULT_OBJECTIVE", "MARGIN_Z", "check_objective", "OOFSweep", "CurvePoint", "ObjectivePoint", "KnobCurve"]
 
@@ -64,84 +75,50 @@ def check_objective(objective: object, owner: str = "objective") -> str:
 
 
 @dataclass(frozen=True)
-class OOFSweep:
-    """A policy's knob swept over out-of-fold predictions of the training requests.
-
-    ``values`` (K,) knob values, cheapest end first; ``picks`` (K, n) the candidate chosen per
-    request at each value; ``correct`` / ``cost`` (n, m) the judged outcomes (observed, or
-    doubly-robust pseudo-outcomes for logged requests; NaN counts as wrong and free); ``weight``
-    (n,) request weights or None."""
-
-    values: np.ndarray
-    picks: np.ndarray
-    correct: np.ndarray
-    cost: np.ndarray
-    weight: np.ndarray | None = None
-
-    def points(self, rows: np.ndarray | None = None) -> list[tuple[float, float]]:
-        """(cost per query, accuracy) per knob value, on ``rows`` (default: all requests)."""
-        rows = np.arange(self.correct.shape[0]) if rows is None else np.asarray(rows)
-        w = None if self.weight is None else self.weight[rows]
-        picks = self.picks[:, rows]
-        acc = np.average(np.nan_to_num(self.correct[rows[None, :], picks], nan=0.0), axis=1, weights=w)
-        spent = np.average(np.nan_to_num(self.cost[rows[None, :], picks], nan=0.0), axis=1, weights=w)
-        return list(zip(spent.tolist(), acc.tolist()))
-
-    def singles(self, rows: np.ndarray | None = None) -> list[tuple[float, float]]:
-        """(cost per query, accuracy) of always choosing each candidate, on ``rows``."""
-        rows = np.arange(self.correct.shape[0]) if rows is None else np.asarray(rows)
-        w = None if self.weight is None else self.weight[rows]
-        acc = np.average(np.nan_to_num(self.correct[rows], nan=0.0), axis=0, weights=w)
-        spent = np.average(np.nan_to_num(self.cost[rows], nan=0.0), axis=0, weights=w)
-        return list(zip(spent.tolist(), acc.tolist()))
-
-    def paired_se(self, reference: np.ndarray) -> np.ndarray:
-        """(K,) the standard error of each knob value's mean per-request difference from
-        ``reference`` ((n,) a candidate index per request), weighted as the sweep is."""
-        n = self.correct.shape[0]
-        w = np.ones(n) if self.weight is None else np.asarray(self.weight, dtype=np.float64)
-        if n < 2 or not w.sum() > 0:
-            return np.zeros(len(self.values))
-        rows = np.arange(n)
-        correct = np.nan_to_num(self.correct, nan=0.0)
-        diff = correct[rows[None, :], self.picks] - correct[rows, reference][None, :]
-        w = w / w.sum()
-        centred = diff - (diff @ w)[:, None]  # the SE of a weighted mean: sqrt(sum w_i^2 (d_i - mean)^2)
-        return cast(np.ndarray, np.sqrt((centred**2) @ (w**2)))
-
-    def aiq(self, rows: np.ndarray | None = None) -> float:
-        """AIQ of the swept curve over the single candidates' cost range, on ``rows``."""
-        from tierroute.models.hull import aiq
-
-        costs = [c for c, _ in self.singles(rows)]
-        return aiq(self.points(rows), min(costs), max(costs))
-
-
-@dataclass(frozen=True)
 class CurvePoint:
     """One knob value out of fold: its accuracy and cost per query, and the standard errors of its
-    per-request difference from the best single candidate and from the tree (0 when unknown)."""
+    per-request difference from the best single candidate and from the tree (0 when unknown).
+    ``candidate`` is set on a curve's anchor only: every request to that candidate, not a knob."""
 
     knob: float
     accuracy: float
     cost_per_query: float
     se_best: float = 0.0
     se_tree: float = 0.0
+    candidate: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("se_best", "se_tree"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"A knob curve point's {name} must be a finite number >= 0; got {value!r}.")
+        if self.candidate is not None:
+            if isinstance(self.candidate, bool) or not (isinstance(self.candidate, int | np.integer) and self.candidate >= 0):
+                raise ConfigError(f"A knob curve anchor's candidate must be a candidate index (an int >= 0); got {self.candidate!r}.")
+            object.__setattr__(self, "candidate", int(self.candidate))  # a plain int (JSON), from numpy's too
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, Any]:
         errors = {"se_best": self.se_best, "se_tree": self.se_tree} if self.se_best or self.se_tree else {}
-        return {"knob": self.knob, "accuracy": self.accuracy, "cost_per_query": self.cost_per_query, **errors}
+        anchor = {} if self.candidate is None else {"candidate": self.candidate}
+        return {"knob": self.knob, "accuracy": self.accuracy, "cost_per_query": self.cost_per_query, **errors, **anchor}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> CurvePoint:
+        candidate = raw.get("candidate")
+        return cls(
+            float(raw["knob"]),
+            float(raw["accuracy"]),
+            float(raw["cost_per_query"]),
+            float(raw.get("se_best", 0.0)),
+            float(raw.get("se_tree", 0.0)),
+            None if candidate is None else _index(candidate),
+        )
 
 
 @dataclass(frozen=True)
 class ObjectivePoint:
-    """Where an objective lands on the curve, and whether it was reached out of fold."""
+    """Where an objective lands on the curve, and whether it was reached out of fold. ``candidate``:
+    the anchor's candidate, when the point is the curve's anchor (every request to it)."""
 
     objective: str
     knob: float
@@ -149,6 +126,7 @@ class ObjectivePoint:
     cost_per_query: float
     reached: bool
     note: str
+    candidate: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,12 +136,17 @@ class ObjectivePoint:
             "cost_per_query": self.cost_per_query,
             "reached": self.reached,
             "note": self.note,
+            **({} if self.candidate is None else {"candidate": self.candidate}),
         }
 
 
 @dataclass(frozen=True)
 class KnobCurve:
-    """The out-of-fold knob curve and the accuracies the named objectives aim at."""
+    """The out-of-fold knob curve and the accuracies the named objectives aim at.
+
+    ``kind`` / ``frontier``: the policy whose knob the points set (None on curves from before they
+    were recorded: the served policy's). ``anchor``: the point sending every request to the best
+    single candidate (``share`` at 100%), the match objectives' last guard of the tree's floor."""
 
     points: tuple[CurvePoint, ...]
     best_single_accuracy: float
@@ -172,6 +155,9 @@ class KnobCurve:
     default: str = DEFAULT_OBJECTIVE
     heuristic_cost_per_query: float | None = None
     margin_z: float = 0.0  # standard errors a point must clear a match goal by (0: curves from before errors)
+    anchor: CurvePoint | None = None
+    kind: str | None = None
+    frontier: int | None = None
 
     def __post_init__(self) -> None:
         if not self.points:
@@ -179,6 +165,10 @@ class KnobCurve:
         check_objective(self.default, "default objective of the KnobCurve")
         if not (math.isfinite(self.margin_z) and self.margin_z >= 0):
             raise ConfigError(f"The margin_z of a KnobCurve must be a number >= 0; got {self.margin_z!r}.")
+        if self.kind is not None and self.kind not in POLICY_KINDS:
+            raise ConfigError(f"The kind of a KnobCurve must be one of {POLICY_KINDS}; got {self.kind!r}.")
+        if self.anchor is not None and self.anchor.candidate is None:
+            raise ConfigError("A KnobCurve's anchor must name its candidate (CurvePoint(..., candidate=j)).")
 
     @classmethod
     def from_sweep(
@@ -192,18 +182,30 @@ class KnobCurve:
         tree_picks: np.ndarray | None = None,
         margin_z: float = MARGIN_Z,
         best_index: int | None = None,
+        policy: Policy | None = None,
+        anchor_picks: np.ndarray | None = None,
     ) -> KnobCurve:
-        """The curve of ``sweep``; the best single's accuracy (and, for its errors, its index) is
-        read off the sweep unless given. With ``tree_picks`` ((n,) the tree's candidate per
-        request), each point carries its paired standard errors and the match objectives keep
-        ``margin_z`` of them to spare; without, there are none and ``margin_z`` is 0."""
-        singles = [a for _, a in sweep.singles()]
-        best = max(singles) if best_single_accuracy is None else best_single_accuracy
+        """The curve of ``sweep`` (the knob of ``policy``, whose value is ignored); the best single's
+        accuracy (and, for its errors, its index) is read off the sweep unless given. With
+        ``tree_picks`` ((n,) the tree's candidate per request), each point carries its paired
+        standard errors, the curve an anchor, and the match objectives keep ``margin_z`` of the
+        errors to spare; without, there are none and ``margin_z`` is 0. The anchor sends every
+        request to :meth:`OOFSweep.best_single`; ``anchor_picks`` ((n,)) are its choices where SLAs
+        rule that candidate out (``choose(always(j), ...)``; default: that candidate everywhere)."""
+        measured = [a for _, a in sweep.singles()]
+        best = max(measured) if best_single_accuracy is None else best_single_accuracy
         n, K = sweep.correct.shape[0], len(sweep.values)
         se_best = se_tree = np.zeros(K)
+        anchor = None
         if tree_picks is not None:
-            se_best = sweep.paired_se(np.full(n, int(np.argmax(singles)) if best_index is None else best_index))
+            se_best = sweep.paired_se(np.full(n, int(np.argmax(measured)) if best_index is None else int(best_index)))
             se_tree = sweep.paired_se(np.asarray(tree_picks))
+            # the anchor: the candidate most accurate as the curve measures (NaN wrong), measured the
+            # way the points and the tree are (so an anchor that is the tree ties it exactly)
+            j = sweep.best_single()
+            alone = (np.full(n, j) if anchor_picks is None else np.asarray(anchor_picks))[None, :]
+            (spent, accuracy), se = sweep.points(picks=alone)[0], float(sweep.paired_se(np.asarray(tree_picks), alone)[0])
+            anchor = CurvePoint(always(j).value, accuracy, spent, 0.0, se, j)
         pts = tuple(
             CurvePoint(float(v), float(a), float(c), float(sb), float(st))
             for v, (c, a), sb, st in zip(sweep.values, sweep.points(), se_best, se_tree)
@@ -216,6 +218,9 @@ class KnobCurve:
             default,
             None if heuristic_cost_per_query is None else float(heuristic_cost_per_query),
             float(margin_z) if tree_picks is not None else 0.0,
+            anchor,
+            None if policy is None else policy.kind,
+            None if policy is None else policy.frontier,
         )
 
     def report_objectives(self) -> tuple[str, ...]:
@@ -228,10 +233,21 @@ class KnobCurve:
         )
         return (*OBJECTIVES, *(() if budget is None else (budget,)))
 
+    def policy(self, point: ObjectivePoint, served: Policy | None = None) -> Policy:
+        """The policy ``point`` stands for: the curve's (``served``'s, for a curve from before the
+        curve recorded its own) at the point's knob, or every request to the anchor's candidate."""
+        if point.candidate is not None:
+            return always(point.candidate)
+        if self.kind is not None:
+            return Policy(self.kind, point.knob, self.frontier)
+        if served is None:
+            raise ConfigError("This knob curve does not record its policy kind; pass the served policy.")
+        return Policy(served.kind, point.knob, served.frontier)
+
     def pick(self, objective: str | None = None) -> ObjectivePoint:
         """The operating point for ``objective`` (default: the curve's own default)."""
         objective = check_objective(self.default if objective is None else objective)
-        pts = self.points
+        pts = (*self.points, *(() if self.anchor is None else (self.anchor,)))
         if objective.startswith("budget="):
             budget = float(objective.removeprefix("budget="))
             within = [p for p in pts if p.cost_per_query <= budget]
@@ -252,35 +268,45 @@ class KnobCurve:
         """match-best / match-heuristic: the cheapest point whose accuracy, less ``margin_z``
         standard errors, reaches the goal, among the points :meth:`_floor` allows; when none does,
         the most accurate point it allows."""
-        z, pts = self.margin_z, self.points
+        z = self.margin_z
+        goal, label = self.heuristic_accuracy, "the tree's accuracy"
         if objective == "match-best":
             goal, label = self.target * self.best_single_accuracy, "the best single candidate's accuracy"
             if self.target != 1.0:
                 label = f"{self.target:g} x {label}"
-            sure = [p.accuracy - z * p.se_best for p in pts]
-        else:
-            goal, label = self.heuristic_accuracy, "the tree's accuracy"
-            sure = [p.accuracy - z * p.se_tree for p in pts]
         allowed = self._floor()
-        reaching = [k for k in allowed if sure[k] >= goal - 1e-12]
-        if reaching:
+        if objective == "match-best":
+            reaching = [p for p in allowed if p.accuracy - z * p.se_best >= goal - 1e-12]
+        else:
+            reaching = [p for p in allowed if p.accuracy - z * p.se_tree >= goal - 1e-12]
+        chosen = _cheapest(reaching) if reaching else _most_accurate(allowed)
+        if chosen is self.anchor:
+            note = (
+                f"no point of the curve holds the tree's accuracy ({self.heuristic_accuracy:.4f}) out of fold by {z:g} "
+                f"standard errors; every request goes to the most accurate single candidate ({chosen.accuracy:.4f})"
+            )
+        elif reaching:
             spare = f", by {z:g} standard errors" if z else ""
-            chosen = _cheapest([pts[k] for k in reaching])
-            return _point(objective, chosen, True, f"the cheapest point reaching {label} ({goal:.4f}) out of fold{spare}")
-        most = _most_accurate([pts[k] for k in allowed])
-        spare = f" (by {z:g} standard errors)" if z else ""
-        note = f"{label} ({goal:.4f}) is not reached out of fold{spare}; took the most accurate point ({most.accuracy:.4f})"
-        return _point(objective, most, False, note)
+            note = f"the cheapest point reaching {label} ({goal:.4f}) out of fold{spare}"
+        else:
+            spare = f" (by {z:g} standard errors)" if z else ""
+            note = f"{label} ({goal:.4f}) is not reached out of fold{spare}; took the most accurate point ({chosen.accuracy:.4f})"
+        return _point(objective, chosen, bool(reaching), note)
 
-    def _floor(self) -> list[int]:
+    def _floor(self) -> list[CurvePoint]:
         """The points a match objective may take: those whose accuracy, less ``margin_z`` standard
         errors of their difference from the tree, holds the tree's accuracy, when some point's does;
-        else those whose accuracy does, when some point's does; else all."""
+        else the anchor, when its does; else those whose accuracy does, when some point's does;
+        else all (the anchor is never one of these)."""
         tree, z = self.heuristic_accuracy, self.margin_z
-        for held in ([p.accuracy - z * p.se_tree for p in self.points], [p.accuracy for p in self.points]):
-            if any(a >= tree for a in held):
-                return [k for k, a in enumerate(held) if a >= tree - 1e-12]
-        return list(range(len(self.points)))
+        sure = [p.accuracy - z * p.se_tree for p in self.points]
+        if any(a >= tree for a in sure):
+            return [p for p, a in zip(self.points, sure) if a >= tree - 1e-12]
+        if self.anchor is not None and self.anchor.accuracy - z * self.anchor.se_tree >= tree - 1e-12:
+            return [self.anchor]
+        if any(p.accuracy >= tree for p in self.points):
+            return [p for p in self.points if p.accuracy >= tree - 1e-12]
+        return list(self.points)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -291,6 +317,8 @@ class KnobCurve:
             "default": self.default,
             "heuristic_cost_per_query": self.heuristic_cost_per_query,
             **({"margin_z": self.margin_z} if self.margin_z else {}),
+            **({} if self.anchor is None else {"anchor": self.anchor.to_dict()}),
+            **({} if self.kind is None else {"kind": self.kind, "frontier": self.frontier}),
         }
 
     @classmethod
@@ -299,28 +327,30 @@ class KnobCurve:
         try:
             if not isinstance(raw, Mapping) or not isinstance(raw.get("points"), Sequence):
                 raise TypeError("expected an object with a 'points' list")
-            pts = tuple(
-                CurvePoint(
-                    float(p["knob"]),
-                    float(p["accuracy"]),
-                    float(p["cost_per_query"]),
-                    float(p.get("se_best", 0.0)),
-                    float(p.get("se_tree", 0.0)),
-                )
-                for p in raw["points"]
-            )
-            spent = raw.get("heuristic_cost_per_query")
+            if any(p.get("candidate") is not None for p in raw["points"]):
+                raise ValueError("only the anchor names a candidate")
+            spent, anchor, frontier = raw.get("heuristic_cost_per_query"), raw.get("anchor"), raw.get("frontier")
             return cls(
-                pts,
+                tuple(CurvePoint.from_dict(p) for p in raw["points"]),
                 float(raw["best_single_accuracy"]),
                 float(raw["heuristic_accuracy"]),
                 float(raw.get("target", 1.0)),
                 str(raw.get("default", DEFAULT_OBJECTIVE)),
                 None if spent is None else float(spent),
                 float(raw.get("margin_z", 0.0)),
+                None if anchor is None else CurvePoint.from_dict(anchor),
+                None if raw.get("kind") is None else str(raw["kind"]),
+                None if frontier is None else _index(frontier),
             )
         except (TypeError, KeyError, ValueError, AttributeError, ConfigError) as exc:
             raise ConfigError(f"The {where} is damaged ({exc}); got {describe(raw)}. Re-export the bundle.") from None
+
+
+def _index(value: object) -> int:
+    """A candidate index from JSON (an int, or a float with no fraction); ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value != int(value) or value < 0:
+        raise ValueError(f"a candidate index must be an integer >= 0, not {value!r}")
+    return int(value)
 
 
 def _cheapest(points: Sequence[CurvePoint]) -> CurvePoint:
@@ -332,4 +362,4 @@ def _most_accurate(points: Sequence[CurvePoint]) -> CurvePoint:
 
 
 def _point(objective: str, p: CurvePoint, reached: bool, note: str) -> ObjectivePoint:
-    return ObjectivePoint(objective, p.knob, p.accuracy, p.cost_per_query, reached, note)
+    return ObjectivePoint(objective, p.knob, p.accuracy, p.cost_per_query, reached, note, p.candidate)

@@ -26,9 +26,11 @@ import numpy as np
 from tierroute._params import check_number
 from tierroute.errors import ConfigError
 
-__all__ = ["Policy", "POLICY_KINDS", "choose", "choose_row", "sweep", "pick_knob"]
+__all__ = ["Policy", "POLICY_KINDS", "ALL_TO_FRONTIER", "always", "choose", "choose_row", "sweep", "pick_knob"]
 
 POLICY_KINDS = ("threshold", "lambda", "share")
+#: a ``share`` knob below any gain (a difference of probabilities is >= -1): every request to the frontier
+ALL_TO_FRONTIER = -2.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,12 @@ class Policy:
     def label(self) -> str:
         """``"<kind> policy (knob <value>)"``: how decisions name it (formatted once per policy)."""
         return f"{self.kind} policy (knob {self.value:.6g})"
+
+
+def always(candidate: int) -> Policy:
+    """The policy sending every request to ``candidate`` (when it fits the request's SLA; else the
+    likeliest candidate that does): ``share`` at 100%."""
+    return Policy("share", ALL_TO_FRONTIER, int(candidate))
 
 
 def choose_row(policy: Policy, proba: list[float], cost: list[float], feasible: list[bool] | None = None) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 
 from tierroute.errors import BundleError, FeatureError, TierrouteError, describe
 from tierroute.hashing import sha256_file
-from tierroute.models.bundle_format import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION, PROVENANCE, manifest_digest
+from tierroute.models.bundle_format import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION, BUNDLE_SCHEMA_VERSIONS, PROVENANCE, manifest_digest
 from tierroute.models.decision import Calibration, CalibrationSet, DecisionCore
 from tierroute.models.objective import KnobCurve
 
@@ -112,11 +112,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
             f"{str(path)!r}/manifest.json has kind {got}; expected {BUNDLE_KIND!r}. Pass the folder `tierroute export` wrote.",
         )
     version = manifest.get("schema_version")
-    if version != BUNDLE_SCHEMA_VERSION:
+    if isinstance(version, bool) or version not in BUNDLE_SCHEMA_VERSIONS:
         raise BundleError(
             "unknown_schema_version",
             f"Bundle {str(path)!r} has schema version {describe(version)}; this "
-            f"tierroute serves version {BUNDLE_SCHEMA_VERSION}. Re-export it with this tierroute, or "
+            f"tierroute serves versions {' and '.join(map(str, BUNDLE_SCHEMA_VERSIONS))}. Re-export it with this tierroute, or "
             "upgrade tierroute.",
         )
     return manifest
@@ -269,6 +269,13 @@ def _read_parts(path: Path, manifest: Mapping[str, Any], threads: int) -> dict[s
 _MODEL_FILES: dict[str, str | int | None] = {"pooled": 1, "per_candidate": "m", "knn": None, "lowrank": None}
 
 
+def _curve_candidates(curve: KnobCurve | None) -> list[int]:
+    """The candidate indices a knob curve names (its frontier, its anchor's candidate)."""
+    if curve is None:
+        return []
+    return [j for j in (curve.frontier, None if curve.anchor is None else curve.anchor.candidate) if j is not None]
+
+
 def _check_layout(path: Path, manifest: Mapping[str, Any], parts: Mapping[str, Any]) -> None:
     """The parts fit together (counts, shapes, file names the checksums cover)."""
     kind, model, cand, policy = parts["kind"], parts["model"], parts["candidate_features"], parts["policy"]
@@ -285,6 +292,7 @@ def _check_layout(path: Path, manifest: Mapping[str, Any], parts: Mapping[str, A
             and len(parts["cost"]["intercept"]) == m
             and len(parts["cost"]["slope"]) == m
             and (policy.frontier is None or 0 <= policy.frontier < m)
+            and all(0 <= j < m for j in _curve_candidates(parts["curve"]))
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise BundleError(
@@ -295,7 +303,8 @@ def _check_layout(path: Path, manifest: Mapping[str, Any], parts: Mapping[str, A
             "bundle_invalid",
             f"Bundle {str(path)!r} does not fit together: {m} candidates, model kind "
             f"{kind!r} with {len(files)} file(s), candidate features of shape {cand.shape}, "
-            f"{len(parts['calibrations'])} calibrations, policy frontier {policy.frontier!r}. Re-export it.",
+            f"{len(parts['calibrations'])} calibrations, policy frontier {policy.frontier!r}, knob curve "
+            f"candidates {_curve_candidates(parts['curve'])}. Re-export it.",
         )
     opened = [*files, *(((manifest.get("encoder") or {}).get("files")) or [])]
     listed = manifest.get("files") or {}

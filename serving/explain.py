@@ -35,7 +35,7 @@ import numpy as np
 
 from tierroute.models.contributions import CONTENT_GROUP, CandidateExplainer, TreeExplainer, feature_groups, split_tables
 from tierroute.models.heuristic import HeuristicTree
-from tierroute.models.policy import Policy
+from tierroute.models.policy import ALL_TO_FRONTIER, Policy
 
 __all__ = [
     "ExplainerSlot",
@@ -147,6 +147,8 @@ def _rule(policy: Policy, candidates: Sequence[str]) -> str:
     if policy.kind == "lambda":
         return f"the candidate that fits the SLA with the highest P(correct) - {policy.value:.4g} x expected cost (USD)"
     frontier = candidates[policy.frontier] if policy.frontier is not None else "the likeliest candidate"
+    if policy.value <= ALL_TO_FRONTIER:
+        return f"every request to {frontier} when it fits the SLA; otherwise the likeliest candidate that does"
     return (
         f"{frontier} when its P(correct) beats the best other candidate that fits the SLA by more than "
         f"{policy.value:.4g}; otherwise that other candidate"

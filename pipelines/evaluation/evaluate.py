@@ -18,7 +18,7 @@ import numpy as np
 from tierroute.errors import DataValidationError
 from tierroute.models.catalogue import Catalogue
 from tierroute.models.heuristic import HeuristicTree, tree_picks
-from tierroute.models.policy import Policy, choose, sweep
+from tierroute.models.policy import choose, sweep
 from tierroute.pipelines.data.dataset import RoutingData
 from tierroute.pipelines.evaluation.metrics import aiq, apgr, bootstrap_diff, cost_at_quality, cpt, ece
 from tierroute.pipelines.evaluation.offpolicy import policy_estimates
@@ -143,13 +143,15 @@ def objective_points(
     rows = []
     for name in curve.report_objectives():
         at = curve.pick(name)
-        picks = choose(Policy(router.policy_.kind, at.knob, router.policy_.frontier), proba, expected_cost, feasible)
+        policy = curve.policy(at, router.policy_)
+        picks = choose(policy, proba, expected_cost, feasible)
         test = point(name, data, picks, catalogue)
         rows.append(
             {
                 "objective": name,
                 "chosen": name == router.config.objective,
                 "knob": at.knob,
+                "policy": policy.to_dict(),
                 "reached_out_of_fold": at.reached,
                 "note": at.note,
                 "oof_accuracy": at.accuracy,
@@ -218,7 +220,7 @@ def evaluate(
     curve = []
     feasible = router.feasible(data.requests)
     frontier = np.array([catalogue.tier_of(m) == catalogue.tiers[-1] for m in data.candidates])
-    for value, picks in sweep(router.policy_.kind, proba, expected_cost, feasible):
+    for value, picks in sweep(router.config.policy, proba, expected_cost, feasible):  # the kind the knob curve sweeps
         curve.append(
             {
                 "knob": value,

@@ -7,6 +7,7 @@ import pytest
 
 from tierroute.errors import ConfigError
 from tierroute.models.objective import MARGIN_Z, CurvePoint, KnobCurve, OOFSweep, check_objective
+from tierroute.models.policy import Policy
 
 # knob -> (accuracy, cost/query): cheapest end first; the tree sits at 0.80 accuracy, the best single at 0.90
 POINTS = ((5.0, 0.70, 0.10), (3.0, 0.80, 0.20), (2.0, 0.85, 0.30), (1.0, 0.90, 0.50), (0.5, 0.92, 0.90), (0.0, 0.92, 1.00))
@@ -160,3 +161,76 @@ def test_weights_count_in_the_paired_error() -> None:
     alone = OOFSweep(sweep.values, sweep.picks[:, rows], sweep.correct[rows], sweep.cost[rows])
     np.testing.assert_allclose(weighted.paired_se(tree), alone.paired_se(tree[rows]))
     assert (OOFSweep(sweep.values, sweep.picks, sweep.correct, sweep.cost, np.zeros(400)).paired_se(tree) == 0).all()
+
+
+def _anchored(anchor_se_tree: float = 0.0, tree: float = 0.85) -> KnobCurve:
+    """Curve points only just above the tree's accuracy (none holds it by 1.645 standard errors);
+    the anchor (every request to candidate 1, the best single at 0.86) is as accurate as ``tree``
+    plus 0.01, sure of it or not by ``anchor_se_tree``."""
+    points = (CurvePoint(2.0, 0.852, 0.3, 0.01, 0.01), CurvePoint(1.0, 0.858, 0.6, 0.005, 0.01))
+    anchor = CurvePoint(-2.0, 0.86, 1.0, 0.0, anchor_se_tree, candidate=1)
+    return KnobCurve(points, 0.86, tree, margin_z=MARGIN_Z, anchor=anchor, kind="lambda")
+
+
+def test_when_no_point_surely_holds_the_tree_the_anchor_does() -> None:
+    curve_ = _anchored()
+    for objective in ("match-best", "match-heuristic"):
+        point = curve_.pick(objective)
+        assert (point.candidate, point.reached) == (1, True)
+        assert point.note == (
+            "no point of the curve holds the tree's accuracy (0.8500) out of fold by 1.645 standard errors; "
+            "every request goes to the most accurate single candidate (0.8600)"
+        )
+        assert curve_.policy(point) == Policy("share", -2.0, 1)  # share at 100%: every request to candidate 1
+    assert curve_.pick("max-accuracy").candidate == 1  # the anchor is one more point to the other objectives
+    assert curve_.pick("budget=0.7").knob == 1.0 and curve_.pick("budget=0.7").candidate is None
+    # an anchor no surer of the tree's accuracy than the points: the floor as measured, as before anchors
+    assert _anchored(anchor_se_tree=0.01).pick("match-heuristic").knob == 1.0
+    # a point that surely holds the tree: the anchor is not needed
+    assert _anchored(tree=0.80).pick("match-heuristic").knob == 2.0
+
+
+def test_the_sweep_gives_the_curve_its_anchor_and_its_policy() -> None:
+    sweep, tree = _sweep()
+    curve_ = KnobCurve.from_sweep(sweep, 0.85, tree_picks=tree, policy=Policy("lambda", 0.0))
+    assert curve_.anchor is not None and curve_.anchor.candidate == 1  # the best single
+    assert (curve_.anchor.accuracy, curve_.anchor.cost_per_query, curve_.anchor.se_best) == (0.9, 10.0, 0.0)
+    assert curve_.anchor.se_tree == pytest.approx(float(sweep.paired_se(tree, np.ones((1, 400), dtype=np.int32))[0]))
+    assert (curve_.kind, curve_.frontier) == ("lambda", None)
+    point = curve_.pick("match-best")
+    assert curve_.policy(point) == Policy("lambda", point.knob)
+    assert KnobCurve.from_dict(curve_.to_dict()) == curve_
+    assert "anchor" not in KnobCurve.from_sweep(sweep, 0.85).to_dict()  # no tree, no errors, no anchor
+    # where SLAs rule the best single out, the anchor is measured on the choices it makes instead
+    sla = np.where(np.arange(400) < 200, 1, 0)
+    ruled = KnobCurve.from_sweep(sweep, 0.85, tree_picks=tree, anchor_picks=sla).anchor
+    assert ruled is not None and ruled.candidate == 1
+    assert (ruled.cost_per_query, ruled.accuracy) == pytest.approx(sweep.points(picks=sla[None, :])[0])
+
+
+def test_a_curve_from_before_policies_were_recorded_takes_the_served_policy() -> None:
+    old = curve()
+    point = old.pick("match-best")
+    assert old.policy(point, Policy("threshold", 0.3)) == Policy("threshold", point.knob)
+    with pytest.raises(ConfigError, match=r"^This knob curve does not record its policy kind; pass the served policy\.$"):
+        old.policy(point)
+    assert "kind" not in old.to_dict() and "anchor" not in old.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"anchor": {"knob": -2, "accuracy": 0.9, "cost_per_query": 1}}, "must name its candidate"),
+        ({"anchor": {"knob": -2, "accuracy": 0.9, "cost_per_query": 1, "candidate": -1}}, "integer >= 0"),
+        ({"anchor": {"knob": -2, "accuracy": 0.9, "cost_per_query": 1, "candidate": 1.5}}, "integer >= 0"),
+        ({"kind": "always"}, "kind of a KnobCurve must be one of"),
+        ({"frontier": "first"}, "integer >= 0"),
+    ],
+)
+def test_a_damaged_anchor_or_policy_is_refused(change: dict[str, object], why: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^The knob curve is damaged \(.*{why}.*Re-export the bundle\.$"):
+        KnobCurve.from_dict({**_anchored().to_dict(), **change})
+    raw = _anchored().to_dict()
+    raw["points"][0]["candidate"] = 0
+    with pytest.raises(ConfigError, match=r"only the anchor names a candidate"):
+        KnobCurve.from_dict(raw)

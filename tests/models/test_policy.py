@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tierroute.errors import ConfigError
-from tierroute.models.policy import POLICY_KINDS, Policy, choose, pick_knob, share_threshold, sweep
+from tierroute.models.policy import ALL_TO_FRONTIER, POLICY_KINDS, Policy, always, choose, choose_row, pick_knob, share_threshold, sweep
 
 # -- Policy -----------------------------------------------------------------------------------
 
@@ -328,3 +328,13 @@ def test_pick_knob_takes_pseudo_outcomes_outside_zero_one() -> None:
     outcome = np.array([[1.0, 1.0], [1.0, 1.0], [-1.5, 3.0], [0.0, 1.0]])
     policy = pick_knob("threshold", KNOB_P, KNOB_C, outcome, KNOB_C, 0.875)
     np.testing.assert_array_equal(choose(policy, KNOB_P, KNOB_C), [0, 0, 1, 1])  # all-dear: 1.5 mean, dearer
+
+
+def test_always_sends_every_request_to_its_candidate_where_the_sla_lets_it() -> None:
+    policy = always(1)
+    assert policy == Policy("share", ALL_TO_FRONTIER, 1)
+    proba = np.array([[0.99, 0.01, 0.5], [0.0, 1.0, 0.2], [0.9, 0.0, 0.95]])
+    cost = np.array([[0.1, 1.0, 0.5]] * 3)
+    feasible = np.array([[True, True, True], [True, True, True], [True, False, True]])
+    np.testing.assert_array_equal(choose(policy, proba, cost, feasible), [1, 1, 2])  # no room for 1: the likeliest that fits
+    assert [choose_row(policy, p, c, f) for p, c, f in zip(proba.tolist(), cost.tolist(), feasible.tolist())] == [1, 1, 2]

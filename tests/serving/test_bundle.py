@@ -155,14 +155,14 @@ def test_manifest_that_is_not_an_object(bundle: Path) -> None:
     refused(bundle, "bundle_unreadable", r"{p}/manifest\.json has kind \[1, 2\] \(list\); expected 'tierroute\.router_bundle'")
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [3, 0, "1", None, True])
 def test_unknown_schema_version(bundle: Path, version: object) -> None:
     edit_manifest(bundle, lambda m: m.update(schema_version=version))
     refused(
         bundle,
         "unknown_schema_version",
         rf"Bundle {{p}} has schema version {re.escape(repr(version))} "
-        rf"\({type(version).__name__}\); this tierroute serves version 1\. Re-export it",
+        rf"\({type(version).__name__}\); this tierroute serves versions 1 and 2\. Re-export it",
     )
 
 
@@ -299,8 +299,13 @@ def test_calibration_list_of_the_wrong_length(bundle: Path) -> None:
         bundle,
         "bundle_invalid",
         r"Bundle {p} does not fit together: 3 candidates, model kind 'pooled' with 1 file\(s\), "
-        r"candidate features of shape \(3, 3\), 2 calibrations, policy frontier None\. Re-export it\.$",
+        r"candidate features of shape \(3, 3\), 2 calibrations, policy frontier None, knob curve candidates \[1\]\. Re-export it\.$",
     )
+
+
+def test_a_knob_curve_naming_a_candidate_the_bundle_lacks(bundle: Path) -> None:
+    edit_manifest(bundle, lambda m: m["objective"]["curve"]["anchor"].update(candidate=3))
+    refused(bundle, "bundle_invalid", r"Bundle {p} does not fit together: 3 candidates, .* knob curve candidates \[3\]\. Re-export it\.$")
 
 
 @pytest.mark.parametrize(

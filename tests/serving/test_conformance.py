@@ -4,6 +4,7 @@ and the Node runtime's copy of the article catalogue in step with the built-in o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -59,7 +60,24 @@ def make_bundles(root: Path) -> dict[str, Path]:
         config = LearnedConfig(encoder="static" if enc is not None else "none", router=family_params(kind, RouterParams(n_folds=2, seed=0)))
         out[kind] = export_bundle(LearnedRouter(config, encoder=enc).fit(data, builtin_catalogue("article")), root / kind)
         write_conformance(out[kind])
+    params = RouterParams(n_estimators=20, n_folds=2, early_stopping_rounds=10, n_threads=1)
+    anchored = serve_the_anchor(LearnedRouter(LearnedConfig(encoder="none", router=params)).fit(data, builtin_catalogue("article")))
+    out["anchored"] = export_bundle(anchored, root / "anchored")
+    write_conformance(out["anchored"])
     return out
+
+
+def serve_the_anchor(router: Any) -> Any:
+    """``router`` with its curve's points put under the tree's accuracy, so its match objectives
+    (the default among them) take the anchor: the fixed policy sends every request to one candidate."""
+    curve = router.knob_curve_
+    low = tuple(dataclasses.replace(p, accuracy=curve.heuristic_accuracy - 0.05) for p in curve.points)
+    anchor = dataclasses.replace(curve.anchor, accuracy=max(curve.anchor.accuracy, curve.heuristic_accuracy), se_tree=0.0)
+    router.knob_curve_ = dataclasses.replace(curve, points=low, anchor=anchor)
+    router.objective_point_ = router.knob_curve_.pick(router.config.objective)
+    router.policy_ = router.knob_curve_.policy(router.objective_point_)
+    assert router.objective_point_.candidate == anchor.candidate and router.policy_.kind == "share"
+    return router
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +95,7 @@ def test_the_requests_cover_the_edges() -> None:
     assert requests[-len(MALFORMED_REQUESTS) :][0]["id"] == "bad0"
 
 
-@pytest.mark.parametrize("kind", ["pooled", "per_candidate", "share", "lowrank", "knn"])
+@pytest.mark.parametrize("kind", ["pooled", "per_candidate", "share", "lowrank", "knn", "anchored"])
 def test_vectors_are_written_and_the_python_runtime_passes_them(bundles: dict[str, Path], kind: str) -> None:
     header, records = read_conformance(bundles[kind] / CONFORMANCE_FILE)
     manifest = json.loads((bundles[kind] / "manifest.json").read_text(encoding="utf-8"))
@@ -93,6 +111,21 @@ def test_vectors_are_written_and_the_python_runtime_passes_them(bundles: dict[st
     report = check_conformance(bundles[kind])
     assert report.ok, report.summary()
     assert report.summary().startswith(f"conformance: {len(records)} records of ")
+    assert manifest["schema_version"] == (2 if kind == "anchored" else 1)  # a fixed policy that is the anchor: version 2
+
+
+def test_a_bundle_serving_its_anchor_sends_every_request_to_one_candidate(bundles: dict[str, Path]) -> None:
+    from tierroute.serving.router import Router
+
+    router = Router.load(bundles["anchored"], strict=True)
+    manifest = json.loads((bundles["anchored"] / "manifest.json").read_text(encoding="utf-8"))
+    j = manifest["objective"]["point"]["candidate"]
+    assert manifest["policy"] == {"kind": "share", "value": -2.0, "frontier": j}
+    requests = [r for r in conformance_requests(2, n=60, objectives=False)[: -len(MALFORMED_REQUESTS)] if r.get("latency_sla_ms") is None]
+    decisions = [router.route(r) for r in requests]
+    assert len(decisions) >= 20 and {d.model for d in decisions if d.source == "learned"} == {manifest["candidates"][j]}  # no SLA
+    # a named budget takes a point of the curve: the knob is read as the curve's own policy's (lambda)
+    assert router.route({"prompt": "Sort these.", "objective": "budget=0"}).reason.startswith("lambda policy (knob ")
 
 
 def test_a_corrupted_vector_is_detected_and_reported(bundles: dict[str, Path], tmp_path: Path, capsys: Any) -> None:

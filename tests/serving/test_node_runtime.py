@@ -87,17 +87,20 @@ def test_node_runtime_serves_a_minilm_bundle(tmp_path: Path) -> None:
 
 
 def test_node_picks_the_same_points_on_curves_with_paired_errors(tmp_path: Path) -> None:
-    """KnobCurve.pick in both runtimes, on random curves with and without margins (se_best, se_tree,
-    margin_z): the same knob and the same 'reached' for every objective."""
+    """KnobCurve.pick and KnobCurve.policy in both runtimes, on random curves with and without
+    margins (se_best, se_tree, margin_z), anchors and recorded policy kinds: the same knob, anchor
+    candidate, 'reached' and policy for every objective."""
     node = node_or_skip()
     import numpy as np
 
     from tierroute.models.objective import CurvePoint, KnobCurve
+    from tierroute.models.policy import Policy
 
     rng = np.random.default_rng(3)
     objectives = ["match-best", "match-heuristic", "max-accuracy", "budget=0.4"]
+    served = Policy("threshold", 0.5)
     cases = []
-    for i in range(120):  # values on a coarse grid (ties), in no order; a third of the curves without errors
+    for i in range(160):  # values on a coarse grid (ties), in no order; a third of the curves without errors
         k = int(rng.integers(2, 9))
         accuracy, cost = np.round(rng.uniform(0.6, 0.95, k), 2), np.round(rng.uniform(0.05, 1.0, k), 1)
         errors = np.round(rng.uniform(0, 0.03, (k, 2)), 3) if i % 3 else np.zeros((k, 2))
@@ -106,16 +109,29 @@ def test_node_picks_the_same_points_on_curves_with_paired_errors(tmp_path: Path)
             for j, (a, c, e) in enumerate(zip(accuracy, cost, errors))
         )
         best, tree = float(np.round(rng.uniform(0.7, 0.95), 2)), float(np.round(rng.uniform(0.6, 0.9), 2))
-        curve = KnobCurve(points, best, tree, margin_z=[0.0, 1.645, 3.0][i % 3])
+        anchor = None
+        if i % 3 and i % 2:  # an anchor at the best single's accuracy, surer or less sure of the tree's
+            se = float(np.round(rng.uniform(0, 0.03), 3))
+            anchor = CurvePoint(-2.0, best, float(np.round(rng.uniform(0.5, 1.2), 1)), 0.0, se, int(rng.integers(0, 3)))
+        kind = [None, "lambda", "share"][i % 3]
+        curve = KnobCurve(
+            points, best, tree, margin_z=[0.0, 1.645, 3.0][i % 3], anchor=anchor, kind=kind, frontier=1 if kind == "share" else None
+        )
         picks = [curve.pick(o) for o in objectives]
-        cases.append({"curve": curve.to_dict(), "expected": [[p.knob, p.reached] for p in picks]})
+        cases.append(
+            {"curve": curve.to_dict(), "expected": [[p.knob, p.candidate, p.reached, curve.policy(p, served).to_dict()] for p in picks]}
+        )
+    assert sum(1 for c in cases for e in c["expected"] if e[1] is not None) >= 20  # anchors are taken, and checked
     (tmp_path / "curves.json").write_text(json.dumps(cases), encoding="utf-8")
     script = (
         "const { KnobCurve } = require('./lib/decision');"
         f"const cases = require({json.dumps(str(tmp_path / 'curves.json'))});"
         f"const objectives = {json.dumps(objectives)};"
+        f"const served = {json.dumps(served.to_dict())};"
         "console.log(JSON.stringify(cases.map((c) => objectives.map((o) => {"
-        "const p = new KnobCurve(c.curve, 'curve').pick(o); return [p.knob, p.reached]; }))));"
+        "const curve = new KnobCurve(c.curve, 'curve'); const p = curve.pick(o);"
+        "const q = curve.policy(p, served);"
+        "return [p.knob, p.candidate, p.reached, { kind: q.kind, value: q.value, frontier: q.frontier }]; }))));"
     )
     done = subprocess.run([node, "-e", script], cwd=NODE_DIR, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]

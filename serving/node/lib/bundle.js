@@ -18,6 +18,8 @@ const { MiniLMEncoder } = require('./minilm');
 
 const BUNDLE_KIND = 'tierroute.router_bundle';
 const BUNDLE_SCHEMA_VERSION = 1;
+// models/bundle_format.py BUNDLE_SCHEMA_VERSIONS: 2, the fixed policy may be the knob curve's anchor
+const BUNDLE_SCHEMA_VERSIONS = [1, 2];
 const FEATURE_VERSION = 1;
 const PROVENANCE = ['created', 'versions', 'metrics', 'training', 'reference', 'bundle_id'];
 const SERVED_KINDS = ['pooled', 'per_candidate', 'lowrank', 'knn'];
@@ -45,9 +47,9 @@ function readManifest(dir) {
     throw new BundleError('bundle_unreadable', `'${dir}'/manifest.json has kind ${JSON.stringify(isMap(manifest) ? manifest.kind : manifest)}; `
       + `expected '${BUNDLE_KIND}'. Pass the folder \`tierroute export\` wrote.`);
   }
-  if (manifest.schema_version !== BUNDLE_SCHEMA_VERSION) {
+  if (!BUNDLE_SCHEMA_VERSIONS.includes(manifest.schema_version)) {
     throw new BundleError('unknown_schema_version', `Bundle '${dir}' has schema version ${JSON.stringify(manifest.schema_version)}; this `
-      + `runtime serves version ${BUNDLE_SCHEMA_VERSION}. Re-export it with this tierroute, or upgrade the runtime.`);
+      + `runtime serves versions ${BUNDLE_SCHEMA_VERSIONS.join(' and ')}. Re-export it with this tierroute, or upgrade the runtime.`);
   }
   return [manifest, raw];
 }
@@ -143,8 +145,14 @@ function readParts(dir, manifest) {
   }
 }
 
+/** The candidate indices a knob curve names (its frontier, its anchor's candidate). */
+function curveCandidates(curve) {
+  if (curve === null) return [];
+  return [curve.frontier, curve.anchor === null ? null : curve.anchor.candidate].filter((j) => j !== null);
+}
+
 function checkLayout(dir, manifest, parts) {
-  const { model, candidates, calibrations, cost, policy, catalogue } = parts;
+  const { model, candidates, calibrations, cost, policy, catalogue, curve } = parts;
   const m = candidates.length;
   const kind = model.kind;
   if (!SERVED_KINDS.includes(kind)) {
@@ -156,10 +164,12 @@ function checkLayout(dir, manifest, parts) {
   const count = { pooled: 1, per_candidate: m }[kind];
   const fits = (count === undefined ? files.length > 0 : files.length === count) && Array.isArray(cand) && cand.length === m && calibrations.length === m
     && Array.isArray(cost.intercept) && cost.intercept.length === m && Array.isArray(cost.slope) && cost.slope.length === m
-    && (policy.frontier === null || (policy.frontier >= 0 && policy.frontier < m)) && files.every((f) => typeof f === 'string');
+    && (policy.frontier === null || (policy.frontier >= 0 && policy.frontier < m)) && files.every((f) => typeof f === 'string')
+    && curveCandidates(curve).every((j) => j >= 0 && j < m);
   if (!fits) {
     throw new BundleError('bundle_invalid', `Bundle '${dir}' does not fit together: ${m} candidates, model kind '${kind}' with ${files.length} `
-      + `file(s), ${calibrations.length} calibrations, policy frontier ${policy.frontier}. Re-export it.`);
+      + `file(s), ${calibrations.length} calibrations, policy frontier ${policy.frontier}, knob curve candidates `
+      + `${JSON.stringify(curveCandidates(curve))}. Re-export it.`);
   }
   const listed = manifest.files || {};
   for (const name of [...files, ...((manifest.encoder || {}).files || [])]) {

@@ -5,6 +5,8 @@
 const { ConfigError, BundleError } = require('./errors');
 
 const OBJECTIVES = ['match-best', 'match-heuristic', 'max-accuracy'];
+// models/policy.py ALL_TO_FRONTIER: a share knob below any gain, so every request goes to the frontier
+const ALL_TO_FRONTIER = -2.0;
 const FLOAT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 /** ``objective`` if it is a named objective or ``budget=USD`` (USD >= 0), else ConfigError. */
@@ -100,47 +102,72 @@ class KnobCurve {
   constructor(raw, where) {
     const bad = () => new BundleError('bundle_invalid', `The ${where} is damaged; got ${JSON.stringify(raw).slice(0, 80)}. Re-export the bundle.`);
     if (!raw || typeof raw !== 'object' || !Array.isArray(raw.points) || !raw.points.length) throw bad();
-    this.points = raw.points.map((p) => ({
+    const point = (p) => ({
       knob: Number(p.knob), accuracy: Number(p.accuracy), cost: Number(p.cost_per_query),
       seBest: optionalNumber(p.se_best), seTree: optionalNumber(p.se_tree),
-    }));
+    });
+    const index = (v) => (Number.isInteger(v) && v >= 0 ? v : NaN);
+    if (raw.points.some((p) => !p || typeof p !== 'object' || (p.candidate !== undefined && p.candidate !== null))) throw bad();
+    this.points = raw.points.map(point);
+    // the anchor: every request to the best single candidate (share at 100%); the policy the knobs set
+    this.anchor = raw.anchor === undefined || raw.anchor === null ? null
+      : (raw.anchor && typeof raw.anchor === 'object' ? { ...point(raw.anchor), candidate: index(raw.anchor.candidate) } : { knob: NaN });
+    this.kind = raw.kind === undefined || raw.kind === null ? null : raw.kind;
+    this.frontier = raw.frontier === undefined || raw.frontier === null ? null : index(raw.frontier);
+    if (this.kind !== null && !['threshold', 'lambda', 'share'].includes(this.kind)) throw bad();
     this.best = Number(raw.best_single_accuracy);
     this.heuristic = Number(raw.heuristic_accuracy);
     this.target = raw.target === undefined ? 1.0 : Number(raw.target);
     this.default = raw.default === undefined ? 'match-best' : String(raw.default);
     this.z = optionalNumber(raw.margin_z);
     if ([this.best, this.heuristic, this.target].some(Number.isNaN) || !(this.z >= 0) || !Number.isFinite(this.z)) throw bad();
-    if (this.points.some((p) => Number.isNaN(p.knob + p.accuracy + p.cost) || !(p.seBest >= 0 && p.seTree >= 0)
+    const all = this.anchor === null ? this.points : [...this.points, this.anchor];
+    if (all.some((p) => Number.isNaN(p.knob + p.accuracy + p.cost) || !(p.seBest >= 0 && p.seTree >= 0)
       || !Number.isFinite(p.seBest + p.seTree))) throw bad();
+    if ((this.anchor !== null && Number.isNaN(this.anchor.candidate)) || Number.isNaN(this.frontier)) throw bad();
     try { checkObjective(this.default, 'default objective of the KnobCurve'); } catch (_) { throw bad(); }
   }
 
-  /** {objective, knob, reached, note} for an objective (the curve's default when null). */
+  /** {objective, knob, candidate, reached, note} for an objective (the curve's default when null);
+   * candidate: the anchor's, when the point is the anchor (every request to it), else null. */
   pick(objective = null) {
     const obj = checkObjective(objective === null ? this.default : objective);
-    const pts = this.points;
-    const most = maxBy(pts, (p) => [p.accuracy, -p.cost]);
+    const pts = this.anchor === null ? this.points : [...this.points, this.anchor];
+    const at = (p, reached, note) => ({ objective: obj, knob: p.knob, candidate: p === this.anchor ? p.candidate : null, reached, note });
     if (obj.startsWith('budget=')) {
       const budget = Number(obj.slice(7).trim());
       const within = pts.filter((p) => p.cost <= budget);
-      if (within.length) return { objective: obj, knob: maxBy(within, (p) => [p.accuracy, -p.cost]).knob, reached: true };
-      return { objective: obj, knob: minBy(pts, (p) => [p.cost, -p.accuracy]).knob, reached: false };
+      if (within.length) return at(maxBy(within, (p) => [p.accuracy, -p.cost]), true);
+      return at(minBy(pts, (p) => [p.cost, -p.accuracy]), false);
     }
-    if (obj === 'max-accuracy') return { objective: obj, knob: most.knob, reached: true };
+    if (obj === 'max-accuracy') return at(maxBy(pts, (p) => [p.accuracy, -p.cost]), true);
     // models/objective.py KnobCurve._match and _floor: a point reaches a goal when its accuracy less z
     // paired standard errors does; the points below the tree's accuracy are out when some point holds it
-    // (with z standard errors to spare, else as measured)
+    // with z standard errors to spare; else the anchor, when it does; else as measured
     const z = this.z;
     const goal = obj === 'match-best' ? this.target * this.best : this.heuristic;
-    const sure = pts.map((p) => p.accuracy - z * (obj === 'match-best' ? p.seBest : p.seTree));
-    let allowed = pts.map((_, k) => k);
-    for (const held of [pts.map((p) => p.accuracy - z * p.seTree), pts.map((p) => p.accuracy)]) {
-      if (held.some((a) => a >= this.heuristic)) { allowed = allowed.filter((k) => held[k] >= this.heuristic - 1e-12); break; }
-    }
-    const reaching = allowed.filter((k) => sure[k] >= goal - 1e-12);
-    if (reaching.length) return { objective: obj, knob: minBy(reaching.map((k) => pts[k]), (p) => [p.cost, -p.accuracy]).knob, reached: true };
-    const fallback = maxBy(allowed.map((k) => pts[k]), (p) => [p.accuracy, -p.cost]);
-    return { objective: obj, knob: fallback.knob, reached: false, note: `not reached out of fold (best ${fmtF4(fallback.accuracy)})` };
+    const sure = (p) => p.accuracy - z * (obj === 'match-best' ? p.seBest : p.seTree);
+    const allowed = this.floor();
+    const reaching = allowed.filter((p) => sure(p) >= goal - 1e-12);
+    if (reaching.length) return at(minBy(reaching, (p) => [p.cost, -p.accuracy]), true);
+    const fallback = maxBy(allowed, (p) => [p.accuracy, -p.cost]);
+    return at(fallback, false, `not reached out of fold (best ${fmtF4(fallback.accuracy)})`);
+  }
+
+  floor() {
+    const tree = this.heuristic;
+    const held = this.points.filter((p) => p.accuracy - this.z * p.seTree >= tree - 1e-12);
+    if (this.points.some((p) => p.accuracy - this.z * p.seTree >= tree)) return held;
+    if (this.anchor !== null && this.anchor.accuracy - this.z * this.anchor.seTree >= tree) return [this.anchor];
+    if (this.points.some((p) => p.accuracy >= tree)) return this.points.filter((p) => p.accuracy >= tree - 1e-12);
+    return this.points;
+  }
+
+  /** The policy a picked point stands for (models/objective.py KnobCurve.policy). */
+  policy(point, served) {
+    if (point.candidate !== null) return { kind: 'share', value: ALL_TO_FRONTIER, frontier: point.candidate };
+    if (this.kind !== null) return { kind: this.kind, value: point.knob, frontier: this.frontier };
+    return { kind: served.kind, value: point.knob, frontier: served.frontier };
   }
 }
 
@@ -169,7 +196,7 @@ class DecisionCore {
       throw new BundleError('bundle_invalid', 'This router was trained without an out-of-fold knob curve, so it serves its fixed '
         + `policy and cannot take objective ${JSON.stringify(objective)}. Retrain it with this tierroute to choose objectives at serve time.`);
     }
-    return { kind: this.policy.kind, value: this.curve.pick(objective).knob, frontier: this.policy.frontier };
+    return this.curve.policy(this.curve.pick(objective), this.policy);
   }
 }
 

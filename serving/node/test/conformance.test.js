@@ -10,7 +10,7 @@ const { Router, checkConformance } = require('../lib');
 const { readConformance } = require('../lib/conformance');
 const { ROOT, SKIP, copyBundle } = require('./helpers');
 
-for (const name of ['pooled', 'per_candidate', 'share', 'lowrank', 'knn']) {
+for (const name of ['pooled', 'per_candidate', 'share', 'lowrank', 'knn', 'anchored']) {
   test(`the ${name} bundle's conformance vectors pass`, { skip: SKIP }, async () => {
     const router = await Router.load(path.join(ROOT, name), { deadlineMs: null }, { strict: true });
     const report = await checkConformance(router);
