@@ -21,6 +21,7 @@ path's feature and model steps in :mod:`tierroute.serving.learned_path`.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -42,6 +43,8 @@ from tierroute.serving.router_config import FALLBACK_REASONS, PER_REQUEST, Fallb
 from tierroute.serving.source import resolve_source
 
 __all__ = ["Router", "RouterConfig", "FALLBACK_REASONS"]
+
+NON_FINITE = "the model returned a non-finite probability"
 
 
 class Router:
@@ -243,15 +246,18 @@ class Router:
         assert b is not None
         core, n = b.core, len(requests)
         X, measured = request_matrix(b, requests, self.config.max_prompt_chars)
-        proba = core.probabilities(raw_scores(b, X))
-        if not core.finite(proba):
-            raise Fallback("non_finite_output", "the model returned a non-finite probability")
-        if n == 1:  # one request: the rest on plain floats (the same IEEE arithmetic, less overhead)
-            proba_rows = proba.tolist()
+        raw = raw_scores(b, X)
+        if n == 1:  # one request: on plain floats (the same IEEE arithmetic, less overhead)
+            proba_rows = [core.probabilities_row(raw[0].tolist())]
+            if not all(map(math.isfinite, proba_rows[0])):
+                raise Fallback("non_finite_output", NON_FINITE)
             cost_rows = [core.expected_cost_row(float(X[0, core.token_index]))]
             feasible_rows = [core.feasible_row(requests[0].latency_sla_ms)]
             picks = [core.choose_row(proba_rows[0], cost_rows[0], feasible_rows[0], policy)]
         else:
+            proba = core.probabilities(raw)
+            if not core.finite(proba):
+                raise Fallback("non_finite_output", NON_FINITE)
             cost = core.expected_cost(X[:, core.token_index])
             feasible = core.feasible([r.latency_sla_ms for r in requests])
             picks = core.choose(proba, cost, feasible, policy).tolist()

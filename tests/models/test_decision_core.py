@@ -75,3 +75,22 @@ def test_the_policy_follows_the_objective() -> None:
     assert c.choose_row(proba[0].tolist(), cost[0].tolist(), None, c.policy_for("budget=0.005")) == 0
     with pytest.raises(BundleError, match=r"^This router was trained without an out-of-fold knob curve"):
         core().policy_for("max-accuracy")
+
+
+def test_one_rows_calibration_on_plain_floats_is_the_batchs_bit_for_bit() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        cals = []
+        for _ in range(int(rng.integers(1, 5))):
+            k = int(rng.integers(1, 12))
+            x = np.sort(np.round(rng.uniform(0, 1, k), int(rng.integers(1, 17))))  # coarse grids repeat knots
+            cals.append(Calibration("isotonic", x, np.sort(rng.uniform(0, 1, k))))
+        cset = CalibrationSet(cals)
+        knots = np.concatenate([c.x for c in cals])  # exact knots, just beside them, outside, the ends, NaN
+        pool = np.concatenate([knots, np.nextafter(knots, 2.0), np.nextafter(knots, -1.0), rng.uniform(-0.2, 1.2, 30), [0.0, 1.0, np.nan]])
+        scores = rng.choice(pool, size=(50, len(cals)))
+        batch = cset.apply(scores)
+        rows = np.array([cset.apply_row(row) for row in scores.tolist()])
+        np.testing.assert_array_equal(rows.view(np.int64), batch.view(np.int64))  # the same bits (NaN included)
+    sigmoid = CalibrationSet([Calibration("sigmoid", a=2.0, b=-0.5), Calibration("none")])
+    assert sigmoid.apply_row([0.3, 0.7]) == sigmoid.apply(np.array([[0.3, 0.7]]))[0].tolist()
