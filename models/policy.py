@@ -17,6 +17,7 @@ at equal quality, and the knob is chosen on out-of-fold training predictions, ne
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any, cast
@@ -48,6 +49,20 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def rule(self, candidates: Sequence[str]) -> str:
+        """The policy as a rule in words, naming ``candidates`` (explanations, the training summary)."""
+        if self.kind == "threshold":
+            return f"the cheapest candidate that fits the SLA with P(correct) >= {self.value:.4g}; if none, the likeliest"
+        if self.kind == "lambda":
+            return f"the candidate that fits the SLA with the highest P(correct) - {self.value:.4g} x expected cost (USD)"
+        frontier = candidates[self.frontier] if self.frontier is not None else "the likeliest candidate"
+        if self.value <= ALL_TO_FRONTIER:
+            return f"every request to {frontier} when it fits the SLA; otherwise the likeliest candidate that does"
+        return (
+            f"{frontier} when its P(correct) beats the best other candidate that fits the SLA by more than "
+            f"{self.value:.4g}; otherwise that other candidate"
+        )
 
     @cached_property
     def label(self) -> str:

@@ -35,7 +35,7 @@ import numpy as np
 
 from tierroute.models.contributions import CONTENT_GROUP, CandidateExplainer, TreeExplainer, feature_groups, split_tables
 from tierroute.models.heuristic import HeuristicTree
-from tierroute.models.policy import ALL_TO_FRONTIER, Policy
+from tierroute.models.policy import Policy
 
 __all__ = [
     "ExplainerSlot",
@@ -141,20 +141,6 @@ def _runner_up(policy: Policy, proba: list[float], cost: list[float], feasible: 
     return k if k != j else max((i for i in range(m) if i != j), key=proba.__getitem__)
 
 
-def _rule(policy: Policy, candidates: Sequence[str]) -> str:
-    if policy.kind == "threshold":
-        return f"the cheapest candidate that fits the SLA with P(correct) >= {policy.value:.4g}; if none, the likeliest"
-    if policy.kind == "lambda":
-        return f"the candidate that fits the SLA with the highest P(correct) - {policy.value:.4g} x expected cost (USD)"
-    frontier = candidates[policy.frontier] if policy.frontier is not None else "the likeliest candidate"
-    if policy.value <= ALL_TO_FRONTIER:
-        return f"every request to {frontier} when it fits the SLA; otherwise the likeliest candidate that does"
-    return (
-        f"{frontier} when its P(correct) beats the best other candidate that fits the SLA by more than "
-        f"{policy.value:.4g}; otherwise that other candidate"
-    )
-
-
 def _policy_term(policy: Policy, proba: list[float], cost: list[float], k: int) -> dict[str, Any]:
     if policy.kind == "threshold":
         return {"clears_threshold": proba[k] >= policy.value}
@@ -210,7 +196,7 @@ def explain_learned(
             entry |= _contributions(bundle, groups, values, shares[i], float(margins[i]), bias, k, proba[k])
         entries.append(entry)
     out["candidates"] = entries
-    out["policy"] = {"kind": policy.kind, "knob": policy.value, "objective": objective, "rule": _rule(policy, bundle.candidates)}
+    out["policy"] = {"kind": policy.kind, "knob": policy.value, "objective": objective, "rule": policy.rule(bundle.candidates)}
     return out
 
 

@@ -338,3 +338,13 @@ def test_always_sends_every_request_to_its_candidate_where_the_sla_lets_it() -> 
     feasible = np.array([[True, True, True], [True, True, True], [True, False, True]])
     np.testing.assert_array_equal(choose(policy, proba, cost, feasible), [1, 1, 2])  # no room for 1: the likeliest that fits
     assert [choose_row(policy, p, c, f) for p, c, f in zip(proba.tolist(), cost.tolist(), feasible.tolist())] == [1, 1, 2]
+
+
+def test_each_policy_reads_as_a_rule_naming_the_candidates() -> None:
+    names = ("small", "large")
+    assert Policy("threshold", 0.7).rule(names) == "the cheapest candidate that fits the SLA with P(correct) >= 0.7; if none, the likeliest"
+    assert Policy("lambda", 2.5).rule(names) == "the candidate that fits the SLA with the highest P(correct) - 2.5 x expected cost (USD)"
+    assert Policy("share", 0.1, 1).rule(names) == (
+        "large when its P(correct) beats the best other candidate that fits the SLA by more than 0.1; otherwise that other candidate"
+    )
+    assert always(1).rule(names) == "every request to large when it fits the SLA; otherwise the likeliest candidate that does"

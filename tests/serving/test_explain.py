@@ -21,7 +21,6 @@ pytest.importorskip("onnxmltools")
 from tierroute.cli import main  # noqa: E402
 from tierroute.models.catalogue import builtin_catalogue  # noqa: E402
 from tierroute.models.contributions import CONTENT_GROUP  # noqa: E402
-from tierroute.models.policy import Policy  # noqa: E402
 from tierroute.serving.decision import HeuristicPolicy  # noqa: E402
 from tierroute.serving.router import Router, RouterConfig  # noqa: E402
 
@@ -210,13 +209,3 @@ def test_cli_route_explain(bundles: dict[str, Path]) -> None:
     assert main(["route", "--prompt", "Summarize this ticket.", "--json", "--explain"], out=out) == 0
     e = json.loads(out.getvalue())["explanation"]
     assert e["source"] == "heuristic" and e["tree"]["node"] == "rule2"
-
-
-def test_the_rule_of_a_policy_sending_everything_to_one_candidate() -> None:
-    from tierroute.models.policy import always
-    from tierroute.serving.explain import _rule
-
-    assert (
-        _rule(always(1), ("small", "large")) == "every request to large when it fits the SLA; otherwise the likeliest candidate that does"
-    )
-    assert _rule(Policy("share", 0.1, 1), ("small", "large")).startswith("large when its P(correct) beats the best other")

@@ -129,6 +129,7 @@ def print_evaluation(report: dict[str, Any], out: TextIO) -> None:
 
 def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     from tierroute.models.learned import LearnedConfig
+    from tierroute.models.policy import Policy
     from tierroute.models.router import RouterParams
     from tierroute.pipelines.training.train import TrainConfig, run_train
 
@@ -164,7 +165,9 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     if family:
         how = "chosen by out-of-fold AIQ on the training data; table in evaluation/report.md" if family["selected"] else "pinned"
         print(f"family {family['name']} ({how})", file=out)
-    print(f"policy {result.report['learned']['policy']}; run {result.run_id}; outputs in {result.out_dir}/", file=out)
+    policy = Policy(**result.report["learned"]["policy"])
+    print(f"{policy.label}: {policy.rule(result.report['candidates'])}", file=out)
+    print(f"run {result.run_id}; outputs in {result.out_dir}/", file=out)
     return 0
 
 
