@@ -198,14 +198,16 @@ class KnobCurve:
         se_best = se_tree = np.zeros(K)
         anchor = None
         if tree_picks is not None:
-            se_best = sweep.paired_se(np.full(n, int(np.argmax(measured)) if best_index is None else int(best_index)))
+            best_picks = np.full(n, int(np.argmax(measured)) if best_index is None else int(best_index))
+            se_best = sweep.paired_se(best_picks)
             se_tree = sweep.paired_se(np.asarray(tree_picks))
             # the anchor: the candidate most accurate as the curve measures (NaN wrong), measured the
             # way the points and the tree are (so an anchor that is the tree ties it exactly)
             j = sweep.best_single()
             alone = (np.full(n, j) if anchor_picks is None else np.asarray(anchor_picks))[None, :]
-            (spent, accuracy), se = sweep.points(picks=alone)[0], float(sweep.paired_se(np.asarray(tree_picks), alone)[0])
-            anchor = CurvePoint(always(j).value, accuracy, spent, 0.0, se, j)
+            (spent, accuracy) = sweep.points(picks=alone)[0]
+            errors = float(sweep.paired_se(best_picks, alone)[0]), float(sweep.paired_se(np.asarray(tree_picks), alone)[0])
+            anchor = CurvePoint(always(j).value, accuracy, spent, *errors, j)
         pts = tuple(
             CurvePoint(float(v), float(a), float(c), float(sb), float(st))
             for v, (c, a), sb, st in zip(sweep.values, sweep.points(), se_best, se_tree)

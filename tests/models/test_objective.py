@@ -206,6 +206,7 @@ def test_the_sweep_gives_the_curve_its_anchor_and_its_policy() -> None:
     ruled = KnobCurve.from_sweep(sweep, 0.85, tree_picks=tree, anchor_picks=sla).anchor
     assert ruled is not None and ruled.candidate == 1
     assert (ruled.cost_per_query, ruled.accuracy) == pytest.approx(sweep.points(picks=sla[None, :])[0])
+    assert ruled.se_best > 0 and ruled.se_best == pytest.approx(float(sweep.paired_se(np.ones(400, dtype=np.int64), sla[None, :])[0]))
 
 
 def test_a_curve_from_before_policies_were_recorded_takes_the_served_policy() -> None:
