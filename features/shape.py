@@ -14,6 +14,7 @@ _DIGIT = re.compile(r"\d")
 _CODE_LINE = re.compile(r"^(?: {4}|\t)\S.*$|[;{]\s*$", re.MULTILINE)
 # question marks of several scripts: Latin, fullwidth (CJK), Arabic, Greek (U+037E), Armenian
 _QUESTION_MARKS = ("?", "\uff1f", "\u061f", "\u037e", "\u055e")
+_ASCII_DIGITS = b"0123456789"
 
 SHAPE_FEATURE_NAMES: tuple[str, ...] = (
     "shape_chars",
@@ -74,7 +75,8 @@ def prompt_shape(prompt: str) -> PromptShape:
     has_code = 1 if fences or ((";" in prompt or "{" in prompt or "    " in prompt or "\t" in prompt) and _CODE_LINE.search(prompt)) else 0
     questions = prompt.count("?") if ascii_only else sum(prompt.count(mark) for mark in _QUESTION_MARKS)
     if n:
-        digits = sum(map(prompt.count, "0123456789")) if ascii_only else len(_DIGIT.findall(prompt))
+        # ASCII: the bytes less their digits (one C pass; ten str.count calls cost ten times that)
+        digits = n - len(prompt.encode("ascii").translate(None, _ASCII_DIGITS)) if ascii_only else len(_DIGIT.findall(prompt))
         digit_frac = digits / n
         non_ascii_frac = 0.0 if ascii_only else (n - len(prompt.encode("ascii", "ignore"))) / n
     else:
@@ -85,7 +87,8 @@ def prompt_shape(prompt: str) -> PromptShape:
         code_blocks=code_blocks,
         has_code=has_code,
         questions=questions,
-        list_items=len(_LIST_ITEM.findall(prompt)),
+        # one line: ^ matches only at the start, so a match there is the only possible item
+        list_items=len(_LIST_ITEM.findall(prompt)) if "\n" in prompt else (1 if _LIST_ITEM.match(prompt) else 0),
         urls=len(_URL.findall(prompt)) if "http" in prompt else 0,
         digit_frac=digit_frac,
         non_ascii_frac=non_ascii_frac,

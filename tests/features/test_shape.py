@@ -164,3 +164,18 @@ def test_fast_paths_equal_the_regex_definition_on_random_prompts() -> None:
     for _ in range(400):
         prompt = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
         assert prompt_shape(prompt).as_vector() == tuple(float(v) for v in _reference_shape(prompt)), repr(prompt)
+
+
+def test_the_fast_counts_are_the_plain_definitions():
+    """Digits and list items counted the quick way equal the regex definitions on random text
+    (one line and several, ASCII and not)."""
+    import random
+    import re
+
+    rng = random.Random(4)
+    alphabet = "ab 0123456789\n\t-*.)(?;{é٣"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 50)))
+        shape = prompt_shape(text)
+        assert shape.list_items == len(re.findall(r"^[ \t]*(?:[-*•+·▪‣]|\d{1,3}[.)]|[a-zA-Z][.)]|\(\w\))[ \t]+\S", text, re.MULTILINE))
+        assert shape.digit_frac == (len(re.findall(r"\d", text)) / len(text) if text else 0.0)
