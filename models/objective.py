@@ -192,18 +192,16 @@ class KnobCurve:
         errors to spare; without, there are none and ``margin_z`` is 0. The anchor sends every
         request to :meth:`OOFSweep.best_single`; ``anchor_picks`` ((n,)) are its choices where SLAs
         rule that candidate out (``choose(always(j), ...)``; default: that candidate everywhere)."""
-        measured = [a for _, a in sweep.singles()]
-        best = max(measured) if best_single_accuracy is None else best_single_accuracy
+        j = sweep.best_single()  # the most accurate alone as the curve measures (NaN wrong): the anchor's
+        best = sweep.singles()[j][1] if best_single_accuracy is None else best_single_accuracy
         n, K = sweep.correct.shape[0], len(sweep.values)
         se_best = se_tree = np.zeros(K)
         anchor = None
         if tree_picks is not None:
-            best_picks = np.full(n, int(np.argmax(measured)) if best_index is None else int(best_index))
+            best_picks = np.full(n, j if best_index is None else int(best_index))
             se_best = sweep.paired_se(best_picks)
             se_tree = sweep.paired_se(np.asarray(tree_picks))
-            # the anchor: the candidate most accurate as the curve measures (NaN wrong), measured the
-            # way the points and the tree are (so an anchor that is the tree ties it exactly)
-            j = sweep.best_single()
+            # the anchor, measured the way the points and the tree are (an anchor that is the tree ties it)
             alone = (np.full(n, j) if anchor_picks is None else np.asarray(anchor_picks))[None, :]
             (spent, accuracy) = sweep.points(picks=alone)[0]
             errors = float(sweep.paired_se(best_picks, alone)[0]), float(sweep.paired_se(np.asarray(tree_picks), alone)[0])

@@ -121,6 +121,14 @@ def test_node_picks_the_same_points_on_curves_with_paired_errors(tmp_path: Path)
         cases.append(
             {"curve": curve.to_dict(), "expected": [[p.knob, p.candidate, p.reached, curve.policy(p, served).to_dict()] for p in picks]}
         )
+    for gap in (-1e-15, -1e-11, 0.0):  # an anchor a float step under the tree (taken), one clearly under (not), a tie
+        low = (CurvePoint(2.0, 0.80, 0.2, 0.01, 0.02), CurvePoint(1.0, 0.805, 0.5, 0.01, 0.02))
+        tied = KnobCurve(low, 0.81, 0.81, margin_z=1.645, anchor=CurvePoint(-2.0, 0.81 + gap, 1.0, 0.0, 0.0, 1), kind="lambda")
+        picks = [tied.pick(o) for o in objectives]
+        assert (picks[1].candidate is None) == (gap == -1e-11)
+        cases.append(
+            {"curve": tied.to_dict(), "expected": [[p.knob, p.candidate, p.reached, tied.policy(p, served).to_dict()] for p in picks]}
+        )
     assert sum(1 for c in cases for e in c["expected"] if e[1] is not None) >= 20  # anchors are taken, and checked
     (tmp_path / "curves.json").write_text(json.dumps(cases), encoding="utf-8")
     script = (

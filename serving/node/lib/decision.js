@@ -158,7 +158,7 @@ class KnobCurve {
     const tree = this.heuristic;
     const held = this.points.filter((p) => p.accuracy - this.z * p.seTree >= tree - 1e-12);
     if (this.points.some((p) => p.accuracy - this.z * p.seTree >= tree)) return held;
-    if (this.anchor !== null && this.anchor.accuracy - this.z * this.anchor.seTree >= tree) return [this.anchor];
+    if (this.anchor !== null && this.anchor.accuracy - this.z * this.anchor.seTree >= tree - 1e-12) return [this.anchor];
     if (this.points.some((p) => p.accuracy >= tree)) return this.points.filter((p) => p.accuracy >= tree - 1e-12);
     return this.points;
   }
