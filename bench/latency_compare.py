@@ -17,8 +17,9 @@ even rounds and second in odd ones, so both see the machine's drift alike. A pro
 without an output schema, ``reps`` batches of calls of the Router and of the tree
 (HeuristicPolicy.route) interleaved, and keeps each one's fastest batch mean (the least disturbed
 by other load). Printed: per prompt, the best over rounds of each version's learned and tree
-times, the change from baseline to now, and each version's learned/tree ratio (the median over
-rounds of the per-round ratios).
+times, the change from baseline to now, each version's learned/tree ratio (the median over
+rounds of the per-round ratios) and its learned - tree difference (the median over rounds: the
+learned path's own work, which a faster tree leaves unchanged where the ratio rises).
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def run_worker(bundle: Path, reps: int, pythonpath: str | None, role: str) -> di
 def report(rounds: list[tuple[dict[str, list[float]], dict[str, list[float]]]]) -> None:
     print(
         f"{'prompt':<24} {'learned base':>12} {'now':>8} {'change':>7} | {'tree base':>9} {'now':>7} {'change':>7} | "
-        f"{'learned/tree base':>17} {'now':>5} {'change':>7}"
+        f"{'learned/tree base':>17} {'now':>5} {'change':>7} | {'learned-tree base':>16} {'now':>7} {'change':>7}"
     )
     for tokens, schema in PROMPTS:
         key = _key(tokens, schema)
@@ -137,9 +138,13 @@ def report(rounds: list[tuple[dict[str, list[float]], dict[str, list[float]]]]) 
         base_t, now_t = min(b[key][1] for b, _ in rounds), min(n[key][1] for _, n in rounds)
         base_r = statistics.median(b[key][0] / b[key][1] for b, _ in rounds)
         now_r = statistics.median(n[key][0] / n[key][1] for _, n in rounds)
+        # the learned path's own work (what it does beyond the tree), per round, median over rounds
+        base_d = statistics.median(b[key][0] - b[key][1] for b, _ in rounds)
+        now_d = statistics.median(n[key][0] - n[key][1] for _, n in rounds)
         print(
             f"{key:<24} {base_l:>11.1f}u {now_l:>7.1f}u {now_l / base_l - 1:>+7.1%} | {base_t:>8.1f}u {now_t:>6.1f}u "
-            f"{now_t / base_t - 1:>+7.1%} | {base_r:>16.2f}x {now_r:>4.2f}x {now_r / base_r - 1:>+7.1%}"
+            f"{now_t / base_t - 1:>+7.1%} | {base_r:>16.2f}x {now_r:>4.2f}x {now_r / base_r - 1:>+7.1%} | "
+            f"{base_d:>15.1f}u {now_d:>6.1f}u {now_d / base_d - 1:>+7.1%}"
         )
 
 

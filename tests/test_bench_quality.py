@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -76,3 +77,44 @@ def test_the_targets_name_every_fold_whose_operating_point_falls_below_the_tree(
     ) in lines
     lines = quality.targets([_fold("LOTO a", 0.70, 0.70)])
     assert "the selected family's operating point at or above the tree's test accuracy on every dataset and fold (1): REACHED" in lines
+
+
+@pytest.fixture(scope="module")
+def task_router():  # noqa: ANN201
+    sys.path.insert(0, str(BENCH))
+    try:
+        import task_router
+
+        yield task_router
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _two_tasks(seed: int, n: int = 400) -> SimpleNamespace:
+    """Two candidates (cheap 0.1, dear 1.0): on task "easy" both are right 90% of the time; on
+    "hard" the cheap one 20%, the dear one 90%."""
+    rng = np.random.default_rng(seed)
+    tasks = np.array(["easy", "hard"] * (n // 2))
+    cheap = np.where(tasks == "easy", 0.9, 0.2)
+    correct = np.column_stack([rng.random(n) < cheap, rng.random(n) < 0.9]).astype(float)
+    return SimpleNamespace(correct=correct, cost=np.tile([0.1, 1.0], (n, 1)), tasks=tasks)
+
+
+def test_the_task_level_picks_send_each_task_to_its_own_best_value_candidate(task_router) -> None:  # noqa: ANN001
+    train = _two_tasks(0)
+    test_tasks = np.array(["hard", "easy", "unseen"])
+    picks = task_router.task_level_picks(train.correct, train.cost, train.tasks, test_tasks)
+    assert picks[0].tolist() == [0, 0, 0]  # lambda = inf: the cheapest everywhere
+    assert picks[-1][[0, 2]].tolist() == [1, 1]  # lambda = 0: the most accurate (an unseen task: the overall figures)
+    assert [0, 1] in [[p[1], p[0]] for p in picks]  # some knob value: easy -> cheap, hard -> dear
+
+
+def test_the_task_references_bound_what_routing_by_task_reaches(task_router) -> None:  # noqa: ANN001
+    train, test = _two_tasks(0), _two_tasks(1)
+    refs = task_router.task_references(train, test)
+    assert set(refs) == {"task router", "task oracle"}
+    for ref in refs.values():
+        # easy -> cheap and hard -> dear reaches the dear model's accuracy at ~55% of its cost
+        assert 0.5 < ref["cost_ratio_at_best"] < 0.65
+        assert ref["apgr"] > 0.7 and ref["cpt50"] < 0.5
+    assert refs["task oracle"]["aiq"] >= refs["task router"]["aiq"] - 1e-9

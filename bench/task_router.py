@@ -1,0 +1,72 @@
+"""Task-level references for bench/quality.py: how far routing by the task label alone gets.
+
+- **task router**: knows each test request's task and routes on the per-task accuracy and cost
+  measured on the *training* requests (a lookup table: for each knob value lambda, per task, the
+  candidate that maximises accuracy - lambda * cost). A task the training requests lack uses their
+  overall figures.
+- **task oracle**: the same table built from the *test* requests' own per-task figures: the most
+  any router that decides by task alone can reach on this test set.
+
+tierroute does not get the task label at serve time, so neither is a competitor. They answer "does
+the learned router see more than the task?", and they bound what a target can ask of data whose
+signal is the task: a learned router beats the task oracle only on signal within tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tierroute.models.hull import aiq, cost_at_quality
+from tierroute.pipelines.evaluation.metrics import apgr, cpt
+
+__all__ = ["task_level_picks", "task_references"]
+
+
+def task_level_picks(
+    correct: np.ndarray, cost: np.ndarray, tasks: np.ndarray, test_tasks: np.ndarray, n_points: int = 400
+) -> list[np.ndarray]:
+    """For each knob value (cheapest end first), the candidate index of every test request: its
+    task's argmax of mean accuracy - lambda * mean cost over (``correct``, ``cost``, ``tasks``)."""
+    correct, cost, tasks = np.asarray(correct, float), np.asarray(cost, float), np.asarray(tasks)
+    overall = correct.mean(0), cost.mean(0)
+    stats = {t: (correct[tasks == t].mean(0), cost[tasks == t].mean(0)) for t in np.unique(tasks)}
+    spread = float(cost.max() - cost.min()) or 1.0
+    lambdas = np.concatenate([[np.inf], np.geomspace(1e4, 1e-5, n_points) / spread, [0.0]])
+    out = []
+    for lam in lambdas:
+        choice = {}
+        for t in np.unique(test_tasks):
+            acc, c = stats.get(t, overall)
+            # ties (and lambda = inf) go to the cheaper candidate
+            choice[t] = int(np.lexsort((c, -(acc - lam * c) if np.isfinite(lam) else c))[0])
+        out.append(np.array([choice[t] for t in test_tasks]))
+    return out
+
+
+def task_references(train: Any, test: Any) -> dict[str, dict[str, float | None]]:
+    """{"task router": ..., "task oracle": ...}, each with ``aiq``, ``cost_ratio_at_best`` (the cost
+    at the best single's test accuracy over its cost, read off the hull) and, with two candidates,
+    ``apgr`` and ``cpt50`` (the stronger one as strong)."""
+    y, c = np.asarray(test.correct, float), np.asarray(test.cost, float)
+    rows = np.arange(len(y))
+    singles = [(float(c[:, j].mean()), float(y[:, j].mean())) for j in range(y.shape[1])]
+    lo, hi = min(s[0] for s in singles), max(s[0] for s in singles)
+    best = max(singles, key=lambda s: (s[1], -s[0]))
+    strong = singles.index(best)
+    out: dict[str, dict[str, float | None]] = {}
+    tables = {"task router": (train.correct, train.cost, train.tasks), "task oracle": (y, c, test.tasks)}
+    for name, (ty, tc, tt) in tables.items():
+        picks = task_level_picks(ty, tc, tt, np.asarray(test.tasks))
+        points = [(float(c[rows, p].mean()), float(y[rows, p].mean())) for p in picks]
+        at_best = cost_at_quality(points, best[1])
+        ref: dict[str, float | None] = {"aiq": aiq(points, lo, hi), "cost_ratio_at_best": None if at_best is None else at_best / best[0]}
+        if len(singles) == 2:
+            weak = singles[1 - strong][1]
+            share = np.array([float(np.mean(p == strong)) for p in picks])
+            quality = np.array([q for _, q in points])
+            ref["apgr"] = apgr(share, quality, weak, best[1])
+            ref["cpt50"] = cpt(share, quality, weak, best[1], 0.5)
+        out[name] = ref
+    return out
