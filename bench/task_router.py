@@ -6,6 +6,10 @@
   overall figures.
 - **task oracle**: the same table built from the *test* requests' own per-task figures: the most
   any router that decides by task alone can reach on this test set.
+- **prior router**, when no test task was seen in training (a leave-one-task-out fold): every
+  request to one candidate per knob value, picked on the training requests' overall figures. It
+  knows nothing of the request; a learned router below it on a new task routes on a signal that
+  does not carry over to that task. (The task oracle there is the zero router: the test's singles.)
 
 tierroute does not get the task label at serve time, so neither is a competitor. They answer "does
 the learned router see more than the task?", and they bound what a target can ask of data whose
@@ -46,7 +50,8 @@ def task_level_picks(
 
 
 def task_references(train: Any, test: Any) -> dict[str, dict[str, float | None]]:
-    """{"task router": ..., "task oracle": ...}, each with ``aiq``, ``cost_ratio_at_best`` (the cost
+    """{"task router": ..., "task oracle": ...} ({"prior router": ...} when no test task is a training
+    task), each with ``aiq``, ``cost_ratio_at_best`` (the cost
     at the best single's test accuracy over its cost, read off the hull) and, with two candidates,
     ``apgr`` and ``cpt50`` (the stronger one as strong)."""
     y, c = np.asarray(test.correct, float), np.asarray(test.cost, float)
@@ -56,7 +61,12 @@ def task_references(train: Any, test: Any) -> dict[str, dict[str, float | None]]
     best = max(singles, key=lambda s: (s[1], -s[0]))
     strong = singles.index(best)
     out: dict[str, dict[str, float | None]] = {}
-    tables = {"task router": (train.correct, train.cost, train.tasks), "task oracle": (y, c, test.tasks)}
+    seen = set(np.asarray(test.tasks).tolist()) & set(np.asarray(train.tasks).tolist())
+    tables = (
+        {"task router": (train.correct, train.cost, train.tasks), "task oracle": (y, c, test.tasks)}
+        if seen
+        else {"prior router": (train.correct, train.cost, train.tasks)}
+    )
     for name, (ty, tc, tt) in tables.items():
         picks = task_level_picks(ty, tc, tt, np.asarray(test.tasks))
         points = [(float(c[rows, p].mean()), float(y[rows, p].mean())) for p in picks]

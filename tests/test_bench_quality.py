@@ -118,3 +118,12 @@ def test_the_task_references_bound_what_routing_by_task_reaches(task_router) -> 
         assert 0.5 < ref["cost_ratio_at_best"] < 0.65
         assert ref["apgr"] > 0.7 and ref["cpt50"] < 0.5
     assert refs["task oracle"]["aiq"] >= refs["task router"]["aiq"] - 1e-9
+
+
+def test_on_a_task_unseen_in_training_the_reference_is_the_prior_router(task_router) -> None:  # noqa: ANN001
+    train, test = _two_tasks(0), _two_tasks(1)
+    test.tasks = np.where(test.tasks == "easy", "new-a", "new-b")
+    refs = task_router.task_references(train, test)
+    assert set(refs) == {"prior router"}
+    # one candidate for all per knob value: its curve is two of the singles, so no cheaper way to the dear one's accuracy
+    assert refs["prior router"]["cost_ratio_at_best"] == pytest.approx(1.0)
