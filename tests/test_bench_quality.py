@@ -1,12 +1,15 @@
 """bench/quality.py's loaders for outcome data it was not written for (--outcomes, and any other
-entry under --data): the data a user brings, with model names no built-in catalogue lists."""
+entry under --data): the data a user brings, with model names no built-in catalogue lists; its
+target lines; and bench/task_router.py's task-level references."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,15 +19,23 @@ from tierroute.pipelines.data.synthetic import SyntheticConfig, write_jsonl
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.fixture(scope="module")
-def quality():  # noqa: ANN201
+def _bench_module(name: str) -> Iterator[ModuleType]:
+    """A module of bench/ (the scripts import each other by name), imported with bench/ on the path."""
     sys.path.insert(0, str(BENCH))
     try:
-        import quality
-
-        yield quality
+        yield importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def quality() -> Iterator[ModuleType]:
+    yield from _bench_module("quality")
+
+
+@pytest.fixture(scope="module")
+def task_router() -> Iterator[ModuleType]:
+    yield from _bench_module("task_router")
 
 
 def _renamed(tmp_path: Path) -> Path:
@@ -77,17 +88,6 @@ def test_the_targets_name_every_fold_whose_operating_point_falls_below_the_tree(
     ) in lines
     lines = quality.targets([_fold("LOTO a", 0.70, 0.70)])
     assert "the selected family's operating point at or above the tree's test accuracy on every dataset and fold (1): REACHED" in lines
-
-
-@pytest.fixture(scope="module")
-def task_router():  # noqa: ANN201
-    sys.path.insert(0, str(BENCH))
-    try:
-        import task_router
-
-        yield task_router
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def _two_tasks(seed: int, n: int = 400) -> SimpleNamespace:
