@@ -380,7 +380,7 @@ def run_split(ds: Dataset, label: str, train: Any, test: Any, args: argparse.Nam
         f"{best_single['cost_per_query']:.6g}/query"
     )
     references = task_references(train, test)
-    for name, ref in (references or {}).items():
+    for name, ref in references.items():
         print(
             f"{name} ({_REFERENCE[name]}): AIQ {ref['aiq']:.4f}, "
             f"best single's accuracy at {_fmt(ref['cost_ratio_at_best'], '.3f')}x its cost"

@@ -11,7 +11,7 @@
   knows nothing of the request; a learned router below it on a new task routes on a signal that
   does not carry over to that task. (The task oracle there is the zero router: the test's singles.)
 
-tierroute does not get the task label at serve time, so neither is a competitor. They answer "does
+tierroute does not get the task label at serve time, so none of them is a competitor. They answer "does
 the learned router see more than the task?", and they bound what a target can ask of data whose
 signal is the task: a learned router beats the task oracle only on signal within tasks.
 """
@@ -23,37 +23,30 @@ from typing import Any
 import numpy as np
 
 from tierroute.models.hull import aiq, cost_at_quality
+from tierroute.models.policy import sweep
 from tierroute.pipelines.evaluation.metrics import apgr, cpt
 
 __all__ = ["task_level_picks", "task_references"]
 
 
-def task_level_picks(
-    correct: np.ndarray, cost: np.ndarray, tasks: np.ndarray, test_tasks: np.ndarray, n_points: int = 400
-) -> list[np.ndarray]:
-    """For each knob value (cheapest end first), the candidate index of every test request: its
-    task's argmax of mean accuracy - lambda * mean cost over (``correct``, ``cost``, ``tasks``)."""
+def task_level_picks(correct: np.ndarray, cost: np.ndarray, tasks: np.ndarray, test_tasks: np.ndarray) -> list[np.ndarray]:
+    """For each knob value of the learned router's own ``lambda`` sweep (cheapest end first), the
+    candidate index of every test request, chosen by the policy the router uses (``models.policy``)
+    on its task's mean accuracy and mean cost over (``correct``, ``cost``, ``tasks``) in place of
+    P(correct) and the expected cost."""
     correct, cost, tasks = np.asarray(correct, float), np.asarray(cost, float), np.asarray(tasks)
     overall = correct.mean(0), cost.mean(0)
     stats = {t: (correct[tasks == t].mean(0), cost[tasks == t].mean(0)) for t in np.unique(tasks)}
-    spread = float(cost.max() - cost.min()) or 1.0
-    lambdas = np.concatenate([[np.inf], np.geomspace(1e4, 1e-5, n_points) / spread, [0.0]])
-    out = []
-    for lam in lambdas:
-        choice = {}
-        for t in np.unique(test_tasks):
-            acc, c = stats.get(t, overall)
-            # ties (and lambda = inf) go to the cheaper candidate
-            choice[t] = int(np.lexsort((c, -(acc - lam * c) if np.isfinite(lam) else c))[0])
-        out.append(np.array([choice[t] for t in test_tasks]))
-    return out
+    per_request = [stats.get(t, overall) for t in np.asarray(test_tasks)]
+    proba, expected = np.array([a for a, _ in per_request]), np.array([c for _, c in per_request])
+    return [picks for _, picks in sweep("lambda", proba, expected)]
 
 
 def task_references(train: Any, test: Any) -> dict[str, dict[str, float | None]]:
     """{"task router": ..., "task oracle": ...} ({"prior router": ...} when no test task is a training
-    task), each with ``aiq``, ``cost_ratio_at_best`` (the cost
-    at the best single's test accuracy over its cost, read off the hull) and, with two candidates,
-    ``apgr`` and ``cpt50`` (the stronger one as strong)."""
+    task), each with ``aiq``, ``cost_ratio_at_best`` (the cost at the best single's test accuracy
+    over its cost, read off the hull) and, with two candidates, ``apgr`` and ``cpt50`` (the stronger
+    one as strong)."""
     y, c = np.asarray(test.correct, float), np.asarray(test.cost, float)
     rows = np.arange(len(y))
     singles = [(float(c[:, j].mean()), float(y[:, j].mean())) for j in range(y.shape[1])]
